@@ -1,0 +1,79 @@
+// The protocol-neutral model every middle step sees (DESIGN §3). Protocol adapters build Commands;
+// identity, policy, interlocks, approvals and audit never see wire bytes.
+import type { Reason } from './reasons.js';
+
+export type Protocol = 'modbus' | 'opcua';
+export type Operation = 'read' | 'write' | 'call' | 'browse' | 'subscribe' | 'diagnostic' | 'admin';
+export type ModbusTable = 'coil' | 'discrete' | 'holding' | 'input';
+
+/** One addressed range of a command. Modbus: table + address + count. OPC UA: nodeId. */
+export interface Target {
+  table?: ModbusTable;
+  address?: number;
+  count?: number;
+  nodeId?: string;
+}
+
+export interface Command {
+  sessionId: string;
+  protocol: Protocol;
+  /** Asset id from the bundle; '' when no asset matches (policy then denies). */
+  assetId: string;
+  operation: Operation;
+  /** Modbus function code, or the OPC UA service name. */
+  functionCode: number;
+  service?: string;
+  targets: Target[];
+  /** Names of the asset's points that the targets touch, resolved against the bundle's point map. */
+  points: string[];
+  /** Values a write carries: raw register / coil values in wire order. */
+  rawValues?: number[];
+  /** The same values per point in engineering units, where the point map defines them. */
+  values?: Record<string, number>;
+}
+
+export type Assurance = 'mtls+token' | 'static-ip+token' | 'none';
+
+export interface Subject {
+  /** SPIFFE ID of the workload (URI SAN of its certificate). */
+  workloadId: string;
+  owner: string;
+  taskId: string;
+  taskPurpose: string;
+  /** Token id; never the token itself. */
+  jti: string;
+  /** Delegation chain, outermost actor first (RFC 8693 act). */
+  actSub?: string[];
+  roles: string[];
+  scopes: string[];
+  assurance: Assurance;
+  /** base64url SHA-256 of the client certificate DER (RFC 8705 x5t#S256). */
+  certThumbprint?: string;
+  issuer: string;
+  /** Token expiry, ms since epoch: checked on every command. */
+  expiresAtMs: number;
+  issuedAtMs: number;
+}
+
+export type Effect = 'allow' | 'deny';
+
+export interface Decision {
+  effect: Effect;
+  reason: Reason;
+  /** Id of the rule that decided, or '' when no rule matched (default deny). */
+  ruleId: string;
+  bundleRevision: number;
+  interlockId?: string;
+  approvalId?: string;
+  /** The audit record must be durable before the command is forwarded (always for writes). */
+  durable: boolean;
+}
+
+/** Operations that change the process: audited durably before forwarding (DESIGN §7). */
+export function mustBeDurable(op: Operation): boolean {
+  return op === 'write' || op === 'call' || op === 'diagnostic' || op === 'admin';
+}
+
+export function deny(reason: Reason, ruleId = '', bundleRevision = 0): Decision {
+  return { effect: 'deny', reason, ruleId, bundleRevision, durable: false };
+}

@@ -1,0 +1,91 @@
+// The one table of reason codes (DESIGN §3) and how each is answered on every surface.
+// The wire answer, the audit record, the metric label and the log line all come from this value:
+// never match on error message text.
+
+export const REASONS = [
+  'ALLOWED',
+  'NO_IDENTITY',
+  'NO_TOKEN',
+  'TOKEN_INVALID',
+  'TOKEN_EXPIRED',
+  'TOKEN_REVOKED',
+  'TOKEN_BINDING_MISMATCH',
+  'SCOPE_MISSING',
+  'NO_MATCHING_RULE',
+  'OUTSIDE_WINDOW',
+  'VALUE_OUT_OF_BOUNDS',
+  'STEP_TOO_LARGE',
+  'RATE_LIMITED',
+  'INTERLOCK',
+  'INTERLOCK_INPUT_STALE',
+  'APPROVAL_REQUIRED',
+  'APPROVAL_INVALID',
+  'CROSS_ZONE',
+  'BUNDLE_UNAVAILABLE',
+  'AUDIT_UNAVAILABLE',
+  'PROTOCOL_VIOLATION',
+  'UNSUPPORTED_FUNCTION',
+  'UPSTREAM_UNAVAILABLE',
+  'UPSTREAM_TIMEOUT',
+] as const;
+
+export type Reason = (typeof REASONS)[number];
+
+const REASON_SET: ReadonlySet<string> = new Set(REASONS);
+export function isReason(value: string): value is Reason {
+  return REASON_SET.has(value);
+}
+
+/** Modbus exception codes (Modbus Application Protocol v1.1b3 §7). */
+export const ModbusException = {
+  ILLEGAL_FUNCTION: 0x01,
+  ILLEGAL_DATA_ADDRESS: 0x02,
+  ILLEGAL_DATA_VALUE: 0x03,
+  SERVER_DEVICE_FAILURE: 0x04,
+  SERVER_DEVICE_BUSY: 0x06,
+  GATEWAY_PATH_UNAVAILABLE: 0x0a,
+  GATEWAY_TARGET_FAILED_TO_RESPOND: 0x0b,
+} as const;
+
+/**
+ * DESIGN §8: 0x01 for a function or operation not allowed, 0x02 for a target not allowed,
+ * 0x03 for a value not allowed, 0x0A upstream unreachable, 0x0B upstream timeout.
+ * Every reason not listed answers 0x01: the agent may not do this, whatever the detail.
+ */
+const MODBUS_EXCEPTION_FOR: Partial<Record<Reason, number>> = {
+  NO_MATCHING_RULE: ModbusException.ILLEGAL_DATA_ADDRESS,
+  CROSS_ZONE: ModbusException.ILLEGAL_DATA_ADDRESS,
+  VALUE_OUT_OF_BOUNDS: ModbusException.ILLEGAL_DATA_VALUE,
+  STEP_TOO_LARGE: ModbusException.ILLEGAL_DATA_VALUE,
+  UPSTREAM_UNAVAILABLE: ModbusException.GATEWAY_PATH_UNAVAILABLE,
+  UPSTREAM_TIMEOUT: ModbusException.GATEWAY_TARGET_FAILED_TO_RESPOND,
+};
+
+export function modbusExceptionFor(reason: Reason): number {
+  return MODBUS_EXCEPTION_FOR[reason] ?? ModbusException.ILLEGAL_FUNCTION;
+}
+
+/** HTTP status for API answers that carry a reason. */
+export function httpStatusFor(reason: Reason): number {
+  switch (reason) {
+    case 'ALLOWED':
+      return 200;
+    case 'NO_IDENTITY':
+    case 'NO_TOKEN':
+    case 'TOKEN_INVALID':
+    case 'TOKEN_EXPIRED':
+    case 'TOKEN_REVOKED':
+    case 'TOKEN_BINDING_MISMATCH':
+      return 401;
+    case 'BUNDLE_UNAVAILABLE':
+    case 'AUDIT_UNAVAILABLE':
+    case 'UPSTREAM_UNAVAILABLE':
+      return 503;
+    case 'UPSTREAM_TIMEOUT':
+      return 504;
+    case 'PROTOCOL_VIOLATION':
+      return 400;
+    default:
+      return 403;
+  }
+}
