@@ -2,3 +2,4 @@ export * from './reasons.js';
 export * from './errors.js';
 export * from './clock.js';
 export * from './command.js';
+export * from './log.js';
