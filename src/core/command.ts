@@ -17,6 +17,8 @@ export interface Target {
 export interface Command {
   sessionId: string;
   protocol: Protocol;
+  /** Modbus unit id the agent addressed: the bundle maps it to an asset. */
+  unitId?: number;
   /** Asset id from the bundle; '' when no asset matches (policy then denies). */
   assetId: string;
   operation: Operation;
@@ -65,6 +67,8 @@ export interface Decision {
   bundleRevision: number;
   interlockId?: string;
   approvalId?: string;
+  /** Sequence number of the audit record of this decision, linking the outcome record to it. */
+  auditSeq?: number;
   /** The audit record must be durable before the command is forwarded (always for writes). */
   durable: boolean;
 }

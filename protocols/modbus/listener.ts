@@ -1,0 +1,256 @@
+// Agent-facing Modbus/TCP Security listener (Modbus over TLS with mutual authentication).
+// Owns the TLS server, each connection's frame reassembly, transaction-id bookkeeping toward the
+// agent and the order of answers. Identity is settled once, at the handshake; every request becomes
+// a Command that the pipeline decides. Only an allow Decision reaches the upstream pool.
+import { randomUUID } from 'node:crypto';
+import tls from 'node:tls';
+import { PlantgateError } from '../../src/core/errors.js';
+import type { Logger } from '../../src/core/log.js';
+import { silentLogger } from '../../src/core/log.js';
+import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
+import { modbusExceptionFor, ModbusException } from '../../src/core/reasons.js';
+import type { Command, Decision } from '../../src/core/command.js';
+import { identityFromTlsSocket } from '../../src/identity/cert.js';
+import { commandFromRequest } from './command.js';
+import {
+  FrameDecoder,
+  ModbusFrameError,
+  decodeRequest,
+  encodeFrame,
+  exceptionPdu,
+  type Frame,
+  type Request,
+} from './codec.js';
+import type { UpstreamPool, UpstreamResult } from './upstream.js';
+
+export interface UpstreamRoute {
+  pool: UpstreamPool;
+  /** Unit id on the PLC side (the agent-facing one comes from the bundle's asset). */
+  unitId: number;
+}
+
+export interface ModbusListenerOptions {
+  host: string;
+  port: number;
+  tls: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer };
+  pipeline: CommandPipeline;
+  route(assetId: string): UpstreamRoute | undefined;
+  /** Requests in flight per agent connection before the gateway stops reading from it. */
+  maxInFlightPerConnection?: number;
+  handshakeTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** One answer slot per request, so answers leave in request order whatever finishes first. */
+interface Slot {
+  transactionId: number;
+  unitId: number;
+  answer: Buffer | undefined;
+}
+
+class AgentConnection {
+  private readonly decoder: FrameDecoder;
+  private readonly slots: Slot[] = [];
+  private inFlight = 0;
+  private paused = false;
+  private corked = false;
+  private closed = false;
+
+  constructor(
+    private readonly socket: tls.TLSSocket,
+    private readonly session: Session,
+    private readonly opts: ModbusListenerOptions & { maxInFlightPerConnection: number; logger: Logger },
+  ) {
+    this.decoder = new FrameDecoder(
+      (frame) => this.onFrame(frame),
+      (err) => this.onViolation(err),
+    );
+    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    socket.on('close', () => {
+      this.closed = true;
+      opts.pipeline.sessionClosed(session, 'closed');
+    });
+    socket.on('error', (err) => opts.logger.debug({ session: session.id, err: err.message }, 'agent socket error'));
+  }
+
+  private onViolation(err: ModbusFrameError): void {
+    this.opts.pipeline.violation(this.session, err.reason, err.code, err.message);
+    this.opts.logger.warn({ session: this.session.id, workload: this.session.workloadId, code: err.code }, 'protocol violation; closing');
+    this.socket.destroy();
+  }
+
+  private onFrame(frame: Frame): void {
+    let request: Request;
+    try {
+      request = decodeRequest(frame.pdu);
+    } catch (err) {
+      if (err instanceof ModbusFrameError && err.reason === 'UNSUPPORTED_FUNCTION') {
+        // An unknown function code is a deny, not a broken stream: answer 0x01 and carry on.
+        const slot = this.open(frame);
+        const cmd: Command = {
+          sessionId: this.session.id, protocol: 'modbus', unitId: frame.unitId, assetId: '',
+          operation: 'admin', functionCode: frame.functionCode, targets: [], points: [],
+        };
+        this.opts.pipeline.refuse(this.session, cmd, 'UNSUPPORTED_FUNCTION', { unitId: frame.unitId, transactionId: frame.transactionId });
+        this.finish(slot, exceptionPdu(frame.functionCode, ModbusException.ILLEGAL_FUNCTION));
+        return;
+      }
+      this.onViolation(err instanceof ModbusFrameError ? err : new ModbusFrameError('BAD_PDU', String(err)));
+      return;
+    }
+    const slot = this.open(frame);
+    const cmd = commandFromRequest(this.session.id, frame.unitId, request);
+    const wire = { unitId: frame.unitId, transactionId: frame.transactionId };
+    const decided = this.opts.pipeline.authorize(this.session, cmd, wire);
+    if (decided instanceof Promise) {
+      // Durable path: the frame's bytes may be reused by the decoder before the fsync completes.
+      const pdu = Buffer.from(frame.pdu);
+      decided.then((d) => this.execute(slot, cmd, request, pdu, d));
+    } else {
+      this.execute(slot, cmd, request, frame.pdu, decided);
+    }
+  }
+
+  private execute(slot: Slot, cmd: Command, request: Request, pdu: Buffer, decision: Decision): void {
+    if (decision.effect !== 'allow') {
+      this.finish(slot, exceptionPdu(cmd.functionCode, modbusExceptionFor(decision.reason)));
+      return;
+    }
+    const route = this.opts.route(cmd.assetId);
+    if (route === undefined) {
+      this.opts.pipeline.outcome(this.session, cmd, decision, { status: 'upstream_unavailable', latencyUs: 0 });
+      this.finish(slot, exceptionPdu(cmd.functionCode, ModbusException.GATEWAY_PATH_UNAVAILABLE));
+      return;
+    }
+    route.pool.send(route.unitId, pdu, request, (result: UpstreamResult) => {
+      let answer: Buffer;
+      switch (result.kind) {
+        case 'response': {
+          const isException = (result.pdu[0] & 0x80) !== 0;
+          this.opts.pipeline.outcome(this.session, cmd, decision, isException
+            ? { status: 'exception', exceptionCode: result.pdu[1], latencyUs: result.latencyUs }
+            : { status: 'ok', latencyUs: result.latencyUs });
+          answer = result.pdu;
+          break;
+        }
+        case 'timeout':
+          this.opts.pipeline.outcome(this.session, cmd, decision, { status: 'upstream_timeout', latencyUs: result.latencyUs });
+          answer = exceptionPdu(cmd.functionCode, ModbusException.GATEWAY_TARGET_FAILED_TO_RESPOND);
+          break;
+        case 'unavailable':
+          this.opts.pipeline.outcome(this.session, cmd, decision, { status: 'upstream_unavailable', latencyUs: result.latencyUs });
+          answer = exceptionPdu(cmd.functionCode, ModbusException.GATEWAY_PATH_UNAVAILABLE);
+          break;
+      }
+      this.finish(slot, answer);
+    });
+  }
+
+  private open(frame: Frame): Slot {
+    const slot: Slot = { transactionId: frame.transactionId, unitId: frame.unitId, answer: undefined };
+    this.slots.push(slot);
+    this.inFlight++;
+    if (this.inFlight >= this.opts.maxInFlightPerConnection && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    return slot;
+  }
+
+  private finish(slot: Slot, answer: Buffer): void {
+    slot.answer = answer;
+    this.inFlight--;
+    if (this.closed) return;
+    // Answers written in one event-loop turn leave in one TLS record batch.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    let head = 0;
+    while (head < this.slots.length && this.slots[head].answer !== undefined) {
+      const s = this.slots[head];
+      this.socket.write(encodeFrame(s.transactionId, s.unitId, s.answer as Buffer));
+      head++;
+    }
+    if (head > 0) this.slots.splice(0, head);
+    if (this.paused && this.inFlight < this.opts.maxInFlightPerConnection / 2) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+}
+
+export class ModbusTlsListener {
+  private server: tls.Server | undefined;
+  private readonly sockets = new Set<tls.TLSSocket>();
+  private readonly opts: ModbusListenerOptions & { maxInFlightPerConnection: number; logger: Logger };
+
+  constructor(options: ModbusListenerOptions) {
+    this.opts = { maxInFlightPerConnection: 64, logger: silentLogger, ...options };
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const { opts } = this;
+    const server = tls.createServer({
+      ca: opts.tls.ca,
+      cert: opts.tls.cert,
+      key: opts.tls.key,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
+    });
+    server.on('secureConnection', (socket) => this.onConnection(socket));
+    server.on('tlsClientError', (err, socket) => {
+      opts.pipeline.violation({ remoteAddress: socket.remoteAddress ?? '' }, 'NO_IDENTITY', 'TLS_HANDSHAKE', err.message);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address() as { address: string; port: number };
+    return { host: addr.address, port: addr.port };
+  }
+
+  private onConnection(socket: tls.TLSSocket): void {
+    socket.setNoDelay(true);
+    const remoteAddress = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+    let identity;
+    try {
+      identity = identityFromTlsSocket(socket);
+    } catch (err) {
+      const reason = err instanceof PlantgateError ? err.reason : 'NO_IDENTITY';
+      this.opts.pipeline.violation({ remoteAddress }, reason, 'NO_IDENTITY', (err as Error).message);
+      socket.destroy();
+      return;
+    }
+    const session: Session = {
+      id: randomUUID(),
+      protocol: 'modbus',
+      workloadId: identity.workloadId,
+      certThumbprint: identity.thumbprint,
+      remoteAddress,
+      assurance: 'mtls+token',
+    };
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    this.opts.pipeline.sessionOpened(session);
+    new AgentConnection(socket, session, this.opts);
+  }
+
+  /** Stops accepting; existing connections are closed. */
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,250 @@
+// Connections from the gateway to one PLC endpoint: a small pool, transaction-id remapping,
+// per-request timeouts, reconnect with backoff. It owns sockets and timers; it never decides
+// anything. A response is only handed back after the codec validated it against the request, so
+// a malformed or mismatched PLC answer never reaches an agent.
+import net from 'node:net';
+import type { Logger } from '../../src/core/log.js';
+import { silentLogger } from '../../src/core/log.js';
+import { FrameDecoder, encodeFrame, validateResponse, type Frame, type Request } from './codec.js';
+
+export type UpstreamResult =
+  | { kind: 'response'; pdu: Buffer; latencyUs: number }
+  | { kind: 'timeout'; latencyUs: number }
+  | { kind: 'unavailable'; latencyUs: number };
+
+export type UpstreamCallback = (result: UpstreamResult) => void;
+
+export interface UpstreamOptions {
+  host: string;
+  port: number;
+  /** Connections kept open to the PLC; many agents share them. PLCs accept few (often 4–16). */
+  connections?: number;
+  timeoutMs?: number;
+  /** Bound on requests in flight per connection; beyond it the request fails as unavailable. */
+  maxInFlight?: number;
+  reconnect?: { minMs: number; maxMs: number };
+  logger?: Logger;
+}
+
+interface Pending {
+  request: Request;
+  callback: UpstreamCallback;
+  startedNs: bigint;
+  deadlineMs: number;
+}
+
+const MAX_TID = 0xffff;
+
+class UpstreamConnection {
+  private socket: net.Socket | undefined;
+  private connected = false;
+  private closed = false;
+  private nextTid = 1;
+  /** Insertion order is send order, so the timeout sweep stops at the first live entry. */
+  readonly pending = new Map<number, Pending>();
+  private backoffMs: number;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private readyWaiters: Array<() => void> = [];
+  private corked = false;
+  reconnects = 0;
+
+  constructor(
+    private readonly opts: Required<Omit<UpstreamOptions, 'logger'>> & { logger: Logger },
+    private readonly index: number,
+  ) {
+    this.backoffMs = opts.reconnect.minMs;
+    this.connect();
+  }
+
+  get isUp(): boolean {
+    return this.connected;
+  }
+
+  whenUp(): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const socket = net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true });
+    this.socket = socket;
+    const decoder = new FrameDecoder(
+      (frame) => this.onFrame(frame),
+      (err) => {
+        this.opts.logger.warn({ upstream: this.label(), code: err.code }, 'malformed frame from PLC; reconnecting');
+        socket.destroy();
+      },
+    );
+    socket.on('connect', () => {
+      this.connected = true;
+      this.backoffMs = this.opts.reconnect.minMs;
+      this.opts.logger.info({ upstream: this.label() }, 'upstream connected');
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w();
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', (err) => {
+      this.opts.logger.debug({ upstream: this.label(), err: err.message }, 'upstream socket error');
+    });
+    socket.on('close', () => this.onClose(socket));
+  }
+
+  private onClose(socket: net.Socket): void {
+    if (this.socket !== socket) return;
+    const wasConnected = this.connected;
+    this.connected = false;
+    this.socket = undefined;
+    this.failAll('unavailable');
+    if (this.closed) return;
+    if (wasConnected) this.opts.logger.warn({ upstream: this.label() }, 'upstream connection lost');
+    this.reconnects++;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.opts.reconnect.maxMs);
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    this.reconnectTimer.unref();
+  }
+
+  private onFrame(frame: Frame): void {
+    const entry = this.pending.get(frame.transactionId);
+    // A late answer to a request that already timed out, or one we never sent: drop it.
+    if (entry === undefined) return;
+    this.pending.delete(frame.transactionId);
+    const latencyUs = elapsedUs(entry.startedNs);
+    try {
+      validateResponse(entry.request, frame.pdu);
+    } catch (err) {
+      this.opts.logger.warn({ upstream: this.label(), err: (err as Error).message }, 'invalid response from PLC');
+      entry.callback({ kind: 'timeout', latencyUs });
+      this.socket?.destroy();
+      return;
+    }
+    // The frame's pdu is a view into the socket buffer: copy so the caller owns its bytes.
+    entry.callback({ kind: 'response', pdu: Buffer.from(frame.pdu), latencyUs });
+  }
+
+  send(unitId: number, pdu: Buffer, request: Request, callback: UpstreamCallback, nowMs: number): void {
+    const socket = this.socket;
+    if (!this.connected || socket === undefined || this.pending.size >= this.opts.maxInFlight) {
+      callback({ kind: 'unavailable', latencyUs: 0 });
+      return;
+    }
+    const tid = this.allocateTid();
+    this.pending.set(tid, { request, callback, startedNs: process.hrtime.bigint(), deadlineMs: nowMs + this.opts.timeoutMs });
+    // Requests sent in one event-loop turn leave in one TCP segment where they fit.
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(encodeFrame(tid, unitId, pdu));
+  }
+
+  private allocateTid(): number {
+    // maxInFlight is far below 65535, so a free id is always found within a few steps.
+    let tid = this.nextTid;
+    while (this.pending.has(tid)) tid = tid === MAX_TID ? 1 : tid + 1;
+    this.nextTid = tid === MAX_TID ? 1 : tid + 1;
+    return tid;
+  }
+
+  sweep(nowMs: number): void {
+    for (const [tid, entry] of this.pending) {
+      if (entry.deadlineMs > nowMs) break;
+      this.pending.delete(tid);
+      entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedNs) });
+    }
+  }
+
+  private failAll(kind: 'unavailable'): void {
+    const entries = [...this.pending.values()];
+    this.pending.clear();
+    for (const entry of entries) entry.callback({ kind, latencyUs: elapsedUs(entry.startedNs) });
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.socket?.destroy();
+  }
+
+  private label(): string {
+    return `${this.opts.host}:${this.opts.port}#${this.index}`;
+  }
+}
+
+function elapsedUs(startNs: bigint): number {
+  return Number((process.hrtime.bigint() - startNs) / 1000n);
+}
+
+export class UpstreamPool {
+  private readonly connections: UpstreamConnection[];
+  private readonly sweepTimer: NodeJS.Timeout;
+  private cursor = 0;
+  readonly endpoint: string;
+
+  constructor(options: UpstreamOptions) {
+    const opts = {
+      connections: 2,
+      timeoutMs: 1000,
+      maxInFlight: 256,
+      reconnect: { minMs: 100, maxMs: 5000 },
+      logger: silentLogger,
+      ...options,
+    };
+    this.endpoint = `${opts.host}:${opts.port}`;
+    this.connections = Array.from({ length: opts.connections }, (_, i) => new UpstreamConnection(opts, i));
+    // One coarse timer per pool instead of one timer per request: timeouts are checked a few times
+    // per timeout period, so a request times out between timeoutMs and 1.25 × timeoutMs.
+    const period = Math.max(5, Math.floor(opts.timeoutMs / 4));
+    this.sweepTimer = setInterval(() => {
+      const now = Date.now();
+      for (const c of this.connections) c.sweep(now);
+    }, period);
+    this.sweepTimer.unref();
+  }
+
+  /** Resolves once at least one connection is up. */
+  ready(): Promise<void> {
+    return Promise.race(this.connections.map((c) => c.whenUp()));
+  }
+
+  get isUp(): boolean {
+    return this.connections.some((c) => c.isUp);
+  }
+
+  reconnects(): number {
+    let n = 0;
+    for (const c of this.connections) n += c.reconnects;
+    return n;
+  }
+
+  /**
+   * Sends one request to the PLC on the least-loaded live connection. The callback runs exactly
+   * once: with the validated response, a timeout, or unavailable.
+   */
+  send(unitId: number, pdu: Buffer, request: Request, callback: UpstreamCallback): void {
+    let best: UpstreamConnection | undefined;
+    const n = this.connections.length;
+    for (let i = 0; i < n; i++) {
+      const c = this.connections[(this.cursor + i) % n];
+      if (!c.isUp) continue;
+      if (best === undefined || c.pending.size < best.pending.size) best = c;
+    }
+    this.cursor = (this.cursor + 1) % n;
+    if (best === undefined) {
+      callback({ kind: 'unavailable', latencyUs: 0 });
+      return;
+    }
+    best.send(unitId, pdu, request, callback, Date.now());
+  }
+
+  close(): void {
+    clearInterval(this.sweepTimer);
+    for (const c of this.connections) c.close();
+  }
+}

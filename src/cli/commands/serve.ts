@@ -1,0 +1,37 @@
+// `plantgate serve --config FILE`: run the gateway until SIGINT/SIGTERM.
+import type { Command } from 'commander';
+import { SourceErrors } from '../../core/errors.js';
+import { createLogger } from '../../core/log.js';
+import { loadGatewayConfig } from '../../gateway/config.js';
+import { startGateway } from '../../gateway/gateway.js';
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('run the gateway: Modbus/TCP Security listener, agent API, policy, audit spool and shipper')
+    .requiredOption('--config <file>', 'gateway configuration (YAML)')
+    .action(async (opts: { config: string }) => {
+      let config;
+      try {
+        config = await loadGatewayConfig(opts.config);
+      } catch (err) {
+        if (err instanceof SourceErrors) {
+          for (const e of err.errors) process.stderr.write(`${e.message}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        throw err;
+      }
+      const logger = createLogger('plantgate');
+      const gateway = await startGateway(config, { logger });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'stopping');
+          resolve();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await gateway.close();
+    });
+}

@@ -1,0 +1,159 @@
+// The whole system on loopback, built from the same parts a plant deploys: a development PKI, a
+// policy-signing key, the demo bundle compiled and signed from rules/, the simulated plant, the SOC
+// collector and the gateway (started from a real YAML config). Used by `plantgate demo` and by the
+// end-to-end tests, so both exercise exactly what ships.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { JWK } from 'jose';
+import type { Clock } from '../../core/clock.js';
+import { silentLogger, type Logger } from '../../core/log.js';
+import { startCollector } from '../../collector/server.js';
+import { loadGatewayConfig } from '../../gateway/config.js';
+import { startGateway, type GatewayHandle } from '../../gateway/gateway.js';
+import { certificateThumbprint } from '../../identity/cert.js';
+import { generateSigningKey, writeSigningKey } from '../../identity/dev/keys.js';
+import { mintToken } from '../../identity/dev/mint.js';
+import { initPki, type PkiPaths } from '../../identity/dev/pki.js';
+import { signBundle, writeBundleFile } from '../../policy/bundle.js';
+import { compileSources } from '../../policy/sources.js';
+import { startSimulator, type SimHandle } from '../../sim/server.js';
+import { X509Certificate } from 'node:crypto';
+import type { AgentCredentials } from './agent.js';
+
+/** The repository (or installed package) root, where rules/ and fixtures/ live. */
+export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(dir: string): string {
+  // Runs once at startup, from src/ in the source tree or from dist/src/ when built.
+  for (let d = dir; d !== path.dirname(d); d = path.dirname(d)) {
+    if (existsSync(path.join(d, 'package.json')) && existsSync(path.join(d, 'rules'))) return d;
+  }
+  throw new Error(`cannot find the plantgate package root above ${dir}`);
+}
+
+export const DEMO_AGENTS = {
+  optimizer: 'spiffe://plant.example/agent/optimizer',
+  reporter: 'spiffe://plant.example/agent/reporter',
+} as const;
+export type DemoAgent = keyof typeof DEMO_AGENTS;
+
+export const DEV_ISSUER = 'https://issuer.dev.plantgate.local';
+
+export interface Lab {
+  stateDir: string;
+  pki: PkiPaths;
+  bundleFile: string;
+  configFile: string;
+  audience: string;
+  sim: SimHandle;
+  collector: Awaited<ReturnType<typeof startCollector>>;
+  collectorDir: string;
+  gateway: GatewayHandle;
+  credentials(agent: DemoAgent): Promise<AgentCredentials>;
+  /** A token for the agent from the development issuer, bound to its certificate. */
+  token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startLab(opts: { stateDir: string; clock?: Clock; logger?: Logger; gatewayClock?: Clock }): Promise<Lab> {
+  const logger = opts.logger ?? silentLogger;
+  const stateDir = path.resolve(opts.stateDir);
+  await mkdir(stateDir, { recursive: true });
+
+  const pki = await initPki(path.join(stateDir, 'pki'), {
+    agents: Object.entries(DEMO_AGENTS).map(([name, spiffeId]) => ({ name, spiffeId })),
+    overwrite: true,
+  });
+
+  const policyKey = await generateSigningKey({ alg: 'EdDSA', name: 'policy' });
+  const policyKeyFiles = await writeSigningKey(path.join(stateDir, 'keys'), 'policy', policyKey);
+  const payload = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: Date.now(), revision: 1 });
+  const bundleFile = path.join(stateDir, 'bundle.jws');
+  await writeBundleFile(bundleFile, await signBundle(payload, policyKey.privateJwk, policyKey.kid));
+
+  const sim = await startSimulator({ plant: path.join(PACKAGE_ROOT, 'fixtures/plants/water-treatment.yaml'), host: '127.0.0.1', port: 0, clock: opts.clock, logger });
+
+  const collectorDir = path.join(stateDir, 'collector');
+  const [ca, collectorCert, collectorKey] = await Promise.all([
+    readFile(pki.ca.cert),
+    readFile(pki.collector.cert),
+    readFile(pki.collector.key),
+  ]);
+  const collector = await startCollector({ host: '127.0.0.1', port: 0, tls: { ca, cert: collectorCert, key: collectorKey }, outDir: collectorDir, logger });
+
+  const configFile = path.join(stateDir, 'gateway.yaml');
+  await writeFile(configFile, gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, simPort: sim.port, collectorPort: collector.port }));
+  const config = await loadGatewayConfig(configFile);
+  const gateway = await startGateway(config, { clock: opts.gatewayClock, logger });
+  await gateway.upstreamsReady();
+
+  const issuerKey = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'fixtures/keys/dev-issuer.private.jwk.json'), 'utf8')) as JWK;
+  const audience = gateway.policy.engine?.audience ?? payload.audience;
+
+  const credentials = async (agent: DemoAgent): Promise<AgentCredentials> => {
+    const files = pki.agents[agent];
+    const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
+    return { ca, cert, key };
+  };
+
+  return {
+    stateDir,
+    pki,
+    bundleFile,
+    configFile,
+    audience,
+    sim,
+    collector,
+    collectorDir,
+    gateway,
+    credentials,
+    token: async (agent, t = {}) => {
+      const { cert } = await credentials(agent);
+      return mintToken({
+        privateJwk: issuerKey,
+        iss: DEV_ISSUER,
+        sub: DEMO_AGENTS[agent],
+        aud: audience,
+        owner: 'alice@plant.example',
+        task: { id: `demo-${agent}`, purpose: agent === 'optimizer' ? 'optimize tank level setpoint' : 'shift report' },
+        scope: t.scope ?? (agent === 'optimizer' ? ['read', 'write'] : ['read']),
+        ttlSec: t.ttlSec ?? 300,
+        certThumbprint: certificateThumbprint(new X509Certificate(cert)),
+        now: t.now,
+      });
+    },
+    close: async () => {
+      await gateway.close();
+      await collector.close();
+      await sim.close();
+    },
+  };
+}
+
+function gatewayYaml(p: { pki: PkiPaths; bundleFile: string; policyJwks: string; simPort: number; collectorPort: number }): string {
+  return `# Generated by plantgate demo: a gateway on loopback in front of the simulated plant.
+gateway_id: demo-gateway
+state_dir: ${JSON.stringify(path.join(path.dirname(p.bundleFile), 'gateway-state'))}
+tls:
+  ca: ${JSON.stringify(p.pki.ca.cert)}
+  cert: ${JSON.stringify(p.pki.gateway.cert)}
+  key: ${JSON.stringify(p.pki.gateway.key)}
+listeners:
+  modbus_tls: { host: 127.0.0.1, port: 0 }
+  agent_api: { host: 127.0.0.1, port: 0 }
+upstreams:
+  - asset: plc1
+    host: 127.0.0.1
+    port: ${p.simPort}
+    connections: 2
+    timeout_ms: 1000
+policy:
+  bundle_file: ${JSON.stringify(p.bundleFile)}
+  trusted_keys: [${JSON.stringify(p.policyJwks)}]
+audit:
+  spool_dir: ${JSON.stringify(path.join(path.dirname(p.bundleFile), 'spool'))}
+  collector: { host: 127.0.0.1, port: ${p.collectorPort}, server_name: localhost }
+`;
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// The `plantgate` command. Exit codes (DESIGN §11): 0 ok, 1 failure, 2 bad usage or bad config.
+import { Command, CommanderError } from 'commander';
+import { register as registerBundle } from './commands/bundle.js';
+import { register as registerCollector } from './commands/collector.js';
+import { register as registerConfig } from './commands/config.js';
+import { register as registerDemo } from './commands/demo.js';
+import { register as registerKeys } from './commands/keys.js';
+import { register as registerPki } from './commands/pki.js';
+import { register as registerServe } from './commands/serve.js';
+import { register as registerSim } from './commands/sim.js';
+import { register as registerToken } from './commands/token.js';
+
+export function buildProgram(): Command {
+  const program = new Command('plantgate')
+    .description('Inline enforcement proxy for industrial protocols: identity, policy and audit for every command an agent sends to a PLC')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig]) {
+    register(program);
+  }
+  for (const sub of program.commands) sub.exitOverride();
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      process.exitCode = ok ? 0 : 2;
+      return;
+    }
+    process.stderr.write(`plantgate: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();

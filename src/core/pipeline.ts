@@ -1,0 +1,47 @@
+// The seam between protocol adapters and the enforcement chain (DESIGN §1, STYLE: rodbus's
+// AuthorizationHandler). An adapter settles identity at the handshake, builds a Command per request
+// and asks this interface; it never looks inside identity, policy or audit.
+import type { Assurance, Command, Decision, Protocol } from './command.js';
+import type { Reason } from './reasons.js';
+
+export interface Session {
+  id: string;
+  protocol: Protocol;
+  /** SPIFFE ID from the client certificate. */
+  workloadId: string;
+  /** base64url SHA-256 of the client certificate DER. */
+  certThumbprint: string;
+  remoteAddress: string;
+  assurance: Assurance;
+}
+
+/** Wire details kept for the audit record only. */
+export interface WireInfo {
+  unitId?: number;
+  transactionId?: number;
+}
+
+export type OutcomeStatus = 'ok' | 'exception' | 'upstream_unavailable' | 'upstream_timeout';
+
+export interface Outcome {
+  status: OutcomeStatus;
+  exceptionCode?: number;
+  latencyUs: number;
+}
+
+export interface CommandPipeline {
+  /**
+   * Decides one command and records the decision. Returns synchronously when no durable write is
+   * needed (reads, denies); otherwise resolves once the decision record is on disk. Never throws
+   * and never rejects: every failure is a deny with its reason.
+   */
+  authorize(session: Session, cmd: Command, wire: WireInfo): Decision | Promise<Decision>;
+  /** Records a deny the adapter decided itself (e.g. an unsupported function code). */
+  refuse(session: Session, cmd: Command, reason: Reason, wire: WireInfo): Decision;
+  /** Records what the PLC answered to an allowed command. */
+  outcome(session: Session, cmd: Command, decision: Decision, outcome: Outcome): void;
+  sessionOpened(session: Session): void;
+  sessionClosed(session: Session, why: string): void;
+  /** A connection broke the protocol (malformed frame, no identity): recorded, then closed. */
+  violation(session: Partial<Session> & { remoteAddress: string }, reason: Reason, code: string, message: string): void;
+}

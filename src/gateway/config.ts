@@ -1,0 +1,102 @@
+// The gateway's configuration file (`plantgate serve --config FILE`): listeners, upstream PLC
+// endpoints bound to asset ids, state directory, pinned policy keys, bundle file, audit sinks.
+// Validated once at start; every problem names file, line and field. Relative paths are resolved
+// against the config file's directory so a config can travel with its files.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { SourceError, SourceErrors } from '../core/errors.js';
+import { parseYamlWith } from '../core/yaml.js';
+
+const host = z.string().min(1);
+const port = z.number().int().min(0).max(65535);
+const file = z.string().min(1);
+
+const endpoint = z.strictObject({ host, port });
+
+const schema = z.strictObject({
+  gateway_id: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dot, dash, underscore only'),
+  state_dir: file,
+  tls: z.strictObject({
+    /** CA that signs agent (and collector) certificates. */
+    ca: file,
+    /** The gateway's own certificate and key, presented to agents and to the collector. */
+    cert: file,
+    key: file,
+  }),
+  listeners: z.strictObject({
+    modbus_tls: endpoint,
+    agent_api: endpoint,
+  }),
+  upstreams: z
+    .array(
+      z.strictObject({
+        asset: z.string().min(1),
+        host,
+        port,
+        /** Unit id on the PLC side; defaults to the asset's unit id from the bundle. */
+        unit_id: z.number().int().min(0).max(255).optional(),
+        connections: z.number().int().min(1).max(16).default(2),
+        timeout_ms: z.number().int().min(10).max(60_000).default(1000),
+      }),
+    )
+    .min(1)
+    .superRefine((list, ctx) => {
+      const seen = new Set<string>();
+      list.forEach((u, i) => {
+        if (seen.has(u.asset)) ctx.addIssue({ code: 'custom', path: [i, 'asset'], message: `asset '${u.asset}' is bound twice` });
+        seen.add(u.asset);
+      });
+    }),
+  policy: z.strictObject({
+    bundle_file: file,
+    /** Pinned policy-signing keys (public JWKS files). A bundle signed by any other key is refused. */
+    trusted_keys: z.array(file).min(1),
+    /** Allow reads under an expired bundle (DESIGN §5 safe mode). */
+    reads_when_expired: z.boolean().default(true),
+  }),
+  identity: z
+    .strictObject({
+      leeway_sec: z.number().int().min(0).max(300).default(30),
+      max_identities: z.number().int().min(1).default(10_000),
+    })
+    .default({ leeway_sec: 30, max_identities: 10_000 }),
+  audit: z.strictObject({
+    spool_dir: file,
+    max_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+    collector: z
+      .strictObject({
+        host,
+        port,
+        /** Name on the collector's certificate, when it differs from host. */
+        server_name: z.string().optional(),
+      })
+      .optional(),
+  }),
+});
+
+export type GatewayConfig = z.output<typeof schema> & { file: string };
+
+
+export function parseGatewayConfig(text: string, file: string): GatewayConfig {
+  const parsed = parseYamlWith(schema, text, file) as GatewayConfig;
+  parsed.file = file;
+  const base = path.dirname(file);
+  const resolve = (p: string) => path.resolve(base, p);
+  parsed.state_dir = resolve(parsed.state_dir);
+  parsed.tls = { ca: resolve(parsed.tls.ca), cert: resolve(parsed.tls.cert), key: resolve(parsed.tls.key) };
+  parsed.policy.bundle_file = resolve(parsed.policy.bundle_file);
+  parsed.policy.trusted_keys = parsed.policy.trusted_keys.map(resolve);
+  parsed.audit.spool_dir = resolve(parsed.audit.spool_dir);
+  return parsed;
+}
+
+export async function loadGatewayConfig(file: string): Promise<GatewayConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new SourceErrors([new SourceError(file, 1, 1, 'file', `cannot read config (${(err as NodeJS.ErrnoException).code ?? 'error'})`)]);
+  }
+  return parseGatewayConfig(text, file);
+}

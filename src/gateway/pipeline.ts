@@ -1,0 +1,142 @@
+// The enforcement chain, read top to bottom as the path of one command (DESIGN §1):
+// bundle → resolve points → identity → policy → audit (durable for writes) → Decision.
+// Every step that cannot prove what it must turns into a deny with its reason; nothing here throws
+// to the adapter. Interlocks and approvals slot in after policy in later issues.
+import type { Clock } from '../core/clock.js';
+import type { Command, Decision, Subject } from '../core/command.js';
+import { deny } from '../core/command.js';
+import type { Logger } from '../core/log.js';
+import type { CommandPipeline, Outcome, Session, WireInfo } from '../core/pipeline.js';
+import type { Reason } from '../core/reasons.js';
+import type { AuditLog } from '../audit/log.js';
+import { decisionRecord, outcomeRecord, sessionRecord, violationRecord, type AuditEvent } from '../audit/records.js';
+import type { TokenRegistry } from '../identity/registry.js';
+import type { PolicyState } from './policy-state.js';
+
+export interface PipelineDeps {
+  policy: PolicyState;
+  tokens: TokenRegistry;
+  audit: AuditLog;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * What is known of a session before (or without) a token: the certificate identity. Records of
+ * commands refused for want of a token still say which workload tried.
+ */
+const certificateSubjects = new WeakMap<Session, Subject>();
+function certificateSubject(session: Session): Subject {
+  let s = certificateSubjects.get(session);
+  if (s === undefined) {
+    s = {
+      workloadId: session.workloadId, owner: '', taskId: '', taskPurpose: '', jti: '', roles: [], scopes: [],
+      assurance: 'none', certThumbprint: session.certThumbprint, issuer: '', expiresAtMs: 0, issuedAtMs: 0,
+    };
+    certificateSubjects.set(session, s);
+  }
+  return s;
+}
+
+export class EnforcementPipeline implements CommandPipeline {
+  constructor(private readonly deps: PipelineDeps) {}
+
+  authorize(session: Session, cmd: Command, wire: WireInfo): Decision | Promise<Decision> {
+    const { policy, tokens, clock } = this.deps;
+    const engine = policy.engine;
+    if (engine === undefined) return this.record(session, cmd, certificateSubject(session), deny('BUNDLE_UNAVAILABLE'), wire);
+    const revision = engine.revision;
+    if (cmd.protocol === 'modbus') engine.resolveModbus(cmd, cmd.unitId ?? -1);
+
+    const subject = tokens.current(session.workloadId);
+    if (typeof subject === 'string') return this.record(session, cmd, certificateSubject(session), deny(subject, '', revision), wire);
+    // A token is bound to the certificate it was registered with (RFC 8705); another certificate
+    // carrying the same SPIFFE ID does not inherit it.
+    if (subject.certThumbprint !== undefined && subject.certThumbprint !== session.certThumbprint) {
+      return this.record(session, cmd, subject, deny('TOKEN_BINDING_MISMATCH', '', revision), wire);
+    }
+    let decision: Decision;
+    try {
+      decision = engine.decide(cmd, subject, clock.now());
+    } catch (err) {
+      // Fail closed: a policy bug is a deny, never a forward.
+      this.deps.logger.error({ err: (err as Error).message, asset: cmd.assetId }, 'policy evaluation failed');
+      decision = deny('NO_MATCHING_RULE', '', revision);
+    }
+    return this.record(session, cmd, subject, decision, wire);
+  }
+
+  refuse(session: Session, cmd: Command, reason: Reason, wire: WireInfo): Decision {
+    const decision = deny(reason, '', this.deps.policy.engine?.revision ?? 0);
+    const subject = this.deps.tokens.current(session.workloadId);
+    return this.record(session, cmd, typeof subject === 'string' ? certificateSubject(session) : subject, decision, wire) as Decision;
+  }
+
+  /**
+   * Writes the decision record. Allowed writes wait for the fsync (DESIGN §7); if the record cannot
+   * be written, the command is denied AUDIT_UNAVAILABLE: what cannot be audited does not run.
+   */
+  private record(session: Session, cmd: Command, subject: Subject, decision: Decision, wire: WireInfo): Decision | Promise<Decision> {
+    const { audit, logger } = this.deps;
+    const rec = decisionRecord(cmd, subject, decision, wire);
+    if (decision.effect === 'allow' && decision.durable) {
+      return audit.appendDurable(rec).then(
+        (seq) => {
+          decision.auditSeq = seq;
+          return decision;
+        },
+        (err: unknown) => {
+          logger.error({ err: (err as Error).message }, 'audit record not durable; denying');
+          return deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+        },
+      );
+    }
+    try {
+      decision.auditSeq = audit.append(rec);
+      return decision;
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'audit unavailable; denying');
+      return deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+    }
+  }
+
+  outcome(session: Session, cmd: Command, decision: Decision, outcome: Outcome): void {
+    this.appendQuietly(
+      outcomeRecord({
+        decisionSeq: decision.auditSeq ?? 0,
+        sessionId: session.id,
+        status: outcome.status,
+        exceptionCode: outcome.exceptionCode,
+        upstreamLatencyUs: outcome.latencyUs,
+      }),
+    );
+  }
+
+  sessionOpened(session: Session): void {
+    this.appendQuietly(sessionRecord({ kind: 'open', sessionId: session.id, protocol: session.protocol, remoteAddress: session.remoteAddress, subject: certificateSubject(session) }));
+  }
+
+  sessionClosed(session: Session, why: string): void {
+    this.appendQuietly(sessionRecord({ kind: 'close', sessionId: session.id, protocol: session.protocol, remoteAddress: session.remoteAddress, subject: certificateSubject(session), detail: why }));
+  }
+
+  violation(session: Partial<Session> & { remoteAddress: string }, reason: Reason, code: string, message: string): void {
+    this.appendQuietly(
+      violationRecord({
+        sessionId: session.id ?? '',
+        protocol: session.protocol ?? 'modbus',
+        remoteAddress: session.remoteAddress,
+        detail: `${reason} ${code}: ${message}`,
+      }),
+    );
+  }
+
+  /** Records with nothing to gate on (outcomes, session events): a failure is logged loudly. */
+  private appendQuietly(rec: AuditEvent): void {
+    try {
+      this.deps.audit.append(rec);
+    } catch (err) {
+      this.deps.logger.error({ err: (err as Error).message }, 'audit record lost: spool unavailable');
+    }
+  }
+}
