@@ -99,6 +99,13 @@ async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentAp
       leewaySec: deps.leewaySec,
       clock: deps.clock,
     });
+    // jose accepts a token within the clock leeway after exp, but commands never run on an expired
+    // token (no leeway per command): refuse it here rather than accept one that denies everything.
+    if (subject.expiresAtMs <= deps.clock.now()) {
+      deps.onTokenRejected(identity.workloadId, identity.thumbprint, 'TOKEN_EXPIRED', 'EXPIRED');
+      send(res, 401, { reason: 'TOKEN_EXPIRED', detail: 'EXPIRED', message: 'token has expired' });
+      return;
+    }
     deps.tokens.put(identity.workloadId, subject);
     deps.onTokenAccepted(identity.workloadId, subject);
     send(res, 200, {

@@ -1,0 +1,140 @@
+// What a simulated PLC answers to one decoded Modbus request: reads and writes its data tables
+// like a PLC with a fixed memory map (exception 0x02 for any address no point occupies), echoes
+// diagnostics, identifies itself. Pure: no sockets, no framing; the codec does bytes.
+import { ModbusException } from '../core/reasons.js';
+import type { Request, Response } from '../../protocols/modbus/codec.js';
+import type { PlcTables } from './tables.js';
+
+export const DEVICE_IDENTITY = {
+  vendor: 'plantgate',
+  product: 'plantgate-sim',
+  revision: '0.1.0',
+} as const;
+
+// MEI 14 basic objects 0x00..0x02 (Modbus Application Protocol v1.1b3 §6.21), encoded once.
+const DEVICE_OBJECTS: readonly Buffer[] = [DEVICE_IDENTITY.vendor, DEVICE_IDENTITY.product, DEVICE_IDENTITY.revision].map(
+  (s) => Buffer.from(s, 'latin1'),
+);
+const MEI_DEVICE_ID = 0x0e;
+const CONFORMITY_BASIC_STREAM_AND_INDIVIDUAL = 0x81;
+
+function exception(fc: number, code: number): Response {
+  return { fc, exception: code };
+}
+
+function readBits(bits: Uint8Array, address: number, quantity: number): boolean[] {
+  const out = new Array<boolean>(quantity);
+  for (let i = 0; i < quantity; i++) out[i] = bits[address + i] !== 0;
+  return out;
+}
+
+function readRegisters(regs: Uint16Array, address: number, quantity: number): number[] {
+  const out = new Array<number>(quantity);
+  for (let i = 0; i < quantity; i++) out[i] = regs[address + i];
+  return out;
+}
+
+/** Read Device Identification (FC 43 / MEI 14), basic objects only: the whole response PDU. */
+function deviceIdentification(data: Buffer): Buffer | number {
+  // data = [readDeviceIdCode, objectId]; the codec checked the length and that the code is 1..4.
+  const code = data[0];
+  let first = data[1];
+  let objects: number[];
+  if (code === 4) {
+    if (first >= DEVICE_OBJECTS.length) return ModbusException.ILLEGAL_DATA_ADDRESS;
+    objects = [first];
+  } else {
+    // Regular/extended requests get what a basic-only device has; an unknown start restarts at 0
+    // (v1.1b3 §6.21).
+    if (first >= DEVICE_OBJECTS.length) first = 0;
+    objects = [];
+    for (let id = first; id < DEVICE_OBJECTS.length; id++) objects.push(id);
+  }
+  let len = 7;
+  for (const id of objects) len += 2 + DEVICE_OBJECTS[id].length;
+  const out = Buffer.allocUnsafe(len);
+  out[0] = 43;
+  out[1] = MEI_DEVICE_ID;
+  out[2] = code;
+  out[3] = CONFORMITY_BASIC_STREAM_AND_INDIVIDUAL;
+  out[4] = 0x00; // more follows: no
+  out[5] = 0x00; // next object id
+  out[6] = objects.length;
+  let at = 7;
+  for (const id of objects) {
+    const value = DEVICE_OBJECTS[id];
+    out[at++] = id;
+    out[at++] = value.length;
+    value.copy(out, at);
+    at += value.length;
+  }
+  return out;
+}
+
+/** The answer of a PLC whose memory is `t` to request `req` (already validated by the codec). */
+export function handleRequest(t: PlcTables, req: Request): Response {
+  switch (req.fc) {
+    case 1:
+    case 2: {
+      const table = req.fc === 1 ? 'coil' : 'discrete';
+      if (!t.covers(table, req.address, req.quantity)) return exception(req.fc, ModbusException.ILLEGAL_DATA_ADDRESS);
+      return { fc: req.fc, values: readBits(t.bits(table), req.address, req.quantity) };
+    }
+    case 3:
+    case 4: {
+      const table = req.fc === 3 ? 'holding' : 'input';
+      if (!t.covers(table, req.address, req.quantity)) return exception(req.fc, ModbusException.ILLEGAL_DATA_ADDRESS);
+      return { fc: req.fc, values: readRegisters(t.registers(table), req.address, req.quantity) };
+    }
+    case 5:
+      if (!t.covers('coil', req.address, 1)) return exception(5, ModbusException.ILLEGAL_DATA_ADDRESS);
+      t.coils[req.address] = req.value ? 1 : 0;
+      return { fc: 5, address: req.address, value: req.value };
+    case 6:
+      if (!t.covers('holding', req.address, 1)) return exception(6, ModbusException.ILLEGAL_DATA_ADDRESS);
+      t.holding[req.address] = req.value;
+      return { fc: 6, address: req.address, value: req.value };
+    case 15: {
+      if (!t.covers('coil', req.address, req.quantity)) return exception(15, ModbusException.ILLEGAL_DATA_ADDRESS);
+      for (let i = 0; i < req.quantity; i++) t.coils[req.address + i] = req.values[i] ? 1 : 0;
+      return { fc: 15, address: req.address, quantity: req.quantity };
+    }
+    case 16: {
+      if (!t.covers('holding', req.address, req.quantity)) return exception(16, ModbusException.ILLEGAL_DATA_ADDRESS);
+      t.holding.set(req.values, req.address);
+      return { fc: 16, address: req.address, quantity: req.quantity };
+    }
+    case 22: {
+      if (!t.covers('holding', req.address, 1)) return exception(22, ModbusException.ILLEGAL_DATA_ADDRESS);
+      // Spec §6.16: result = (current AND and_mask) OR (or_mask AND NOT and_mask)
+      const current = t.holding[req.address];
+      t.holding[req.address] = (current & req.andMask) | (req.orMask & ~req.andMask & 0xffff);
+      return { fc: 22, address: req.address, andMask: req.andMask, orMask: req.orMask };
+    }
+    case 23: {
+      // Both ranges are checked before anything is written: a refused request changes nothing.
+      if (!t.covers('holding', req.writeAddress, req.writeQuantity) || !t.covers('holding', req.readAddress, req.readQuantity)) {
+        return exception(23, ModbusException.ILLEGAL_DATA_ADDRESS);
+      }
+      // Spec §6.17: the write is performed before the read.
+      t.holding.set(req.values, req.writeAddress);
+      return { fc: 23, values: readRegisters(t.holding, req.readAddress, req.readQuantity) };
+    }
+    case 8: {
+      // Only Return Query Data (sub-function 0) is meaningful on TCP; echo it byte for byte.
+      if (req.subFunction !== 0) return exception(8, ModbusException.ILLEGAL_FUNCTION);
+      const raw = Buffer.allocUnsafe(3 + req.data.length);
+      raw[0] = 8;
+      raw.writeUInt16BE(0, 1);
+      req.data.copy(raw, 3);
+      return { fc: 8, raw };
+    }
+    case 43: {
+      if (req.meiType !== MEI_DEVICE_ID) return exception(43, ModbusException.ILLEGAL_FUNCTION);
+      const r = deviceIdentification(req.data);
+      return typeof r === 'number' ? exception(43, r) : { fc: 43, raw: r };
+    }
+    default:
+      return exception(req.fc, ModbusException.ILLEGAL_FUNCTION);
+  }
+}
