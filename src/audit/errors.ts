@@ -1,0 +1,9 @@
+// The audit's one error type: anything that stops a record from being made durable is
+// AUDIT_UNAVAILABLE, so the pipeline denies (DESIGN §7: no audit, no write).
+import { PlantgateError } from '../core/errors.js';
+
+export class AuditError extends PlantgateError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('AUDIT_UNAVAILABLE', message, options);
+  }
+}

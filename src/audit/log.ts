@@ -1,0 +1,331 @@
+// The audit log a gateway writes to: stamps each event with gateway id, seq, time and prev_hash,
+// encodes it once, and group-commits it to the spool (one write + one fsync per batch).
+// It must never hand out a seq it cannot make durable in order, and never report a record durable
+// before its fsync returned. After any write or fsync failure it refuses all further appends
+// (fail closed: the pipeline denies writes with AUDIT_UNAVAILABLE).
+import type { Clock } from '../core/clock.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { AuditError } from './errors.js';
+import { leafHash } from './hash.js';
+import type { AuditEvent } from './records.js';
+import { encodeRecord, SCHEMA_VERSION } from './schema.js';
+import { encodeSpoolFrame, Spool } from './spool.js';
+
+export interface AuditLogOptions {
+  dir: string;
+  gatewayId: string;
+  clock: Clock;
+  /** Spool size beyond which appends throw AUDIT_UNAVAILABLE. Default 256 MiB. */
+  maxBytes?: number;
+  /** Size at which a new segment file is started. Default 16 MiB. */
+  segmentBytes?: number;
+  /** Encoded records kept in memory for the shipper, newest first out. Default 8192. */
+  cacheRecords?: number;
+  logger?: Logger;
+}
+
+interface Waiter {
+  seq: number;
+  resolve: (seq: number) => void;
+  reject: (err: Error) => void;
+}
+
+interface Batch {
+  firstSeq: number;
+  frames: Buffer[];
+  records: Uint8Array[];
+  bytes: number;
+  waiters: Waiter[];
+}
+
+export interface AuditLogStats {
+  nextSeq: number;
+  durableSeq: number;
+  ackedSeq: number;
+  fsyncs: number;
+  batches: number;
+  bytes: number;
+  segments: number;
+  failed: boolean;
+}
+
+export class AuditLog {
+  private nextSeqValue: number;
+  private lastHash: Uint8Array;
+  private durableNext: number;
+  private acked: number;
+  private pending: Batch;
+  private scheduled = false;
+  private flushing: Promise<void> | undefined;
+  private failure: AuditError | undefined;
+  private closed = false;
+  private batches = 0;
+  private ackChain: Promise<void> = Promise.resolve();
+  private ackWanted = -1;
+  // Recent durable records, so the shipper's happy path never touches the disk.
+  private cache: Uint8Array[] = [];
+  private cacheFirst: number;
+  private readonly listeners = new Set<() => void>();
+  private readonly flushNow = (): void => {
+    this.scheduled = false;
+    if (this.flushing || this.pending.frames.length === 0) return;
+    const p = this.flush().finally(() => {
+      this.flushing = undefined;
+      // Appends made while the last write was in flight and not picked up by the loop.
+      if (this.pending.frames.length > 0 && !this.failure && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flushNow);
+      }
+    });
+    this.flushing = p;
+  };
+
+  private constructor(
+    private readonly spool: Spool,
+    private readonly gatewayId: string,
+    private readonly clock: Clock,
+    private readonly maxBytes: number,
+    private readonly cacheRecords: number,
+    private readonly logger: Logger,
+    recovered: { nextSeq: number; lastHash: Uint8Array; ackedSeq: number },
+  ) {
+    this.nextSeqValue = recovered.nextSeq;
+    this.durableNext = recovered.nextSeq;
+    this.cacheFirst = recovered.nextSeq;
+    this.lastHash = recovered.lastHash;
+    this.acked = recovered.ackedSeq;
+    this.pending = this.newBatch();
+  }
+
+  /** Opens (or recovers) the spool in opts.dir: torn tail cut, next seq, last hash and acked seq restored. */
+  static async open(opts: AuditLogOptions): Promise<AuditLog> {
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(opts.gatewayId)) {
+      throw new AuditError(`gateway id "${opts.gatewayId}" must be 1-128 characters of A-Z a-z 0-9 . _ -`);
+    }
+    const logger = opts.logger ?? silentLogger;
+    const { spool, recovered } = await Spool.open(opts.dir, opts.segmentBytes ?? 16 * 1024 * 1024, logger);
+    logger.info(
+      { dir: opts.dir, nextSeq: recovered.nextSeq, ackedSeq: recovered.ackedSeq, truncatedBytes: recovered.truncatedBytes },
+      'audit spool opened',
+    );
+    return new AuditLog(
+      spool,
+      opts.gatewayId,
+      opts.clock,
+      opts.maxBytes ?? 256 * 1024 * 1024,
+      opts.cacheRecords ?? 8192,
+      logger,
+      recovered,
+    );
+  }
+
+  get nextSeq(): number {
+    return this.nextSeqValue;
+  }
+  /** First seq not yet durable: every record below it is fsynced. */
+  get durableSeq(): number {
+    return this.durableNext;
+  }
+  get ackedSeq(): number {
+    return this.acked;
+  }
+  /** Oldest seq still readable (records below it were acknowledged and deleted). */
+  get firstSeq(): number {
+    return this.spool.firstSeq(this.durableNext);
+  }
+  /** Records not yet acknowledged by the collector. */
+  depthRecords(): number {
+    return this.nextSeqValue - 1 - this.acked;
+  }
+  bytes(): number {
+    return this.spool.bytes() + this.pending.bytes;
+  }
+  /** Leaf hash of the last appended record (32 zero bytes before seq 0). */
+  lastRecordHash(): Uint8Array {
+    return this.lastHash;
+  }
+  stats(): AuditLogStats {
+    return {
+      nextSeq: this.nextSeqValue,
+      durableSeq: this.durableNext,
+      ackedSeq: this.acked,
+      fsyncs: this.spool.fsyncs,
+      batches: this.batches,
+      bytes: this.bytes(),
+      segments: this.spool.segmentCount(),
+      failed: this.failure !== undefined,
+    };
+  }
+
+  /**
+   * Assigns seq + prev_hash, encodes, queues for the next group commit. Returns the seq.
+   * Throws AuditError (AUDIT_UNAVAILABLE) when the spool is full, broken or closed.
+   */
+  append(event: AuditEvent): number {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new AuditError('audit log is closed');
+    const seq = this.nextSeqValue;
+    const bytes = encodeRecord({
+      ...event,
+      schemaVersion: SCHEMA_VERSION,
+      gatewayId: this.gatewayId,
+      seq,
+      timeUnixMs: this.clock.now(),
+      prevHash: this.lastHash,
+    });
+    const frame = encodeSpoolFrame(bytes);
+    // Checked before the seq is taken, so a refused record leaves no gap in the chain.
+    if (this.spool.bytes() + this.pending.bytes + frame.length > this.maxBytes) {
+      throw new AuditError(`audit spool is full (${this.maxBytes} bytes): the collector has not acknowledged enough records`);
+    }
+    this.lastHash = leafHash(bytes);
+    this.nextSeqValue = seq + 1;
+    const b = this.pending;
+    b.frames.push(frame);
+    b.records.push(bytes);
+    b.bytes += frame.length;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      // setImmediate, not a microtask: everything appended in this turn of the event loop,
+      // including other connections' I/O callbacks, joins the same write and fsync.
+      setImmediate(this.flushNow);
+    }
+    return seq;
+  }
+
+  /** Same as append, and resolves only after the batch containing it is written and fsynced. */
+  appendDurable(event: AuditEvent): Promise<number> {
+    let seq: number;
+    try {
+      seq = this.append(event);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<number>((resolve, reject) => {
+      this.pending.waiters.push({ seq, resolve, reject });
+    });
+  }
+
+  /** Resolves when everything appended so far is durable (rejects if the log failed). */
+  async sync(): Promise<void> {
+    while (!this.failure && (this.flushing || this.pending.frames.length > 0)) {
+      if (!this.flushing) this.flushNow();
+      await this.flushing;
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  private newBatch(): Batch {
+    return { firstSeq: this.nextSeqValue, frames: [], records: [], bytes: 0, waiters: [] };
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.frames.length > 0 && !this.failure) {
+      const batch = this.pending;
+      this.pending = this.newBatch();
+      try {
+        await this.spool.appendBatch(batch.frames, batch.firstSeq);
+      } catch (err) {
+        this.fail(err, batch);
+        return;
+      }
+      this.batches++;
+      this.durableNext = batch.firstSeq + batch.records.length;
+      this.remember(batch.records);
+      for (const w of batch.waiters) w.resolve(w.seq);
+      this.notify();
+    }
+  }
+
+
+  private fail(err: unknown, batch: Batch): void {
+    // After a failed fsync the kernel may have dropped the dirty pages: nothing written since the
+    // last good fsync can be trusted, and no later record may be reported durable.
+    this.failure = new AuditError(`audit spool write failed: ${(err as Error).message ?? String(err)}`, { cause: err });
+    this.logger.error({ err, firstSeq: batch.firstSeq }, 'audit spool failed; refusing further records');
+    for (const w of batch.waiters) w.reject(this.failure);
+    for (const w of this.pending.waiters) w.reject(this.failure);
+    this.pending = this.newBatch();
+    this.notify();
+  }
+
+  private remember(records: Uint8Array[]): void {
+    for (const r of records) this.cache.push(r);
+    const excess = this.cache.length - this.cacheRecords;
+    if (excess > 0) {
+      // Trim in chunks so the array is not shifted once per record.
+      const cut = Math.max(excess, this.cacheRecords >> 2);
+      this.cache.splice(0, cut);
+      this.cacheFirst += cut;
+    }
+  }
+
+  /** Calls `listener` after each durable batch (and on failure or close). Returns an unsubscribe. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private notify(): void {
+    for (const l of this.listeners) l();
+  }
+
+  /**
+   * Durable records from `seq` on, as encoded bytes (the exact bytes that were hashed).
+   * Throws AuditError when `seq` was already acknowledged and deleted.
+   */
+  async readFrom(seq: number, max: number): Promise<{ seq: number; bytes: Uint8Array }[]> {
+    const first = this.firstSeq;
+    if (seq < first) throw new AuditError(`records before seq ${first} are no longer in the spool (asked for ${seq})`);
+    const out: { seq: number; bytes: Uint8Array }[] = [];
+    if (seq >= this.durableNext || max <= 0) return out;
+    if (seq >= this.cacheFirst) {
+      const end = Math.min(this.durableNext, seq + max);
+      for (let s = seq; s < end; s++) out.push({ seq: s, bytes: this.cache[s - this.cacheFirst] });
+      return out;
+    }
+    const records = await this.spool.read(seq, max);
+    for (let i = 0; i < records.length; i++) out.push({ seq: seq + i, bytes: records[i] });
+    return out;
+  }
+
+  /**
+   * The collector has stored everything up to `seq`: persist that (temp + fsync + rename) and
+   * delete segments that hold only acknowledged records.
+   */
+  markAcked(seq: number): Promise<void> {
+    if (seq >= this.durableNext) {
+      return Promise.reject(
+        new AuditError(`acknowledgement for seq ${seq}, but only records below ${this.durableNext} were ever durable`),
+      );
+    }
+    this.ackWanted = Math.max(this.ackWanted, seq);
+    // Acks that queue up behind a slow state write collapse into the newest one.
+    const run = async (): Promise<void> => {
+      seq = this.ackWanted;
+      if (seq <= this.acked) return;
+      const [rec] = await this.readFrom(seq, 1);
+      await this.spool.writeAckState(seq, leafHash(rec.bytes));
+      this.acked = seq;
+      const deleted = await this.spool.deleteThrough(seq);
+      if (deleted > 0) this.logger.debug({ ackedSeq: seq, deleted }, 'audit spool: deleted acknowledged segments');
+    };
+    const p = this.ackChain.then(run);
+    this.ackChain = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Flushes and fsyncs what was appended, then closes the files. Further appends throw. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.sync();
+    } catch {
+      // already failed: waiters were rejected; nothing more can be made durable
+    }
+    this.closed = true;
+    await this.ackChain;
+    await this.spool.close();
+    this.notify();
+  }
+}

@@ -1,0 +1,181 @@
+// Pure builders from our model (src/core/command.ts) to audit events: what the pipeline hands to
+// AuditLog.append. They run per command, so they only copy references into plain objects (no
+// encoding, no hashing, no JSON); the log stamps gateway id, seq, time and prev_hash.
+// Never copy a token or a key into a record: Subject carries only the token id and thumbprint.
+import type { Command, Decision, Protocol, Subject } from '../core/command.js';
+import type { Reason } from '../core/reasons.js';
+import { pb } from './schema.js';
+import type { AuditRecordProps, CommandInfoProps, IdentityProps } from './schema.js';
+
+/** A record before the log stamps it. */
+export type AuditEvent = Omit<AuditRecordProps, 'schemaVersion' | 'gatewayId' | 'seq' | 'timeUnixMs' | 'prevHash'>;
+
+export type OutcomeStatus = 'ok' | 'exception' | 'upstream_unavailable' | 'upstream_timeout' | 'not_forwarded';
+
+// A session's Subject object is reused for each of its commands: map it once.
+const identities = new WeakMap<Subject, IdentityProps>();
+
+export function identityOf(s: Subject): IdentityProps {
+  let id = identities.get(s);
+  if (id === undefined) {
+    id = {
+      workloadId: s.workloadId,
+      owner: s.owner,
+      taskId: s.taskId,
+      taskPurpose: s.taskPurpose,
+      jti: s.jti,
+      actSub: s.actSub ?? [],
+      roles: s.roles,
+      scopes: s.scopes,
+      assurance: s.assurance,
+      certThumbprint: s.certThumbprint ?? '',
+      issuer: s.issuer,
+    };
+    identities.set(s, id);
+  }
+  return id;
+}
+
+export function commandInfo(cmd: Command, extra?: { unitId?: number; transactionId?: number }): CommandInfoProps {
+  return {
+    sessionId: cmd.sessionId,
+    protocol: cmd.protocol,
+    assetId: cmd.assetId,
+    operation: cmd.operation,
+    functionCode: cmd.functionCode,
+    service: cmd.service ?? '',
+    targets: cmd.targets,
+    points: cmd.points,
+    rawValues: cmd.rawValues ?? [],
+    values: cmd.values ?? {},
+    unitId: extra?.unitId ?? 0,
+    transactionId: extra?.transactionId ?? 0,
+  };
+}
+
+export function decisionRecord(
+  cmd: Command,
+  subject: Subject | undefined,
+  decision: Decision,
+  extra?: { unitId?: number; transactionId?: number },
+): AuditEvent {
+  return {
+    decision: {
+      subject: subject ? identityOf(subject) : null,
+      command: commandInfo(cmd, extra),
+      decision: {
+        effect: decision.effect === 'allow' ? pb.Effect.ALLOW : pb.Effect.DENY,
+        reason: decision.reason,
+        ruleId: decision.ruleId,
+        bundleRevision: decision.bundleRevision,
+        interlockId: decision.interlockId ?? '',
+        approvalId: decision.approvalId ?? '',
+        durable: decision.durable,
+      },
+    },
+  };
+}
+
+export function outcomeRecord(o: {
+  decisionSeq: number;
+  sessionId: string;
+  status: OutcomeStatus;
+  exceptionCode?: number;
+  upstreamLatencyUs?: number;
+  transactionId?: number;
+}): AuditEvent {
+  return {
+    outcome: {
+      decisionSeq: o.decisionSeq,
+      status: o.status,
+      exceptionCode: o.exceptionCode ?? 0,
+      upstreamLatencyUs: o.upstreamLatencyUs ?? 0,
+      sessionId: o.sessionId,
+      transactionId: o.transactionId ?? 0,
+    },
+  };
+}
+
+export function sessionRecord(s: {
+  kind: 'open' | 'close';
+  sessionId: string;
+  protocol: Protocol;
+  remoteAddress: string;
+  listener?: string;
+  subject?: Subject;
+  reason?: Reason;
+  detail?: string;
+}): AuditEvent {
+  return {
+    session: {
+      kind: s.kind,
+      sessionId: s.sessionId,
+      protocol: s.protocol,
+      remoteAddress: s.remoteAddress,
+      listener: s.listener ?? '',
+      subject: s.subject ? identityOf(s.subject) : null,
+      reason: s.reason ?? '',
+      detail: s.detail ?? '',
+    },
+  };
+}
+
+export function tokenRecord(t: {
+  kind: 'accepted' | 'rejected';
+  sessionId: string;
+  subject?: Subject;
+  reason: Reason;
+  detail?: string;
+  expiresAtMs?: number;
+}): AuditEvent {
+  return {
+    token: {
+      kind: t.kind,
+      sessionId: t.sessionId,
+      subject: t.subject ? identityOf(t.subject) : null,
+      reason: t.reason,
+      detail: t.detail ?? '',
+      expiresAtUnixMs: t.expiresAtMs ?? t.subject?.expiresAtMs ?? 0,
+    },
+  };
+}
+
+export function bundleRecord(b: {
+  kind: 'loaded' | 'rejected';
+  revision: number;
+  source: string;
+  reason?: Reason;
+  digest?: string;
+  keyId?: string;
+  detail?: string;
+}): AuditEvent {
+  return {
+    bundle: {
+      kind: b.kind,
+      revision: b.revision,
+      reason: b.reason ?? '',
+      source: b.source,
+      digest: b.digest ?? '',
+      keyId: b.keyId ?? '',
+      detail: b.detail ?? '',
+    },
+  };
+}
+
+export function violationRecord(v: {
+  sessionId: string;
+  protocol: Protocol;
+  remoteAddress: string;
+  detail: string;
+  functionCode?: number;
+}): AuditEvent {
+  return {
+    violation: {
+      sessionId: v.sessionId,
+      protocol: v.protocol,
+      remoteAddress: v.remoteAddress,
+      detail: v.detail,
+      functionCode: v.functionCode ?? 0,
+    },
+  };
+}

@@ -1,0 +1,261 @@
+// Ships the spool to `plantgate collector`: mutual TLS, hello, resume from the collector's
+// next_seq, stream records as they become durable, hand cumulative acks to the log, reconnect with
+// exponential backoff after any error. Owns the client socket and nothing on disk.
+// Never skips a record: if the collector wants a seq the spool no longer has, or claims records the
+// gateway never wrote, that is an alert and nothing is sent.
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import { silentLogger, type Logger } from '../core/log.js';
+import { FrameReader } from './framing.js';
+import { hashEquals, leafHash, toHex } from './hash.js';
+import type { AuditLog } from './log.js';
+import { num, pb } from './schema.js';
+
+export const STREAM_VERSION = 1;
+
+export interface ShipperOptions {
+  log: AuditLog;
+  host: string;
+  port: number;
+  tls: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer; servername?: string };
+  gatewayId: string;
+  logger?: Logger;
+  reconnect?: { minMs: number; maxMs: number };
+  /** Records read and written per socket write. Default 256. */
+  batchRecords?: number;
+  /** Records sent but not yet acknowledged before the shipper waits for an ack. Default 16384. */
+  windowRecords?: number;
+}
+
+export interface ShipperStats {
+  connected: boolean;
+  /** Last seq written to the socket, -1 before any. */
+  sentSeq: number;
+  /** Last seq the collector acknowledged on this or an earlier connection, -1 before any. */
+  ackedSeq: number;
+  connects: number;
+  failures: number;
+  lastError: string;
+}
+
+export interface ShipperAlert {
+  kind: 'collector_wants_deleted_records' | 'collector_ahead_of_gateway' | 'collector_chain_differs' | 'bad_ack';
+  message: string;
+  nextSeq?: number;
+}
+
+/** Emits 'connected' (nextSeq), 'acked' (seq), 'alert' (ShipperAlert), 'disconnected' (error message). */
+export class Shipper extends EventEmitter {
+  private socket: tls.TLSSocket | undefined;
+  private reader = new FrameReader();
+  private cursor = -1;
+  private remoteAcked = -1;
+  private streaming = false;
+  private pumping = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private readonly unsubscribe: () => void;
+  private readonly logger: Logger;
+  private readonly minMs: number;
+  private readonly maxMs: number;
+  private readonly st: ShipperStats = { connected: false, sentSeq: -1, ackedSeq: -1, connects: 0, failures: 0, lastError: '' };
+
+  constructor(private readonly opts: ShipperOptions) {
+    super();
+    this.logger = (opts.logger ?? silentLogger).child({ component: 'audit-shipper', collector: `${opts.host}:${opts.port}` });
+    this.minMs = opts.reconnect?.minMs ?? 250;
+    this.maxMs = opts.reconnect?.maxMs ?? 30_000;
+    this.st.ackedSeq = opts.log.ackedSeq;
+    // Woken by the log after each durable batch: no polling.
+    this.unsubscribe = opts.log.subscribe(() => this.kick());
+    this.connect();
+  }
+
+  stats(): ShipperStats {
+    return { ...this.st };
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const { host, port } = this.opts;
+    const t = this.opts.tls;
+    const socket = tls.connect({
+      host,
+      port,
+      ca: t.ca,
+      cert: t.cert,
+      key: t.key,
+      // SNI must not be an IP address (RFC 6066 §3); the certificate check still uses `host`.
+      servername: t.servername ?? (isIP(host) ? undefined : host),
+      minVersion: 'TLSv1.2',
+    });
+    this.socket = socket;
+    this.reader = new FrameReader();
+    this.streaming = false;
+    socket.setNoDelay(true);
+    socket.on('secureConnect', () => {
+      this.st.connects++;
+      socket.write(pb.ShipperFrame.encodeDelimited({ hello: { streamVersion: STREAM_VERSION, gatewayId: this.opts.gatewayId } }).finish());
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const f of this.reader.push(chunk)) this.onFrame(socket, pb.CollectorFrame.decode(f));
+      } catch (err) {
+        this.drop(socket, `bad frame from collector: ${(err as Error).message}`);
+      }
+    });
+    socket.on('drain', () => this.kick());
+    socket.on('error', (err) => this.drop(socket, err.message));
+    socket.on('close', () => this.drop(socket, 'connection closed'));
+  }
+
+  private onFrame(socket: tls.TLSSocket, frame: InstanceType<typeof pb.CollectorFrame>): void {
+    if (socket !== this.socket) return;
+    if (frame.hello) {
+      if (this.streaming) throw new Error('second hello on one stream');
+      void this.onHello(socket, num(frame.hello.nextSeq), frame.hello.lastHash ?? new Uint8Array(0)).catch((err) =>
+        this.drop(socket, (err as Error).message),
+      );
+    } else if (frame.ack) {
+      const seq = num(frame.ack.lastSeq);
+      if (!this.streaming || seq >= this.cursor || seq < this.remoteAcked) {
+        this.alert(socket, { kind: 'bad_ack', message: `collector acknowledged seq ${seq}; sent up to ${this.cursor - 1}` });
+        return;
+      }
+      this.remoteAcked = seq;
+      this.st.ackedSeq = Math.max(this.st.ackedSeq, seq);
+      this.opts.log.markAcked(seq).then(
+        () => this.emit('acked', seq),
+        (err) => this.logger.error({ err, seq }, 'audit spool: could not record acknowledgement'),
+      );
+      this.kick();
+    }
+  }
+
+  private async onHello(socket: tls.TLSSocket, nextSeq: number, lastHash: Uint8Array): Promise<void> {
+    const log = this.opts.log;
+    if (nextSeq > log.durableSeq) {
+      this.alert(socket, {
+        kind: 'collector_ahead_of_gateway',
+        nextSeq,
+        message: `collector expects seq ${nextSeq} but this gateway's spool ends at ${log.durableSeq - 1}: was the spool replaced?`,
+      });
+      return;
+    }
+    if (nextSeq < log.firstSeq) {
+      this.alert(socket, {
+        kind: 'collector_wants_deleted_records',
+        nextSeq,
+        message: `collector asks for seq ${nextSeq} but records before ${log.firstSeq} were deleted after an earlier acknowledgement`,
+      });
+      return;
+    }
+    if (nextSeq > 0 && nextSeq - 1 >= log.firstSeq) {
+      const [prev] = await log.readFrom(nextSeq - 1, 1);
+      if (!hashEquals(lastHash, leafHash(prev.bytes))) {
+        this.alert(socket, {
+          kind: 'collector_chain_differs',
+          nextSeq,
+          message: `collector's hash of seq ${nextSeq - 1} is ${toHex(lastHash)}, the spool's is ${toHex(leafHash(prev.bytes))}`,
+        });
+        return;
+      }
+    }
+    if (socket !== this.socket) return;
+    // The collector already stored everything before nextSeq, maybe acked on a connection that
+    // died before the ack arrived: record that now.
+    if (nextSeq - 1 > log.ackedSeq) await log.markAcked(nextSeq - 1);
+    this.remoteAcked = nextSeq - 1;
+    this.st.ackedSeq = Math.max(this.st.ackedSeq, nextSeq - 1);
+    this.cursor = nextSeq;
+    this.streaming = true;
+    this.attempt = 0;
+    this.st.connected = true;
+    this.logger.info({ nextSeq }, 'audit shipper connected');
+    this.emit('connected', nextSeq);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.pumping || !this.streaming || this.closed) return;
+    this.pumping = true;
+    this.pump().then(
+      () => {
+        this.pumping = false;
+      },
+      (err) => {
+        this.pumping = false;
+        if (this.socket) this.drop(this.socket, (err as Error).message);
+      },
+    );
+  }
+
+  private async pump(): Promise<void> {
+    const batch = this.opts.batchRecords ?? 256;
+    const window = this.opts.windowRecords ?? 16384;
+    const log = this.opts.log;
+    for (;;) {
+      const socket = this.socket;
+      if (!socket || !this.streaming || this.closed) return;
+      if (socket.writableNeedDrain) return; // resumed by 'drain'
+      if (this.cursor >= log.durableSeq) return; // resumed by the log's notification
+      if (this.cursor - this.remoteAcked > window) return; // resumed by the next ack
+      const recs = await log.readFrom(this.cursor, batch);
+      if (socket !== this.socket || !this.streaming) return;
+      if (recs.length === 0) return;
+      const frames: Uint8Array[] = [];
+      for (const r of recs) frames.push(pb.ShipperFrame.encodeDelimited({ record: r.bytes }).finish());
+      socket.write(Buffer.concat(frames));
+      this.cursor = recs[recs.length - 1].seq + 1;
+      this.st.sentSeq = this.cursor - 1;
+    }
+  }
+
+  private alert(socket: tls.TLSSocket, alert: ShipperAlert): void {
+    this.logger.error(alert, 'audit shipper: collector and spool disagree; not sending');
+    this.emit('alert', alert);
+    this.drop(socket, alert.message);
+  }
+
+  private drop(socket: tls.TLSSocket, reason: string): void {
+    if (socket !== this.socket) return;
+    this.socket = undefined;
+    this.streaming = false;
+    this.st.connected = false;
+    this.st.failures++;
+    this.st.lastError = reason;
+    socket.destroy();
+    this.emit('disconnected', reason);
+    if (this.closed) return;
+    const delay = Math.min(this.maxMs, this.minMs * 2 ** Math.min(this.attempt, 20));
+    this.attempt++;
+    this.logger.warn({ reason, retryInMs: delay }, 'audit shipper disconnected');
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.connect();
+    }, delay);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    if (this.timer) clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = undefined;
+    this.streaming = false;
+    this.st.connected = false;
+    if (socket && !socket.destroyed) {
+      await new Promise<void>((resolve) => {
+        socket.once('close', () => resolve());
+        socket.destroy();
+      });
+    }
+  }
+}
+
+export function startShipper(opts: ShipperOptions): Shipper {
+  return new Shipper(opts);
+}

@@ -1,0 +1,26 @@
+// The collector's JSON mapping of an audit record (proto3 JSON field names, enums by name, 64-bit
+// values as numbers, hashes as hex) plus the record's own leaf hash. Pure: used for the NDJSON
+// output and by anything that shows records to a person.
+import { toHex } from '../audit/hash.js';
+import { pb, type DecodedRecord } from '../audit/schema.js';
+
+const TO_OBJECT = { longs: Number, enums: String, bytes: String, oneofs: true } as const;
+
+export function recordToJson(record: DecodedRecord, hash: Uint8Array): Record<string, unknown> {
+  const { schemaVersion: _v, gatewayId: _g, seq: _s, timeUnixMs: _t, prevHash: _p, ...event } = pb.AuditRecord.toObject(
+    record,
+    TO_OBJECT,
+  ) as Record<string, unknown>;
+  // Header fields are written even when zero (seq 0, proto3 would omit it): every line is
+  // self-describing for a SIEM.
+  return {
+    schemaVersion: record.schemaVersion ?? 0,
+    gatewayId: record.gatewayId ?? '',
+    seq: Number(record.seq),
+    time: new Date(Number(record.timeUnixMs)).toISOString(),
+    timeUnixMs: Number(record.timeUnixMs),
+    prevHash: toHex(record.prevHash),
+    ...event,
+    hash: toHex(hash),
+  };
+}

@@ -1,0 +1,66 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { register } from '../../../src/cli/commands/collector.js';
+import { loadCollectorConfig } from '../../../src/collector/config.js';
+import { SourceErrors } from '../../../src/core/errors.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'plantgate-colcfg-'));
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  process.exitCode = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function cfg(text: string): Promise<string> {
+  const file = join(dir, 'collector.yaml');
+  await writeFile(file, text);
+  return file;
+}
+
+describe('collector config', () => {
+  it('loads a valid config and resolves paths against the config file', async () => {
+    const file = await cfg('listen: { host: 127.0.0.1, port: 6514 }\ntls: { ca: pki/ca.crt, cert: pki/collector.crt, key: pki/collector.key }\nout_dir: out\n');
+    const c = await loadCollectorConfig(file);
+    expect(c).toEqual({
+      listen: { host: '127.0.0.1', port: 6514 },
+      tls: { ca: join(dir, 'pki/ca.crt'), cert: join(dir, 'pki/collector.crt'), key: join(dir, 'pki/collector.key') },
+      outDir: join(dir, 'out'),
+    });
+  });
+
+  it('names the file, line and field of each problem', async () => {
+    const file = await cfg('listen:\n  host: 127.0.0.1\n  port: 70000\ntls:\n  ca: ca.crt\n  cert: c.crt\nout_dir: out\nextra: 1\n');
+    const err = await loadCollectorConfig(file).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SourceErrors);
+    const msgs = (err as SourceErrors).errors.map((e) => e.message);
+    expect(msgs).toContainEqual(expect.stringMatching(new RegExp(`^${file}:3:\\d+: listen\\.port: must be 0\\.\\.65535`)));
+    expect(msgs).toContainEqual(expect.stringMatching(/:\d+:\d+: tls\.key: required$/));
+    expect(msgs).toContainEqual(expect.stringMatching(/:8:1: extra: unknown field/));
+  });
+
+  it('`plantgate collector` exits 2 on a bad config and prints where the problem is', async () => {
+    const file = await cfg('listen: { port: "x" }\ntls: { ca: a, cert: b, key: c }\nout_dir: out\n');
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const program = new Command().exitOverride();
+    register(program);
+    await program.parseAsync(['node', 'plantgate', 'collector', '--config', file]);
+    expect(process.exitCode).toBe(2);
+    expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toMatch(/collector\.yaml:1:\d+: listen\.port: must be a number/);
+  });
+
+  it('`plantgate collector` exits 2 when a TLS file named in the config is missing', async () => {
+    const file = await cfg('listen: { port: 0 }\ntls: { ca: nope-ca.crt, cert: nope.crt, key: nope.key }\nout_dir: out\n');
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const program = new Command().exitOverride();
+    register(program);
+    await program.parseAsync(['node', 'plantgate', 'collector', '--config', file]);
+    expect(process.exitCode).toBe(2);
+    expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toMatch(/tls\.ca: cannot read .*nope-ca\.crt: ENOENT/);
+  });
+});

@@ -1,0 +1,186 @@
+import { open, readdir, readFile, stat, truncate, appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AuditError } from '../../../src/audit/errors.js';
+import { hashEquals, leafHash, ZERO_HASH } from '../../../src/audit/hash.js';
+import { AuditLog } from '../../../src/audit/log.js';
+import { bundleRecord, outcomeRecord, violationRecord } from '../../../src/audit/records.js';
+import { decodeRecord } from '../../../src/audit/schema.js';
+import { ManualClock } from '../../../src/core/clock.js';
+
+let dir: string;
+const clock = new ManualClock();
+const ev = (i: number) => violationRecord({ sessionId: `s-${i}`, protocol: 'modbus', remoteAddress: '127.0.0.1:5020', detail: `bad frame ${i}` });
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'plantgate-audit-'));
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function segmentFiles(): Promise<string[]> {
+  return (await readdir(dir)).filter((n) => n.endsWith('.seg')).sort();
+}
+
+describe('AuditLog', () => {
+  it('numbers records contiguously from 0 and chains each to the previous leaf hash', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    for (let i = 0; i < 50; i++) expect(log.append(ev(i))).toBe(i);
+    await log.sync();
+    const recs = await log.readFrom(0, 100);
+    expect(recs.map((r) => r.seq)).toEqual([...Array(50).keys()]);
+    let prev: Uint8Array = ZERO_HASH;
+    for (const r of recs) {
+      const d = decodeRecord(r.bytes);
+      expect(d.seq).toBe(r.seq);
+      expect(d.gatewayId).toBe('gw-1');
+      expect(d.timeUnixMs).toBe(clock.now());
+      expect(hashEquals(d.prevHash, prev)).toBe(true);
+      prev = leafHash(r.bytes);
+    }
+    expect(hashEquals(log.lastRecordHash(), prev)).toBe(true);
+    await log.close();
+  });
+
+  it('resolves a durable append only once its bytes are in the spool file', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    const seq = await log.appendDurable(bundleRecord({ kind: 'loaded', revision: 7, source: 'rules/bundle.jws' }));
+    const [seg] = await segmentFiles();
+    const onDisk = await readFile(join(dir, seg));
+    const [rec] = await log.readFrom(seq, 1);
+    expect(onDisk.includes(Buffer.from(rec.bytes))).toBe(true);
+    await log.close();
+  });
+
+  it('writes everything appended in one event-loop turn with a single fsync', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    await log.appendDurable(ev(0)); // opens the segment file
+    const probe = await open(join(dir, 'probe'), 'w');
+    const syncSpy = vi.spyOn(Object.getPrototypeOf(probe), 'sync');
+    await probe.close();
+    const before = log.stats().fsyncs;
+    const all = [];
+    for (let i = 1; i <= 200; i++) all.push(log.appendDurable(ev(i)));
+    expect(await Promise.all(all)).toEqual([...Array(200).keys()].map((i) => i + 1));
+    expect(log.stats().fsyncs - before).toBe(1);
+    expect(syncSpy).toHaveBeenCalledTimes(1);
+    await log.close();
+  });
+
+  it('rejects every durable waiter with AUDIT_UNAVAILABLE when fsync fails, and refuses further records', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    await log.appendDurable(ev(0));
+    const probe = await open(join(dir, 'probe'), 'w');
+    vi.spyOn(Object.getPrototypeOf(probe), 'sync').mockRejectedValueOnce(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    await probe.close();
+    const waiters = [log.appendDurable(ev(1)), log.appendDurable(ev(2))];
+    for (const w of waiters) await expect(w).rejects.toMatchObject({ reason: 'AUDIT_UNAVAILABLE' });
+    expect(() => log.append(ev(3))).toThrow(AuditError);
+    await expect(log.appendDurable(ev(3))).rejects.toMatchObject({ reason: 'AUDIT_UNAVAILABLE' });
+    await log.close();
+  });
+
+  it('recovers next seq and last hash after a restart', async () => {
+    const a = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    for (let i = 0; i < 10; i++) a.append(ev(i));
+    await a.close();
+    const hash = a.lastRecordHash();
+    const b = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    expect(b.nextSeq).toBe(10);
+    expect(hashEquals(b.lastRecordHash(), hash)).toBe(true);
+    const seq = await b.appendDurable(ev(10));
+    const [r] = await b.readFrom(seq, 1);
+    expect(hashEquals(decodeRecord(r.bytes).prevHash, hash)).toBe(true);
+    await b.close();
+  });
+
+  it('cuts a torn tail (a record cut mid-write) on open and continues the chain from the last whole record', async () => {
+    const a = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    for (let i = 0; i < 9; i++) a.append(ev(i));
+    await a.sync();
+    const hashAfter8 = a.lastRecordHash();
+    await a.appendDurable(ev(9));
+    await a.close();
+    const [seg] = await segmentFiles();
+    const size = (await stat(join(dir, seg))).size;
+    await truncate(join(dir, seg), size - 5); // kill -9 in the middle of record 9
+
+    const b = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    expect(b.nextSeq).toBe(9);
+    expect(hashEquals(b.lastRecordHash(), hashAfter8)).toBe(true);
+    expect(await b.appendDurable(ev(99))).toBe(9);
+    await b.close();
+    const c = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    expect(c.nextSeq).toBe(10);
+    await c.close();
+  });
+
+  it('cuts a zero-filled tail left by a crash before the data reached the disk', async () => {
+    const a = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    for (let i = 0; i < 5; i++) a.append(ev(i));
+    await a.close();
+    const [seg] = await segmentFiles();
+    await appendFile(join(dir, seg), Buffer.alloc(300));
+    const b = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    expect(b.nextSeq).toBe(5);
+    expect((await b.readFrom(0, 10)).length).toBe(5);
+    await b.close();
+  });
+
+  it('denies appends with AUDIT_UNAVAILABLE once the spool is full, without skipping a seq', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, maxBytes: 2000 });
+    let n = 0;
+    let err: unknown;
+    try {
+      for (;;) {
+        log.append(ev(n));
+        n++;
+      }
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(AuditError);
+    expect((err as AuditError).reason).toBe('AUDIT_UNAVAILABLE');
+    expect(n).toBeGreaterThan(5);
+    expect(log.nextSeq).toBe(n);
+    await log.sync();
+    expect(log.bytes()).toBeLessThanOrEqual(2000);
+    await log.close();
+  });
+
+  it('persists the acknowledged seq and deletes only segments that are fully acknowledged', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, segmentBytes: 500 });
+    for (let i = 0; i < 60; i++) await log.appendDurable(ev(i));
+    const segsBefore = await segmentFiles();
+    expect(segsBefore.length).toBeGreaterThan(3);
+    await log.markAcked(30);
+    expect(log.ackedSeq).toBe(30);
+    const segsAfter = await segmentFiles();
+    expect(segsAfter.length).toBeLessThan(segsBefore.length);
+    // Every unacknowledged record is still readable, from disk, in order.
+    expect(log.firstSeq).toBeLessThanOrEqual(31);
+    const rest = await log.readFrom(31, 100);
+    expect(rest.map((r) => r.seq)).toEqual([...Array(29).keys()].map((i) => i + 31));
+    await expect(log.readFrom(0, 1)).rejects.toBeInstanceOf(AuditError);
+    await log.close();
+
+    const again = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, segmentBytes: 500, cacheRecords: 4 });
+    expect(again.ackedSeq).toBe(30);
+    expect(again.nextSeq).toBe(60);
+    expect((await again.readFrom(31, 100)).length).toBe(29);
+    expect(again.depthRecords()).toBe(29);
+    await again.close();
+  });
+
+  it('reads records back from disk once they left the memory cache', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, cacheRecords: 8, segmentBytes: 1000 });
+    for (let i = 0; i < 100; i++) log.append(outcomeRecord({ decisionSeq: i, sessionId: 's', status: 'ok', upstreamLatencyUs: i }));
+    await log.sync();
+    const recs = await log.readFrom(3, 50);
+    expect(recs.map((r) => decodeRecord(r.bytes).outcome?.decisionSeq)).toEqual([...Array(50).keys()].map((i) => i + 3));
+    await log.close();
+  });
+});
