@@ -2,7 +2,12 @@
 // client) speaking through a mutual-TLS socket, and the agent API for putting tokens.
 import https from 'node:https';
 import tls from 'node:tls';
-import ModbusRTU from 'modbus-serial';
+import ModbusSerial from 'modbus-serial';
+
+// modbus-serial is CommonJS: under NodeNext its class is the namespace's `default` (it sets
+// module.exports.default = module.exports, so this is the class at runtime too).
+const ModbusRTU = ModbusSerial.default;
+type ModbusRTU = InstanceType<typeof ModbusRTU>;
 
 export interface AgentCredentials {
   ca: Buffer;

@@ -54,6 +54,8 @@ export interface Lab {
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
   /** A token for the agent from the development issuer, bound to its certificate. */
   token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  /** Resolves once the collector has verified and stored every record the gateway has written so far. */
+  waitShipped(timeoutMs?: number): Promise<{ records: number; file: string }>;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,15 @@ export async function startLab(opts: { stateDir: string; clock?: Clock; logger?:
     readFile(pki.collector.key),
   ]);
   const collector = await startCollector({ host: '127.0.0.1', port: 0, tls: { ca, cert: collectorCert, key: collectorKey }, outDir: collectorDir, logger });
+
+  let collectedSeq = -1;
+  let shippedWaiters: Array<() => void> = [];
+  collector.on('record', (_gatewayId: string, record: { seq?: number | { toNumber(): number } }) => {
+    collectedSeq = Number(record.seq ?? -1);
+    const waiters = shippedWaiters;
+    shippedWaiters = [];
+    for (const w of waiters) w();
+  });
 
   const configFile = path.join(stateDir, 'gateway.yaml');
   await writeFile(configFile, gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, simPort: sim.port, collectorPort: collector.port }));
@@ -123,6 +134,21 @@ export async function startLab(opts: { stateDir: string; clock?: Clock; logger?:
         certThumbprint: certificateThumbprint(new X509Certificate(cert)),
         now: t.now,
       });
+    },
+    waitShipped: async (timeoutMs = 10_000) => {
+      const target = gateway.audit.nextSeq - 1;
+      const deadline = Date.now() + timeoutMs;
+      while (collectedSeq < target) {
+        if (Date.now() > deadline) throw new Error(`the collector has records up to ${collectedSeq}, the gateway wrote up to ${target}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, deadline - Date.now());
+          shippedWaiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      return { records: target + 1, file: path.join(collectorDir, 'demo-gateway.ndjson') };
     },
     close: async () => {
       await gateway.close();

@@ -1,0 +1,152 @@
+// The scripted agent of `plantgate demo`: allowed reads and writes, and the denials a plant
+// engineer should see (no token, wrong register, value out of bounds, a read-only agent writing,
+// an expired token, a forged token), each with the gateway's decision, reason and Modbus answer
+// as the SOC stream recorded them.
+import type { Lab } from './lab.js';
+import { connectModbusAgent, exceptionCodeOf, putToken, type ModbusAgent } from './agent.js';
+
+export interface StepResult {
+  step: string;
+  agent: string;
+  command: string;
+  /** What the agent got back: a value, "ok", "exception 0x02", or the HTTP answer. */
+  answer: string;
+  decision: string;
+  reason: string;
+  expected: string;
+  ok: boolean;
+}
+
+type Decided = { effect: string; reason: string; ruleId: string };
+
+/** Waits until the collector has the decision record for the command just sent. */
+function decisionsFrom(lab: Lab): { next(): Promise<Decided> } {
+  const queue: Decided[] = [];
+  const waiters: Array<(d: Decided) => void> = [];
+  lab.collector.on('record', (_gatewayId: string, record: { decision?: { decision?: { effect?: unknown; reason?: string; ruleId?: string } } | null }) => {
+    const d = record.decision?.decision;
+    if (!d) return;
+    const decided = { effect: d.effect === 1 || d.effect === 'ALLOW' ? 'allow' : 'deny', reason: d.reason ?? '', ruleId: d.ruleId ?? '' };
+    const w = waiters.shift();
+    if (w) w(decided);
+    else queue.push(decided);
+  });
+  return {
+    next: () => {
+      const d = queue.shift();
+      if (d) return Promise.resolve(d);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the collector received no decision record within 5 s')), 5000);
+        waiters.push((x) => {
+          clearTimeout(timer);
+          resolve(x);
+        });
+      });
+    },
+  };
+}
+
+const hex = (code: number) => `exception 0x${code.toString(16).padStart(2, '0')}`;
+
+export async function runScript(lab: Lab, print: (r: StepResult) => void): Promise<StepResult[]> {
+  const results: StepResult[] = [];
+  const decisions = decisionsFrom(lab);
+  const { host, port } = lab.gateway.modbus;
+  const api = lab.gateway.agentApi;
+  const optimizerCreds = await lab.credentials('optimizer');
+  const reporterCreds = await lab.credentials('reporter');
+
+  const modbusStep = async (
+    agent: ModbusAgent,
+    agentName: string,
+    step: string,
+    command: string,
+    expected: string,
+    run: (a: ModbusAgent) => Promise<string>,
+  ) => {
+    let answer: string;
+    try {
+      answer = await run(agent);
+    } catch (err) {
+      const code = exceptionCodeOf(err);
+      answer = code === undefined ? `error: ${(err as Error).message}` : hex(code);
+    }
+    const d = await decisions.next();
+    const r: StepResult = { step, agent: agentName, command, answer, decision: d.effect, reason: d.reason, expected, ok: d.reason === expected };
+    results.push(r);
+    print(r);
+  };
+
+  const optimizer = await connectModbusAgent(host, port, optimizerCreds);
+  const reporter = await connectModbusAgent(host, port, reporterCreds);
+  try {
+    await modbusStep(optimizer, 'optimizer', 'read before putting a token', 'FC4 read tank1.level', 'NO_TOKEN', async (a) => {
+      const r = await a.client.readInputRegisters(0, 1);
+      return `${r.data[0]}`;
+    });
+
+    const put = await putToken(api.host, api.port, optimizerCreds, await lab.token('optimizer'));
+    if (put.status !== 200) throw new Error(`the gateway refused the optimizer's token: ${put.status} ${JSON.stringify(put.body)}`);
+
+    await modbusStep(optimizer, 'optimizer', 'read the tank level', 'FC4 read tank1.level', 'ALLOWED', async (a) => {
+      const r = await a.client.readInputRegisters(0, 1);
+      return `tank1.level = ${(r.data[0] / 10).toFixed(1)} %`;
+    });
+    await modbusStep(optimizer, 'optimizer', 'raise the setpoint within bounds', 'FC6 tank1.setpoint := 60.0 %', 'ALLOWED', async (a) => {
+      await a.client.writeRegister(0, 600);
+      return 'ok';
+    });
+    await modbusStep(optimizer, 'optimizer', 'setpoint outside the bounds (20–80 %)', 'FC6 tank1.setpoint := 95.0 %', 'VALUE_OUT_OF_BOUNDS', async (a) => {
+      await a.client.writeRegister(0, 950);
+      return 'ok';
+    });
+    await modbusStep(optimizer, 'optimizer', 'write a register no rule names', 'FC6 holding[10] := 1', 'NO_MATCHING_RULE', async (a) => {
+      await a.client.writeRegister(10, 1);
+      return 'ok';
+    });
+    await modbusStep(optimizer, 'optimizer', 'start the pump', 'FC5 pump1.run := on', 'ALLOWED', async (a) => {
+      await a.client.writeCoil(0, true);
+      return 'ok';
+    });
+
+    // A read-only agent, and a token that runs out while the agent is connected.
+    const shortTtl = 2;
+    const putR = await putToken(api.host, api.port, reporterCreds, await lab.token('reporter', { ttlSec: shortTtl }));
+    if (putR.status !== 200) throw new Error(`the gateway refused the reporter's token: ${putR.status} ${JSON.stringify(putR.body)}`);
+    await modbusStep(reporter, 'reporter', 'read-only agent reads the alarms', 'FC2 read discrete[0..2]', 'ALLOWED', async (a) => {
+      const r = await a.client.readDiscreteInputs(0, 3);
+      return `running=${r.data[0]} high=${r.data[1]} low=${r.data[2]}`;
+    });
+    await modbusStep(reporter, 'reporter', 'read-only agent tries to stop the pump', 'FC5 pump1.run := off', 'NO_MATCHING_RULE', async (a) => {
+      await a.client.writeCoil(0, false);
+      return 'ok';
+    });
+    await new Promise((r) => setTimeout(r, shortTtl * 1000 + 200));
+    await modbusStep(reporter, 'reporter', `its ${shortTtl} s token has expired`, 'FC4 read tank1.level', 'TOKEN_EXPIRED', async (a) => {
+      const r = await a.client.readInputRegisters(0, 1);
+      return `${r.data[0]}`;
+    });
+
+    // A forged token: valid shape, signature of another key.
+    const good = await lab.token('reporter');
+    const [h, p] = good.split('.');
+    const forged = `${h}.${p}.${Buffer.alloc(64, 7).toString('base64url')}`;
+    const putF = await putToken(api.host, api.port, reporterCreds, forged);
+    const r: StepResult = {
+      step: 'put a forged token',
+      agent: 'reporter',
+      command: 'PUT /v1/token',
+      answer: `HTTP ${putF.status}`,
+      decision: 'deny',
+      reason: putF.body.reason ?? '',
+      expected: 'TOKEN_INVALID',
+      ok: putF.body.reason === 'TOKEN_INVALID',
+    };
+    results.push(r);
+    print(r);
+  } finally {
+    await optimizer.close();
+    await reporter.close();
+  }
+  return results;
+}
