@@ -7,7 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JWK } from 'jose';
-import type { Clock } from '../../core/clock.js';
+import { systemClock, type Clock } from '../../core/clock.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { startCollector } from '../../collector/server.js';
 import { loadGatewayConfig } from '../../gateway/config.js';
@@ -71,7 +71,7 @@ export async function startLab(opts: { stateDir: string; clock?: Clock; logger?:
 
   const policyKey = await generateSigningKey({ alg: 'EdDSA', name: 'policy' });
   const policyKeyFiles = await writeSigningKey(path.join(stateDir, 'keys'), 'policy', policyKey);
-  const payload = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: Date.now(), revision: 1 });
+  const payload = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: (opts.gatewayClock ?? systemClock).now(), revision: 1 });
   const bundleFile = path.join(stateDir, 'bundle.jws');
   await writeBundleFile(bundleFile, await signBundle(payload, policyKey.privateJwk, policyKey.kid));
 
@@ -98,6 +98,10 @@ export async function startLab(opts: { stateDir: string; clock?: Clock; logger?:
   await writeFile(configFile, gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, simPort: sim.port, collectorPort: collector.port }));
   const config = await loadGatewayConfig(configFile);
   const gateway = await startGateway(config, { clock: opts.gatewayClock, logger });
+  if (gateway.policy.engine === undefined) {
+    await gateway.close();
+    throw new Error('the gateway refused the demo bundle it was just given (see the log)');
+  }
   await gateway.upstreamsReady();
 
   const issuerKey = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'fixtures/keys/dev-issuer.private.jwk.json'), 'utf8')) as JWK;

@@ -1,0 +1,173 @@
+// Signed policy bundles: signing a compiled payload, verifying one against pinned keys, and the
+// bundle file on disk. Owns the trust decision for policy. It must never accept a bundle that is
+// not signed by a pinned key: there is no "no key configured" path, no alg from the token alone,
+// and a verified payload is still shape-checked before anyone uses it.
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { CompactSign, compactVerify, decodeProtectedHeader, errors as joseErrors, importJWK, type JWK } from 'jose';
+import { BundleError } from './errors.js';
+import { payloadProblems, type BundlePayload } from './payload.js';
+
+export { BundleError, type BundleErrorCode } from './errors.js';
+
+export const BUNDLE_JWS_TYPE = 'plantgate-bundle+jws';
+/** A bundle larger than this is refused before parsing (they are kilobytes in practice). */
+export const MAX_BUNDLE_BYTES = 16 * 1024 * 1024;
+
+export type BundleAlg = 'EdDSA' | 'ES256';
+
+export interface TrustedKey {
+  kid: string;
+  publicJwk: JWK;
+}
+
+/** The JWS alg a key signs with, from its type and curve; only Ed25519 and P-256 are allowed. */
+export function algForJwk(jwk: JWK): BundleAlg {
+  if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') return 'EdDSA';
+  if (jwk.kty === 'EC' && jwk.crv === 'P-256') return 'ES256';
+  throw new BundleError('UNKNOWN_KEY', `unsupported signing key (kty ${jwk.kty ?? '?'}, crv ${jwk.crv ?? '?'}); use Ed25519 or P-256`);
+}
+
+export async function signBundle(payload: BundlePayload, privateJwk: JWK, kid: string): Promise<string> {
+  const problem = payloadProblems(payload);
+  if (problem) throw new BundleError('MALFORMED', `refusing to sign an invalid payload: ${problem}`);
+  if (privateJwk.d === undefined) throw new BundleError('UNKNOWN_KEY', 'the signing key is a public key (no private part)');
+  if (kid === '') throw new BundleError('UNKNOWN_KEY', 'a key id is required');
+  const alg = algForJwk(privateJwk);
+  const key = await importJWK(privateJwk, alg);
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader({ alg, kid, typ: BUNDLE_JWS_TYPE })
+    .sign(key);
+}
+
+export interface VerifyOptions {
+  /** ms since the epoch. */
+  now: number;
+  /** The highest revision already accepted; lower ones are rollback. */
+  minRevision?: number;
+}
+
+export async function verifyBundle(jws: string, trusted: readonly TrustedKey[], opts: VerifyOptions): Promise<BundlePayload> {
+  if (typeof jws !== 'string' || jws.length > MAX_BUNDLE_BYTES) {
+    throw new BundleError('MALFORMED', `not a bundle (a JWS string of at most ${MAX_BUNDLE_BYTES} bytes)`);
+  }
+  const compact = jws.trim();
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    if (compact.split('.').length !== 3) throw new Error('expected three dot-separated parts');
+    header = decodeProtectedHeader(compact);
+  } catch (err) {
+    throw new BundleError('MALFORMED', `not a compact JWS: ${(err as Error).message}`, { cause: err });
+  }
+  if (header.typ !== BUNDLE_JWS_TYPE) {
+    throw new BundleError('BAD_TYPE', `typ is ${JSON.stringify(header.typ)}, expected '${BUNDLE_JWS_TYPE}'`);
+  }
+  const kid = header.kid;
+  const pinned = typeof kid === 'string' ? trusted.find((t) => t.kid === kid) : undefined;
+  if (pinned === undefined) {
+    throw new BundleError('UNKNOWN_KEY', `signed with key ${JSON.stringify(kid)}, which is not pinned (pinned: ${trusted.map((t) => t.kid).join(', ') || 'none'})`);
+  }
+  // The alg comes from the pinned key, never from the header alone (alg confusion).
+  let alg: BundleAlg;
+  try {
+    alg = algForJwk(pinned.publicJwk);
+  } catch (err) {
+    throw new BundleError('UNKNOWN_KEY', `pinned key '${kid}' is unusable: ${(err as Error).message}`, { cause: err });
+  }
+  let payloadBytes: Uint8Array;
+  try {
+    const key = await importJWK(pinned.publicJwk, alg);
+    ({ payload: payloadBytes } = await compactVerify(compact, key, { algorithms: [alg] }));
+  } catch (err) {
+    if (err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JOSEAlgNotAllowed) {
+      throw new BundleError('BAD_SIGNATURE', `signature does not verify with pinned key '${kid}' (${alg})`, { cause: err });
+    }
+    throw new BundleError('MALFORMED', `cannot verify: ${(err as Error).message}`, { cause: err });
+  }
+  let payload: unknown;
+  try {
+    payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payloadBytes));
+  } catch (err) {
+    throw new BundleError('MALFORMED', 'payload is not UTF-8 JSON', { cause: err });
+  }
+  const problem = payloadProblems(payload);
+  if (problem) throw new BundleError('MALFORMED', `signed payload is not a valid bundle: ${problem}`);
+  const p = payload as BundlePayload;
+  if (opts.minRevision !== undefined && p.revision < opts.minRevision) {
+    throw new BundleError('ROLLBACK', `revision ${p.revision} is older than the accepted revision ${opts.minRevision}`);
+  }
+  if (opts.now < p.not_before * 1000) {
+    throw new BundleError('NOT_YET_VALID', `not valid before ${new Date(p.not_before * 1000).toISOString()}`);
+  }
+  if (opts.now > p.expires_at * 1000) {
+    throw new BundleError('EXPIRED', `expired at ${new Date(p.expires_at * 1000).toISOString()}`);
+  }
+  return p;
+}
+
+/** Decodes a bundle's header and payload WITHOUT verifying anything: for `bundle inspect` only. */
+export function decodeBundleUnverified(jws: string): { header: Record<string, unknown>; payload: unknown } {
+  const parts = jws.trim().split('.');
+  if (parts.length !== 3) throw new BundleError('MALFORMED', 'not a compact JWS (expected three dot-separated parts)');
+  try {
+    const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const payload: unknown = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
+    return { header, payload };
+  } catch (err) {
+    throw new BundleError('MALFORMED', `cannot decode: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export async function readBundleFile(file: string): Promise<string> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size > MAX_BUNDLE_BYTES) throw new BundleError('MALFORMED', `${file} is ${size} bytes (limit ${MAX_BUNDLE_BYTES})`);
+    return (await fh.readFile('utf8')).trim();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Writes a bundle so that a crash leaves either the old file or the new one, never a torn one:
+ * temp file in the same directory, fsync, rename over the target, fsync the directory.
+ */
+export async function writeBundleFile(file: string, jws: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', 0o644);
+  try {
+    await fh.writeFile(jws.endsWith('\n') ? jws : `${jws}\n`, 'utf8');
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  const dh = await open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
+/** Reads a public JWKS file into pinned keys; every key must carry a kid. */
+export async function readTrustedKeys(file: string): Promise<TrustedKey[]> {
+  const jwks = JSON.parse(await readFile(file, 'utf8')) as { keys?: JWK[] };
+  if (!Array.isArray(jwks.keys) || jwks.keys.length === 0) throw new Error(`${file}: not a JWKS with at least one key`);
+  return jwks.keys.map((k, i) => {
+    if (typeof k.kid !== 'string' || k.kid === '') throw new Error(`${file}: keys[${i}] has no kid`);
+    if (k.d !== undefined) throw new Error(`${file}: keys[${i}] is a private key; pin public keys only`);
+    return { kid: k.kid, publicJwk: k };
+  });
+}

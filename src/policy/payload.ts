@@ -1,0 +1,184 @@
+// The signed bundle's payload: its TypeScript shape and the schema that checks it after the
+// signature is verified. Owns the wire form of a compiled bundle; must never read files or keys.
+// A payload that verifies but does not match this schema is refused (fail closed): a signer bug
+// must not become a gateway crash or a silently half-applied policy.
+import { z } from 'zod';
+import type { JSONWebKeySet } from 'jose';
+import type { ModbusTable, Operation } from '../core/command.js';
+
+export const BUNDLE_FORMAT = 1;
+
+/** Operations a rule may name. `admin` belongs to the operator API, never to an agent rule. */
+export const RULE_OPERATIONS = ['read', 'write', 'call', 'browse', 'subscribe', 'diagnostic'] as const;
+export type RuleOperation = (typeof RULE_OPERATIONS)[number];
+
+export const MODBUS_TABLES = ['coil', 'discrete', 'holding', 'input'] as const;
+export const POINT_TYPES = ['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32'] as const;
+export type PointType = (typeof POINT_TYPES)[number];
+export const CRITICALITIES = ['low', 'medium', 'high', 'critical'] as const;
+
+/** One named point of an asset (same shape as the simulator's plant file). */
+export interface PointDef {
+  table: ModbusTable;
+  address: number;
+  type: PointType;
+  word_order?: 'big' | 'little';
+  scale?: number;
+  offset?: number;
+  unit?: string;
+}
+
+export interface BundleAsset {
+  id: string;
+  zone: string;
+  criticality: (typeof CRITICALITIES)[number];
+  protocol: 'modbus' | 'opcua';
+  unit_id: number;
+  points: Record<string, PointDef>;
+}
+
+export interface AddressRange {
+  table: ModbusTable;
+  /** Inclusive. */
+  from: number;
+  /** Inclusive. */
+  to: number;
+}
+
+export interface Bounds {
+  min?: number;
+  max?: number;
+}
+
+/** A rule after compilation: every optional field made explicit, every reference checked. */
+export interface BundleRule {
+  id: string;
+  description: string;
+  subject: { workload: string; owner?: string; roles: string[] };
+  assets: string[];
+  operations: RuleOperation[];
+  /** Globs over point names ('*' matches any run of characters, dots included). */
+  points: string[];
+  ranges: AddressRange[];
+  /** Allow-list of Modbus function codes; absent = any code of the rule's operations. */
+  function_codes?: number[];
+  /** The token must carry this scope (or '*'); absent = the command's operation name ('write'). */
+  require_scope?: string;
+  /** Engineering-unit bounds per point name. */
+  bounds: Record<string, Bounds>;
+}
+
+export interface BundleIssuer {
+  iss: string;
+  jwks: JSONWebKeySet;
+}
+
+export interface BundlePayload {
+  format: typeof BUNDLE_FORMAT;
+  name: string;
+  revision: number;
+  /** Seconds since the epoch. */
+  issued_at: number;
+  not_before: number;
+  expires_at: number;
+  /** The token `aud` this gateway accepts. */
+  audience: string;
+  limits: { max_token_ttl_sec: number };
+  issuers: BundleIssuer[];
+  assets: BundleAsset[];
+  rules: BundleRule[];
+}
+
+const u16 = z.number().int().min(0).max(65535);
+const finite = z.number().refine(Number.isFinite, 'must be finite');
+
+export const pointDefSchema = z.strictObject({
+  table: z.enum(MODBUS_TABLES),
+  address: u16,
+  type: z.enum(POINT_TYPES),
+  word_order: z.enum(['big', 'little']).optional(),
+  scale: finite.optional(),
+  offset: finite.optional(),
+  unit: z.string().optional(),
+});
+
+const jwkSchema = z.looseObject({ kty: z.string().min(1) });
+
+const ruleSchema = z.strictObject({
+  id: z.string().min(1),
+  description: z.string(),
+  subject: z.strictObject({
+    workload: z.string().min(1),
+    owner: z.string().min(1).optional(),
+    roles: z.array(z.string().min(1)),
+  }),
+  assets: z.array(z.string().min(1)).min(1),
+  operations: z.array(z.enum(RULE_OPERATIONS)).min(1),
+  points: z.array(z.string().min(1)),
+  ranges: z.array(
+    z.strictObject({ table: z.enum(MODBUS_TABLES), from: u16, to: u16 }).refine((r) => r.from <= r.to, 'from > to'),
+  ),
+  function_codes: z.array(z.number().int().min(1).max(127)).optional(),
+  require_scope: z.string().min(1).optional(),
+  bounds: z.record(z.string(), z.strictObject({ min: finite.optional(), max: finite.optional() })),
+});
+
+const secs = z.number().int().min(0);
+
+export const bundlePayloadSchema = z.strictObject({
+  format: z.literal(BUNDLE_FORMAT),
+  name: z.string().min(1),
+  revision: z.number().int().min(1),
+  issued_at: secs,
+  not_before: secs,
+  expires_at: secs,
+  audience: z.string().min(1),
+  limits: z.strictObject({ max_token_ttl_sec: z.number().int().min(1) }),
+  issuers: z.array(
+    z.strictObject({ iss: z.string().min(1), jwks: z.strictObject({ keys: z.array(jwkSchema) }) }),
+  ),
+  assets: z.array(
+    z.strictObject({
+      id: z.string().min(1),
+      zone: z.string().min(1),
+      criticality: z.enum(CRITICALITIES),
+      protocol: z.enum(['modbus', 'opcua']),
+      unit_id: z.number().int().min(0).max(255),
+      points: z.record(z.string(), pointDefSchema),
+    }),
+  ),
+  rules: z.array(ruleSchema),
+});
+
+/** Checks an untrusted value against the payload schema; returns the first problems as text, or null. */
+export function payloadProblems(value: unknown): string | null {
+  const r = bundlePayloadSchema.safeParse(value);
+  if (!r.success) {
+    return r.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+      .join('; ');
+  }
+  // References the schema cannot express: the engine relies on them being consistent.
+  const p = r.data;
+  const assetIds = new Set<string>();
+  for (const a of p.assets) {
+    if (assetIds.has(a.id)) return `assets: duplicate asset id '${a.id}'`;
+    assetIds.add(a.id);
+  }
+  const ruleIds = new Set<string>();
+  for (const rule of p.rules) {
+    if (ruleIds.has(rule.id)) return `rules: duplicate rule id '${rule.id}'`;
+    ruleIds.add(rule.id);
+    for (const a of rule.assets) if (!assetIds.has(a)) return `rules.${rule.id}: unknown asset '${a}'`;
+  }
+  if (p.expires_at < p.not_before) return 'expires_at: before not_before';
+  return null;
+}
+
+/** Registers per point type: 32-bit values span two consecutive addresses. */
+export function pointWidth(type: PointType): 1 | 2 {
+  return type === 'int32' || type === 'uint32' || type === 'float32' ? 2 : 1;
+}
+
+export type { Operation };

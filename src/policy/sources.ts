@@ -1,0 +1,751 @@
+// The rule compiler: YAML policy sources (an entry file plus its includes, the plant files they
+// name, the issuers' JWKS files) into one BundlePayload. Owns the source format and every check
+// a human's typo needs. Must never sign, never guess a default that widens access, and never stop
+// at the first problem: a build run reports every problem it can find, each as file:line:col.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
+import type { ModbusTable } from '../core/command.js';
+import { SourceError, SourceErrors } from '../core/errors.js';
+import { loadPlant, type Plant } from '../sim/plant.js';
+import { parseDurationSec } from './duration.js';
+import { pointGlob } from './glob.js';
+import {
+  BUNDLE_FORMAT,
+  CRITICALITIES,
+  MODBUS_TABLES,
+  RULE_OPERATIONS,
+  type AddressRange,
+  type BundleAsset,
+  type BundleIssuer,
+  type BundlePayload,
+  type BundleRule,
+  type Bounds,
+  type PointDef,
+  type RuleOperation,
+} from './payload.js';
+
+export interface CompileOptions {
+  /** Build time, ms since the epoch (issued_at, not_before, and the base of valid_for). */
+  now: number;
+  revision: number;
+}
+
+const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'include', 'rules'];
+const INCLUDE_KEYS = ['rules'];
+const BUNDLE_KEYS = ['name', 'audience', 'valid_for'];
+const LIMIT_KEYS = ['max_token_ttl'];
+const ISSUER_KEYS = ['iss', 'jwks_file'];
+const ASSET_KEYS = ['id', 'zone', 'criticality', 'protocol', 'unit_id', 'points_from'];
+const RULE_KEYS = [
+  'id',
+  'description',
+  'subject',
+  'asset',
+  'assets',
+  'operations',
+  'points',
+  'ranges',
+  'function_codes',
+  'require_scope',
+  'bounds',
+];
+const SUBJECT_KEYS = ['workload', 'owner', 'roles'];
+const RANGE_KEYS = ['table', 'from', 'to'];
+const BOUND_KEYS = ['min', 'max'];
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+
+/** Which operation class each supported Modbus function code belongs to (for function_codes). */
+const FUNCTION_CODE_OPERATION: ReadonlyMap<number, RuleOperation> = new Map([
+  [1, 'read'],
+  [2, 'read'],
+  [3, 'read'],
+  [4, 'read'],
+  [5, 'write'],
+  [6, 'write'],
+  [15, 'write'],
+  [16, 'write'],
+  [22, 'write'],
+  [23, 'write'],
+  [7, 'diagnostic'],
+  [8, 'diagnostic'],
+  [11, 'diagnostic'],
+  [12, 'diagnostic'],
+  [17, 'diagnostic'],
+  [43, 'diagnostic'],
+]);
+
+/** Paths in messages are relative to the working directory when below it, so they are clickable. */
+function displayPath(abs: string): string {
+  const rel = path.relative(process.cwd(), abs);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : abs;
+}
+
+type Entries = Map<string, Pair<Node, Node | null>>;
+
+/** One parsed source file and the problems found in it. */
+class SourceFile {
+  readonly display: string;
+  constructor(
+    readonly abs: string,
+    private readonly lc: LineCounter,
+    private readonly errors: SourceError[],
+  ) {
+    this.display = displayPath(abs);
+  }
+
+  fail(node: Node | null | undefined, field: string, problem: string): undefined {
+    const p = this.lc.linePos(node?.range?.[0] ?? 0);
+    this.errors.push(new SourceError(this.display, p.line, p.col, field, problem));
+    return undefined;
+  }
+
+  where(node: Node | null | undefined): string {
+    const p = this.lc.linePos(node?.range?.[0] ?? 0);
+    return `${this.display}:${p.line}:${p.col}`;
+  }
+
+  /** A mapping's entries; unknown keys are reported, never ignored (a typo must not pass). */
+  map(node: Node | null | undefined, field: string, allowed: readonly string[], what: string): Entries | undefined {
+    if (!isMap(node)) return this.fail(node, field, `must be a mapping (${what})`);
+    const out: Entries = new Map();
+    for (const item of node.items as Pair<Node, Node | null>[]) {
+      const key = item.key;
+      if (!isScalar(key) || typeof key.value !== 'string') {
+        this.fail(key, field, 'keys must be strings');
+        continue;
+      }
+      if (!allowed.includes(key.value)) {
+        const f = field === '' ? key.value : `${field}.${key.value}`;
+        this.fail(key, f, `unknown field '${key.value}' (expected ${allowed.join(', ')})`);
+        continue;
+      }
+      out.set(key.value, item);
+    }
+    return out;
+  }
+
+  /** A mapping with arbitrary string keys (bounds by point name). */
+  freeMap(node: Node | null | undefined, field: string, what: string): Entries | undefined {
+    if (!isMap(node)) return this.fail(node, field, `must be a mapping (${what})`);
+    const out: Entries = new Map();
+    for (const item of node.items as Pair<Node, Node | null>[]) {
+      if (!isScalar(item.key) || typeof item.key.value !== 'string') {
+        this.fail(item.key, field, 'keys must be strings');
+        continue;
+      }
+      out.set(item.key.value, item);
+    }
+    return out;
+  }
+
+  seq(node: Node | null | undefined, field: string, what: string): (Node | null)[] | undefined {
+    if (!isSeq(node)) return this.fail(node, field, `must be a list (${what})`);
+    return node.items as (Node | null)[];
+  }
+
+  valueNode(pair: Pair<Node, Node | null>): Node {
+    return pair.value ?? pair.key;
+  }
+
+  str(parent: Node, e: Entries, key: string, field: string, required: boolean): string | undefined {
+    const pair = e.get(key);
+    if (pair === undefined) return required ? this.fail(parent, field, 'is required') : undefined;
+    return this.strNode(this.valueNode(pair), field);
+  }
+
+  strNode(n: Node | null, field: string): string | undefined {
+    if (!isScalar(n) || typeof n.value !== 'string' || n.value === '') {
+      return this.fail(n, field, 'must be a non-empty string');
+    }
+    return n.value;
+  }
+
+  int(parent: Node, e: Entries, key: string, field: string, min: number, max: number): number | undefined {
+    const pair = e.get(key);
+    if (pair === undefined) return this.fail(parent, field, 'is required');
+    return this.intNode(this.valueNode(pair), field, min, max);
+  }
+
+  intNode(n: Node | null, field: string, min: number, max: number): number | undefined {
+    if (!isScalar(n) || typeof n.value !== 'number' || !Number.isInteger(n.value)) {
+      return this.fail(n, field, `must be an integer in ${min}..${max}`);
+    }
+    if (n.value < min || n.value > max) return this.fail(n, field, `${n.value} is outside ${min}..${max}`);
+    return n.value;
+  }
+
+  num(e: Entries, key: string, field: string): number | undefined {
+    const pair = e.get(key);
+    if (pair === undefined) return undefined;
+    const n = this.valueNode(pair);
+    if (!isScalar(n) || typeof n.value !== 'number' || !Number.isFinite(n.value)) {
+      return this.fail(n, field, 'must be a finite number');
+    }
+    return n.value;
+  }
+
+  oneOf<T extends string>(parent: Node, e: Entries, key: string, field: string, options: readonly T[]): T | undefined {
+    const pair = e.get(key);
+    if (pair === undefined) return this.fail(parent, field, `is required (one of ${options.join(', ')})`);
+    return this.oneOfNode(this.valueNode(pair), field, options, 'value');
+  }
+
+  oneOfNode<T extends string>(n: Node | null, field: string, options: readonly T[], what: string): T | undefined {
+    const v = isScalar(n) ? n.value : undefined;
+    if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) {
+      const shown = isScalar(n) ? `'${String(n.value)}'` : 'a collection';
+      return this.fail(n, field, `unknown ${what} ${shown} (expected ${options.join(', ')})`);
+    }
+    return v as T;
+  }
+
+  duration(parent: Node, e: Entries, key: string, field: string): number | undefined {
+    const s = this.str(parent, e, key, field, true);
+    if (s === undefined) return undefined;
+    const sec = parseDurationSec(s);
+    if (sec === null) {
+      return this.fail(this.valueNode(e.get(key)!), field, `bad duration '${s}' (expected a positive number followed by s, m, h or d, e.g. 15m)`);
+    }
+    return sec;
+  }
+
+  /** A string or a list of strings (globs, roles); a single string is accepted where a list is. */
+  strList(n: Node | null, field: string, what: string): { value: string; node: Node }[] | undefined {
+    const items = this.seq(n, field, what);
+    if (items === undefined) return undefined;
+    const out: { value: string; node: Node }[] = [];
+    items.forEach((item, i) => {
+      const v = this.strNode(item, `${field}[${i}]`);
+      if (v !== undefined) out.push({ value: v, node: item! });
+    });
+    return out;
+  }
+}
+
+interface Parsed {
+  file: SourceFile;
+  root: Node | null;
+}
+
+async function parseFile(abs: string, errors: SourceError[], from?: { file: SourceFile; node: Node; field: string }): Promise<Parsed | undefined> {
+  let text: string;
+  try {
+    text = await readFile(abs, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    if (from) return from.file.fail(from.node, from.field, `cannot read '${displayPath(abs)}' (${code})`);
+    errors.push(new SourceError(displayPath(abs), 1, 1, 'file', `cannot read policy source (${code})`));
+    return undefined;
+  }
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const file = new SourceFile(abs, lc, errors);
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) {
+      const p = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
+      errors.push(new SourceError(file.display, p.line, p.col, 'yaml', e.message.split('\n')[0]!));
+    }
+    return undefined;
+  }
+  return { file, root: doc.contents as Node | null };
+}
+
+/** A rule with the nodes needed to place cross-reference errors. */
+interface RuleDraft {
+  rule: BundleRule;
+  file: SourceFile;
+  field: string;
+  idNode: Node;
+  assetNodes: Node[];
+  pointNodes: Node[];
+  boundNodes: Map<string, Node>;
+}
+
+/**
+ * Compiles the policy sources rooted at `entryFile` into a bundle payload. Throws SourceErrors
+ * listing every problem found across all files.
+ */
+export async function compileSources(entryFile: string, opts: CompileOptions): Promise<BundlePayload> {
+  const errors: SourceError[] = [];
+  const entryAbs = path.resolve(entryFile);
+  const entry = await parseFile(entryAbs, errors);
+  if (entry === undefined) throw new SourceErrors(errors);
+  const f = entry.file;
+  const dir = path.dirname(entryAbs);
+  const top = f.map(entry.root, '', ENTRY_KEYS, 'with bundle, limits, issuers, assets, include, rules');
+  if (top === undefined) throw new SourceErrors(errors);
+  const rootNode = entry.root!;
+
+  // bundle:
+  let name: string | undefined;
+  let audience: string | undefined;
+  let validForSec: number | undefined;
+  const bundlePair = top.get('bundle');
+  if (bundlePair === undefined) {
+    f.fail(rootNode, 'bundle', 'is required (name, audience, valid_for)');
+  } else {
+    const n = f.valueNode(bundlePair);
+    const e = f.map(n, 'bundle', BUNDLE_KEYS, 'with name, audience, valid_for');
+    if (e) {
+      name = f.str(n, e, 'name', 'bundle.name', true);
+      audience = f.str(n, e, 'audience', 'bundle.audience', true);
+      validForSec = f.duration(n, e, 'valid_for', 'bundle.valid_for');
+    }
+  }
+
+  // limits:
+  let maxTtlSec: number | undefined;
+  const limitsPair = top.get('limits');
+  if (limitsPair === undefined) {
+    f.fail(rootNode, 'limits', 'is required (max_token_ttl)');
+  } else {
+    const n = f.valueNode(limitsPair);
+    const e = f.map(n, 'limits', LIMIT_KEYS, 'with max_token_ttl');
+    if (e) maxTtlSec = f.duration(n, e, 'max_token_ttl', 'limits.max_token_ttl');
+  }
+
+  const issuers = await compileIssuers(f, top, dir, rootNode);
+  const { assets, points } = await compileAssets(f, top, dir, rootNode, errors);
+
+  // rules: from the entry file and each include, in order (order is the evaluation order).
+  const drafts: RuleDraft[] = [];
+  const rulesPair = top.get('rules');
+  if (rulesPair) collectRules(f, f.valueNode(rulesPair), drafts);
+  const includePair = top.get('include');
+  if (includePair) {
+    const list = f.strList(f.valueNode(includePair), 'include', 'file names relative to this file');
+    for (const [i, inc] of (list ?? []).entries()) {
+      const abs = path.resolve(dir, inc.value);
+      const parsed = await parseFile(abs, errors, { file: f, node: inc.node, field: `include[${i}]` });
+      if (parsed === undefined) continue;
+      const e = parsed.file.map(parsed.root, '', INCLUDE_KEYS, 'an included file holds rules');
+      const rp = e?.get('rules');
+      if (e && rp === undefined) parsed.file.fail(parsed.root, 'rules', 'is required in an included file');
+      if (rp) collectRules(parsed.file, parsed.file.valueNode(rp), drafts);
+    }
+  }
+  checkRules(drafts, points);
+
+  if (errors.length > 0) throw new SourceErrors(errors);
+  const issuedAt = Math.floor(opts.now / 1000);
+  return {
+    format: BUNDLE_FORMAT,
+    name: name!,
+    revision: opts.revision,
+    issued_at: issuedAt,
+    not_before: issuedAt,
+    expires_at: issuedAt + validForSec!,
+    audience: audience!,
+    limits: { max_token_ttl_sec: maxTtlSec! },
+    issuers,
+    assets,
+    rules: drafts.map((d) => d.rule),
+  };
+}
+
+async function compileIssuers(f: SourceFile, top: Entries, dir: string, rootNode: Node): Promise<BundleIssuer[]> {
+  const out: BundleIssuer[] = [];
+  const pair = top.get('issuers');
+  if (pair === undefined) {
+    // No issuer means no token can ever verify: a bundle that denies everything is a mistake.
+    f.fail(rootNode, 'issuers', 'is required (at least one trusted token issuer)');
+    return out;
+  }
+  const items = f.seq(f.valueNode(pair), 'issuers', 'of { iss, jwks_file }');
+  const seen = new Map<string, Node>();
+  for (const [i, item] of (items ?? []).entries()) {
+    const field = `issuers[${i}]`;
+    const e = f.map(item, field, ISSUER_KEYS, 'with iss, jwks_file');
+    if (e === undefined) continue;
+    const iss = f.str(item!, e, 'iss', `${field}.iss`, true);
+    const jwksFile = f.str(item!, e, 'jwks_file', `${field}.jwks_file`, true);
+    if (iss !== undefined && seen.has(iss)) {
+      f.fail(e.get('iss')!.value, `${field}.iss`, `duplicate issuer '${iss}' (first at ${f.where(seen.get(iss))})`);
+    } else if (iss !== undefined) {
+      seen.set(iss, e.get('iss')!.value!);
+    }
+    if (jwksFile === undefined) continue;
+    const node = e.get('jwks_file')!.value!;
+    const jwks = await readJwks(f, node, `${field}.jwks_file`, path.resolve(dir, jwksFile));
+    if (iss !== undefined && jwks !== undefined) out.push({ iss, jwks });
+  }
+  return out;
+}
+
+async function readJwks(f: SourceFile, node: Node, field: string, abs: string): Promise<BundleIssuer['jwks'] | undefined> {
+  let text: string;
+  try {
+    text = await readFile(abs, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    return f.fail(node, field, `cannot read JWKS file '${displayPath(abs)}' (${code})`);
+  }
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(text);
+  } catch {
+    return f.fail(node, field, `'${displayPath(abs)}' is not JSON`);
+  }
+  const keys = (jwks as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0) {
+    return f.fail(node, field, `'${displayPath(abs)}' is not a JWKS (expected { "keys": [ ... ] } with at least one key)`);
+  }
+  for (const k of keys) {
+    if (typeof k !== 'object' || k === null || typeof (k as { kty?: unknown }).kty !== 'string') {
+      return f.fail(node, field, `'${displayPath(abs)}' has a key without kty`);
+    }
+    // A private key in a signed, widely copied bundle would leak the issuer's signing power.
+    if ('d' in k) return f.fail(node, field, `'${displayPath(abs)}' contains a private key; use the public JWKS`);
+  }
+  return { keys } as BundleIssuer['jwks'];
+}
+
+async function compileAssets(
+  f: SourceFile,
+  top: Entries,
+  dir: string,
+  rootNode: Node,
+  errors: SourceError[],
+): Promise<{ assets: BundleAsset[]; points: Map<string, string[]> }> {
+  const assets: BundleAsset[] = [];
+  const points = new Map<string, string[]>();
+  const pair = top.get('assets');
+  if (pair === undefined) {
+    f.fail(rootNode, 'assets', 'is required');
+    return { assets, points };
+  }
+  const items = f.seq(f.valueNode(pair), 'assets', 'of assets');
+  const plants = new Map<string, Promise<Plant | SourceErrors>>();
+  const ids = new Map<string, Node>();
+  const units = new Map<number, string>();
+  for (const [i, item] of (items ?? []).entries()) {
+    const field = `assets[${i}]`;
+    const e = f.map(item, field, ASSET_KEYS, 'with id, zone, criticality, protocol, unit_id, points_from');
+    if (e === undefined) continue;
+    const node = item!;
+    let id = f.str(node, e, 'id', `${field}.id`, true);
+    if (id !== undefined && !ID_RE.test(id)) id = f.fail(e.get('id')!.value, `${field}.id`, `'${id}' must match ${ID_RE.source}`);
+    if (id !== undefined) {
+      const prev = ids.get(id);
+      if (prev) id = f.fail(e.get('id')!.value, `${field}.id`, `duplicate asset id '${id}' (first at ${f.where(prev)})`);
+      else ids.set(id, e.get('id')!.value!);
+    }
+    const zone = f.str(node, e, 'zone', `${field}.zone`, true);
+    const criticality = f.oneOf(node, e, 'criticality', `${field}.criticality`, CRITICALITIES);
+    const protocol = f.oneOf(node, e, 'protocol', `${field}.protocol`, ['modbus', 'opcua'] as const);
+    const unitId = f.int(node, e, 'unit_id', `${field}.unit_id`, 0, 255);
+    if (unitId !== undefined && protocol === 'modbus') {
+      const other = units.get(unitId);
+      if (other !== undefined) f.fail(e.get('unit_id')!.value, `${field}.unit_id`, `unit id ${unitId} is already used by asset '${other}'`);
+      else if (id !== undefined) units.set(unitId, id);
+    }
+    const from = f.str(node, e, 'points_from', `${field}.points_from`, true);
+    let pointMap: Record<string, PointDef> | undefined;
+    if (from !== undefined && id !== undefined) {
+      const fromNode = e.get('points_from')!.value!;
+      const abs = path.resolve(dir, from);
+      let pending = plants.get(abs);
+      if (!pending) {
+        pending = loadPlant(displayPath(abs)).catch((err: unknown) => {
+          if (err instanceof SourceErrors) return err;
+          return new SourceErrors([new SourceError(displayPath(abs), 1, 1, 'file', String(err))]);
+        });
+        plants.set(abs, pending);
+      }
+      const plant = await pending;
+      if (plant instanceof SourceErrors) {
+        // Report the plant file's own problems once, and where it was referenced.
+        if (!plant.errors.some((x) => errors.includes(x))) errors.push(...plant.errors);
+        f.fail(fromNode, `${field}.points_from`, `plant file '${displayPath(abs)}' is invalid (see above)`);
+      } else {
+        const plc = plant.plcs.find((p) => p.id === id);
+        if (!plc) {
+          f.fail(fromNode, `${field}.points_from`, `plant '${plant.name}' has no PLC with id '${id}' (has ${plant.plcs.map((p) => p.id).join(', ')})`);
+        } else {
+          pointMap = {};
+          for (const p of plc.points) {
+            const def: PointDef = { table: p.table, address: p.address, type: p.type };
+            if (p.words === 2) def.word_order = p.wordOrder;
+            if (p.scale !== 1) def.scale = p.scale;
+            if (p.offset !== 0) def.offset = p.offset;
+            if (p.unit !== undefined) def.unit = p.unit;
+            pointMap[p.name] = def;
+          }
+          if (unitId !== undefined && protocol === 'modbus' && plc.unitId !== unitId) {
+            f.fail(e.get('unit_id')!.value, `${field}.unit_id`, `${unitId} differs from PLC '${id}' unit_id ${plc.unitId} in the plant file`);
+          }
+        }
+      }
+    }
+    if (id && zone && criticality && protocol && unitId !== undefined && pointMap) {
+      assets.push({ id, zone, criticality, protocol, unit_id: unitId, points: pointMap });
+      points.set(id, Object.keys(pointMap));
+    }
+  }
+  return { assets, points };
+}
+
+function collectRules(f: SourceFile, node: Node | null, out: RuleDraft[]): void {
+  const items = f.seq(node, 'rules', 'of rules');
+  for (const [i, item] of (items ?? []).entries()) {
+    const d = compileRule(f, item, `rules[${i}]`);
+    if (d) out.push(d);
+  }
+}
+
+function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft | undefined {
+  const e = f.map(node, field, RULE_KEYS, 'a rule with id, subject, asset, operations, points or ranges');
+  if (e === undefined) return undefined;
+  const n = node!;
+  let ok = true;
+  const bad = (): undefined => {
+    ok = false;
+    return undefined;
+  };
+
+  let id = f.str(n, e, 'id', `${field}.id`, true);
+  if (id !== undefined && !ID_RE.test(id)) id = f.fail(e.get('id')!.value, `${field}.id`, `'${id}' must match ${ID_RE.source}`);
+  if (id === undefined) bad();
+  const description = f.str(n, e, 'description', `${field}.description`, false) ?? '';
+
+  // subject:
+  let subject: BundleRule['subject'] | undefined;
+  const sp = e.get('subject');
+  if (sp === undefined) {
+    f.fail(n, `${field}.subject`, 'is required (at least { workload: ... })');
+    bad();
+  } else {
+    const sn = f.valueNode(sp);
+    const se = f.map(sn, `${field}.subject`, SUBJECT_KEYS, 'with workload, owner, roles');
+    if (se === undefined) bad();
+    else {
+      const workload = f.str(sn, se, 'workload', `${field}.subject.workload`, true);
+      if (workload !== undefined && !/^[a-z][a-z0-9+.-]*:/.test(workload) && workload !== '**') {
+        f.fail(se.get('workload')!.value, `${field}.subject.workload`, `'${workload}' is not a SPIFFE ID or glob (spiffe://trust-domain/path)`);
+        bad();
+      } else if (workload === undefined) bad();
+      const owner = f.str(sn, se, 'owner', `${field}.subject.owner`, false);
+      const rp = se.get('roles');
+      const roles = rp ? f.strList(f.valueNode(rp), `${field}.subject.roles`, 'role names, all required') : [];
+      if (roles === undefined) bad();
+      if (workload !== undefined) {
+        subject = { workload, roles: (roles ?? []).map((r) => r.value) };
+        if (owner !== undefined) subject.owner = owner;
+      }
+    }
+  }
+
+  // asset | assets:
+  const assetNodes: Node[] = [];
+  const assets: string[] = [];
+  const ap = e.get('asset');
+  const asp = e.get('assets');
+  if (ap && asp) {
+    f.fail(asp.key, `${field}.assets`, "give either 'asset' or 'assets', not both");
+    bad();
+  } else if (ap) {
+    const v = f.strNode(f.valueNode(ap), `${field}.asset`);
+    if (v === undefined) bad();
+    else {
+      assets.push(v);
+      assetNodes.push(f.valueNode(ap));
+    }
+  } else if (asp) {
+    const list = f.strList(f.valueNode(asp), `${field}.assets`, 'asset ids');
+    if (list === undefined || list.length === 0) {
+      if (list) f.fail(f.valueNode(asp), `${field}.assets`, 'must name at least one asset');
+      bad();
+    } else {
+      for (const a of list) {
+        assets.push(a.value);
+        assetNodes.push(a.node);
+      }
+    }
+  } else {
+    f.fail(n, `${field}.asset`, "is required ('asset: ID' or 'assets: [..]')");
+    bad();
+  }
+
+  // operations:
+  const operations: RuleOperation[] = [];
+  const op = e.get('operations');
+  if (op === undefined) {
+    f.fail(n, `${field}.operations`, `is required (any of ${RULE_OPERATIONS.join(', ')})`);
+    bad();
+  } else {
+    const items = f.seq(f.valueNode(op), `${field}.operations`, `any of ${RULE_OPERATIONS.join(', ')}`);
+    if (items === undefined || items.length === 0) {
+      if (items) f.fail(f.valueNode(op), `${field}.operations`, 'must name at least one operation');
+      bad();
+    } else {
+      items.forEach((item, i) => {
+        const v = f.oneOfNode(item, `${field}.operations[${i}]`, RULE_OPERATIONS, 'operation');
+        if (v === undefined) bad();
+        else if (!operations.includes(v)) operations.push(v);
+      });
+    }
+  }
+
+  // points:
+  const pointNodes: Node[] = [];
+  const points: string[] = [];
+  const pp = e.get('points');
+  if (pp) {
+    const list = f.strList(f.valueNode(pp), `${field}.points`, 'point names or globs');
+    if (list === undefined) bad();
+    for (const p of list ?? []) {
+      points.push(p.value);
+      pointNodes.push(p.node);
+    }
+  }
+
+  // ranges:
+  const ranges: AddressRange[] = [];
+  const rgp = e.get('ranges');
+  if (rgp) {
+    const items = f.seq(f.valueNode(rgp), `${field}.ranges`, 'of { table, from, to }');
+    if (items === undefined) bad();
+    for (const [i, item] of (items ?? []).entries()) {
+      const rf = `${field}.ranges[${i}]`;
+      const re = f.map(item, rf, RANGE_KEYS, 'with table, from, to (inclusive)');
+      if (re === undefined) {
+        bad();
+        continue;
+      }
+      const table = f.oneOf<ModbusTable>(item!, re, 'table', `${rf}.table`, MODBUS_TABLES);
+      const from = f.int(item!, re, 'from', `${rf}.from`, 0, 65535);
+      const to = f.int(item!, re, 'to', `${rf}.to`, 0, 65535);
+      if (table === undefined || from === undefined || to === undefined) {
+        bad();
+        continue;
+      }
+      if (from > to) {
+        f.fail(re.get('to')!.value, `${rf}.to`, `${to} is below from (${from})`);
+        bad();
+        continue;
+      }
+      ranges.push({ table, from, to });
+    }
+  }
+  if (pp === undefined && rgp === undefined) {
+    f.fail(n, field, 'covers nothing: give points, ranges, or both');
+    bad();
+  }
+
+  // function_codes:
+  let functionCodes: number[] | undefined;
+  const fcp = e.get('function_codes');
+  if (fcp) {
+    const items = f.seq(f.valueNode(fcp), `${field}.function_codes`, 'Modbus function codes');
+    if (items === undefined) bad();
+    else {
+      functionCodes = [];
+      items.forEach((item, i) => {
+        const ff = `${field}.function_codes[${i}]`;
+        const fc = f.intNode(item, ff, 1, 127);
+        if (fc === undefined) return bad();
+        const cls = FUNCTION_CODE_OPERATION.get(fc);
+        if (cls === undefined) {
+          f.fail(item, ff, `unsupported function code ${fc} (supported: ${[...FUNCTION_CODE_OPERATION.keys()].join(', ')})`);
+          return bad();
+        }
+        if (operations.length > 0 && !operations.includes(cls)) {
+          f.fail(item, ff, `function code ${fc} is a ${cls}, but the rule's operations are ${operations.join(', ')}`);
+          return bad();
+        }
+        functionCodes!.push(fc);
+      });
+    }
+  }
+
+  const requireScope = f.str(n, e, 'require_scope', `${field}.require_scope`, false);
+  if (e.has('require_scope') && requireScope === undefined) bad();
+
+  // bounds:
+  const bounds: Record<string, Bounds> = {};
+  const boundNodes = new Map<string, Node>();
+  const bp = e.get('bounds');
+  if (bp) {
+    if (operations.length > 0 && !operations.includes('write')) {
+      f.fail(bp.key, `${field}.bounds`, 'bounds apply to written values, but the rule does not allow write');
+      bad();
+    }
+    const be = f.freeMap(f.valueNode(bp), `${field}.bounds`, 'point name -> { min, max }');
+    if (be === undefined) bad();
+    for (const [point, pair] of be ?? []) {
+      const bf = `${field}.bounds.${point}`;
+      const vn = f.valueNode(pair);
+      const ve = f.map(vn, bf, BOUND_KEYS, 'with min and/or max in engineering units');
+      if (ve === undefined) {
+        bad();
+        continue;
+      }
+      const min = f.num(ve, 'min', `${bf}.min`);
+      const max = f.num(ve, 'max', `${bf}.max`);
+      if ((ve.has('min') && min === undefined) || (ve.has('max') && max === undefined)) {
+        bad();
+        continue;
+      }
+      if (min === undefined && max === undefined) {
+        f.fail(vn, bf, 'give min, max, or both');
+        bad();
+        continue;
+      }
+      if (min !== undefined && max !== undefined && min > max) {
+        f.fail(ve.get('max')!.value, `${bf}.max`, `${max} is below min (${min})`);
+        bad();
+        continue;
+      }
+      const b: Bounds = {};
+      if (min !== undefined) b.min = min;
+      if (max !== undefined) b.max = max;
+      bounds[point] = b;
+      boundNodes.set(point, pair.key);
+    }
+  }
+
+  if (!ok || id === undefined || subject === undefined) return undefined;
+  const rule: BundleRule = { id, description, subject, assets, operations, points, ranges, bounds };
+  if (functionCodes) rule.function_codes = functionCodes;
+  if (requireScope !== undefined) rule.require_scope = requireScope;
+  return { rule, file: f, field, idNode: e.get('id')!.value!, assetNodes, pointNodes, boundNodes };
+}
+
+/** Checks across rules and against the assets: unique ids, known assets, globs that match. */
+function checkRules(drafts: RuleDraft[], assetPoints: Map<string, string[]>): void {
+  const ids = new Map<string, RuleDraft>();
+  for (const d of drafts) {
+    const { rule, file: f, field } = d;
+    const prev = ids.get(rule.id);
+    if (prev) f.fail(d.idNode, `${field}.id`, `duplicate rule id '${rule.id}' (first at ${prev.file.where(prev.idNode)})`);
+    else ids.set(rule.id, d);
+
+    const known: string[][] = [];
+    rule.assets.forEach((a, i) => {
+      const pts = assetPoints.get(a);
+      if (pts === undefined) {
+        const af = d.assetNodes.length > 1 || d.rule.assets.length > 1 ? `${field}.assets[${i}]` : `${field}.asset`;
+        f.fail(d.assetNodes[i], af, `unknown asset '${a}' (known: ${[...assetPoints.keys()].join(', ') || 'none'})`);
+      } else {
+        known.push(pts);
+      }
+    });
+    if (known.length !== rule.assets.length) continue; // the asset error says it all
+    const all = known.flat();
+    const matched = new Set<string>();
+    rule.points.forEach((g, i) => {
+      const re = pointGlob(g);
+      const hits = all.filter((p) => re.test(p));
+      if (hits.length === 0) {
+        f.fail(d.pointNodes[i], `${field}.points[${i}]`, `'${g}' matches no point of ${rule.assets.map((a) => `asset '${a}'`).join(', ')}`);
+      }
+      for (const h of hits) matched.add(h);
+    });
+    for (const [point, node] of d.boundNodes) {
+      if (!matched.has(point)) {
+        f.fail(node, `${field}.bounds.${point}`, `'${point}' is not one of the rule's points (${[...matched].join(', ') || 'none'})`);
+      }
+    }
+  }
+}
