@@ -12,8 +12,8 @@ install: $(NPM_STAMP)
 build: $(NPM_STAMP)
 	npm run build
 
-test: $(NPM_STAMP)
-	npm run proto
+# Builds first: the end-to-end tests run the real `plantgate` CLI from dist/.
+test: build
 	npx vitest run
 
 demo: build

@@ -5,3 +5,4 @@ export * from './command.js';
 export * from './log.js';
 export * from './pipeline.js';
 export * from './yaml.js';
+export * from './files.js';

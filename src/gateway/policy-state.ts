@@ -12,7 +12,7 @@ import { trustedIssuersFromJwks, type TrustedIssuers } from '../identity/issuers
 import { readBundleFile, readTrustedKeys, verifyBundle, writeBundleFile, type TrustedKey } from '../policy/bundle.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { BundleError } from '../policy/errors.js';
-import { writeFileAtomic } from './files.js';
+import { writeFileAtomic } from '../core/files.js';
 
 export async function readPinnedKeys(files: string[]): Promise<TrustedKey[]> {
   const keys = (await Promise.all(files.map(readTrustedKeys))).flat();

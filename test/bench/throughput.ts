@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-bench-'));
   let lab: Lab | undefined;
   try {
-    lab = await startLab({ stateDir: dir });
+    lab = await startLab({ stateDir: dir, plant: 'fixtures/plants/bench.yaml', rules: 'rules/bench/bundle.yaml' });
     const creds = await lab.credentials('optimizer');
     const api = lab.gateway.agentApi;
     const put = await putToken(api.host, api.port, creds, await lab.token('optimizer', { ttlSec: 900 }));

@@ -59,7 +59,21 @@ export interface Lab {
   close(): Promise<void>;
 }
 
-export async function startLab(opts: { stateDir: string; clock?: Clock; logger?: Logger; gatewayClock?: Clock }): Promise<Lab> {
+export interface LabOptions {
+  stateDir: string;
+  /** Clock of the simulated plant (a ManualClock steps the process model by hand). */
+  clock?: Clock;
+  /** Clock of the gateway (token expiry, bundle validity). */
+  gatewayClock?: Clock;
+  logger?: Logger;
+  /** Plant file and policy entry file, relative to the package root; default the demo plant. */
+  plant?: string;
+  rules?: string;
+  /** Edits the generated gateway config before it is loaded (tests of limits and failures). */
+  patchConfig?: (yaml: string) => string;
+}
+
+export async function startLab(opts: LabOptions): Promise<Lab> {
   const logger = opts.logger ?? silentLogger;
   const stateDir = path.resolve(opts.stateDir);
   await mkdir(stateDir, { recursive: true });
@@ -71,11 +85,11 @@ export async function startLab(opts: { stateDir: string; clock?: Clock; logger?:
 
   const policyKey = await generateSigningKey({ alg: 'EdDSA', name: 'policy' });
   const policyKeyFiles = await writeSigningKey(path.join(stateDir, 'keys'), 'policy', policyKey);
-  const payload = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: (opts.gatewayClock ?? systemClock).now(), revision: 1 });
+  const payload = await compileSources(path.join(PACKAGE_ROOT, opts.rules ?? 'rules/demo/bundle.yaml'), { now: (opts.gatewayClock ?? systemClock).now(), revision: 1 });
   const bundleFile = path.join(stateDir, 'bundle.jws');
   await writeBundleFile(bundleFile, await signBundle(payload, policyKey.privateJwk, policyKey.kid));
 
-  const sim = await startSimulator({ plant: path.join(PACKAGE_ROOT, 'fixtures/plants/water-treatment.yaml'), host: '127.0.0.1', port: 0, clock: opts.clock, logger });
+  const sim = await startSimulator({ plant: path.join(PACKAGE_ROOT, opts.plant ?? 'fixtures/plants/water-treatment.yaml'), host: '127.0.0.1', port: 0, clock: opts.clock, logger });
 
   const collectorDir = path.join(stateDir, 'collector');
   const [ca, collectorCert, collectorKey] = await Promise.all([
@@ -95,7 +109,8 @@ export async function startLab(opts: { stateDir: string; clock?: Clock; logger?:
   });
 
   const configFile = path.join(stateDir, 'gateway.yaml');
-  await writeFile(configFile, gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, simPort: sim.port, collectorPort: collector.port }));
+  const yaml = gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, simPort: sim.port, collectorPort: collector.port });
+  await writeFile(configFile, opts.patchConfig ? opts.patchConfig(yaml) : yaml);
   const config = await loadGatewayConfig(configFile);
   const gateway = await startGateway(config, { clock: opts.gatewayClock, logger });
   if (gateway.policy.engine === undefined) {

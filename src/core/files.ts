@@ -1,4 +1,5 @@
-// Small durable-file helpers: a state file is either the old version or the new one, never torn.
+// Durable file writes: a state file is either the old version or the new one, never torn
+// (temp file in the same directory, fsync, rename, fsync of the directory). Reuse this one.
 import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 

@@ -1,0 +1,58 @@
+// `plantgate demo` as a newcomer runs it: one command, every scripted command answered as
+// expected, exit 0; and `--keep-running` leaves a gateway a third-party client can use.
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectModbusAgent, putToken } from '../../src/cli/demo/agent.js';
+import { assertBuilt, run, start } from './cli.js';
+
+describe('plantgate demo', () => {
+  let dir: string;
+  beforeAll(async () => {
+    assertBuilt();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-demo-e2e-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('runs the scripted agent and exits 0 with every command answered as expected', async () => {
+    const r = await run(['demo', '--state-dir', path.join(dir, 'once')], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/All \d+ commands answered as expected/);
+    for (const reason of ['NO_TOKEN', 'ALLOWED', 'VALUE_OUT_OF_BOUNDS', 'NO_MATCHING_RULE', 'TOKEN_EXPIRED', 'TOKEN_INVALID']) {
+      expect(r.stdout).toContain(reason);
+    }
+    expect(r.stdout).toMatch(/SOC stream: \d+ records/);
+  });
+
+  it('--keep-running writes demo.json so another Modbus client can use the gateway, and stops on SIGINT', async () => {
+    const stateDir = path.join(dir, 'kept');
+    const demo = await start(['demo', '--keep-running', '--state-dir', stateDir], 'Running.');
+    try {
+      const info = JSON.parse(await readFile(path.join(stateDir, 'demo.json'), 'utf8')) as {
+        gateway: { modbus_tls: { host: string; port: number }; agent_api: { host: string; port: number } };
+        ca: string;
+        agents: Record<string, { cert: string; key: string }>;
+        token: { optimizer: string };
+      };
+      const creds = {
+        ca: await readFile(info.ca),
+        cert: await readFile(info.agents.optimizer.cert),
+        key: await readFile(info.agents.optimizer.key),
+      };
+      const put = await putToken(info.gateway.agent_api.host, info.gateway.agent_api.port, creds, info.token.optimizer);
+      expect(put.status).toBe(200);
+      const agent = await connectModbusAgent(info.gateway.modbus_tls.host, info.gateway.modbus_tls.port, creds);
+      const level = await agent.client.readInputRegisters(0, 1);
+      expect(level.data[0]).toBeGreaterThan(0);
+      await agent.close();
+    } finally {
+      demo.child.kill('SIGINT');
+    }
+    const exit = await demo.exited;
+    expect(exit.code).toBe(0);
+  });
+});
