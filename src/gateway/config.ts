@@ -27,6 +27,8 @@ const schema = z.strictObject({
   listeners: z.strictObject({
     modbus_tls: endpoint,
     agent_api: endpoint,
+    /** /healthz, /readyz and /metrics (plain HTTP: bind it to a management interface). */
+    ops: endpoint.optional(),
   }),
   upstreams: z
     .array(

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startAgentApi } from '../admin/agent-api.js';
+import { startOpsApi } from '../admin/ops-api.js';
 import { AuditLog } from '../audit/log.js';
 import { bundleRecord, tokenRecord } from '../audit/records.js';
 import { startShipper } from '../audit/shipper.js';
@@ -12,12 +13,15 @@ import { TokenRegistry } from '../identity/registry.js';
 import { ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
 import { UpstreamPool } from '../../protocols/modbus/upstream.js';
 import type { GatewayConfig } from './config.js';
+import { GatewayMetrics } from './metrics.js';
 import { EnforcementPipeline } from './pipeline.js';
 import { PolicyState, readPinnedKeys } from './policy-state.js';
 
 export interface GatewayHandle {
   modbus: { host: string; port: number };
   agentApi: { host: string; port: number };
+  ops?: { host: string; port: number };
+  metrics: GatewayMetrics;
   pipeline: EnforcementPipeline;
   audit: AuditLog;
   policy: PolicyState;
@@ -25,6 +29,11 @@ export interface GatewayHandle {
   /** Resolves when every upstream PLC endpoint has at least one live connection. */
   upstreamsReady(): Promise<void>;
   reloadBundle(): Promise<boolean>;
+  /**
+   * SIGHUP: re-reads what can change without dropping a session (pinned policy keys, bundle file)
+   * and reloads the bundle. Other changes need a restart; they are logged, not applied.
+   */
+  reload(next: GatewayConfig): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -50,22 +59,33 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     readsWhenExpired: config.policy.reads_when_expired,
   });
   await policy.init();
+  let bundleFile = config.policy.bundle_file;
   const reloadBundle = async (): Promise<boolean> => {
-    const result = await policy.load(config.policy.bundle_file);
+    const result = await policy.load(bundleFile);
     if (result.ok) {
-      audit.append(bundleRecord({ kind: 'loaded', revision: result.revision, source: result.source === 'configured' ? config.policy.bundle_file : 'last-known-good' }));
+      audit.append(bundleRecord({ kind: 'loaded', revision: result.revision, source: result.source === 'configured' ? bundleFile : 'last-known-good' }));
       logger.info({ revision: result.revision, source: result.source }, 'policy bundle active');
     } else {
-      audit.append(bundleRecord({ kind: 'rejected', revision: 0, source: config.policy.bundle_file, reason: 'BUNDLE_UNAVAILABLE', detail: `${result.code}: ${result.message}` }));
+      audit.append(bundleRecord({ kind: 'rejected', revision: 0, source: bundleFile, reason: 'BUNDLE_UNAVAILABLE', detail: `${result.code}: ${result.message}` }));
     }
     return result.ok;
   };
   await reloadBundle();
 
   const tokens = new TokenRegistry({ clock, maxIdentities: config.identity.max_identities });
-  const pipeline = new EnforcementPipeline({ policy, tokens, audit, clock, logger });
-
   const pools = new Map<string, { pool: UpstreamPool; unitId: number | undefined }>();
+  const metrics = new GatewayMetrics({
+    spool: () => {
+      const s = audit.stats();
+      return { depthRecords: audit.depthRecords(), bytes: s.bytes, nextSeq: s.nextSeq, ackedSeq: s.ackedSeq, durableSeq: s.durableSeq, failed: s.failed };
+    },
+    bundle: () => (policy.engine ? { revision: policy.engine.revision, createdAtMs: policy.engine.notBeforeMs } : undefined),
+    upstreams: () => [...pools].map(([asset, { pool }]) => ({ asset, endpoint: pool.endpoint, up: pool.isUp, reconnects: pool.reconnects() })),
+    tokenCache: () => ({ hits: 0, misses: 0 }),
+    now: () => clock.now(),
+  });
+  const pipeline = new EnforcementPipeline({ policy, tokens, audit, clock, logger, metrics });
+
   for (const u of config.upstreams) {
     const pool = new UpstreamPool({ host: u.host, port: u.port, connections: u.connections, timeoutMs: u.timeout_ms, logger });
     pools.set(u.asset, { pool, unitId: u.unit_id });
@@ -142,11 +162,32 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           logger,
         });
 
-  logger.info({ modbus, agentApi: agentApi.port, gateway: config.gateway_id }, 'gateway listening');
+  let listenersUp = true;
+  const ops =
+    config.listeners.ops === undefined
+      ? undefined
+      : await startOpsApi(config.listeners.ops, {
+          readiness: () => {
+            const checks = {
+              bundle: policy.engine !== undefined && policy.engine.expiresAtMs > clock.now(),
+              audit: !audit.stats().failed,
+              listeners: listenersUp,
+            };
+            return { ready: checks.bundle && checks.audit && checks.listeners, checks };
+          },
+          metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
+        });
+
+  logger.info(
+    { modbus, agentApi: { host: config.listeners.agent_api.host, port: agentApi.port }, ops: ops && { host: config.listeners.ops?.host, port: ops.port }, gateway: config.gateway_id },
+    'gateway listening',
+  );
 
   return {
     modbus,
     agentApi: { host: config.listeners.agent_api.host, port: agentApi.port },
+    ops: ops && config.listeners.ops && { host: config.listeners.ops.host, port: ops.port },
+    metrics,
     pipeline,
     audit,
     policy,
@@ -155,9 +196,20 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
     },
     reloadBundle,
+    reload: async (next: GatewayConfig) => {
+      const needsRestart = (['listeners', 'upstreams', 'tls', 'audit', 'state_dir', 'gateway_id'] as const).filter(
+        (k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]),
+      );
+      if (needsRestart.length > 0) logger.warn({ fields: needsRestart }, 'config changes that need a restart were not applied');
+      policy.setPinnedKeys(await readPinnedKeys(next.policy.trusted_keys));
+      bundleFile = next.policy.bundle_file;
+      return reloadBundle();
+    },
     close: async () => {
+      listenersUp = false;
       await listener.close();
       await agentApi.close();
+      await ops?.close();
       for (const { pool } of pools.values()) pool.close();
       await shipper?.close();
       await audit.close();

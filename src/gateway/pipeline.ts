@@ -11,6 +11,7 @@ import type { Reason } from '../core/reasons.js';
 import type { AuditLog } from '../audit/log.js';
 import { decisionRecord, outcomeRecord, sessionRecord, violationRecord, type AuditEvent } from '../audit/records.js';
 import type { TokenRegistry } from '../identity/registry.js';
+import type { GatewayMetrics } from './metrics.js';
 import type { PolicyState } from './policy-state.js';
 
 export interface PipelineDeps {
@@ -19,6 +20,7 @@ export interface PipelineDeps {
   audit: AuditLog;
   clock: Clock;
   logger: Logger;
+  metrics?: GatewayMetrics;
 }
 
 /**
@@ -42,18 +44,24 @@ export class EnforcementPipeline implements CommandPipeline {
   constructor(private readonly deps: PipelineDeps) {}
 
   authorize(session: Session, cmd: Command, wire: WireInfo): Decision | Promise<Decision> {
+    const started = performance.now();
+    const decided = this.decide(session, cmd);
+    return this.record(session, cmd, decided.subject, decided.decision, wire, started);
+  }
+
+  private decide(session: Session, cmd: Command): { subject: Subject; decision: Decision } {
     const { policy, tokens, clock } = this.deps;
     const engine = policy.engine;
-    if (engine === undefined) return this.record(session, cmd, certificateSubject(session), deny('BUNDLE_UNAVAILABLE'), wire);
+    if (engine === undefined) return { subject: certificateSubject(session), decision: deny('BUNDLE_UNAVAILABLE') };
     const revision = engine.revision;
     if (cmd.protocol === 'modbus') engine.resolveModbus(cmd, cmd.unitId ?? -1);
 
     const subject = tokens.current(session.workloadId);
-    if (typeof subject === 'string') return this.record(session, cmd, certificateSubject(session), deny(subject, '', revision), wire);
+    if (typeof subject === 'string') return { subject: certificateSubject(session), decision: deny(subject, '', revision) };
     // A token is bound to the certificate it was registered with (RFC 8705); another certificate
     // carrying the same SPIFFE ID does not inherit it.
     if (subject.certThumbprint !== undefined && subject.certThumbprint !== session.certThumbprint) {
-      return this.record(session, cmd, subject, deny('TOKEN_BINDING_MISMATCH', '', revision), wire);
+      return { subject, decision: deny('TOKEN_BINDING_MISMATCH', '', revision) };
     }
     let decision: Decision;
     try {
@@ -63,44 +71,51 @@ export class EnforcementPipeline implements CommandPipeline {
       this.deps.logger.error({ err: (err as Error).message, asset: cmd.assetId }, 'policy evaluation failed');
       decision = deny('NO_MATCHING_RULE', '', revision);
     }
-    return this.record(session, cmd, subject, decision, wire);
+    return { subject, decision };
   }
 
   refuse(session: Session, cmd: Command, reason: Reason, wire: WireInfo): Decision {
     const decision = deny(reason, '', this.deps.policy.engine?.revision ?? 0);
     const subject = this.deps.tokens.current(session.workloadId);
-    return this.record(session, cmd, typeof subject === 'string' ? certificateSubject(session) : subject, decision, wire) as Decision;
+    return this.record(session, cmd, typeof subject === 'string' ? certificateSubject(session) : subject, decision, wire, performance.now()) as Decision;
   }
 
   /**
    * Writes the decision record. Allowed writes wait for the fsync (DESIGN §7); if the record cannot
    * be written, the command is denied AUDIT_UNAVAILABLE: what cannot be audited does not run.
    */
-  private record(session: Session, cmd: Command, subject: Subject, decision: Decision, wire: WireInfo): Decision | Promise<Decision> {
-    const { audit, logger } = this.deps;
+  private record(session: Session, cmd: Command, subject: Subject, decision: Decision, wire: WireInfo, startedMs: number): Decision | Promise<Decision> {
+    const { audit, logger, metrics } = this.deps;
     const rec = decisionRecord(cmd, subject, decision, wire);
     if (decision.effect === 'allow' && decision.durable) {
+      const decidedMs = performance.now();
       return audit.appendDurable(rec).then(
         (seq) => {
           decision.auditSeq = seq;
+          metrics?.decided(cmd, decision, (decidedMs - startedMs) / 1000);
           return decision;
         },
         (err: unknown) => {
           logger.error({ err: (err as Error).message }, 'audit record not durable; denying');
-          return deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+          const refused = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+          metrics?.decided(cmd, refused, (decidedMs - startedMs) / 1000);
+          return refused;
         },
       );
     }
+    let final = decision;
     try {
       decision.auditSeq = audit.append(rec);
-      return decision;
     } catch (err) {
       logger.error({ err: (err as Error).message }, 'audit unavailable; denying');
-      return deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+      final = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
     }
+    metrics?.decided(cmd, final, (performance.now() - startedMs) / 1000);
+    return final;
   }
 
   outcome(session: Session, cmd: Command, decision: Decision, outcome: Outcome): void {
+    this.deps.metrics?.outcome(cmd, outcome);
     this.appendQuietly(
       outcomeRecord({
         decisionSeq: decision.auditSeq ?? 0,

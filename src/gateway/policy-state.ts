@@ -38,6 +38,14 @@ export class PolicyState {
     this.stateFile = path.join(opts.stateDir, 'policy-state.json');
   }
 
+  /**
+   * Replaces the pinned keys (config reload). Takes effect at the next load: the active bundle
+   * stays until a bundle verified against the new keys replaces it.
+   */
+  setPinnedKeys(keys: TrustedKey[]): void {
+    this.opts.pinned = keys;
+  }
+
   async init(): Promise<void> {
     await mkdir(this.opts.stateDir, { recursive: true });
     try {

@@ -24,14 +24,26 @@ export function register(program: Command): void {
       }
       const logger = createLogger('plantgate');
       const gateway = await startGateway(config, { logger });
+      const onHup = () => {
+        logger.info('SIGHUP: reloading configuration and bundle');
+        loadGatewayConfig(opts.config)
+          .then((next) => gateway.reload(next))
+          .then(
+            (ok) => logger.info({ ok }, 'reload finished'),
+            (err: unknown) => logger.error({ err: (err as Error).message }, 'reload refused; keeping the running configuration'),
+          );
+      };
+      process.on('SIGHUP', onHup);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
-          logger.info({ signal }, 'stopping');
+          logger.info({ signal }, 'stopping: draining in-flight commands and flushing the audit spool');
           resolve();
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      process.off('SIGHUP', onHup);
       await gateway.close();
+      logger.info('stopped');
     });
 }

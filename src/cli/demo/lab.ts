@@ -188,6 +188,7 @@ tls:
 listeners:
   modbus_tls: { host: 127.0.0.1, port: 0 }
   agent_api: { host: 127.0.0.1, port: 0 }
+  ops: { host: 127.0.0.1, port: 0 }
 upstreams:
   - asset: plc1
     host: 127.0.0.1
