@@ -73,30 +73,80 @@ export interface LabOptions {
   patchConfig?: (yaml: string) => string;
 }
 
-export async function startLab(opts: LabOptions): Promise<Lab> {
-  const logger = opts.logger ?? silentLogger;
+/** Files every way of running the lab needs: PKI, policy key, signed bundle, issuer key. */
+export interface LabFiles {
+  stateDir: string;
+  pki: PkiPaths;
+  ca: Buffer;
+  bundleFile: string;
+  policyJwks: string;
+  audience: string;
+  credentials(agent: DemoAgent): Promise<AgentCredentials>;
+  token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  /** The gateway config for a simulator and a collector at these ports (0 = ephemeral listeners). */
+  gatewayYaml(p: { simPort: number; collectorPort: number; modbusPort?: number; agentApiPort?: number; opsPort?: number }): string;
+  /** A collector config writing under the state dir. */
+  collectorYaml(port: number): string;
+}
+
+export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules' | 'gatewayClock'>): Promise<LabFiles> {
   const stateDir = path.resolve(opts.stateDir);
   await mkdir(stateDir, { recursive: true });
-
   const pki = await initPki(path.join(stateDir, 'pki'), {
     agents: Object.entries(DEMO_AGENTS).map(([name, spiffeId]) => ({ name, spiffeId })),
     overwrite: true,
   });
-
   const policyKey = await generateSigningKey({ alg: 'EdDSA', name: 'policy' });
   const policyKeyFiles = await writeSigningKey(path.join(stateDir, 'keys'), 'policy', policyKey);
   const payload = await compileSources(path.join(PACKAGE_ROOT, opts.rules ?? 'rules/demo/bundle.yaml'), { now: (opts.gatewayClock ?? systemClock).now(), revision: 1 });
   const bundleFile = path.join(stateDir, 'bundle.jws');
   await writeBundleFile(bundleFile, await signBundle(payload, policyKey.privateJwk, policyKey.kid));
+  const issuerKey = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'fixtures/keys/dev-issuer.private.jwk.json'), 'utf8')) as JWK;
+  const ca = await readFile(pki.ca.cert);
+
+  const credentials = async (agent: DemoAgent): Promise<AgentCredentials> => {
+    const files = pki.agents[agent];
+    const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
+    return { ca, cert, key };
+  };
+  return {
+    stateDir,
+    pki,
+    ca,
+    bundleFile,
+    policyJwks: policyKeyFiles.jwksPath,
+    audience: payload.audience,
+    credentials,
+    token: async (agent, t = {}) => {
+      const { cert } = await credentials(agent);
+      return mintToken({
+        privateJwk: issuerKey,
+        iss: DEV_ISSUER,
+        sub: DEMO_AGENTS[agent],
+        aud: payload.audience,
+        owner: 'alice@plant.example',
+        task: { id: `demo-${agent}`, purpose: agent === 'optimizer' ? 'optimize tank level setpoint' : 'shift report' },
+        scope: t.scope ?? (agent === 'optimizer' ? ['read', 'write'] : ['read']),
+        ttlSec: t.ttlSec ?? 300,
+        certThumbprint: certificateThumbprint(new X509Certificate(cert)),
+        now: t.now,
+      });
+    },
+    gatewayYaml: (p) => gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, ...p }),
+    collectorYaml: (port) =>
+      `listen: { host: 127.0.0.1, port: ${port} }\ntls: { ca: ${JSON.stringify(pki.ca.cert)}, cert: ${JSON.stringify(pki.collector.cert)}, key: ${JSON.stringify(pki.collector.key)} }\nout_dir: ${JSON.stringify(path.join(stateDir, 'collector'))}\n`,
+  };
+}
+
+export async function startLab(opts: LabOptions): Promise<Lab> {
+  const logger = opts.logger ?? silentLogger;
+  const files = await prepareLabFiles(opts);
+  const { stateDir, pki, ca, bundleFile } = files;
 
   const sim = await startSimulator({ plant: path.join(PACKAGE_ROOT, opts.plant ?? 'fixtures/plants/water-treatment.yaml'), host: '127.0.0.1', port: 0, clock: opts.clock, logger });
 
   const collectorDir = path.join(stateDir, 'collector');
-  const [ca, collectorCert, collectorKey] = await Promise.all([
-    readFile(pki.ca.cert),
-    readFile(pki.collector.cert),
-    readFile(pki.collector.key),
-  ]);
+  const [collectorCert, collectorKey] = await Promise.all([readFile(pki.collector.cert), readFile(pki.collector.key)]);
   const collector = await startCollector({ host: '127.0.0.1', port: 0, tls: { ca, cert: collectorCert, key: collectorKey }, outDir: collectorDir, logger });
 
   let collectedSeq = -1;
@@ -109,7 +159,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
   });
 
   const configFile = path.join(stateDir, 'gateway.yaml');
-  const yaml = gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, simPort: sim.port, collectorPort: collector.port });
+  const yaml = files.gatewayYaml({ simPort: sim.port, collectorPort: collector.port });
   await writeFile(configFile, opts.patchConfig ? opts.patchConfig(yaml) : yaml);
   const config = await loadGatewayConfig(configFile);
   const gateway = await startGateway(config, { clock: opts.gatewayClock, logger });
@@ -119,41 +169,18 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
   }
   await gateway.upstreamsReady();
 
-  const issuerKey = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'fixtures/keys/dev-issuer.private.jwk.json'), 'utf8')) as JWK;
-  const audience = gateway.policy.engine?.audience ?? payload.audience;
-
-  const credentials = async (agent: DemoAgent): Promise<AgentCredentials> => {
-    const files = pki.agents[agent];
-    const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
-    return { ca, cert, key };
-  };
-
   return {
     stateDir,
     pki,
     bundleFile,
     configFile,
-    audience,
+    audience: files.audience,
     sim,
     collector,
     collectorDir,
     gateway,
-    credentials,
-    token: async (agent, t = {}) => {
-      const { cert } = await credentials(agent);
-      return mintToken({
-        privateJwk: issuerKey,
-        iss: DEV_ISSUER,
-        sub: DEMO_AGENTS[agent],
-        aud: audience,
-        owner: 'alice@plant.example',
-        task: { id: `demo-${agent}`, purpose: agent === 'optimizer' ? 'optimize tank level setpoint' : 'shift report' },
-        scope: t.scope ?? (agent === 'optimizer' ? ['read', 'write'] : ['read']),
-        ttlSec: t.ttlSec ?? 300,
-        certThumbprint: certificateThumbprint(new X509Certificate(cert)),
-        now: t.now,
-      });
-    },
+    credentials: files.credentials,
+    token: files.token,
     waitShipped: async (timeoutMs = 10_000) => {
       const target = gateway.audit.nextSeq - 1;
       const deadline = Date.now() + timeoutMs;
@@ -177,7 +204,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
   };
 }
 
-function gatewayYaml(p: { pki: PkiPaths; bundleFile: string; policyJwks: string; simPort: number; collectorPort: number }): string {
+function gatewayYaml(p: { pki: PkiPaths; bundleFile: string; policyJwks: string; simPort: number; collectorPort: number; modbusPort?: number; agentApiPort?: number; opsPort?: number }): string {
   return `# Generated by plantgate demo: a gateway on loopback in front of the simulated plant.
 gateway_id: demo-gateway
 state_dir: ${JSON.stringify(path.join(path.dirname(p.bundleFile), 'gateway-state'))}
@@ -186,9 +213,9 @@ tls:
   cert: ${JSON.stringify(p.pki.gateway.cert)}
   key: ${JSON.stringify(p.pki.gateway.key)}
 listeners:
-  modbus_tls: { host: 127.0.0.1, port: 0 }
-  agent_api: { host: 127.0.0.1, port: 0 }
-  ops: { host: 127.0.0.1, port: 0 }
+  modbus_tls: { host: 127.0.0.1, port: ${p.modbusPort ?? 0} }
+  agent_api: { host: 127.0.0.1, port: ${p.agentApiPort ?? 0} }
+  ops: { host: 127.0.0.1, port: ${p.opsPort ?? 0} }
 upstreams:
   - asset: plc1
     host: 127.0.0.1
