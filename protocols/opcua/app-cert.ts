@@ -1,0 +1,70 @@
+// OPC UA application instance certificates for development, tests and the demo (OPC 10000-6 §6.2.2):
+// RSA 2048 (Basic256Sha256 and Aes256_Sha256_RsaPss are RSA-only, unlike our ECDSA mTLS PKI),
+// self-signed, with the application URI — for an agent, its SPIFFE ID — as the only URI SAN.
+// Never for a plant: keys are written next to the certificates. Writes go through writeFileDurable.
+// @peculiar/x509 needs a Reflect metadata polyfill (tsyringe); it must load before the library.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { randomBytes, webcrypto } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PUBLIC_MODE, SECRET_MODE, writeFileDurable } from '../../src/identity/dev/files.js';
+
+x509.cryptoProvider.set(webcrypto);
+
+const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 } as const;
+const BACKDATE_MS = 5 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface AppCertOptions {
+  applicationUri: string;
+  commonName: string;
+  /** DNS names / IP addresses the endpoint is reached at (servers). */
+  hosts?: string[];
+  validityDays?: number;
+  now?: number;
+}
+
+export interface AppCert {
+  certPem: string;
+  keyPem: string;
+  /** DER of the certificate: what a peer's certificate manager trusts. */
+  der: Buffer;
+}
+
+export async function createAppCert(opts: AppCertOptions): Promise<AppCert> {
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const now = opts.now ?? Date.now();
+  const names: x509.JsonGeneralName[] = [{ type: 'url', value: opts.applicationUri }];
+  for (const h of opts.hosts ?? []) names.push(/^[\d.]+$|:/.test(h) ? { type: 'ip', value: h } : { type: 'dns', value: h });
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomBytes(8).toString('hex').replace(/^[89a-f]/, '1'),
+    name: `CN=${opts.commonName}, O=plantgate dev`,
+    notBefore: new Date(now - BACKDATE_MS),
+    notAfter: new Date(now + (opts.validityDays ?? 365) * DAY_MS),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.nonRepudiation | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.dataEncipherment,
+        true,
+      ),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension(names),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
+  return { certPem: cert.toString('pem') + '\n', keyPem, der: Buffer.from(cert.rawData) };
+}
+
+/** Writes `<name>.pem` and `<name>.key` under dir (key 0600) and returns their paths. */
+export async function writeAppCert(dir: string, name: string, cert: AppCert): Promise<{ cert: string; key: string }> {
+  await mkdir(dir, { recursive: true });
+  const paths = { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
+  await writeFileDurable(paths.cert, cert.certPem, PUBLIC_MODE);
+  await writeFileDurable(paths.key, cert.keyPem, SECRET_MODE);
+  return paths;
+}

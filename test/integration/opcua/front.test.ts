@@ -1,0 +1,296 @@
+// The OPC UA front over real SignAndEncrypt sessions: node-opcua's client plays the agent with a
+// JWT IssuedIdentityToken (our client helper), tokens are minted and verified for real
+// (verifyAccessToken), and a small recording CommandPipeline stands in for the enforcement chain
+// (the seam, not the thing under test). One server for the whole file: it costs ~2 s to start.
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  AnonymousIdentityToken,
+  AttributeIds,
+  DataType,
+  MessageSecurityMode,
+  OPCUACertificateManager,
+  OPCUAClient,
+  SecurityPolicy,
+  StatusCodes,
+  TimestampsToReturn,
+  UserTokenType,
+  Variant,
+  type ClientSession,
+  type StatusCode,
+} from 'node-opcua';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../src/core/clock.js';
+import type { Command, Decision } from '../../../src/core/command.js';
+import type { CommandPipeline, Outcome, Session } from '../../../src/core/pipeline.js';
+import type { Reason } from '../../../src/core/reasons.js';
+import { certificateThumbprint } from '../../../src/identity/cert.js';
+import { generateSigningKey, type SigningKey } from '../../../src/identity/dev/keys.js';
+import { mintToken } from '../../../src/identity/dev/mint.js';
+import { trustedIssuersFromJwks, verifyAccessToken } from '../../../src/identity/verify.js';
+import { createAppCert, writeAppCert } from '../../../protocols/opcua/app-cert.js';
+import { OpcuaFront, type FrontAsset } from '../../../protocols/opcua/front.js';
+import { JWT_ISSUED_TOKEN_TYPE, createJwtSession, rotateJwt } from '../../../protocols/opcua/jwt-token.js';
+
+const NS = 'urn:plantgate:sim:water';
+const AGENT = 'spiffe://plant.example/agent/optimizer';
+const ISS = 'https://issuer.plant.example';
+const AUD = 'plantgate-gw';
+
+const ASSET: FrontAsset = {
+  assetId: 'plc1',
+  namespaceUri: NS,
+  folder: 'Plant',
+  folderIdentifier: 's=plant',
+  points: [
+    { name: 'tank1.level', identifier: 's=tank1.level', dataType: 'Double', writable: false },
+    { name: 'tank1.setpoint', identifier: 's=tank1.setpoint', dataType: 'Double', writable: true },
+    { name: 'secret.recipe', identifier: 's=secret.recipe', dataType: 'Double', writable: true },
+  ],
+  methods: [{ name: 'pump1.start', identifier: 's=pump1.start', inputs: [{ name: 'speed', dataType: 'Double' }], outputs: [] }],
+};
+
+/** Allows what `allowed` names (point + operation), denies the rest; records every record call. */
+class RecordingPipeline implements CommandPipeline {
+  readonly decisions: { cmd: Command; reason: Reason }[] = [];
+  readonly outcomes: Outcome[] = [];
+  readonly opened: Session[] = [];
+  readonly violations: { reason: Reason; message: string }[] = [];
+  allowed = new Set(['read:tank1.level', 'read:tank1.setpoint', 'write:tank1.setpoint', 'call:pump1.start', 'browse:', 'subscribe:tank1.level']);
+  authorize(_s: Session, cmd: Command): Decision {
+    const key = `${cmd.operation}:${cmd.points[0] ?? ''}`;
+    let ok = this.allowed.has(key);
+    // Bounds as the policy would check them: the setpoint only within 0..10, the pump 0..100.
+    if (ok && cmd.values !== undefined) ok = Object.values(cmd.values).every((v) => v >= 0 && v <= (cmd.operation === 'call' ? 100 : 10));
+    const reason: Reason = ok ? 'ALLOWED' : cmd.values !== undefined && this.allowed.has(key) ? 'VALUE_OUT_OF_BOUNDS' : 'NO_MATCHING_RULE';
+    this.decisions.push({ cmd, reason });
+    return { effect: ok ? 'allow' : 'deny', reason, ruleId: ok ? 'r1' : '', bundleRevision: 1, durable: false };
+  }
+  refuse(_s: Session, cmd: Command, reason: Reason): Decision {
+    this.decisions.push({ cmd, reason });
+    return { effect: 'deny', reason, ruleId: '', bundleRevision: 1, durable: false };
+  }
+  outcome(_s: Session, _c: Command, _d: Decision, o: Outcome): void {
+    this.outcomes.push(o);
+  }
+  sessionOpened(s: Session): void {
+    this.opened.push(s);
+  }
+  sessionClosed(): void {}
+  violation(_s: unknown, reason: Reason, _code: string, message: string): void {
+    this.violations.push({ reason, message });
+  }
+  last(): { cmd: Command; reason: Reason } {
+    return this.decisions[this.decisions.length - 1]!;
+  }
+}
+
+describe('OPC UA front: JWT sessions and per-item enforcement', () => {
+  let dir: string;
+  let front: OpcuaFront;
+  let clock: ManualClock;
+  let key: SigningKey;
+  let pipeline: RecordingPipeline;
+  let agentThumbprint: string;
+  let agentCertFile: string;
+  let agentKeyFile: string;
+  const writes: { nodeId: string; value: unknown }[] = [];
+  const calls: { methodId: string; inputs: unknown[] }[] = [];
+  const clients: OPCUAClient[] = [];
+
+  const mint = (over: { ttlSec?: number; thumb?: string; sub?: string } = {}) =>
+    mintToken({
+      privateJwk: key.privateJwk, iss: ISS, sub: over.sub ?? AGENT, aud: AUD, owner: 'ops@plant', task: { id: 't-1', purpose: 'tune' },
+      scope: ['opcua'], ttlSec: over.ttlSec ?? 300, certThumbprint: over.thumb ?? agentThumbprint, now: clock.now(),
+    });
+
+  async function connect(mode = MessageSecurityMode.SignAndEncrypt, policy = SecurityPolicy.Basic256Sha256): Promise<OPCUAClient> {
+    const clientPki = new OPCUACertificateManager({ rootFolder: path.join(dir, `client-pki-${clients.length}`), automaticallyAcceptUnknownCertificate: true });
+    const client = OPCUAClient.create({
+      applicationUri: AGENT, applicationName: 'optimizer', securityMode: mode, securityPolicy: policy,
+      certificateFile: agentCertFile, privateKeyFile: agentKeyFile, clientCertificateManager: clientPki,
+      endpointMustExist: false, connectionStrategy: { maxRetry: 0 }, requestedSessionTimeout: 60_000,
+    });
+    clients.push(client);
+    await client.connect(front.endpointUrl);
+    return client;
+  }
+
+  /** A JWT session; `n(id)` addresses the plant namespace by its URI, as agent code must. */
+  let ns = -1;
+  const n = (identifier: string) => `ns=${ns};${identifier}`;
+  async function session(jwt?: string): Promise<ClientSession> {
+    const s = await createJwtSession(await connect(), jwt ?? (await mint()));
+    await s.readNamespaceArray();
+    ns = s.getNamespaceIndex(NS);
+    return s;
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-opcua-'));
+    clock = new ManualClock(Date.now());
+    key = await generateSigningKey({ alg: 'EdDSA', name: 'issuer' });
+    const issuers = trustedIssuersFromJwks([{ iss: ISS, jwks: { keys: [key.publicJwk] } }]);
+    const gw = await createAppCert({ applicationUri: 'urn:plantgate:gateway', commonName: 'plantgate gateway', hosts: ['127.0.0.1', 'localhost'] });
+    const agent = await createAppCert({ applicationUri: AGENT, commonName: 'optimizer' });
+    const gwFiles = await writeAppCert(dir, 'gateway', gw);
+    const agentFiles = await writeAppCert(dir, 'optimizer', agent);
+    agentCertFile = agentFiles.cert;
+    agentKeyFile = agentFiles.key;
+    agentThumbprint = certificateThumbprint(new X509Certificate(agent.der));
+    const serverPki = new OPCUACertificateManager({ rootFolder: path.join(dir, 'server-pki'), automaticallyAcceptUnknownCertificate: false });
+    await serverPki.initialize();
+    await serverPki.trustCertificate(agent.der);
+    pipeline = new RecordingPipeline();
+    front = new OpcuaFront({
+      port: 0, certificateFile: gwFiles.cert, privateKeyFile: gwFiles.key, applicationUri: 'urn:plantgate:gateway',
+      serverCertificateManager: serverPki, assets: [ASSET], pipeline, clock,
+      verify: (jwt, who) =>
+        verifyAccessToken(jwt, { issuers, audience: AUD, expectedSub: who.workloadId, certThumbprint: who.certThumbprint, assurance: 'mtls+token', maxTtlSec: 900, clock }),
+      upstream: {
+        write: async (nodeId, value) => {
+          writes.push({ nodeId, value: value.value });
+          return StatusCodes.Good;
+        },
+        call: async (_o, methodId, inputs) => {
+          calls.push({ methodId, inputs: inputs.map((v) => v.value) });
+          return { statusCode: StatusCodes.Good, outputs: [] };
+        },
+      },
+    });
+    await front.start();
+    front.update(`nsu=${NS};s=tank1.level`, { value: new Variant({ dataType: DataType.Double, value: 4.2 }), statusCode: StatusCodes.Good, sourceTimestamp: new Date() } as never);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of clients) await c.disconnect().catch(() => undefined);
+    await front?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('advertises only the JWT user token policy, on Sign and SignAndEncrypt endpoints only', async () => {
+    const client = await connect();
+    const endpoints = await client.getEndpoints();
+    const secure = endpoints.filter((e) => e.securityMode !== MessageSecurityMode.None);
+    expect(new Set(secure.map((e) => `${e.securityMode}:${e.securityPolicyUri}`))).toEqual(
+      new Set([MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt].flatMap((m) => [SecurityPolicy.Basic256Sha256, SecurityPolicy.Aes256_Sha256_RsaPss].map((p) => `${m}:${p}`))),
+    );
+    for (const e of secure) {
+      expect(e.userIdentityTokens?.map((t) => [t.tokenType, t.issuedTokenType])).toEqual([[UserTokenType.IssuedToken, JWT_ISSUED_TOKEN_TYPE]]);
+    }
+  });
+
+  it('activates a JWT session on Aes256_Sha256_RsaPss with Sign only (the token travels encrypted to the server)', async () => {
+    const s = await createJwtSession(await connect(MessageSecurityMode.Sign, SecurityPolicy.Aes256_Sha256_RsaPss), await mint());
+    const ns2 = (await s.readNamespaceArray()).indexOf(NS);
+    expect((await s.read({ nodeId: `ns=${ns2};s=tank1.level`, attributeId: AttributeIds.Value })).value.value).toBe(4.2);
+  });
+
+  it('refuses an anonymous session', async () => {
+    const client = await connect();
+    // node-opcua's client will not even try: the server offers no anonymous policy.
+    await expect(client.createSession()).rejects.toThrow();
+    // Send one anyway, as a hostile client would, under the policy id node-opcua would use.
+    (client as unknown as { createUserIdentityToken: unknown }).createUserIdentityToken = (_c: unknown, _i: unknown, cb: (e: null, d: unknown) => void) =>
+      cb(null, { userIdentityToken: new AnonymousIdentityToken({ policyId: 'anonymous' }), userTokenSignature: {} });
+    await expect(client.createSession()).rejects.toThrow(/BadIdentityToken/);
+    expect(pipeline.violations.at(-1)?.reason).toBe('NO_TOKEN');
+  });
+
+  it('refuses a malformed JWT and a token bound to another certificate with TOKEN_INVALID / TOKEN_BINDING_MISMATCH', async () => {
+    await expect(createJwtSession(await connect(), 'not.a.jwt')).rejects.toThrow(/BadIdentityTokenRejected/);
+    expect(pipeline.violations.at(-1)?.reason).toBe('TOKEN_INVALID');
+    await expect(createJwtSession(await connect(), await mint({ thumb: 'A'.repeat(43) }))).rejects.toThrow(/BadIdentityTokenRejected/);
+    expect(pipeline.violations.at(-1)?.reason).toBe('TOKEN_BINDING_MISMATCH');
+  });
+
+  it('reads an allowed point and answers BadUserAccessDenied for a point the policy denies', async () => {
+    const s = await session();
+    const [level, secret] = await s.read([
+      { nodeId: n('s=tank1.level'), attributeId: AttributeIds.Value },
+      { nodeId: n('s=secret.recipe'), attributeId: AttributeIds.Value },
+    ]);
+    expect(level!.statusCode).toBe(StatusCodes.Good);
+    expect(level!.value.value).toBe(4.2);
+    expect(secret!.statusCode).toBe(StatusCodes.BadUserAccessDenied);
+    const denied = pipeline.decisions.find((d) => d.cmd.points[0] === 'secret.recipe')!;
+    expect(denied.cmd).toMatchObject({ protocol: 'opcua', operation: 'read', assetId: 'plc1', service: 'Read', targets: [{ nodeId: `nsu=${NS};s=secret.recipe` }] });
+    expect(pipeline.opened.at(-1)).toMatchObject({ protocol: 'opcua', workloadId: AGENT, certThumbprint: agentThumbprint, assurance: 'mtls+token' });
+  });
+
+  it('forwards an allowed write within bounds and denies one out of bounds before it reaches the upstream', async () => {
+    const s = await session();
+    const ok = await s.write({ nodeId: n('s=tank1.setpoint'), attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value: 7.5 } } });
+    expect(ok).toBe(StatusCodes.Good);
+    expect(writes).toContainEqual({ nodeId: `nsu=${NS};s=tank1.setpoint`, value: 7.5 });
+    const before = writes.length;
+    const bad = await s.write({ nodeId: n('s=tank1.setpoint'), attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value: 99 } } });
+    expect(bad).toBe(StatusCodes.BadUserAccessDenied);
+    expect(pipeline.last()).toMatchObject({ reason: 'VALUE_OUT_OF_BOUNDS', cmd: { operation: 'write', values: { 'tank1.setpoint': 99 } } });
+    expect(writes.length).toBe(before);
+  });
+
+  it('calls an allowed method with its arguments checked, and denies an out-of-bounds argument', async () => {
+    const s = await session();
+    const ok = await s.call({ objectId: n('s=plant'), methodId: n('s=pump1.start'), inputArguments: [new Variant({ dataType: DataType.Double, value: 40 })] });
+    expect(ok.statusCode).toBe(StatusCodes.Good);
+    expect(calls.at(-1)).toEqual({ methodId: `nsu=${NS};s=pump1.start`, inputs: [40] });
+    const bad = await s.call({ objectId: n('s=plant'), methodId: n('s=pump1.start'), inputArguments: [new Variant({ dataType: DataType.Double, value: 400 })] });
+    expect(bad.statusCode).toBe(StatusCodes.BadUserAccessDenied);
+    expect(pipeline.last()).toMatchObject({ reason: 'VALUE_OUT_OF_BOUNDS', cmd: { operation: 'call', values: { speed: 400 } } });
+    expect(calls.length).toBe(1);
+  });
+
+  it('browses the asset folder when allowed and answers BadUserAccessDenied when denied', async () => {
+    const s = await session();
+    const ok = await s.browse(n('s=plant'));
+    expect(ok.statusCode).toBe(StatusCodes.Good);
+    expect(ok.references?.map((r) => r.browseName.name).sort()).toEqual(['pump1.start', 'secret.recipe', 'tank1.level', 'tank1.setpoint']);
+    pipeline.allowed.delete('browse:');
+    try {
+      const denied = await s.browse(n('s=plant'));
+      expect(denied.statusCode).toBe(StatusCodes.BadUserAccessDenied);
+      expect(pipeline.last()).toMatchObject({ reason: 'NO_MATCHING_RULE', cmd: { operation: 'browse' } });
+    } finally {
+      pipeline.allowed.add('browse:');
+    }
+  });
+
+  it('subscribes to an allowed point and refuses the monitored item of a denied one', async () => {
+    const s = await session();
+    const sub = await s.createSubscription2({ requestedPublishingInterval: 100, publishingEnabled: true, requestedMaxKeepAliveCount: 10, requestedLifetimeCount: 100 });
+    const group = await sub.monitorItems(
+      [
+        { nodeId: n('s=tank1.level'), attributeId: AttributeIds.Value },
+        { nodeId: n('s=secret.recipe'), attributeId: AttributeIds.Value },
+      ],
+      { samplingInterval: 100, queueSize: 1, discardOldest: true },
+      TimestampsToReturn.Both,
+    );
+    const statuses = group.monitoredItems.map((m) => (m as unknown as { statusCode: StatusCode }).statusCode);
+    expect(statuses).toEqual([StatusCodes.Good, StatusCodes.BadUserAccessDenied]);
+    expect(pipeline.decisions.filter((d) => d.cmd.operation === 'subscribe').map((d) => d.reason).slice(-2)).toEqual(['ALLOWED', 'NO_MATCHING_RULE']);
+    await sub.terminate();
+  });
+
+  it('denies commands with TOKEN_EXPIRED once the session token expires, until re-activation with a fresh token', async () => {
+    const s = await session(await mint({ ttlSec: 60 }));
+    const read = () => s.read({ nodeId: n('s=tank1.level'), attributeId: AttributeIds.Value });
+    expect((await read()).statusCode).toBe(StatusCodes.Good);
+    clock.advance(61_000);
+    expect((await read()).statusCode).toBe(StatusCodes.BadUserAccessDenied);
+    expect(pipeline.last().reason).toBe('TOKEN_EXPIRED');
+    const jti = (await rotateJwt(s, await mint({ ttlSec: 300 })));
+    expect(jti).toBe(StatusCodes.Good);
+    expect((await read()).statusCode).toBe(StatusCodes.Good);
+  });
+
+  it('keeps the session on a refused rotation and reports the reason', async () => {
+    const s = await session();
+    expect(await rotateJwt(s, await mint({ sub: 'spiffe://plant.example/agent/other' }))).toBe(StatusCodes.BadUserAccessDenied);
+    expect(pipeline.violations.at(-1)?.reason).toBe('TOKEN_INVALID');
+    expect((await s.read({ nodeId: n('s=tank1.level'), attributeId: AttributeIds.Value })).statusCode).toBe(StatusCodes.Good);
+  });
+});
