@@ -10,8 +10,11 @@ import { PlantgateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { httpStatusFor, type Reason } from '../core/reasons.js';
 import { identityFromTlsSocket } from '../identity/cert.js';
-import type { TokenRegistry } from '../identity/registry.js';
+import { VerifiedTokenCache, type TokenRegistry } from '../identity/registry.js';
 import { verifyAccessToken } from '../identity/verify.js';
+import { RevocationError, type Revocation, type RevocationStore } from '../identity/revocation.js';
+import { decodeProtectedHeader } from 'jose';
+import { pathOf, readBody as readBounded, sendJson } from './http.js';
 
 /** What the agent API needs from the gateway: the active policy's trust settings and the audit. */
 export interface AgentApiDeps {
@@ -22,6 +25,10 @@ export interface AgentApiDeps {
   logger: Logger;
   onTokenAccepted(workloadId: string, subject: Awaited<ReturnType<typeof verifyAccessToken>>): void;
   onTokenRejected(workloadId: string, thumbprint: string, reason: Reason, detail: string): void;
+  /** Revocations (task-complete). Without it, task-complete answers 503: never a silent no-op. */
+  revocations?: RevocationStore;
+  /** A task-complete call revoked the task's tokens (audit: revocation record). */
+  onTaskCompleted?(workloadId: string, revocation: Revocation): void;
 }
 
 const MAX_BODY = 16 * 1024;
@@ -33,10 +40,13 @@ export interface AgentApiOptions {
 }
 
 export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): Promise<{ port: number; close(): Promise<void> }> {
+  // A re-PUT of the same token (retries, reconnects) skips the signature check; the cache keys on
+  // the trust context, so a new bundle's issuers never reuse an old verification.
+  const cache = new VerifiedTokenCache({ clock: deps.clock });
   const server = https.createServer(
     { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' },
     (req, res) => {
-      handle(req, res, deps).catch((err: unknown) => {
+      handle(req, res, deps, cache).catch((err: unknown) => {
         deps.logger.error({ err: (err as Error).message }, 'agent API handler failed');
         send(res, 500, { error: 'internal error' });
       });
@@ -57,13 +67,67 @@ export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): 
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): Promise<void> {
-  const url = req.url ?? '/';
-  if (url === '/v1/token' && req.method === 'PUT') return putToken(req, res, deps);
+async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps, cache: VerifiedTokenCache): Promise<void> {
+  const url = pathOf(req.url);
+  if (url === '/v1/token' && req.method === 'PUT') return putToken(req, res, deps, cache);
+  if (url === '/v1/task-complete' && req.method === 'POST') return taskComplete(req, res, deps);
   send(res, 404, { error: 'not found' });
 }
 
-async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): Promise<void> {
+/**
+ * The task is over: every token this identity holds for it dies now, not when its TTL runs out
+ * (just-in-time access). The task is the body's `{"task": "<id>"}` or, without a body, the task of
+ * the identity's current token. Only the calling identity's tokens are touched.
+ */
+async function taskComplete(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): Promise<void> {
+  let identity;
+  try {
+    identity = identityFromTlsSocket(req.socket as TLSSocket);
+  } catch (err) {
+    send(res, 401, { reason: 'NO_IDENTITY', message: (err as Error).message });
+    return;
+  }
+  const body = await readBody(req);
+  if (body === undefined) {
+    send(res, 413, { reason: 'PROTOCOL_VIOLATION', message: `body larger than ${MAX_BODY} bytes` });
+    return;
+  }
+  let taskId = deps.tokens.peek(identity.workloadId)?.taskId;
+  if (body.trim() !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      parsed = undefined;
+    }
+    const t = (parsed as { task?: unknown } | undefined)?.task;
+    if (typeof t !== 'string' || t === '' || t.length > 256) {
+      send(res, 400, { reason: 'PROTOCOL_VIOLATION', message: 'body must be {"task": "<task id>"} or empty (the current token\'s task)' });
+      return;
+    }
+    taskId = t;
+  }
+  if (taskId === undefined) {
+    send(res, 400, { reason: 'NO_TOKEN', message: 'no token registered for this identity: name the task as {"task": "<task id>"}' });
+    return;
+  }
+  if (deps.revocations === undefined) {
+    send(res, 503, { reason: 'BUNDLE_UNAVAILABLE', message: 'revocation is not available on this gateway' });
+    return;
+  }
+  try {
+    const revocation = await deps.revocations.revoke({
+      kind: 'task', value: taskId, workloadId: identity.workloadId, reason: 'task complete', source: 'agent', by: identity.workloadId,
+    });
+    deps.onTaskCompleted?.(identity.workloadId, revocation);
+    send(res, 200, { status: 'revoked', task: taskId, revoked_at: new Date(revocation.revokedAtMs).toISOString() });
+  } catch (err) {
+    if (!(err instanceof RevocationError)) throw err;
+    send(res, 503, { reason: 'AUDIT_UNAVAILABLE', detail: err.code, message: err.message });
+  }
+}
+
+async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps, cache: VerifiedTokenCache): Promise<void> {
   let identity;
   try {
     identity = identityFromTlsSocket(req.socket as TLSSocket);
@@ -89,7 +153,7 @@ async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentAp
     return;
   }
   try {
-    const subject = await verifyAccessToken(token, {
+    const subject = await cache.verify(token, {
       issuers: trust.issuers,
       audience: trust.audience,
       expectedSub: identity.workloadId,
@@ -106,7 +170,9 @@ async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentAp
       send(res, 401, { reason: 'TOKEN_EXPIRED', detail: 'EXPIRED', message: 'token has expired' });
       return;
     }
-    deps.tokens.put(identity.workloadId, subject);
+    // The key id lets a bundle reload that removes the key kill this binding at once.
+    const kid = decodeProtectedHeader(token).kid;
+    deps.tokens.put(identity.workloadId, subject, { keyId: typeof kid === 'string' ? kid : undefined });
     deps.onTokenAccepted(identity.workloadId, subject);
     send(res, 200, {
       status: 'accepted',
@@ -136,26 +202,9 @@ function extractToken(body: string, contentType: string | undefined): string {
 }
 
 function readBody(req: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        resolve(undefined);
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
+  return readBounded(req, MAX_BODY);
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+  sendJson(res, status, body);
 }

@@ -8,6 +8,8 @@ export type { JSONWebKeySet, JWTVerifyGetKey };
 
 export interface TrustedIssuers {
   get(iss: string): JWTVerifyGetKey | undefined;
+  /** Whether the issuer still has a key with this `kid` (a bundle reload may remove keys). */
+  hasKey?(iss: string, kid: string): boolean;
 }
 
 export interface LocalTrustedIssuers extends TrustedIssuers {
@@ -47,6 +49,7 @@ function checkKey(iss: string, index: number, key: JWK): string | undefined {
  */
 export function trustedIssuersFromJwks(list: TrustedIssuerSource[]): LocalTrustedIssuers {
   const map = new Map<string, JWTVerifyGetKey>();
+  const kids = new Map<string, Set<string>>();
   for (const { iss, jwks } of list) {
     if (typeof iss !== 'string' || iss === '') {
       throw new PlantgateError('BUNDLE_UNAVAILABLE', 'trusted issuer has an empty name');
@@ -66,9 +69,11 @@ export function trustedIssuersFromJwks(list: TrustedIssuerSource[]): LocalTruste
       throw new PlantgateError('BUNDLE_UNAVAILABLE', `trusted issuer "${iss}" has a malformed JWKS`, { cause });
     }
     map.set(iss, getKey);
+    kids.set(iss, new Set(jwks.keys.flatMap((k) => (typeof k.kid === 'string' ? [k.kid] : []))));
   }
   return {
     get: (iss) => map.get(iss),
+    hasKey: (iss, kid) => kids.get(iss)?.has(kid) ?? false,
     names: () => [...map.keys()],
   };
 }

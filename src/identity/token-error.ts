@@ -2,7 +2,7 @@
 // metric); `detail` says precisely which check failed, for the audit record and the operator.
 import { PlantgateError } from '../core/errors.js';
 
-export type TokenReason = 'TOKEN_INVALID' | 'TOKEN_EXPIRED' | 'TOKEN_BINDING_MISMATCH';
+export type TokenReason = 'TOKEN_INVALID' | 'TOKEN_EXPIRED' | 'TOKEN_BINDING_MISMATCH' | 'TOKEN_REVOKED' | 'RATE_LIMITED' | 'SCOPE_MISSING';
 
 export type TokenDetail =
   | 'MALFORMED'
@@ -22,7 +22,10 @@ export type TokenDetail =
   | 'EXPIRED'
   | 'CNF_MISSING'
   | 'CNF_UNVERIFIABLE'
-  | 'THUMBPRINT_MISMATCH';
+  | 'THUMBPRINT_MISMATCH'
+  | 'REVOKED'
+  | 'TOO_MANY_TOKENS'
+  | 'ROLE_MISSING';
 
 export class TokenError extends PlantgateError {
   readonly detail: TokenDetail;

@@ -49,7 +49,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Maps jose failures by their stable `code` (never the message) onto our reason and detail. */
-function fromJoseError(err: unknown): TokenError {
+export function fromJoseError(err: unknown): TokenError {
   const code = isObject(err) && typeof err.code === 'string' ? err.code : '';
   const claim = isObject(err) && typeof err.claim === 'string' ? err.claim : undefined;
   const why = isObject(err) && typeof err.reason === 'string' ? err.reason : '';

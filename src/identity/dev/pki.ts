@@ -192,3 +192,54 @@ export async function initPki(dir: string, opts: InitPkiOptions): Promise<PkiPat
     agents,
   };
 }
+
+export interface ClientCertificateOptions {
+  /** File base name under `<pki dir>/agents/`. */
+  name: string;
+  /** URI SANs to put in the certificate: none (no identity), one SPIFFE ID, or several (invalid SVID). */
+  uris: string[];
+  notBefore: Date;
+  notAfter: Date;
+}
+
+async function loadIssuer(pki: PkiPaths): Promise<Issuer> {
+  const { readFile } = await import('node:fs/promises');
+  const [certPem, keyPem] = await Promise.all([readFile(pki.ca.cert, 'utf8'), readFile(pki.ca.key, 'utf8')]);
+  const cert = new x509.X509Certificate(certPem);
+  const der = Buffer.from(keyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, ALG, true, ['sign']);
+  const publicKey = await cert.publicKey.export(ALG, ['verify']);
+  return { cert, keys: { privateKey, publicKey } };
+}
+
+/**
+ * Issues one more client certificate from an existing development CA, with any URI SANs and
+ * validity: the certificates the identity attack matrix needs (expired, no SPIFFE ID, two IDs).
+ */
+export async function issueClientCertificate(pki: PkiPaths, opts: ClientCertificateOptions): Promise<CertKeyPaths> {
+  if (!NAME_RE.test(opts.name)) throw new PkiError(`certificate name "${opts.name}" may contain only letters, digits, ".", "-" and "_"`);
+  const issuer = await loadIssuer(pki);
+  const names: x509.JsonGeneralName[] = opts.uris.map((value) => ({ type: 'url', value }));
+  // A certificate without any SAN is still a certificate: the extension is simply left out.
+  const keys = await newKeys();
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
+  ];
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${opts.name}, O=plantgate dev`,
+    issuer: issuer.cert.subject,
+    notBefore: opts.notBefore,
+    notAfter: opts.notAfter,
+    signingAlgorithm: ALG,
+    publicKey: keys.publicKey,
+    signingKey: issuer.keys.privateKey,
+    extensions,
+  });
+  return writePair(join(pki.dir, 'agents'), opts.name, cert, keys.privateKey);
+}
