@@ -3,13 +3,39 @@
 // It must never hand out a seq it cannot make durable in order, and never report a record durable
 // before its fsync returned. After any write or fsync failure it refuses all further appends
 // (fail closed: the pipeline denies writes with AUDIT_UNAVAILABLE).
+// Each record is also leaf `seq` of an RFC 9162 Merkle tree: the frontier is advanced at append
+// time (O(log n)), the new stored hashes are fsynced to tree.hashes with the record's batch, and every
+// N records or T milliseconds a signed checkpoint of the tree so far is appended as a record and,
+// once durable, written to checkpoints/<size>.checkpoint (where a witness's cosignature joins it).
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Clock } from '../core/clock.js';
+import { writeFileAtomic } from '../core/files.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { AuditError } from './errors.js';
+import { signCheckpoint } from './checkpoint.js';
 import { leafHash } from './hash.js';
+import type { Frontier } from './merkle.js';
+import { addSignatureLines, parseNote, type NoteSigner } from './note.js';
 import type { AuditEvent } from './records.js';
 import { encodeRecord, SCHEMA_VERSION } from './schema.js';
 import { encodeSpoolFrame, Spool } from './spool.js';
+import { TreeStore } from './tree-store.js';
+
+export const CHECKPOINT_DIR = 'checkpoints';
+
+export function checkpointFileName(size: number): string {
+  return `${String(size).padStart(16, '0')}.checkpoint`;
+}
+
+export interface CheckpointOptions {
+  /** The gateway's audit key as a note signer; its name is the checkpoint origin. */
+  signer: NoteSigner;
+  /** A checkpoint after this many records. Default 1000. */
+  everyRecords?: number;
+  /** A checkpoint when this much time (on the log's clock) passed since the last one and records were added. Default 60 s. */
+  everyMs?: number;
+}
 
 export interface AuditLogOptions {
   dir: string;
@@ -21,8 +47,13 @@ export interface AuditLogOptions {
   segmentBytes?: number;
   /** Encoded records kept in memory for the shipper, newest first out. Default 8192. */
   cacheRecords?: number;
+  /** Signed checkpoints (C2SP tlog-checkpoint); none when absent. */
+  checkpoints?: CheckpointOptions;
   logger?: Logger;
 }
+
+/** Bytes kept free below maxBytes: isFull() turns true before a record could be refused. */
+const FULL_HEADROOM = 64 * 1024;
 
 interface Waiter {
   seq: number;
@@ -34,6 +65,8 @@ interface Batch {
   firstSeq: number;
   frames: Buffer[];
   records: Uint8Array[];
+  treeHashes: Uint8Array[];
+  checkpoints: { size: number; note: string }[];
   bytes: number;
   waiters: Waiter[];
 }
@@ -47,6 +80,8 @@ export interface AuditLogStats {
   bytes: number;
   segments: number;
   failed: boolean;
+  /** Size of the last durable signed checkpoint, -1 before any. */
+  checkpointSize: number;
 }
 
 export class AuditLog {
@@ -66,6 +101,14 @@ export class AuditLog {
   private cache: Uint8Array[] = [];
   private cacheFirst: number;
   private readonly listeners = new Set<() => void>();
+  private lastCheckpoint: { size: number; note: string } | undefined;
+  /**
+   * First seq after the last checkpoint record appended (durable or not), and when, on the log's
+   * clock. The checkpoint record itself does not count towards the next one.
+   */
+  private cpNext: number;
+  private cpTime: number;
+  private cpTimer: NodeJS.Timeout | undefined;
   private readonly flushNow = (): void => {
     this.scheduled = false;
     if (this.flushing || this.pending.frames.length === 0) return;
@@ -88,6 +131,10 @@ export class AuditLog {
     private readonly cacheRecords: number,
     private readonly logger: Logger,
     recovered: { nextSeq: number; lastHash: Uint8Array; ackedSeq: number },
+    private readonly tree: TreeStore,
+    private readonly frontier: Frontier,
+    private readonly cpOpts: Required<CheckpointOptions> | undefined,
+    lastCheckpoint: { size: number; note: string } | undefined,
   ) {
     this.nextSeqValue = recovered.nextSeq;
     this.durableNext = recovered.nextSeq;
@@ -95,6 +142,14 @@ export class AuditLog {
     this.lastHash = recovered.lastHash;
     this.acked = recovered.ackedSeq;
     this.pending = this.newBatch();
+    this.lastCheckpoint = lastCheckpoint;
+    this.cpNext = lastCheckpoint ? lastCheckpoint.size + 1 : 0;
+    this.cpTime = clock.now();
+    if (cpOpts) {
+      // Polls the log's clock; the decision (maybeCheckpoint) uses that clock, so tests drive it by hand.
+      this.cpTimer = setInterval(() => this.maybeCheckpoint(), Math.max(10, Math.min(cpOpts.everyMs, 1000)));
+      this.cpTimer.unref();
+    }
   }
 
   /** Opens (or recovers) the spool in opts.dir: torn tail cut, next seq, last hash and acked seq restored. */
@@ -104,8 +159,33 @@ export class AuditLog {
     }
     const logger = opts.logger ?? silentLogger;
     const { spool, recovered } = await Spool.open(opts.dir, opts.segmentBytes ?? 16 * 1024 * 1024, logger);
+    let treeOpened;
+    try {
+      treeOpened = await TreeStore.open(opts.dir, recovered.nextSeq, spool.firstSeq(recovered.nextSeq), async (from, to) =>
+        (await spool.read(from, to - from)).map((r) => leafHash(r)),
+      );
+      await mkdir(join(opts.dir, CHECKPOINT_DIR), { recursive: true });
+    } catch (err) {
+      await spool.close();
+      throw err instanceof AuditError ? err : new AuditError(`audit tree: ${(err as Error).message}`, { cause: err });
+    }
+    const cp = opts.checkpoints;
+    const cpOpts = cp ? { signer: cp.signer, everyRecords: cp.everyRecords ?? 1000, everyMs: cp.everyMs ?? 60_000 } : undefined;
+    if (cpOpts && (!Number.isSafeInteger(cpOpts.everyRecords) || cpOpts.everyRecords < 1 || !(cpOpts.everyMs > 0))) {
+      await spool.close();
+      await treeOpened.store.close();
+      throw new AuditError('checkpoints: everyRecords must be an integer >= 1 and everyMs > 0');
+    }
+    const lastCheckpoint = await readLatestCheckpoint(join(opts.dir, CHECKPOINT_DIR), recovered.nextSeq);
     logger.info(
-      { dir: opts.dir, nextSeq: recovered.nextSeq, ackedSeq: recovered.ackedSeq, truncatedBytes: recovered.truncatedBytes },
+      {
+        dir: opts.dir,
+        nextSeq: recovered.nextSeq,
+        ackedSeq: recovered.ackedSeq,
+        truncatedBytes: recovered.truncatedBytes,
+        treeLeavesRebuilt: treeOpened.rebuiltLeaves,
+        checkpointSize: lastCheckpoint?.size ?? -1,
+      },
       'audit spool opened',
     );
     return new AuditLog(
@@ -116,6 +196,10 @@ export class AuditLog {
       opts.cacheRecords ?? 8192,
       logger,
       recovered,
+      treeOpened.store,
+      treeOpened.frontier,
+      cpOpts,
+      lastCheckpoint,
     );
   }
 
@@ -154,7 +238,26 @@ export class AuditLog {
       bytes: this.bytes(),
       segments: this.spool.segmentCount(),
       failed: this.failure !== undefined,
+      checkpointSize: this.lastCheckpoint?.size ?? -1,
     };
+  }
+
+  /**
+   * True when the spool is (nearly) at its size bound: state-changing commands should be denied
+   * with AUDIT_UNAVAILABLE while reads go on. Also true once the log has failed or closed.
+   */
+  isFull(): boolean {
+    return this.failure !== undefined || this.closed || this.bytes() + FULL_HEADROOM > this.maxBytes;
+  }
+
+  /** The last durable signed checkpoint (with any cosignatures stored since), if any. */
+  latestCheckpoint(): { size: number; note: string } | undefined {
+    return this.lastCheckpoint;
+  }
+
+  /** Directory of the spool (checkpoints/, tree.hashes, segments). */
+  get dir(): string {
+    return this.spool.dir;
   }
 
   /**
@@ -162,6 +265,65 @@ export class AuditLog {
    * Throws AuditError (AUDIT_UNAVAILABLE) when the spool is full, broken or closed.
    */
   append(event: AuditEvent): number {
+    const seq = this.appendRecord(event);
+    if (this.cpOpts && this.nextSeqValue - this.cpNext >= this.cpOpts.everyRecords) this.appendCheckpoint();
+    return seq;
+  }
+
+  /** Appends a checkpoint if T has passed on the log's clock since the last one and records were added. */
+  maybeCheckpoint(): void {
+    if (!this.cpOpts || this.failure || this.closed) return;
+    if (this.nextSeqValue > this.cpNext && this.clock.now() - this.cpTime >= this.cpOpts.everyMs) this.appendCheckpoint();
+  }
+
+  /**
+   * Appends a signed checkpoint of every record so far (unless the last one already covers them).
+   * Returns its seq, or undefined when none was needed or possible.
+   */
+  checkpointNow(): number | undefined {
+    if (!this.cpOpts || this.failure || this.closed || this.nextSeqValue <= this.cpNext) return undefined;
+    return this.appendCheckpoint();
+  }
+
+  private appendCheckpoint(): number | undefined {
+    const opts = this.cpOpts!;
+    const size = this.nextSeqValue;
+    const root = this.frontier.root();
+    let note: string;
+    let seq: number;
+    try {
+      note = signCheckpoint({ origin: opts.signer.name, size, root }, opts.signer);
+      seq = this.appendRecord({ checkpoint: { treeSize: size, rootHash: root, origin: opts.signer.name, note } });
+    } catch (err) {
+      // A full or failed spool already denies what matters; the next checkpoint covers these records.
+      this.logger.warn({ err: (err as Error).message, size }, 'audit: checkpoint not appended');
+      return undefined;
+    }
+    this.pending.checkpoints.push({ size, note });
+    this.cpNext = seq + 1;
+    this.cpTime = this.clock.now();
+    return seq;
+  }
+
+  /**
+   * Stores a witness's cosignature line next to checkpoint `size` (appended to its note file).
+   * The caller has checked it is for that checkpoint's body; unknown sizes are refused.
+   */
+  async storeCosignature(size: number, line: string): Promise<void> {
+    const file = join(this.spool.dir, CHECKPOINT_DIR, checkpointFileName(size));
+    let note: string;
+    try {
+      note = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new AuditError(`no checkpoint of size ${size} to cosign: ${(err as Error).message}`, { cause: err });
+    }
+    const updated = addSignatureLines(note, [line]);
+    if (updated === note) return;
+    await writeFileAtomic(file, updated);
+    if (this.lastCheckpoint?.size === size) this.lastCheckpoint = { size, note: updated };
+  }
+
+  private appendRecord(event: AuditEvent): number {
     if (this.failure) throw this.failure;
     if (this.closed) throw new AuditError('audit log is closed');
     const seq = this.nextSeqValue;
@@ -181,6 +343,7 @@ export class AuditLog {
     this.lastHash = leafHash(bytes);
     this.nextSeqValue = seq + 1;
     const b = this.pending;
+    for (const h of this.frontier.append(this.lastHash)) b.treeHashes.push(h);
     b.frames.push(frame);
     b.records.push(bytes);
     b.bytes += frame.length;
@@ -216,7 +379,7 @@ export class AuditLog {
   }
 
   private newBatch(): Batch {
-    return { firstSeq: this.nextSeqValue, frames: [], records: [], bytes: 0, waiters: [] };
+    return { firstSeq: this.nextSeqValue, frames: [], records: [], treeHashes: [], checkpoints: [], bytes: 0, waiters: [] };
   }
 
   private async flush(): Promise<void> {
@@ -224,7 +387,8 @@ export class AuditLog {
       const batch = this.pending;
       this.pending = this.newBatch();
       try {
-        await this.spool.appendBatch(batch.frames, batch.firstSeq);
+        // Records and their tree hashes are fsynced side by side; neither counts until both have.
+        await Promise.all([this.spool.appendBatch(batch.frames, batch.firstSeq), this.tree.append(batch.treeHashes)]);
       } catch (err) {
         this.fail(err, batch);
         return;
@@ -234,7 +398,18 @@ export class AuditLog {
       this.remember(batch.records);
       for (const w of batch.waiters) w.resolve(w.seq);
       this.notify();
+      for (const cp of batch.checkpoints) await this.publishCheckpoint(cp);
     }
+  }
+
+  private async publishCheckpoint(cp: { size: number; note: string }): Promise<void> {
+    try {
+      await writeFileAtomic(join(this.spool.dir, CHECKPOINT_DIR, checkpointFileName(cp.size)), cp.note);
+    } catch (err) {
+      // The checkpoint is durable as a record in the spool; only the convenience copy is missing.
+      this.logger.error({ err, size: cp.size }, 'audit: cannot write checkpoint file');
+    }
+    if (!this.lastCheckpoint || cp.size > this.lastCheckpoint.size) this.lastCheckpoint = cp;
   }
 
 
@@ -318,6 +493,9 @@ export class AuditLog {
   /** Flushes and fsyncs what was appended, then closes the files. Further appends throw. */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.cpTimer) clearInterval(this.cpTimer);
+    // A last checkpoint, so every record written is covered by a signed tree head.
+    this.checkpointNow();
     try {
       await this.sync();
     } catch {
@@ -326,6 +504,24 @@ export class AuditLog {
     this.closed = true;
     await this.ackChain;
     await this.spool.close();
+    await this.tree.close();
     this.notify();
   }
+}
+
+/** The newest checkpoint note in `dir` whose size the spool still covers. */
+async function readLatestCheckpoint(dir: string, nextSeq: number): Promise<{ size: number; note: string } | undefined> {
+  const names = (await readdir(dir)).filter((n) => /^\d{16}\.checkpoint$/.test(n)).sort().reverse();
+  for (const name of names) {
+    const size = Number(name.slice(0, 16));
+    if (size > nextSeq) continue; // a checkpoint of records cut off as a torn tail
+    const note = await readFile(join(dir, name), 'utf8');
+    try {
+      parseNote(note);
+    } catch {
+      continue;
+    }
+    return { size, note };
+  }
+  return undefined;
 }

@@ -14,6 +14,7 @@ export type SessionEventProps = plantgate.audit.SessionEvent.$Properties;
 export type TokenEventProps = plantgate.audit.TokenEvent.$Properties;
 export type BundleEventProps = plantgate.audit.BundleEvent.$Properties;
 export type ProtocolViolationProps = plantgate.audit.ProtocolViolation.$Properties;
+export type CheckpointEventProps = plantgate.audit.CheckpointEvent.$Properties;
 export type DecodedRecord = plantgate.audit.AuditRecord;
 
 export const SCHEMA_VERSION = 1;
@@ -41,6 +42,7 @@ export function decodeRecord(bytes: Uint8Array): DecodedRecord {
   }
   if (r.bundle) r.bundle.revision = num(r.bundle.revision);
   if (r.token) r.token.expiresAtUnixMs = num(r.token.expiresAtUnixMs);
+  if (r.checkpoint) r.checkpoint.treeSize = num(r.checkpoint.treeSize);
   return r;
 }
 

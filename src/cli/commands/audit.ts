@@ -1,0 +1,190 @@
+// `plantgate audit key|prove|verify|tail`: the SOC's tools for the verifiable log. `key` prints the
+// signed-note verifier key of an audit (or witness) key; `prove` writes inclusion and consistency
+// proof bundles from a spool; `verify` checks a spool, a proof bundle or a pair of checkpoints offline
+// and prints exactly where anything breaks; `tail` follows a collector NDJSON file.
+// Exit codes: 0 verified/ok, 1 verification failed or I/O error, 2 bad usage.
+import { open, readFile, stat } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { cosignerVerifierKey } from '../../audit/checkpoint.js';
+import { loadEd25519PrivateKey } from '../../audit/keys.js';
+import { isKeyName, parseVerifierKey, verifierKey, type NoteVerifier } from '../../audit/note.js';
+import { writeFileAtomic } from '../../core/files.js';
+import { proveConsistency, proveInclusion, verifyCheckpointPair, verifyInclusionBundle, verifySpool, type Problem } from '../../audit/offline.js';
+
+function usage(msg: string): void {
+  process.stderr.write(`plantgate audit: ${msg}\n`);
+  process.exitCode = 2;
+}
+
+async function readVerifier(arg: string): Promise<NoteVerifier> {
+  // --key takes the verifier key string itself or a file holding it.
+  const text = /^[^+\s]+\+[0-9a-f]{8}\+/.test(arg) ? arg : (await readFile(arg, 'utf8')).trim();
+  return parseVerifierKey(text);
+}
+
+function printProblems(problems: Problem[]): void {
+  for (const p of problems) {
+    const at = p.seq !== undefined ? `seq ${p.seq}` : p.checkpointSize !== undefined ? `checkpoint ${p.checkpointSize}` : p.where;
+    let line = `FAIL ${at} (${p.where}): ${p.message}`;
+    if (p.expected !== undefined) line += `\n     expected ${p.expected}\n     actual   ${p.actual}`;
+    process.stdout.write(`${line}\n`);
+  }
+}
+
+export function register(program: Command): void {
+  const audit = program.command('audit').description('check, prove and follow audit logs (RFC 9162 tree, C2SP signed checkpoints)');
+
+  audit
+    .command('key')
+    .description('print the signed-note verifier key (name+keyhash+base64) of an Ed25519 audit key')
+    .requiredOption('--key <file>', 'Ed25519 private key: JWK or PKCS#8 PEM')
+    .requiredOption('--name <name>', 'key name = checkpoint origin (the gateway: plantgate/<gateway id>) or witness name')
+    .option('--witness', 'print the tlog-cosignature/v1 (type 0x04) verifier key of a collector witness key')
+    .action(async (opts: { key: string; name: string; witness?: boolean }) => {
+      if (!isKeyName(opts.name)) return usage('--name must be non-empty without spaces or "+"');
+      try {
+        const key = await loadEd25519PrivateKey(opts.key);
+        process.stdout.write(`${opts.witness ? cosignerVerifierKey(opts.name, key) : verifierKey(opts.name, key)}\n`);
+      } catch (err) {
+        process.stderr.write(`plantgate audit key: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  audit
+    .command('prove')
+    .description('write a proof bundle from a spool: inclusion of --seq N, or consistency from --consistency OLD_SIZE, to the latest checkpoint')
+    .requiredOption('--spool <dir>', 'the gateway spool directory')
+    .option('--seq <n>', 'record to prove: {"checkpoint","index","leaf","inclusion"}')
+    .option('--consistency <old_size>', 'old tree size: {"old_size","old_checkpoint","checkpoint","consistency"}')
+    .option('--out <file>', 'write the bundle here instead of stdout')
+    .action(async (opts: { spool: string; seq?: string; consistency?: string; out?: string }) => {
+      const n = (s: string | undefined): number | undefined => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
+      if ((opts.seq === undefined) === (opts.consistency === undefined)) return usage('give exactly one of --seq or --consistency');
+      const seq = n(opts.seq);
+      const old = n(opts.consistency);
+      if (opts.seq !== undefined && seq === undefined) return usage('--seq must be a non-negative integer');
+      if (opts.consistency !== undefined && old === undefined) return usage('--consistency must be a non-negative integer');
+      try {
+        const bundle = seq !== undefined ? await proveInclusion(opts.spool, seq) : await proveConsistency(opts.spool, old!);
+        const text = `${JSON.stringify(bundle, null, 2)}\n`;
+        if (opts.out) await writeFileAtomic(opts.out, text);
+        else process.stdout.write(text);
+      } catch (err) {
+        process.stderr.write(`plantgate audit prove: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  audit
+    .command('verify')
+    .description('verify a spool directory, a proof bundle (.json), or two checkpoints (old new [--proof consistency.json]) offline')
+    .argument('<inputs...>', 'spool dir | proof.json | old.checkpoint new.checkpoint')
+    .requiredOption('--key <vkey>', "the gateway's verifier key (name+hash+base64), or a file holding it")
+    .option('--proof <file>', 'consistency bundle for a pair of checkpoints')
+    .option('--json', 'print the report as JSON')
+    .action(async (inputs: string[], opts: { key: string; proof?: string; json?: boolean }) => {
+      let verifier: NoteVerifier;
+      try {
+        verifier = await readVerifier(opts.key);
+      } catch (err) {
+        return usage(`--key: ${(err as Error).message}`);
+      }
+      try {
+        let problems: Problem[];
+        let summary: string;
+        if (inputs.length === 1 && (await stat(inputs[0])).isDirectory()) {
+          const r = await verifySpool(inputs[0], verifier);
+          problems = r.problems;
+          summary = `spool ${inputs[0]}: records ${r.firstSeq}..${r.firstSeq + r.records - 1}, tree size ${r.treeSize}, ${r.checkpoints} checkpoints (latest ${r.latestCheckpointSize})`;
+        } else if (inputs.length === 1) {
+          const bundle = JSON.parse(await readFile(inputs[0], 'utf8')) as Record<string, unknown>;
+          if (Array.isArray(bundle.consistency)) {
+            const oldNote = typeof bundle.old_checkpoint === 'string' ? bundle.old_checkpoint : undefined;
+            if (!oldNote) return usage(`${inputs[0]}: consistency bundle has no old_checkpoint: pass the old checkpoint file and --proof`);
+            problems = verifyCheckpointPair(oldNote, String(bundle.checkpoint), verifier, bundle.consistency as string[]);
+            summary = `consistency bundle ${inputs[0]}: from size ${String(bundle.old_size)}`;
+          } else {
+            problems = verifyInclusionBundle(bundle, verifier);
+            summary = `inclusion bundle ${inputs[0]}: record ${String(bundle.index)}`;
+          }
+        } else if (inputs.length === 2) {
+          const proof = opts.proof ? ((JSON.parse(await readFile(opts.proof, 'utf8')) as { consistency?: string[] }).consistency ?? []) : undefined;
+          problems = verifyCheckpointPair(await readFile(inputs[0], 'utf8'), await readFile(inputs[1], 'utf8'), verifier, proof);
+          summary = `checkpoints ${inputs[0]} -> ${inputs[1]}`;
+        } else {
+          return usage('give a spool directory, a proof bundle, or two checkpoint files');
+        }
+        if (opts.json) process.stdout.write(`${JSON.stringify({ ok: problems.length === 0, summary, problems }, null, 2)}\n`);
+        else {
+          printProblems(problems);
+          process.stdout.write(`${problems.length === 0 ? 'OK' : 'FAILED'} ${summary}\n`);
+        }
+        process.exitCode = problems.length === 0 ? 0 : 1;
+      } catch (err) {
+        process.stderr.write(`plantgate audit verify: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  audit
+    .command('tail')
+    .description('print a collector NDJSON audit file in readable form, and follow it with --follow')
+    .argument('<file>', '<out_dir>/<gateway>.ndjson')
+    .option('-n, --lines <n>', 'start with the last n records', '20')
+    .option('-f, --follow', 'keep printing records as they are appended')
+    .action(async (file: string, opts: { lines: string; follow?: boolean }) => {
+      const n = Number(opts.lines);
+      if (!Number.isSafeInteger(n) || n < 0) return usage('--lines must be a non-negative integer');
+      try {
+        const text = await readFile(file, 'utf8');
+        const lines = text.split('\n').filter((l) => l.length > 0);
+        for (const l of lines.slice(Math.max(0, lines.length - n))) process.stdout.write(`${readable(l)}\n`);
+        if (!opts.follow) return;
+        let offset = Buffer.byteLength(text);
+        let partial = '';
+        const h = await open(file, 'r');
+        // Polls: works on every filesystem and sees appends by another process (the collector).
+        for (;;) {
+          const { size } = await h.stat();
+          if (size > offset) {
+            const buf = Buffer.alloc(size - offset);
+            await h.read(buf, 0, buf.length, offset);
+            offset = size;
+            const parts = (partial + buf.toString('utf8')).split('\n');
+            partial = parts.pop() ?? '';
+            for (const l of parts) if (l) process.stdout.write(`${readable(l)}\n`);
+          }
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      } catch (err) {
+        process.stderr.write(`plantgate audit tail: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
+}
+
+/** One NDJSON record as one human line: time, seq, event, the fields an analyst reads first. */
+export function readable(line: string): string {
+  let r: Record<string, any>;
+  try {
+    r = JSON.parse(line) as Record<string, any>;
+  } catch {
+    return `(unreadable line) ${line.slice(0, 120)}`;
+  }
+  const head = `${String(r.time ?? '')} #${String(r.seq ?? '?')}`;
+  if (r.decision) {
+    const d = r.decision;
+    const c = d.command ?? {};
+    const who = d.subject?.workloadId ?? '(no identity)';
+    const t = (c.targets ?? []).map((x: any) => `${x.table ?? x.nodeId}:${x.address ?? ''}${x.count > 1 ? `+${x.count}` : ''}`).join(',');
+    return `${head} decision ${d.decision?.effect ?? '?'} ${d.decision?.reason ?? ''} ${who} ${c.operation ?? ''} ${c.assetId ?? ''} fc=${c.functionCode ?? ''} ${t} rule=${d.decision?.ruleId ?? ''}`;
+  }
+  if (r.outcome) return `${head} outcome of #${r.outcome.decisionSeq} ${r.outcome.status}${r.outcome.exceptionCode ? ` exception 0x${Number(r.outcome.exceptionCode).toString(16)}` : ''} ${r.outcome.upstreamLatencyUs ?? 0}us`;
+  if (r.session) return `${head} session ${r.session.kind} ${r.session.sessionId} ${r.session.remoteAddress ?? ''} ${r.session.subject?.workloadId ?? ''} ${r.session.reason ?? ''}`;
+  if (r.token) return `${head} token ${r.token.kind} ${r.token.subject?.workloadId ?? ''} jti=${r.token.subject?.jti ?? ''} ${r.token.reason ?? ''}`;
+  if (r.bundle) return `${head} bundle ${r.bundle.kind} revision ${r.bundle.revision ?? 0} ${r.bundle.reason ?? ''}`;
+  if (r.violation) return `${head} violation ${r.violation.sessionId} ${r.violation.remoteAddress} ${r.violation.detail}`;
+  if (r.checkpoint) return `${head} checkpoint size ${r.checkpoint.treeSize} root ${r.checkpoint.rootHash}`;
+  return `${head} ${line.slice(0, 160)}`;
+}
