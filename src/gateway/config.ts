@@ -27,6 +27,8 @@ const schema = z.strictObject({
   listeners: z.strictObject({
     modbus_tls: endpoint,
     agent_api: endpoint,
+    /** HTTPS with operator bearer tokens: revocations (and approvals, bundle status later). */
+    operator_api: endpoint.optional(),
     /** /healthz, /readyz and /metrics (plain HTTP: bind it to a management interface). */
     ops: endpoint.optional(),
   }),
@@ -61,11 +63,19 @@ const schema = z.strictObject({
     .strictObject({
       leeway_sec: z.number().int().min(0).max(300).default(30),
       max_identities: z.number().int().min(1).default(10_000),
+      max_tokens_per_identity: z.number().int().min(1).max(1000).default(8),
+      max_connections_per_workload: z.number().int().min(1).max(1024).default(8),
     })
-    .default({ leeway_sec: 30, max_identities: 10_000 }),
+    .default({ leeway_sec: 30, max_identities: 10_000, max_tokens_per_identity: 8, max_connections_per_workload: 8 }),
   audit: z.strictObject({
     spool_dir: file,
     max_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+    /** When the spool is nearly full: deny state-changing commands first (reads go on while the headroom lasts) or everything. */
+    when_full: z.enum(['deny_writes', 'deny_all']).default('deny_writes'),
+    /** Ed25519 key (private JWK or PEM) that signs checkpoints; the verifier key comes from `plantgate audit key`. */
+    key_file: file.optional(),
+    checkpoint_every_records: z.number().int().min(1).default(1000),
+    checkpoint_every_ms: z.number().int().min(100).default(60_000),
     collector: z
       .strictObject({
         host,
@@ -90,6 +100,7 @@ export function parseGatewayConfig(text: string, file: string): GatewayConfig {
   parsed.policy.bundle_file = resolve(parsed.policy.bundle_file);
   parsed.policy.trusted_keys = parsed.policy.trusted_keys.map(resolve);
   parsed.audit.spool_dir = resolve(parsed.audit.spool_dir);
+  if (parsed.audit.key_file !== undefined) parsed.audit.key_file = resolve(parsed.audit.key_file);
   return parsed;
 }
 

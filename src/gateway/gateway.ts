@@ -4,12 +4,17 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startAgentApi } from '../admin/agent-api.js';
 import { startOpsApi } from '../admin/ops-api.js';
+import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
+import { noteSigner } from '../audit/note.js';
 import { bundleRecord, tokenRecord } from '../audit/records.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
+import { ConnectionLimiter } from '../identity/limits.js';
 import { TokenRegistry } from '../identity/registry.js';
+import { RevocationStore, type Revocation } from '../identity/revocation.js';
+import { startOperatorApi } from '../admin/operator-api.js';
 import { ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
 import { UpstreamPool } from '../../protocols/modbus/upstream.js';
 import type { GatewayConfig } from './config.js';
@@ -26,6 +31,8 @@ export interface GatewayHandle {
   audit: AuditLog;
   policy: PolicyState;
   tokens: TokenRegistry;
+  revocations: RevocationStore;
+  operatorApi?: { host: string; port: number };
   /** Resolves when every upstream PLC endpoint has at least one live connection. */
   upstreamsReady(): Promise<void>;
   reloadBundle(): Promise<boolean>;
@@ -43,12 +50,22 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   const [ca, cert, key] = await Promise.all([readFile(config.tls.ca), readFile(config.tls.cert), readFile(config.tls.key)]);
   const tlsFiles = { ca, cert, key };
 
+  // The checkpoint origin and key name must be what `plantgate audit key --name` prints.
+  const checkpoints =
+    config.audit.key_file === undefined
+      ? undefined
+      : {
+          signer: noteSigner(`plantgate/${config.gateway_id}`, await loadEd25519PrivateKey(config.audit.key_file)),
+          everyRecords: config.audit.checkpoint_every_records,
+          everyMs: config.audit.checkpoint_every_ms,
+        };
   const audit = await AuditLog.open({
     dir: config.audit.spool_dir,
     gatewayId: config.gateway_id,
     clock,
     maxBytes: config.audit.max_bytes,
     logger,
+    checkpoints,
   });
 
   const policy = new PolicyState({
@@ -59,10 +76,19 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     readsWhenExpired: config.policy.reads_when_expired,
   });
   await policy.init();
+  const revocations = await RevocationStore.open({ stateDir: path.join(config.state_dir, 'identity'), clock, leewaySec: config.identity.leeway_sec });
+  const tokens = new TokenRegistry({
+    clock,
+    maxIdentities: config.identity.max_identities,
+    maxTokensPerIdentity: config.identity.max_tokens_per_identity,
+    revocations,
+  });
   let bundleFile = config.policy.bundle_file;
   const reloadBundle = async (): Promise<boolean> => {
     const result = await policy.load(bundleFile);
     if (result.ok) {
+      // A key removed from the bundle stops working at once, also for tokens already registered.
+      if (policy.issuers) tokens.retainTrusted(policy.issuers);
       audit.append(bundleRecord({ kind: 'loaded', revision: result.revision, source: result.source === 'configured' ? bundleFile : 'last-known-good' }));
       logger.info({ revision: result.revision, source: result.source }, 'policy bundle active');
     } else {
@@ -72,7 +98,6 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   };
   await reloadBundle();
 
-  const tokens = new TokenRegistry({ clock, maxIdentities: config.identity.max_identities });
   const pools = new Map<string, { pool: UpstreamPool; unitId: number | undefined }>();
   const metrics = new GatewayMetrics({
     spool: () => {
@@ -84,7 +109,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     tokenCache: () => ({ hits: 0, misses: 0 }),
     now: () => clock.now(),
   });
-  const pipeline = new EnforcementPipeline({ policy, tokens, audit, clock, logger, metrics });
+  const pipeline = new EnforcementPipeline({ policy, tokens, audit, clock, logger, metrics, auditWhenFull: config.audit.when_full });
 
   for (const u of config.upstreams) {
     const pool = new UpstreamPool({ host: u.host, port: u.port, connections: u.connections, timeoutMs: u.timeout_ms, logger });
@@ -107,6 +132,24 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     return routes.get(assetId);
   };
 
+  // Until the audit schema has a revocation event of its own, a revocation is recorded as a token
+  // event of kind 'revoked' naming what was revoked and by whom.
+  const recordRevocation = (r: Revocation) =>
+    audit.append(
+      tokenRecord({
+        kind: 'revoked' as 'rejected',
+        sessionId: '',
+        reason: 'TOKEN_REVOKED',
+        detail: `${r.kind}=${r.value}${r.workloadId ? ` workload=${r.workloadId}` : ''} by=${r.by} source=${r.source} reason=${r.reason}`,
+      }),
+    );
+  const trust = () => {
+    const engine = policy.engine;
+    const issuers = policy.issuers;
+    if (engine === undefined || issuers === undefined) return undefined;
+    return { issuers, audience: engine.audience, maxTokenTtlSec: engine.maxTokenTtlSec };
+  };
+
   const listener = new ModbusTlsListener({
     host: config.listeners.modbus_tls.host,
     port: config.listeners.modbus_tls.port,
@@ -120,13 +163,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   const agentApi = await startAgentApi(
     { host: config.listeners.agent_api.host, port: config.listeners.agent_api.port, tls: tlsFiles },
     {
-      trust: () => {
-        const engine = policy.engine;
-        const issuers = policy.issuers;
-        if (engine === undefined || issuers === undefined) return undefined;
-        return { issuers, audience: engine.audience, maxTokenTtlSec: engine.maxTokenTtlSec };
-      },
+      trust,
       tokens,
+      revocations,
+      onTaskCompleted: (_workloadId, r) => recordRevocation(r),
       clock,
       leewaySec: config.identity.leeway_sec,
       logger,
@@ -149,6 +189,26 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       },
     },
   );
+
+  const operatorApi =
+    config.listeners.operator_api === undefined
+      ? undefined
+      : await startOperatorApi(
+          { host: config.listeners.operator_api.host, port: config.listeners.operator_api.port, tls: { cert, key } },
+          {
+            trust,
+            revocations,
+            tokens,
+            clock,
+            leewaySec: config.identity.leeway_sec,
+            logger,
+            onRevoked: (r) => recordRevocation(r),
+            onRefused: (c) =>
+              audit.append(
+                tokenRecord({ kind: 'rejected', sessionId: '', reason: c.reason, detail: `operator API ${c.method} ${c.path} by '${c.operatorSub}' from ${c.remoteAddress}: ${c.detail}` }),
+              ),
+          },
+        );
 
   const shipper =
     config.audit.collector === undefined
@@ -192,6 +252,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     audit,
     policy,
     tokens,
+    revocations,
+    operatorApi: operatorApi && config.listeners.operator_api && { host: config.listeners.operator_api.host, port: operatorApi.port },
     upstreamsReady: async () => {
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
     },
@@ -210,9 +272,11 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       await listener.close();
       await agentApi.close();
       await ops?.close();
+      await operatorApi?.close();
       for (const { pool } of pools.values()) pool.close();
       await shipper?.close();
       await audit.close();
+      await revocations.close();
     },
   };
 }

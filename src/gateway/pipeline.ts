@@ -21,6 +21,8 @@ export interface PipelineDeps {
   clock: Clock;
   logger: Logger;
   metrics?: GatewayMetrics;
+  /** Spool full: deny state-changing commands only (reads go on) or every command. */
+  auditWhenFull?: 'deny_writes' | 'deny_all';
 }
 
 /**
@@ -86,6 +88,11 @@ export class EnforcementPipeline implements CommandPipeline {
    */
   private record(session: Session, cmd: Command, subject: Subject, decision: Decision, wire: WireInfo, startedMs: number): Decision | Promise<Decision> {
     const { audit, logger, metrics } = this.deps;
+    // A full spool refuses what changes the process before it refuses anything else, so reads (and
+    // the records of denials) keep the space that is left.
+    if (decision.effect === 'allow' && (decision.durable || this.deps.auditWhenFull === 'deny_all') && audit.isFull()) {
+      decision = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+    }
     const rec = decisionRecord(cmd, subject, decision, wire);
     if (decision.effect === 'allow' && decision.durable) {
       const decidedMs = performance.now();

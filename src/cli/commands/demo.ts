@@ -4,6 +4,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { parseVerifierKey } from '../../audit/note.js';
+import { verifySpool } from '../../audit/offline.js';
 import { createLogger } from '../../core/log.js';
 import { startLab } from '../demo/lab.js';
 import { runScript, type StepResult } from '../demo/script.js';
@@ -57,8 +59,16 @@ export function register(program: Command): void {
       } finally {
         await lab.close();
       }
+      // The gateway signed a last checkpoint on close: check the whole spool as a SOC would.
+      const report = await verifySpool(lab.spoolDir, parseVerifierKey(lab.auditVerifierKey));
+      out(
+        report.ok
+          ? `Audit log verified: tree of ${report.treeSize} records, ${report.checkpoints} signed checkpoints, chain unbroken.`
+          : `Audit log verification FAILED: ${report.problems.map((p) => `${p.where}: ${p.message}`).join('; ')}`,
+      );
+      out(`  check it yourself: plantgate audit verify ${lab.spoolDir} --key '${lab.auditVerifierKey}'`);
       const failed = results.filter((r) => !r.ok);
       out(failed.length === 0 ? `All ${results.length} commands answered as expected.` : `${failed.length} of ${results.length} commands did not answer as expected.`);
-      process.exitCode = failed.length === 0 ? 0 : 1;
+      process.exitCode = failed.length === 0 && report.ok ? 0 : 1;
     });
 }

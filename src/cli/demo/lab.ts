@@ -19,7 +19,8 @@ import { initPki, type PkiPaths } from '../../identity/dev/pki.js';
 import { signBundle, writeBundleFile } from '../../policy/bundle.js';
 import { compileSources } from '../../policy/sources.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { verifierKey } from '../../audit/note.js';
 import type { AgentCredentials } from './agent.js';
 
 /** The repository (or installed package) root, where rules/ and fixtures/ live. */
@@ -40,6 +41,7 @@ export const DEMO_AGENTS = {
 export type DemoAgent = keyof typeof DEMO_AGENTS;
 
 export const DEV_ISSUER = 'https://issuer.dev.plantgate.local';
+export const LAB_GATEWAY_ID = 'demo-gateway';
 
 export interface Lab {
   stateDir: string;
@@ -54,6 +56,9 @@ export interface Lab {
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
   /** A token for the agent from the development issuer, bound to its certificate. */
   token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  /** Where the gateway's audit spool is, and the verifier key of its checkpoints. */
+  spoolDir: string;
+  auditVerifierKey: string;
   /** Resolves once the collector has verified and stored every record the gateway has written so far. */
   waitShipped(timeoutMs?: number): Promise<{ records: number; file: string }>;
   close(): Promise<void>;
@@ -80,6 +85,9 @@ export interface LabFiles {
   ca: Buffer;
   bundleFile: string;
   policyJwks: string;
+  /** Ed25519 key that signs the gateway's audit checkpoints, and its C2SP verifier key. */
+  auditKeyFile: string;
+  auditVerifierKey: string;
   audience: string;
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
   token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
@@ -103,6 +111,9 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
   await writeBundleFile(bundleFile, await signBundle(payload, policyKey.privateJwk, policyKey.kid));
   const issuerKey = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'fixtures/keys/dev-issuer.private.jwk.json'), 'utf8')) as JWK;
   const ca = await readFile(pki.ca.cert);
+  const auditKey = await generateSigningKey({ alg: 'EdDSA', name: 'audit' });
+  const auditKeyFile = (await writeSigningKey(path.join(stateDir, 'keys'), 'audit', auditKey)).privateJwkPath;
+  const auditVerifierKey = verifierKey(`plantgate/${LAB_GATEWAY_ID}`, createPrivateKey({ key: auditKey.privateJwk as import('node:crypto').JsonWebKey, format: 'jwk' }));
 
   const credentials = async (agent: DemoAgent): Promise<AgentCredentials> => {
     const files = pki.agents[agent];
@@ -115,6 +126,8 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
     ca,
     bundleFile,
     policyJwks: policyKeyFiles.jwksPath,
+    auditKeyFile,
+    auditVerifierKey,
     audience: payload.audience,
     credentials,
     token: async (agent, t = {}) => {
@@ -132,7 +145,7 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
         now: t.now,
       });
     },
-    gatewayYaml: (p) => gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, ...p }),
+    gatewayYaml: (p) => gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, auditKeyFile, ...p }),
     collectorYaml: (port) =>
       `listen: { host: 127.0.0.1, port: ${port} }\ntls: { ca: ${JSON.stringify(pki.ca.cert)}, cert: ${JSON.stringify(pki.collector.cert)}, key: ${JSON.stringify(pki.collector.key)} }\nout_dir: ${JSON.stringify(path.join(stateDir, 'collector'))}\n`,
   };
@@ -181,6 +194,8 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
     gateway,
     credentials: files.credentials,
     token: files.token,
+    spoolDir: config.audit.spool_dir,
+    auditVerifierKey: files.auditVerifierKey,
     waitShipped: async (timeoutMs = 10_000) => {
       const target = gateway.audit.nextSeq - 1;
       const deadline = Date.now() + timeoutMs;
@@ -194,7 +209,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
           });
         });
       }
-      return { records: target + 1, file: path.join(collectorDir, 'demo-gateway.ndjson') };
+      return { records: target + 1, file: path.join(collectorDir, `${LAB_GATEWAY_ID}.ndjson`) };
     },
     close: async () => {
       await gateway.close();
@@ -204,9 +219,9 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
   };
 }
 
-function gatewayYaml(p: { pki: PkiPaths; bundleFile: string; policyJwks: string; simPort: number; collectorPort: number; modbusPort?: number; agentApiPort?: number; opsPort?: number }): string {
+function gatewayYaml(p: { pki: PkiPaths; bundleFile: string; policyJwks: string; auditKeyFile: string; simPort: number; collectorPort: number; modbusPort?: number; agentApiPort?: number; opsPort?: number }): string {
   return `# Generated by plantgate demo: a gateway on loopback in front of the simulated plant.
-gateway_id: demo-gateway
+gateway_id: ${LAB_GATEWAY_ID}
 state_dir: ${JSON.stringify(path.join(path.dirname(p.bundleFile), 'gateway-state'))}
 tls:
   ca: ${JSON.stringify(p.pki.ca.cert)}
@@ -215,6 +230,7 @@ tls:
 listeners:
   modbus_tls: { host: 127.0.0.1, port: ${p.modbusPort ?? 0} }
   agent_api: { host: 127.0.0.1, port: ${p.agentApiPort ?? 0} }
+  operator_api: { host: 127.0.0.1, port: 0 }
   ops: { host: 127.0.0.1, port: ${p.opsPort ?? 0} }
 upstreams:
   - asset: plc1
@@ -227,6 +243,9 @@ policy:
   trusted_keys: [${JSON.stringify(p.policyJwks)}]
 audit:
   spool_dir: ${JSON.stringify(path.join(path.dirname(p.bundleFile), 'spool'))}
+  key_file: ${JSON.stringify(p.auditKeyFile)}
+  checkpoint_every_records: 16
+  checkpoint_every_ms: 5000
   collector: { host: 127.0.0.1, port: ${p.collectorPort}, server_name: localhost }
 `;
 }
