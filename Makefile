@@ -1,7 +1,7 @@
 # plantgate — every target installs what it needs first.
 NPM_STAMP := node_modules/.install-stamp
 
-.PHONY: install build test demo bench lint clean
+.PHONY: install build test test-deps demo bench lint clean
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -12,8 +12,14 @@ install: $(NPM_STAMP)
 build: $(NPM_STAMP)
 	npm run build
 
+# Debian's nats-server, for the JetStream sink tests (installed when missing and we may).
+test-deps:
+	@command -v nats-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; \
+	  else echo "nats-server is missing: sudo apt-get install nats-server" >&2; exit 1; fi; }
+
 # Builds first: the end-to-end tests run the real `plantgate` CLI from dist/.
-test: build
+test: build test-deps
 	npx vitest run
 
 demo: build
