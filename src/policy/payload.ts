@@ -4,7 +4,9 @@
 // must not become a gateway crash or a silently half-applied policy.
 import { z } from 'zod';
 import type { JSONWebKeySet } from 'jose';
-import type { ModbusTable, Operation } from '../core/command.js';
+import type { Assurance, ModbusTable, Operation } from '../core/command.js';
+import type { RateSpec } from './rate.js';
+import { WEEKDAYS, windowProblem, type WindowSpec } from './windows.js';
 
 export const BUNDLE_FORMAT = 1;
 
@@ -16,6 +18,10 @@ export const MODBUS_TABLES = ['coil', 'discrete', 'holding', 'input'] as const;
 export const POINT_TYPES = ['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32'] as const;
 export type PointType = (typeof POINT_TYPES)[number];
 export const CRITICALITIES = ['low', 'medium', 'high', 'critical'] as const;
+export const ASSURANCES = ['none', 'static-ip+token', 'mtls+token'] as const satisfies readonly Assurance[];
+/** `monitor`: evaluated and reported as "would deny", never blocking (shadow mode). */
+export const MODES = ['enforce', 'monitor'] as const;
+export type Mode = (typeof MODES)[number];
 
 /** One named point of an asset (same shape as the simulator's plant file). */
 export interface PointDef {
@@ -26,6 +32,8 @@ export interface PointDef {
   scale?: number;
   offset?: number;
   unit?: string;
+  /** OPC UA NodeId of the point ('ns=2;s=Tank1.Level'), for OPC UA assets. */
+  node_id?: string;
 }
 
 export interface BundleAsset {
@@ -34,6 +42,8 @@ export interface BundleAsset {
   criticality: (typeof CRITICALITIES)[number];
   protocol: 'modbus' | 'opcua';
   unit_id: number;
+  /** OPC UA namespace URI of the asset's server (OPC UA assets). */
+  namespace?: string;
   points: Record<string, PointDef>;
 }
 
@@ -54,7 +64,17 @@ export interface Bounds {
 export interface BundleRule {
   id: string;
   description: string;
-  subject: { workload: string; owner?: string; roles: string[] };
+  subject: {
+    workload: string;
+    owner?: string;
+    roles: string[];
+    /** The token must carry every one of these scopes for the rule to apply. */
+    scopes?: string[];
+    /** Glob over the delegating human (`act.sub`): the rule applies only to delegated commands. */
+    act?: string;
+    /** Minimum assurance of the session (none < static-ip+token < mtls+token). */
+    assurance?: Assurance;
+  };
   assets: string[];
   operations: RuleOperation[];
   /** Globs over point names ('*' matches any run of characters, dots included). */
@@ -66,6 +86,20 @@ export interface BundleRule {
   require_scope?: string;
   /** Engineering-unit bounds per point name. */
   bounds: Record<string, Bounds>;
+  /** `monitor`: the rule's condition failures are reported (shadow) but do not block. */
+  mode?: Mode;
+  /** Window ids: the rule allows only while one of them is open (OUTSIDE_WINDOW otherwise). */
+  windows?: string[];
+  /** Window ids: the rule never allows while one of them is open (OUTSIDE_WINDOW). */
+  freezes?: string[];
+  /** Largest change per write from the point's last known value, engineering units (STEP_TOO_LARGE). */
+  max_step?: Record<string, number>;
+  /** Token buckets, one per subject and/or one per asset, for this rule (RATE_LIMITED). */
+  rate_limit?: { per_subject?: RateSpec; per_asset?: RateSpec };
+  /** Zones a subject's `zone` claim may name when it differs from the asset's zone ('*' = any). */
+  cross_zone?: string[];
+  /** `required`: a command this rule would allow is denied APPROVAL_REQUIRED until approved. */
+  approval?: 'required';
 }
 
 export interface BundleIssuer {
@@ -87,6 +121,9 @@ export interface BundlePayload {
   issuers: BundleIssuer[];
   assets: BundleAsset[];
   rules: BundleRule[];
+  /** `monitor`: the whole bundle is a trial: every deny but BUNDLE_UNAVAILABLE is reported, not enforced. */
+  mode?: Mode;
+  windows?: WindowSpec[];
 }
 
 const u16 = z.number().int().min(0).max(65535);
@@ -100,6 +137,18 @@ export const pointDefSchema = z.strictObject({
   scale: finite.optional(),
   offset: finite.optional(),
   unit: z.string().optional(),
+  node_id: z.string().min(1).optional(),
+});
+
+const rateSchema = z.strictObject({ count: z.number().int().min(1), per_sec: z.number().int().min(1) });
+const windowSchema = z.strictObject({
+  id: z.string().min(1),
+  time_zone: z.string().min(1),
+  days: z.array(z.enum(WEEKDAYS)).optional(),
+  from: z.string().optional(),
+  to: z.string().optional(),
+  start: z.string().optional(),
+  end: z.string().optional(),
 });
 
 const jwkSchema = z.looseObject({ kty: z.string().min(1) });
@@ -111,6 +160,9 @@ const ruleSchema = z.strictObject({
     workload: z.string().min(1),
     owner: z.string().min(1).optional(),
     roles: z.array(z.string().min(1)),
+    scopes: z.array(z.string().min(1)).optional(),
+    act: z.string().min(1).optional(),
+    assurance: z.enum(ASSURANCES).optional(),
   }),
   assets: z.array(z.string().min(1)).min(1),
   operations: z.array(z.enum(RULE_OPERATIONS)).min(1),
@@ -121,6 +173,13 @@ const ruleSchema = z.strictObject({
   function_codes: z.array(z.number().int().min(1).max(127)).optional(),
   require_scope: z.string().min(1).optional(),
   bounds: z.record(z.string(), z.strictObject({ min: finite.optional(), max: finite.optional() })),
+  mode: z.enum(MODES).optional(),
+  windows: z.array(z.string().min(1)).optional(),
+  freezes: z.array(z.string().min(1)).optional(),
+  max_step: z.record(z.string(), finite.refine((v) => v >= 0, 'must be >= 0')).optional(),
+  rate_limit: z.strictObject({ per_subject: rateSchema.optional(), per_asset: rateSchema.optional() }).optional(),
+  cross_zone: z.array(z.string().min(1)).optional(),
+  approval: z.literal('required').optional(),
 });
 
 const secs = z.number().int().min(0);
@@ -144,10 +203,13 @@ export const bundlePayloadSchema = z.strictObject({
       criticality: z.enum(CRITICALITIES),
       protocol: z.enum(['modbus', 'opcua']),
       unit_id: z.number().int().min(0).max(255),
+      namespace: z.string().min(1).optional(),
       points: z.record(z.string(), pointDefSchema),
     }),
   ),
   rules: z.array(ruleSchema),
+  mode: z.enum(MODES).optional(),
+  windows: z.array(windowSchema).optional(),
 });
 
 /** Checks an untrusted value against the payload schema; returns the first problems as text, or null. */
@@ -166,11 +228,21 @@ export function payloadProblems(value: unknown): string | null {
     if (assetIds.has(a.id)) return `assets: duplicate asset id '${a.id}'`;
     assetIds.add(a.id);
   }
+  const windowIds = new Set<string>();
+  for (const w of p.windows ?? []) {
+    if (windowIds.has(w.id)) return `windows: duplicate window id '${w.id}'`;
+    windowIds.add(w.id);
+    const problem = windowProblem(w);
+    if (problem) return `windows.${w.id}: ${problem}`;
+  }
   const ruleIds = new Set<string>();
   for (const rule of p.rules) {
     if (ruleIds.has(rule.id)) return `rules: duplicate rule id '${rule.id}'`;
     ruleIds.add(rule.id);
     for (const a of rule.assets) if (!assetIds.has(a)) return `rules.${rule.id}: unknown asset '${a}'`;
+    for (const w of [...(rule.windows ?? []), ...(rule.freezes ?? [])]) {
+      if (!windowIds.has(w)) return `rules.${rule.id}: unknown window '${w}'`;
+    }
   }
   if (p.expires_at < p.not_before) return 'expires_at: before not_before';
   return null;

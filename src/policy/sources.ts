@@ -9,10 +9,14 @@ import type { ModbusTable } from '../core/command.js';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { loadPlant, type Plant } from '../sim/plant.js';
 import { parseDurationSec } from './duration.js';
+import { parseRate } from './rate.js';
+import { WEEKDAYS, isValidTimeZone, parseHhmm, parseLocalDateTime, windowProblem, type Weekday, type WindowSpec } from './windows.js';
 import { pointGlob } from './glob.js';
 import {
+  ASSURANCES,
   BUNDLE_FORMAT,
   CRITICALITIES,
+  MODES,
   MODBUS_TABLES,
   RULE_OPERATIONS,
   type AddressRange,
@@ -21,6 +25,7 @@ import {
   type BundlePayload,
   type BundleRule,
   type Bounds,
+  type Mode,
   type PointDef,
   type RuleOperation,
 } from './payload.js';
@@ -31,12 +36,14 @@ export interface CompileOptions {
   revision: number;
 }
 
-const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'include', 'rules'];
+const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'windows', 'include', 'rules'];
 const INCLUDE_KEYS = ['rules'];
-const BUNDLE_KEYS = ['name', 'audience', 'valid_for'];
+const BUNDLE_KEYS = ['name', 'audience', 'valid_for', 'mode'];
 const LIMIT_KEYS = ['max_token_ttl'];
 const ISSUER_KEYS = ['iss', 'jwks_file'];
-const ASSET_KEYS = ['id', 'zone', 'criticality', 'protocol', 'unit_id', 'points_from'];
+const ASSET_KEYS = ['id', 'zone', 'criticality', 'protocol', 'unit_id', 'namespace', 'points_from', 'node_ids'];
+const WINDOW_KEYS = ['id', 'time_zone', 'days', 'from', 'to', 'start', 'end'];
+const RATE_KEYS = ['per_subject', 'per_asset'];
 const RULE_KEYS = [
   'id',
   'description',
@@ -49,8 +56,15 @@ const RULE_KEYS = [
   'function_codes',
   'require_scope',
   'bounds',
+  'max_step',
+  'windows',
+  'freezes',
+  'rate_limit',
+  'cross_zone',
+  'approval',
+  'mode',
 ];
-const SUBJECT_KEYS = ['workload', 'owner', 'roles'];
+const SUBJECT_KEYS = ['workload', 'owner', 'roles', 'scopes', 'act', 'assurance'];
 const RANGE_KEYS = ['table', 'from', 'to'];
 const BOUND_KEYS = ['min', 'max'];
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
@@ -260,6 +274,8 @@ interface RuleDraft {
   assetNodes: Node[];
   pointNodes: Node[];
   boundNodes: Map<string, Node>;
+  stepNodes: Map<string, Node>;
+  windowRefs: { id: string; node: Node; field: string }[];
 }
 
 /**
@@ -281,6 +297,7 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
   let name: string | undefined;
   let audience: string | undefined;
   let validForSec: number | undefined;
+  let mode: Mode | undefined;
   const bundlePair = top.get('bundle');
   if (bundlePair === undefined) {
     f.fail(rootNode, 'bundle', 'is required (name, audience, valid_for)');
@@ -291,6 +308,7 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
       name = f.str(n, e, 'name', 'bundle.name', true);
       audience = f.str(n, e, 'audience', 'bundle.audience', true);
       validForSec = f.duration(n, e, 'valid_for', 'bundle.valid_for');
+      if (e.has('mode')) mode = f.oneOfNode(f.valueNode(e.get('mode')!), 'bundle.mode', MODES, 'mode');
     }
   }
 
@@ -325,7 +343,8 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
       if (rp) collectRules(parsed.file, parsed.file.valueNode(rp), drafts);
     }
   }
-  checkRules(drafts, points);
+  const windows = compileWindowSources(f, top);
+  checkRules(drafts, points, windows);
 
   if (errors.length > 0) throw new SourceErrors(errors);
   const issuedAt = Math.floor(opts.now / 1000);
@@ -341,7 +360,74 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
     issuers,
     assets,
     rules: drafts.map((d) => d.rule),
+    ...(mode === 'monitor' ? { mode } : {}),
+    ...(windows.size > 0 ? { windows: [...windows.values()] } : {}),
   };
+}
+
+/** `windows:` in the entry file: maintenance windows and change freezes, each in its own time zone. */
+function compileWindowSources(f: SourceFile, top: Entries): Map<string, WindowSpec> {
+  const out = new Map<string, WindowSpec>();
+  const pair = top.get('windows');
+  if (pair === undefined) return out;
+  const items = f.seq(f.valueNode(pair), 'windows', 'of { id, time_zone, days, from, to } or { id, time_zone, start, end }');
+  const seen = new Map<string, Node>();
+  for (const [i, item] of (items ?? []).entries()) {
+    const field = `windows[${i}]`;
+    const e = f.map(item, field, WINDOW_KEYS, 'with id, time_zone and days/from/to or start/end');
+    if (e === undefined) continue;
+    const n = item!;
+    let ok = true;
+    let id = f.str(n, e, 'id', `${field}.id`, true);
+    if (id !== undefined && !ID_RE.test(id)) id = f.fail(e.get('id')!.value, `${field}.id`, `'${id}' must match ${ID_RE.source}`);
+    if (id !== undefined && seen.has(id)) {
+      f.fail(e.get('id')!.value, `${field}.id`, `duplicate window id '${id}' (first at ${f.where(seen.get(id))})`);
+      id = undefined;
+    } else if (id !== undefined) seen.set(id, e.get('id')!.value!);
+    const tz = f.str(n, e, 'time_zone', `${field}.time_zone`, true);
+    if (tz !== undefined && !isValidTimeZone(tz)) {
+      f.fail(e.get('time_zone')!.value, `${field}.time_zone`, `unknown time zone '${tz}' (expected an IANA name such as Europe/Berlin)`);
+      ok = false;
+    }
+    const spec: WindowSpec = { id: id ?? '', time_zone: tz ?? '' };
+    for (const key of ['from', 'to'] as const) {
+      if (!e.has(key)) continue;
+      const v = f.strNode(f.valueNode(e.get(key)!), `${field}.${key}`);
+      if (v === undefined) ok = false;
+      else if (parseHhmm(v) === null || (key === 'from' && v === '24:00')) {
+        f.fail(f.valueNode(e.get(key)!), `${field}.${key}`, `'${v}' is not a local time HH:MM${key === 'to' ? ' (or 24:00)' : ''} (quote it: "06:00")`);
+        ok = false;
+      } else spec[key] = v;
+    }
+    for (const key of ['start', 'end'] as const) {
+      if (!e.has(key)) continue;
+      const v = f.strNode(f.valueNode(e.get(key)!), `${field}.${key}`);
+      if (v === undefined) ok = false;
+      else if (parseLocalDateTime(v) === null) {
+        f.fail(f.valueNode(e.get(key)!), `${field}.${key}`, `'${v}' is not a local date-time YYYY-MM-DDTHH:MM`);
+        ok = false;
+      } else spec[key] = v;
+    }
+    if (e.has('days')) {
+      const items = f.seq(f.valueNode(e.get('days')!), `${field}.days`, WEEKDAYS.join(', '));
+      if (items === undefined) ok = false;
+      const days: Weekday[] = [];
+      (items ?? []).forEach((d, k) => {
+        const v = f.oneOfNode(d, `${field}.days[${k}]`, WEEKDAYS, 'day');
+        if (v === undefined) ok = false;
+        else if (!days.includes(v)) days.push(v);
+      });
+      spec.days = days;
+    }
+    if (!ok || id === undefined || tz === undefined) continue;
+    const problem = windowProblem(spec);
+    if (problem !== null) {
+      f.fail(n, field, problem);
+      continue;
+    }
+    out.set(id, spec);
+  }
+  return out;
 }
 
 async function compileIssuers(f: SourceFile, top: Entries, dir: string, rootNode: Node): Promise<BundleIssuer[]> {
@@ -478,8 +564,30 @@ async function compileAssets(
         }
       }
     }
+    // OPC UA: the server's namespace URI and a NodeId per point the agents may address.
+    const namespace = f.str(node, e, 'namespace', `${field}.namespace`, protocol === 'opcua');
+    if (namespace !== undefined && protocol === 'modbus') f.fail(e.get('namespace')!.key, `${field}.namespace`, 'only OPC UA assets have a namespace');
+    const nip = e.get('node_ids');
+    if (nip && protocol === 'modbus') f.fail(nip.key, `${field}.node_ids`, 'only OPC UA assets map points to NodeIds');
+    else if (nip && pointMap) {
+      const ne = f.freeMap(f.valueNode(nip), `${field}.node_ids`, 'point name -> NodeId');
+      const seenNodes = new Map<string, string>();
+      for (const [point, pair] of ne ?? []) {
+        const nf = `${field}.node_ids.${point}`;
+        const nodeId = f.strNode(f.valueNode(pair), nf);
+        if (nodeId === undefined) continue;
+        if (pointMap[point] === undefined) f.fail(pair.key, nf, `'${point}' is not a point of asset '${id}'`);
+        else if (seenNodes.has(nodeId)) f.fail(f.valueNode(pair), nf, `NodeId '${nodeId}' is already mapped to '${seenNodes.get(nodeId)}'`);
+        else {
+          seenNodes.set(nodeId, point);
+          pointMap[point] = { ...pointMap[point]!, node_id: nodeId };
+        }
+      }
+    }
     if (id && zone && criticality && protocol && unitId !== undefined && pointMap) {
-      assets.push({ id, zone, criticality, protocol, unit_id: unitId, points: pointMap });
+      const asset: BundleAsset = { id, zone, criticality, protocol, unit_id: unitId, points: pointMap };
+      if (namespace !== undefined && protocol === 'opcua') asset.namespace = namespace;
+      assets.push(asset);
       points.set(id, Object.keys(pointMap));
     }
   }
@@ -517,7 +625,7 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     bad();
   } else {
     const sn = f.valueNode(sp);
-    const se = f.map(sn, `${field}.subject`, SUBJECT_KEYS, 'with workload, owner, roles');
+    const se = f.map(sn, `${field}.subject`, SUBJECT_KEYS, 'with workload, owner, roles, scopes, act, assurance');
     if (se === undefined) bad();
     else {
       const workload = f.str(sn, se, 'workload', `${field}.subject.workload`, true);
@@ -529,9 +637,26 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
       const rp = se.get('roles');
       const roles = rp ? f.strList(f.valueNode(rp), `${field}.subject.roles`, 'role names, all required') : [];
       if (roles === undefined) bad();
+      const scp = se.get('scopes');
+      const scopes = scp ? f.strList(f.valueNode(scp), `${field}.subject.scopes`, 'scopes, all required') : [];
+      if (scopes === undefined) bad();
+      const act = f.str(sn, se, 'act', `${field}.subject.act`, false);
+      if (se.has('act') && act === undefined) bad();
+      if (act !== undefined && workload !== undefined && workload.startsWith('user:')) {
+        f.fail(se.get('act')!.value, `${field}.subject.act`, `a human principal ('${workload}') never acts for another: this rule can never match`);
+        bad();
+      }
+      let assurance: (typeof ASSURANCES)[number] | undefined;
+      if (se.has('assurance')) {
+        assurance = f.oneOfNode(f.valueNode(se.get('assurance')!), `${field}.subject.assurance`, ASSURANCES, 'assurance level');
+        if (assurance === undefined) bad();
+      }
       if (workload !== undefined) {
         subject = { workload, roles: (roles ?? []).map((r) => r.value) };
         if (owner !== undefined) subject.owner = owner;
+        if (scopes && scopes.length > 0) subject.scopes = scopes.map((x) => x.value);
+        if (act !== undefined) subject.act = act;
+        if (assurance !== undefined) subject.assurance = assurance;
       }
     }
   }
@@ -705,18 +830,123 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     }
   }
 
+  // max_step:
+  const maxStep: Record<string, number> = {};
+  const stepNodes = new Map<string, Node>();
+  const msp = e.get('max_step');
+  if (msp) {
+    if (operations.length > 0 && !operations.includes('write')) {
+      f.fail(msp.key, `${field}.max_step`, 'max_step applies to written values, but the rule does not allow write');
+      bad();
+    }
+    const me = f.freeMap(f.valueNode(msp), `${field}.max_step`, 'point name -> largest change per write, engineering units');
+    if (me === undefined) bad();
+    for (const [point, pair] of me ?? []) {
+      const vn = f.valueNode(pair);
+      if (!isScalar(vn) || typeof vn.value !== 'number' || !Number.isFinite(vn.value) || vn.value < 0) {
+        f.fail(vn, `${field}.max_step.${point}`, 'must be a number >= 0 (engineering units)');
+        bad();
+        continue;
+      }
+      maxStep[point] = vn.value;
+      stepNodes.set(point, pair.key);
+    }
+  }
+
+  // windows / freezes: references to the entry file's windows, checked once all are known.
+  const windowRefs: RuleDraft['windowRefs'] = [];
+  const windowLists: Partial<Record<'windows' | 'freezes', string[]>> = {};
+  for (const key of ['windows', 'freezes'] as const) {
+    const wp = e.get(key);
+    if (!wp) continue;
+    const list = f.strList(f.valueNode(wp), `${field}.${key}`, 'window ids from the entry file');
+    if (list === undefined || list.length === 0) {
+      if (list) f.fail(f.valueNode(wp), `${field}.${key}`, 'must name at least one window');
+      bad();
+      continue;
+    }
+    windowLists[key] = list.map((w) => w.value);
+    list.forEach((w, i) => windowRefs.push({ id: w.value, node: w.node, field: `${field}.${key}[${i}]` }));
+  }
+  const both = (windowLists.windows ?? []).filter((w) => (windowLists.freezes ?? []).includes(w));
+  if (both.length > 0) {
+    f.fail(e.get('freezes')!.value, `${field}.freezes`, `'${both[0]}' is both a window and a freeze of this rule: it can never allow`);
+    bad();
+  }
+
+  // rate_limit:
+  let rateLimit: BundleRule['rate_limit'];
+  const rlp = e.get('rate_limit');
+  if (rlp) {
+    const rn = f.valueNode(rlp);
+    const re = f.map(rn, `${field}.rate_limit`, RATE_KEYS, "with per_subject and/or per_asset, e.g. '10/m'");
+    if (re === undefined) bad();
+    else if (re.size === 0) {
+      f.fail(rn, `${field}.rate_limit`, 'give per_subject, per_asset, or both');
+      bad();
+    } else {
+      rateLimit = {};
+      for (const key of RATE_KEYS as ('per_subject' | 'per_asset')[]) {
+        const text = f.str(rn, re, key, `${field}.rate_limit.${key}`, false);
+        if (text === undefined) {
+          if (re.has(key)) bad();
+          continue;
+        }
+        const spec = parseRate(text);
+        if (spec === null) {
+          f.fail(re.get(key)!.value, `${field}.rate_limit.${key}`, `bad rate '${text}' (expected COUNT/PERIOD, e.g. 10/m, 5/30s, 100/1h)`);
+          bad();
+        } else rateLimit[key] = spec;
+      }
+    }
+  }
+
+  // cross_zone:
+  let crossZone: string[] | undefined;
+  const czp = e.get('cross_zone');
+  if (czp) {
+    const list = f.strList(f.valueNode(czp), `${field}.cross_zone`, "zones a subject may come from, or '*'");
+    if (list === undefined || list.length === 0) {
+      if (list) f.fail(f.valueNode(czp), `${field}.cross_zone`, 'must name at least one zone');
+      bad();
+    } else crossZone = list.map((z) => z.value);
+  }
+
+  let approval: 'required' | undefined;
+  if (e.has('approval')) {
+    approval = f.oneOfNode(f.valueNode(e.get('approval')!), `${field}.approval`, ['required'] as const, 'approval');
+    if (approval === undefined) bad();
+  }
+  let mode: Mode | undefined;
+  if (e.has('mode')) {
+    mode = f.oneOfNode(f.valueNode(e.get('mode')!), `${field}.mode`, MODES, 'mode');
+    if (mode === undefined) bad();
+  }
+
   if (!ok || id === undefined || subject === undefined) return undefined;
   const rule: BundleRule = { id, description, subject, assets, operations, points, ranges, bounds };
   if (functionCodes) rule.function_codes = functionCodes;
   if (requireScope !== undefined) rule.require_scope = requireScope;
-  return { rule, file: f, field, idNode: e.get('id')!.value!, assetNodes, pointNodes, boundNodes };
+  if (Object.keys(maxStep).length > 0) rule.max_step = maxStep;
+  if (windowLists.windows) rule.windows = windowLists.windows;
+  if (windowLists.freezes) rule.freezes = windowLists.freezes;
+  if (rateLimit && Object.keys(rateLimit).length > 0) rule.rate_limit = rateLimit;
+  if (crossZone) rule.cross_zone = crossZone;
+  if (approval) rule.approval = approval;
+  if (mode === 'monitor') rule.mode = mode;
+  return { rule, file: f, field, idNode: e.get('id')!.value!, assetNodes, pointNodes, boundNodes, stepNodes, windowRefs };
 }
 
 /** Checks across rules and against the assets: unique ids, known assets, globs that match. */
-function checkRules(drafts: RuleDraft[], assetPoints: Map<string, string[]>): void {
+function checkRules(drafts: RuleDraft[], assetPoints: Map<string, string[]>, windows: Map<string, WindowSpec>): void {
   const ids = new Map<string, RuleDraft>();
   for (const d of drafts) {
     const { rule, file: f, field } = d;
+    for (const ref of d.windowRefs) {
+      if (!windows.has(ref.id)) {
+        f.fail(ref.node, ref.field, `unknown window '${ref.id}' (known: ${[...windows.keys()].join(', ') || 'none; define them under windows: in the entry file'})`);
+      }
+    }
     const prev = ids.get(rule.id);
     if (prev) f.fail(d.idNode, `${field}.id`, `duplicate rule id '${rule.id}' (first at ${prev.file.where(prev.idNode)})`);
     else ids.set(rule.id, d);
@@ -745,6 +975,11 @@ function checkRules(drafts: RuleDraft[], assetPoints: Map<string, string[]>): vo
     for (const [point, node] of d.boundNodes) {
       if (!matched.has(point)) {
         f.fail(node, `${field}.bounds.${point}`, `'${point}' is not one of the rule's points (${[...matched].join(', ') || 'none'})`);
+      }
+    }
+    for (const [point, node] of d.stepNodes) {
+      if (!matched.has(point)) {
+        f.fail(node, `${field}.max_step.${point}`, `'${point}' is not one of the rule's points (${[...matched].join(', ') || 'none'})`);
       }
     }
   }

@@ -50,7 +50,7 @@ describe('plantgate bundle', () => {
     expect(built.stderr).toBe('');
     expect(built.code).toBe(0);
     expect(built.stdout).toMatch(/bundle +demo revision 3/);
-    expect(built.stdout).toMatch(/rules +3/);
+    expect(built.stdout).toMatch(/rules +8/);
     expect(built.stdout).toMatch(/kid policy-1/);
     expect(built.stdout).toMatch(/sha256 +[0-9a-f]{64}/);
     expect(built.stdout).not.toContain((JSON.parse(await readFile(key.priv, 'utf8')) as { d: string }).d);
@@ -70,7 +70,22 @@ describe('plantgate bundle', () => {
     const inspected = await run('inspect', out);
     expect(inspected.code).toBe(0);
     expect(inspected.stdout).toMatch(/^# UNVERIFIED/);
-    expect(inspected.stdout).toContain('"agents-read-plant"');
+    expect(inspected.stdout).toMatch(/header +alg EdDSA, kid policy-1, typ plantgate-bundle\+jws/);
+    expect(inspected.stdout).toMatch(/bundle +demo revision 3, mode enforce/);
+    expect(inspected.stdout).toMatch(/plc1 +zone treatment, high, modbus unit 1, 9 points/);
+    expect(inspected.stdout).toMatch(/rules +8 \(1 in monitor mode\)/);
+    expect(inspected.stdout).toMatch(/nightly-maintenance +mon,tue,wed,thu,fri 22:00-06:00 Europe\/Berlin/);
+    expect(inspected.stdout).toMatch(/signature +NOT CHECKED/);
+    expect((await run('inspect', out, '--json')).stdout).toContain('"agents-read-plant"');
+
+    const trustedInspect = await run('inspect', out, '--trust', key.jwks);
+    expect(trustedInspect.code).toBe(0);
+    expect(trustedInspect.stdout).toMatch(/^# VERIFIED: signed by pinned key 'policy-1'/);
+    expect(trustedInspect.stdout).toMatch(/signature +VERIFIED by pinned key 'policy-1'/);
+    const untrustedInspect = await run('inspect', out, '--trust', (await keyFiles(dir, 'x', 'x-1')).jwks);
+    expect(untrustedInspect.code).toBe(1);
+    expect(untrustedInspect.stdout).toMatch(/^# UNVERIFIED/);
+    expect(untrustedInspect.stdout).toMatch(/signature +REFUSED UNKNOWN_KEY/);
 
     // The built file is what the gateway loads: it verifies and compiles into an engine.
     const payload = await verifyBundle(await readBundleFile(out), [{ kid: 'policy-1', publicJwk: JSON.parse(await readFile(key.jwks, 'utf8')).keys[0] }], { now: Date.now() });
@@ -94,5 +109,38 @@ describe('plantgate bundle', () => {
     const r = await run('build', '--src', 'rules/demo/bundle.yaml', '--key', 'k', '--revision', '0', '--out', '/dev/null');
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--revision must be a positive integer');
+  });
+
+  it('diffs two bundles: header, rules added, removed and changed field by field, and rule order', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'plantgate-bundle-'));
+    const key = await keyFiles(dir, 'policy', 'policy-1');
+    const oldOut = path.join(dir, 'old.jws');
+    expect((await run('build', '--src', 'rules/demo/bundle.yaml', '--key', key.priv, '--revision', '3', '--out', oldOut)).code).toBe(0);
+    // The candidate: the setpoint bound tightened, the planner rule dropped, a new rule for a reporter.
+    const rules = (await readFile('rules/demo/rules.yaml', 'utf8'))
+      .replace('tank1.setpoint: { min: 20, max: 80 }', 'tank1.setpoint: { min: 25, max: 75 }')
+      .replace(/\n  - id: planner-drain[\s\S]*?approval: required\n/, '\n')
+      .concat('\n  - id: reporter-alarms\n    subject: { workload: spiffe://plant.example/agent/reporter }\n    asset: plc1\n    operations: [read]\n    points: ["tank1.*_alarm"]\n');
+    const entry = (await readFile('rules/demo/bundle.yaml', 'utf8')).replaceAll('../../', `${path.resolve('.')}/`);
+    await writeFile(path.join(dir, 'rules.yaml'), rules);
+    await writeFile(path.join(dir, 'bundle.yaml'), entry);
+    const newOut = path.join(dir, 'new.jws');
+    const built = await run('build', '--src', path.join(dir, 'bundle.yaml'), '--key', key.priv, '--revision', '4', '--out', newOut);
+    expect(built.stderr).toBe('');
+
+    const d = await run('diff', oldOut, newOut, '--trust', key.jwks);
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain('~ header revision: revision: 3 -> 4');
+    expect(d.stdout).toContain('- rule planner-drain: write on plc1 for spiffe://plant.example/agent/planner');
+    expect(d.stdout).toContain('+ rule reporter-alarms: read on plc1');
+    expect(d.stdout).toContain('~ rule optimizer-setpoint: bounds: {"tank1.setpoint":{"min":20,"max":80},"pump1.speed":{"min":0,"max":1800}} -> {"tank1.setpoint":{"min":25,"max":75},"pump1.speed":{"min":0,"max":1800}}');
+    expect(d.stdout).not.toContain('UNVERIFIED');
+    expect(d.stdout).toMatch(/\d+ change\(s\)\n$/);
+
+    const same = await run('diff', oldOut, oldOut);
+    expect(same.stdout).toMatch(/^# UNVERIFIED/);
+    expect(same.stdout).toContain('! revision 3 is not above 3');
+    expect(same.stdout).toMatch(/no changes\n$/);
   });
 });

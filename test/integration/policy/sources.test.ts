@@ -19,7 +19,14 @@ describe('compiling the demo rules', () => {
     expect(plc1.unit_id).toBe(1);
     expect(plc1.points['tank1.setpoint']).toEqual({ table: 'holding', address: 0, type: 'uint16', scale: 0.1, unit: '%' });
     expect(plc1.points['pump1.run']).toMatchObject({ table: 'coil', address: 0, type: 'bool' });
-    expect(p.rules.map((r) => r.id)).toEqual(['agents-read-plant', 'optimizer-setpoint', 'optimizer-pump']);
+    expect(p.rules.map((r) => r.id).slice(0, 3)).toEqual(['agents-read-plant', 'optimizer-setpoint', 'optimizer-pump']);
+    expect(p.windows?.map((w) => w.id)).toEqual(['nightly-maintenance', 'year-end-freeze']);
+    const assistant = p.rules.find((r) => r.id === 'assistant-speed-for-operator')!;
+    expect(assistant.subject.act).toBe('*@plant.example');
+    expect(assistant.max_step).toEqual({ 'pump1.speed': 100 });
+    expect(assistant.rate_limit).toEqual({ per_subject: { count: 6, per_sec: 60 }, per_asset: { count: 20, per_sec: 60 } });
+    expect(p.rules.find((r) => r.id === 'assistant-setpoint-trial')).toMatchObject({ mode: 'monitor', cross_zone: ['operations'] });
+    expect(p.rules.find((r) => r.id === 'planner-drain')!.approval).toBe('required');
     expect(p.rules[1]!.bounds).toEqual({ 'tank1.setpoint': { min: 20, max: 80 }, 'pump1.speed': { min: 0, max: 1800 } });
   });
 });
@@ -94,7 +101,7 @@ describe('broken policy sources are rejected with file:line:col and field', () =
 
   it('names an unknown field instead of ignoring a typo', async () => {
     const { dir, messages } = await compileBroken([...GOOD_RULE.slice(0, 4), '    pionts: ["*"]']);
-    expect(messages).toContain(`${dir}/rules.yaml:6:5: rules[0].pionts: unknown field 'pionts' (expected id, description, subject, asset, assets, operations, points, ranges, function_codes, require_scope, bounds)`);
+    expect(messages).toContain(`${dir}/rules.yaml:6:5: rules[0].pionts: unknown field 'pionts' (expected id, description, subject, asset, assets, operations, points, ranges, function_codes, require_scope, bounds, max_step, windows, freezes, rate_limit, cross_zone, approval, mode)`);
   });
 
   it('names a duplicate rule id and where the first one is', async () => {
@@ -155,8 +162,8 @@ describe('broken policy sources are rejected with file:line:col and field', () =
       { extra: 'lmits: {}' },
     );
     expect(messages).toEqual([
-      `${dir}/bundle.yaml:18:1: lmits: unknown field 'lmits' (expected bundle, limits, issuers, assets, include, rules)`,
-      `${dir}/rules.yaml:3:60: rules[0].subject.team: unknown field 'team' (expected workload, owner, roles)`,
+      `${dir}/bundle.yaml:18:1: lmits: unknown field 'lmits' (expected bundle, limits, issuers, assets, windows, include, rules)`,
+      `${dir}/rules.yaml:3:60: rules[0].subject.team: unknown field 'team' (expected workload, owner, roles, scopes, act, assurance)`,
       `${dir}/rules.yaml:8:46: rules[0].ranges[0].to: 2 is below from (10)`,
       `${dir}/rules.yaml:7:25: rules[0].function_codes[1]: unsupported function code 99 (supported: 1, 2, 3, 4, 5, 6, 15, 16, 22, 23, 7, 8, 11, 12, 17, 43)`,
     ]);
@@ -165,5 +172,61 @@ describe('broken policy sources are rejected with file:line:col and field', () =
   it('refuses bounds on a rule that cannot write', async () => {
     const { dir, messages } = await compileBroken([...GOOD_RULE.slice(0, 4), '    points: [tank1.setpoint]', '    bounds: { tank1.setpoint: { max: 80 } }']);
     expect(messages).toEqual([`${dir}/rules.yaml:7:5: rules[0].bounds: bounds apply to written values, but the rule does not allow write`]);
+  });
+
+  const WRITE_RULE = [
+    '  - id: w',
+    '    subject: { workload: spiffe://plant.example/agent/optimizer }',
+    '    asset: plc1',
+    '    operations: [write]',
+    '    points: [tank1.setpoint]',
+  ];
+  const WINDOWS = [
+    'windows:',
+    '  - id: night',
+    '    time_zone: Europe/Berlin',
+    '    from: "22:00"',
+    '    to: "06:00"',
+  ];
+
+  it('names a window with an unknown time zone and a bad local time', async () => {
+    const { dir, messages } = await compileBroken([...WRITE_RULE, '    windows: [night]'], {
+      extra: ['windows:', '  - id: night', '    time_zone: Europe/Berlni', '    from: "25:00"', '    to: "06:00"'].join('\n'),
+    });
+    expect(messages).toEqual([
+      `${dir}/bundle.yaml:20:16: windows[0].time_zone: unknown time zone 'Europe/Berlni' (expected an IANA name such as Europe/Berlin)`,
+      `${dir}/bundle.yaml:21:11: windows[0].from: '25:00' is not a local time HH:MM (quote it: "06:00")`,
+      `${dir}/rules.yaml:7:15: rules[0].windows[0]: unknown window 'night' (known: none; define them under windows: in the entry file)`,
+    ]);
+  });
+
+  it('names a rule that refers to an unknown window, and one whose window is also its freeze', async () => {
+    const { dir, messages } = await compileBroken([...WRITE_RULE, '    windows: [nite]'], { extra: WINDOWS.join('\n') });
+    expect(messages).toEqual([`${dir}/rules.yaml:7:15: rules[0].windows[0]: unknown window 'nite' (known: night)`]);
+    const both = await compileBroken([...WRITE_RULE, '    windows: [night]', '    freezes: [night]'], { extra: WINDOWS.join('\n') });
+    expect(both.messages).toEqual([`${both.dir}/rules.yaml:8:14: rules[0].freezes: 'night' is both a window and a freeze of this rule: it can never allow`]);
+  });
+
+  it('names a bad rate, a max_step on a point the rule does not cover, and an unknown mode', async () => {
+    const { dir, messages } = await compileBroken([
+      ...WRITE_RULE,
+      '    rate_limit: { per_subject: 10 per minute }',
+      '    mode: shadow',
+    ]);
+    expect(messages).toEqual([
+      `${dir}/rules.yaml:7:32: rules[0].rate_limit.per_subject: bad rate '10 per minute' (expected COUNT/PERIOD, e.g. 10/m, 5/30s, 100/1h)`,
+      `${dir}/rules.yaml:8:11: rules[0].mode: unknown mode 'shadow' (expected enforce, monitor)`,
+    ]);
+    const step = await compileBroken([...WRITE_RULE, '    max_step: { pump1.speed: 10 }']);
+    expect(step.messages).toEqual([`${step.dir}/rules.yaml:7:17: rules[0].max_step.pump1.speed: 'pump1.speed' is not one of the rule's points (tank1.setpoint)`]);
+  });
+
+  it('refuses a human principal rule that requires delegation (it can never match)', async () => {
+    const { dir, messages } = await compileBroken([
+      '  - id: h',
+      '    subject: { workload: "user:alice", act: "*" }',
+      ...WRITE_RULE.slice(2),
+    ]);
+    expect(messages).toEqual([`${dir}/rules.yaml:3:45: rules[0].subject.act: a human principal ('user:alice') never acts for another: this rule can never match`]);
   });
 });

@@ -1,0 +1,275 @@
+// Policy test cases (`plantgate policy test`): YAML files that state, for a subject, a command and
+// a time, the decision the rules must give, like `opa test`. Owns the test-file format and running
+// cases against the real compiled engine; never signs and never touches a gateway.
+//
+// Cases of one file run in order against one engine, so state carries over: rate-limit buckets
+// and the last known values that max_step measures from (docs/policy.md, "Policy tests").
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Command, ModbusTable, Operation, Subject, Target } from '../core/command.js';
+import { SourceError, SourceErrors } from '../core/errors.js';
+import { REASONS, type Reason } from '../core/reasons.js';
+import { parseYamlWith } from '../core/yaml.js';
+import { PolicyEngine, type PolicyDecision, type ZonedSubject } from './engine.js';
+import { ASSURANCES, MODBUS_TABLES, RULE_OPERATIONS, pointWidth, type BundleAsset } from './payload.js';
+import { compileSources } from './sources.js';
+
+const isoTime = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 instant with a zone, e.g. 2026-01-15T12:00:00Z');
+
+const subjectSchema = z.strictObject({
+  workload: z.string().min(1),
+  owner: z.string().min(1).optional(),
+  roles: z.array(z.string().min(1)).optional(),
+  scopes: z.array(z.string().min(1)).optional(),
+  act: z.array(z.string().min(1)).optional(),
+  zone: z.string().min(1).optional(),
+  assurance: z.enum(ASSURANCES).optional(),
+});
+
+const commandSchema = z.strictObject({
+  asset: z.string().min(1).optional(),
+  unit_id: z.number().int().min(0).max(255).optional(),
+  operation: z.enum(RULE_OPERATIONS),
+  /** Points by name: a list (reads) or name → engineering value (writes). */
+  points: z.union([z.array(z.string().min(1)).min(1), z.record(z.string(), z.number())]).optional(),
+  /** Raw Modbus: resolved through the point map exactly as the gateway does. */
+  function_code: z.number().int().min(1).max(127).optional(),
+  table: z.enum(MODBUS_TABLES).optional(),
+  address: z.number().int().min(0).max(65535).optional(),
+  count: z.number().int().min(1).max(2000).optional(),
+  values: z.array(z.number().int().min(0).max(65535)).optional(),
+});
+
+const expectSchema = z.strictObject({
+  effect: z.enum(['allow', 'deny']),
+  reason: z.enum(REASONS).optional(),
+  rule: z.string().optional(),
+  /** The would-deny reason shadow mode reported, or 'none'. */
+  shadow: z.union([z.enum(REASONS), z.literal('none')]).optional(),
+});
+
+const caseSchema = z.strictObject({
+  name: z.string().min(1),
+  at: isoTime.optional(),
+  subject: subjectSchema,
+  command: commandSchema,
+  /** Process values known before the command: asset → point → engineering value. */
+  values: z.record(z.string(), z.record(z.string(), z.number())).optional(),
+  repeat: z.number().int().min(1).max(10_000).optional(),
+  expect: expectSchema,
+});
+
+const fileSchema = z.strictObject({
+  bundle: z.string().min(1),
+  at: isoTime.optional(),
+  cases: z.array(caseSchema).min(1),
+});
+
+type TestCase = z.output<typeof caseSchema>;
+
+export interface CaseResult {
+  file: string;
+  name: string;
+  passed: boolean;
+  /** What was expected and what the engine said, one line each, for the report. */
+  expected: string;
+  actual: string;
+}
+
+export interface TestRun {
+  results: CaseResult[];
+  /** Problems in test files or the sources they compile (each file:line:col: field: problem). */
+  errors: SourceError[];
+}
+
+const DEFAULT_AT = '2026-01-15T12:00:00Z';
+
+/** Test files below `target`: YAML files inside any directory named `tests`, or `target` itself. */
+export async function findTestFiles(target: string): Promise<string[]> {
+  const st = await stat(target);
+  if (st.isFile()) return [target];
+  const out: string[] = [];
+  async function walk(dir: string, inTests: boolean): Promise<void> {
+    const entries = await readdir(dir, { withFileTypes: true });
+    entries.sort((a, b) => a.name.localeCompare(b.name));
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory() && e.name !== 'node_modules' && !e.name.startsWith('.')) await walk(p, inTests || e.name === 'tests');
+      else if (e.isFile() && inTests && /\.ya?ml$/.test(e.name)) out.push(p);
+    }
+  }
+  await walk(target, path.basename(path.resolve(target)) === 'tests');
+  return out;
+}
+
+export async function runPolicyTests(files: readonly string[]): Promise<TestRun> {
+  const run: TestRun = { results: [], errors: [] };
+  for (const file of files) {
+    try {
+      run.results.push(...(await runFile(file)));
+    } catch (err) {
+      if (err instanceof SourceErrors) run.errors.push(...err.errors);
+      else throw err;
+    }
+  }
+  return run;
+}
+
+async function runFile(file: string): Promise<CaseResult[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new SourceErrors([new SourceError(file, 1, 1, 'file', `cannot read test file (${(err as NodeJS.ErrnoException).code ?? 'error'})`)]);
+  }
+  const spec = parseYamlWith(fileSchema, text, file);
+  const times = spec.cases.map((c) => Date.parse(c.at ?? spec.at ?? DEFAULT_AT));
+  const payload = await compileSources(path.resolve(path.dirname(file), spec.bundle), { now: Math.min(...times), revision: 1 });
+  // Cases test the rules at their own times; the validity period is a deployment matter (verify).
+  payload.expires_at = Math.max(payload.expires_at, Math.ceil(Math.max(...times) / 1000) + 1);
+  const engine = PolicyEngine.fromPayload(payload);
+  const results: CaseResult[] = [];
+  const problems: SourceError[] = [];
+  spec.cases.forEach((c, i) => {
+    const where = (field: string, problem: string) => problems.push(caseError(text, file, i, field, problem));
+    for (const [assetId, points] of Object.entries(c.values ?? {})) {
+      for (const [point, v] of Object.entries(points)) {
+        if (engine.asset(assetId)?.points[point] === undefined) {
+          where(`cases[${i}].values.${assetId}.${point}`, `no point '${point}' on asset '${assetId}'`);
+        }
+        engine.observeValue(assetId, point, v);
+      }
+    }
+    const built = buildCommand(engine, c);
+    if (typeof built === 'string') return where(`cases[${i}].command`, built);
+    const subj = buildSubject(c, built.operation, times[i]!);
+    let d: PolicyDecision = engine.decide(structuredClone(built), subj, times[i]!);
+    for (let k = 1; k < (c.repeat ?? 1); k++) d = engine.decide(structuredClone(built), subj, times[i]!);
+    results.push(judge(file, c, d));
+  });
+  if (problems.length > 0) throw new SourceErrors(problems);
+  return results;
+}
+
+function caseError(text: string, file: string, index: number, field: string, problem: string): SourceError {
+  // Point at the case's `- name:` line: good enough to find it, and needs no second parse.
+  let seen = -1;
+  const lines = text.split('\n');
+  for (let l = 0; l < lines.length; l++) {
+    if (/^\s*-\s+name:/.test(lines[l]!) && ++seen === index) return new SourceError(file, l + 1, lines[l]!.indexOf('-') + 1, field, problem);
+  }
+  return new SourceError(file, 1, 1, field, problem);
+}
+
+function buildSubject(c: TestCase, op: Operation, at: number): ZonedSubject {
+  const s: ZonedSubject = {
+    workloadId: c.subject.workload,
+    owner: c.subject.owner ?? 'test-owner',
+    taskId: 'policy-test',
+    taskPurpose: c.name,
+    jti: 'policy-test',
+    roles: c.subject.roles ?? [],
+    // A token scoped for exactly what it does, unless the case says otherwise.
+    scopes: c.subject.scopes ?? [op],
+    assurance: c.subject.assurance ?? 'mtls+token',
+    issuer: 'policy-test',
+    expiresAtMs: at + 300_000,
+    issuedAtMs: at,
+  };
+  if (c.subject.act) s.actSub = c.subject.act;
+  if (c.subject.zone) s.zone = c.subject.zone;
+  return s as Subject & ZonedSubject;
+}
+
+const READ_FC: Record<ModbusTable, number> = { coil: 1, discrete: 2, holding: 3, input: 4 };
+
+/** The Command the gateway would build; a string says why the case's command is unusable. */
+function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
+  const k = c.command;
+  const op = k.operation as Operation;
+  const base: Command = { sessionId: 'policy-test', protocol: 'modbus', assetId: '', operation: op, functionCode: 0, targets: [], points: [] };
+  if (k.table !== undefined || k.function_code !== undefined || k.address !== undefined) {
+    if (k.points !== undefined) return 'give either points or function_code/table/address, not both';
+    if (k.table === undefined || k.address === undefined || k.function_code === undefined) return 'a raw command needs function_code, table and address';
+    const unit = k.unit_id ?? (k.asset !== undefined ? engine.asset(k.asset)?.unit_id : undefined);
+    if (unit === undefined) return `give unit_id or a known asset (got '${k.asset ?? ''}')`;
+    base.functionCode = k.function_code;
+    base.targets = [{ table: k.table, address: k.address, count: k.count ?? k.values?.length ?? 1 }];
+    if (k.values) base.rawValues = k.values;
+    base.unitId = unit;
+    engine.resolveModbus(base, unit);
+    return base;
+  }
+  if (k.asset === undefined) return 'give asset with points';
+  const asset = engine.asset(k.asset);
+  if (asset === undefined) return `unknown asset '${k.asset}'`;
+  if (k.points === undefined) return 'give points (a list for reads, name: value for writes) or a raw command';
+  const names = Array.isArray(k.points) ? k.points : Object.keys(k.points);
+  for (const n of names) if (asset.points[n] === undefined) return `no point '${n}' on asset '${asset.id}'`;
+  base.assetId = asset.id;
+  base.points = [...names];
+  if (!Array.isArray(k.points)) {
+    if (op !== 'write') return `points with values are for writes; give a list for ${op}`;
+    base.values = { ...k.points };
+  } else if (op === 'write') return 'a write gives point: value pairs';
+  if (asset.protocol === 'opcua') {
+    base.protocol = 'opcua';
+    base.service = op === 'write' ? 'Write' : 'Read';
+    for (const n of names) {
+      const id = asset.points[n]!.node_id;
+      if (id === undefined) return `point '${n}' of OPC UA asset '${asset.id}' has no node_id`;
+      base.targets.push({ nodeId: id });
+    }
+    return base;
+  }
+  base.unitId = asset.unit_id;
+  const targets = modbusTargets(asset, names, op === 'write');
+  if (typeof targets === 'string') return targets;
+  base.targets = targets;
+  const t = targets[0]!;
+  base.functionCode = op === 'write'
+    ? t.table === 'coil' ? (t.count === 1 ? 5 : 15) : t.count === 1 ? 6 : 16
+    : op === 'read' ? READ_FC[t.table!] : 0;
+  return base;
+}
+
+/** Contiguous runs of points per table; a write must be one run (one Modbus request). */
+function modbusTargets(asset: BundleAsset, names: string[], write: boolean): Target[] | string {
+  const defs = names.map((n) => ({ n, d: asset.points[n]! })).sort((a, b) => a.d.table.localeCompare(b.d.table) || a.d.address - b.d.address);
+  const targets: Target[] = [];
+  for (const { d } of defs) {
+    const width = pointWidth(d.type);
+    const last = targets[targets.length - 1];
+    if (last && last.table === d.table && last.address! + last.count! === d.address) last.count! += width;
+    else targets.push({ table: d.table, address: d.address, count: width });
+  }
+  if (write && targets.length > 1) return `the points of one write must be contiguous in one table (one Modbus request): ${names.join(', ')}`;
+  if (write && (targets[0]!.table === 'input' || targets[0]!.table === 'discrete')) return `${targets[0]!.table} points are read-only in Modbus`;
+  return targets;
+}
+
+function describe(effect: string, reason: Reason | undefined, rule: string | undefined, shadow: string | undefined): string {
+  let s = effect;
+  if (reason !== undefined) s += ` ${reason}`;
+  if (rule !== undefined) s += ` (rule ${rule === '' ? 'none' : rule})`;
+  if (shadow !== undefined) s += ` shadow ${shadow}`;
+  return s;
+}
+
+function judge(file: string, c: TestCase, d: PolicyDecision): CaseResult {
+  const e = c.expect;
+  const shadow = d.shadow?.reason ?? 'none';
+  const passed =
+    d.effect === e.effect &&
+    (e.reason === undefined || d.reason === e.reason) &&
+    (e.rule === undefined || d.ruleId === e.rule) &&
+    (e.shadow === undefined || shadow === e.shadow);
+  return {
+    file,
+    name: c.name,
+    passed,
+    expected: describe(e.effect, e.reason, e.rule, e.shadow),
+    actual: describe(d.effect, d.reason, d.ruleId, d.shadow ? `${d.shadow.reason} by ${d.shadow.ruleId}` : undefined) + (d.principal ? ` for ${d.principal}` : ''),
+  };
+}
