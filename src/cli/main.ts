@@ -8,6 +8,7 @@ import { register as registerConfig } from './commands/config.js';
 import { register as registerDemo } from './commands/demo.js';
 import { register as registerKeys } from './commands/keys.js';
 import { register as registerPki } from './commands/pki.js';
+import { register as registerPolicy } from './commands/policy.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerSim } from './commands/sim.js';
 import { register as registerToken } from './commands/token.js';
@@ -18,7 +19,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit]) {
+  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit, registerPolicy]) {
     register(program);
   }
   for (const sub of program.commands) sub.exitOverride();

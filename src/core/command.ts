@@ -52,6 +52,8 @@ export interface Subject {
   /** base64url SHA-256 of the client certificate DER (RFC 8705 x5t#S256). */
   certThumbprint?: string;
   issuer: string;
+  /** The network zone the token says the agent acts from (optional `zone` claim): cross-zone checks. */
+  zone?: string;
   /** Token expiry, ms since epoch: checked on every command. */
   expiresAtMs: number;
   issuedAtMs: number;
@@ -67,6 +69,13 @@ export interface Decision {
   bundleRevision: number;
   interlockId?: string;
   approvalId?: string;
+  /**
+   * Shadow mode: a monitor rule or bundle let the command through, but would have denied it with
+   * this reason and rule.
+   */
+  shadow?: { reason: Reason; ruleId: string };
+  /** Set when the deny came from the rules of the human the agent acts for (e.g. `user:alice`). */
+  principal?: string;
   /** Sequence number of the audit record of this decision, linking the outcome record to it. */
   auditSeq?: number;
   /** The audit record must be durable before the command is forwarded (always for writes). */

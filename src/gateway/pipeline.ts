@@ -57,6 +57,7 @@ export class EnforcementPipeline implements CommandPipeline {
     if (engine === undefined) return { subject: certificateSubject(session), decision: deny('BUNDLE_UNAVAILABLE') };
     const revision = engine.revision;
     if (cmd.protocol === 'modbus') engine.resolveModbus(cmd, cmd.unitId ?? -1);
+    else engine.resolveOpcua(cmd);
 
     const subject = tokens.current(session.workloadId);
     if (typeof subject === 'string') return { subject: certificateSubject(session), decision: deny(subject, '', revision) };

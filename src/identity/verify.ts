@@ -229,5 +229,9 @@ export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promis
   };
   if (actSub !== undefined) subject.actSub = actSub;
   if (certThumbprint !== undefined) subject.certThumbprint = certThumbprint;
+  if (payload.zone !== undefined) {
+    if (!isNonEmptyString(payload.zone)) throw invalid('INVALID_CLAIM', 'token claim "zone" must be a non-empty string', 'zone');
+    subject.zone = payload.zone;
+  }
   return subject;
 }

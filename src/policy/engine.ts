@@ -47,7 +47,6 @@ export interface PolicyDecision extends Decision {
 }
 
 /** The token's zone claim, until core's Subject carries it (docs/policy.md, cross-zone). */
-export type ZonedSubject = Subject & { zone?: string };
 
 /** Bounds on per-engine state fed by the network (subjects are authenticated, but still bounded). */
 const MAX_SUBJECT_BUCKETS_PER_RULE = 10_000;
@@ -344,7 +343,7 @@ export class PolicyEngine {
     if (op === 'write') this.collectWritten(asset, cmd);
     else this.writtenN = 0;
 
-    const zone = (subject as ZonedSubject).zone;
+    const zone = subject.zone;
     this.evaluate(asset, idx, cmd, subject, subject.workloadId, zone, nowMs);
     const agentEntry = this.evEntry;
     if (agentEntry === null) return this.denied(cmd, asset, this.evReason, this.evRule, undefined);

@@ -11,7 +11,7 @@ import type { Command, ModbusTable, Operation, Subject, Target } from '../core/c
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { REASONS, type Reason } from '../core/reasons.js';
 import { parseYamlWith } from '../core/yaml.js';
-import { PolicyEngine, type PolicyDecision, type ZonedSubject } from './engine.js';
+import { PolicyEngine, type PolicyDecision } from './engine.js';
 import { ASSURANCES, MODBUS_TABLES, RULE_OPERATIONS, pointWidth, type BundleAsset } from './payload.js';
 import { compileSources } from './sources.js';
 
@@ -162,8 +162,8 @@ function caseError(text: string, file: string, index: number, field: string, pro
   return new SourceError(file, 1, 1, field, problem);
 }
 
-function buildSubject(c: TestCase, op: Operation, at: number): ZonedSubject {
-  const s: ZonedSubject = {
+function buildSubject(c: TestCase, op: Operation, at: number): Subject {
+  const s: Subject = {
     workloadId: c.subject.workload,
     owner: c.subject.owner ?? 'test-owner',
     taskId: 'policy-test',
@@ -179,7 +179,7 @@ function buildSubject(c: TestCase, op: Operation, at: number): ZonedSubject {
   };
   if (c.subject.act) s.actSub = c.subject.act;
   if (c.subject.zone) s.zone = c.subject.zone;
-  return s as Subject & ZonedSubject;
+  return s;
 }
 
 const READ_FC: Record<ModbusTable, number> = { coil: 1, discrete: 2, holding: 3, input: 4 };
