@@ -8,7 +8,7 @@ import { PlantgateError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/log.js';
 import { silentLogger } from '../../src/core/log.js';
 import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
-import { modbusExceptionFor, ModbusException } from '../../src/core/reasons.js';
+import { modbusExceptionFor, ModbusException, type Reason } from '../../src/core/reasons.js';
 import type { Command, Decision } from '../../src/core/command.js';
 import { identityFromTlsSocket } from '../../src/identity/cert.js';
 import { commandFromRequest } from './command.js';
@@ -38,6 +38,12 @@ export interface ModbusListenerOptions {
   /** Requests in flight per agent connection before the gateway stops reading from it. */
   maxInFlightPerConnection?: number;
   handshakeTimeoutMs?: number;
+  /**
+   * A frame whose first bytes arrived must be complete within this time, or the connection is
+   * closed as a violation (slowloris: a half frame held open ties up a connection slot forever).
+   * Idle connections between frames are not affected. Default 10 s.
+   */
+  frameTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -55,17 +61,37 @@ class AgentConnection {
   private paused = false;
   private corked = false;
   private closed = false;
+  private violated = false;
+  /** Frames completed on this connection (tells a new incomplete frame from the same one). */
+  private frames = 0;
+  /** When the incomplete frame now buffered started arriving (0: none). */
+  partialSinceMs = 0;
 
   constructor(
     private readonly socket: tls.TLSSocket,
     private readonly session: Session,
-    private readonly opts: ModbusListenerOptions & { maxInFlightPerConnection: number; logger: Logger },
+    private readonly opts: ListenerSettings,
   ) {
     this.decoder = new FrameDecoder(
       (frame) => this.onFrame(frame),
       (err) => this.onViolation(err),
     );
-    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        const framesBefore = this.frames;
+        this.decoder.push(chunk);
+        // Stamped when a new frame is left incomplete, kept while that same frame stays so: a
+        // trickle of bytes does not extend its deadline, but a busy agent whose chunks keep ending
+        // mid-frame (a new frame each time) is never mistaken for a stalled one.
+        if (this.decoder.pendingBytes === 0) this.partialSinceMs = 0;
+        else if (this.partialSinceMs === 0 || this.frames !== framesBefore) this.partialSinceMs = Date.now();
+      } catch (err) {
+        // A bug on this connection's path must not take the gateway (and every other agent) down:
+        // the stream is out of step, so it ends like any other violation. Fail closed.
+        opts.logger.error({ session: session.id, err: (err as Error).message }, 'request handling failed; closing connection');
+        this.onViolation(new ModbusFrameError('BAD_PDU', `request could not be handled: ${(err as Error).message}`));
+      }
+    });
     socket.on('close', () => {
       this.closed = true;
       opts.pipeline.sessionClosed(session, 'closed');
@@ -73,13 +99,39 @@ class AgentConnection {
     socket.on('error', (err) => opts.logger.debug({ session: session.id, err: err.message }, 'agent socket error'));
   }
 
+  /** Closes the connection if a frame has been left incomplete since before `deadlineMs`. */
+  expireStalledFrame(deadlineMs: number): void {
+    if (this.partialSinceMs === 0 || this.partialSinceMs > deadlineMs || this.closed) return;
+    this.closeForViolation('PROTOCOL_VIOLATION', 'FRAME_TIMEOUT', `incomplete frame (${this.decoder.pendingBytes} bytes) not finished within ${this.opts.frameTimeoutMs} ms`);
+  }
+
   private onViolation(err: ModbusFrameError): void {
-    this.opts.pipeline.violation(this.session, err.reason, err.code, err.message);
-    this.opts.logger.warn({ session: this.session.id, workload: this.session.workloadId, code: err.code }, 'protocol violation; closing');
+    this.closeForViolation(err.reason, err.code, err.message);
+  }
+
+  private closeForViolation(reason: Reason, code: string, message: string): void {
+    // Once per connection: later frames of a chunk already being decoded are not new violations.
+    if (this.violated) return;
+    this.violated = true;
+    this.opts.pipeline.violation(this.session, reason, code, message);
+    this.opts.logger.warn({ session: this.session.id, workload: this.session.workloadId, code }, 'protocol violation; closing');
     this.socket.destroy();
   }
 
   private onFrame(frame: Frame): void {
+    this.frames++;
+    if (this.closed || this.socket.destroyed) return;
+    // Function code 0 does not exist and one with the high bit set is an exception answer: neither
+    // can be answered with an exception (fc | 0x80 would be ambiguous or impossible), so the agent
+    // is not speaking Modbus: a violation, not a deny.
+    if (frame.functionCode === 0 || frame.functionCode >= 0x80) {
+      this.onViolation(
+        new ModbusFrameError('BAD_PDU', `function code ${frame.functionCode} (0x${frame.functionCode.toString(16).padStart(2, '0')}) is not a request`, {
+          functionCode: frame.functionCode,
+        }),
+      );
+      return;
+    }
     let request: Request;
     try {
       request = decodeRequest(frame.pdu);
@@ -105,7 +157,12 @@ class AgentConnection {
     if (decided instanceof Promise) {
       // Durable path: the frame's bytes may be reused by the decoder before the fsync completes.
       const pdu = Buffer.from(frame.pdu);
-      decided.then((d) => this.execute(slot, cmd, request, pdu, d));
+      decided.then((d) => this.execute(slot, cmd, request, pdu, d)).catch((err: unknown) => {
+        // authorize never rejects; this is a bug after it. An unhandled rejection would end the
+        // process, so the connection ends instead and the command is not answered as allowed.
+        this.opts.logger.error({ session: this.session.id, err: (err as Error).message }, 'command handling failed; closing connection');
+        this.socket.destroy();
+      });
     } else {
       this.execute(slot, cmd, request, frame.pdu, decided);
     }
@@ -184,13 +241,17 @@ class AgentConnection {
   }
 }
 
+type ListenerSettings = ModbusListenerOptions & { maxInFlightPerConnection: number; frameTimeoutMs: number; logger: Logger };
+
 export class ModbusTlsListener {
   private server: tls.Server | undefined;
   private readonly sockets = new Set<tls.TLSSocket>();
-  private readonly opts: ModbusListenerOptions & { maxInFlightPerConnection: number; logger: Logger };
+  private readonly connections = new Set<AgentConnection>();
+  private readonly opts: ListenerSettings;
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ModbusListenerOptions) {
-    this.opts = { maxInFlightPerConnection: 64, logger: silentLogger, ...options };
+    this.opts = { maxInFlightPerConnection: 64, frameTimeoutMs: 10_000, logger: silentLogger, ...options };
   }
 
   async listen(): Promise<{ host: string; port: number }> {
@@ -205,6 +266,14 @@ export class ModbusTlsListener {
       handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
     });
     server.on('secureConnection', (socket) => this.onConnection(socket));
+    // One coarse timer for all connections rather than a timer per frame: a stalled frame is
+    // closed between frameTimeoutMs and 1.25 × frameTimeoutMs after it started.
+    const period = Math.max(5, Math.floor(opts.frameTimeoutMs / 4));
+    this.sweepTimer = setInterval(() => {
+      const deadline = Date.now() - opts.frameTimeoutMs;
+      for (const c of this.connections) c.expireStalledFrame(deadline);
+    }, period);
+    this.sweepTimer.unref();
     server.on('tlsClientError', (err, socket) => {
       opts.pipeline.violation({ remoteAddress: socket.remoteAddress ?? '' }, 'NO_IDENTITY', 'TLS_HANDSHAKE', err.message);
     });
@@ -243,13 +312,16 @@ export class ModbusTlsListener {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     this.opts.pipeline.sessionOpened(session);
-    new AgentConnection(socket, session, this.opts);
+    const connection = new AgentConnection(socket, session, this.opts);
+    this.connections.add(connection);
+    socket.on('close', () => this.connections.delete(connection));
   }
 
   /** Stops accepting; existing connections are closed. */
   async close(): Promise<void> {
     const server = this.server;
     if (!server) return;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }

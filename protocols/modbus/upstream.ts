@@ -7,6 +7,13 @@ import type { Logger } from '../../src/core/log.js';
 import { silentLogger } from '../../src/core/log.js';
 import { FrameDecoder, encodeFrame, validateResponse, type Frame, type Request } from './codec.js';
 
+/**
+ * - response: a PLC answer validated against its request (possibly a Modbus exception);
+ * - timeout: the request reached the PLC but no valid answer came back in time (no answer, or a
+ *   malformed or mismatched one): the agent gets 0x0B;
+ * - unavailable: the request could not be sent (no connection, pool saturated) or its connection
+ *   dropped: the agent gets 0x0A.
+ */
 export type UpstreamResult =
   | { kind: 'response'; pdu: Buffer; latencyUs: number }
   | { kind: 'timeout'; latencyUs: number }
@@ -73,7 +80,7 @@ class UpstreamConnection {
       (frame) => this.onFrame(frame),
       (err) => {
         this.opts.logger.warn({ upstream: this.label(), code: err.code }, 'malformed frame from PLC; reconnecting');
-        socket.destroy();
+        this.abandon(socket);
       },
     );
     socket.on('connect', () => {
@@ -115,13 +122,25 @@ class UpstreamConnection {
     try {
       validateResponse(entry.request, frame.pdu);
     } catch (err) {
-      this.opts.logger.warn({ upstream: this.label(), err: (err as Error).message }, 'invalid response from PLC');
+      this.opts.logger.warn({ upstream: this.label(), err: (err as Error).message }, 'invalid response from PLC; reconnecting');
       entry.callback({ kind: 'timeout', latencyUs });
-      this.socket?.destroy();
+      if (this.socket !== undefined) this.abandon(this.socket);
       return;
     }
     // The frame's pdu is a view into the socket buffer: copy so the caller owns its bytes.
     entry.callback({ kind: 'response', pdu: Buffer.from(frame.pdu), latencyUs });
+  }
+
+  /**
+   * A PLC that sent garbage cannot be trusted to have answered anything else on this stream: every
+   * request still in flight failed to get a valid answer (0x0B, not 0x0A: it did reach the PLC),
+   * and the connection is replaced.
+   */
+  private abandon(socket: net.Socket): void {
+    const entries = [...this.pending.values()];
+    this.pending.clear();
+    for (const entry of entries) entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedNs) });
+    socket.destroy();
   }
 
   send(unitId: number, pdu: Buffer, request: Request, callback: UpstreamCallback, nowMs: number): void {
