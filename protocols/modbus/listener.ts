@@ -11,6 +11,7 @@ import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
 import { modbusExceptionFor, ModbusException, type Reason } from '../../src/core/reasons.js';
 import type { Command, Decision } from '../../src/core/command.js';
 import { identityFromTlsSocket } from '../../src/identity/cert.js';
+import type { ConnectionLimiter } from '../../src/identity/limits.js';
 import { commandFromRequest } from './command.js';
 import {
   FrameDecoder,
@@ -38,6 +39,8 @@ export interface ModbusListenerOptions {
   /** Requests in flight per agent connection before the gateway stops reading from it. */
   maxInFlightPerConnection?: number;
   handshakeTimeoutMs?: number;
+  /** Bound on connections per workload identity. */
+  limiter?: ConnectionLimiter;
   /**
    * A frame whose first bytes arrived must be complete within this time, or the connection is
    * closed as a violation (slowloris: a half frame held open ties up a connection slot forever).
@@ -66,6 +69,7 @@ class AgentConnection {
   private frames = 0;
   /** When the incomplete frame now buffered started arriving (0: none). */
   partialSinceMs = 0;
+  private idleWaiter: (() => void) | undefined;
 
   constructor(
     private readonly socket: tls.TLSSocket,
@@ -94,9 +98,25 @@ class AgentConnection {
     });
     socket.on('close', () => {
       this.closed = true;
+      this.idleWaiter?.();
       opts.pipeline.sessionClosed(session, 'closed');
     });
     socket.on('error', (err) => opts.logger.debug({ session: session.id, err: err.message }, 'agent socket error'));
+  }
+
+  /**
+   * Graceful stop: reads no further requests, resolves once every request already read has been
+   * answered (so no agent is left without an answer to a command that may have run).
+   */
+  drain(): Promise<void> {
+    this.socket.pause();
+    this.paused = true;
+    if (this.inFlight === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => (this.idleWaiter = resolve));
+  }
+
+  destroy(): void {
+    this.socket.destroy();
   }
 
   /** Closes the connection if a frame has been left incomplete since before `deadlineMs`. */
@@ -234,6 +254,14 @@ class AgentConnection {
       head++;
     }
     if (head > 0) this.slots.splice(0, head);
+    if (this.idleWaiter !== undefined) {
+      if (this.inFlight === 0) {
+        const w = this.idleWaiter;
+        this.idleWaiter = undefined;
+        w();
+      }
+      return;
+    }
     if (this.paused && this.inFlight < this.opts.maxInFlightPerConnection / 2) {
       this.paused = false;
       this.socket.resume();
@@ -301,6 +329,19 @@ export class ModbusTlsListener {
       socket.destroy();
       return;
     }
+    // Per-workload connection bound: one agent cannot exhaust the gateway for the others.
+    const lease = this.opts.limiter?.acquire(identity.workloadId);
+    if (this.opts.limiter !== undefined && lease === undefined) {
+      this.opts.pipeline.violation(
+        { remoteAddress, workloadId: identity.workloadId, protocol: 'modbus' },
+        'RATE_LIMITED',
+        'TOO_MANY_CONNECTIONS',
+        `more than ${this.opts.limiter.maxPerWorkload} connections for ${identity.workloadId}`,
+      );
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => lease?.release());
     const session: Session = {
       id: randomUUID(),
       protocol: 'modbus',
@@ -317,12 +358,24 @@ export class ModbusTlsListener {
     socket.on('close', () => this.connections.delete(connection));
   }
 
-  /** Stops accepting; existing connections are closed. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting. With `drainMs` > 0, connections first finish the requests they already sent
+   * (answered, not cut off), for at most drainMs; then every connection is closed.
+   */
+  async close(drainMs = 0): Promise<void> {
     const server = this.server;
     if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    if (drainMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...this.connections].map((c) => c.drain())),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closed;
   }
 }

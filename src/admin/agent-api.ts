@@ -23,7 +23,8 @@ export interface AgentApiDeps {
   clock: Clock;
   leewaySec: number;
   logger: Logger;
-  onTokenAccepted(workloadId: string, subject: Awaited<ReturnType<typeof verifyAccessToken>>): void;
+  /** Records the acceptance; returns false when it cannot be audited (the token is then refused). */
+  onTokenAccepted(workloadId: string, subject: Awaited<ReturnType<typeof verifyAccessToken>>): boolean;
   onTokenRejected(workloadId: string, thumbprint: string, reason: Reason, detail: string): void;
   /** Revocations (task-complete). Without it, task-complete answers 503: never a silent no-op. */
   revocations?: RevocationStore;
@@ -172,8 +173,12 @@ async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentAp
     }
     // The key id lets a bundle reload that removes the key kill this binding at once.
     const kid = decodeProtectedHeader(token).kid;
+    // Audit first: a token whose acceptance is not on record is not registered.
+    if (!deps.onTokenAccepted(identity.workloadId, subject)) {
+      send(res, 503, { reason: 'AUDIT_UNAVAILABLE', message: 'the token could not be recorded in the audit log; try again later' });
+      return;
+    }
     deps.tokens.put(identity.workloadId, subject, { keyId: typeof kid === 'string' ? kid : undefined });
-    deps.onTokenAccepted(identity.workloadId, subject);
     send(res, 200, {
       status: 'accepted',
       sub: subject.workloadId,

@@ -17,6 +17,8 @@ const endpoint = z.strictObject({ host, port });
 const schema = z.strictObject({
   gateway_id: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dot, dash, underscore only'),
   state_dir: file,
+  /** SIGTERM: how long in-flight commands may take to finish before connections are closed. */
+  drain_ms: z.number().int().min(0).max(60_000).default(5000),
   tls: z.strictObject({
     /** CA that signs agent (and collector) certificates. */
     ca: file,

@@ -7,7 +7,7 @@ import { startOpsApi } from '../admin/ops-api.js';
 import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
-import { bundleRecord, tokenRecord } from '../audit/records.js';
+import { bundleRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
@@ -41,7 +41,8 @@ export interface GatewayHandle {
    * and reloads the bundle. Other changes need a restart; they are logged, not applied.
    */
   reload(next: GatewayConfig): Promise<boolean>;
-  close(): Promise<void>;
+  /** Stops accepting, lets in-flight commands finish (up to drainMs), flushes the audit spool. */
+  close(drainMs?: number): Promise<void>;
 }
 
 export async function startGateway(config: GatewayConfig, options: { clock?: Clock; logger?: Logger } = {}): Promise<GatewayHandle> {
@@ -68,6 +69,17 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     checkpoints,
   });
 
+  /** Records an event that gates nothing by itself; false (and an error log) when the spool refuses it. */
+  const appendSafely = (event: AuditEvent): boolean => {
+    try {
+      audit.append(event);
+      return true;
+    } catch (err) {
+      logger.error({ err: (err as Error).message, event: Object.keys(event)[0] }, 'audit record refused');
+      return false;
+    }
+  };
+
   const policy = new PolicyState({
     stateDir: path.join(config.state_dir, 'policy'),
     pinned: await readPinnedKeys(config.policy.trusted_keys),
@@ -89,10 +101,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     if (result.ok) {
       // A key removed from the bundle stops working at once, also for tokens already registered.
       if (policy.issuers) tokens.retainTrusted(policy.issuers);
-      audit.append(bundleRecord({ kind: 'loaded', revision: result.revision, source: result.source === 'configured' ? bundleFile : 'last-known-good' }));
+      appendSafely(bundleRecord({ kind: 'loaded', revision: result.revision, source: result.source === 'configured' ? bundleFile : 'last-known-good' }));
       logger.info({ revision: result.revision, source: result.source }, 'policy bundle active');
     } else {
-      audit.append(bundleRecord({ kind: 'rejected', revision: 0, source: bundleFile, reason: 'BUNDLE_UNAVAILABLE', detail: `${result.code}: ${result.message}` }));
+      appendSafely(bundleRecord({ kind: 'rejected', revision: 0, source: bundleFile, reason: 'BUNDLE_UNAVAILABLE', detail: `${result.code}: ${result.message}` }));
     }
     return result.ok;
   };
@@ -135,7 +147,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   // Until the audit schema has a revocation event of its own, a revocation is recorded as a token
   // event of kind 'revoked' naming what was revoked and by whom.
   const recordRevocation = (r: Revocation) =>
-    audit.append(
+    appendSafely(
       tokenRecord({
         kind: 'revoked' as 'rejected',
         sessionId: '',
@@ -157,6 +169,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     pipeline,
     route,
     logger,
+    limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
   });
   const modbus = await listener.listen();
 
@@ -170,11 +183,9 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       clock,
       leewaySec: config.identity.leeway_sec,
       logger,
-      onTokenAccepted: (_workloadId, subject) => {
-        audit.append(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' }));
-      },
+      onTokenAccepted: (_workloadId, subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
       onTokenRejected: (workloadId, thumbprint, reason, detail) => {
-        audit.append(
+        appendSafely(
           tokenRecord({
             kind: 'rejected',
             sessionId: '',
@@ -204,7 +215,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
             logger,
             onRevoked: (r) => recordRevocation(r),
             onRefused: (c) =>
-              audit.append(
+              appendSafely(
                 tokenRecord({ kind: 'rejected', sessionId: '', reason: c.reason, detail: `operator API ${c.method} ${c.path} by '${c.operatorSub}' from ${c.remoteAddress}: ${c.detail}` }),
               ),
           },
@@ -267,9 +278,9 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       bundleFile = next.policy.bundle_file;
       return reloadBundle();
     },
-    close: async () => {
+    close: async (drainMs = 0) => {
       listenersUp = false;
-      await listener.close();
+      await listener.close(drainMs);
       await agentApi.close();
       await ops?.close();
       await operatorApi?.close();

@@ -43,7 +43,7 @@ export function register(program: Command): void {
         process.once('SIGTERM', stop);
       });
       process.off('SIGHUP', onHup);
-      await gateway.close();
+      await gateway.close(config.drain_ms);
       logger.info('stopped');
     });
 }
