@@ -4,6 +4,10 @@
 // `owner` claim is their `sub`, so self-service never needs an administrator and never reaches
 // another owner's agents. Every call, accepted or refused, is handed to the audit callbacks.
 // Never logs or audits the bearer token: only its sub and jti.
+//
+// Approvals (issue 5): GET /v1/approvals lists requests (pending by default, ?status=all|...),
+// POST /v1/approvals/{id}/approve and /reject with {"reason": "..."} decide one. Only the operator
+// role decides; the store enforces the two-person rule (the approver is not the agent's owner).
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../core/clock.js';
@@ -14,6 +18,7 @@ import type { TrustedIssuers } from '../identity/issuers.js';
 import { verifyOperatorToken, type Operator } from '../identity/operator.js';
 import type { TokenRegistry } from '../identity/registry.js';
 import { parseRevocationBody, RevocationError, type Revocation, type RevocationRequest, type RevocationStore } from '../identity/revocation.js';
+import { ApprovalError, type ApprovalRequest, type ApprovalStatus, type ApprovalStore } from '../approvals/store.js';
 import { pathOf, readBody, sendJson } from './http.js';
 
 export interface OperatorApiDeps {
@@ -27,6 +32,10 @@ export interface OperatorApiDeps {
   onRevoked(revocation: Revocation, operator: Operator): void;
   /** A call was refused (audit: who tried what, and the reason code). */
   onRefused(call: { method: string; path: string; remoteAddress: string; operatorSub: string; reason: Reason; detail: string }): void;
+  /** Pending approvals and grants; absent = the approval endpoints answer 404. */
+  approvals?: ApprovalStore;
+  /** An operator approved or rejected a request, and it is on disk (audit: approval granted/rejected). */
+  onApprovalDecided?(request: ApprovalRequest, operator: Operator): void;
 }
 
 export interface OperatorApiOptions {
@@ -67,7 +76,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
     deps.onRefused({ method, path, remoteAddress: req.socket.remoteAddress ?? '', operatorSub, reason, detail });
     sendJson(res, status, { reason, detail, message });
   };
-  if (path !== '/v1/revocations' || (method !== 'POST' && method !== 'GET')) {
+  const approvalRoute = deps.approvals === undefined ? undefined : matchApprovalRoute(method, path);
+  if (approvalRoute === undefined && (path !== '/v1/revocations' || (method !== 'POST' && method !== 'GET'))) {
     sendJson(res, 404, { error: 'not found' });
     return;
   }
@@ -95,6 +105,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
     if (!(err instanceof PlantgateError)) throw err;
     const detail = (err as PlantgateError & { detail?: string }).detail ?? '';
     refuse(httpStatusFor(err.reason), err.reason, detail, err.message);
+    return;
+  }
+
+  if (approvalRoute !== undefined) {
+    await handleApproval(req, res, deps, deps.approvals!, approvalRoute, operator, refuse);
     return;
   }
 
@@ -161,5 +176,111 @@ function view(r: Revocation): Record<string, unknown> {
     revoked_at: new Date(r.revokedAtMs).toISOString(),
     source: r.source,
     by: r.by,
+  };
+}
+
+// ---- approvals ----
+
+type ApprovalRoute = { kind: 'list' } | { kind: 'approve' | 'reject'; id: string };
+const APPROVAL_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const LIST_STATUSES = new Set(['pending', 'approved', 'rejected', 'consumed', 'expired', 'all']);
+
+function matchApprovalRoute(method: string, path: string): ApprovalRoute | undefined {
+  if (path === '/v1/approvals' && method === 'GET') return { kind: 'list' };
+  const m = /^\/v1\/approvals\/([^/]+)\/(approve|reject)$/.exec(path);
+  if (m && method === 'POST' && APPROVAL_ID_RE.test(m[1]!)) return { kind: m[2] as 'approve' | 'reject', id: m[1]! };
+  return undefined;
+}
+
+type Refuse = (status: number, reason: Reason, detail: string, message: string, operatorSub?: string) => void;
+
+const APPROVAL_ERROR_STATUS: Record<ApprovalError['code'], [number, Reason]> = {
+  NOT_FOUND: [404, 'APPROVAL_INVALID'],
+  NOT_PENDING: [409, 'APPROVAL_INVALID'],
+  EXPIRED: [409, 'APPROVAL_INVALID'],
+  SAME_PERSON: [403, 'APPROVAL_INVALID'],
+  BAD_REASON: [400, 'PROTOCOL_VIOLATION'],
+  STORE_UNAVAILABLE: [503, 'AUDIT_UNAVAILABLE'],
+};
+
+async function handleApproval(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: OperatorApiDeps,
+  approvals: ApprovalStore,
+  route: ApprovalRoute,
+  operator: Operator,
+  refuse: Refuse,
+): Promise<void> {
+  // Deciding what reaches a PLC is the operator role's alone: an owner role is self-service for revocation only.
+  if (!operator.isOperator) {
+    refuse(403, 'SCOPE_MISSING', 'NOT_OPERATOR', `approvals need the "operator" role; token roles are [${operator.roles.join(', ')}]`, operator.sub);
+    return;
+  }
+  const now = deps.clock.now();
+  if (route.kind === 'list') {
+    const q = new URL(req.url ?? '/', 'https://x').searchParams.get('status') ?? 'pending';
+    if (!LIST_STATUSES.has(q)) {
+      refuse(400, 'PROTOCOL_VIOLATION', 'BAD_REQUEST', `status must be one of ${[...LIST_STATUSES].join(', ')}`, operator.sub);
+      return;
+    }
+    sendJson(res, 200, { approvals: approvals.list(now, { status: q as ApprovalStatus | 'all' }).map(approvalView) });
+    return;
+  }
+  const text = await readBody(req, MAX_BODY);
+  if (text === undefined) {
+    refuse(413, 'PROTOCOL_VIOLATION', 'BODY_TOO_LARGE', `body larger than ${MAX_BODY} bytes`, operator.sub);
+    return;
+  }
+  let reason: unknown;
+  try {
+    reason = (JSON.parse(text) as { reason?: unknown } | null)?.reason;
+  } catch {
+    refuse(400, 'PROTOCOL_VIOLATION', 'BAD_JSON', 'body is not valid JSON', operator.sub);
+    return;
+  }
+  if (typeof reason !== 'string') {
+    refuse(400, 'PROTOCOL_VIOLATION', 'BAD_REQUEST', 'body must be {"reason": "..."}', operator.sub);
+    return;
+  }
+  let decided: ApprovalRequest;
+  try {
+    decided = route.kind === 'approve' ? await approvals.approve(route.id, operator.sub, reason, now) : await approvals.reject(route.id, operator.sub, reason, now);
+  } catch (err) {
+    if (!(err instanceof ApprovalError)) throw err;
+    const [status, r] = APPROVAL_ERROR_STATUS[err.code];
+    refuse(status, r, err.code, err.message, operator.sub);
+    return;
+  }
+  deps.onApprovalDecided?.(decided, operator);
+  sendJson(res, 200, { status: decided.status, approval: approvalView(decided) });
+}
+
+function iso(ms: number | undefined): string | undefined {
+  return ms === undefined ? undefined : new Date(ms).toISOString();
+}
+
+/** What an operator sees of a request: the command, who asks and why, and its state. Never a token. */
+export function approvalView(r: ApprovalRequest): Record<string, unknown> {
+  return {
+    id: r.id,
+    status: r.status,
+    digest: r.digest,
+    rule: r.ruleId,
+    asset: r.assetId,
+    operation: r.operation,
+    targets: r.targets,
+    points: r.points,
+    ...(r.values !== undefined ? { values: r.values } : {}),
+    ...(r.rawValues !== undefined ? { raw_values: r.rawValues } : {}),
+    workload: r.workloadId,
+    owner: r.owner,
+    task: { id: r.taskId, purpose: r.taskPurpose },
+    ...(r.actSub !== undefined ? { act: r.actSub } : {}),
+    requested_at: iso(r.requestedAtMs),
+    expires_at: iso(r.expiresAtMs),
+    ...(r.decidedBy !== undefined ? { decided_by: r.decidedBy, decided_at: iso(r.decidedAtMs), reason: r.reason } : {}),
+    ...(r.grantExpiresAtMs !== undefined ? { grant_expires_at: iso(r.grantExpiresAtMs) } : {}),
+    ...(r.consumedAtMs !== undefined ? { consumed_at: iso(r.consumedAtMs) } : {}),
   };
 }

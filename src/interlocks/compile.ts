@@ -1,0 +1,335 @@
+// The compile step for interlock sources: the `interlocks:` list of a policy entry file (or an
+// included file) into the InterlockDef[] that goes into the signed bundle. Owns the source shape
+// and every check a typo needs; reports every problem as file:line:col (never stops at the first),
+// and never guesses a default that would let a command through that the author meant to stop.
+//
+//   interlocks:
+//     - id: pump1-dry-run
+//       description: never start the feed pump on a nearly empty tank
+//       asset: plc1
+//       guards: ["pump1.run := 1"]        # a point, or "point := value" (engineering units, true/false)
+//       operations: [write]               # optional; write (default) and/or call
+//       deny_when: tank1.level < 10 and not valve1.open
+//       poll: 500ms                       # optional defaults for every input
+//       max_age: 2s
+//       inputs:                           # optional per-input overrides
+//         tank1.level: { poll: 250ms, max_age: 1s }
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, Scalar, type Node, type Pair } from 'yaml';
+import { SourceError } from '../core/errors.js';
+import type { BundleAsset, PointDef } from '../policy/payload.js';
+import { ParseError, parseExpr, pointsOf, printExpr, type Expr } from './expr.js';
+import {
+  DEFAULT_MAX_AGE_MS,
+  DEFAULT_POLL_MS,
+  GUARDED_OPERATIONS,
+  MIN_POLL_MS,
+  type GuardedOperation,
+  type InterlockDef,
+  type InterlockGuard,
+  type InterlockInput,
+} from './payload.js';
+
+/** Where the node came from: the display path used in messages, and the file's line counter. */
+export interface SourceContext {
+  file: string;
+  lineCounter: LineCounter;
+  /** The file's text: lets expression errors inside block scalars (`|`) point at the exact column. */
+  text?: string;
+}
+
+const INTERLOCK_KEYS = ['id', 'description', 'asset', 'guards', 'operations', 'deny_when', 'poll', 'max_age', 'inputs'];
+const INPUT_KEYS = ['poll', 'max_age'];
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+const WRITABLE_TABLES = new Set(['coil', 'holding']);
+
+/** "250ms", "2s", "1m" → milliseconds; null for anything else (zero and negatives included). */
+export function parseDurationMs(text: string): number | null {
+  const m = /^(\d+)(ms|s|m)$/.exec(text);
+  if (!m) return null;
+  const n = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000);
+  return n > 0 && Number.isSafeInteger(n) ? n : null;
+}
+
+/**
+ * Compiles the value of an `interlocks:` key against the bundle's assets. `node` is the YAML node
+ * (a sequence); absent or null means no interlocks. Problems come back as SourceErrors, never
+ * thrown, so the policy compiler can report them with its own.
+ */
+export function compileInterlocks(
+  node: Node | null | undefined,
+  ctx: SourceContext,
+  assets: readonly BundleAsset[],
+): { interlocks: InterlockDef[]; errors: SourceError[] } {
+  const errors: SourceError[] = [];
+  const interlocks: InterlockDef[] = [];
+  const fail = (n: Node | null | undefined, field: string, problem: string): undefined => {
+    const p = ctx.lineCounter.linePos(n?.range?.[0] ?? 0);
+    errors.push(new SourceError(ctx.file, p.line, p.col, field, problem));
+    return undefined;
+  };
+  if (node === null || node === undefined || (isScalar(node) && node.value === null)) return { interlocks, errors };
+  if (!isSeq(node)) {
+    fail(node, 'interlocks', 'must be a list of interlocks');
+    return { interlocks, errors };
+  }
+  const assetsById = new Map(assets.map((a) => [a.id, a]));
+  const ids = new Set<string>();
+
+  (node.items as (Node | null)[]).forEach((item, i) => {
+    let field = `interlocks[${i}]`;
+    if (!isMap(item)) return fail(item, field, 'must be a mapping (id, asset, guards, deny_when, ...)');
+    const entries = new Map<string, Pair<Node, Node | null>>();
+    for (const pair of item.items as Pair<Node, Node | null>[]) {
+      const key = isScalar(pair.key) ? pair.key.value : undefined;
+      if (typeof key !== 'string') {
+        fail(pair.key, field, 'keys must be strings');
+        continue;
+      }
+      if (!INTERLOCK_KEYS.includes(key)) {
+        fail(pair.key, `${field}.${key}`, `unknown field '${key}' (expected ${INTERLOCK_KEYS.join(', ')})`);
+        continue;
+      }
+      entries.set(key, pair);
+    }
+    const valueOf = (key: string): Node | null | undefined => {
+      const pair = entries.get(key);
+      return pair === undefined ? undefined : (pair.value ?? (pair.key as Node));
+    };
+    const str = (key: string, required: boolean): string | undefined => {
+      const n = valueOf(key);
+      if (n === undefined) return required ? fail(item, `${field}.${key}`, 'is required') : undefined;
+      if (!isScalar(n) || typeof n.value !== 'string' || n.value.trim() === '') return fail(n, `${field}.${key}`, 'must be a non-empty string');
+      return n.value;
+    };
+
+    const id = str('id', true);
+    if (id !== undefined) {
+      field = `interlocks.${id}`;
+      if (!ID_RE.test(id)) fail(valueOf('id'), `${field}.id`, `'${id}' is not a valid id (letters, digits, _ . : -)`);
+      else if (ids.has(id)) fail(valueOf('id'), `${field}.id`, `duplicate interlock id '${id}'`);
+      ids.add(id);
+    }
+    const description = str('description', false) ?? '';
+    const assetId = str('asset', true);
+    const asset = assetId === undefined ? undefined : assetsById.get(assetId);
+    if (assetId !== undefined && asset === undefined) {
+      fail(valueOf('asset'), `${field}.asset`, `unknown asset '${assetId}' (known: ${[...assetsById.keys()].join(', ') || 'none'})`);
+    }
+
+    // operations
+    let operations: GuardedOperation[] = ['write'];
+    const opsNode = valueOf('operations');
+    if (opsNode !== undefined) {
+      if (!isSeq(opsNode) || opsNode.items.length === 0) {
+        fail(opsNode, `${field}.operations`, `must be a non-empty list of ${GUARDED_OPERATIONS.join(', ')}`);
+      } else {
+        operations = [];
+        for (const op of opsNode.items as (Node | null)[]) {
+          const v = isScalar(op) ? op.value : undefined;
+          if (typeof v !== 'string' || !(GUARDED_OPERATIONS as readonly string[]).includes(v)) {
+            fail(op, `${field}.operations`, `'${String(v)}' is not an operation an interlock guards (${GUARDED_OPERATIONS.join(', ')})`);
+          } else if (!operations.includes(v as GuardedOperation)) operations.push(v as GuardedOperation);
+        }
+      }
+    }
+
+    // guards
+    const guards: InterlockGuard[] = [];
+    const guardsNode = valueOf('guards');
+    if (guardsNode === undefined) fail(item, `${field}.guards`, 'is required (the commands this interlock guards, e.g. "pump1.run := 1")');
+    else if (!isSeq(guardsNode) || guardsNode.items.length === 0) fail(guardsNode, `${field}.guards`, 'must be a non-empty list');
+    else {
+      for (const g of guardsNode.items as (Node | null)[]) {
+        const guard = parseGuard(g, `${field}.guards`, asset, fail);
+        if (guard !== undefined) guards.push(guard);
+      }
+    }
+
+    // durations
+    const duration = (n: Node | null | undefined, f: string): number | undefined => {
+      if (n === undefined) return undefined;
+      const ms = isScalar(n) && typeof n.value === 'string' ? parseDurationMs(n.value) : null;
+      if (ms === null) return fail(n, f, `must be a duration like 250ms, 2s or 1m`);
+      return ms;
+    };
+    const defaultPoll = duration(valueOf('poll'), `${field}.poll`) ?? DEFAULT_POLL_MS;
+    const defaultMaxAge = duration(valueOf('max_age'), `${field}.max_age`);
+
+    // deny_when
+    let expr: Expr | undefined;
+    const condNode = valueOf('deny_when');
+    // `deny_when: true` is a YAML boolean, not a string: read it as the text it was written as.
+    const cond = isScalar(condNode) && (typeof condNode.value === 'boolean' || typeof condNode.value === 'number') ? String(condNode.value) : str('deny_when', true);
+    if (cond !== undefined && condNode !== undefined && condNode !== null) {
+      try {
+        expr = parseExpr(cond);
+      } catch (err) {
+        if (!(err instanceof ParseError)) throw err;
+        pushAt(errors, ctx, condNode, err.line, err.col, `${field}.deny_when`, err.problem);
+      }
+    }
+
+    // inputs: every point the condition names, resolved, with its poll rate and freshness bound.
+    const inputs: InterlockInput[] = [];
+    const overrides = new Map<string, { node: Node; poll?: number; maxAge?: number; used: boolean }>();
+    const inputsNode = valueOf('inputs');
+    if (inputsNode !== undefined) {
+      if (!isMap(inputsNode)) fail(inputsNode, `${field}.inputs`, 'must be a mapping of point name to { poll, max_age }');
+      else {
+        for (const pair of inputsNode.items as Pair<Node, Node | null>[]) {
+          const key = isScalar(pair.key) ? pair.key.value : undefined;
+          if (typeof key !== 'string') {
+            fail(pair.key, `${field}.inputs`, 'keys must be point names');
+            continue;
+          }
+          const f = `${field}.inputs.${key}`;
+          const v = pair.value;
+          if (!isMap(v)) {
+            fail(v ?? pair.key, f, 'must be a mapping { poll, max_age }');
+            continue;
+          }
+          const o: { node: Node; poll?: number; maxAge?: number; used: boolean } = { node: pair.key, used: false };
+          for (const p of v.items as Pair<Node, Node | null>[]) {
+            const k = isScalar(p.key) ? p.key.value : undefined;
+            if (k === 'poll') o.poll = duration(p.value, `${f}.poll`);
+            else if (k === 'max_age') o.maxAge = duration(p.value, `${f}.max_age`);
+            else fail(p.key, `${f}.${String(k)}`, `unknown field '${String(k)}' (expected ${INPUT_KEYS.join(', ')})`);
+          }
+          overrides.set(qualify(key, assetId), o);
+        }
+      }
+    }
+    if (expr !== undefined && asset !== undefined && condNode) {
+      let ok = true;
+      const seen = new Set<string>();
+      const walk = (e: Expr): void => {
+        if (e.kind === 'point') {
+          const a = e.ref.asset === undefined ? asset : assetsById.get(e.ref.asset);
+          if (a === undefined) {
+            ok = false;
+            const hint = isPointOf(asset, e.ref.asset!) ? ` (to divide, write '${e.ref.asset} / ${e.ref.name}' with spaces)` : '';
+            pushAt(errors, ctx, condNode, e.line, e.col, `${field}.deny_when`, `unknown asset '${e.ref.asset}' in '${e.ref.asset}/${e.ref.name}'${hint}`);
+            return;
+          }
+          if (a.points[e.ref.name] === undefined) {
+            ok = false;
+            pushAt(errors, ctx, condNode, e.line, e.col, `${field}.deny_when`, `asset '${a.id}' has no point '${e.ref.name}'`);
+            return;
+          }
+          const key = `${a.id}/${e.ref.name}`;
+          if (seen.has(key)) return;
+          seen.add(key);
+          const o = overrides.get(key);
+          if (o) o.used = true;
+          const poll = o?.poll ?? defaultPoll;
+          const maxAge = o?.maxAge ?? defaultMaxAge ?? Math.max(DEFAULT_MAX_AGE_MS, 3 * poll);
+          const where = o?.node ?? condNode;
+          if (poll < MIN_POLL_MS) pushAt(errors, ctx, where, 1, 1, `${field}.inputs.${key}.poll`, `${poll}ms is faster than the minimum ${MIN_POLL_MS}ms`);
+          // A bound tighter than the poll interval would make the input stale between every two polls.
+          if (maxAge <= poll) pushAt(errors, ctx, where, 1, 1, `${field}.inputs.${key}.max_age`, `${maxAge}ms must be longer than the poll interval ${poll}ms`);
+          inputs.push({ asset: a.id, point: e.ref.name, poll_ms: poll, max_age_ms: maxAge });
+          return;
+        }
+        if (e.kind === 'neg' || e.kind === 'not') walk(e.operand);
+        else if (e.kind === 'arith' || e.kind === 'cmp' || e.kind === 'and' || e.kind === 'or') {
+          walk(e.left);
+          walk(e.right);
+        }
+      };
+      walk(expr);
+      for (const [key, o] of overrides) {
+        if (!o.used) fail(o.node, `${field}.inputs.${key}`, `'${key}' is not used by deny_when`);
+      }
+      if (!ok) expr = undefined;
+    }
+
+    if (id !== undefined && asset !== undefined && expr !== undefined && guards.length > 0 && pointsOf(expr).length > 0) {
+      interlocks.push({ id, description, asset: asset.id, operations, guards, deny_when: printExpr(expr), inputs });
+    } else if (expr !== undefined && pointsOf(expr).length === 0) {
+      fail(condNode, `${field}.deny_when`, 'names no point: an interlock must depend on live process values');
+    }
+    return undefined;
+  });
+  return { interlocks, errors };
+}
+
+/**
+ * Convenience for tests and tools: compiles the `interlocks:` key of a YAML text. The policy
+ * compiler calls compileInterlocks with the node it already parsed.
+ */
+export function compileInterlocksText(text: string, file: string, assets: readonly BundleAsset[]): { interlocks: InterlockDef[]; errors: SourceError[] } {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return {
+      interlocks: [],
+      errors: doc.errors.map((e) => {
+        const p = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
+        return new SourceError(file, p.line, p.col, 'yaml', e.message.split('\n')[0]!);
+      }),
+    };
+  }
+  const root = doc.contents as Node | null;
+  const node = isMap(root) ? (root.get('interlocks', true) as Node | undefined) : undefined;
+  return compileInterlocks(node, { file, lineCounter, text }, assets);
+}
+
+function qualify(key: string, assetId: string | undefined): string {
+  const slash = key.indexOf('/');
+  return slash === -1 ? `${assetId ?? ''}/${key}` : key;
+}
+
+/** `tank1.level/pump1.speed` reads as a qualified point; say how to divide instead. */
+function isPointOf(asset: BundleAsset, name: string): boolean {
+  return asset.points[name] !== undefined;
+}
+
+function parseGuard(
+  g: Node | null,
+  field: string,
+  asset: BundleAsset | undefined,
+  fail: (n: Node | null | undefined, field: string, problem: string) => undefined,
+): InterlockGuard | undefined {
+  let point: string | undefined;
+  let valueText: string | undefined;
+  if (isScalar(g) && typeof g.value === 'string') {
+    const m = /^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?::=\s*(\S.*?))?\s*$/.exec(g.value);
+    if (!m) return fail(g, field, `'${g.value}' is not a guard: write a point name, or "point := value"`);
+    point = m[1];
+    valueText = m[2];
+  } else {
+    return fail(g, field, 'each guard is a string: a point name, or "point := value"');
+  }
+  if (asset === undefined) return undefined;
+  const def: PointDef | undefined = asset.points[point!];
+  if (def === undefined) return fail(g, field, `asset '${asset.id}' has no point '${point}'`);
+  if (!WRITABLE_TABLES.has(def.table)) return fail(g, field, `'${point}' is a read-only ${def.table} point: no command can write it`);
+  if (valueText === undefined) return { point: point! };
+  let value: number;
+  if (valueText === 'true' || valueText === 'false') value = valueText === 'true' ? 1 : 0;
+  else if (/^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(valueText)) value = Number(valueText);
+  else return fail(g, field, `'${valueText}' is not a value: write a number in engineering units, true or false`);
+  if (def.type === 'bool' && value !== 0 && value !== 1) return fail(g, field, `'${point}' is a bool point: guard value must be 0, 1, true or false`);
+  return { point: point!, value };
+}
+
+/** Places a position inside an expression scalar at its file position. */
+function pushAt(errors: SourceError[], ctx: SourceContext, node: Node, line: number, col: number, field: string, problem: string): void {
+  const start = node.range?.[0] ?? 0;
+  const base = ctx.lineCounter.linePos(start);
+  let p = { line: base.line, col: base.col };
+  const type = isScalar(node) ? (node as Scalar).type : undefined;
+  if (type === Scalar.BLOCK_LITERAL) {
+    // Content starts on the line after the `|` header, indented; expression lines map one to one.
+    const fileLine = base.line + line;
+    // The block's indentation is that of its first content line (YAML strips it from every line).
+    const indent = ctx.text === undefined ? 0 : (/^ */.exec(ctx.text.split('\n')[base.line] ?? '')?.[0].length ?? 0);
+    p = { line: fileLine, col: indent + col };
+  } else if (line === 1 && (type === Scalar.PLAIN || type === Scalar.QUOTE_DOUBLE || type === Scalar.QUOTE_SINGLE)) {
+    const shift = type === Scalar.PLAIN ? 0 : 1;
+    const q = ctx.lineCounter.linePos(start + shift + col - 1);
+    // Only exact when the scalar sits on one line; a folded scalar keeps its start position.
+    if (q.line === base.line) p = { line: q.line, col: q.col };
+  }
+  errors.push(new SourceError(ctx.file, p.line, p.col, field, problem));
+}

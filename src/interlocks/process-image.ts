@@ -1,0 +1,278 @@
+// The gateway's process image: the live values that interlocks name, polled by the gateway itself
+// on its own upstream connection (never an agent's), each stamped with the time it was read.
+// Owns polling and decoding; decides nothing. Values live in flat typed arrays indexed by slot so
+// the interlock check on the command path reads them without allocating.
+//
+// A value's time is the moment its read request was sent, not when the answer arrived: the PLC
+// sampled it somewhere in between, and the earlier bound can only make it look older (fail closed).
+// A failed poll (exception, timeout, no connection, undecodable) leaves the old value and time in
+// place, so the value simply ages past its freshness bound and interlocks deny.
+import type { Clock } from '../core/clock.js';
+import type { ModbusTable } from '../core/command.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { decodeResponse, encodeRequest, isExceptionResponse, type Request } from '../../protocols/modbus/codec.js';
+import { UpstreamPool, type UpstreamResult } from '../../protocols/modbus/upstream.js';
+import { pointWidth, type PointDef } from '../policy/payload.js';
+import { decodePoint } from '../policy/values.js';
+
+export interface ProcessInputSpec {
+  asset: string;
+  point: string;
+  def: PointDef;
+  pollMs: number;
+  maxAgeMs: number;
+}
+
+/** Where an asset's PLC is reached: the image opens its own connection there. */
+export interface ProcessEndpoint {
+  host: string;
+  port: number;
+  unitId: number;
+}
+
+export interface ProcessImageOptions {
+  inputs: readonly ProcessInputSpec[];
+  endpoint(asset: string): ProcessEndpoint | undefined;
+  clock: Clock;
+  logger?: Logger;
+  /** Per-read timeout toward the PLC. */
+  timeoutMs?: number;
+  /** Largest gap (registers or bits) bridged to read neighbouring points in one request. */
+  maxGap?: number;
+}
+
+export interface PollStatus {
+  asset: string;
+  table: ModbusTable;
+  address: number;
+  quantity: number;
+  pollMs: number;
+  /** The last poll's result: 'ok', 'exception 0x02', 'timeout', 'unavailable', 'no endpoint'. */
+  last: string;
+}
+
+interface Member {
+  slot: number;
+  offset: number;
+  def: PointDef;
+}
+
+interface PollGroup {
+  asset: string;
+  table: ModbusTable;
+  pollMs: number;
+  request: Request;
+  pdu: Buffer;
+  members: Member[];
+  nextDueMs: number;
+  inFlight: Promise<void> | undefined;
+  last: string;
+}
+
+const FC_FOR: Record<ModbusTable, 1 | 2 | 3 | 4> = { coil: 1, discrete: 2, holding: 3, input: 4 };
+const MAX_QUANTITY: Record<ModbusTable, number> = { coil: 2000, discrete: 2000, holding: 125, input: 125 };
+
+export class ProcessImage {
+  /** Engineering units per slot; NaN until read, or when the last read could not be decoded. */
+  readonly values: Float64Array;
+  /** Time each value was read (ms since the epoch); NaN = never read. */
+  readonly readAtMs: Float64Array;
+  /** Freshness bound per slot. */
+  readonly maxAgeMs: Float64Array;
+  /** "asset/point" per slot, for trip records. */
+  readonly names: readonly string[];
+  private readonly slots = new Map<string, number>();
+  private readonly groups: PollGroup[] = [];
+  private readonly pools = new Map<string, { pool: UpstreamPool; unitId: number } | undefined>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly logger: Logger;
+
+  constructor(private readonly opts: ProcessImageOptions) {
+    this.logger = opts.logger ?? silentLogger;
+    // One slot per distinct point; the strictest bound and fastest rate win when interlocks share one.
+    const merged = new Map<string, ProcessInputSpec>();
+    for (const inp of opts.inputs) {
+      const key = `${inp.asset}/${inp.point}`;
+      const prev = merged.get(key);
+      merged.set(key, prev === undefined ? { ...inp } : { ...prev, pollMs: Math.min(prev.pollMs, inp.pollMs), maxAgeMs: Math.min(prev.maxAgeMs, inp.maxAgeMs) });
+    }
+    const specs = [...merged.values()];
+    const n = specs.length;
+    this.values = new Float64Array(n).fill(NaN);
+    this.readAtMs = new Float64Array(n).fill(NaN);
+    this.maxAgeMs = new Float64Array(n);
+    this.names = specs.map((s) => `${s.asset}/${s.point}`);
+    specs.forEach((s, i) => {
+      this.slots.set(this.names[i]!, i);
+      this.maxAgeMs[i] = s.maxAgeMs;
+    });
+    this.planGroups(specs, opts.maxGap ?? 16);
+  }
+
+  /** Slot of a point, or -1 when the image does not poll it. */
+  slot(asset: string, point: string): number {
+    return this.slots.get(`${asset}/${point}`) ?? -1;
+  }
+
+  get size(): number {
+    return this.values.length;
+  }
+
+  /** Groups points of one asset, table and rate into as few reads as the PDU limits allow. */
+  private planGroups(specs: ProcessInputSpec[], maxGap: number): void {
+    const buckets = new Map<string, { spec: ProcessInputSpec; slot: number }[]>();
+    specs.forEach((spec, slot) => {
+      const key = `${spec.asset}\u0000${spec.def.table}\u0000${spec.pollMs}`;
+      let b = buckets.get(key);
+      if (b === undefined) buckets.set(key, (b = []));
+      b.push({ spec, slot });
+    });
+    for (const bucket of buckets.values()) {
+      bucket.sort((a, b) => a.spec.def.address - b.spec.def.address);
+      const { asset, pollMs } = bucket[0]!.spec;
+      const table = bucket[0]!.spec.def.table;
+      let start = -1;
+      let end = -1;
+      let members: Member[] = [];
+      const flush = () => {
+        if (members.length === 0) return;
+        const request = { fc: FC_FOR[table], address: start, quantity: end - start } as Request;
+        this.groups.push({ asset, table, pollMs, request, pdu: encodeRequest(request), members, nextDueMs: 0, inFlight: undefined, last: 'not polled yet' });
+        members = [];
+      };
+      for (const { spec, slot } of bucket) {
+        const a = spec.def.address;
+        const w = table === 'coil' || table === 'discrete' ? 1 : pointWidth(spec.def.type);
+        if (members.length > 0 && (a - end > maxGap || a + w - start > MAX_QUANTITY[table])) flush();
+        if (members.length === 0) start = a;
+        end = Math.max(end, a + w);
+        members.push({ slot, offset: a - start, def: spec.def });
+      }
+      flush();
+    }
+  }
+
+  private poolFor(asset: string): { pool: UpstreamPool; unitId: number } | undefined {
+    if (this.pools.has(asset)) return this.pools.get(asset);
+    const ep = this.opts.endpoint(asset);
+    // One connection of its own per PLC: the image never shares (or starves) the agents' pool.
+    const entry = ep === undefined ? undefined : { pool: new UpstreamPool({ host: ep.host, port: ep.port, connections: 1, timeoutMs: this.opts.timeoutMs ?? 1000, logger: this.logger }), unitId: ep.unitId };
+    this.pools.set(asset, entry);
+    return entry;
+  }
+
+  /** Opens the connections and starts polling on a timer (production); tests call pollNow instead. */
+  start(): void {
+    for (const g of this.groups) this.poolFor(g.asset);
+    if (this.groups.length === 0 || this.timer !== undefined) return;
+    const fastest = Math.min(...this.groups.map((g) => g.pollMs));
+    this.timer = setInterval(() => void this.pollDue(), Math.max(10, Math.floor(fastest / 4)));
+    this.timer.unref();
+    void this.pollDue();
+  }
+
+  /** Resolves once every PLC the image polls has a live connection. */
+  async ready(): Promise<void> {
+    const pools = new Set<UpstreamPool>();
+    for (const g of this.groups) {
+      const p = this.poolFor(g.asset);
+      if (p) pools.add(p.pool);
+    }
+    await Promise.all([...pools].map((p) => p.ready()));
+  }
+
+  /** Polls every group whose interval has passed on the clock; resolves when their answers are in. */
+  pollDue(): Promise<void> {
+    const now = this.opts.clock.now();
+    const pending: Promise<void>[] = [];
+    for (const g of this.groups) {
+      if (g.inFlight !== undefined || g.nextDueMs > now) continue;
+      pending.push(this.poll(g, now));
+    }
+    return Promise.all(pending).then(() => undefined);
+  }
+
+  /** Polls every group now (waiting for reads already in flight); resolves when all answers are in. */
+  pollNow(): Promise<void> {
+    const now = this.opts.clock.now();
+    return Promise.all(this.groups.map((g) => g.inFlight ?? this.poll(g, now))).then(() => undefined);
+  }
+
+  private poll(g: PollGroup, now: number): Promise<void> {
+    g.nextDueMs = now + g.pollMs;
+    const route = this.closed ? undefined : this.poolFor(g.asset);
+    if (route === undefined) {
+      g.last = 'no endpoint';
+      return Promise.resolve();
+    }
+    let answered = false;
+    const p = new Promise<void>((resolve) => {
+      route.pool.send(route.unitId, g.pdu, g.request, (result) => {
+        answered = true;
+        g.inFlight = undefined;
+        this.onResult(g, result, now);
+        resolve();
+      });
+    });
+    // send() answers synchronously when there is no connection: then nothing is in flight.
+    if (!answered) g.inFlight = p;
+    return p;
+  }
+
+  private onResult(g: PollGroup, result: UpstreamResult, sentAtMs: number): void {
+    if (result.kind !== 'response') {
+      if (g.last !== result.kind) this.logger.warn({ asset: g.asset, table: g.table, fc: g.request.fc, result: result.kind }, 'process image poll failed');
+      g.last = result.kind;
+      return;
+    }
+    let words: ArrayLike<number>;
+    try {
+      const res = decodeResponse(g.request, result.pdu);
+      if (isExceptionResponse(res)) {
+        g.last = `exception 0x${res.exception.toString(16).padStart(2, '0')}`;
+        return;
+      }
+      const vals = (res as { values: (number | boolean)[] }).values;
+      words = vals.map((v) => (v === true ? 1 : v === false ? 0 : (v as number)));
+    } catch {
+      // The pool validated the answer already; a decode failure here leaves values to go stale.
+      g.last = 'undecodable';
+      return;
+    }
+    g.last = 'ok';
+    for (const m of g.members) {
+      const second = pointWidth(m.def.type) === 2 ? (words[m.offset + 1] ?? NaN) : 0;
+      const v = decodePoint(m.def, words[m.offset]!, second);
+      this.values[m.slot] = v;
+      // An undecodable value keeps no timestamp: it must not count as fresh.
+      this.readAtMs[m.slot] = Number.isNaN(v) ? NaN : sentAtMs;
+    }
+  }
+
+  /** Age of a slot's value at `nowMs`; Infinity when never read. */
+  ageMs(slot: number, nowMs: number): number {
+    const t = this.readAtMs[slot]!;
+    return Number.isNaN(t) ? Infinity : nowMs - t;
+  }
+
+  /** What each poll did last: for the operator and the health endpoint. */
+  status(): PollStatus[] {
+    return this.groups.map((g) => ({
+      asset: g.asset,
+      table: g.table,
+      address: (g.request as { address: number }).address,
+      quantity: (g.request as { quantity: number }).quantity,
+      pollMs: g.pollMs,
+      last: g.last,
+    }));
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const p of this.pools.values()) p?.pool.close();
+    this.pools.clear();
+  }
+}
