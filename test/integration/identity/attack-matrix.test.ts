@@ -75,7 +75,7 @@ async function wireIdentity(): Promise<void> {
       clock,
       leewaySec: 30,
       logger: silentLogger,
-      onTokenAccepted: () => undefined,
+      onTokenAccepted: () => true,
       onTokenRejected: () => undefined,
       revocations,
       onTaskCompleted: (workloadId, r) => gw.audit.append(revokedRecord(r, workloadId)),

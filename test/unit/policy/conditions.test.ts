@@ -1,8 +1,8 @@
 // Rule conditions, delegation and shadow mode, each decided by the real engine with a ManualClock.
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
-import type { Command, Operation, Target } from '../../../src/core/command.js';
-import { PolicyEngine, type ZonedSubject } from '../../../src/policy/engine.js';
+import type { Command, Operation, Subject, Target } from '../../../src/core/command.js';
+import { PolicyEngine } from '../../../src/policy/engine.js';
 import type { BundlePayload, BundleRule } from '../../../src/policy/payload.js';
 import { demoPayload, NOW_MS, subject } from './fixtures.js';
 
@@ -84,7 +84,7 @@ describe('max step from the last known value', () => {
 });
 
 describe('cross-zone commands', () => {
-  const zoned = (zone: string): ZonedSubject => ({ ...subject(), zone });
+  const zoned = (zone: string): Subject => ({ ...subject(), zone });
 
   it('denies a subject whose zone claim differs from the asset zone with CROSS_ZONE', () => {
     const e = engineWith([rule({ id: 'sp' })]);

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Command, ModbusTable, Subject } from '../../../src/core/command.js';
 import type { Reason } from '../../../src/core/reasons.js';
-import { PolicyEngine, type PolicyDecision, type ZonedSubject } from '../../../src/policy/engine.js';
+import { PolicyEngine, type PolicyDecision } from '../../../src/policy/engine.js';
 import type { BundlePayload, BundleRule } from '../../../src/policy/payload.js';
 import { WEEKDAYS, utcOffsetMs, type WindowSpec } from '../../../src/policy/windows.js';
 import { demoPayload, subject } from './fixtures.js';
@@ -53,7 +53,7 @@ function inWindow(w: WindowSpec, ms: number): boolean {
   return (minute >= from && day(d.getUTCDay())) || (minute < to && day(d.getUTCDay() - 1));
 }
 
-function reference(p: BundlePayload, cmd: Command, s: ZonedSubject, now: number, last: Record<string, number>): PolicyDecision {
+function reference(p: BundlePayload, cmd: Command, s: Subject, now: number, last: Record<string, number>): PolicyDecision {
   const asset = p.assets.find((a) => a.id === cmd.assetId)!;
   const pointAt = (table: ModbusTable, addr: number) =>
     Object.entries(asset.points).find(([, d]) => d.table === table && addr >= d.address && addr < d.address + (['int32', 'uint32', 'float32'].includes(d.type) ? 2 : 1))?.[0];
@@ -63,7 +63,7 @@ function reference(p: BundlePayload, cmd: Command, s: ZonedSubject, now: number,
     const n = pointAt(t.table!, a);
     if (n) written.add(n);
   }
-  const evalOne = (subj: ZonedSubject): { rule: BundleRule | null; reason: Reason; shadow?: Reason } => {
+  const evalOne = (subj: Subject): { rule: BundleRule | null; reason: Reason; shadow?: Reason } => {
     let deny: { reason: Reason; rule: BundleRule } | null = null;
     let waived: { reason: Reason; rule: BundleRule } | null = null;
     for (const r of p.rules) {
@@ -153,7 +153,7 @@ describe('compiled engine vs. reference evaluator', () => {
           };
           if (!g.read) cmd.rawValues = g.raw.slice(0, g.count);
           engine.resolveModbus(cmd, 1);
-          const s: ZonedSubject = { ...subject({ workloadId: `${AGENT}${g.who}`, roles: g.roles, scopes: [...g.scopes], assurance: g.assurance as Subject['assurance'] }) };
+          const s: Subject = { ...subject({ workloadId: `${AGENT}${g.who}`, roles: g.roles, scopes: [...g.scopes], assurance: g.assurance as Subject['assurance'] }) };
           if (g.act) s.actSub = [...g.act];
           if (g.zone) s.zone = g.zone;
           const expected = reference(payload, cmd, s, g.at, last);
