@@ -71,8 +71,53 @@ function deviceIdentification(data: Buffer): Buffer | number {
   return out;
 }
 
+/**
+ * The counters a device reports through FC 8's read-only sub-functions (v1.1b3 §6.8.1), counted
+ * by the server since start. Serial-only counters (CRC errors, NAKs, overruns) stay 0 on TCP.
+ */
+export class DiagnosticCounters {
+  /** Messages the device received (any unit id). Shared by all PLCs of one server. */
+  bus = 0;
+  /** Messages addressed to this PLC. */
+  server = 0;
+  /** Exception responses it sent. */
+  exceptions = 0;
+  /** Requests it did not answer. */
+  noResponse = 0;
+  /** Busy (0x06) exceptions it sent. */
+  busy = 0;
+}
+
+const ZERO_COUNTERS = new DiagnosticCounters();
+
+/** FC 8 sub-functions that only read (0x02 diagnostic register, 0x0B..0x12 counters). */
+function diagnosticValue(sub: number, bus: number, c: DiagnosticCounters): number | undefined {
+  switch (sub) {
+    case 0x02:
+      return 0; // diagnostic register: no fault bits set
+    case 0x0b:
+      return bus;
+    case 0x0c:
+      return 0; // bus communication (CRC) errors: none on TCP
+    case 0x0d:
+      return c.exceptions;
+    case 0x0e:
+      return c.server;
+    case 0x0f:
+      return c.noResponse;
+    case 0x10:
+      return 0; // NAKs: serial line only
+    case 0x11:
+      return c.busy;
+    case 0x12:
+      return 0; // character overruns: serial line only
+    default:
+      return undefined;
+  }
+}
+
 /** The answer of a PLC whose memory is `t` to request `req` (already validated by the codec). */
-export function handleRequest(t: PlcTables, req: Request): Response {
+export function handleRequest(t: PlcTables, req: Request, diag: DiagnosticCounters = ZERO_COUNTERS, busMessages = 0): Response {
   switch (req.fc) {
     case 1:
     case 2: {
@@ -121,12 +166,21 @@ export function handleRequest(t: PlcTables, req: Request): Response {
       return { fc: 23, values: readRegisters(t.holding, req.readAddress, req.readQuantity) };
     }
     case 8: {
-      // Only Return Query Data (sub-function 0) is meaningful on TCP; echo it byte for byte.
-      if (req.subFunction !== 0) return exception(8, ModbusException.ILLEGAL_FUNCTION);
-      const raw = Buffer.allocUnsafe(3 + req.data.length);
+      // Return Query Data (0) echoes byte for byte; the read-only counters answer their value.
+      // Sub-functions that change the device (restart, clear, listen-only) are not served.
+      if (req.subFunction === 0) {
+        const raw = Buffer.allocUnsafe(3 + req.data.length);
+        raw[0] = 8;
+        raw.writeUInt16BE(0, 1);
+        req.data.copy(raw, 3);
+        return { fc: 8, raw };
+      }
+      const value = diagnosticValue(req.subFunction, busMessages, diag);
+      if (value === undefined) return exception(8, ModbusException.ILLEGAL_FUNCTION);
+      const raw = Buffer.allocUnsafe(5);
       raw[0] = 8;
-      raw.writeUInt16BE(0, 1);
-      req.data.copy(raw, 3);
+      raw.writeUInt16BE(req.subFunction, 1);
+      raw.writeUInt16BE(value & 0xffff, 3);
       return { fc: 8, raw };
     }
     case 43: {

@@ -2,7 +2,8 @@
 // It is the baseline the gateway is benchmarked against, so per request it allocates only what
 // the codec needs and writes all answers of one read burst in one corked flush, in request order.
 // A framing error closes that connection only. Never decides policy: every request is answered
-// as a real PLC with a fixed memory map would.
+// as a real PLC with a fixed memory map would — unless a fault (faults.ts) says otherwise — and
+// recorded in the served-request log (request-log.ts).
 import net from 'node:net';
 import { systemClock, type Clock } from '../core/clock.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -15,26 +16,77 @@ import {
   encodeResponse,
   exceptionPdu,
   type Frame,
+  type Request,
 } from '../../protocols/modbus/codec.js';
-import { handleRequest } from './modbus-handler.js';
-import { loadPlant, type Plant } from './plant.js';
+import { corruptFrame, FaultSet, type ActiveFault, type FaultSpec } from './faults.js';
+import { DiagnosticCounters, handleRequest } from './modbus-handler.js';
+import { loadPlant, type Plant, type PointDef } from './plant.js';
+import { deriveSeed, Rng } from './random.js';
+import { DEFAULT_LOG_CAPACITY, RequestLog, type ServedRequest } from './request-log.js';
 import { PlantRuntime } from './runtime.js';
+
+export interface PointValue {
+  /** "plcId/name" */
+  id: string;
+  plc: string;
+  unitId: number;
+  name: string;
+  table: PointDef['table'];
+  address: number;
+  type: PointDef['type'];
+  unit: string | undefined;
+  /** As a client reads it. */
+  value: number;
+  /** The process's own value when a sensor fault or noise differs from it. */
+  trueValue: number;
+}
+
+export interface PlcEndpoint {
+  plc: string;
+  unitId: number;
+  host: string;
+  port: number;
+  /** modbus+tcp://host:port/unitId */
+  url: string;
+}
 
 export interface SimHandle {
   port: number;
   host: string;
   plant: Plant;
   clock: Clock;
-  /** Engineering value of a point ("name" or "plcId/name"). */
+  /** The running plant (tables, process, sensors), for harnesses that need more than this handle. */
+  runtime: PlantRuntime;
+  /** One per PLC: where a client reaches it. */
+  endpoints: PlcEndpoint[];
+  /** Engineering value of a point ("name" or "plcId/name"), as a client reads it. */
   read(pointName: string): number;
+  /** The process's value behind a sensor fault or noise. */
+  readTrue(pointName: string): number;
   /** Sets a point in engineering units (any table, so a harness can force inputs). */
   write(pointName: string, value: number): void;
+  /** Every point with its value. */
+  points(): PointValue[];
   /** Advances a ManualClock by ms and runs the process model up to it. */
   step(ms: number): void;
+  /** Activates a fault (see FaultSpecSchema); throws FaultSpecError naming the bad field. */
+  inject(spec: FaultSpec): ActiveFault;
+  clearFault(id: string): boolean;
+  /** Removes every fault; returns how many. */
+  clearFaults(): number;
+  faults(): ActiveFault[];
+  /** Closes every client connection now (the listener stays up); returns how many. */
+  dropConnections(): number;
+  /** The served-request log: what actually reached the PLC, oldest first. */
+  served(afterSeq?: number): ServedRequest[];
+  /** Called with each request as it is served; returns the unsubscribe function. */
+  onServed(listener: (r: ServedRequest) => void): () => void;
+  /** Forgets the served-request log so far (sequence numbers keep counting). */
+  clearServed(): void;
   /** Closes the listener and every connection (the PLC becomes unreachable); the model keeps state. */
   stopModbus(): Promise<void>;
   close(): Promise<void>;
-  /** Modbus requests answered since start (exceptions included, framing errors not). */
+  /** Modbus requests received since start (exceptions and unanswered included, framing errors not). */
   requestCount(): number;
 }
 
@@ -46,19 +98,43 @@ export interface SimulatorOptions {
   clock?: Clock;
   /** Timer period when the clock is not manual; the model itself steps in 100 ms of clock time. */
   tickMs?: number;
+  /** Seed for noise, fault probabilities and latency draws (default 1). */
+  seed?: number;
+  /** Served-request log size (entries kept); 0 keeps none (subscribers still see every entry). */
+  logCapacity?: number;
   logger?: Logger;
+}
+
+/** One client connection: answers leave in request order even when a fault delays some. */
+interface Conn {
+  socket: net.Socket;
+  peer: string;
+  /** Wall time (ms) before which nothing may be written, so a delayed answer is not overtaken. */
+  busyUntil: number;
+  timers: Set<NodeJS.Timeout>;
 }
 
 export class ModbusServer {
   private readonly server: net.Server;
-  private readonly sockets = new Set<net.Socket>();
+  private readonly conns = new Set<Conn>();
   private requests = 0;
+  private readonly garbage: Rng;
+  /** FC 8 counters by unit id (only units a PLC answers). */
+  private readonly diag: (DiagnosticCounters | undefined)[];
 
   constructor(
     private readonly runtime: PlantRuntime,
     private readonly logger: Logger,
+    readonly faults: FaultSet = new FaultSet(runtime),
+    readonly log: RequestLog = new RequestLog(runtime),
   ) {
     this.server = net.createServer((socket) => this.accept(socket));
+    this.garbage = new Rng(deriveSeed(runtime.seed, 2));
+    this.diag = runtime.byUnit.map((t) => (t === undefined ? undefined : new DiagnosticCounters()));
+    // A single-PLC plant answers 0xFF as itself: same device, same counters.
+    runtime.byUnit.forEach((t, unit) => {
+      if (t !== undefined) this.diag[unit] = this.diag[t.plc.unitId];
+    });
   }
 
   listen(host: string, port: number): Promise<number> {
@@ -77,23 +153,35 @@ export class ModbusServer {
     return this.requests;
   }
 
+  dropConnections(): number {
+    const n = this.conns.size;
+    for (const c of [...this.conns]) this.destroy(c);
+    return n;
+  }
+
   close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
+    this.dropConnections();
     if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
+  private destroy(c: Conn): void {
+    for (const t of c.timers) clearTimeout(t);
+    c.timers.clear();
+    c.socket.destroy();
+    this.conns.delete(c);
+  }
+
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
-    this.sockets.add(socket);
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.logger.debug({ peer }, 'modbus client connected');
+    const c: Conn = { socket, peer: `${socket.remoteAddress}:${socket.remotePort}`, busyUntil: 0, timers: new Set() };
+    this.conns.add(c);
+    this.logger.debug({ peer: c.peer }, 'modbus client connected');
     const decoder = new FrameDecoder(
-      (frame) => this.answer(socket, frame),
+      (frame) => this.answer(c, frame),
       (err: ModbusFrameError) => {
-        this.logger.debug({ peer, code: err.code, err: err.message }, 'malformed frame; closing connection');
-        socket.destroy();
+        this.logger.debug({ peer: c.peer, code: err.code, err: err.message }, 'malformed frame; closing connection');
+        this.destroy(c);
       },
     );
     socket.on('data', (chunk: Buffer) => {
@@ -106,48 +194,132 @@ export class ModbusServer {
         socket.once('drain', () => socket.resume());
       }
     });
-    socket.on('error', (err) => this.logger.debug({ peer, err: err.message }, 'modbus socket error'));
+    socket.on('error', (err) => this.logger.debug({ peer: c.peer, err: err.message }, 'modbus socket error'));
     socket.on('close', () => {
-      this.sockets.delete(socket);
-      this.logger.debug({ peer }, 'modbus client disconnected');
+      this.destroy(c);
+      this.logger.debug({ peer: c.peer }, 'modbus client disconnected');
     });
   }
 
-  private answer(socket: net.Socket, frame: Frame): void {
-    if (socket.destroyed) return;
+  private answer(c: Conn, frame: Frame): void {
+    if (c.socket.destroyed) return;
+    const fc = frame.functionCode;
     // Function codes 0 and >= 0x80 cannot be answered with an exception (the exception bit is
     // the high bit): no PLC can make sense of them, so treat them like a framing error.
-    if (frame.functionCode === 0 || frame.functionCode >= 0x80) {
-      this.logger.debug({ fc: frame.functionCode }, 'request with an impossible function code; closing connection');
-      socket.destroy();
+    if (fc === 0 || fc >= 0x80) {
+      this.logger.debug({ fc }, 'request with an impossible function code; closing connection');
+      this.destroy(c);
       return;
     }
     this.requests++;
+    const unitId = frame.unitId;
+    let req: Request | undefined;
+    let refused = 0;
     try {
-      socket.write(encodeFrame(frame.transactionId, frame.unitId, this.respond(frame)));
+      req = decodeRequest(frame.pdu);
+    } catch (err) {
+      // A well-framed request with a bad PDU: a PLC answers it with the exception the spec
+      // prescribes (0x01 unknown function, 0x02 range past 65535, 0x03 bad quantity or value)
+      // and keeps the connection.
+      refused = err instanceof ModbusFrameError ? err.exceptionCode : ModbusException.SERVER_DEVICE_FAILURE;
+    }
+    const v = this.faults.empty ? undefined : this.faults.match(unitId, fc, req);
+    const tables = this.runtime.byUnit[unitId];
+    const diag = this.diag[unitId];
+    if (diag !== undefined) diag.server++;
+    const log = this.log;
+    const tid = frame.transactionId;
+    if (v !== undefined && (v.action === 'disconnect' || v.action === 'no-answer')) {
+      if (diag !== undefined) diag.noResponse++;
+      log.record(c.peer, tid, unitId, fc, req, v.action === 'disconnect' ? 'disconnected' : 'no-answer', undefined, v.faultId);
+      if (v.action === 'disconnect') this.destroy(c);
+      return;
+    }
+    let pdu: Buffer;
+    let exception: number | undefined;
+    if (v !== undefined && v.action === 'exception') {
+      exception = v.code;
+      pdu = exceptionPdu(fc, exception);
+    } else if (tables === undefined) {
+      if (this.runtime.plant.unknownUnits === 'ignore') {
+        log.record(c.peer, tid, unitId, fc, req, 'no-answer', undefined, undefined);
+        return;
+      }
+      exception = ModbusException.GATEWAY_TARGET_FAILED_TO_RESPOND;
+      pdu = exceptionPdu(fc, exception);
+    } else if (req === undefined) {
+      exception = refused;
+      pdu = exceptionPdu(fc, exception);
+    } else {
+      try {
+        const res = handleRequest(tables, req, diag, this.requests);
+        if ('exception' in res) exception = res.exception;
+        pdu = encodeResponse(res);
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message, fc }, 'simulator failed a request');
+        exception = ModbusException.SERVER_DEVICE_FAILURE;
+        pdu = exceptionPdu(fc, exception);
+      }
+    }
+    let adu: Buffer;
+    try {
+      adu = encodeFrame(tid, unitId, pdu);
     } catch (err) {
       // Never let one request take the process down; this connection is no longer trustworthy.
-      this.logger.error({ err: (err as Error).message, fc: frame.functionCode }, 'simulator could not answer; closing connection');
-      socket.destroy();
+      this.logger.error({ err: (err as Error).message, fc }, 'simulator could not answer; closing connection');
+      log.record(c.peer, tid, unitId, fc, req, 'disconnected', undefined, undefined);
+      this.destroy(c);
+      return;
     }
+    if (exception !== undefined && diag !== undefined) {
+      diag.exceptions++;
+      if (exception === ModbusException.SERVER_DEVICE_BUSY) diag.busy++;
+    }
+    const malformed = v !== undefined && v.action === 'malformed' && v.corruption !== undefined;
+    if (malformed) adu = corruptFrame(adu, v.corruption!, () => this.garbage.next());
+    log.record(c.peer, tid, unitId, fc, req, malformed ? 'malformed' : exception !== undefined ? 'exception' : 'ok', exception, v?.faultId);
+    this.send(c, adu, v?.delayMs ?? 0);
   }
 
-  private respond(frame: Frame): Buffer {
-    const tables = this.runtime.byUnit[frame.unitId];
-    if (tables === undefined) return exceptionPdu(frame.functionCode, ModbusException.GATEWAY_TARGET_FAILED_TO_RESPOND);
-    try {
-      return encodeResponse(handleRequest(tables, decodeRequest(frame.pdu)));
-    } catch (err) {
-      if (err instanceof ModbusFrameError) {
-        // A well-framed request with a bad PDU: a PLC answers it with the exception the spec
-        // prescribes (0x01 unknown function, 0x02 range past 65535, 0x03 bad quantity or value)
-        // and keeps the connection.
-        return exceptionPdu(frame.functionCode, err.exceptionCode);
-      }
-      this.logger.error({ err: (err as Error).message, fc: frame.functionCode }, 'simulator failed a request');
-      return exceptionPdu(frame.functionCode, ModbusException.SERVER_DEVICE_FAILURE);
+  private send(c: Conn, adu: Buffer, delayMs: number): void {
+    if (delayMs <= 0 && c.busyUntil === 0) {
+      c.socket.write(adu);
+      return;
     }
+    // Latency is network/PLC time, so it runs on the wall clock, not the plant clock.
+    const now = Date.now();
+    const due = Math.max(now + delayMs, c.busyUntil);
+    c.busyUntil = due;
+    const timer = setTimeout(() => {
+      c.timers.delete(timer);
+      if (c.timers.size === 0) c.busyUntil = 0;
+      if (!c.socket.destroyed) c.socket.write(adu);
+    }, due - now);
+    c.timers.add(timer);
   }
+}
+
+function pointValues(runtime: PlantRuntime): PointValue[] {
+  const out: PointValue[] = [];
+  runtime.plant.plcs.forEach((plc, i) => {
+    const t = runtime.tables[i];
+    for (const p of plc.points) {
+      const value = t.read(p);
+      out.push({
+        id: `${plc.id}/${p.name}`,
+        plc: plc.id,
+        unitId: plc.unitId,
+        name: p.name,
+        table: p.table,
+        address: p.address,
+        type: p.type,
+        unit: p.unit,
+        value,
+        trueValue: runtime.sensors.truth(p) ?? value,
+      });
+    }
+  });
+  return out;
 }
 
 /** Loads (if given a path) and runs a plant, serving it over Modbus/TCP. */
@@ -156,8 +328,10 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimHandle>
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? silentLogger;
   const host = opts.host ?? '127.0.0.1';
-  const runtime = new PlantRuntime(plant, clock, opts.tickMs);
-  const server = new ModbusServer(runtime, logger);
+  const runtime = new PlantRuntime(plant, clock, { tickMs: opts.tickMs, seed: opts.seed });
+  const faults = new FaultSet(runtime);
+  const log = new RequestLog(runtime, opts.logCapacity ?? DEFAULT_LOG_CAPACITY);
+  const server = new ModbusServer(runtime, logger, faults, log);
   let port: number;
   try {
     port = await server.listen(host, opts.port ?? 0);
@@ -166,14 +340,31 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimHandle>
     throw err;
   }
   logger.debug({ plant: plant.name, host, port }, 'simulator serving Modbus/TCP');
+  const endpoints = plant.plcs.map((plc) => ({ plc: plc.id, unitId: plc.unitId, host, port, url: `modbus+tcp://${host}:${port}/${plc.unitId}` }));
   return {
     port,
     host,
     plant,
     clock,
+    runtime,
+    endpoints,
     read: (name) => runtime.read(name),
+    readTrue: (name) => runtime.readTrue(name),
     write: (name, value) => runtime.write(name, value),
+    points: () => pointValues(runtime),
     step: (ms) => runtime.step(ms),
+    inject: (spec) => {
+      const f = faults.add(spec);
+      logger.info({ fault: f.id, spec: f.spec }, 'fault injected');
+      return f;
+    },
+    clearFault: (id) => faults.remove(id),
+    clearFaults: () => faults.clear(),
+    faults: () => faults.list(),
+    dropConnections: () => server.dropConnections(),
+    served: (afterSeq) => log.entries(afterSeq),
+    onServed: (listener) => log.subscribe(listener),
+    clearServed: () => log.clear(),
     stopModbus: () => server.close(),
     close: async () => {
       runtime.stop();
@@ -182,3 +373,4 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimHandle>
     requestCount: () => server.requestCount(),
   };
 }
+

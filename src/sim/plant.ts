@@ -6,6 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { ModbusTable } from '../core/command.js';
 import { SourceError, SourceErrors } from '../core/errors.js';
+import { engineeringToRaw } from './points.js';
+import { parseProcess, type ProcessBlockDef } from './process-def.js';
 
 export type PointType = 'bool' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32';
 export type WordOrder = 'big' | 'little';
@@ -34,6 +36,8 @@ export interface PointDef {
   offset: number;
   unit?: string;
   description?: string;
+  /** Engineering value the simulator starts with (a process model may set its own). */
+  initial?: number;
   /** Where the point is defined, so later stages (policy compiler, simulator) can point at it. */
   source: SourcePos;
 }
@@ -45,21 +49,32 @@ export interface PlcDef {
   /** In file order. */
   points: PointDef[];
   model?: string;
+  /** Process blocks (valve, pid, lag, counter, alarm, noise), run in list order after the model. */
+  process?: ProcessBlockDef[];
   source: SourcePos;
   modelSource?: SourcePos;
 }
+
+/**
+ * What the simulator does with a request for a unit id no PLC of the plant has: `exception`
+ * answers 0x0B like a Modbus gateway whose target does not respond; `ignore` leaves it
+ * unanswered like a device that is not there.
+ */
+export type UnknownUnitPolicy = 'exception' | 'ignore';
 
 export interface Plant {
   name: string;
   file: string;
   plcs: PlcDef[];
+  /** Absent = 'exception'. */
+  unknownUnits?: UnknownUnitPolicy;
 }
 
 const ID_RE = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 const POINT_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$/;
-const TOP_KEYS = ['plant', 'plcs'];
-const PLC_KEYS = ['id', 'unit_id', 'points', 'model'];
-const POINT_KEYS = ['table', 'address', 'type', 'scale', 'offset', 'unit', 'description', 'word_order'];
+const TOP_KEYS = ['plant', 'plcs', 'unknown_units'];
+const PLC_KEYS = ['id', 'unit_id', 'points', 'model', 'process'];
+const POINT_KEYS = ['table', 'address', 'type', 'scale', 'offset', 'unit', 'description', 'word_order', 'initial'];
 
 export async function loadPlant(file: string): Promise<Plant> {
   let text: string;
@@ -88,12 +103,17 @@ export function parsePlant(text: string, file: string): Plant {
   return plant;
 }
 
-class Validator {
+/** Shared by the plant file's sub-parsers (process-def.ts): records problems with positions. */
+export class Validator {
   constructor(
     private readonly file: string,
     private readonly lc: LineCounter,
     private readonly errors: SourceError[],
   ) {}
+
+  errorCount(): number {
+    return this.errors.length;
+  }
 
   pos(node: Node | null | undefined): SourcePos {
     const offset = node?.range?.[0] ?? 0;
@@ -233,8 +253,11 @@ class Validator {
       units.set(plc.unitId, plc.id);
       plcs.push(plc);
     });
+    const unknownUnits = this.oneOf<UnknownUnitPolicy>(map, e, 'unknown_units', 'unknown_units', ['exception', 'ignore'], 'exception');
     if (name === undefined) return undefined;
-    return { name, file: this.file, plcs };
+    const plant: Plant = { name, file: this.file, plcs };
+    if (e.has('unknown_units') && unknownUnits !== undefined) plant.unknownUnits = unknownUnits;
+    return plant;
   }
 
   plc(node: Node | null, field: string): PlcDef | undefined {
@@ -252,8 +275,12 @@ class Validator {
       model = this.fail(modelNode, `${field}.model`, `unknown model "${model}" (known: ${KNOWN_MODELS.join(', ')})`);
     }
     const points = this.points(map, e, `${field}.points`);
+    const processPair = e.get('process');
+    const blocks = processPair !== undefined && points !== undefined ? parseProcess(this, processPair.value, `${field}.process`, points) : undefined;
     if (id === undefined || unitId === undefined || points === undefined) return undefined;
+    if (processPair !== undefined && blocks === undefined) return undefined;
     const plc: PlcDef = { id, unitId, points, source: this.pos(map) };
+    if (blocks !== undefined) plc.process = blocks;
     if (model !== undefined) {
       plc.model = model;
       plc.modelSource = this.pos(modelNode);
@@ -331,6 +358,16 @@ class Validator {
     const point: PointDef = { name, table, address, type, words, wordOrder, scale, offset, source: this.pos(map) };
     if (unit !== undefined) point.unit = unit;
     if (description !== undefined) point.description = description;
+    if (e.has('initial')) {
+      const initial = this.num(e, 'initial', `${field}.initial`, 0, false);
+      if (initial === undefined) return undefined;
+      try {
+        engineeringToRaw(point, initial);
+      } catch (err) {
+        return this.fail(e.get('initial')?.value, `${field}.initial`, (err as Error).message);
+      }
+      point.initial = initial;
+    }
     return point;
   }
 }

@@ -105,3 +105,16 @@ export function engineeringToWords(point: PointDef, value: number): number[] {
   rawToWords(point, engineeringToRaw(point, value), out);
   return out;
 }
+
+/**
+ * The raw value nearest to an engineering value that the point's type can hold: what a sensor
+ * input card does at the end of its range (saturates, never wraps). For simulated measurements.
+ */
+export function engineeringToRawClamped(point: PointDef, value: number): number {
+  if (point.type === 'bool') return value >= 0.5 ? 1 : 0;
+  const raw = (value - point.offset) / point.scale;
+  if (point.type === 'float32') return Number.isFinite(raw) ? raw : 0;
+  const [min, max] = RAW_RANGE[point.type];
+  if (Number.isNaN(raw)) return min;
+  return Math.min(Math.max(Math.round(raw), min), max);
+}

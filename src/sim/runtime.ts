@@ -1,16 +1,24 @@
-// A running plant without any protocol: each PLC's data tables and process model, advanced by the
-// injected clock. A ManualClock moves only when the test says so; any other clock is followed
-// by an unref'd timer. Never opens sockets (modbus-server.ts serves these tables).
+// A running plant without any protocol: each PLC's data tables, process model and process blocks,
+// and the sensor layer, advanced tick by tick (MODEL_STEP_MS of clock time) by the injected clock.
+// A ManualClock moves only when the test says so (step mode); any other clock (system, ScaledClock
+// for --speed) is followed by an unref'd timer. Deterministic: the same plant, seed, writes and
+// clock moves give the same values. Never opens sockets (modbus-server.ts serves these tables).
 import type { Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
-import { createModel, MODEL_STEP_MS, type ProcessModel } from './model.js';
-import { findPoint, type Plant, type PointDef } from './plant.js';
+import { createModel, MAX_CATCH_UP_MS, MODEL_STEP_MS, type ProcessModel } from './model.js';
+import { findPoint, type Plant, type PlcDef, type PointDef } from './plant.js';
+import { createBlock, ValveBlock, type ProcessBlock } from './process.js';
+import { engineeringToRaw } from './points.js';
+import { Rng } from './random.js';
+import { SensorOverlay, type SensorEffects } from './sensors.js';
 import { PlcTables } from './tables.js';
 
 /** A point name the plant does not define: like a Modbus address no point occupies (0x02). */
 export class UnknownPointError extends PlantgateError {
+  readonly point: string;
   constructor(plant: string, name: string) {
     super('NO_MATCHING_RULE', `plant ${plant} has no point ${name}`);
+    this.point = name;
   }
 }
 
@@ -22,63 +30,159 @@ function isAdvanceable(clock: Clock): clock is Clock & Advanceable {
   return typeof (clock as Partial<Advanceable>).advance === 'function';
 }
 
+export interface RuntimeOptions {
+  /** Timer period when the clock is not manual. */
+  tickMs?: number;
+  /** Seed of the measurement noise; same seed, same noise. Default 1. */
+  seed?: number;
+}
+
+export interface ResolvedPoint {
+  plc: PlcDef;
+  point: PointDef;
+  tables: PlcTables;
+}
+
 export class PlantRuntime {
   readonly plant: Plant;
   readonly clock: Clock;
+  readonly seed: number;
   /** Tables by unit id (0..255), for the server's per-request lookup. */
   readonly byUnit: (PlcTables | undefined)[] = new Array<PlcTables | undefined>(256).fill(undefined);
   readonly tables: PlcTables[];
+  readonly sensors: SensorOverlay;
   private readonly models: ProcessModel[] = [];
+  private readonly blocks: ProcessBlock[] = [];
+  private readonly tickListeners = new Set<(nowMs: number) => void>();
+  private lastTickMs: number;
   private timer: NodeJS.Timeout | undefined;
+  private inTick: number | undefined;
 
-  constructor(plant: Plant, clock: Clock, tickMs = MODEL_STEP_MS) {
+  constructor(plant: Plant, clock: Clock, tickMsOrOptions: number | RuntimeOptions = {}) {
+    const opts = typeof tickMsOrOptions === 'number' ? { tickMs: tickMsOrOptions } : tickMsOrOptions;
     this.plant = plant;
     this.clock = clock;
+    this.seed = opts.seed ?? 1;
+    this.sensors = new SensorOverlay(new Rng(this.seed));
     const now = clock.now();
+    this.lastTickMs = now;
     this.tables = plant.plcs.map((plc) => {
       const t = new PlcTables(plc);
       this.byUnit[plc.unitId] = t;
+      for (const p of plc.points) if (p.initial !== undefined) t.write(p, p.initial);
       const model = createModel(plant, plc, t, now);
       if (model !== undefined) this.models.push(model);
+      for (const def of plc.process ?? []) {
+        const block = createBlock(def, t);
+        if (block !== undefined) this.blocks.push(block);
+        else if (def.kind === 'noise') this.sensors.set(t, def.points.point, { noise: def.numbers.stddev }, now);
+      }
       return t;
     });
     // Modbus/TCP devices addressed directly (not through a gateway) are asked with unit id 0xFF
     // (Modbus Messaging on TCP/IP §4.4.2); a single-PLC plant answers it as itself.
     if (this.tables.length === 1 && this.byUnit[0xff] === undefined) this.byUnit[0xff] = this.tables[0];
-    if (!isAdvanceable(clock) && this.models.length > 0) {
-      this.timer = setInterval(() => this.advance(), tickMs);
+    const animated = this.models.length > 0 || this.blocks.length > 0 || this.sensors.size > 0;
+    if (!isAdvanceable(clock) && animated) {
+      this.timer = setInterval(() => this.advance(), opts.tickMs ?? MODEL_STEP_MS);
       this.timer.unref();
     }
   }
 
-  /** Runs the models up to the clock's now. */
-  advance(): void {
-    const now = this.clock.now();
-    for (const m of this.models) m.advanceTo(now);
+  /** Clock time of the last process tick. */
+  get lastTick(): number {
+    return this.lastTickMs;
   }
 
-  /** Moves a manual clock forward by ms (if it can be moved) and runs the models up to it. */
+  /** True when time moves only by step() (a ManualClock). */
+  get manual(): boolean {
+    return isAdvanceable(this.clock);
+  }
+
+  /** Called after every tick with the tick's clock time (scenarios run here). */
+  onTick(listener: (nowMs: number) => void): () => void {
+    this.tickListeners.add(listener);
+    return () => this.tickListeners.delete(listener);
+  }
+
+  /** Runs every whole tick up to the clock's now. */
+  advance(): void {
+    const now = this.clock.now();
+    if (now - this.lastTickMs > MAX_CATCH_UP_MS) this.lastTickMs = now - MAX_CATCH_UP_MS;
+    while (this.lastTickMs + MODEL_STEP_MS <= now) {
+      this.lastTickMs += MODEL_STEP_MS;
+      this.tick(this.lastTickMs);
+    }
+  }
+
+  private tick(nowMs: number): void {
+    this.inTick = nowMs;
+    try {
+      this.sensors.restore();
+      for (const m of this.models) m.advanceTo(nowMs);
+      for (const b of this.blocks) b.step(MODEL_STEP_MS);
+      this.sensors.apply(nowMs);
+      for (const l of this.tickListeners) l(nowMs);
+    } finally {
+      this.inTick = undefined;
+    }
+  }
+
+  /**
+   * Plant time: the tick being run while inside one (a scenario step at 60 s of a 30 s step()
+   * call happens at 60 s, not at the clock's end of the step), else the clock's now.
+   */
+  now(): number {
+    return this.inTick ?? this.clock.now();
+  }
+
+  /** Moves a manual clock forward by ms (if it can be moved) and runs the process up to it. */
   step(ms: number): void {
     if (isAdvanceable(this.clock)) this.clock.advance(ms);
     this.advance();
   }
 
-  private resolve(name: string): { t: PlcTables; p: PointDef } {
+  resolve(name: string): ResolvedPoint {
     const found = findPoint(this.plant, name);
     if (found === undefined) throw new UnknownPointError(this.plant.name, name);
-    return { t: this.tables[this.plant.plcs.indexOf(found.plc)], p: found.point };
+    return { plc: found.plc, point: found.point, tables: this.tables[this.plant.plcs.indexOf(found.plc)] };
   }
 
-  /** Engineering value of a point ("name" or "plcId/name"). */
+  /** Engineering value of a point as a client reads it ("name" or "plcId/name"). */
   read(name: string): number {
-    const { t, p } = this.resolve(name);
-    return t.read(p);
+    const { tables, point } = this.resolve(name);
+    return tables.read(point);
+  }
+
+  /** The process's own value of a point, behind any sensor fault or noise. */
+  readTrue(name: string): number {
+    const { tables, point } = this.resolve(name);
+    return this.sensors.truth(point) ?? tables.read(point);
   }
 
   /** Sets a point in engineering units, in any table (a harness may force inputs). */
   write(name: string, value: number): void {
-    const { t, p } = this.resolve(name);
-    t.write(p, value);
+    const { tables, point } = this.resolve(name);
+    if (!this.sensors.setTruth(point, engineeringToRaw(point, value), this.now())) tables.write(point, value);
+  }
+
+  /** Sensor faults and noise on one point (stuck, drift); shown at once. */
+  setSensor(name: string, effects: SensorEffects): void {
+    const { tables, point } = this.resolve(name);
+    this.sensors.set(tables, point, effects, this.now());
+  }
+
+  clearSensor(name: string, effect: keyof SensorEffects): void {
+    this.sensors.clear(this.resolve(name).point, effect, this.now());
+  }
+
+  /** The valve block whose position is this point (for actuator faults), or undefined. */
+  valve(name: string): ValveBlock | undefined {
+    const { point } = this.resolve(name);
+    for (const b of this.blocks) {
+      if (b instanceof ValveBlock && (b.def.points.position === point || b.def.points.command === point)) return b;
+    }
+    return undefined;
   }
 
   stop(): void {
