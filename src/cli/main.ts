@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `plantgate` command. Exit codes (DESIGN §11): 0 ok, 1 failure, 2 bad usage or bad config.
 import { Command, CommanderError } from 'commander';
+import { register as registerApprovals } from './commands/approvals.js';
 import { register as registerAudit } from './commands/audit.js';
 import { register as registerBundle } from './commands/bundle.js';
 import { register as registerCollector } from './commands/collector.js';
@@ -19,7 +20,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit, registerPolicy]) {
+  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit, registerPolicy, registerApprovals]) {
     register(program);
   }
   for (const sub of program.commands) sub.exitOverride();

@@ -15,6 +15,9 @@ import { ConnectionLimiter } from '../identity/limits.js';
 import { TokenRegistry } from '../identity/registry.js';
 import { RevocationStore, type Revocation } from '../identity/revocation.js';
 import { startOperatorApi } from '../admin/operator-api.js';
+import { ApprovalStore } from '../approvals/store.js';
+import { InterlockEngine, processInputs } from '../interlocks/engine.js';
+import { ProcessImage } from '../interlocks/process-image.js';
 import { ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
 import { UpstreamPool } from '../../protocols/modbus/upstream.js';
 import type { GatewayConfig } from './config.js';
@@ -32,6 +35,9 @@ export interface GatewayHandle {
   policy: PolicyState;
   tokens: TokenRegistry;
   revocations: RevocationStore;
+  approvals: ApprovalStore;
+  /** The process image interlocks read (undefined when the bundle has no interlocks). */
+  processImage(): ProcessImage | undefined;
   operatorApi?: { host: string; port: number };
   /** Resolves when every upstream PLC endpoint has at least one live connection. */
   upstreamsReady(): Promise<void>;
@@ -95,10 +101,42 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     maxTokensPerIdentity: config.identity.max_tokens_per_identity,
     revocations,
   });
+  // Interlocks read live values through the gateway's own connections (one per PLC, not the
+  // agents'), rebuilt whenever a bundle becomes active.
+  let safety: { image: ProcessImage; interlocks: InterlockEngine } | 'broken' | undefined;
+  const rebuildSafety = (): void => {
+    const payload = policy.payload;
+    const defs = payload?.interlocks ?? [];
+    const previous = safety;
+    safety = undefined;
+    if (payload !== undefined && defs.length > 0) {
+      const image = new ProcessImage({
+        inputs: processInputs(defs, payload.assets),
+        endpoint: (assetId) => {
+          const u = config.upstreams.find((x) => x.asset === assetId);
+          const unitId = u?.unit_id ?? payload.assets.find((a) => a.id === assetId)?.unit_id;
+          return u === undefined || unitId === undefined ? undefined : { host: u.host, port: u.port, unitId };
+        },
+        clock,
+        logger,
+      });
+      try {
+        safety = { image, interlocks: new InterlockEngine(defs, payload.assets, image) };
+        image.start();
+      } catch (err) {
+        image.close();
+        safety = 'broken';
+        logger.error({ err: (err as Error).message }, 'interlocks could not be set up: state-changing commands are refused');
+      }
+    }
+    if (previous !== undefined && previous !== 'broken') previous.image.close();
+  };
+
   let bundleFile = config.policy.bundle_file;
   const reloadBundle = async (): Promise<boolean> => {
     const result = await policy.load(bundleFile);
     if (result.ok) {
+      rebuildSafety();
       // A key removed from the bundle stops working at once, also for tokens already registered.
       if (policy.issuers) tokens.retainTrusted(policy.issuers);
       appendSafely(bundleRecord({ kind: 'loaded', revision: result.revision, source: result.source === 'configured' ? bundleFile : 'last-known-good' }));
@@ -121,7 +159,24 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     tokenCache: () => ({ hits: 0, misses: 0 }),
     now: () => clock.now(),
   });
-  const pipeline = new EnforcementPipeline({ policy, tokens, audit, clock, logger, metrics, auditWhenFull: config.audit.when_full });
+  const approvals = await ApprovalStore.open({ stateDir: path.join(config.state_dir, 'approvals'), logger });
+  const pipeline = new EnforcementPipeline({
+    policy,
+    tokens,
+    audit,
+    clock,
+    logger,
+    metrics,
+    auditWhenFull: config.audit.when_full,
+    interlocks: () => (safety === 'broken' ? 'broken' : safety?.interlocks),
+    approvals,
+    onTrip: (session, cmd, _subject, trip) => {
+      logger.warn(
+        { session: session.id, workload: session.workloadId, asset: cmd.assetId, interlock: trip.interlockId, reason: trip.reason, inputs: trip.inputs },
+        'interlock refused a command',
+      );
+    },
+  });
 
   for (const u of config.upstreams) {
     const pool = new UpstreamPool({ host: u.host, port: u.port, connections: u.connections, timeoutMs: u.timeout_ms, logger });
@@ -214,6 +269,9 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
             leewaySec: config.identity.leeway_sec,
             logger,
             onRevoked: (r) => recordRevocation(r),
+            approvals,
+            onApprovalDecided: (request, operator) =>
+              logger.info({ approval: request.id, status: request.status, by: operator.sub, asset: request.assetId, workload: request.workloadId }, 'approval decided'),
             onRefused: (c) =>
               appendSafely(
                 tokenRecord({ kind: 'rejected', sessionId: '', reason: c.reason, detail: `operator API ${c.method} ${c.path} by '${c.operatorSub}' from ${c.remoteAddress}: ${c.detail}` }),
@@ -264,6 +322,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     policy,
     tokens,
     revocations,
+    approvals,
+    processImage: () => (safety === 'broken' ? undefined : safety?.image),
     operatorApi: operatorApi && config.listeners.operator_api && { host: config.listeners.operator_api.host, port: operatorApi.port },
     upstreamsReady: async () => {
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
@@ -286,8 +346,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       await operatorApi?.close();
       for (const { pool } of pools.values()) pool.close();
       await shipper?.close();
+      if (safety !== undefined && safety !== 'broken') safety.image.close();
       await audit.close();
       await revocations.close();
+      await approvals.close();
     },
   };
 }

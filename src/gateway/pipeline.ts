@@ -11,6 +11,8 @@ import type { Reason } from '../core/reasons.js';
 import type { AuditLog } from '../audit/log.js';
 import { decisionRecord, outcomeRecord, sessionRecord, violationRecord, type AuditEvent } from '../audit/records.js';
 import type { TokenRegistry } from '../identity/registry.js';
+import type { ApprovalStore } from '../approvals/store.js';
+import type { InterlockEngine, InterlockTrip } from '../interlocks/engine.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { PolicyState } from './policy-state.js';
 
@@ -23,6 +25,14 @@ export interface PipelineDeps {
   metrics?: GatewayMetrics;
   /** Spool full: deny state-changing commands only (reads go on) or every command. */
   auditWhenFull?: 'deny_writes' | 'deny_all';
+  /**
+   * The active bundle's interlocks; 'broken' when the bundle has interlocks the gateway could not
+   * set up (every state-changing command is then refused: fail closed).
+   */
+  interlocks?: () => InterlockEngine | 'broken' | undefined;
+  approvals?: ApprovalStore;
+  /** An interlock refused a command: the audit gets its inputs and their ages. */
+  onTrip?(session: Session, cmd: Command, subject: Subject, trip: InterlockTrip): void;
 }
 
 /**
@@ -66,15 +76,53 @@ export class EnforcementPipeline implements CommandPipeline {
     if (subject.certThumbprint !== undefined && subject.certThumbprint !== session.certThumbprint) {
       return { subject, decision: deny('TOKEN_BINDING_MISMATCH', '', revision) };
     }
+    const now = clock.now();
     let decision: Decision;
     try {
-      decision = engine.decide(cmd, subject, clock.now());
+      decision = engine.decide(cmd, subject, now);
     } catch (err) {
       // Fail closed: a policy bug is a deny, never a forward.
       this.deps.logger.error({ err: (err as Error).message, asset: cmd.assetId }, 'policy evaluation failed');
       decision = deny('NO_MATCHING_RULE', '', revision);
     }
+    // Interlocks hold whatever policy says, also over an approval: a human cannot approve a
+    // command into an unsafe process state.
+    if (decision.effect === 'allow' || decision.reason === 'APPROVAL_REQUIRED') {
+      const trip = this.checkInterlocks(session, cmd, subject, now);
+      if (trip !== undefined) return { subject, decision: { ...deny(trip.reason, decision.ruleId, revision), interlockId: trip.interlockId } };
+    }
+    if (decision.reason === 'APPROVAL_REQUIRED') {
+      const approvals = this.deps.approvals;
+      if (approvals !== undefined) {
+        const grant = approvals.consume(cmd, subject, now);
+        if (grant !== undefined) {
+          decision = { ...decision, effect: 'allow', reason: 'ALLOWED', approvalId: grant, durable: true };
+        } else {
+          const id = approvals.request(cmd, subject, decision.ruleId, now);
+          if (id !== undefined) decision = { ...decision, approvalId: id };
+        }
+      }
+    }
     return { subject, decision };
+  }
+
+  private checkInterlocks(session: Session, cmd: Command, subject: Subject, now: number): InterlockTrip | undefined {
+    const interlocks = this.deps.interlocks?.();
+    if (interlocks === undefined) return undefined;
+    let trip: InterlockTrip | undefined;
+    if (interlocks === 'broken') {
+      if (cmd.operation === 'read' || cmd.operation === 'browse' || cmd.operation === 'subscribe') return undefined;
+      trip = { reason: 'INTERLOCK_INPUT_STALE', interlockId: '', point: '', inputs: [], detail: 'the bundle has interlocks the gateway could not set up' } as InterlockTrip;
+    } else {
+      try {
+        trip = interlocks.check(cmd, now);
+      } catch (err) {
+        this.deps.logger.error({ err: (err as Error).message }, 'interlock evaluation failed');
+        trip = { reason: 'INTERLOCK_INPUT_STALE', interlockId: '', point: '', inputs: [], detail: 'interlock evaluation failed' } as InterlockTrip;
+      }
+    }
+    if (trip !== undefined) this.deps.onTrip?.(session, cmd, subject, trip);
+    return trip;
   }
 
   refuse(session: Session, cmd: Command, reason: Reason, wire: WireInfo): Decision {
@@ -97,7 +145,10 @@ export class EnforcementPipeline implements CommandPipeline {
     const rec = decisionRecord(cmd, subject, decision, wire);
     if (decision.effect === 'allow' && decision.durable) {
       const decidedMs = performance.now();
-      return audit.appendDurable(rec).then(
+      // A consumed grant is on disk before the command runs, so a crash cannot make it reusable.
+      const grantDurable = decision.approvalId !== undefined && this.deps.approvals ? this.deps.approvals.whenDurable() : undefined;
+      const appended = audit.appendDurable(rec);
+      return (grantDurable ? Promise.all([appended, grantDurable]).then(([seq]) => seq) : appended).then(
         (seq) => {
           decision.auditSeq = seq;
           metrics?.decided(cmd, decision, (decidedMs - startedMs) / 1000);

@@ -12,6 +12,7 @@ import { trustedIssuersFromJwks, type TrustedIssuers } from '../identity/issuers
 import { readBundleFile, readTrustedKeys, verifyBundle, writeBundleFile, type TrustedKey } from '../policy/bundle.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { BundleError } from '../policy/errors.js';
+import type { BundlePayload } from '../policy/payload.js';
 import { writeFileAtomic } from '../core/files.js';
 
 export async function readPinnedKeys(files: string[]): Promise<TrustedKey[]> {
@@ -27,6 +28,8 @@ export type LoadResult =
 export class PolicyState {
   engine: PolicyEngine | undefined;
   issuers: TrustedIssuers | undefined;
+  /** The verified payload behind `engine` (interlocks, assets) for the parts that need more than decisions. */
+  payload: BundlePayload | undefined;
   private highestRevision = 0;
   private readonly lkgFile: string;
   private readonly stateFile: string;
@@ -87,6 +90,7 @@ export class PolicyState {
       const issuers = trustedIssuersFromJwks(engine.issuers());
       this.engine = engine;
       this.issuers = issuers;
+      this.payload = payload;
       if (payload.revision > this.highestRevision) {
         this.highestRevision = payload.revision;
         await writeFileAtomic(this.stateFile, JSON.stringify({ highest_revision: this.highestRevision }) + '\n');

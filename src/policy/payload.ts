@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { JSONWebKeySet } from 'jose';
 import type { Assurance, ModbusTable, Operation } from '../core/command.js';
+import { interlocksSchema, type InterlockDef } from '../interlocks/payload.js';
 import type { RateSpec } from './rate.js';
 import { WEEKDAYS, windowProblem, type WindowSpec } from './windows.js';
 
@@ -124,6 +125,8 @@ export interface BundlePayload {
   /** `monitor`: the whole bundle is a trial: every deny but BUNDLE_UNAVAILABLE is reported, not enforced. */
   mode?: Mode;
   windows?: WindowSpec[];
+  /** Safety interlocks (src/interlocks): evaluated on live process values by the gateway. */
+  interlocks?: InterlockDef[];
 }
 
 const u16 = z.number().int().min(0).max(65535);
@@ -210,6 +213,7 @@ export const bundlePayloadSchema = z.strictObject({
   rules: z.array(ruleSchema),
   mode: z.enum(MODES).optional(),
   windows: z.array(windowSchema).optional(),
+  interlocks: interlocksSchema.optional(),
 });
 
 /** Checks an untrusted value against the payload schema; returns the first problems as text, or null. */

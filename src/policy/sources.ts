@@ -3,6 +3,8 @@
 // a human's typo needs. Must never sign, never guess a default that widens access, and never stop
 // at the first problem: a build run reports every problem it can find, each as file:line:col.
 import { readFile } from 'node:fs/promises';
+import { compileInterlocks } from '../interlocks/compile.js';
+import type { InterlockDef } from '../interlocks/payload.js';
 import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { ModbusTable } from '../core/command.js';
@@ -36,8 +38,8 @@ export interface CompileOptions {
   revision: number;
 }
 
-const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'windows', 'include', 'rules'];
-const INCLUDE_KEYS = ['rules'];
+const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'windows', 'include', 'rules', 'interlocks'];
+const INCLUDE_KEYS = ['rules', 'interlocks'];
 const BUNDLE_KEYS = ['name', 'audience', 'valid_for', 'mode'];
 const LIMIT_KEYS = ['max_token_ttl'];
 const ISSUER_KEYS = ['iss', 'jwks_file'];
@@ -102,8 +104,9 @@ class SourceFile {
   readonly display: string;
   constructor(
     readonly abs: string,
-    private readonly lc: LineCounter,
+    readonly lc: LineCounter,
     private readonly errors: SourceError[],
+    readonly text = '',
   ) {
     this.display = displayPath(abs);
   }
@@ -254,7 +257,7 @@ async function parseFile(abs: string, errors: SourceError[], from?: { file: Sour
   }
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
-  const file = new SourceFile(abs, lc, errors);
+  const file = new SourceFile(abs, lc, errors, text);
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const p = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
@@ -325,6 +328,21 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
 
   const issuers = await compileIssuers(f, top, dir, rootNode);
   const { assets, points } = await compileAssets(f, top, dir, rootNode, errors);
+  // Interlocks (src/interlocks owns their language): from the entry file and each include.
+  const interlocks: InterlockDef[] = [];
+  const interlockIds = new Map<string, string>();
+  const collectInterlocks = (file: SourceFile, node: Node | null | undefined) => {
+    const out = compileInterlocks(node, { file: file.display, lineCounter: file.lc, text: file.text }, assets);
+    errors.push(...out.errors);
+    for (const il of out.interlocks) {
+      const first = interlockIds.get(il.id);
+      if (first !== undefined) file.fail(node, 'interlocks', `duplicate interlock id '${il.id}' (first in ${first})`);
+      else interlockIds.set(il.id, file.display);
+      interlocks.push(il);
+    }
+  };
+  const interlocksPair = top.get('interlocks');
+  if (interlocksPair) collectInterlocks(f, f.valueNode(interlocksPair));
 
   // rules: from the entry file and each include, in order (order is the evaluation order).
   const drafts: RuleDraft[] = [];
@@ -339,8 +357,10 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
       if (parsed === undefined) continue;
       const e = parsed.file.map(parsed.root, '', INCLUDE_KEYS, 'an included file holds rules');
       const rp = e?.get('rules');
-      if (e && rp === undefined) parsed.file.fail(parsed.root, 'rules', 'is required in an included file');
+      const ip = e?.get('interlocks');
+      if (e && rp === undefined && ip === undefined) parsed.file.fail(parsed.root, 'rules', 'an included file holds rules or interlocks');
       if (rp) collectRules(parsed.file, parsed.file.valueNode(rp), drafts);
+      if (ip) collectInterlocks(parsed.file, parsed.file.valueNode(ip));
     }
   }
   const windows = compileWindowSources(f, top);
@@ -362,6 +382,7 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
     rules: drafts.map((d) => d.rule),
     ...(mode === 'monitor' ? { mode } : {}),
     ...(windows.size > 0 ? { windows: [...windows.values()] } : {}),
+    ...(interlocks.length > 0 ? { interlocks } : {}),
   };
 }
 

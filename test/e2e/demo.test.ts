@@ -22,10 +22,11 @@ describe('plantgate demo', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/All \d+ commands answered as expected/);
-    for (const reason of ['NO_TOKEN', 'ALLOWED', 'VALUE_OUT_OF_BOUNDS', 'NO_MATCHING_RULE', 'TOKEN_EXPIRED', 'TOKEN_INVALID']) {
+    for (const reason of ['NO_TOKEN', 'ALLOWED', 'VALUE_OUT_OF_BOUNDS', 'NO_MATCHING_RULE', 'INTERLOCK', 'APPROVAL_REQUIRED', 'APPROVED', 'TOKEN_EXPIRED', 'TOKEN_INVALID']) {
       expect(r.stdout).toContain(reason);
     }
     expect(r.stdout).toMatch(/SOC stream: \d+ records/);
+    expect(r.stdout).toMatch(/Audit log verified: tree of \d+ records, \d+ signed checkpoints/);
   });
 
   it('--keep-running writes demo.json so another Modbus client can use the gateway, and stops on SIGINT', async () => {

@@ -130,7 +130,7 @@ export function register(program: Command): void {
   audit
     .command('tail')
     .description('print a collector NDJSON audit file in readable form, and follow it with --follow')
-    .argument('<file>', '<out_dir>/<gateway>.ndjson')
+    .argument('<file>', '<out_dir>/<gateway>/<YYYY-MM-DD>.ndjson (daily layout) or <out_dir>/<gateway>.ndjson (single)')
     .option('-n, --lines <n>', 'start with the last n records', '20')
     .option('-f, --follow', 'keep printing records as they are appended')
     .action(async (file: string, opts: { lines: string; follow?: boolean }) => {
@@ -185,6 +185,7 @@ export function readable(line: string): string {
   if (r.token) return `${head} token ${r.token.kind} ${r.token.subject?.workloadId ?? ''} jti=${r.token.subject?.jti ?? ''} ${r.token.reason ?? ''}`;
   if (r.bundle) return `${head} bundle ${r.bundle.kind} revision ${r.bundle.revision ?? 0} ${r.bundle.reason ?? ''}`;
   if (r.violation) return `${head} violation ${r.violation.sessionId} ${r.violation.remoteAddress} ${r.violation.detail}`;
+  if (r.revocation) return `${head} revocation ${r.revocation.kind}=${r.revocation.value}${r.revocation.workloadId ? ` workload=${r.revocation.workloadId}` : ''} by=${r.revocation.by ?? ''} source=${r.revocation.source ?? ''} ${r.revocation.reason ?? ''}`;
   if (r.checkpoint) return `${head} checkpoint size ${r.checkpoint.treeSize} root ${r.checkpoint.rootHash}`;
   return `${head} ${line.slice(0, 160)}`;
 }

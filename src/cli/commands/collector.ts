@@ -5,31 +5,46 @@ import type { Command } from 'commander';
 import { SourceErrors } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { startCollector } from '../../collector/server.js';
+import { cosigner } from '../../audit/checkpoint.js';
+import { loadEd25519PrivateKey } from '../../audit/keys.js';
 import { loadCollectorConfig, readTlsFiles } from '../../collector/config.js';
 
 export function register(program: Command): void {
   program
     .command('collector')
-    .description('receive audit streams from gateways over mutual TLS, verify each hash chain, write NDJSON and alerts')
-    .requiredOption('--config <file>', 'collector config (YAML): listen {host, port}, tls {ca, cert, key}, out_dir')
+    .description('receive audit streams from gateways over mutual TLS, verify each chain, tree and checkpoint, countersign as a witness, write NDJSON, OCSF and alerts')
+    .requiredOption('--config <file>', 'collector config (YAML): listen {host, port}, tls {ca, cert, key}, out_dir, output {layout, ocsf}, gateways [{id, verifier_key, identity}], witness {name, key_file}')
     .action(async (opts: { config: string }) => {
       let config;
       let tls;
+      let witness;
       try {
         config = await loadCollectorConfig(opts.config);
         tls = await readTlsFiles(opts.config, config.tls);
+        if (config.witness) witness = cosigner(config.witness.name, await loadEd25519PrivateKey(config.witness.keyFile));
       } catch (err) {
         if (err instanceof SourceErrors) {
           for (const e of err.errors) process.stderr.write(`${e.message}\n`);
           process.exitCode = 2;
           return;
         }
-        throw err;
+        process.stderr.write(`${opts.config}: witness.key_file: ${(err as Error).message}\n`);
+        process.exitCode = 2;
+        return;
       }
       const logger = createLogger('plantgate-collector');
       let collector;
       try {
-        collector = await startCollector({ host: config.listen.host, port: config.listen.port, tls, outDir: config.outDir, logger });
+        collector = await startCollector({
+          host: config.listen.host,
+          port: config.listen.port,
+          tls,
+          outDir: config.outDir,
+          output: config.output,
+          gateways: config.gateways,
+          witness,
+          logger,
+        });
       } catch (err) {
         process.stderr.write(
           `plantgate collector: cannot start on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}\n`,

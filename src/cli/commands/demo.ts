@@ -18,7 +18,11 @@ export function register(program: Command): void {
     .option('--state-dir <dir>', 'where to put certificates, keys, the bundle, the spool and the SOC stream (default: a new temp dir)')
     .action(async (opts: { keepRunning?: boolean; stateDir?: string }) => {
       const stateDir = path.resolve(opts.stateDir ?? (await mkdtemp(path.join(os.tmpdir(), 'plantgate-demo-'))));
-      const logger = createLogger('plantgate-demo', { level: process.env.PLANTGATE_LOG_LEVEL ?? 'warn' });
+      // The table below is the demo's output; logs (pino-pretty, stderr) only for errors unless asked.
+      const logger = createLogger('plantgate-demo', {
+        level: process.env.PLANTGATE_LOG_LEVEL ?? 'error',
+        transport: { target: 'pino-pretty', options: { destination: 2, colorize: false } },
+      });
       const out = (s: string) => process.stdout.write(`${s}\n`);
       out(`plantgate demo — state in ${stateDir}`);
       const lab = await startLab({ stateDir, logger });
@@ -28,7 +32,7 @@ export function register(program: Command): void {
       out('');
       const print = (r: StepResult) =>
         out(
-          `${r.ok ? '✔' : '✘'} ${r.agent.padEnd(9)} ${r.command.padEnd(30)} → ${r.decision.padEnd(5)} ${r.reason.padEnd(20)} ${r.answer}` +
+          `${r.ok ? '✔' : '✘'} ${r.agent.padEnd(9)} ${r.command.padEnd(30)} → ${r.decision.padEnd(5)} ${r.reason.padEnd(20)} ${r.answer.padEnd(16)} ${r.step}` +
             (r.ok ? '' : `   (expected ${r.expected})`),
         );
       let results: StepResult[] = [];

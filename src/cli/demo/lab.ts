@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { JWK } from 'jose';
+import { importJWK, SignJWT, type JWK } from 'jose';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { startCollector } from '../../collector/server.js';
@@ -19,7 +19,7 @@ import { initPki, type PkiPaths } from '../../identity/dev/pki.js';
 import { signBundle, writeBundleFile } from '../../policy/bundle.js';
 import { compileSources } from '../../policy/sources.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomUUID } from 'node:crypto';
 import { verifierKey } from '../../audit/note.js';
 import type { AgentCredentials } from './agent.js';
 
@@ -37,7 +37,11 @@ function findPackageRoot(dir: string): string {
 export const DEMO_AGENTS = {
   optimizer: 'spiffe://plant.example/agent/optimizer',
   reporter: 'spiffe://plant.example/agent/reporter',
+  planner: 'spiffe://plant.example/agent/planner',
 } as const;
+
+/** The demo's plant operator: approves requests on the operator API (not the agents' owner). */
+export const DEMO_OPERATOR = 'bob@plant.example';
 export type DemoAgent = keyof typeof DEMO_AGENTS;
 
 export const DEV_ISSUER = 'https://issuer.dev.plantgate.local';
@@ -56,6 +60,7 @@ export interface Lab {
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
   /** A token for the agent from the development issuer, bound to its certificate. */
   token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  operatorToken: LabFiles['operatorToken'];
   /** Where the gateway's audit spool is, and the verifier key of its checkpoints. */
   spoolDir: string;
   auditVerifierKey: string;
@@ -91,6 +96,8 @@ export interface LabFiles {
   audience: string;
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
   token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  /** An operator bearer token (role operator) for the operator API. */
+  operatorToken(opts?: { sub?: string; roles?: string[]; now?: number }): Promise<string>;
   /** The gateway config for a simulator and a collector at these ports (0 = ephemeral listeners). */
   gatewayYaml(p: { simPort: number; collectorPort: number; modbusPort?: number; agentApiPort?: number; opsPort?: number }): string;
   /** A collector config writing under the state dir. */
@@ -138,12 +145,25 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
         sub: DEMO_AGENTS[agent],
         aud: payload.audience,
         owner: 'alice@plant.example',
-        task: { id: `demo-${agent}`, purpose: agent === 'optimizer' ? 'optimize tank level setpoint' : 'shift report' },
-        scope: t.scope ?? (agent === 'optimizer' ? ['read', 'write'] : ['read']),
+        task: { id: `demo-${agent}`, purpose: { optimizer: 'optimize tank level setpoint', reporter: 'shift report', planner: 'plan a tank drain' }[agent] },
+        scope: t.scope ?? (agent === 'reporter' ? ['read'] : ['read', 'write']),
         ttlSec: t.ttlSec ?? 300,
         certThumbprint: certificateThumbprint(new X509Certificate(cert)),
         now: t.now,
       });
+    },
+    operatorToken: async (o = {}) => {
+      const key = await importJWK(issuerKey, 'EdDSA');
+      const now = Math.floor((o.now ?? Date.now()) / 1000);
+      return new SignJWT({ roles: o.roles ?? ['operator'] })
+        .setProtectedHeader({ alg: 'EdDSA', kid: issuerKey.kid })
+        .setIssuer(DEV_ISSUER)
+        .setSubject(o.sub ?? DEMO_OPERATOR)
+        .setAudience(payload.audience)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .setJti(randomUUID())
+        .sign(key);
     },
     gatewayYaml: (p) => gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, auditKeyFile, ...p }),
     collectorYaml: (port) =>
@@ -194,6 +214,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
     gateway,
     credentials: files.credentials,
     token: files.token,
+    operatorToken: files.operatorToken,
     spoolDir: config.audit.spool_dir,
     auditVerifierKey: files.auditVerifierKey,
     waitShipped: async (timeoutMs = 10_000) => {

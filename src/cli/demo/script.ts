@@ -3,6 +3,7 @@
 // an expired token, a forged token), each with the gateway's decision, reason and Modbus answer
 // as the SOC stream recorded them.
 import type { Lab } from './lab.js';
+import { callOperatorApi } from '../commands/approvals.js';
 import { connectModbusAgent, exceptionCodeOf, putToken, type ModbusAgent } from './agent.js';
 
 export interface StepResult {
@@ -104,10 +105,67 @@ export async function runScript(lab: Lab, print: (r: StepResult) => void): Promi
       await a.client.writeRegister(10, 1);
       return 'ok';
     });
-    await modbusStep(optimizer, 'optimizer', 'start the pump', 'FC5 pump1.run := on', 'ALLOWED', async (a) => {
+    // The safety interlock: the gateway polls the tank level itself and refuses to start the
+    // feed pump on a nearly full tank, whatever the policy allows.
+    const setLevel = async (percent: number) => {
+      lab.sim.write('tank1.level', percent);
+      const image = lab.gateway.processImage();
+      // Twice: a poll already in flight may have read the level before the change.
+      await image?.pollNow();
+      await image?.pollNow();
+    };
+    await setLevel(90);
+    await modbusStep(optimizer, 'optimizer', 'start the pump on a 90 % tank', 'FC5 pump1.run := on', 'INTERLOCK', async (a) => {
       await a.client.writeCoil(0, true);
       return 'ok';
     });
+    await setLevel(50);
+    await modbusStep(optimizer, 'optimizer', 'start the pump on a 50 % tank', 'FC5 pump1.run := on', 'ALLOWED', async (a) => {
+      await a.client.writeCoil(0, true);
+      return 'ok';
+    });
+
+    // Human approval: the planner may open the drain valve only with an operator's approval,
+    // bound to this exact command and used once.
+    const plannerCreds = await lab.credentials('planner');
+    const putP = await putToken(api.host, api.port, plannerCreds, await lab.token('planner'));
+    if (putP.status !== 200) throw new Error(`the gateway refused the planner's token: ${putP.status} ${JSON.stringify(putP.body)}`);
+    const planner = await connectModbusAgent(host, port, plannerCreds);
+    try {
+      await modbusStep(planner, 'planner', 'open the drain valve', 'FC5 valve1.open := on', 'APPROVAL_REQUIRED', async (a) => {
+        await a.client.writeCoil(1, true);
+        return 'ok';
+      });
+      const operatorApi = lab.gateway.operatorApi;
+      if (operatorApi === undefined) throw new Error('the demo gateway has no operator API');
+      const target = { api: `https://${operatorApi.host}:${operatorApi.port}/`, token: await lab.operatorToken(), ca: plannerCreds.ca };
+      const pending = await callOperatorApi(target, 'GET', 'v1/approvals?status=pending');
+      const list = (pending.body.approvals ?? []) as Array<{ id: string }>;
+      const approved = list[0] ? await callOperatorApi(target, 'POST', `v1/approvals/${list[0].id}/approve`, { reason: 'drain for inspection, checked on site' }) : pending;
+      const ok = approved.status === 200;
+      const r: StepResult = {
+        step: 'operator approves',
+        agent: 'operator',
+        command: `approve ${list[0]?.id.slice(0, 8) ?? '(none)'}`,
+        answer: `HTTP ${approved.status}`,
+        decision: ok ? 'grant' : 'none',
+        reason: ok ? 'APPROVED' : String(approved.body.reason ?? ''),
+        expected: 'APPROVED',
+        ok,
+      };
+      results.push(r);
+      print(r);
+      await modbusStep(planner, 'planner', 'retry the identical command', 'FC5 valve1.open := on', 'ALLOWED', async (a) => {
+        await a.client.writeCoil(1, true);
+        return 'ok';
+      });
+      await modbusStep(planner, 'planner', 'a second retry (grant used)', 'FC5 valve1.open := on', 'APPROVAL_REQUIRED', async (a) => {
+        await a.client.writeCoil(1, true);
+        return 'ok';
+      });
+    } finally {
+      await planner.close();
+    }
 
     // A read-only agent, and a token that runs out while the agent is connected.
     const shortTtl = 2;
