@@ -38,7 +38,7 @@ import {
   type WriteValue,
 } from 'node-opcua';
 import type { Clock } from '../../src/core/clock.js';
-import type { Command, Decision, Operation, Target } from '../../src/core/command.js';
+import type { Command, Decision, Operation, Subject, Target } from '../../src/core/command.js';
 import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
 import type { Reason } from '../../src/core/reasons.js';
 import { JwtOPCUAServer, jwtSessionIdentity, type JwtVerifier } from './jwt-token.js';
@@ -98,6 +98,9 @@ export interface OpcuaFrontOptions {
   upstream: FrontUpstream;
   clock: Clock;
 }
+
+/** Session carries the JWT's Subject once core's Session has the optional field (lead's wiring). */
+type SessionWithSubject = Session & { subject?: Subject };
 
 /** OPC UA binary encoding ids of the requests, kept as the Command's function code for the audit. */
 const SERVICE_ID = { Read: 631, Write: 673, Call: 712, Browse: 527, CreateMonitoredItems: 751 } as const;
@@ -303,8 +306,12 @@ export class OpcuaFront {
         assurance: 'mtls+token',
       };
       this.sessions.set(s, session);
-      this.opts.pipeline.sessionOpened(session);
     }
+    // The verified token travels with the session (replaced on each re-activation), so the
+    // pipeline decides on this session's own token: `Session.subject` (see docs/opcua.md, wiring).
+    const first = (session as SessionWithSubject).subject === undefined;
+    (session as SessionWithSubject).subject = identity.subject;
+    if (first) this.opts.pipeline.sessionOpened(session);
     return session;
   }
 
@@ -362,7 +369,13 @@ export class OpcuaFront {
     const session = this.sessions.get((context as { session?: ServerSession }).session!);
     if (session === undefined) return;
     this.opts.pipeline.outcome(session, g.cmd, d, {
-      status: status.isGood() ? 'ok' : status === StatusCodes.BadCommunicationError || status === StatusCodes.BadServerNotConnected ? 'upstream_unavailable' : 'exception',
+      status: status.isGood()
+        ? 'ok'
+        : status === StatusCodes.BadCommunicationError || status === StatusCodes.BadServerNotConnected
+          ? 'upstream_unavailable'
+          : status === StatusCodes.BadTimeout
+            ? 'upstream_timeout'
+            : 'exception',
       exceptionCode: status.isGood() ? undefined : status.value,
       latencyUs: Math.round((performance.now() - t0) * 1000),
     });

@@ -85,10 +85,11 @@ export function jwtSessionIdentity(session: ServerSession | undefined | null): J
   return session ? identities.get(session) : undefined;
 }
 
-/** The reason a verifier's error carries (PlantgateError.reason); anything else is TOKEN_INVALID. */
+/** The reason a verifier's error carries (PlantgateError.reason); anything else is TOKEN_INVALID.
+ * BUNDLE_UNAVAILABLE: no bundle, so no trusted issuers to verify against. */
 function reasonOf(err: unknown): Reason {
   const r = err instanceof PlantgateError ? err.reason : undefined;
-  return r === 'TOKEN_EXPIRED' || r === 'TOKEN_BINDING_MISMATCH' || r === 'TOKEN_REVOKED' || r === 'NO_IDENTITY' ? r : 'TOKEN_INVALID';
+  return r === 'TOKEN_EXPIRED' || r === 'TOKEN_BINDING_MISMATCH' || r === 'TOKEN_REVOKED' || r === 'NO_IDENTITY' || r === 'BUNDLE_UNAVAILABLE' ? r : 'TOKEN_INVALID';
 }
 
 /** The one user token policy a JWT endpoint offers; securityPolicyUri null = the channel's policy. */
