@@ -158,7 +158,11 @@ export class AuditLog {
       throw new AuditError(`gateway id "${opts.gatewayId}" must be 1-128 characters of A-Z a-z 0-9 . _ -`);
     }
     const logger = opts.logger ?? silentLogger;
-    const { spool, recovered } = await Spool.open(opts.dir, opts.segmentBytes ?? 16 * 1024 * 1024, logger);
+    // Segments are what gets deleted once acknowledged, and the one being written is never deleted:
+    // they must be well below the size bound, or a full spool could never free space.
+    const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
+    const segmentBytes = Math.min(opts.segmentBytes ?? 16 * 1024 * 1024, Math.max(4096, Math.floor(maxBytes / 8)));
+    const { spool, recovered } = await Spool.open(opts.dir, segmentBytes, logger);
     let treeOpened;
     try {
       treeOpened = await TreeStore.open(opts.dir, recovered.nextSeq, spool.firstSeq(recovered.nextSeq), async (from, to) =>
@@ -192,7 +196,7 @@ export class AuditLog {
       spool,
       opts.gatewayId,
       opts.clock,
-      opts.maxBytes ?? 256 * 1024 * 1024,
+      maxBytes,
       opts.cacheRecords ?? 8192,
       logger,
       recovered,
@@ -305,6 +309,15 @@ export class AuditLog {
     return seq;
   }
 
+  /** The stored note of checkpoint `size` (with any cosignatures), or undefined when there is none. */
+  async checkpointNote(size: number): Promise<string | undefined> {
+    try {
+      return await readFile(join(this.spool.dir, CHECKPOINT_DIR, checkpointFileName(size)), 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * Stores a witness's cosignature line next to checkpoint `size` (appended to its note file).
    * The caller has checked it is for that checkpoint's body; unknown sizes are refused.
@@ -397,8 +410,10 @@ export class AuditLog {
       this.durableNext = batch.firstSeq + batch.records.length;
       this.remember(batch.records);
       for (const w of batch.waiters) w.resolve(w.seq);
-      this.notify();
+      // The checkpoint file exists before the shipper sends its record, so a witness's cosignature
+      // always finds it.
       for (const cp of batch.checkpoints) await this.publishCheckpoint(cp);
+      this.notify();
     }
   }
 

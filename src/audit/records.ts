@@ -4,6 +4,7 @@
 // Never copy a token or a key into a record: Subject carries only the token id and thumbprint.
 import type { Command, Decision, Protocol, Subject } from '../core/command.js';
 import type { Reason } from '../core/reasons.js';
+import type { Revocation } from '../identity/revocation.js';
 import { pb } from './schema.js';
 import type { AuditRecordProps, CommandInfoProps, IdentityProps } from './schema.js';
 
@@ -176,6 +177,25 @@ export function violationRecord(v: {
       remoteAddress: v.remoteAddress,
       detail: v.detail,
       functionCode: v.functionCode ?? 0,
+    },
+  };
+}
+
+/**
+ * A revocation that took effect. `by` overrides who asked (e.g. the operator API's caller when the
+ * store recorded a service identity).
+ */
+export function revocationRecord(r: Revocation, by?: string): AuditEvent {
+  return {
+    revocation: {
+      kind: r.kind,
+      value: r.value,
+      workloadId: r.workloadId ?? '',
+      owner: r.owner ?? '',
+      reason: r.reason,
+      revokedAtUnixMs: r.revokedAtMs,
+      source: r.source,
+      by: by ?? r.by,
     },
   };
 }

@@ -15,6 +15,7 @@ export type TokenEventProps = plantgate.audit.TokenEvent.$Properties;
 export type BundleEventProps = plantgate.audit.BundleEvent.$Properties;
 export type ProtocolViolationProps = plantgate.audit.ProtocolViolation.$Properties;
 export type CheckpointEventProps = plantgate.audit.CheckpointEvent.$Properties;
+export type RevocationEventProps = plantgate.audit.RevocationEvent.$Properties;
 export type DecodedRecord = plantgate.audit.AuditRecord;
 
 export const SCHEMA_VERSION = 1;
@@ -43,6 +44,7 @@ export function decodeRecord(bytes: Uint8Array): DecodedRecord {
   if (r.bundle) r.bundle.revision = num(r.bundle.revision);
   if (r.token) r.token.expiresAtUnixMs = num(r.token.expiresAtUnixMs);
   if (r.checkpoint) r.checkpoint.treeSize = num(r.checkpoint.treeSize);
+  if (r.revocation) r.revocation.revokedAtUnixMs = num(r.revocation.revokedAtUnixMs);
   return r;
 }
 

@@ -11,6 +11,8 @@ import { FrameReader } from './framing.js';
 import { hashEquals, leafHash, toHex } from './hash.js';
 import type { AuditLog } from './log.js';
 import { num, pb } from './schema.js';
+import { parseCheckpointBody, parseCosignerVerifierKey, type CosignatureVerifier } from './checkpoint.js';
+import { parseNote } from './note.js';
 
 export const STREAM_VERSION = 1;
 
@@ -26,6 +28,11 @@ export interface ShipperOptions {
   batchRecords?: number;
   /** Records sent but not yet acknowledged before the shipper waits for an ack. Default 16384. */
   windowRecords?: number;
+  /**
+   * Witnesses whose cosignatures are kept (tlog-cosignature/v1 verifier keys). Absent: a cosignature
+   * is kept when it names the tree size and root of one of our checkpoints (the SOC verifies it).
+   */
+  witnessKeys?: string[];
 }
 
 export interface ShipperStats {
@@ -40,12 +47,12 @@ export interface ShipperStats {
 }
 
 export interface ShipperAlert {
-  kind: 'collector_wants_deleted_records' | 'collector_ahead_of_gateway' | 'collector_chain_differs' | 'bad_ack';
+  kind: 'collector_wants_deleted_records' | 'collector_ahead_of_gateway' | 'collector_chain_differs' | 'bad_ack' | 'bad_cosignature';
   message: string;
   nextSeq?: number;
 }
 
-/** Emits 'connected' (nextSeq), 'acked' (seq), 'alert' (ShipperAlert), 'disconnected' (error message). */
+/** Emits 'connected' (nextSeq), 'acked' (seq), 'cosigned' (tree size, line), 'alert' (ShipperAlert), 'disconnected' (error message). */
 export class Shipper extends EventEmitter {
   private socket: tls.TLSSocket | undefined;
   private reader = new FrameReader();
@@ -57,6 +64,8 @@ export class Shipper extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private readonly unsubscribe: () => void;
+  private readonly witnesses: CosignatureVerifier[];
+  private cosignChain: Promise<void> = Promise.resolve();
   private readonly logger: Logger;
   private readonly minMs: number;
   private readonly maxMs: number;
@@ -68,6 +77,7 @@ export class Shipper extends EventEmitter {
     this.minMs = opts.reconnect?.minMs ?? 250;
     this.maxMs = opts.reconnect?.maxMs ?? 30_000;
     this.st.ackedSeq = opts.log.ackedSeq;
+    this.witnesses = (opts.witnessKeys ?? []).map((k) => parseCosignerVerifierKey(k));
     // Woken by the log after each durable batch: no polling.
     this.unsubscribe = opts.log.subscribe(() => this.kick());
     this.connect();
@@ -131,7 +141,40 @@ export class Shipper extends EventEmitter {
         (err) => this.logger.error({ err, seq }, 'audit spool: could not record acknowledgement'),
       );
       this.kick();
+    } else if (frame.cosignature) {
+      const c = frame.cosignature;
+      const size = num(c.treeSize);
+      const root = c.rootHash ?? new Uint8Array(0);
+      const line = c.line ?? '';
+      // Stored one after another: each rewrites the checkpoint's note file.
+      this.cosignChain = this.cosignChain.then(() => this.storeCosignature(size, root, line)).catch((err) =>
+        this.logger.error({ err: (err as Error).message, size }, 'audit shipper: could not store a cosignature'),
+      );
     }
+  }
+
+  /** Keeps a witness's cosignature next to our checkpoint, once it is shown to be for that checkpoint. */
+  private async storeCosignature(size: number, root: Uint8Array, line: string): Promise<void> {
+    const note = await this.opts.log.checkpointNote(size);
+    let body: string | undefined;
+    if (note !== undefined) {
+      try {
+        const text = parseNote(note).text;
+        if (hashEquals(parseCheckpointBody(text).root, root)) body = text;
+      } catch {
+        body = undefined;
+      }
+    }
+    let ok = body !== undefined && /^\u2014 \S+ [A-Za-z0-9+/=]+\n?$/.test(line);
+    if (ok && this.witnesses.length > 0) ok = this.witnesses.some((w) => w.verify(body!, line) !== undefined);
+    if (!ok) {
+      const alert: ShipperAlert = { kind: 'bad_cosignature', message: `collector sent a cosignature that is not for our checkpoint of size ${size}` };
+      this.logger.error(alert, 'audit shipper: cosignature refused');
+      this.emit('alert', alert);
+      return;
+    }
+    await this.opts.log.storeCosignature(size, line.endsWith('\n') ? line : `${line}\n`);
+    this.emit('cosigned', size, line);
   }
 
   private async onHello(socket: tls.TLSSocket, nextSeq: number, lastHash: Uint8Array): Promise<void> {

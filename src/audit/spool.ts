@@ -146,6 +146,7 @@ export class Spool {
       }
       let pos = 0;
       let problem = '';
+      let tampered = false;
       let seq = firstSeq;
       while (pos < data.length) {
         if (data.length - pos < FRAME_HEADER_BYTES) {
@@ -155,6 +156,12 @@ export class Spool {
         const len = data.readUInt32BE(pos);
         if (len > MAX_RECORD_BYTES || data.length - pos - FRAME_HEADER_BYTES < len) {
           problem = `frame length ${len} runs past the end of the file`;
+          break;
+        }
+        // No record is empty (it names its gateway): a zero length is a zero-filled tail (the file
+        // size reached the disk before the data did), however valid its CRC of nothing looks.
+        if (len === 0) {
+          problem = 'zero-filled frame';
           break;
         }
         const bytes = data.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + len);
@@ -167,10 +174,12 @@ export class Spool {
           rec = decodeRecord(bytes);
         } catch {
           problem = 'record does not decode';
+          tampered = true;
           break;
         }
         if (rec.seq !== seq) {
           problem = `record seq ${rec.seq}, expected ${seq}`;
+          tampered = true;
           break;
         }
         // The first record on disk may follow a deleted (acknowledged) segment: its prev_hash is
@@ -179,6 +188,7 @@ export class Spool {
           const want = seq === 0 ? ZERO_HASH : lastHash;
           if (!hashEquals(rec.prevHash, want)) {
             problem = `record ${seq} prev_hash does not match the previous record`;
+            tampered = true;
             break;
           }
         }
@@ -189,6 +199,10 @@ export class Spool {
       }
       if (problem) {
         if (!isLast) throw new AuditError(`${path}: corrupt at byte ${pos}: ${problem}`);
+        // A crash tears bytes (a short or unchecksummed frame); it never writes a whole frame with a
+        // valid CRC in the wrong place. Such a frame out of seq or chain order was edited, removed
+        // or reordered by someone: refuse to open rather than cut the evidence off as a torn tail.
+        if (tampered) throw new AuditError(`${path}: record at byte ${pos} has a valid checksum but ${problem}: the spool was changed on disk (run plantgate audit verify)`);
         // Only the last segment is ever being written, so damage there is a torn tail from a crash:
         // everything before it was fsynced (or never acknowledged to anyone), so cut it off.
         truncatedBytes = data.length - pos;

@@ -1,19 +1,31 @@
 // The SOC side of the audit stream: a mutual-TLS server that receives each gateway's records,
-// verifies the chain (seq contiguous, prev_hash = previous leaf hash), appends every verified
-// record to <out>/<gateway>.ndjson with fsync, persists the resume point, then acknowledges.
-// Never acknowledges a record before it is fsynced, and never writes past a gap or fork: it alerts
-// (alerts.ndjson + error log + 'alert' event) and closes the stream instead.
+// checks that the client certificate proves the gateway id the hello claims (identity.ts), verifies
+// the chain (seq contiguous, prev_hash = previous leaf hash), recomputes the Merkle tree and checks
+// every checkpoint against it (witness.ts), appends every verified record to the gateway's NDJSON
+// (and OCSF) output with fsync, persists the resume point and tree, acknowledges, then returns a
+// cosignature for each verified checkpoint. Never acknowledges a record before it is fsynced, and
+// never writes past a gap, fork or bad checkpoint: it alerts (alerts.ndjson + error log + 'alert'
+// event + a count in stats()) and closes the stream instead.
 import { EventEmitter } from 'node:events';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { systemClock, type Clock } from '../core/clock.js';
+import { writeFileAtomic } from '../core/files.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import type { Cosigner } from '../audit/checkpoint.js';
 import { FrameReader } from '../audit/framing.js';
-import { hashEquals, leafHash, toHex } from '../audit/hash.js';
+import { fromHex, hashEquals, leafHash, toHex } from '../audit/hash.js';
+import { Frontier } from '../audit/merkle.js';
+import { addSignatureLines, parseVerifierKey, type NoteVerifier } from '../audit/note.js';
 import { decodeRecord, pb, SCHEMA_VERSION } from '../audit/schema.js';
+import { boundName, certificateMatches, peerIdentity, type PeerIdentity } from './identity.js';
 import { recordToJson } from './ndjson.js';
-import { ndjsonPath, openNdjson, readState, statePath, writeState, type ResumePoint } from './state.js';
+import { toOcsf } from './ocsf.js';
+import { GatewayOutput, type OutputEntry, type OutputLayout } from './output.js';
+import { readState, statePath, writeState, type GatewayState } from './state.js';
+import { checkCheckpointRecord } from './witness.js';
 
 export interface CollectorOptions {
   host: string;
@@ -23,9 +35,31 @@ export interface CollectorOptions {
   logger?: Logger;
   /** How long a new connection may take to say hello. Default 10 s. */
   helloTimeoutMs?: number;
+  /** Output files. Default one NDJSON file per gateway, no OCSF (the CLI config defaults to daily + OCSF). */
+  output?: { layout?: OutputLayout; ocsf?: boolean };
+  /**
+   * Gateways allowed to write, with their checkpoint verifier keys and certificate identities.
+   * Absent: open mode (any gateway certificate from the CA, bound to its id on first use;
+   * checkpoints checked against the tree but not their signatures, and not cosigned).
+   */
+  gateways?: { id: string; verifierKey: string; identity?: string }[];
+  /** Countersigns verified checkpoints of configured gateways. */
+  witness?: Cosigner;
+  /** Time of cosignatures. Default the system clock. */
+  clock?: Clock;
 }
 
-export type AlertKind = 'gap' | 'replay' | 'fork' | 'malformed' | 'gateway_mismatch' | 'protocol';
+export type AlertKind =
+  | 'gap'
+  | 'replay'
+  | 'fork'
+  | 'malformed'
+  | 'gateway_mismatch'
+  | 'protocol'
+  | 'unknown_gateway'
+  | 'identity_mismatch'
+  | 'bad_signature'
+  | 'inconsistent_checkpoint';
 
 export interface CollectorAlert {
   time: string;
@@ -37,6 +71,14 @@ export interface CollectorAlert {
   gotSeq?: number;
   expectedPrevHash?: string;
   gotPrevHash?: string;
+  expected?: string;
+  actual?: string;
+}
+
+export interface CollectorStats {
+  alerts: Partial<Record<AlertKind, number>>;
+  records: number;
+  cosignatures: number;
 }
 
 const GATEWAY_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -45,15 +87,17 @@ const MAX_QUEUED = 4096;
 
 interface Gateway {
   id: string;
-  point: ResumePoint;
-  ndjson: FileHandle;
+  state: GatewayState;
+  out: GatewayOutput;
   statePath: string;
   conn: Connection | undefined;
+  verifier: NoteVerifier | undefined;
 }
 
 interface Connection {
   socket: tls.TLSSocket;
   remote: string;
+  peer: PeerIdentity;
   gateway: Gateway | undefined;
   queue: Uint8Array[];
   processing: Promise<void> | undefined;
@@ -69,10 +113,23 @@ export class Collector extends EventEmitter {
   private alerts: FileHandle | undefined;
   private alertChain: Promise<void> = Promise.resolve();
   private readonly logger: Logger;
+  private readonly configured: Map<string, { verifier: NoteVerifier; identity?: string }> | undefined;
+  private readonly clock: Clock;
+  private readonly st: CollectorStats = { alerts: {}, records: 0, cosignatures: 0 };
 
   constructor(private readonly opts: CollectorOptions) {
     super();
     this.logger = (opts.logger ?? silentLogger).child({ component: 'collector' });
+    this.clock = opts.clock ?? systemClock;
+    if (opts.gateways) {
+      this.configured = new Map();
+      for (const g of opts.gateways) {
+        if (this.configured.has(g.id)) throw new Error(`gateway "${g.id}" is configured twice`);
+        this.configured.set(g.id, { verifier: parseVerifierKey(g.verifierKey), identity: g.identity });
+      }
+    } else {
+      this.logger.warn('collector: no gateways configured: open mode (first certificate per gateway id is trusted; checkpoint signatures not checked)');
+    }
     this.server = tls.createServer(
       {
         ca: opts.tls.ca,
@@ -88,6 +145,10 @@ export class Collector extends EventEmitter {
     this.server.on('tlsClientError', (err, socket) => {
       this.logger.warn({ err: err.message, remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'collector: TLS handshake refused');
     });
+  }
+
+  stats(): CollectorStats {
+    return { alerts: { ...this.st.alerts }, records: this.st.records, cosignatures: this.st.cosignatures };
   }
 
   async listen(): Promise<void> {
@@ -108,6 +169,7 @@ export class Collector extends EventEmitter {
     const conn: Connection = {
       socket,
       remote: `${socket.remoteAddress}:${socket.remotePort}`,
+      peer: peerIdentity(socket),
       gateway: undefined,
       queue: [],
       processing: undefined,
@@ -159,7 +221,34 @@ export class Collector extends EventEmitter {
     if (!hello) return this.alert(conn, { kind: 'protocol', message: 'first frame is not a hello' });
     const id = hello.gatewayId ?? '';
     if (!GATEWAY_ID.test(id)) return this.alert(conn, { kind: 'protocol', message: `gateway id "${id.slice(0, 64)}" is not valid` });
+    const who = boundName(conn.peer) ?? '(no identity)';
+    let cfg: { verifier: NoteVerifier; identity?: string } | undefined;
+    if (this.configured) {
+      cfg = this.configured.get(id);
+      if (!cfg) return this.alert(conn, { kind: 'unknown_gateway', message: `gateway "${id}" (certificate ${who}) is not in the collector's gateways list` });
+      if (!certificateMatches(conn.peer, id, cfg.identity)) {
+        return this.alert(conn, {
+          kind: 'identity_mismatch',
+          message: `certificate ${who} does not prove gateway "${id}"`,
+          expected: cfg.identity ?? `spiffe://<trust domain>/gateway/${id} or CN=${id}`,
+          actual: who,
+        });
+      }
+    }
     const gw = await this.gateway(id);
+    if (conn.dead) return;
+    if (!this.configured) {
+      const name = boundName(conn.peer);
+      const bound = gw.state.certificateIdentity;
+      if (name === undefined || (bound !== undefined && bound !== name)) {
+        return this.alert(conn, { kind: 'identity_mismatch', message: `certificate ${who} does not prove gateway "${id}" (bound to ${bound ?? '?'} on first use)`, expected: bound, actual: who });
+      }
+      if (bound === undefined) {
+        gw.state = { ...gw.state, certificateIdentity: name };
+        await writeState(gw.statePath, gw.state);
+        this.logger.warn({ gatewayId: id, certificate: name }, 'collector: gateway id bound to its first certificate (open mode)');
+      }
+    }
     if (conn.dead) return;
     const previous = gw.conn;
     if (previous && previous !== conn) {
@@ -171,8 +260,8 @@ export class Collector extends EventEmitter {
     if (conn.dead) return;
     gw.conn = conn;
     conn.gateway = gw;
-    this.logger.info({ gatewayId: id, remote: conn.remote, nextSeq: gw.point.nextSeq }, 'collector: gateway connected');
-    conn.socket.write(pb.CollectorFrame.encodeDelimited({ hello: { nextSeq: gw.point.nextSeq, lastHash: gw.point.lastHash } }).finish());
+    this.logger.info({ gatewayId: id, remote: conn.remote, nextSeq: gw.state.nextSeq }, 'collector: gateway connected');
+    conn.socket.write(pb.CollectorFrame.encodeDelimited({ hello: { nextSeq: gw.state.nextSeq, lastHash: gw.state.lastHash } }).finish());
     this.process(conn);
   }
 
@@ -181,12 +270,14 @@ export class Collector extends EventEmitter {
     if (!p) {
       p = (async () => {
         const sp = statePath(this.opts.outDir, id);
-        const state = await readState(sp);
-        const { handle, last } = await openNdjson(ndjsonPath(this.opts.outDir, id));
-        // The NDJSON is fsynced before the state file is replaced: if they disagree, the NDJSON
-        // is ahead and is right.
-        const point = last && last.nextSeq > state.nextSeq ? last : state;
-        return { id, point, ndjson: handle, statePath: sp, conn: undefined };
+        const out = await GatewayOutput.open(this.opts.outDir, id, this.opts.output?.layout ?? 'single', this.opts.output?.ocsf ?? false);
+        try {
+          const state = await recoverGateway(out, await readState(sp), this.logger.child({ gatewayId: id }));
+          return { id, state, out, statePath: sp, conn: undefined, verifier: this.configured?.get(id)?.verifier };
+        } catch (err) {
+          await out.close();
+          throw err;
+        }
       })();
       this.gateways.set(id, p);
       p.catch(() => this.gateways.delete(id));
@@ -209,9 +300,14 @@ export class Collector extends EventEmitter {
       const frames = conn.queue;
       conn.queue = [];
       if (conn.socket.isPaused()) conn.socket.resume();
-      const lines: string[] = [];
+      const entries: OutputEntry[] = [];
       const stored: Record<string, unknown>[] = [];
-      let point = gw.point;
+      const cosigned: { size: number; root: Uint8Array; body: string; note: string }[] = [];
+      let nextSeq = gw.state.nextSeq;
+      let lastHash = gw.state.lastHash;
+      // A working copy: the stored frontier only moves once the batch is durable.
+      const frontier = gw.state.frontier?.clone();
+      let checkpoint = gw.state.checkpoint;
       let problem: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'> | undefined;
       for (const f of frames) {
         let bytes: Uint8Array | undefined;
@@ -223,49 +319,63 @@ export class Collector extends EventEmitter {
           rec = undefined;
         }
         if (!bytes || !rec) {
-          problem = { kind: 'malformed', message: 'frame is not an audit record', expectedSeq: point.nextSeq };
+          problem = { kind: 'malformed', message: 'frame is not an audit record', expectedSeq: nextSeq };
           break;
         }
         if (rec.gatewayId !== gw.id) {
           problem = { kind: 'gateway_mismatch', message: `record names gateway "${rec.gatewayId}" on ${gw.id}'s stream`, gotSeq: rec.seq };
           break;
         }
-        if (rec.seq !== point.nextSeq) {
+        if (rec.seq !== nextSeq) {
           problem = {
-            kind: rec.seq > point.nextSeq ? 'gap' : 'replay',
-            message: rec.seq > point.nextSeq ? `records ${point.nextSeq}..${rec.seq - 1} are missing` : `seq ${rec.seq} was already stored`,
-            expectedSeq: point.nextSeq,
+            kind: rec.seq > nextSeq ? 'gap' : 'replay',
+            message: rec.seq > nextSeq ? `records ${nextSeq}..${rec.seq - 1} are missing` : `seq ${rec.seq} was already stored`,
+            expectedSeq: nextSeq,
             gotSeq: rec.seq,
           };
           break;
         }
-        if (!hashEquals(rec.prevHash, point.lastHash)) {
+        if (!hashEquals(rec.prevHash, lastHash)) {
           problem = {
             kind: 'fork',
             message: `record ${rec.seq} does not chain to the stored record ${rec.seq - 1}`,
-            expectedSeq: point.nextSeq,
+            expectedSeq: nextSeq,
             gotSeq: rec.seq,
-            expectedPrevHash: toHex(point.lastHash),
+            expectedPrevHash: toHex(lastHash),
             gotPrevHash: toHex(rec.prevHash),
           };
           break;
+        }
+        if (rec.checkpoint && frontier) {
+          const v = checkCheckpointRecord(rec, frontier, gw.verifier);
+          if ('problem' in v) {
+            problem = { ...v.problem, gotSeq: rec.seq };
+            break;
+          }
+          checkpoint = { size: v.ok.size, root: v.ok.root };
+          if (v.signed) cosigned.push({ ...v.ok, note: rec.checkpoint.note ?? '' });
         }
         if ((rec.schemaVersion ?? 0) > SCHEMA_VERSION) {
           this.logger.warn({ gatewayId: gw.id, seq: rec.seq, schemaVersion: rec.schemaVersion }, 'collector: newer record schema');
         }
         const hash = leafHash(bytes);
+        frontier?.append(hash);
         const json = recordToJson(rec, hash);
-        lines.push(JSON.stringify(json));
+        const ocsf = gw.out.ocsf ? toOcsf(json) : undefined;
+        entries.push({ timeMs: Number(rec.timeUnixMs), ndjson: JSON.stringify(json), ...(ocsf ? { ocsf: JSON.stringify(ocsf) } : {}) });
         stored.push(json);
-        point = { nextSeq: rec.seq + 1, lastHash: hash };
+        nextSeq = rec.seq + 1;
+        lastHash = hash;
       }
-      if (lines.length > 0) {
-        await gw.ndjson.write(lines.join('\n') + '\n');
-        await gw.ndjson.sync();
-        await writeState(gw.statePath, point);
-        gw.point = point;
-        if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ ack: { lastSeq: point.nextSeq - 1 } }).finish());
+      if (entries.length > 0) {
+        await gw.out.append(entries);
+        const state: GatewayState = { ...gw.state, nextSeq, lastHash, frontier, checkpoint };
+        await writeState(gw.statePath, state);
+        gw.state = state;
+        this.st.records += entries.length;
+        if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ ack: { lastSeq: nextSeq - 1 } }).finish());
         for (const json of stored) this.emit('record', gw.id, json);
+        if (this.opts.witness) await this.cosign(conn, gw, cosigned);
       }
       if (problem) {
         await this.alert(conn, problem);
@@ -274,8 +384,25 @@ export class Collector extends EventEmitter {
     }
   }
 
+  /** Countersigns verified checkpoints, keeps the newest cosigned note, and returns the cosignatures. */
+  private async cosign(conn: Connection, gw: Gateway, verified: { size: number; root: Uint8Array; body: string; note: string }[]): Promise<void> {
+    const witness = this.opts.witness!;
+    let newest: string | undefined;
+    for (const v of verified) {
+      const line = witness.cosign(v.body, Math.floor(this.clock.now() / 1000));
+      newest = addSignatureLines(v.note, [line]);
+      this.st.cosignatures++;
+      if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ cosignature: { treeSize: v.size, rootHash: v.root, line } }).finish());
+      this.emit('cosigned', gw.id, v.size, line);
+    }
+    // The SOC's copy of the newest witnessed checkpoint, with both signatures: what `plantgate
+    // audit verify old.checkpoint new.checkpoint` and any signed-note tool take.
+    if (newest !== undefined) await writeFileAtomic(gw.out.checkpointPath(), newest);
+  }
+
   private async alert(conn: Connection, a: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'>): Promise<void> {
     const alert: CollectorAlert = { time: new Date().toISOString(), gatewayId: conn.gateway?.id ?? '', remote: conn.remote, ...a };
+    this.st.alerts[a.kind] = (this.st.alerts[a.kind] ?? 0) + 1;
     this.kill(conn, a.message);
     this.logger.error(alert, 'collector: audit stream rejected');
     const write = this.alertChain.then(async () => {
@@ -310,7 +437,7 @@ export class Collector extends EventEmitter {
     await this.alertChain;
     for (const p of this.gateways.values()) {
       const gw = await p.catch(() => undefined);
-      await gw?.ndjson.close();
+      await gw?.out.close();
     }
     this.gateways.clear();
     await this.alerts?.close();
@@ -322,4 +449,60 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const c = new Collector(opts);
   await c.listen();
   return c;
+}
+
+/**
+ * Reconciles a gateway's state file with its output after a crash: the NDJSON is fsynced before
+ * the state, so lines past the state's next_seq are stored records; the tree is advanced over their
+ * `hash` fields (or rebuilt from seq 0 when the state predates the tree), and OCSF lines missing
+ * for them are regenerated from the NDJSON, so neither output has a gap or a duplicate.
+ */
+async function recoverGateway(out: GatewayOutput, state: GatewayState, logger: Logger): Promise<GatewayState> {
+  const last = await out.last('ndjson');
+  const storedNext = last ? last.seq + 1 : 0;
+  let { nextSeq, lastHash, frontier } = state;
+  if (frontier === undefined || storedNext > nextSeq) {
+    const from = frontier === undefined ? 0 : nextSeq;
+    const f = frontier?.clone() ?? new Frontier();
+    let expect = from;
+    let rebuilt = true;
+    for await (const line of out.linesFrom('ndjson', from)) {
+      if (line.seq !== expect) {
+        // The NDJSON does not hold every record from `from` on: the tree cannot be recomputed.
+        logger.error({ from, expected: expect, found: line.seq }, 'collector: cannot rebuild the tree from the NDJSON; checkpoints of this gateway will not be witnessed');
+        rebuilt = false;
+        break;
+      }
+      f.append(fromHex(line.hash));
+      expect++;
+    }
+    if (rebuilt && expect >= nextSeq) {
+      frontier = f;
+      if (expect > nextSeq) logger.warn({ stateNextSeq: nextSeq, ndjsonNextSeq: expect }, 'collector: output was ahead of the state file (crash); resuming from the output');
+      nextSeq = expect;
+      lastHash = last && last.seq + 1 === expect ? fromHex(last.hash) : lastHash;
+    } else if (storedNext > nextSeq && last) {
+      frontier = undefined;
+      nextSeq = storedNext;
+      lastHash = fromHex(last.hash);
+    } else {
+      frontier = rebuilt ? frontier : undefined;
+    }
+  }
+  if (out.ocsf) {
+    const ocsfLast = await out.last('ocsf');
+    const from = Math.max(state.nextSeq, ocsfLast ? ocsfLast.seq + 1 : 0);
+    const missing: OutputEntry[] = [];
+    if (from < nextSeq) {
+      for await (const line of out.linesFrom('ndjson', from)) {
+        const o = toOcsf(line.json);
+        if (o) missing.push({ timeMs: Number(line.json.timeUnixMs), ndjson: '', ocsf: JSON.stringify(o) });
+      }
+    }
+    if (missing.length > 0) {
+      await out.appendOcsfOnly(missing);
+      logger.warn({ lines: missing.length }, 'collector: regenerated OCSF lines lost in a crash');
+    }
+  }
+  return { ...state, nextSeq, lastHash, frontier };
 }

@@ -1,15 +1,26 @@
-// Per-gateway resume point on the collector's disk: next_seq and last_hash in
-// <out>/<gateway>.state.json, reconciled with the NDJSON file, which is the record of truth.
-// The state file is replaced by rename only (whole or absent). Never trusts a state that is
-// behind what the NDJSON already holds: that would write duplicates after a crash.
-import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
+// Per-gateway resume point on the collector's disk, <out>/<gateway>.state.json: next_seq,
+// last_hash, the Merkle tree's right edge (frontier) of the first next_seq records, the certificate
+// identity bound to the gateway id, and the last checkpoint this collector witnessed. Replaced by
+// rename only (whole or absent). The NDJSON output is the record of truth: it is fsynced before the
+// state, so after a crash it may be ahead, never behind (see output.ts for the reconciliation).
+import { writeFileAtomic } from '../core/files.js';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncDir } from '../audit/spool.js';
 import { fromHex, toHex, ZERO_HASH } from '../audit/hash.js';
+import { Frontier } from '../audit/merkle.js';
 
 export interface ResumePoint {
   nextSeq: number;
   lastHash: Uint8Array;
+}
+
+export interface GatewayState extends ResumePoint {
+  /** The tree of records [0, nextSeq); undefined in a state file written before the collector witnessed. */
+  frontier: Frontier | undefined;
+  /** The certificate identity (SPIFFE ID or CN) first seen for this gateway id, when not configured. */
+  certificateIdentity: string | undefined;
+  /** The last checkpoint verified and cosigned. */
+  checkpoint: { size: number; root: Uint8Array } | undefined;
 }
 
 export class CollectorStateError extends Error {
@@ -19,68 +30,62 @@ export class CollectorStateError extends Error {
 export function statePath(outDir: string, gatewayId: string): string {
   return join(outDir, `${gatewayId}.state.json`);
 }
-export function ndjsonPath(outDir: string, gatewayId: string): string {
-  return join(outDir, `${gatewayId}.ndjson`);
-}
 
-export async function readState(path: string): Promise<ResumePoint> {
+export const EMPTY_STATE: GatewayState = {
+  nextSeq: 0,
+  lastHash: ZERO_HASH,
+  frontier: new Frontier(),
+  certificateIdentity: undefined,
+  checkpoint: undefined,
+};
+
+export async function readState(path: string): Promise<GatewayState> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { nextSeq: 0, lastHash: ZERO_HASH };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY_STATE, frontier: new Frontier() };
     throw err;
   }
-  const v = JSON.parse(text) as { next_seq?: unknown; last_hash?: unknown };
-  if (typeof v.next_seq !== 'number' || !Number.isSafeInteger(v.next_seq) || v.next_seq < 0) {
-    throw new CollectorStateError(`${path}: next_seq must be a non-negative integer`);
-  }
-  const lastHash = typeof v.last_hash === 'string' ? fromHex(v.last_hash) : new Uint8Array(0);
-  if (lastHash.length !== 32) throw new CollectorStateError(`${path}: last_hash must be 64 hex characters`);
-  return { nextSeq: v.next_seq, lastHash };
-}
-
-export async function writeState(path: string, point: ResumePoint): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const h = await open(tmp, 'w');
+  let v: Record<string, unknown>;
   try {
-    await h.writeFile(JSON.stringify({ next_seq: point.nextSeq, last_hash: toHex(point.lastHash) }) + '\n');
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  await rename(tmp, path);
-  await fsyncDir(join(path, '..'));
-}
-
-/**
- * Opens the gateway's NDJSON for appending; cuts a torn last line (crash mid-write) and returns
- * the resume point of its last whole line, if any.
- */
-export async function openNdjson(path: string): Promise<{ handle: FileHandle; last: ResumePoint | undefined }> {
-  const handle = await open(path, 'a+');
-  try {
-    const { size } = await handle.stat();
-    if (size === 0) return { handle, last: undefined };
-    const len = Math.min(size, 1 << 20);
-    const buf = Buffer.alloc(len);
-    await handle.read(buf, 0, len, size - len);
-    let end = len;
-    if (buf[len - 1] !== 0x0a) {
-      const nl = buf.lastIndexOf(0x0a);
-      end = nl + 1;
-      await handle.truncate(size - len + end);
-      await handle.sync();
-    }
-    if (end === 0) return { handle, last: undefined };
-    const start = buf.lastIndexOf(0x0a, end - 2) + 1;
-    const line = JSON.parse(buf.subarray(start, end - 1).toString('utf8')) as { seq?: number; hash?: string };
-    if (typeof line.seq !== 'number' || typeof line.hash !== 'string') {
-      throw new CollectorStateError(`${path}: last line has no seq and hash`);
-    }
-    return { handle, last: { nextSeq: line.seq + 1, lastHash: fromHex(line.hash) } };
+    v = JSON.parse(text) as Record<string, unknown>;
   } catch (err) {
-    await handle.close();
-    throw err;
+    throw new CollectorStateError(`${path}: not JSON: ${(err as Error).message}`);
   }
+  const bad = (why: string): never => {
+    throw new CollectorStateError(`${path}: ${why}`);
+  };
+  if (typeof v.next_seq !== 'number' || !Number.isSafeInteger(v.next_seq) || v.next_seq < 0) bad('next_seq must be a non-negative integer');
+  const nextSeq = v.next_seq as number;
+  const hex32 = (s: unknown, field: string): Uint8Array => {
+    const h = typeof s === 'string' && /^[0-9a-f]{64}$/.test(s) ? fromHex(s) : undefined;
+    return h ?? bad(`${field} must be 64 hex characters`);
+  };
+  const lastHash = hex32(v.last_hash, 'last_hash');
+  let frontier: Frontier | undefined;
+  if (v.tree !== undefined) {
+    if (!Array.isArray(v.tree)) bad('tree must be an array of hashes');
+    try {
+      frontier = new Frontier(nextSeq, (v.tree as unknown[]).map((h, i) => hex32(h, `tree[${i}]`)));
+    } catch (err) {
+      bad(`tree: ${(err as Error).message}`);
+    }
+  }
+  const certificateIdentity = typeof v.certificate_identity === 'string' ? v.certificate_identity : undefined;
+  let checkpoint: GatewayState['checkpoint'];
+  if (v.checkpoint !== undefined) {
+    const c = v.checkpoint as { size?: unknown; root?: unknown };
+    if (typeof c.size !== 'number' || !Number.isSafeInteger(c.size) || c.size < 0) bad('checkpoint.size must be a non-negative integer');
+    checkpoint = { size: c.size as number, root: hex32(c.root, 'checkpoint.root') };
+  }
+  return { nextSeq, lastHash, frontier, certificateIdentity, checkpoint };
+}
+
+export async function writeState(path: string, s: GatewayState): Promise<void> {
+  const out: Record<string, unknown> = { next_seq: s.nextSeq, last_hash: toHex(s.lastHash) };
+  if (s.frontier) out.tree = s.frontier.edge.map((h) => toHex(h));
+  if (s.certificateIdentity !== undefined) out.certificate_identity = s.certificateIdentity;
+  if (s.checkpoint) out.checkpoint = { size: s.checkpoint.size, root: toHex(s.checkpoint.root) };
+  await writeFileAtomic(path, JSON.stringify(out) + '\n');
 }

@@ -1,7 +1,7 @@
 // The seam between protocol adapters and the enforcement chain (DESIGN §1, STYLE: rodbus's
 // AuthorizationHandler). An adapter settles identity at the handshake, builds a Command per request
 // and asks this interface; it never looks inside identity, policy or audit.
-import type { Assurance, Command, Decision, Protocol } from './command.js';
+import type { Assurance, Command, Decision, Protocol, Subject } from './command.js';
 import type { Reason } from './reasons.js';
 
 export interface Session {
@@ -13,6 +13,11 @@ export interface Session {
   certThumbprint: string;
   remoteAddress: string;
   assurance: Assurance;
+  /**
+   * The session's own verified token when the protocol carries one (OPC UA: the JWT of the last
+   * ActivateSession). Absent for Modbus, whose token lives in the TokenRegistry by workload.
+   */
+  subject?: Subject;
 }
 
 /** Wire details kept for the audit record only. */

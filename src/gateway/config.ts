@@ -33,7 +33,32 @@ const schema = z.strictObject({
     operator_api: endpoint.optional(),
     /** /healthz, /readyz and /metrics (plain HTTP: bind it to a management interface). */
     ops: endpoint.optional(),
+    /** Agent-facing OPC UA server front (Sign / SignAndEncrypt, JWT user tokens). */
+    opcua: endpoint.optional(),
   }),
+  /** The gateway's OPC UA application identity (RSA certificate; see docs/opcua.md). */
+  opcua: z
+    .strictObject({
+      application_uri: z.string().min(1),
+      cert: file,
+      key: file,
+      /** Agents' application certificates allowed to open a secure channel. */
+      trusted_agent_certs: z.array(file).default([]),
+    })
+    .optional(),
+  opcua_upstreams: z
+    .array(
+      z.strictObject({
+        asset: z.string().min(1),
+        endpoint_url: z.string().regex(/^opc\.tcp:\/\//, 'must be opc.tcp://host:port'),
+        security: z.enum(['SignAndEncrypt', 'Sign', 'None']).default('SignAndEncrypt'),
+        /** The PLC's server certificate (pinned). */
+        server_cert: file,
+        timeout_ms: z.number().int().min(10).max(60_000).default(2000),
+        object_node: z.string().optional(),
+      }),
+    )
+    .default([]),
   upstreams: z
     .array(
       z.strictObject({
@@ -46,7 +71,7 @@ const schema = z.strictObject({
         timeout_ms: z.number().int().min(10).max(60_000).default(1000),
       }),
     )
-    .min(1)
+    .default([])
     .superRefine((list, ctx) => {
       const seen = new Set<string>();
       list.forEach((u, i) => {
@@ -89,11 +114,20 @@ const schema = z.strictObject({
   }),
 });
 
+const checkedSchema = schema.superRefine((c, ctx) => {
+  if (c.upstreams.length === 0 && c.opcua_upstreams.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at least one upstream PLC (upstreams or opcua_upstreams) is required' });
+  }
+  if (c.listeners.opcua !== undefined && c.opcua === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['listeners', 'opcua'], message: 'an OPC UA listener needs the opcua block (application_uri, cert, key)' });
+  }
+});
+
 export type GatewayConfig = z.output<typeof schema> & { file: string };
 
 
 export function parseGatewayConfig(text: string, file: string): GatewayConfig {
-  const parsed = parseYamlWith(schema, text, file) as GatewayConfig;
+  const parsed = parseYamlWith(checkedSchema, text, file) as GatewayConfig;
   parsed.file = file;
   const base = path.dirname(file);
   const resolve = (p: string) => path.resolve(base, p);
@@ -103,6 +137,10 @@ export function parseGatewayConfig(text: string, file: string): GatewayConfig {
   parsed.policy.trusted_keys = parsed.policy.trusted_keys.map(resolve);
   parsed.audit.spool_dir = resolve(parsed.audit.spool_dir);
   if (parsed.audit.key_file !== undefined) parsed.audit.key_file = resolve(parsed.audit.key_file);
+  if (parsed.opcua !== undefined) {
+    parsed.opcua = { ...parsed.opcua, cert: resolve(parsed.opcua.cert), key: resolve(parsed.opcua.key), trusted_agent_certs: parsed.opcua.trusted_agent_certs.map(resolve) };
+  }
+  parsed.opcua_upstreams = parsed.opcua_upstreams.map((u) => ({ ...u, server_cert: resolve(u.server_cert) }));
   return parsed;
 }
 

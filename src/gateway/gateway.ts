@@ -15,6 +15,10 @@ import { ConnectionLimiter } from '../identity/limits.js';
 import { TokenRegistry } from '../identity/registry.js';
 import { RevocationStore, type Revocation } from '../identity/revocation.js';
 import { startOperatorApi } from '../admin/operator-api.js';
+import { startOpcuaService, type OpcuaService } from '../../protocols/opcua/service.js';
+import { PlantgateError } from '../core/errors.js';
+import { TokenError } from '../identity/token-error.js';
+import { verifyAccessToken } from '../identity/verify.js';
 import { ApprovalStore } from '../approvals/store.js';
 import { InterlockEngine, processInputs } from '../interlocks/engine.js';
 import { ProcessImage } from '../interlocks/process-image.js';
@@ -39,6 +43,8 @@ export interface GatewayHandle {
   /** The process image interlocks read (undefined when the bundle has no interlocks). */
   processImage(): ProcessImage | undefined;
   operatorApi?: { host: string; port: number };
+  /** The agent-facing OPC UA endpoint, when configured. */
+  opcua?: { endpointUrl: string };
   /** Resolves when every upstream PLC endpoint has at least one live connection. */
   upstreamsReady(): Promise<void>;
   reloadBundle(): Promise<boolean>;
@@ -279,6 +285,53 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           },
         );
 
+  // OPC UA agents present their JWT in ActivateSession: verified here exactly like a Modbus agent's
+  // token on the agent API, and bound to the session (Session.subject) rather than the workload.
+  let opcua: OpcuaService | undefined;
+  if (config.listeners.opcua !== undefined && config.opcua !== undefined) {
+    opcua = await startOpcuaService({
+      host: config.listeners.opcua.host,
+      port: config.listeners.opcua.port,
+      certificateFile: config.opcua.cert,
+      privateKeyFile: config.opcua.key,
+      applicationUri: config.opcua.application_uri,
+      trustedAgentCertificates: config.opcua.trusted_agent_certs,
+      pkiDir: path.join(config.state_dir, 'opcua-pki'),
+      upstreams: config.opcua_upstreams.map((u) => ({
+        asset: u.asset,
+        endpointUrl: u.endpoint_url,
+        security: u.security,
+        serverCertificate: u.server_cert,
+        timeoutMs: u.timeout_ms,
+        folderIdentifier: u.object_node,
+      })),
+      assets: policy.payload?.assets ?? [],
+      pipeline,
+      clock,
+      logger,
+      verify: async (jwt, who) => {
+        const t = trust();
+        if (t === undefined) throw new PlantgateError('BUNDLE_UNAVAILABLE', 'no valid policy bundle loaded: cannot verify tokens');
+        const subject = await verifyAccessToken(jwt, {
+          issuers: t.issuers,
+          audience: t.audience,
+          expectedSub: who.workloadId,
+          certThumbprint: who.certThumbprint,
+          assurance: 'mtls+token',
+          maxTtlSec: t.maxTokenTtlSec,
+          leewaySec: config.identity.leeway_sec,
+          clock,
+        });
+        if (subject.expiresAtMs <= clock.now()) throw new TokenError('TOKEN_EXPIRED', 'EXPIRED', 'token has expired');
+        if (revocations.isRevoked(subject) !== undefined) throw new TokenError('TOKEN_REVOKED', 'REVOKED', 'token has been revoked');
+        if (!appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' }))) {
+          throw new PlantgateError('AUDIT_UNAVAILABLE', 'the token could not be recorded in the audit log');
+        }
+        return subject;
+      },
+    });
+  }
+
   const shipper =
     config.audit.collector === undefined
       ? undefined
@@ -325,6 +378,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     approvals,
     processImage: () => (safety === 'broken' ? undefined : safety?.image),
     operatorApi: operatorApi && config.listeners.operator_api && { host: config.listeners.operator_api.host, port: operatorApi.port },
+    opcua: opcua && { endpointUrl: opcua.endpointUrl },
     upstreamsReady: async () => {
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
     },
@@ -340,6 +394,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     },
     close: async (drainMs = 0) => {
       listenersUp = false;
+      await opcua?.close();
       await listener.close(drainMs);
       await agentApi.close();
       await ops?.close();

@@ -69,8 +69,8 @@ export class EnforcementPipeline implements CommandPipeline {
     if (cmd.protocol === 'modbus') engine.resolveModbus(cmd, cmd.unitId ?? -1);
     else engine.resolveOpcua(cmd);
 
-    const subject = tokens.current(session.workloadId);
-    if (typeof subject === 'string') return { subject: certificateSubject(session), decision: deny(subject, '', revision) };
+    const subject = session.subject !== undefined ? tokens.check(session.subject) : tokens.current(session.workloadId);
+    if (typeof subject === 'string') return { subject: session.subject ?? certificateSubject(session), decision: deny(subject, '', revision) };
     // A token is bound to the certificate it was registered with (RFC 8705); another certificate
     // carrying the same SPIFFE ID does not inherit it.
     if (subject.certThumbprint !== undefined && subject.certThumbprint !== session.certThumbprint) {
@@ -127,7 +127,7 @@ export class EnforcementPipeline implements CommandPipeline {
 
   refuse(session: Session, cmd: Command, reason: Reason, wire: WireInfo): Decision {
     const decision = deny(reason, '', this.deps.policy.engine?.revision ?? 0);
-    const subject = this.deps.tokens.current(session.workloadId);
+    const subject = session.subject ?? this.deps.tokens.current(session.workloadId);
     return this.record(session, cmd, typeof subject === 'string' ? certificateSubject(session) : subject, decision, wire, performance.now()) as Decision;
   }
 
@@ -187,7 +187,7 @@ export class EnforcementPipeline implements CommandPipeline {
   }
 
   sessionOpened(session: Session): void {
-    this.appendQuietly(sessionRecord({ kind: 'open', sessionId: session.id, protocol: session.protocol, remoteAddress: session.remoteAddress, subject: certificateSubject(session) }));
+    this.appendQuietly(sessionRecord({ kind: 'open', sessionId: session.id, protocol: session.protocol, remoteAddress: session.remoteAddress, subject: session.subject ?? certificateSubject(session) }));
   }
 
   sessionClosed(session: Session, why: string): void {

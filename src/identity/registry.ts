@@ -103,6 +103,16 @@ export class TokenRegistry {
     return e.subject;
   }
 
+  /**
+   * Per-command validity of a token bound to a session rather than registered by workload (OPC UA
+   * carries its JWT in ActivateSession): expiry and revocation, exactly as current() checks them.
+   */
+  check(subject: Subject): CurrentToken {
+    if (subject.expiresAtMs <= this.clock.now()) return 'TOKEN_EXPIRED';
+    if (this.revocations !== undefined && this.revocations.isRevoked(subject) !== undefined) return 'TOKEN_REVOKED';
+    return subject;
+  }
+
   /** The bound Subject whatever its state (for the operator API's ownership checks), or undefined. */
   peek(workloadId: string): Subject | undefined {
     return this.byWorkload.peek(workloadId)?.subject;

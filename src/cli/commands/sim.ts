@@ -10,6 +10,7 @@ import { createLogger } from '../../core/log.js';
 import { FaultSpecError } from '../../sim/faults.js';
 import { startSimApi, type SimApiHandle } from '../../sim/http-api.js';
 import { startSimulator, type SimHandle } from '../../sim/modbus-server.js';
+import { startOpcuaSimulator, type OpcuaSimHandle } from '../../sim/opcua-server.js';
 import { loadPlant, type Plant } from '../../sim/plant.js';
 import { loadScenario, runScenario, type Scenario } from '../../sim/scenario.js';
 import { ScaledClock } from '../../sim/sim-clock.js';
@@ -20,6 +21,7 @@ interface SimOptions {
   host: string;
   port: string;
   apiPort?: string;
+  opcuaPort?: string;
   seed: string;
   speed?: string;
   step?: boolean;
@@ -54,6 +56,7 @@ export function register(program: Command): void {
     .requiredOption('--plant <file>', 'plant definition (YAML), e.g. fixtures/plants/water-treatment.yaml')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'Modbus/TCP port (0 = any free port)', '5020')
+    .option('--opcua-port <port>', 'also serve the plant over OPC UA on this port (0 = any)')
     .option('--api-port <port>', 'serve the HTTP JSON API (points, faults, served requests) on this port (0 = any)')
     .option('--seed <n>', 'seed for measurement noise, fault probabilities and latency draws', '1')
     .option('--speed <x>', 'run plant time x times as fast as the wall clock (e.g. 10)')
@@ -122,10 +125,29 @@ export function register(program: Command): void {
           return;
         }
       }
+      let opcua: OpcuaSimHandle | undefined;
+      if (opts.opcuaPort !== undefined) {
+        const opcuaPort = Number(opts.opcuaPort);
+        if (!Number.isInteger(opcuaPort) || opcuaPort < 0 || opcuaPort > 65535) {
+          await api?.close();
+          await sim.close();
+          return usage('--opcua-port must be an integer 0..65535');
+        }
+        try {
+          opcua = await startOpcuaSimulator({ runtime: sim.runtime, host: opts.host, port: opcuaPort });
+        } catch (err) {
+          await api?.close();
+          await sim.close();
+          process.stderr.write(`plantgate sim: cannot serve OPC UA on ${opts.host}:${opcuaPort}: ${(err as Error).message}\n`);
+          process.exitCode = 1;
+          return;
+        }
+      }
       logger.info(
         {
           plant: plant.name,
           endpoint: `modbus+tcp://${sim.host}:${sim.port}`,
+          opcua: opcua?.endpointUrl ?? null,
           api: api?.url ?? null,
           seed: Number(opts.seed),
           clock: opts.step === true ? 'step' : speed !== undefined ? `x${speed}` : 'real',
@@ -164,6 +186,7 @@ export function register(program: Command): void {
       });
       if (viewTimer !== undefined) clearInterval(viewTimer);
       run?.stop();
+      await opcua?.close();
       await api?.close();
       await sim.close();
     });

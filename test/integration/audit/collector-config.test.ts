@@ -31,7 +31,27 @@ describe('collector config', () => {
       listen: { host: '127.0.0.1', port: 6514 },
       tls: { ca: join(dir, 'pki/ca.crt'), cert: join(dir, 'pki/collector.crt'), key: join(dir, 'pki/collector.key') },
       outDir: join(dir, 'out'),
+      output: { layout: 'daily', ocsf: true },
+      gateways: undefined,
+      witness: undefined,
     });
+  });
+
+  it('reads the gateways a collector witnesses and its witness key, and rejects a malformed verifier key by field', async () => {
+    const vkey = 'plantgate/gw-1+2ac137a9+AavZfm0X8Y8ps34Hegl9A+8NEdzF+fJZKoQUPMhQceLr';
+    const file = await cfg(
+      `listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: a, cert: b, key: c }\nout_dir: out\noutput: { layout: single, ocsf: false }\n` +
+        `gateways:\n  - { id: gw-1, verifier_key: "${vkey}", identity: "spiffe://plant.example/gateway/gw-1" }\nwitness: { name: soc.example/witness, key_file: keys/witness.jwk }\n`,
+    );
+    const c = await loadCollectorConfig(file);
+    expect(c.gateways).toEqual([{ id: 'gw-1', verifierKey: vkey, identity: 'spiffe://plant.example/gateway/gw-1' }]);
+    expect(c.witness).toEqual({ name: 'soc.example/witness', keyFile: join(dir, 'keys/witness.jwk') });
+    expect(c.output).toEqual({ layout: 'single', ocsf: false });
+
+    const bad = await cfg(`listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: a, cert: b, key: c }\nout_dir: out\ngateways:\n  - { id: gw-1, verifier_key: "nope" }\n`);
+    const err = (await loadCollectorConfig(bad).catch((e: unknown) => e)) as SourceErrors;
+    expect(err).toBeInstanceOf(SourceErrors);
+    expect(err.errors[0].message).toMatch(/collector\.yaml:5:\d+: gateways\[0\]\.verifier_key: not a signed-note Ed25519 verifier key/);
   });
 
   it('names the file, line and field of each problem', async () => {

@@ -1,0 +1,135 @@
+// OCSF-shaped export of audit records for SIEMs (OCSF schema 1.1): command decisions and outcomes
+// as API Activity (class 6003), token events and revocations as Authorize Session (class 3003).
+// Other events (sessions, bundles, violations, checkpoints) stay in the NDJSON only. Pure: maps the
+// collector's JSON form of a record (ndjson.ts), so lines can be regenerated from the NDJSON after
+// a crash. Every line keeps the gateway id, seq and leaf hash (metadata.log_name / sequence,
+// unmapped.hash) so a SIEM hit leads back to the verifiable record.
+
+const VERSION = '1.1.0';
+const PRODUCT = { name: 'plantgate', vendor_name: 'plantgate', feature: { name: 'gateway' } };
+
+type Json = Record<string, any>;
+
+// OCSF API Activity activity_id: 1 Create, 2 Read, 3 Update, 4 Delete, 99 Other.
+const API_ACTIVITY: Record<string, [number, string]> = {
+  read: [2, 'Read'],
+  browse: [2, 'Read'],
+  subscribe: [2, 'Read'],
+  write: [3, 'Update'],
+};
+
+function base(r: Json, classUid: number, className: string, categoryUid: number, categoryName: string, activity: [number, string]): Json {
+  return {
+    class_uid: classUid,
+    class_name: className,
+    category_uid: categoryUid,
+    category_name: categoryName,
+    activity_id: activity[0],
+    activity_name: activity[1],
+    type_uid: classUid * 100 + activity[0],
+    type_name: `${className}: ${activity[1]}`,
+    time: r.timeUnixMs,
+    metadata: {
+      version: VERSION,
+      product: PRODUCT,
+      uid: `${String(r.gatewayId)}:${String(r.seq)}`,
+      log_name: r.gatewayId,
+      sequence: r.seq,
+    },
+  };
+}
+
+function status(ok: boolean, code: string, detail?: string): Json {
+  return {
+    status_id: ok ? 1 : 2,
+    status: ok ? 'Success' : 'Failure',
+    status_code: code,
+    ...(detail ? { status_detail: detail } : {}),
+    severity_id: ok ? 1 : 3,
+    severity: ok ? 'Informational' : 'Medium',
+  };
+}
+
+function user(subject: Json | undefined): Json {
+  if (!subject) return { uid: '', name: 'unidentified', type_id: 0, type: 'Unknown' };
+  return {
+    uid: subject.workloadId ?? '',
+    name: subject.workloadId ?? '',
+    type_id: 99,
+    type: 'Workload',
+    ...(subject.owner ? { org: { name: subject.owner } } : {}),
+  };
+}
+
+function actor(subject: Json | undefined, sessionId: string | undefined): Json {
+  return {
+    user: user(subject),
+    ...(sessionId ? { session: { uid: sessionId, ...(subject?.jti ? { credential_uid: subject.jti } : {}) } } : {}),
+    ...(subject?.issuer ? { idp: { name: subject.issuer } } : {}),
+    ...(subject?.actSub?.length ? { invoked_by: subject.actSub.join(',') } : {}),
+  };
+}
+
+/** The OCSF event for a record (in the collector's JSON form), or undefined when it has no mapping. */
+export function toOcsf(r: Json): Json | undefined {
+  const unmapped = { gateway_id: r.gatewayId, seq: r.seq, hash: r.hash };
+  if (r.decision) {
+    const d = r.decision as Json;
+    const c = (d.command ?? {}) as Json;
+    const dec = (d.decision ?? {}) as Json;
+    const allowed = dec.effect === 'ALLOW';
+    return {
+      ...base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[c.operation] ?? [99, 'Other']),
+      ...status(allowed, dec.reason ?? '', dec.ruleId ? `rule ${String(dec.ruleId)}` : undefined),
+      actor: {
+        ...actor(d.subject, c.sessionId),
+        authorizations: [{ decision: allowed ? 'allow' : 'deny', policy: { uid: dec.ruleId ?? '', version: String(dec.bundleRevision ?? 0) } }],
+      },
+      api: {
+        operation: c.service || `${String(c.protocol ?? '')} fc ${String(c.functionCode ?? 0)} ${String(c.operation ?? '')}`.trim(),
+        service: { name: c.protocol ?? '' },
+        request: { uid: String(c.transactionId ?? 0) },
+      },
+      resources: [
+        { uid: c.assetId ?? '', type: 'asset' },
+        ...((c.points ?? []) as string[]).map((p) => ({ uid: p, type: 'point', ...(c.values?.[p] !== undefined ? { data: { value: c.values[p] } } : {}) })),
+      ],
+      unmapped: { ...unmapped, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues },
+    };
+  }
+  if (r.outcome) {
+    const o = r.outcome as Json;
+    return {
+      ...base(r, 6003, 'API Activity', 6, 'Application Activity', [99, 'Other']),
+      ...status(o.status === 'ok', String(o.status ?? ''), o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : undefined),
+      actor: { session: { uid: o.sessionId ?? '' } },
+      api: { operation: 'outcome', request: { uid: String(o.transactionId ?? 0) } },
+      duration: Math.round(Number(o.upstreamLatencyUs ?? 0) / 1000),
+      unmapped: { ...unmapped, decision_seq: o.decisionSeq ?? 0, upstream_latency_us: o.upstreamLatencyUs ?? 0 },
+    };
+  }
+  if (r.token) {
+    const t = r.token as Json;
+    const ok = t.kind === 'accepted';
+    return {
+      // Authorize Session activity_id 1 = Assign Privileges: the token's scopes become the session's.
+      ...base(r, 3003, 'Authorize Session', 3, 'Identity & Access Management', ok ? [1, 'Assign Privileges'] : [99, 'Other']),
+      ...status(ok, t.reason ?? '', t.detail || undefined),
+      user: user(t.subject),
+      ...(t.subject?.jti ? { session: { uid: t.subject.jti, ...(t.expiresAtUnixMs ? { expiration_time: t.expiresAtUnixMs } : {}) } } : {}),
+      privileges: (t.subject?.scopes ?? []) as string[],
+      unmapped: { ...unmapped, kind: t.kind, task_id: t.subject?.taskId, cert_thumbprint: t.subject?.certThumbprint },
+    };
+  }
+  if (r.revocation) {
+    const v = r.revocation as Json;
+    return {
+      ...base(r, 3003, 'Authorize Session', 3, 'Identity & Access Management', [99, 'Other']),
+      ...status(true, 'TOKEN_REVOKED', `${String(v.kind)}=${String(v.value)}: ${String(v.reason ?? '')}`),
+      user: { uid: v.kind === 'sub' ? v.value : (v.workloadId ?? ''), type_id: 99, type: 'Workload' },
+      actor: { user: { uid: v.by ?? '', name: v.by ?? '' } },
+      unmapped: { ...unmapped, kind: v.kind, value: v.value, source: v.source, revoked_at_unix_ms: v.revokedAtUnixMs },
+    };
+  }
+  return undefined;
+}

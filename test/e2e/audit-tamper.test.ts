@@ -1,0 +1,145 @@
+// Tampering with a gateway's audit on disk, and rewriting its history: `plantgate audit verify`
+// names the seq or checkpoint, the gateway refuses to open a spool edited in place, and the
+// collector (which witnessed the original) refuses the rewritten one.
+import { generateKeyPairSync } from 'node:crypto';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog, CHECKPOINT_DIR, checkpointFileName } from '../../src/audit/log.js';
+import { noteSigner, verifierKey } from '../../src/audit/note.js';
+import { outcomeRecord } from '../../src/audit/records.js';
+import { startShipper, type ShipperAlert } from '../../src/audit/shipper.js';
+import { FRAME_HEADER_BYTES } from '../../src/audit/spool.js';
+import { startCollector } from '../../src/collector/server.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { initPki } from '../../src/identity/dev/pki.js';
+import { assertBuilt, run } from './cli.js';
+
+const key = generateKeyPairSync('ed25519').privateKey;
+const signer = noteSigner('plantgate/gw-1', key);
+const vkey = verifierKey('plantgate/gw-1', key);
+const SEG = '0000000000000000.seg';
+let dir: string;
+
+beforeAll(() => assertBuilt());
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'plantgate-tamper-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A closed spool of `n` outcome records (+ a checkpoint every 8), each status naming its variant. */
+async function spool(at: string, n: number, variant = 'ok'): Promise<void> {
+  const log = await AuditLog.open({ dir: at, gatewayId: 'gw-1', clock: new ManualClock(), checkpoints: { signer, everyRecords: 8 } });
+  for (let i = 0; i < n; i++) log.append(outcomeRecord({ decisionSeq: i, sessionId: variant, status: 'ok' }));
+  await log.close();
+}
+
+/** [start, end) byte ranges of each frame in a segment. */
+function frames(buf: Buffer): [number, number][] {
+  const out: [number, number][] = [];
+  for (let pos = 0; pos < buf.length; ) {
+    const end = pos + FRAME_HEADER_BYTES + buf.readUInt32BE(pos);
+    out.push([pos, end]);
+    pos = end;
+  }
+  return out;
+}
+
+async function verify(target: string[]): Promise<{ code: number | null; out: string }> {
+  const r = await run(['audit', 'verify', ...target, '--key', vkey]);
+  return { code: r.code, out: r.stdout + r.stderr };
+}
+
+describe('tampering with the audit on disk', () => {
+  it('a flipped byte: audit verify names the seq, by CRC or, with the CRC forged, by the tree and the chain', async () => {
+    const a = path.join(dir, 'a');
+    await spool(a, 30);
+    const b = path.join(dir, 'b');
+    await cp(a, b, { recursive: true });
+    const seg = await readFile(path.join(a, SEG));
+    const [s, e] = frames(seg)[12];
+    seg[e - 1] ^= 0x01; // the last byte of record 12 (its session id)
+    await writeFile(path.join(a, SEG), seg);
+    let r = await verify([a]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/FAIL seq 12 \(0000000000000000\.seg@\d+\): record bytes do not match their CRC/);
+
+    // The same flip with the CRC recomputed: the leaf hash differs from tree.hashes and the next record's prev_hash.
+    seg.writeUInt32BE(crc32(seg.subarray(s + FRAME_HEADER_BYTES, e)), s + 4);
+    await writeFile(path.join(b, SEG), seg);
+    r = await verify([b]);
+    expect(r.code).toBe(1);
+    expect(r.out).not.toMatch(/CRC/);
+    expect(r.out).toMatch(/FAIL seq 12 \(tree\.hashes\): record hash differs/);
+    expect(r.out).toMatch(/FAIL seq 13 \(spool\): prev_hash does not match/);
+    // The gateway will not run on it either: a valid frame out of chain is not a torn tail to cut.
+    await expect(AuditLog.open({ dir: b, gatewayId: 'gw-1', clock: new ManualClock() })).rejects.toThrow(/changed on disk/);
+  });
+
+  it('a removed and a reordered record: audit verify names where the sequence breaks', async () => {
+    const a = path.join(dir, 'a');
+    await spool(a, 30);
+    const seg = await readFile(path.join(a, SEG));
+    const f = frames(seg);
+    const removed = Buffer.concat([seg.subarray(0, f[12][0]), seg.subarray(f[12][1])]);
+    const reordered = Buffer.concat([seg.subarray(0, f[12][0]), seg.subarray(f[13][0], f[13][1]), seg.subarray(f[12][0], f[12][1]), seg.subarray(f[13][1])]);
+    for (const [name, bytes] of [['removed', removed], ['reordered', reordered]] as const) {
+      const d = path.join(dir, name);
+      await cp(a, d, { recursive: true });
+      await writeFile(path.join(d, SEG), bytes);
+      const r = await verify([d]);
+      expect(r.code, name).toBe(1);
+      expect(r.out).toMatch(/FAIL seq 12 \(spool\): record seq 13 found where seq 12 belongs \(removed or reordered\)/);
+      await expect(AuditLog.open({ dir: d, gatewayId: 'gw-1', clock: new ManualClock() })).rejects.toThrow(/changed on disk/);
+    }
+  });
+
+  it('a checkpoint re-signed over a rewritten history: audit verify calls it a fork, and the witnessing collector refuses the rewritten log', async () => {
+    const pkiDir = path.join(dir, 'pki');
+    const pki = await initPki(pkiDir, { agents: [] });
+    const [ca, gcert, gkey, ccert, ckey] = await Promise.all([pki.ca.cert, pki.gateway.cert, pki.gateway.key, pki.collector.cert, pki.collector.key].map((f) => readFile(f, 'utf8')));
+    const collector = await startCollector({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { ca, cert: ccert, key: ckey },
+      outDir: path.join(dir, 'soc'),
+      gateways: [{ id: 'gw-1', verifierKey: vkey, identity: pki.gateway.spiffeId }],
+    });
+    try {
+      const ship = async (spoolDir: string): Promise<ShipperAlert | 'acked'> => {
+        const log = await AuditLog.open({ dir: spoolDir, gatewayId: 'gw-1', clock: new ManualClock() });
+        const s = startShipper({ log, host: '127.0.0.1', port: collector.port, tls: { ca, cert: gcert, key: gkey }, gatewayId: 'gw-1', reconnect: { minMs: 10, maxMs: 50 } });
+        const last = log.nextSeq - 1;
+        const result = await new Promise<ShipperAlert | 'acked'>((resolve) => {
+          s.once('alert', resolve);
+          s.on('acked', (seq: number) => seq >= last && resolve('acked'));
+        });
+        await s.close();
+        await log.close();
+        return result;
+      };
+      const original = path.join(dir, 'original');
+      await spool(original, 20);
+      expect(await ship(original)).toBe('acked');
+
+      // Someone with the gateway's key rewrites history from scratch and signs checkpoints over it.
+      const rewritten = path.join(dir, 'rewritten');
+      await spool(rewritten, 30, 'rewritten');
+      const cpName = checkpointFileName(8);
+      const r = await verify([path.join(original, CHECKPOINT_DIR, cpName), path.join(rewritten, CHECKPOINT_DIR, cpName)]);
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/FAIL checkpoint 8 \(checkpoints\): two signed checkpoints of the same size with different roots: the log forked/);
+
+      const alert = await ship(rewritten);
+      expect(alert).toMatchObject({ kind: 'collector_chain_differs' });
+      const soc = (await readFile(path.join(dir, 'soc', 'gw-1.ndjson'), 'utf8')).trim().split('\n');
+      expect(soc.map((l) => (JSON.parse(l) as { outcome?: { sessionId?: string } }).outcome?.sessionId).filter(Boolean)).not.toContain('rewritten');
+    } finally {
+      await collector.close();
+    }
+  });
+});
