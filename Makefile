@@ -29,6 +29,8 @@ bench: build
 	node dist/test/bench/throughput.js $(if $(QUICK),--quick,)
 	node dist/test/bench/policy.js $(if $(QUICK),--quick,)
 	node dist/test/bench/sim.js $(if $(QUICK),--quick,)
+	node dist/test/bench/audit.js $(if $(QUICK),--quick,)
+	node dist/test/bench/opcua.js $(if $(QUICK),--quick,)
 
 lint: $(NPM_STAMP)
 	npm run proto

@@ -111,12 +111,31 @@ const schema = z.strictObject({
         server_name: z.string().optional(),
       })
       .optional(),
+    /** Fleet sink: NATS JetStream (subject per site and gateway; Nats-Msg-Id deduplicates). */
+    nats: z
+      .strictObject({
+        servers: z.array(z.string().min(1)).min(1),
+        site: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, dash, underscore only (it is a NATS subject token)'),
+        stream: z.string().min(1).default('PLANTGATE_AUDIT'),
+        subject_prefix: z.string().min(1).default('plantgate.audit'),
+        create_stream: z.boolean().default(false),
+        /** Mutual TLS to NATS with the gateway's tls.ca/cert/key. */
+        tls: z.boolean().default(false),
+      })
+      .optional(),
   }),
 });
 
 const checkedSchema = schema.superRefine((c, ctx) => {
   if (c.upstreams.length === 0 && c.opcua_upstreams.length === 0) {
     ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at least one upstream PLC (upstreams or opcua_upstreams) is required' });
+  }
+  // Each sink's acknowledgement deletes spool segments: two sinks would lose records for one of them.
+  if (c.audit.collector !== undefined && c.audit.nats !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['audit', 'nats'], message: 'choose one audit sink: collector or nats, not both' });
+  }
+  if (c.audit.nats !== undefined && !/^[A-Za-z0-9_-]+$/.test(c.gateway_id)) {
+    ctx.addIssue({ code: 'custom', path: ['gateway_id'], message: 'with a NATS sink the gateway id is a subject token: no dots' });
   }
   if (c.listeners.opcua !== undefined && c.opcua === undefined) {
     ctx.addIssue({ code: 'custom', path: ['listeners', 'opcua'], message: 'an OPC UA listener needs the opcua block (application_uri, cert, key)' });

@@ -7,7 +7,8 @@ import { startOpsApi } from '../admin/ops-api.js';
 import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
-import { bundleRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
+import { bundleRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
+import { startNatsSink } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
@@ -15,7 +16,7 @@ import { ConnectionLimiter } from '../identity/limits.js';
 import { TokenRegistry } from '../identity/registry.js';
 import { RevocationStore, type Revocation } from '../identity/revocation.js';
 import { startOperatorApi } from '../admin/operator-api.js';
-import { startOpcuaService, type OpcuaService } from '../../protocols/opcua/service.js';
+import type { OpcuaService } from '../../protocols/opcua/service.js';
 import { PlantgateError } from '../core/errors.js';
 import { TokenError } from '../identity/token-error.js';
 import { verifyAccessToken } from '../identity/verify.js';
@@ -205,17 +206,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     return routes.get(assetId);
   };
 
-  // Until the audit schema has a revocation event of its own, a revocation is recorded as a token
-  // event of kind 'revoked' naming what was revoked and by whom.
-  const recordRevocation = (r: Revocation) =>
-    appendSafely(
-      tokenRecord({
-        kind: 'revoked' as 'rejected',
-        sessionId: '',
-        reason: 'TOKEN_REVOKED',
-        detail: `${r.kind}=${r.value}${r.workloadId ? ` workload=${r.workloadId}` : ''} by=${r.by} source=${r.source} reason=${r.reason}`,
-      }),
-    );
+  const recordRevocation = (r: Revocation) => appendSafely(revocationRecord(r));
   const trust = () => {
     const engine = policy.engine;
     const issuers = policy.issuers;
@@ -289,6 +280,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   // token on the agent API, and bound to the session (Session.subject) rather than the workload.
   let opcua: OpcuaService | undefined;
   if (config.listeners.opcua !== undefined && config.opcua !== undefined) {
+    // Loaded only when configured: node-opcua costs ~1 s and ~100 MB, and prints to stdout on load.
+    const { startOpcuaService } = await import('../../protocols/opcua/service.js');
     opcua = await startOpcuaService({
       host: config.listeners.opcua.host,
       port: config.listeners.opcua.port,
@@ -360,6 +353,22 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
         });
 
+  const nats = config.audit.nats;
+  const natsSink =
+    nats === undefined
+      ? undefined
+      : startNatsSink({
+          log: audit,
+          gatewayId: config.gateway_id,
+          site: nats.site,
+          servers: nats.servers,
+          stream: nats.stream,
+          subjectPrefix: nats.subject_prefix,
+          createStream: nats.create_stream,
+          tls: nats.tls ? { ca, cert, key } : undefined,
+          logger,
+        });
+
   logger.info(
     { modbus, agentApi: { host: config.listeners.agent_api.host, port: agentApi.port }, ops: ops && { host: config.listeners.ops?.host, port: ops.port }, gateway: config.gateway_id },
     'gateway listening',
@@ -381,6 +390,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     opcua: opcua && { endpointUrl: opcua.endpointUrl },
     upstreamsReady: async () => {
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
+      // Interlocked commands are refused until their inputs have been read once.
+      if (safety !== undefined && safety !== 'broken') await safety.image.pollNow();
     },
     reloadBundle,
     reload: async (next: GatewayConfig) => {
@@ -401,6 +412,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       await operatorApi?.close();
       for (const { pool } of pools.values()) pool.close();
       await shipper?.close();
+      await natsSink?.close();
       if (safety !== undefined && safety !== 'broken') safety.image.close();
       await audit.close();
       await revocations.close();

@@ -16,4 +16,5 @@ export { startSimulator, ModbusServer, type SimHandle, type SimulatorOptions, ty
 export { startSimApi, type SimApiHandle } from './http-api.js';
 export { loadScenario, parseScenario, parseDuration, runScenario, type Scenario, type ScenarioRun, type StepRecord } from './scenario.js';
 export { renderView } from './view.js';
-export { startOpcuaSimulator, describeOpcua, defaultNamespace, type OpcuaSimHandle, type OpcuaSimulatorOptions, type OpcuaServed } from './opcua-server.js';
+// The OPC UA face (node-opcua, heavy) is imported from './opcua-server.js' directly when needed.
+export type { OpcuaSimHandle, OpcuaSimulatorOptions, OpcuaServed } from './opcua-server.js';

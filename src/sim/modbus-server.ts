@@ -109,9 +109,9 @@ export interface SimulatorOptions {
 interface Conn {
   socket: net.Socket;
   peer: string;
-  /** Wall time (ms) before which nothing may be written, so a delayed answer is not overtaken. */
-  busyUntil: number;
-  timers: Set<NodeJS.Timeout>;
+  /** Answers held back by a latency fault, in request order, each with the time it is due. */
+  delayed: Array<{ adu: Buffer; due: number }>;
+  timer: NodeJS.Timeout | undefined;
 }
 
 export class ModbusServer {
@@ -166,15 +166,16 @@ export class ModbusServer {
   }
 
   private destroy(c: Conn): void {
-    for (const t of c.timers) clearTimeout(t);
-    c.timers.clear();
+    if (c.timer !== undefined) clearTimeout(c.timer);
+    c.timer = undefined;
+    c.delayed.length = 0;
     c.socket.destroy();
     this.conns.delete(c);
   }
 
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
-    const c: Conn = { socket, peer: `${socket.remoteAddress}:${socket.remotePort}`, busyUntil: 0, timers: new Set() };
+    const c: Conn = { socket, peer: `${socket.remoteAddress}:${socket.remotePort}`, delayed: [], timer: undefined };
     this.conns.add(c);
     this.logger.debug({ peer: c.peer }, 'modbus client connected');
     const decoder = new FrameDecoder(
@@ -282,20 +283,30 @@ export class ModbusServer {
   }
 
   private send(c: Conn, adu: Buffer, delayMs: number): void {
-    if (delayMs <= 0 && c.busyUntil === 0) {
+    if (delayMs <= 0 && c.delayed.length === 0) {
       c.socket.write(adu);
       return;
     }
-    // Latency is network/PLC time, so it runs on the wall clock, not the plant clock.
+    // Latency is network/PLC time, so it runs on the wall clock, not the plant clock. One queue and
+    // one timer per connection: answers leave in request order, never overtaking a delayed one.
     const now = Date.now();
-    const due = Math.max(now + delayMs, c.busyUntil);
-    c.busyUntil = due;
-    const timer = setTimeout(() => {
-      c.timers.delete(timer);
-      if (c.timers.size === 0) c.busyUntil = 0;
-      if (!c.socket.destroyed) c.socket.write(adu);
-    }, due - now);
-    c.timers.add(timer);
+    const last = c.delayed.length > 0 ? c.delayed[c.delayed.length - 1].due : 0;
+    c.delayed.push({ adu, due: Math.max(now + delayMs, last) });
+    if (c.timer === undefined) this.armDelayed(c);
+  }
+
+  private armDelayed(c: Conn): void {
+    const head = c.delayed[0];
+    if (head === undefined) return;
+    c.timer = setTimeout(() => {
+      c.timer = undefined;
+      const now = Date.now();
+      while (c.delayed.length > 0 && c.delayed[0].due <= now) {
+        const { adu } = c.delayed.shift()!;
+        if (!c.socket.destroyed) c.socket.write(adu);
+      }
+      this.armDelayed(c);
+    }, Math.max(0, head.due - Date.now()));
   }
 }
 

@@ -10,7 +10,7 @@ import { createLogger } from '../../core/log.js';
 import { FaultSpecError } from '../../sim/faults.js';
 import { startSimApi, type SimApiHandle } from '../../sim/http-api.js';
 import { startSimulator, type SimHandle } from '../../sim/modbus-server.js';
-import { startOpcuaSimulator, type OpcuaSimHandle } from '../../sim/opcua-server.js';
+import type { OpcuaSimHandle } from '../../sim/opcua-server.js';
 import { loadPlant, type Plant } from '../../sim/plant.js';
 import { loadScenario, runScenario, type Scenario } from '../../sim/scenario.js';
 import { ScaledClock } from '../../sim/sim-clock.js';
@@ -134,6 +134,8 @@ export function register(program: Command): void {
           return usage('--opcua-port must be an integer 0..65535');
         }
         try {
+          // Loaded only when asked for: node-opcua is heavy.
+          const { startOpcuaSimulator } = await import('../../sim/opcua-server.js');
           opcua = await startOpcuaSimulator({ runtime: sim.runtime, host: opts.host, port: opcuaPort });
         } catch (err) {
           await api?.close();
