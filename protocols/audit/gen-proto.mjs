@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cli from 'protobufjs-cli';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const proto = join(root, 'protocols/audit/audit.proto');
 const outDir = join(root, 'protocols/audit/gen');
 const outJs = join(outDir, 'audit.js');
