@@ -15,6 +15,7 @@ import { verifyAccessToken } from '../identity/verify.js';
 import { RevocationError, type Revocation, type RevocationStore } from '../identity/revocation.js';
 import { decodeProtectedHeader } from 'jose';
 import { pathOf, readBody as readBounded, sendJson } from './http.js';
+import type { RecentDecisions } from './recent-decisions.js';
 
 /** What the agent API needs from the gateway: the active policy's trust settings and the audit. */
 export interface AgentApiDeps {
@@ -30,6 +31,8 @@ export interface AgentApiDeps {
   revocations?: RevocationStore;
   /** A task-complete call revoked the task's tokens (audit: revocation record). */
   onTaskCompleted?(workloadId: string, revocation: Revocation): void;
+  /** The identities' own recent decisions (GET /v1/decisions). Without it that call answers 503. */
+  recentDecisions?: RecentDecisions;
 }
 
 const MAX_BODY = 16 * 1024;
@@ -72,7 +75,34 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiD
   const url = pathOf(req.url);
   if (url === '/v1/token' && req.method === 'PUT') return putToken(req, res, deps, cache);
   if (url === '/v1/task-complete' && req.method === 'POST') return taskComplete(req, res, deps);
-  send(res, 404, { error: 'not found' });
+  if (url === '/v1/decisions' && req.method === 'GET') return decisions(req, res, deps);
+  send(res, 404, { error: 'not found', message: `no ${req.method ?? ''} ${url} here: PUT /v1/token, POST /v1/task-complete, GET /v1/decisions` });
+}
+
+/**
+ * The calling identity's own recent decisions, newest first, with their reason codes: how an agent
+ * learns why it was refused. Only ever the caller's own (keyed by its certificate's SPIFFE ID).
+ */
+function decisions(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): void {
+  let identity;
+  try {
+    identity = identityFromTlsSocket(req.socket as TLSSocket);
+  } catch (err) {
+    send(res, 401, { reason: 'NO_IDENTITY', message: (err as Error).message });
+    return;
+  }
+  const recent = deps.recentDecisions;
+  if (recent === undefined) {
+    send(res, 503, { error: 'unavailable', message: 'this gateway does not keep recent decisions' });
+    return;
+  }
+  const raw = new URL(req.url ?? '/', 'https://x').searchParams.get('limit');
+  const limit = raw === null ? 20 : /^[0-9]{1,6}$/.test(raw) ? Number(raw) : NaN;
+  if (!(limit >= 1 && limit <= recent.perWorkload)) {
+    send(res, 400, { reason: 'PROTOCOL_VIOLATION', detail: 'BAD_LIMIT', message: `limit must be an integer from 1 to ${recent.perWorkload}, got "${raw ?? ''}"` });
+    return;
+  }
+  send(res, 200, { workload: identity.workloadId, decisions: recent.list(identity.workloadId, limit) });
 }
 
 /**

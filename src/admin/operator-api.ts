@@ -8,6 +8,9 @@
 // Approvals (issue 5): GET /v1/approvals lists requests (pending by default, ?status=all|...),
 // POST /v1/approvals/{id}/approve and /reject with {"reason": "..."} decide one. Only the operator
 // role decides; the store enforces the two-person rule (the approver is not the agent's owner).
+//
+// Bundle (issue 6): GET /v1/bundle (active bundle and last load result) and POST /v1/bundle/reload
+// (force a reload, recorded in the audit with who asked); operator role only.
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../core/clock.js';
@@ -36,6 +39,13 @@ export interface OperatorApiDeps {
   approvals?: ApprovalStore;
   /** An operator approved or rejected a request, and it is on disk (audit: approval granted/rejected). */
   onApprovalDecided?(request: ApprovalRequest, operator: Operator): void;
+  /** Bundle status and forced reload; absent = the bundle endpoints answer 404. */
+  bundle?: {
+    /** JSON of GET /v1/bundle (BundleStatus.view). */
+    status(): Record<string, unknown>;
+    /** Reloads the configured bundle now, audited with who asked; ok=false keeps the active bundle. */
+    reload(by: string): Promise<{ ok: boolean; code?: string; message?: string }>;
+  };
 }
 
 export interface OperatorApiOptions {
@@ -77,8 +87,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
     sendJson(res, status, { reason, detail, message });
   };
   const approvalRoute = deps.approvals === undefined ? undefined : matchApprovalRoute(method, path);
-  if (approvalRoute === undefined && (path !== '/v1/revocations' || (method !== 'POST' && method !== 'GET'))) {
-    sendJson(res, 404, { error: 'not found' });
+  const bundleRoute =
+    deps.bundle === undefined ? undefined : path === '/v1/bundle' && method === 'GET' ? 'status' : path === '/v1/bundle/reload' && method === 'POST' ? 'reload' : undefined;
+  if (approvalRoute === undefined && bundleRoute === undefined && (path !== '/v1/revocations' || (method !== 'POST' && method !== 'GET'))) {
+    sendJson(res, 404, {
+      error: 'not found',
+      message: `no ${method} ${path} here: GET|POST /v1/revocations, GET /v1/approvals, POST /v1/approvals/{id}/approve|reject, GET /v1/bundle, POST /v1/bundle/reload`,
+    });
     return;
   }
   const auth = req.headers.authorization ?? '';
@@ -110,6 +125,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
 
   if (approvalRoute !== undefined) {
     await handleApproval(req, res, deps, deps.approvals!, approvalRoute, operator, refuse);
+    return;
+  }
+  if (bundleRoute !== undefined) {
+    await handleBundle(res, deps.bundle!, bundleRoute, operator, refuse);
     return;
   }
 
@@ -177,6 +196,39 @@ function view(r: Revocation): Record<string, unknown> {
     source: r.source,
     by: r.by,
   };
+}
+
+// ---- bundle ----
+
+async function handleBundle(
+  res: ServerResponse,
+  bundle: NonNullable<OperatorApiDeps['bundle']>,
+  route: 'status' | 'reload',
+  operator: Operator,
+  refuse: Refuse,
+): Promise<void> {
+  // What policy is in force is the operator role's business; the owner role is revocation self-service only.
+  if (!operator.isOperator) {
+    refuse(403, 'SCOPE_MISSING', 'NOT_OPERATOR', `the bundle endpoints need the "operator" role; token roles are [${operator.roles.join(', ')}]`, operator.sub);
+    return;
+  }
+  if (route === 'status') {
+    sendJson(res, 200, { bundle: bundle.status() });
+    return;
+  }
+  const result = await bundle.reload(operator.sub);
+  if (result.ok) {
+    sendJson(res, 200, { status: 'loaded', bundle: bundle.status() });
+    return;
+  }
+  // The previous bundle (if any) stays active: a bad file never replaces a good policy.
+  sendJson(res, 422, {
+    status: 'refused',
+    reason: 'BUNDLE_UNAVAILABLE',
+    detail: result.code ?? '',
+    message: `the configured bundle was refused (${result.code ?? ''}: ${result.message ?? ''}); the active bundle is unchanged`,
+    bundle: bundle.status(),
+  });
 }
 
 // ---- approvals ----

@@ -10,6 +10,7 @@ import { register as registerDemo } from './commands/demo.js';
 import { register as registerKeys } from './commands/keys.js';
 import { register as registerPki } from './commands/pki.js';
 import { register as registerPolicy } from './commands/policy.js';
+import { register as registerRevoke } from './commands/revoke.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerSim } from './commands/sim.js';
 import { register as registerToken } from './commands/token.js';
@@ -20,7 +21,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit, registerPolicy, registerApprovals]) {
+  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit, registerPolicy, registerApprovals, registerRevoke]) {
     register(program);
   }
   for (const sub of program.commands) sub.exitOverride();

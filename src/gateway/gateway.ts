@@ -28,6 +28,10 @@ import { UpstreamPool } from '../../protocols/modbus/upstream.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { EnforcementPipeline } from './pipeline.js';
+// Operator and agent API views (issue 6): bundle status for GET /v1/bundle, recent decisions for GET /v1/decisions.
+import { BundleStatus, bundleFingerprint } from '../admin/bundle-status.js';
+import { RecentDecisions, recordingPipeline } from '../admin/recent-decisions.js';
+import { readBundleFile } from '../policy/bundle.js';
 import { PolicyState, readPinnedKeys } from './policy-state.js';
 
 export interface GatewayHandle {
@@ -48,7 +52,12 @@ export interface GatewayHandle {
   opcua?: { endpointUrl: string };
   /** Resolves when every upstream PLC endpoint has at least one live connection. */
   upstreamsReady(): Promise<void>;
-  reloadBundle(): Promise<boolean>;
+  /** Reloads the configured bundle; `trigger` ('sighup', 'operator <sub>') is recorded in the audit and the bundle status. */
+  reloadBundle(trigger?: string): Promise<boolean>;
+  /** The active bundle and the last load result (operator API GET /v1/bundle). */
+  bundleStatus: BundleStatus;
+  /** Each workload's recent decisions (agent API GET /v1/decisions). */
+  recentDecisions: RecentDecisions;
   /**
    * SIGHUP: re-reads what can change without dropping a session (pinned policy keys, bundle file)
    * and reloads the bundle. Other changes need a restart; they are logged, not applied.
@@ -140,20 +149,43 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   };
 
   let bundleFile = config.policy.bundle_file;
-  const reloadBundle = async (): Promise<boolean> => {
+  const bundleStatus = new BundleStatus();
+  // The last-known-good copy is, after every load, the bundle that is active: its bytes give the digest and key id.
+  const lkgFile = path.join(config.state_dir, 'policy', 'bundle.lkg.jws');
+  // One load at a time: a SIGHUP and an operator's forced reload never interleave.
+  let loading: Promise<unknown> = Promise.resolve();
+  const loadBundle = async (trigger: string): Promise<boolean> => {
     const result = await policy.load(bundleFile);
     if (result.ok) {
       rebuildSafety();
       // A key removed from the bundle stops working at once, also for tokens already registered.
       if (policy.issuers) tokens.retainTrusted(policy.issuers);
-      appendSafely(bundleRecord({ kind: 'loaded', revision: result.revision, source: result.source === 'configured' ? bundleFile : 'last-known-good' }));
-      logger.info({ revision: result.revision, source: result.source }, 'policy bundle active');
+      const source = result.source === 'configured' ? bundleFile : 'last-known-good';
+      const fp = await readBundleFile(lkgFile).then(bundleFingerprint, () => ({ digest: '', keyId: '' }));
+      const p = policy.payload;
+      bundleStatus.loaded(
+        {
+          name: p?.name ?? '', revision: result.revision, issuedAtMs: (p?.issued_at ?? 0) * 1000, notBeforeMs: (p?.not_before ?? 0) * 1000,
+          expiresAtMs: (p?.expires_at ?? 0) * 1000, keyId: fp.keyId, digest: fp.digest, source, loadedAtMs: clock.now(),
+        },
+        trigger,
+      );
+      appendSafely(bundleRecord({ kind: 'loaded', revision: result.revision, source, digest: fp.digest, keyId: fp.keyId, detail: `trigger: ${trigger}` }));
+      logger.info({ revision: result.revision, source: result.source, trigger }, 'policy bundle active');
     } else {
-      appendSafely(bundleRecord({ kind: 'rejected', revision: 0, source: bundleFile, reason: 'BUNDLE_UNAVAILABLE', detail: `${result.code}: ${result.message}` }));
+      bundleStatus.refused(clock.now(), trigger, bundleFile, result.code, result.message);
+      appendSafely(
+        bundleRecord({ kind: 'rejected', revision: 0, source: bundleFile, reason: 'BUNDLE_UNAVAILABLE', detail: `${result.code}: ${result.message} (trigger: ${trigger})` }),
+      );
     }
     return result.ok;
   };
-  await reloadBundle();
+  const reloadBundle = (trigger = 'reload'): Promise<boolean> => {
+    const next = loading.then(() => loadBundle(trigger));
+    loading = next.catch(() => undefined);
+    return next;
+  };
+  await reloadBundle('start');
 
   const pools = new Map<string, { pool: UpstreamPool; unitId: number | undefined }>();
   const metrics = new GatewayMetrics({
@@ -184,6 +216,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       );
     },
   });
+
+  // Adapters get the pipeline through a pass-through that keeps each workload's recent decisions.
+  const recentDecisions = new RecentDecisions({ clock, maxWorkloads: config.identity.max_identities });
+  const agentPipeline = recordingPipeline(pipeline, recentDecisions);
 
   for (const u of config.upstreams) {
     const pool = new UpstreamPool({ host: u.host, port: u.port, connections: u.connections, timeoutMs: u.timeout_ms, logger });
@@ -218,7 +254,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     host: config.listeners.modbus_tls.host,
     port: config.listeners.modbus_tls.port,
     tls: tlsFiles,
-    pipeline,
+    pipeline: agentPipeline,
     route,
     logger,
     limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
@@ -232,6 +268,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       tokens,
       revocations,
       onTaskCompleted: (_workloadId, r) => recordRevocation(r),
+      recentDecisions,
       clock,
       leewaySec: config.identity.leeway_sec,
       logger,
@@ -267,6 +304,14 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
             logger,
             onRevoked: (r) => recordRevocation(r),
             approvals,
+            bundle: {
+              status: () => bundleStatus.view(clock.now()),
+              reload: async (by) => {
+                const ok = await reloadBundle(`operator ${by}`);
+                const last = bundleStatus.lastLoad;
+                return { ok, code: last?.code, message: last?.message };
+              },
+            },
             onApprovalDecided: (request, operator) =>
               logger.info({ approval: request.id, status: request.status, by: operator.sub, asset: request.assetId, workload: request.workloadId }, 'approval decided'),
             onRefused: (c) =>
@@ -299,7 +344,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
         folderIdentifier: u.object_node,
       })),
       assets: policy.payload?.assets ?? [],
-      pipeline,
+      pipeline: agentPipeline,
       clock,
       logger,
       verify: async (jwt, who) => {
@@ -394,6 +439,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       if (safety !== undefined && safety !== 'broken') await safety.image.pollNow();
     },
     reloadBundle,
+    bundleStatus,
+    recentDecisions,
     reload: async (next: GatewayConfig) => {
       const needsRestart = (['listeners', 'upstreams', 'tls', 'audit', 'state_dir', 'gateway_id'] as const).filter(
         (k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]),
@@ -401,7 +448,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       if (needsRestart.length > 0) logger.warn({ fields: needsRestart }, 'config changes that need a restart were not applied');
       policy.setPinnedKeys(await readPinnedKeys(next.policy.trusted_keys));
       bundleFile = next.policy.bundle_file;
-      return reloadBundle();
+      return reloadBundle('sighup');
     },
     close: async (drainMs = 0) => {
       listenersUp = false;

@@ -63,9 +63,11 @@ export function callOperatorApi(target: ApiTarget, method: 'GET' | 'POST', path:
   });
 }
 
-class UsageError extends Error {}
+/** Bad usage (exit 2): an unreadable token or CA file, a malformed URL or option. */
+export class UsageError extends Error {}
 
-async function target(opts: { api: string; token: string; ca?: string }): Promise<ApiTarget> {
+/** Reads the --api/--token/--ca options into a target; UsageError names the bad option. */
+export async function target(opts: { api: string; token: string; ca?: string }): Promise<ApiTarget> {
   try {
     new URL(opts.api);
   } catch {
@@ -88,7 +90,8 @@ async function target(opts: { api: string; token: string; ca?: string }): Promis
   return { api: opts.api, token, ca };
 }
 
-function refusal(a: ApiAnswer): string {
+/** One line saying why the gateway refused (HTTP status, reason code, detail, message). */
+export function refusal(a: ApiAnswer): string {
   const b = a.body;
   return `refused (HTTP ${a.status}${b.reason ? ` ${String(b.reason)}` : ''}${b.detail ? ` ${String(b.detail)}` : ''}): ${String(b.message ?? b.error ?? '')}`;
 }
@@ -106,16 +109,20 @@ export function formatApproval(a: Record<string, unknown>): string {
   return lines.join('\n');
 }
 
-async function run(fn: () => Promise<number>): Promise<void> {
+/** Runs an operator command: its exit code, or 2 for a UsageError and 1 for anything else (network). */
+export async function runOperatorCommand(name: string, fn: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await fn();
   } catch (err) {
-    process.stderr.write(`plantgate approvals: ${(err as Error).message}\n`);
+    process.stderr.write(`plantgate ${name}: ${(err as Error).message}\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   }
 }
 
-function withConnection(cmd: Command): Command {
+const run = (fn: () => Promise<number>): Promise<void> => runOperatorCommand('approvals', fn);
+
+/** The options every operator API command takes. */
+export function withConnection(cmd: Command): Command {
   return cmd
     .requiredOption('--api <url>', 'operator API base URL, e.g. https://127.0.0.1:8443')
     .requiredOption('--token <file>', 'file holding the operator JWT (role "operator")')

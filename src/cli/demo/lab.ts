@@ -66,7 +66,26 @@ export interface Lab {
   auditVerifierKey: string;
   /** Resolves once the collector has verified and stored every record the gateway has written so far. */
   waitShipped(timeoutMs?: number): Promise<{ records: number; file: string }>;
+  /** Present when the lab runs with `opcua: true`: the gateway's OPC UA front and its agents. */
+  opcua?: LabOpcua;
   close(): Promise<void>;
+}
+
+/** The OPC UA side of the lab: the simulator's OPC UA face behind the gateway's front. */
+export interface LabOpcua {
+  /** The gateway's agent-facing OPC UA endpoint. */
+  endpointUrl: string;
+  /** The simulated PLC's own OPC UA endpoint (what the gateway's upstream session talks to). */
+  simEndpointUrl: string;
+  /** Writes and calls that reached the simulated PLC over OPC UA. */
+  served(): { service: string; nodeId: string; values: number[]; status: string }[];
+  /** Each agent's OPC UA application certificate (URI SAN = its SPIFFE ID) and key. */
+  agentFiles: Record<DemoAgent, { cert: string; key: string }>;
+  /** The OPC UA asset of the demo bundle and its namespace URI. */
+  asset: string;
+  namespace: string;
+  /** A token bound to the agent's OPC UA application certificate (cnf), from the development issuer. */
+  token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
 }
 
 export interface LabOptions {
@@ -81,7 +100,17 @@ export interface LabOptions {
   rules?: string;
   /** Edits the generated gateway config before it is loaded (tests of limits and failures). */
   patchConfig?: (yaml: string) => string;
+  /**
+   * Also serve the plant over OPC UA (the simulator's OPC UA face) behind the gateway's OPC UA
+   * front (asset plc1-ua). Costs ~2 s and ~100 MB: node-opcua is loaded only then.
+   */
+  opcua?: boolean;
 }
+
+/** The demo bundle's OPC UA asset (rules/demo/bundle.yaml) and the simulator's namespace for it. */
+export const LAB_OPCUA_ASSET = 'plc1-ua';
+export const LAB_OPCUA_NAMESPACE = 'urn:plantgate:sim:water-treatment:plc1';
+export const LAB_GATEWAY_OPCUA_URI = `urn:plantgate:gateway:${LAB_GATEWAY_ID}`;
 
 /** Files every way of running the lab needs: PKI, policy key, signed bundle, issuer key. */
 export interface LabFiles {
@@ -99,7 +128,9 @@ export interface LabFiles {
   /** An operator bearer token (role operator) for the operator API. */
   operatorToken(opts?: { sub?: string; roles?: string[]; now?: number }): Promise<string>;
   /** The gateway config for a simulator and a collector at these ports (0 = ephemeral listeners). */
-  gatewayYaml(p: { simPort: number; collectorPort: number; modbusPort?: number; agentApiPort?: number; opsPort?: number }): string;
+  gatewayYaml(p: GatewayYamlPorts): string;
+  /** Mints a development token for the agent, bound to the certificate given (DER or PEM). */
+  mintFor(agent: DemoAgent, cert: Buffer | string, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
   /** A collector config writing under the state dir. */
   collectorYaml(port: number): string;
 }
@@ -122,6 +153,19 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
   const auditKeyFile = (await writeSigningKey(path.join(stateDir, 'keys'), 'audit', auditKey)).privateJwkPath;
   const auditVerifierKey = verifierKey(`plantgate/${LAB_GATEWAY_ID}`, createPrivateKey({ key: auditKey.privateJwk as import('node:crypto').JsonWebKey, format: 'jwk' }));
 
+  const mintFor: LabFiles['mintFor'] = (agent, cert, t = {}) =>
+    mintToken({
+      privateJwk: issuerKey,
+      iss: DEV_ISSUER,
+      sub: DEMO_AGENTS[agent],
+      aud: payload.audience,
+      owner: 'alice@plant.example',
+      task: { id: `demo-${agent}`, purpose: { optimizer: 'optimize tank level setpoint', reporter: 'shift report', planner: 'plan a tank drain' }[agent] },
+      scope: t.scope ?? (agent === 'reporter' ? ['read'] : ['read', 'write']),
+      ttlSec: t.ttlSec ?? 300,
+      certThumbprint: certificateThumbprint(new X509Certificate(cert)),
+      now: t.now,
+    });
   const credentials = async (agent: DemoAgent): Promise<AgentCredentials> => {
     const files = pki.agents[agent];
     const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
@@ -137,21 +181,8 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
     auditVerifierKey,
     audience: payload.audience,
     credentials,
-    token: async (agent, t = {}) => {
-      const { cert } = await credentials(agent);
-      return mintToken({
-        privateJwk: issuerKey,
-        iss: DEV_ISSUER,
-        sub: DEMO_AGENTS[agent],
-        aud: payload.audience,
-        owner: 'alice@plant.example',
-        task: { id: `demo-${agent}`, purpose: { optimizer: 'optimize tank level setpoint', reporter: 'shift report', planner: 'plan a tank drain' }[agent] },
-        scope: t.scope ?? (agent === 'reporter' ? ['read'] : ['read', 'write']),
-        ttlSec: t.ttlSec ?? 300,
-        certThumbprint: certificateThumbprint(new X509Certificate(cert)),
-        now: t.now,
-      });
-    },
+    mintFor,
+    token: async (agent, t = {}) => mintFor(agent, (await credentials(agent)).cert, t),
     operatorToken: async (o = {}) => {
       const key = await importJWK(issuerKey, 'EdDSA');
       const now = Math.floor((o.now ?? Date.now()) / 1000);
@@ -191,16 +222,57 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
     for (const w of waiters) w();
   });
 
+  let opcua: { files: LabOpcuaFiles; sim: import('../../sim/opcua-server.js').OpcuaSimHandle } | undefined;
+  if (opts.opcua) {
+    try {
+      const ua = await prepareOpcuaFiles(path.join(stateDir, 'opcua'));
+      // Loaded only here: node-opcua costs ~1 s and ~100 MB, and the Modbus demo does not need it.
+      const { startOpcuaSimulator } = await import('../../sim/opcua-server.js');
+      const uaSim = await startOpcuaSimulator({ runtime: sim.runtime, host: '127.0.0.1', port: 0, security: 'secure', certificateFile: ua.sim.cert, privateKeyFile: ua.sim.key, pkiDir: path.join(stateDir, 'opcua', 'sim-pki') });
+      opcua = { files: ua, sim: uaSim };
+    } catch (err) {
+      await collector.close();
+      await sim.close();
+      throw err;
+    }
+  }
+
   const configFile = path.join(stateDir, 'gateway.yaml');
-  const yaml = files.gatewayYaml({ simPort: sim.port, collectorPort: collector.port });
+  const yaml = files.gatewayYaml({
+    simPort: sim.port,
+    collectorPort: collector.port,
+    ...(opcua ? { opcua: { endpointUrl: opcua.sim.endpointUrl, gateway: opcua.files.gateway, simCert: opcua.files.sim.cert, agentCerts: Object.values(opcua.files.agents).map((a) => a.cert) } } : {}),
+  });
   await writeFile(configFile, opts.patchConfig ? opts.patchConfig(yaml) : yaml);
   const config = await loadGatewayConfig(configFile);
-  const gateway = await startGateway(config, { clock: opts.gatewayClock, logger });
+  let gateway: GatewayHandle;
+  try {
+    gateway = await startGateway(config, { clock: opts.gatewayClock, logger });
+  } catch (err) {
+    await opcua?.sim.close();
+    await collector.close();
+    await sim.close();
+    throw err;
+  }
   if (gateway.policy.engine === undefined) {
     await gateway.close();
     throw new Error('the gateway refused the demo bundle it was just given (see the log)');
   }
   await gateway.upstreamsReady();
+  let labOpcua: LabOpcua | undefined;
+  if (opcua !== undefined) {
+    const ua = opcua;
+    if (gateway.opcua === undefined) throw new Error('the gateway did not start its OPC UA front');
+    labOpcua = {
+      endpointUrl: gateway.opcua.endpointUrl,
+      simEndpointUrl: ua.sim.endpointUrl,
+      served: () => ua.sim.served(),
+      agentFiles: ua.files.agents,
+      asset: LAB_OPCUA_ASSET,
+      namespace: LAB_OPCUA_NAMESPACE,
+      token: async (agent, t) => files.mintFor(agent, await readFile(ua.files.agents[agent].cert), t),
+    };
+  }
 
   return {
     stateDir,
@@ -232,15 +304,66 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
       }
       return { records: target + 1, file: path.join(collectorDir, `${LAB_GATEWAY_ID}.ndjson`) };
     },
+    ...(labOpcua ? { opcua: labOpcua } : {}),
     close: async () => {
       await gateway.close();
+      await opcua?.sim.close();
       await collector.close();
       await sim.close();
     },
   };
 }
 
-function gatewayYaml(p: { pki: PkiPaths; bundleFile: string; policyJwks: string; auditKeyFile: string; simPort: number; collectorPort: number; modbusPort?: number; agentApiPort?: number; opsPort?: number }): string {
+interface GatewayYamlPorts {
+  simPort: number;
+  collectorPort: number;
+  modbusPort?: number;
+  agentApiPort?: number;
+  opsPort?: number;
+  /** The OPC UA front and its upstream to the simulator's OPC UA face. */
+  opcua?: { endpointUrl: string; gateway: { cert: string; key: string }; simCert: string; agentCerts: string[]; port?: number };
+}
+
+interface LabOpcuaFiles {
+  gateway: { cert: string; key: string };
+  sim: { cert: string; key: string };
+  agents: Record<DemoAgent, { cert: string; key: string }>;
+}
+
+/**
+ * OPC UA application certificates (RSA 2048): the gateway's (used toward agents and the PLC), the
+ * simulated PLC's, and one per demo agent whose URI SAN is the agent's SPIFFE ID (its identity).
+ */
+async function prepareOpcuaFiles(dir: string): Promise<LabOpcuaFiles> {
+  const { createAppCert, writeAppCert } = await import('../../../protocols/opcua/app-cert.js');
+  await mkdir(dir, { recursive: true });
+  const names = Object.keys(DEMO_AGENTS) as DemoAgent[];
+  const [gw, sim, ...agents] = await Promise.all([
+    createAppCert({ applicationUri: LAB_GATEWAY_OPCUA_URI, commonName: LAB_GATEWAY_ID, hosts: ['127.0.0.1', 'localhost'] }),
+    createAppCert({ applicationUri: 'urn:plantgate:sim:water-treatment', commonName: 'water-treatment simulator', hosts: ['127.0.0.1', 'localhost'] }),
+    ...names.map((n) => createAppCert({ applicationUri: DEMO_AGENTS[n], commonName: n })),
+  ]);
+  const out = { gateway: await writeAppCert(dir, 'gateway', gw!), sim: await writeAppCert(dir, 'sim', sim!), agents: {} as LabOpcuaFiles['agents'] };
+  for (const [i, n] of names.entries()) out.agents[n] = await writeAppCert(dir, `agent-${n}`, agents[i]!);
+  return out;
+}
+
+function opcuaYaml(o: NonNullable<GatewayYamlPorts['opcua']>): string {
+  return `opcua:
+  application_uri: ${JSON.stringify(LAB_GATEWAY_OPCUA_URI)}
+  cert: ${JSON.stringify(o.gateway.cert)}
+  key: ${JSON.stringify(o.gateway.key)}
+  trusted_agent_certs: [${o.agentCerts.map((c) => JSON.stringify(c)).join(', ')}]
+opcua_upstreams:
+  - asset: ${LAB_OPCUA_ASSET}
+    endpoint_url: ${JSON.stringify(o.endpointUrl)}
+    security: SignAndEncrypt
+    server_cert: ${JSON.stringify(o.simCert)}
+    timeout_ms: 2000
+`;
+}
+
+function gatewayYaml(p: { pki: PkiPaths; bundleFile: string; policyJwks: string; auditKeyFile: string } & GatewayYamlPorts): string {
   return `# Generated by plantgate demo: a gateway on loopback in front of the simulated plant.
 gateway_id: ${LAB_GATEWAY_ID}
 state_dir: ${JSON.stringify(path.join(path.dirname(p.bundleFile), 'gateway-state'))}
@@ -253,11 +376,19 @@ listeners:
   agent_api: { host: 127.0.0.1, port: ${p.agentApiPort ?? 0} }
   operator_api: { host: 127.0.0.1, port: 0 }
   ops: { host: 127.0.0.1, port: ${p.opsPort ?? 0} }
-upstreams:
+${p.opcua ? `  opcua: { host: 127.0.0.1, port: ${p.opcua.port ?? 0} }\n` : ''}upstreams:
   - asset: plc1
     host: 127.0.0.1
     port: ${p.simPort}
     connections: 2
+    timeout_ms: 1000
+  # The OPC UA asset's interlock inputs are polled over the same PLC's Modbus face (unit 1); no
+  # agent reaches plc1-ua over Modbus (its bundle asset is OPC UA).
+  - asset: ${LAB_OPCUA_ASSET}
+    host: 127.0.0.1
+    port: ${p.simPort}
+    unit_id: 1
+    connections: 1
     timeout_ms: 1000
 policy:
   bundle_file: ${JSON.stringify(p.bundleFile)}
@@ -268,5 +399,5 @@ audit:
   checkpoint_every_records: 16
   checkpoint_every_ms: 5000
   collector: { host: 127.0.0.1, port: ${p.collectorPort}, server_name: localhost }
-`;
+${p.opcua ? opcuaYaml(p.opcua) : ''}`;
 }
