@@ -4,6 +4,7 @@
 // Namespace indexes (`ns=2;`) differ between servers and across restarts, so they never appear in a
 // Command or a bundle. Pure; takes the asset structurally so protocol code does not import policy.
 import { PlantgateError } from '../../src/core/errors.js';
+import { expandNodeId, identifierOf } from '../../src/policy/node-id.js';
 import type { FrontAsset, FrontMethod, FrontPoint, PointDataType } from './front.js';
 
 /** The parts of a bundle asset (src/policy/payload.ts BundleAsset) the front needs. */
@@ -12,6 +13,10 @@ export interface OpcuaAssetMap {
   protocol: string;
   namespace?: string;
   points: Record<string, { table: string; type: string; node_id?: string }>;
+  /** The asset's object on the server (browse target, methods' parent), canonical NodeId. */
+  object_node?: string;
+  /** Methods by name: canonical NodeId and typed arguments (bounds are policy's, not the front's). */
+  methods?: Record<string, { node_id: string; inputs: { name: string; type: string }[]; outputs: { name: string; type: string }[] }>;
 }
 
 export interface FrontAssetOptions {
@@ -21,8 +26,6 @@ export interface FrontAssetOptions {
   folder?: string;
   methods?: FrontMethod[];
 }
-
-const IDENTIFIER_RE = /^(?:i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=[A-Za-z0-9+/=]+)$/s;
 
 export class NodeMappingError extends PlantgateError {
   constructor(message: string) {
@@ -34,19 +37,22 @@ export class NodeMappingError extends PlantgateError {
  * The canonical Command target for a point's NodeId: `nsu=<namespace>;<identifier>`. Accepts that
  * form (its URI must be the asset's) or a bare identifier (`s=tank1.level`, `i=1001`), which is
  * read in the asset's namespace. Refuses `ns=<index>;…` (index-dependent) and anything else.
+ * The policy compiler applies the same function (src/policy/node-id.ts), so both sides agree.
  */
 export function canonicalNodeId(namespace: string, nodeId: string): string {
-  let identifier = nodeId;
-  if (nodeId.startsWith('nsu=')) {
-    const semi = nodeId.indexOf(';', 4);
-    const uri = semi < 0 ? '' : nodeId.slice(4, semi);
-    if (uri !== namespace) throw new NodeMappingError(`NodeId '${nodeId}' names namespace '${uri}', not the asset's '${namespace}'`);
-    identifier = nodeId.slice(semi + 1);
-  } else if (nodeId.startsWith('ns=')) {
-    throw new NodeMappingError(`NodeId '${nodeId}' uses a namespace index; write it as 'nsu=${namespace};${nodeId.slice(nodeId.indexOf(';') + 1)}' or as the bare identifier`);
+  try {
+    return expandNodeId(namespace, nodeId);
+  } catch (err) {
+    throw new NodeMappingError((err as Error).message);
   }
-  if (!IDENTIFIER_RE.test(identifier)) throw new NodeMappingError(`NodeId '${nodeId}': '${identifier}' is not an OPC UA identifier (i=, s=, g= or b=)`);
-  return `nsu=${namespace};${identifier}`;
+}
+
+const ARG_TYPES: ReadonlySet<string> = new Set(['Boolean', 'Int16', 'UInt16', 'Int32', 'UInt32', 'Float', 'Double']);
+
+/** A method argument's OPC UA data type as the bundle names it; anything else is refused. */
+function argType(type: string): PointDataType {
+  if (!ARG_TYPES.has(type)) throw new NodeMappingError(`unknown argument data type '${type}'`);
+  return type as PointDataType;
 }
 
 /** Points whose values are bits are Boolean; every other value is Double in engineering units (like the simulator). */
@@ -74,12 +80,30 @@ export function frontAssetFromMap(asset: OpcuaAssetMap, opts: FrontAssetOptions 
     }
     points.push({ name, identifier: target.slice(namespace.length + 5), dataType: dataTypeOf(p.type), writable: p.table === 'holding' || p.table === 'coil' });
   }
+  const methods: FrontMethod[] = [];
+  for (const [name, m] of Object.entries(asset.methods ?? {})) {
+    let target: string;
+    try {
+      target = canonicalNodeId(namespace, m.node_id);
+    } catch (err) {
+      throw new NodeMappingError(`asset '${asset.id}' method '${name}': ${(err as Error).message}`);
+    }
+    methods.push({
+      name,
+      identifier: target.slice(namespace.length + 5),
+      inputs: m.inputs.map((a) => ({ name: a.name, dataType: argType(a.type) })),
+      outputs: m.outputs.map((a) => ({ name: a.name, dataType: argType(a.type) })),
+    });
+  }
+  // The object node: the config's override, else the bundle's, else `s=<asset id>`.
+  const objectIdentifier = opts.folderIdentifier ?? (asset.object_node !== undefined ? identifierOf(canonicalNodeId(namespace, asset.object_node)) : undefined) ?? `s=${asset.id}`;
   return {
     assetId: asset.id,
     namespaceUri: namespace,
-    folder: opts.folder ?? asset.id,
-    folderIdentifier: opts.folderIdentifier ?? `s=${asset.id}`,
+    // Same browse name as the server's object when its identifier is a string (`s=plc1` → plc1).
+    folder: opts.folder ?? (objectIdentifier.startsWith('s=') ? objectIdentifier.slice(2) : asset.id),
+    folderIdentifier: objectIdentifier,
     points,
-    methods: opts.methods ?? [],
+    methods: opts.methods ?? methods,
   };
 }

@@ -110,6 +110,14 @@ interface RuleEntry {
   assetBucket: TokenBucket | null;
 }
 
+interface CompiledMethod {
+  name: string;
+  /** Index in a rule entry's pointCover (after the points). */
+  index: number;
+  /** Input arguments with bounds (asset-level hard limits; every call must carry them in range). */
+  boundedArgs: { name: string; min: number; max: number }[];
+}
+
 /** Entries of one asset and operation, indexed by exact workload; globs are kept in order. */
 interface OpIndex {
   exact: Map<string, RuleEntry[]>;
@@ -126,6 +134,10 @@ interface CompiledAsset {
   byAddress: Record<ModbusTable, Map<number, CompiledPoint>>;
   byNodeId: Map<string, CompiledPoint>;
   byName: Map<string, CompiledPoint>;
+  /** OPC UA: methods (rule coverage index = points.length + k) and the object node browse rules cover. */
+  methods: CompiledMethod[];
+  methodByNodeId: Map<string, CompiledMethod>;
+  objectNode: string | null;
   index: Map<Operation, OpIndex>;
   /** Last known engineering value per point index (NaN = unknown): the base of max_step. */
   last: Float64Array;
@@ -186,7 +198,9 @@ export class PolicyEngine {
         }
         this.modbusAssetsByUnit.set(a.unit_id, asset);
       } else {
-        for (const nodeId of asset.byNodeId.keys()) {
+        const nodes = [...asset.byNodeId.keys(), ...asset.methodByNodeId.keys()];
+        if (asset.objectNode !== null) nodes.push(asset.objectNode);
+        for (const nodeId of nodes) {
           const other = this.opcuaAssetsByNode.get(nodeId);
           if (other) throw new BundleError('MALFORMED', `assets '${other.id}' and '${a.id}' both map node '${nodeId}'`);
           this.opcuaAssetsByNode.set(nodeId, asset);
@@ -306,8 +320,9 @@ export class PolicyEngine {
     cmd.assetId = asset.id;
     const names: string[] = [];
     for (const t of cmd.targets) {
-      const p = t.nodeId === undefined ? undefined : asset.byNodeId.get(t.nodeId);
-      if (p !== undefined && !names.includes(p.name)) names.push(p.name);
+      if (t.nodeId === undefined) continue;
+      const name = asset.byNodeId.get(t.nodeId)?.name ?? asset.methodByNodeId.get(t.nodeId)?.name;
+      if (name !== undefined && !names.includes(name)) names.push(name);
     }
     cmd.points = names;
   }
@@ -460,6 +475,8 @@ export class PolicyEngine {
     if (cmd.operation === 'write') {
       if (entry.bounded !== null && !this.withinBounds(entry, asset, cmd)) return 'VALUE_OUT_OF_BOUNDS';
       if (entry.maxStep !== null && !this.withinStep(entry, asset, cmd)) return 'STEP_TOO_LARGE';
+    } else if (cmd.operation === 'call' && asset.methods.length > 0 && !argumentsWithinBounds(asset, cmd)) {
+      return 'VALUE_OUT_OF_BOUNDS';
     }
     if (rule.perSubject !== null) {
       const buckets = rule.subjectBuckets!;
@@ -614,14 +631,41 @@ function covers(entry: RuleEntry, asset: CompiledAsset, cmd: Command): boolean {
     const t = targets[i]!;
     if (t.nodeId !== undefined) {
       const p = asset.byNodeId.get(t.nodeId);
-      if (p === undefined || entry.pointCover[p.index] === 0) return false;
-      continue;
+      if (p !== undefined) {
+        if (entry.pointCover[p.index] === 0) return false;
+        continue;
+      }
+      const m = asset.methodByNodeId.get(t.nodeId);
+      if (m !== undefined) {
+        if (entry.pointCover[m.index] === 0) return false;
+        continue;
+      }
+      // The asset's object holds no process data: any browse rule of the asset covers it (its
+      // children are gated one by one).
+      if (cmd.operation === 'browse' && t.nodeId === asset.objectNode) continue;
+      return false;
     }
     if (t.table === undefined || t.address === undefined) return false;
     const count = t.count ?? 1;
     if (!(count >= 1)) return false;
     const iv = entry.cover[t.table];
     if (iv === undefined || !inIntervals(iv, t.address, t.address + count - 1)) return false;
+  }
+  return true;
+}
+
+/** Every bounded input of every called method is present and inside its bounds (missing = deny). */
+function argumentsWithinBounds(asset: CompiledAsset, cmd: Command): boolean {
+  const targets = cmd.targets;
+  for (let i = 0; i < targets.length; i++) {
+    const id = targets[i]!.nodeId;
+    const m = id === undefined ? undefined : asset.methodByNodeId.get(id);
+    if (m === undefined) continue;
+    const args = m.boundedArgs;
+    for (let k = 0; k < args.length; k++) {
+      const v = cmd.values?.[args[k]!.name];
+      if (v === undefined || !(v >= args[k]!.min && v <= args[k]!.max)) return false;
+    }
   }
   return true;
 }
@@ -649,6 +693,18 @@ function compileAsset(a: BundleAsset): CompiledAsset {
       byNodeId.set(def.node_id, p);
     }
   }
+  const methods: CompiledMethod[] = [];
+  const methodByNodeId = new Map<string, CompiledMethod>();
+  for (const [name, def] of Object.entries(a.methods ?? {})) {
+    if (byName.has(name)) throw new BundleError('MALFORMED', `asset '${a.id}': method '${name}' has the name of a point`);
+    if (byNodeId.has(def.node_id) || methodByNodeId.has(def.node_id)) throw new BundleError('MALFORMED', `asset '${a.id}': method '${name}' reuses node '${def.node_id}'`);
+    const boundedArgs = def.inputs
+      .filter((x) => x.min !== undefined || x.max !== undefined)
+      .map((x) => ({ name: x.name, min: x.min ?? -Infinity, max: x.max ?? Infinity }));
+    const m: CompiledMethod = { name, index: points.length + methods.length, boundedArgs };
+    methods.push(m);
+    methodByNodeId.set(def.node_id, m);
+  }
   return {
     id: a.id,
     zone: a.zone,
@@ -658,6 +714,9 @@ function compileAsset(a: BundleAsset): CompiledAsset {
     byAddress,
     byNodeId,
     byName,
+    methods,
+    methodByNodeId,
+    objectNode: a.object_node ?? null,
     index: new Map(),
     last: new Float64Array(points.length).fill(Number.NaN),
   };
@@ -695,13 +754,14 @@ function compileEntry(rule: CompiledRule, r: BundleRule, asset: CompiledAsset): 
   const globs = r.points.map(pointGlob);
   const spans: Record<ModbusTable, [number, number][]> = { coil: [], discrete: [], holding: [], input: [] };
   const n = asset.points.length;
-  const pointCover = new Uint8Array(n);
+  const pointCover = new Uint8Array(n + asset.methods.length);
   for (const p of asset.points) {
     if (globs.some((g) => g.test(p.name))) {
       pointCover[p.index] = 1;
       spans[p.def.table].push([p.def.address, p.def.address + p.width - 1]);
     }
   }
+  for (const m of asset.methods) if (globs.some((g) => g.test(m.name))) pointCover[m.index] = 1;
   for (const range of r.ranges) spans[range.table].push([range.from, range.to]);
   const cover = {} as Record<ModbusTable, Int32Array>;
   for (const t of MODBUS_TABLES) cover[t] = mergeIntervals(spans[t]);

@@ -37,6 +37,26 @@ export interface PointDef {
   node_id?: string;
 }
 
+/** OPC UA data types a method argument may have (the front declares them, the server checks them). */
+export const ARGUMENT_TYPES = ['Boolean', 'Int16', 'UInt16', 'Int32', 'UInt32', 'Float', 'Double'] as const;
+export type ArgumentType = (typeof ARGUMENT_TYPES)[number];
+
+/** One argument of an OPC UA method; min/max (inputs only) bound every call (VALUE_OUT_OF_BOUNDS). */
+export interface MethodArgument {
+  name: string;
+  type: ArgumentType;
+  min?: number;
+  max?: number;
+}
+
+/** An OPC UA method of an asset; rules name it like a point (`points: [pump1.start]`, `operations: [call]`). */
+export interface MethodDef {
+  /** Canonical NodeId `nsu=<namespace>;<identifier>`. */
+  node_id: string;
+  inputs: MethodArgument[];
+  outputs: MethodArgument[];
+}
+
 export interface BundleAsset {
   id: string;
   zone: string;
@@ -46,6 +66,10 @@ export interface BundleAsset {
   /** OPC UA namespace URI of the asset's server (OPC UA assets). */
   namespace?: string;
   points: Record<string, PointDef>;
+  /** OPC UA: the asset's object node (canonical NodeId): the target a `browse` rule covers. */
+  object_node?: string;
+  /** OPC UA: methods by name. */
+  methods?: Record<string, MethodDef>;
 }
 
 export interface AddressRange {
@@ -143,6 +167,9 @@ export const pointDefSchema = z.strictObject({
   node_id: z.string().min(1).optional(),
 });
 
+const argumentSchema = z.strictObject({ name: z.string().min(1), type: z.enum(ARGUMENT_TYPES), min: finite.optional(), max: finite.optional() });
+const methodSchema = z.strictObject({ node_id: z.string().min(1), inputs: z.array(argumentSchema), outputs: z.array(argumentSchema) });
+
 const rateSchema = z.strictObject({ count: z.number().int().min(1), per_sec: z.number().int().min(1) });
 const windowSchema = z.strictObject({
   id: z.string().min(1),
@@ -208,6 +235,8 @@ export const bundlePayloadSchema = z.strictObject({
       unit_id: z.number().int().min(0).max(255),
       namespace: z.string().min(1).optional(),
       points: z.record(z.string(), pointDefSchema),
+      object_node: z.string().min(1).optional(),
+      methods: z.record(z.string(), methodSchema).optional(),
     }),
   ),
   rules: z.array(ruleSchema),

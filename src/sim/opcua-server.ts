@@ -13,7 +13,8 @@
 //     <equipment>.stop()        method  s=<equipment>.stop   (speed: when `<equipment>.speed` exists)
 //     alarms.acknowledge()      method  s=alarms.acknowledge when the PLC has `*alarm*` points;
 //                                                            returns how many were active
-// The plant file has no node_id field yet; NodeIds are derived as above (docs/opcua.md).
+// The plant file has no node_id field; NodeIds are derived as above by src/sim/opcua-face.ts, which
+// the policy compiler shares (an OPC UA asset with `points_from` gets the same map).
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,10 +33,13 @@ import {
 } from 'node-opcua';
 import { systemClock, type Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
-import type { FrontAsset, FrontMethod, FrontPoint } from '../../protocols/opcua/front.js';
+import type { FrontAsset, FrontMethod } from '../../protocols/opcua/front.js';
 import { createAppCert, writeAppCert } from '../../protocols/opcua/app-cert.js';
 import { loadPlant, type Plant, type PlcDef, type PointDef } from './plant.js';
 import { PlantRuntime } from './runtime.js';
+import { describeOpcua, writable } from './opcua-face.js';
+
+export { defaultNamespace, describeOpcua } from './opcua-face.js';
 
 export type SimSecurity = 'none' | 'secure' | 'both';
 
@@ -84,31 +88,6 @@ export interface OpcuaSimHandle {
 }
 
 const SERVED_CAPACITY = 1000;
-
-export function defaultNamespace(plant: Plant, plc: PlcDef): string {
-  return `urn:plantgate:sim:${plant.name}:${plc.id}`;
-}
-
-const writable = (p: PointDef): boolean => p.table === 'holding' || p.table === 'coil';
-
-/** The OPC UA map of a plant, with the derived NodeIds (see the header). Pure. */
-export function describeOpcua(plant: Plant, namespaces: Record<string, string> = {}): FrontAsset[] {
-  return plant.plcs.map((plc) => {
-    const points: FrontPoint[] = plc.points.map((p) => ({ name: p.name, identifier: `s=${p.name}`, dataType: p.type === 'bool' ? 'Boolean' : 'Double', writable: writable(p) }));
-    const methods: FrontMethod[] = [];
-    for (const p of plc.points) {
-      if (p.table !== 'coil' || !p.name.endsWith('.run')) continue;
-      const equipment = p.name.slice(0, -'.run'.length);
-      const speed = plc.points.find((q) => q.name === `${equipment}.speed` && writable(q));
-      methods.push({ name: `${equipment}.start`, identifier: `s=${equipment}.start`, inputs: speed ? [{ name: 'speed', dataType: 'Double' }] : [], outputs: [] });
-      methods.push({ name: `${equipment}.stop`, identifier: `s=${equipment}.stop`, inputs: [], outputs: [] });
-    }
-    if (plc.points.some((p) => p.type === 'bool' && p.name.includes('alarm'))) {
-      methods.push({ name: 'alarms.acknowledge', identifier: 's=alarms.acknowledge', inputs: [], outputs: [{ name: 'active', dataType: 'UInt32' }] });
-    }
-    return { assetId: plc.id, namespaceUri: namespaces[plc.id] ?? defaultNamespace(plant, plc), folder: plc.id, folderIdentifier: `s=${plc.id}`, points, methods };
-  });
-}
 
 function statusName(s: StatusCode): string {
   return s.name;

@@ -15,8 +15,9 @@ export function register(program: Command): void {
     .command('demo')
     .description('run the simulator, the gateway and a SOC collector on loopback with a scripted agent, and print what happened to each command')
     .option('--keep-running', 'leave everything running after the script (Ctrl-C to stop)')
+    .option('--opcua', 'also serve the plant over OPC UA behind the gateway\'s OPC UA front, with an OPC UA agent (~2 s more)')
     .option('--state-dir <dir>', 'where to put certificates, keys, the bundle, the spool and the SOC stream (default: a new temp dir)')
-    .action(async (opts: { keepRunning?: boolean; stateDir?: string }) => {
+    .action(async (opts: { keepRunning?: boolean; stateDir?: string; opcua?: boolean }) => {
       const stateDir = path.resolve(opts.stateDir ?? (await mkdtemp(path.join(os.tmpdir(), 'plantgate-demo-'))));
       // The table below is the demo's output; logs (pino-pretty, stderr) only for errors unless asked.
       const logger = createLogger('plantgate-demo', {
@@ -25,9 +26,10 @@ export function register(program: Command): void {
       });
       const out = (s: string) => process.stdout.write(`${s}\n`);
       out(`plantgate demo — state in ${stateDir}`);
-      const lab = await startLab({ stateDir, logger });
+      const lab = await startLab({ stateDir, logger, opcua: opts.opcua === true });
       out(`  simulator  modbus://127.0.0.1:${lab.sim.port} (water-treatment plant, unit 1)`);
       out(`  gateway    modbus+tls://127.0.0.1:${lab.gateway.modbus.port}   agent API https://127.0.0.1:${lab.gateway.agentApi.port}/v1/token`);
+      if (lab.opcua) out(`  opc ua     ${lab.opcua.endpointUrl} (gateway front)   PLC face ${lab.opcua.simEndpointUrl}`);
       out(`  collector  tls://127.0.0.1:${lab.collector.port} → ${lab.collectorDir}`);
       out('');
       const print = (r: StepResult) =>
@@ -38,6 +40,10 @@ export function register(program: Command): void {
       let results: StepResult[] = [];
       try {
         results = await runScript(lab, print);
+        if (lab.opcua) {
+          const { runOpcuaScript } = await import('../demo/opcua-script.js');
+          results.push(...(await runOpcuaScript(lab, print)));
+        }
         const shipped = await lab.waitShipped();
         out('');
         out(`SOC stream: ${shipped.records} records, chain verified by the collector, in ${shipped.file}`);

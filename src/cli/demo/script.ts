@@ -21,7 +21,7 @@ export interface StepResult {
 type Decided = { effect: string; reason: string; ruleId: string };
 
 /** Waits until the collector has the decision record for the command just sent. */
-function decisionsFrom(lab: Lab): { next(): Promise<Decided> } {
+export function decisionsFrom(lab: Lab): { next(): Promise<Decided> } {
   const queue: Decided[] = [];
   const waiters: Array<(d: Decided) => void> = [];
   lab.collector.on('record', (_gatewayId: string, record: { decision?: { decision?: { effect?: unknown; reason?: string; ruleId?: string } } | null }) => {
