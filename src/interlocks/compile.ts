@@ -7,7 +7,8 @@
 //     - id: pump1-dry-run
 //       description: never start the feed pump on a nearly empty tank
 //       asset: plc1
-//       guards: ["pump1.run := 1"]        # a point, or "point := value" (engineering units, true/false)
+//       guards: ["pump1.run := 1"]        # a point, or "point := value" (engineering units, true/false),
+//                                         # or an OPC UA method of the asset by name (needs call below)
 //       operations: [write]               # optional; write (default) and/or call
 //       deny_when: tank1.level < 10 and not valve1.open
 //       poll: 500ms                       # optional defaults for every input
@@ -141,7 +142,14 @@ export function compileInterlocks(
     else {
       for (const g of guardsNode.items as (Node | null)[]) {
         const guard = parseGuard(g, `${field}.guards`, asset, fail);
-        if (guard !== undefined) guards.push(guard);
+        if (guard === undefined) continue;
+        // A method guard only ever matches a call: without `call` it would guard nothing, and the
+        // author would believe the method is covered while it bypasses the interlock.
+        if (asset?.methods?.[guard.point] !== undefined && !operations.includes('call')) {
+          fail(g, `${field}.guards`, `'${guard.point}' is a method: add call to ${field}.operations (e.g. operations: [write, call])`);
+          continue;
+        }
+        guards.push(guard);
       }
     }
 
@@ -302,7 +310,12 @@ function parseGuard(
   }
   if (asset === undefined) return undefined;
   const def: PointDef | undefined = asset.points[point!];
-  if (def === undefined) return fail(g, field, `asset '${asset.id}' has no point '${point}'`);
+  if (def === undefined && asset.methods?.[point!] !== undefined) {
+    // An OPC UA method that changes the process (pump1.start) is guarded as a whole: any call.
+    if (valueText !== undefined) return fail(g, field, `'${point}' is a method: guard it by name alone (any call), without ':= value'`);
+    return { point: point! };
+  }
+  if (def === undefined) return fail(g, field, `asset '${asset.id}' has no point${asset.methods === undefined ? '' : ' or method'} '${point}'`);
   if (!WRITABLE_TABLES.has(def.table)) return fail(g, field, `'${point}' is a read-only ${def.table} point: no command can write it`);
   if (valueText === undefined) return { point: point! };
   let value: number;
