@@ -50,7 +50,7 @@ describe('plantgate bundle', () => {
     expect(built.stderr).toBe('');
     expect(built.code).toBe(0);
     expect(built.stdout).toMatch(/bundle +demo revision 3/);
-    expect(built.stdout).toMatch(/rules +8/);
+    expect(built.stdout).toMatch(/rules +12/);
     expect(built.stdout).toMatch(/kid policy-1/);
     expect(built.stdout).toMatch(/sha256 +[0-9a-f]{64}/);
     expect(built.stdout).not.toContain((JSON.parse(await readFile(key.priv, 'utf8')) as { d: string }).d);
@@ -73,7 +73,7 @@ describe('plantgate bundle', () => {
     expect(inspected.stdout).toMatch(/header +alg EdDSA, kid policy-1, typ plantgate-bundle\+jws/);
     expect(inspected.stdout).toMatch(/bundle +demo revision 3, mode enforce/);
     expect(inspected.stdout).toMatch(/plc1 +zone treatment, high, modbus unit 1, 9 points/);
-    expect(inspected.stdout).toMatch(/rules +8 \(1 in monitor mode\)/);
+    expect(inspected.stdout).toMatch(/rules +12 \(1 in monitor mode\)/);
     expect(inspected.stdout).toMatch(/nightly-maintenance +mon,tue,wed,thu,fri 22:00-06:00 Europe\/Berlin/);
     expect(inspected.stdout).toMatch(/signature +NOT CHECKED/);
     expect((await run('inspect', out, '--json')).stdout).toContain('"agents-read-plant"');
