@@ -85,6 +85,32 @@ const schema = z.strictObject({
     trusted_keys: z.array(file).min(1),
     /** Allow reads under an expired bundle (DESIGN §5 safe mode). */
     reads_when_expired: z.boolean().default(true),
+    // --- bundle lifecycle (issue 9): key rotation and distribution ---
+    /** Key ids still pinned but rotated out: a bundle signed by one is refused (RETIRED_KEY). */
+    retired_keys: z.array(z.string().min(1)).default([]),
+    /**
+     * Where new bundles come from. A watched file, or an HTTPS URL polled with ETag; either way a
+     * candidate is verified, then written as `bundle_file` and activated. Absent: `bundle_file` is
+     * loaded at start, on SIGHUP and on POST /v1/bundle/reload only.
+     */
+    source: z
+      .union([
+        z.strictObject({
+          file,
+          watch: z.boolean().default(true),
+          debounce_ms: z.number().int().min(0).max(60_000).default(250),
+        }),
+        z.strictObject({
+          url: z.string().regex(/^https:\/\/[^\s]+$/, 'must be an https:// URL (bundles are never fetched over plain http)'),
+          /** PEM CA the distribution server's certificate chains to; absent, the system roots. */
+          ca: file.optional(),
+          poll_ms: z.number().int().min(100).max(86_400_000).default(60_000),
+          timeout_ms: z.number().int().min(100).max(300_000).default(10_000),
+          max_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(16 * 1024 * 1024),
+          max_backoff_ms: z.number().int().min(100).max(86_400_000).default(600_000),
+        }),
+      ])
+      .optional(),
   }),
   identity: z
     .strictObject({
@@ -154,6 +180,9 @@ export function parseGatewayConfig(text: string, file: string): GatewayConfig {
   parsed.tls = { ca: resolve(parsed.tls.ca), cert: resolve(parsed.tls.cert), key: resolve(parsed.tls.key) };
   parsed.policy.bundle_file = resolve(parsed.policy.bundle_file);
   parsed.policy.trusted_keys = parsed.policy.trusted_keys.map(resolve);
+  const source = parsed.policy.source;
+  if (source !== undefined && 'file' in source) parsed.policy.source = { ...source, file: resolve(source.file) };
+  if (source !== undefined && 'url' in source && source.ca !== undefined) parsed.policy.source = { ...source, ca: resolve(source.ca) };
   parsed.audit.spool_dir = resolve(parsed.audit.spool_dir);
   if (parsed.audit.key_file !== undefined) parsed.audit.key_file = resolve(parsed.audit.key_file);
   if (parsed.opcua !== undefined) {

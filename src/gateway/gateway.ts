@@ -33,6 +33,8 @@ import { BundleStatus, bundleFingerprint } from '../admin/bundle-status.js';
 import { RecentDecisions, recordingPipeline } from '../admin/recent-decisions.js';
 import { readBundleFile } from '../policy/bundle.js';
 import { PolicyState, readPinnedKeys } from './policy-state.js';
+// Bundle lifecycle (issue 9): distribution from a watched file or a polled HTTPS URL.
+import { startBundleSource, UrlBundleSource } from '../policy/source.js';
 
 export interface GatewayHandle {
   modbus: { host: string; port: number };
@@ -104,13 +106,15 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
 
   const policy = new PolicyState({
     stateDir: path.join(config.state_dir, 'policy'),
-    pinned: await readPinnedKeys(config.policy.trusted_keys),
+    pinned: await readPinnedKeys(config.policy.trusted_keys, config.policy.retired_keys),
     clock,
     logger,
     readsWhenExpired: config.policy.reads_when_expired,
   });
   await policy.init();
   const revocations = await RevocationStore.open({ stateDir: path.join(config.state_dir, 'identity'), clock, leewaySec: config.identity.leeway_sec });
+  // The bundle's own revocations are in force before its rules are (set as the bundle is activated).
+  policy.onActivate = (p) => revocations.setBundleRevocations(p.revocations ?? [], p.issued_at);
   const tokens = new TokenRegistry({
     clock,
     maxIdentities: config.identity.max_identities,
@@ -186,6 +190,17 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     return next;
   };
   await reloadBundle('start');
+  // Distribution (policy.source): each new bundle is verified, written as the bundle file, then loaded.
+  const bundleSource = await startBundleSource(config.policy.source, {
+    bundleFile: () => bundleFile,
+    check: (jws) => policy.check(jws),
+    activate: (trigger) => reloadBundle(trigger),
+    onRefused: (code, message, trigger) => {
+      bundleStatus.refused(clock.now(), trigger, bundleFile, code, message);
+      appendSafely(bundleRecord({ kind: 'rejected', revision: 0, source: trigger, reason: 'BUNDLE_UNAVAILABLE', detail: `${code}: ${message} (trigger: ${trigger})` }));
+    },
+    logger,
+  });
 
   const pools = new Map<string, { pool: UpstreamPool; unitId: number | undefined }>();
   const metrics = new GatewayMetrics({
@@ -446,12 +461,15 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
         (k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]),
       );
       if (needsRestart.length > 0) logger.warn({ fields: needsRestart }, 'config changes that need a restart were not applied');
-      policy.setPinnedKeys(await readPinnedKeys(next.policy.trusted_keys));
+      policy.setPinnedKeys(await readPinnedKeys(next.policy.trusted_keys, next.policy.retired_keys));
+      // A bundle refused under the old keys may verify under the new ones: download it again.
+      if (bundleSource instanceof UrlBundleSource) bundleSource.forgetEtag();
       bundleFile = next.policy.bundle_file;
       return reloadBundle('sighup');
     },
     close: async (drainMs = 0) => {
       listenersUp = false;
+      await bundleSource?.close();
       await opcua?.close();
       await listener.close(drainMs);
       await agentApi.close();

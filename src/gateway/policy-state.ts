@@ -9,15 +9,23 @@ import type { Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { trustedIssuersFromJwks, type TrustedIssuers } from '../identity/issuers.js';
-import { readBundleFile, readTrustedKeys, verifyBundle, writeBundleFile, type TrustedKey } from '../policy/bundle.js';
+import { decodeBundleUnverified, mergeTrustedKeys, readBundleFile, readTrustedKeys, verifyBundle, writeBundleFile, type TrustedKey } from '../policy/bundle.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { BundleError } from '../policy/errors.js';
 import type { BundlePayload } from '../policy/payload.js';
 import { writeFileAtomic } from '../core/files.js';
 
-export async function readPinnedKeys(files: string[]): Promise<TrustedKey[]> {
-  const keys = (await Promise.all(files.map(readTrustedKeys))).flat();
+/**
+ * The pinned policy keys from every configured JWKS file (key rotation pins the old and the new
+ * key side by side), with `retiredKids` (config `policy.retired_keys`) and keys marked
+ * `"retired": true` in their JWKS refused from then on.
+ */
+export async function readPinnedKeys(files: string[], retiredKids: readonly string[] = []): Promise<TrustedKey[]> {
+  const keys = mergeTrustedKeys(await Promise.all(files.map(readTrustedKeys)), retiredKids);
   if (keys.length === 0) throw new PlantgateError('BUNDLE_UNAVAILABLE', 'no pinned policy keys: refusing to trust any bundle');
+  if (keys.every((k) => k.retired === true)) {
+    throw new PlantgateError('BUNDLE_UNAVAILABLE', `every pinned policy key is retired (${keys.map((k) => k.kid).join(', ')}): no bundle could ever be accepted`);
+  }
   return keys;
 }
 
@@ -25,11 +33,20 @@ export type LoadResult =
   | { ok: true; revision: number; source: 'configured' | 'last-known-good' }
   | { ok: false; code: string; message: string };
 
+export type CheckResult = { ok: true; revision: number; kid: string } | { ok: false; code: string; message: string };
+
 export class PolicyState {
   engine: PolicyEngine | undefined;
   issuers: TrustedIssuers | undefined;
   /** The verified payload behind `engine` (interlocks, assets) for the parts that need more than decisions. */
   payload: BundlePayload | undefined;
+  /** The key that signed the active bundle: if it stops being trusted, the bundle stops being active. */
+  activeKid: string | undefined;
+  /**
+   * Called with a verified payload just before it becomes active; a throw refuses the bundle (the
+   * gateway applies the bundle's revocations here, so they are in force before its rules are).
+   */
+  onActivate: ((payload: BundlePayload) => void) | undefined;
   private highestRevision = 0;
   private readonly lkgFile: string;
   private readonly stateFile: string;
@@ -66,14 +83,38 @@ export class PolicyState {
       await writeBundleFile(this.lkgFile, await readBundleFile(file));
       return { ok: true, revision: first.revision, source: 'configured' };
     }
-    this.opts.logger.error({ file, code: first.code, msg: first.message }, 'bundle refused');
-    if (this.engine !== undefined) return first; // keep serving the bundle already active
+    this.opts.logger.error({ file, code: first.code, msg: first.message }, first.code === 'RETIRED_KEY' ? 'bundle refused: signed by a retired key' : 'bundle refused');
+    if (this.engine !== undefined) {
+      // Keep serving the bundle already active, unless its own key was retired or unpinned since:
+      // then nothing vouches for it any more and safe mode is the only honest state.
+      const k = this.opts.pinned.find((p) => p.kid === this.activeKid);
+      if (k !== undefined && k.retired !== true) return first;
+      this.opts.logger.error({ kid: this.activeKid }, 'the active bundle was signed by a key that is no longer trusted: safe mode');
+      this.engine = undefined;
+      this.issuers = undefined;
+      this.payload = undefined;
+      this.activeKid = undefined;
+    }
     const lkg = await this.tryLoad(this.lkgFile);
     if (lkg.ok) {
       this.opts.logger.warn({ revision: lkg.revision }, 'booted from last-known-good bundle');
       return { ok: true, revision: lkg.revision, source: 'last-known-good' };
     }
     return first;
+  }
+
+  /**
+   * Verifies a candidate bundle (signature, pinned and unretired key, revision, validity) without
+   * activating it: a fetched bundle is checked before it is written as the gateway's bundle file.
+   */
+  async check(jws: string): Promise<CheckResult> {
+    try {
+      const payload = await verifyBundle(jws, this.opts.pinned, { now: this.opts.clock.now(), minRevision: this.highestRevision });
+      PolicyEngine.fromPayload(payload, { readsWhenExpired: this.opts.readsWhenExpired });
+      return { ok: true, revision: payload.revision, kid: String(decodeBundleUnverified(jws).header.kid) };
+    } catch (err) {
+      return { ok: false, code: err instanceof BundleError ? err.code : 'MALFORMED', message: (err as Error).message };
+    }
   }
 
   private async tryLoad(file: string): Promise<{ ok: true; revision: number } | { ok: false; code: string; message: string }> {
@@ -88,6 +129,8 @@ export class PolicyState {
       const payload = await verifyBundle(jws, this.opts.pinned, { now: this.opts.clock.now(), minRevision: this.highestRevision });
       const engine = PolicyEngine.fromPayload(payload, { readsWhenExpired: this.opts.readsWhenExpired });
       const issuers = trustedIssuersFromJwks(engine.issuers());
+      this.onActivate?.(payload);
+      this.activeKid = String(decodeBundleUnverified(jws).header.kid);
       this.engine = engine;
       this.issuers = issuers;
       this.payload = payload;

@@ -20,6 +20,11 @@ export type BundleAlg = 'EdDSA' | 'ES256';
 export interface TrustedKey {
   kid: string;
   publicJwk: JWK;
+  /**
+   * Rotated out: still known (so a refusal names it as retired rather than unknown, which tells
+   * the operator to re-sign rather than to pin), but a bundle signed by it is never accepted.
+   */
+  retired?: boolean;
 }
 
 /** The JWS alg a key signs with, from its type and curve; only Ed25519 and P-256 are allowed. */
@@ -67,6 +72,9 @@ export async function verifyBundle(jws: string, trusted: readonly TrustedKey[], 
   const pinned = typeof kid === 'string' ? trusted.find((t) => t.kid === kid) : undefined;
   if (pinned === undefined) {
     throw new BundleError('UNKNOWN_KEY', `signed with key ${JSON.stringify(kid)}, which is not pinned (pinned: ${trusted.map((t) => t.kid).join(', ') || 'none'})`);
+  }
+  if (pinned.retired === true) {
+    throw new BundleError('RETIRED_KEY', `signed with key '${kid}', which is retired; re-sign the bundle with a current key (current: ${trusted.filter((t) => t.retired !== true).map((t) => t.kid).join(', ') || 'none'})`);
   }
   // The alg comes from the pinned key, never from the header alone (alg confusion).
   let alg: BundleAlg;
@@ -161,13 +169,47 @@ export async function writeBundleFile(file: string, jws: string): Promise<void> 
   }
 }
 
-/** Reads a public JWKS file into pinned keys; every key must carry a kid. */
+/**
+ * Reads a public JWKS file into pinned keys; every key must carry a kid. A key may carry
+ * `"retired": true` (key rotation: the publisher marks the old key in the JWKS it ships).
+ */
 export async function readTrustedKeys(file: string): Promise<TrustedKey[]> {
-  const jwks = JSON.parse(await readFile(file, 'utf8')) as { keys?: JWK[] };
+  const jwks = JSON.parse(await readFile(file, 'utf8')) as { keys?: (JWK & { retired?: unknown })[] };
   if (!Array.isArray(jwks.keys) || jwks.keys.length === 0) throw new Error(`${file}: not a JWKS with at least one key`);
   return jwks.keys.map((k, i) => {
     if (typeof k.kid !== 'string' || k.kid === '') throw new Error(`${file}: keys[${i}] has no kid`);
     if (k.d !== undefined) throw new Error(`${file}: keys[${i}] is a private key; pin public keys only`);
-    return { kid: k.kid, publicJwk: k };
+    if (k.retired !== undefined && typeof k.retired !== 'boolean') throw new Error(`${file}: keys[${i}].retired must be true or false`);
+    const { retired, ...publicJwk } = k;
+    return retired === true ? { kid: k.kid, publicJwk, retired: true } : { kid: k.kid, publicJwk };
   });
+}
+
+/**
+ * Merges the keys of several JWKS files (rotation pins the old and the new key side by side) and
+ * marks the kids listed in `retiredKids` retired. A kid pinned twice with different key material
+ * is refused: which key would verify would depend on file order.
+ */
+export function mergeTrustedKeys(sets: readonly (readonly TrustedKey[])[], retiredKids: readonly string[] = []): TrustedKey[] {
+  const byKid = new Map<string, TrustedKey>();
+  for (const set of sets) {
+    for (const k of set) {
+      const prev = byKid.get(k.kid);
+      if (prev === undefined) {
+        byKid.set(k.kid, { ...k });
+        continue;
+      }
+      if (JSON.stringify(canonicalPublic(prev.publicJwk)) !== JSON.stringify(canonicalPublic(k.publicJwk))) {
+        throw new BundleError('UNKNOWN_KEY', `key id '${k.kid}' is pinned twice with different keys; a kid must name one key`);
+      }
+      if (k.retired === true) prev.retired = true;
+    }
+  }
+  const retired = new Set(retiredKids);
+  for (const k of byKid.values()) if (retired.has(k.kid)) k.retired = true;
+  return [...byKid.values()];
+}
+
+function canonicalPublic(jwk: JWK): Record<string, unknown> {
+  return { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
 }

@@ -5,6 +5,7 @@ import { PlantgateError } from '../core/errors.js';
 export type BundleErrorCode =
   | 'MALFORMED'
   | 'UNKNOWN_KEY'
+  | 'RETIRED_KEY'
   | 'BAD_SIGNATURE'
   | 'ROLLBACK'
   | 'NOT_YET_VALID'

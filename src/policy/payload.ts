@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { JSONWebKeySet } from 'jose';
 import type { Assurance, ModbusTable, Operation } from '../core/command.js';
 import { interlocksSchema, type InterlockDef } from '../interlocks/payload.js';
+import type { BundleRevocation } from '../identity/revocation.js';
 import type { RateSpec } from './rate.js';
 import { WEEKDAYS, windowProblem, type WindowSpec } from './windows.js';
 
@@ -151,6 +152,11 @@ export interface BundlePayload {
   windows?: WindowSpec[];
   /** Safety interlocks (src/interlocks): evaluated on live process values by the gateway. */
   interlocks?: InterlockDef[];
+  /**
+   * Token revocations shipped with the policy (by jti, sub or owner), applied on activation through
+   * RevocationStore.setBundleRevocations; `revoked_at` (seconds) defaults to the bundle's issued_at.
+   */
+  revocations?: BundleRevocation[];
 }
 
 const u16 = z.number().int().min(0).max(65535);
@@ -214,6 +220,16 @@ const ruleSchema = z.strictObject({
 
 const secs = z.number().int().min(0);
 
+const revocationSchema = z
+  .strictObject({
+    jti: z.string().min(1).max(2048).optional(),
+    sub: z.string().startsWith('spiffe://').max(2048).optional(),
+    owner: z.string().min(1).max(2048).optional(),
+    reason: z.string().min(1).max(512),
+    revoked_at: secs.optional(),
+  })
+  .refine((r) => [r.jti, r.sub, r.owner].filter((v) => v !== undefined).length === 1, 'name exactly one of jti, sub, owner');
+
 export const bundlePayloadSchema = z.strictObject({
   format: z.literal(BUNDLE_FORMAT),
   name: z.string().min(1),
@@ -243,6 +259,7 @@ export const bundlePayloadSchema = z.strictObject({
   mode: z.enum(MODES).optional(),
   windows: z.array(windowSchema).optional(),
   interlocks: interlocksSchema.optional(),
+  revocations: z.array(revocationSchema).optional(),
 });
 
 /** Checks an untrusted value against the payload schema; returns the first problems as text, or null. */

@@ -16,6 +16,8 @@ import { parseDurationSec } from './duration.js';
 import { parseRate } from './rate.js';
 import { WEEKDAYS, isValidTimeZone, parseHhmm, parseLocalDateTime, windowProblem, type Weekday, type WindowSpec } from './windows.js';
 import { pointGlob } from './glob.js';
+import { isSpiffeId } from '../identity/spiffe.js';
+import type { BundleRevocation } from '../identity/revocation.js';
 import {
   ARGUMENT_TYPES,
   ASSURANCES,
@@ -43,7 +45,8 @@ export interface CompileOptions {
   revision: number;
 }
 
-const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'windows', 'include', 'rules', 'interlocks'];
+const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'windows', 'include', 'rules', 'interlocks', 'revocations'];
+const REVOCATION_KEYS = ['jti', 'sub', 'owner', 'reason', 'revoked_at'];
 const INCLUDE_KEYS = ['rules', 'interlocks'];
 const BUNDLE_KEYS = ['name', 'audience', 'valid_for', 'mode'];
 const LIMIT_KEYS = ['max_token_ttl'];
@@ -372,6 +375,7 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
   }
   const windows = compileWindowSources(f, top);
   checkRules(drafts, points, windows);
+  const revocations = compileRevocations(f, top);
 
   if (errors.length > 0) throw new SourceErrors(errors);
   const issuedAt = Math.floor(opts.now / 1000);
@@ -390,7 +394,71 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
     ...(mode === 'monitor' ? { mode } : {}),
     ...(windows.size > 0 ? { windows: [...windows.values()] } : {}),
     ...(interlocks.length > 0 ? { interlocks } : {}),
+    ...(revocations.length > 0 ? { revocations } : {}),
   };
+}
+
+/**
+ * `revocations:` in the entry file: tokens the policy itself kills (by jti, sub or owner), each
+ * with a reason. `revoked_at` (RFC 3339 with an offset, or seconds since the epoch) bounds a sub /
+ * owner revocation to tokens issued before it; absent, the bundle's issued_at is used.
+ */
+function compileRevocations(f: SourceFile, top: Entries): BundleRevocation[] {
+  const out: BundleRevocation[] = [];
+  const pair = top.get('revocations');
+  if (pair === undefined) return out;
+  const items = f.seq(f.valueNode(pair), 'revocations', 'entries with one of jti, sub, owner and a reason');
+  const seen = new Set<string>();
+  for (const [i, item] of (items ?? []).entries()) {
+    const field = `revocations[${i}]`;
+    const e = f.map(item, field, REVOCATION_KEYS, 'with one of jti, sub, owner and a reason');
+    if (e === undefined) continue;
+    const named = (['jti', 'sub', 'owner'] as const).filter((k) => e.has(k));
+    if (named.length !== 1) {
+      f.fail(item, field, named.length === 0 ? 'name one of jti, sub, owner' : `names ${named.join(' and ')}; name exactly one of jti, sub, owner`);
+      continue;
+    }
+    const kind = named[0]!;
+    const value = f.str(item!, e, kind, `${field}.${kind}`, true);
+    const reason = f.str(item!, e, 'reason', `${field}.reason`, true);
+    if (value === undefined || reason === undefined) continue;
+    if (kind === 'sub' && !isSpiffeId(value)) {
+      f.fail(f.valueNode(e.get('sub')!), `${field}.sub`, `'${value}' is not a SPIFFE ID (spiffe://trust-domain/path)`);
+      continue;
+    }
+    if (value.length > 2048) {
+      f.fail(f.valueNode(e.get(kind)!), `${field}.${kind}`, 'longer than 2048 characters');
+      continue;
+    }
+    if (reason.length > 512) {
+      f.fail(f.valueNode(e.get('reason')!), `${field}.reason`, 'longer than 512 characters');
+      continue;
+    }
+    const key = `${kind}\u0000${value}`;
+    if (seen.has(key)) {
+      f.fail(f.valueNode(e.get(kind)!), `${field}.${kind}`, `'${value}' is revoked twice`);
+      continue;
+    }
+    seen.add(key);
+    const r: BundleRevocation = { [kind]: value, reason };
+    const at = e.get('revoked_at');
+    if (at !== undefined) {
+      const n = f.valueNode(at);
+      const v = isScalar(n) ? n.value : undefined;
+      let sec: number | undefined;
+      if (typeof v === 'number' && Number.isInteger(v) && v >= 0) sec = v;
+      else if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) && Number.isFinite(Date.parse(v))) {
+        sec = Math.floor(Date.parse(v) / 1000);
+      }
+      if (sec === undefined) {
+        f.fail(n, `${field}.revoked_at`, 'must be an RFC 3339 time with an offset (2026-01-15T08:00:00Z) or seconds since the epoch');
+        continue;
+      }
+      r.revoked_at = sec;
+    }
+    out.push(r);
+  }
+  return out;
 }
 
 /** `windows:` in the entry file: maintenance windows and change freezes, each in its own time zone. */

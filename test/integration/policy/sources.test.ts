@@ -162,7 +162,7 @@ describe('broken policy sources are rejected with file:line:col and field', () =
       { extra: 'lmits: {}' },
     );
     expect(messages).toEqual([
-      `${dir}/bundle.yaml:18:1: lmits: unknown field 'lmits' (expected bundle, limits, issuers, assets, windows, include, rules, interlocks)`,
+      `${dir}/bundle.yaml:18:1: lmits: unknown field 'lmits' (expected bundle, limits, issuers, assets, windows, include, rules, interlocks, revocations)`,
       `${dir}/rules.yaml:3:60: rules[0].subject.team: unknown field 'team' (expected workload, owner, roles, scopes, act, assurance)`,
       `${dir}/rules.yaml:8:46: rules[0].ranges[0].to: 2 is below from (10)`,
       `${dir}/rules.yaml:7:25: rules[0].function_codes[1]: unsupported function code 99 (supported: 1, 2, 3, 4, 5, 6, 15, 16, 22, 23, 7, 8, 11, 12, 17, 43)`,
