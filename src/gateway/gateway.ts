@@ -457,9 +457,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     bundleStatus,
     recentDecisions,
     reload: async (next: GatewayConfig) => {
-      const needsRestart = (['listeners', 'upstreams', 'tls', 'audit', 'state_dir', 'gateway_id'] as const).filter(
+      const needsRestart: string[] = (['listeners', 'upstreams', 'tls', 'audit', 'state_dir', 'gateway_id', 'opcua', 'opcua_upstreams'] as const).filter(
         (k) => JSON.stringify(next[k]) !== JSON.stringify(config[k]),
       );
+      if (JSON.stringify(next.policy.source) !== JSON.stringify(config.policy.source)) needsRestart.push('policy.source');
       if (needsRestart.length > 0) logger.warn({ fields: needsRestart }, 'config changes that need a restart were not applied');
       policy.setPinnedKeys(await readPinnedKeys(next.policy.trusted_keys, next.policy.retired_keys));
       // A bundle refused under the old keys may verify under the new ones: download it again.
