@@ -7,6 +7,7 @@
 // time (O(log n)), the new stored hashes are fsynced to tree.hashes with the record's batch, and every
 // N records or T milliseconds a signed checkpoint of the tree so far is appended as a record and,
 // once durable, written to checkpoints/<size>.checkpoint (where a witness's cosignature joins it).
+import { hash } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../core/clock.js';
@@ -18,7 +19,7 @@ import { leafHash } from './hash.js';
 import type { Frontier } from './merkle.js';
 import { addSignatureLines, parseNote, type NoteSigner } from './note.js';
 import type { AuditEvent } from './records.js';
-import { encodeRecord, SCHEMA_VERSION } from './schema.js';
+import { encodeLeafInput, SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
 import { encodeSpoolFrame, Spool } from './spool.js';
 import { TreeStore } from './tree-store.js';
 
@@ -49,8 +50,17 @@ export interface AuditLogOptions {
   cacheRecords?: number;
   /** Signed checkpoints (C2SP tlog-checkpoint); none when absent. */
   checkpoints?: CheckpointOptions;
+  /**
+   * How long a batch with nobody waiting for it (records of reads, outcomes, session events) may
+   * gather more records before its write and fsync. A durable append (a write's decision) flushes
+   * at the end of its event-loop turn regardless. Default 10 ms; 0 flushes every turn.
+   */
+  lazyFlushMs?: number;
   logger?: Logger;
 }
+
+/** Minimum time between two writes of the acknowledged point (see markAcked). */
+const ACK_PERSIST_MS = 100;
 
 /** Bytes kept free below maxBytes: isFull() turns true before a record could be refused. */
 const FULL_HEADROOM = 64 * 1024;
@@ -91,6 +101,12 @@ export class AuditLog {
   private acked: number;
   private pending: Batch;
   private scheduled = false;
+  /** A lazy flush timer is armed (no durable waiter yet in the pending batch). */
+  private lazyTimer: NodeJS.Timeout | undefined;
+  /** sync() calls in progress: they want everything flushed now, lazy or not. */
+  private syncing = 0;
+  /** When the acknowledged point was last persisted (performance.now()). */
+  private ackWrittenAt = -Infinity;
   private flushing: Promise<void> | undefined;
   private failure: AuditError | undefined;
   private closed = false;
@@ -111,17 +127,39 @@ export class AuditLog {
   private cpTimer: NodeJS.Timeout | undefined;
   private readonly flushNow = (): void => {
     this.scheduled = false;
+    if (this.lazyTimer !== undefined) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
+    }
     if (this.flushing || this.pending.frames.length === 0) return;
     const p = this.flush().finally(() => {
       this.flushing = undefined;
       // Appends made while the last write was in flight and not picked up by the loop.
-      if (this.pending.frames.length > 0 && !this.failure && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.flushNow);
-      }
+      if (this.pending.frames.length > 0 && !this.failure) this.scheduleFlush();
     });
     this.flushing = p;
   };
+
+  /**
+   * Group commit: a batch someone waits on (a write's decision record) is written and fsynced at
+   * the end of this event-loop turn, after every I/O callback of the turn has appended to it. A
+   * batch nobody waits on waits up to lazyFlushMs for company: under a read load this turns
+   * hundreds of fsyncs a second (each one a thread-pool wake-up and journal commit competing with
+   * the command path for two cores) into a few, without holding back any forward.
+   */
+  private scheduleFlush(): void {
+    if (this.scheduled) return;
+    if (this.pending.waiters.length > 0 || this.lazyFlushMs <= 0) {
+      this.scheduled = true;
+      if (this.lazyTimer !== undefined) {
+        clearTimeout(this.lazyTimer);
+        this.lazyTimer = undefined;
+      }
+      setImmediate(this.flushNow);
+    } else if (this.lazyTimer === undefined) {
+      this.lazyTimer = setTimeout(this.flushNow, this.lazyFlushMs);
+    }
+  }
 
   private constructor(
     private readonly spool: Spool,
@@ -135,6 +173,7 @@ export class AuditLog {
     private readonly frontier: Frontier,
     private readonly cpOpts: Required<CheckpointOptions> | undefined,
     lastCheckpoint: { size: number; note: string } | undefined,
+    private readonly lazyFlushMs: number,
   ) {
     this.nextSeqValue = recovered.nextSeq;
     this.durableNext = recovered.nextSeq;
@@ -204,6 +243,7 @@ export class AuditLog {
       treeOpened.frontier,
       cpOpts,
       lastCheckpoint,
+      opts.lazyFlushMs ?? 10,
     );
   }
 
@@ -340,32 +380,32 @@ export class AuditLog {
     if (this.failure) throw this.failure;
     if (this.closed) throw new AuditError('audit log is closed');
     const seq = this.nextSeqValue;
-    const bytes = encodeRecord({
-      ...event,
-      schemaVersion: SCHEMA_VERSION,
-      gatewayId: this.gatewayId,
-      seq,
-      timeUnixMs: this.clock.now(),
-      prevHash: this.lastHash,
-    });
+    // Stamped onto the caller's event rather than a spread copy: this runs twice per command, and
+    // every builder hands over a fresh object (records.ts), so nothing else sees the fields.
+    const rec = event as AuditRecordProps;
+    rec.schemaVersion = SCHEMA_VERSION;
+    rec.gatewayId = this.gatewayId;
+    rec.seq = seq;
+    rec.timeUnixMs = this.clock.now();
+    rec.prevHash = this.lastHash;
+    // 0x00 || record in one buffer: the leaf hash is one one-shot SHA-256 call, no Hash object.
+    const leafInput = encodeLeafInput(rec);
+    const bytes = leafInput.subarray(1);
     const frame = encodeSpoolFrame(bytes);
     // Checked before the seq is taken, so a refused record leaves no gap in the chain.
     if (this.spool.bytes() + this.pending.bytes + frame.length > this.maxBytes) {
       throw new AuditError(`audit spool is full (${this.maxBytes} bytes): the collector has not acknowledged enough records`);
     }
-    this.lastHash = leafHash(bytes);
+    this.lastHash = hash('sha256', leafInput, 'buffer');
     this.nextSeqValue = seq + 1;
     const b = this.pending;
     for (const h of this.frontier.append(this.lastHash)) b.treeHashes.push(h);
     b.frames.push(frame);
     b.records.push(bytes);
     b.bytes += frame.length;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      // setImmediate, not a microtask: everything appended in this turn of the event loop,
-      // including other connections' I/O callbacks, joins the same write and fsync.
-      setImmediate(this.flushNow);
-    }
+    // setImmediate or a short timer, never a microtask: everything appended in this turn of the
+    // event loop, including other connections' I/O callbacks, joins the same write and fsync.
+    this.scheduleFlush();
     return seq;
   }
 
@@ -379,14 +419,21 @@ export class AuditLog {
     }
     return new Promise<number>((resolve, reject) => {
       this.pending.waiters.push({ seq, resolve, reject });
+      // Someone waits now: the batch goes at the end of this turn, not after the lazy delay.
+      this.scheduleFlush();
     });
   }
 
   /** Resolves when everything appended so far is durable (rejects if the log failed). */
   async sync(): Promise<void> {
-    while (!this.failure && (this.flushing || this.pending.frames.length > 0)) {
-      if (!this.flushing) this.flushNow();
-      await this.flushing;
+    this.syncing++;
+    try {
+      while (!this.failure && (this.flushing || this.pending.frames.length > 0)) {
+        if (!this.flushing) this.flushNow();
+        await this.flushing;
+      }
+    } finally {
+      this.syncing--;
     }
     if (this.failure) throw this.failure;
   }
@@ -396,7 +443,10 @@ export class AuditLog {
   }
 
   private async flush(): Promise<void> {
-    while (this.pending.frames.length > 0 && !this.failure) {
+    // Straight on with what gathered during the last fsync only when someone waits on it (or a
+    // sync() asked): otherwise it joins the next lazy batch.
+    for (let first = true; this.pending.frames.length > 0 && !this.failure; first = false) {
+      if (!first && this.pending.waiters.length === 0 && this.lazyFlushMs > 0 && !this.syncing) break;
       const batch = this.pending;
       this.pending = this.newBatch();
       try {
@@ -492,8 +542,15 @@ export class AuditLog {
     this.ackWanted = Math.max(this.ackWanted, seq);
     // Acks that queue up behind a slow state write collapse into the newest one.
     const run = async (): Promise<void> => {
+      // At most one state write (two fsyncs and a rename) per ACK_PERSIST_MS: acks arriving
+      // meanwhile collapse into the newest. A crash loses at most that much acknowledgement: those
+      // records stay in the spool a little longer, and the shipper resumes from the collector's
+      // own position anyway.
+      const wait = this.ackWrittenAt + ACK_PERSIST_MS - performance.now();
+      if (wait > 0 && !this.closed) await new Promise((r) => setTimeout(r, wait));
       seq = this.ackWanted;
       if (seq <= this.acked) return;
+      this.ackWrittenAt = performance.now();
       const [rec] = await this.readFrom(seq, 1);
       await this.spool.writeAckState(seq, leafHash(rec.bytes));
       this.acked = seq;
