@@ -72,6 +72,9 @@ export function decisionRecord(
         interlockId: decision.interlockId ?? '',
         approvalId: decision.approvalId ?? '',
         durable: decision.durable,
+        shadowReason: decision.shadow?.reason ?? '',
+        shadowRuleId: decision.shadow?.ruleId ?? '',
+        principal: decision.principal ?? '',
       },
     },
   };
@@ -196,6 +199,56 @@ export function revocationRecord(r: Revocation, by?: string): AuditEvent {
       revokedAtUnixMs: r.revokedAtMs,
       source: r.source,
       by: by ?? r.by,
+    },
+  };
+}
+
+export function interlockTripRecord(t: {
+  sessionId: string;
+  subject?: Subject;
+  assetId: string;
+  trip: { reason: Reason; interlockId: string; point: string; detail: string; inputs: { point: string; value: number; ageMs: number; maxAgeMs: number }[] };
+}): AuditEvent {
+  return {
+    interlockTrip: {
+      sessionId: t.sessionId,
+      interlockId: t.trip.interlockId,
+      reason: t.trip.reason,
+      assetId: t.assetId,
+      point: t.trip.point,
+      inputs: t.trip.inputs.map((i) => ({ point: i.point, value: i.value, ageMs: i.ageMs, maxAgeMs: i.maxAgeMs })),
+      detail: t.trip.detail,
+      subject: t.subject ? identityOf(t.subject) : null,
+    },
+  };
+}
+
+export function approvalRecord(a: {
+  kind: 'requested' | 'approved' | 'rejected' | 'consumed';
+  id: string;
+  digest: string;
+  ruleId: string;
+  assetId: string;
+  workloadId: string;
+  owner: string;
+  taskId: string;
+  by?: string;
+  reason?: string;
+  expiresAtMs?: number;
+}): AuditEvent {
+  return {
+    approval: {
+      kind: a.kind,
+      approvalId: a.id,
+      digest: a.digest,
+      ruleId: a.ruleId,
+      assetId: a.assetId,
+      workloadId: a.workloadId,
+      owner: a.owner,
+      taskId: a.taskId,
+      by: a.by ?? '',
+      reason: a.reason ?? '',
+      expiresAtUnixMs: a.expiresAtMs ?? 0,
     },
   };
 }

@@ -46,6 +46,11 @@ export function decodeRecord(bytes: Uint8Array): DecodedRecord {
   if (r.token) r.token.expiresAtUnixMs = num(r.token.expiresAtUnixMs);
   if (r.checkpoint) r.checkpoint.treeSize = num(r.checkpoint.treeSize);
   if (r.revocation) r.revocation.revokedAtUnixMs = num(r.revocation.revokedAtUnixMs);
+  if (r.interlockTrip) for (const i of r.interlockTrip.inputs ?? []) {
+    i.ageMs = num(i.ageMs);
+    i.maxAgeMs = num(i.maxAgeMs);
+  }
+  if (r.approval) r.approval.expiresAtUnixMs = num(r.approval.expiresAtUnixMs);
   return r;
 }
 

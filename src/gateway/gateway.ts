@@ -7,7 +7,8 @@ import { startOpsApi } from '../admin/ops-api.js';
 import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
-import { bundleRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
+import { approvalRecord, bundleRecord, interlockTripRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
+import type { ApprovalRequest } from '../approvals/store.js';
 import { startNatsSink } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -67,6 +68,22 @@ export interface GatewayHandle {
   reload(next: GatewayConfig): Promise<boolean>;
   /** Stops accepting, lets in-flight commands finish (up to drainMs), flushes the audit spool. */
   close(drainMs?: number): Promise<void>;
+}
+
+function approvalRecordOf(kind: 'requested' | 'approved' | 'rejected' | 'consumed', r: ApprovalRequest, by?: string): AuditEvent {
+  return approvalRecord({
+    kind,
+    id: r.id,
+    digest: r.digest,
+    ruleId: r.ruleId,
+    assetId: r.assetId,
+    workloadId: r.workloadId,
+    owner: r.owner,
+    taskId: r.taskId,
+    by: by ?? r.decidedBy,
+    reason: r.reason,
+    expiresAtMs: kind === 'approved' ? r.grantExpiresAtMs : r.expiresAtMs,
+  });
 }
 
 export async function startGateway(config: GatewayConfig, options: { clock?: Clock; logger?: Logger } = {}): Promise<GatewayHandle> {
@@ -224,12 +241,14 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     auditWhenFull: config.audit.when_full,
     interlocks: () => (safety === 'broken' ? 'broken' : safety?.interlocks),
     approvals,
-    onTrip: (session, cmd, _subject, trip) => {
+    onTrip: (session, cmd, subject, trip) => {
+      appendSafely(interlockTripRecord({ sessionId: session.id, subject, assetId: cmd.assetId, trip }));
       logger.warn(
         { session: session.id, workload: session.workloadId, asset: cmd.assetId, interlock: trip.interlockId, reason: trip.reason, inputs: trip.inputs },
         'interlock refused a command',
       );
     },
+    onApproval: (kind, r) => appendSafely(approvalRecordOf(kind, r)),
   });
 
   // Adapters get the pipeline through a pass-through that keeps each workload's recent decisions.
@@ -327,8 +346,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
                 return { ok, code: last?.code, message: last?.message };
               },
             },
-            onApprovalDecided: (request, operator) =>
-              logger.info({ approval: request.id, status: request.status, by: operator.sub, asset: request.assetId, workload: request.workloadId }, 'approval decided'),
+            onApprovalDecided: (request, operator) => {
+              if (request.status === 'approved' || request.status === 'rejected') appendSafely(approvalRecordOf(request.status, request, operator.sub));
+              logger.info({ approval: request.id, status: request.status, by: operator.sub, asset: request.assetId, workload: request.workloadId }, 'approval decided');
+            },
             onRefused: (c) =>
               appendSafely(
                 tokenRecord({ kind: 'rejected', sessionId: '', reason: c.reason, detail: `operator API ${c.method} ${c.path} by '${c.operatorSub}' from ${c.remoteAddress}: ${c.detail}` }),

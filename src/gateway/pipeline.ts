@@ -11,7 +11,7 @@ import type { Reason } from '../core/reasons.js';
 import type { AuditLog } from '../audit/log.js';
 import { decisionRecord, outcomeRecord, sessionRecord, violationRecord, type AuditEvent } from '../audit/records.js';
 import type { TokenRegistry } from '../identity/registry.js';
-import type { ApprovalStore } from '../approvals/store.js';
+import type { ApprovalRequest, ApprovalStore } from '../approvals/store.js';
 import type { InterlockEngine, InterlockTrip } from '../interlocks/engine.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { PolicyState } from './policy-state.js';
@@ -33,6 +33,8 @@ export interface PipelineDeps {
   approvals?: ApprovalStore;
   /** An interlock refused a command: the audit gets its inputs and their ages. */
   onTrip?(session: Session, cmd: Command, subject: Subject, trip: InterlockTrip): void;
+  /** A first attempt created an approval request, or a retry consumed a grant. */
+  onApproval?(kind: 'requested' | 'consumed', request: ApprovalRequest): void;
 }
 
 /**
@@ -97,9 +99,16 @@ export class EnforcementPipeline implements CommandPipeline {
         const grant = approvals.consume(cmd, subject, now);
         if (grant !== undefined) {
           decision = { ...decision, effect: 'allow', reason: 'ALLOWED', approvalId: grant, durable: true };
+          const request = approvals.get(grant);
+          if (request !== undefined) this.deps.onApproval?.('consumed', request);
         } else {
           const id = approvals.request(cmd, subject, decision.ruleId, now);
-          if (id !== undefined) decision = { ...decision, approvalId: id };
+          if (id !== undefined) {
+            decision = { ...decision, approvalId: id };
+            // Repeated attempts while a request is pending reuse it: only a new one is an event.
+            const request = approvals.get(id);
+            if (request !== undefined && request.requestedAtMs === now) this.deps.onApproval?.('requested', request);
+          }
         }
       }
     }
