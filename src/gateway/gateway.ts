@@ -67,7 +67,7 @@ export interface GatewayHandle {
    */
   reload(next: GatewayConfig): Promise<boolean>;
   /** Stops accepting, lets in-flight commands finish (up to drainMs), flushes the audit spool. */
-  close(drainMs?: number): Promise<void>;
+  close(drainMs?: number, onStep?: (step: string) => void): Promise<void>;
 }
 
 function approvalRecordOf(kind: 'requested' | 'approved' | 'rejected' | 'consumed', r: ApprovalRequest, by?: string): AuditEvent {
@@ -489,21 +489,28 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       bundleFile = next.policy.bundle_file;
       return reloadBundle('sighup');
     },
-    close: async (drainMs = 0) => {
+    close: async (drainMs = 0, onStep = () => undefined) => {
       listenersUp = false;
-      await bundleSource?.close();
-      await opcua?.close();
-      await listener.close(drainMs);
-      await agentApi.close();
-      await ops?.close();
-      await operatorApi?.close();
-      for (const { pool } of pools.values()) pool.close();
-      await shipper?.close();
-      await natsSink?.close();
-      if (safety !== undefined && safety !== 'broken') safety.image.close();
-      await audit.close();
-      await revocations.close();
-      await approvals.close();
+      // In this order: stop taking work, let what is in flight finish, then flush the records.
+      const steps: Array<[string, () => unknown]> = [
+        ['bundle source', () => bundleSource?.close()],
+        ['opcua', () => opcua?.close()],
+        ['modbus listener (drain)', () => listener.close(drainMs)],
+        ['agent api', () => agentApi.close()],
+        ['ops api', () => ops?.close()],
+        ['operator api', () => operatorApi?.close()],
+        ['upstream pools', () => pools.forEach(({ pool }) => pool.close())],
+        ['shipper', () => shipper?.close()],
+        ['nats sink', () => natsSink?.close()],
+        ['process image', () => (safety !== undefined && safety !== 'broken' ? safety.image.close() : undefined)],
+        ['audit log', () => audit.close()],
+        ['revocations', () => revocations.close()],
+        ['approvals', () => approvals.close()],
+      ];
+      for (const [name, step] of steps) {
+        onStep(name);
+        await step();
+      }
     },
   };
 }

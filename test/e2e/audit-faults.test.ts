@@ -156,9 +156,16 @@ describe('audit faults (real gateway process)', () => {
     await agent.close();
     await gw.stop();
 
+    // The refusals are on record: in the collector's output once acknowledged (their segments may
+    // already be deleted from the spool), or still in the spool.
     const records = await rig.spoolRecords();
     const reasons = records.flatMap((r) => (r.decision?.decision ? [r.decision.decision.reason] : []));
-    expect(reasons).toContain('AUDIT_UNAVAILABLE');
+    const shipped = await readFile(path.join(rig.collectorDir, `${LAB_GATEWAY_ID}.ndjson`), 'utf8');
+    const shippedReasons = shipped.trim().split('\n').flatMap((l) => {
+      const d = (JSON.parse(l) as { decision?: { decision?: { reason?: string } } }).decision?.decision;
+      return d?.reason ? [d.reason] : [];
+    });
+    expect([...reasons, ...shippedReasons]).toContain('AUDIT_UNAVAILABLE');
     // Nothing corrupted: acknowledged segments were deleted, the rest verifies against tree.hashes.
     const verify = await run(['audit', 'verify', rig.spoolDir, '--key', rig.files.auditVerifierKey]);
     expect(verify.stdout).toMatch(/^OK spool/m);

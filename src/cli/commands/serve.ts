@@ -46,11 +46,13 @@ export function register(program: Command): void {
       // Shutdown is bounded: if anything still holds the event loop after the drain and the audit
       // flush, the process exits anyway (unref'd: it never delays a clean exit).
       const deadline = setTimeout(() => {
-        logger.error('shutdown did not complete within its bound; exiting');
+        logger.error({ step: closing, resources: process.getActiveResourcesInfo() }, 'shutdown did not complete within its bound; exiting');
         process.exit(1);
       }, config.drain_ms + 10_000);
       deadline.unref();
-      await gateway.close(config.drain_ms);
+      let closing = 'gateway';
+      await gateway.close(config.drain_ms, (step) => (closing = step));
+      closing = 'event loop';
       logger.info('stopped');
     });
 }
