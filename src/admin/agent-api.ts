@@ -14,7 +14,7 @@ import { VerifiedTokenCache, type TokenRegistry } from '../identity/registry.js'
 import { verifyAccessToken } from '../identity/verify.js';
 import { RevocationError, type Revocation, type RevocationStore } from '../identity/revocation.js';
 import { decodeProtectedHeader } from 'jose';
-import { pathOf, readBody as readBounded, sendJson } from './http.js';
+import { listen, pathOf, readBody as readBounded, sendJson, type RunningServer } from './http.js';
 import type { RecentDecisions } from './recent-decisions.js';
 
 /** What the agent API needs from the gateway: the active policy's trust settings and the audit. */
@@ -43,7 +43,7 @@ export interface AgentApiOptions {
   tls: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer };
 }
 
-export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): Promise<{ port: number; close(): Promise<void> }> {
+export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): Promise<RunningServer> {
   // A re-PUT of the same token (retries, reconnects) skips the signature check; the cache keys on
   // the trust context, so a new bundle's issuers never reuse an old verification.
   const cache = new VerifiedTokenCache({ clock: deps.clock });
@@ -56,19 +56,7 @@ export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): 
       });
     },
   );
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => resolve());
-  });
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listen(server, opts.host, opts.port);
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps, cache: VerifiedTokenCache): Promise<void> {

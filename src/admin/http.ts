@@ -1,6 +1,6 @@
 // Small HTTP helpers shared by the admin APIs: bounded body reading and JSON answers.
 // Owns nothing else; never logs bodies (they may carry tokens).
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 /** Reads at most `max` bytes; resolves undefined (and destroys the request) when the body is larger. */
 export function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
@@ -33,4 +33,28 @@ export function pathOf(url: string | undefined): string {
   const u = url ?? '/';
   const q = u.indexOf('?');
   return q === -1 ? u : u.slice(0, q);
+}
+
+export interface RunningServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Listens and hands back the bound port and a close that also ends kept-alive connections. */
+export async function listen(server: Server, host: string, port: number): Promise<RunningServer> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }

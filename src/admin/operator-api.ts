@@ -22,7 +22,7 @@ import { verifyOperatorToken, type Operator } from '../identity/operator.js';
 import type { TokenRegistry } from '../identity/registry.js';
 import { parseRevocationBody, RevocationError, type Revocation, type RevocationRequest, type RevocationStore } from '../identity/revocation.js';
 import { ApprovalError, type ApprovalRequest, type ApprovalStatus, type ApprovalStore } from '../approvals/store.js';
-import { pathOf, readBody, sendJson } from './http.js';
+import { listen, pathOf, readBody, sendJson, type RunningServer } from './http.js';
 
 export interface OperatorApiDeps {
   trust(): { issuers: TrustedIssuers; audience: string; maxTokenTtlSec: number } | undefined;
@@ -57,26 +57,14 @@ export interface OperatorApiOptions {
 
 const MAX_BODY = 4 * 1024;
 
-export async function startOperatorApi(opts: OperatorApiOptions, deps: OperatorApiDeps): Promise<{ port: number; close(): Promise<void> }> {
+export async function startOperatorApi(opts: OperatorApiOptions, deps: OperatorApiDeps): Promise<RunningServer> {
   const server = https.createServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, (req, res) => {
     handle(req, res, deps).catch((err: unknown) => {
       deps.logger.error({ err: (err as Error).message }, 'operator API handler failed');
       sendJson(res, 500, { error: 'internal error' });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => resolve());
-  });
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listen(server, opts.host, opts.port);
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorApiDeps): Promise<void> {

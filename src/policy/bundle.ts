@@ -2,9 +2,9 @@
 // bundle file on disk. Owns the trust decision for policy. It must never accept a bundle that is
 // not signed by a pinned key: there is no "no key configured" path, no alg from the token alone,
 // and a verified payload is still shape-checked before anyone uses it.
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { PUBLIC_MODE, writeFileAtomic } from '../core/files.js';
 import { CompactSign, compactVerify, decodeProtectedHeader, errors as joseErrors, importJWK, type JWK } from 'jose';
 import { BundleError } from './errors.js';
 import { payloadProblems, type BundlePayload } from './payload.js';
@@ -138,35 +138,9 @@ export async function readBundleFile(file: string): Promise<string> {
   }
 }
 
-/**
- * Writes a bundle so that a crash leaves either the old file or the new one, never a torn one:
- * temp file in the same directory, fsync, rename over the target, fsync the directory.
- */
+/** Writes a bundle atomically: a crash leaves either the old file or the new one, never a torn one. */
 export async function writeBundleFile(file: string, jws: string): Promise<void> {
-  const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(jws.endsWith('\n') ? jws : `${jws}\n`, 'utf8');
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+  await writeFileAtomic(path.resolve(file), jws.endsWith('\n') ? jws : `${jws}\n`, PUBLIC_MODE);
 }
 
 /**
