@@ -7,15 +7,20 @@
 // Terms: a subtree (level L, index k) covers leaves [k * 2^L, (k + 1) * 2^L). The frontier is the
 // list of complete subtrees along the right edge of a tree of size n (one per set bit of n, largest
 // first); it is all that appending needs.
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { HASH_BYTES, leafHash } from './hash.js';
 
 export { leafHash };
 
-const NODE_PREFIX = new Uint8Array([0x01]);
+/** Scratch input 0x01 ‖ left ‖ right, reused: appends run one at a time on the event loop. */
+const NODE_INPUT = Buffer.alloc(65, 0x01);
 
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  // One-shot hashing: no Hash object per interior node (several per appended leaf).
+  if (left.length !== HASH_BYTES || right.length !== HASH_BYTES) throw new MerkleError('interior nodes hash two 32-byte children');
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 33);
+  return hash('sha256', NODE_INPUT, 'buffer');
 }
 
 /** MTH({}) = SHA-256() (RFC 9162 §2.1.1). */

@@ -235,6 +235,8 @@ async function main(): Promise<void> {
           const gwCpu = new Map<string, string>();
           for (const col of columns) {
             if (workload !== 'read' && !col.writes) continue;
+            // Diagnosis only: BENCH_ONLY="gateway mtls" runs one column (e.g. to profile it alone).
+            if (process.env.BENCH_ONLY && col.name !== process.env.BENCH_ONLY) continue;
             const gw0 = cpuSeconds(gateway.pid);
             const r = await load(col.connect, n, depth, workload, seconds * 1000);
             got.set(col.name, r);
