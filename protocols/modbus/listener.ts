@@ -3,6 +3,7 @@
 // agent and the order of answers. Identity is settled once, at the handshake; every request becomes
 // a Command that the pipeline decides. Only an allow Decision reaches the upstream pool.
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import tls from 'node:tls';
 import { PlantgateError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/log.js';
@@ -12,6 +13,7 @@ import { modbusExceptionFor, ModbusException, type Reason } from '../../src/core
 import type { Command, Decision } from '../../src/core/command.js';
 import { identityFromTlsSocket } from '../../src/identity/cert.js';
 import type { ConnectionLimiter } from '../../src/identity/limits.js';
+import type { StaticIdentityMap } from '../../src/identity/static-ip.js';
 import { commandFromRequest } from './command.js';
 import {
   FrameDecoder,
@@ -72,7 +74,7 @@ class AgentConnection {
   private idleWaiter: (() => void) | undefined;
 
   constructor(
-    private readonly socket: tls.TLSSocket,
+    private readonly socket: net.Socket,
     private readonly session: Session,
     private readonly opts: ListenerSettings,
   ) {
@@ -271,29 +273,23 @@ class AgentConnection {
 
 type ListenerSettings = ModbusListenerOptions & { maxInFlightPerConnection: number; frameTimeoutMs: number; logger: Logger };
 
-export class ModbusTlsListener {
-  private server: tls.Server | undefined;
-  private readonly sockets = new Set<tls.TLSSocket>();
+/**
+ * What both agent-facing Modbus listeners share once a connection has an identity: the
+ * per-workload connection bound, the session, the stalled-frame sweep and graceful close.
+ */
+abstract class AgentListenerBase {
+  protected server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
   private readonly connections = new Set<AgentConnection>();
-  private readonly opts: ListenerSettings;
+  protected readonly opts: ListenerSettings;
   private sweepTimer: NodeJS.Timeout | undefined;
 
-  constructor(options: ModbusListenerOptions) {
-    this.opts = { maxInFlightPerConnection: 64, frameTimeoutMs: 10_000, logger: silentLogger, ...options };
+  protected constructor(options: Omit<ModbusListenerOptions, 'tls'>) {
+    this.opts = { maxInFlightPerConnection: 64, frameTimeoutMs: 10_000, logger: silentLogger, ...options } as ListenerSettings;
   }
 
-  async listen(): Promise<{ host: string; port: number }> {
+  protected async bind(server: net.Server): Promise<{ host: string; port: number }> {
     const { opts } = this;
-    const server = tls.createServer({
-      ca: opts.tls.ca,
-      cert: opts.tls.cert,
-      key: opts.tls.key,
-      requestCert: true,
-      rejectUnauthorized: true,
-      minVersion: 'TLSv1.2',
-      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
-    });
-    server.on('secureConnection', (socket) => this.onConnection(socket));
     // One coarse timer for all connections rather than a timer per frame: a stalled frame is
     // closed between frameTimeoutMs and 1.25 × frameTimeoutMs after it started.
     const period = Math.max(5, Math.floor(opts.frameTimeoutMs / 4));
@@ -302,9 +298,6 @@ export class ModbusTlsListener {
       for (const c of this.connections) c.expireStalledFrame(deadline);
     }, period);
     this.sweepTimer.unref();
-    server.on('tlsClientError', (err, socket) => {
-      opts.pipeline.violation({ remoteAddress: socket.remoteAddress ?? '' }, 'NO_IDENTITY', 'TLS_HANDSHAKE', err.message);
-    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -317,39 +310,21 @@ export class ModbusTlsListener {
     return { host: addr.address, port: addr.port };
   }
 
-  private onConnection(socket: tls.TLSSocket): void {
-    socket.setNoDelay(true);
-    const remoteAddress = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
-    let identity;
-    try {
-      identity = identityFromTlsSocket(socket);
-    } catch (err) {
-      const reason = err instanceof PlantgateError ? err.reason : 'NO_IDENTITY';
-      this.opts.pipeline.violation({ remoteAddress }, reason, 'NO_IDENTITY', (err as Error).message);
-      socket.destroy();
-      return;
-    }
+  /** Admits a connection whose identity is settled (or refuses it: limiter), then serves it. */
+  protected admit(socket: net.Socket, session: Session): void {
     // Per-workload connection bound: one agent cannot exhaust the gateway for the others.
-    const lease = this.opts.limiter?.acquire(identity.workloadId);
+    const lease = this.opts.limiter?.acquire(session.workloadId);
     if (this.opts.limiter !== undefined && lease === undefined) {
       this.opts.pipeline.violation(
-        { remoteAddress, workloadId: identity.workloadId, protocol: 'modbus' },
+        { remoteAddress: session.remoteAddress, workloadId: session.workloadId, protocol: 'modbus' },
         'RATE_LIMITED',
         'TOO_MANY_CONNECTIONS',
-        `more than ${this.opts.limiter.maxPerWorkload} connections for ${identity.workloadId}`,
+        `more than ${this.opts.limiter.maxPerWorkload} connections for ${session.workloadId}`,
       );
       socket.destroy();
       return;
     }
     socket.once('close', () => lease?.release());
-    const session: Session = {
-      id: randomUUID(),
-      protocol: 'modbus',
-      workloadId: identity.workloadId,
-      certThumbprint: identity.thumbprint,
-      remoteAddress,
-      assurance: 'mtls+token',
-    };
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     this.opts.pipeline.sessionOpened(session);
@@ -377,5 +352,95 @@ export class ModbusTlsListener {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const s of this.sockets) s.destroy();
     await closed;
+  }
+}
+
+export class ModbusTlsListener extends AgentListenerBase {
+  private readonly tlsFiles: ModbusListenerOptions['tls'];
+
+  constructor(options: ModbusListenerOptions) {
+    super(options);
+    this.tlsFiles = options.tls;
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const { opts } = this;
+    const server = tls.createServer({
+      ca: this.tlsFiles.ca,
+      cert: this.tlsFiles.cert,
+      key: this.tlsFiles.key,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
+    });
+    server.on('secureConnection', (socket) => this.onConnection(socket));
+    server.on('tlsClientError', (err, socket) => {
+      opts.pipeline.violation({ remoteAddress: socket.remoteAddress ?? '' }, 'NO_IDENTITY', 'TLS_HANDSHAKE', err.message);
+    });
+    return this.bind(server);
+  }
+
+  private onConnection(socket: tls.TLSSocket): void {
+    socket.setNoDelay(true);
+    const remoteAddress = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+    let identity;
+    try {
+      identity = identityFromTlsSocket(socket);
+    } catch (err) {
+      const reason = err instanceof PlantgateError ? err.reason : 'NO_IDENTITY';
+      this.opts.pipeline.violation({ remoteAddress }, reason, 'NO_IDENTITY', (err as Error).message);
+      socket.destroy();
+      return;
+    }
+    this.admit(socket, {
+      id: randomUUID(),
+      protocol: 'modbus',
+      workloadId: identity.workloadId,
+      certThumbprint: identity.thumbprint,
+      remoteAddress,
+      assurance: 'mtls+token',
+    });
+  }
+}
+
+export interface ModbusPlainListenerOptions extends Omit<ModbusListenerOptions, 'tls' | 'handshakeTimeoutMs'> {
+  /** Source address → workload (listeners.modbus_plain.identities). */
+  identities: StaticIdentityMap;
+}
+
+/**
+ * Plaintext Modbus/TCP for legacy lab devices (DESIGN §4, off unless configured): the identity is
+ * the exact source address, looked up in a static map; every session is `static-ip+token`, so
+ * every decision and record says so and policy can demand `mtls+token` instead. An unlisted
+ * address is a NO_IDENTITY violation and the connection is closed before a byte is read.
+ */
+export class ModbusPlainListener extends AgentListenerBase {
+  private readonly identities: StaticIdentityMap;
+
+  constructor(options: ModbusPlainListenerOptions) {
+    super(options);
+    this.identities = options.identities;
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const server = net.createServer((socket) => this.onConnection(socket));
+    return this.bind(server);
+  }
+
+  private onConnection(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    // A peer that reset already has no address: it is treated as unlisted (fail closed).
+    const host = socket.remoteAddress ?? '';
+    let session: Session;
+    try {
+      session = this.identities.session(randomUUID(), host, socket.remotePort);
+    } catch (err) {
+      const reason = err instanceof PlantgateError ? err.reason : 'NO_IDENTITY';
+      this.opts.pipeline.violation({ remoteAddress: `${host}:${socket.remotePort ?? ''}` }, reason, 'NO_IDENTITY', (err as Error).message);
+      socket.destroy();
+      return;
+    }
+    this.admit(socket, session);
   }
 }

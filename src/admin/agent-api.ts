@@ -178,6 +178,7 @@ async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentAp
       expectedSub: identity.workloadId,
       certThumbprint: identity.thumbprint,
       assurance: 'mtls+token',
+      certRole: identity.role,
       maxTtlSec: trust.maxTokenTtlSec,
       leewaySec: deps.leewaySec,
       clock: deps.clock,

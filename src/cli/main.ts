@@ -15,6 +15,10 @@ import { register as registerServe } from './commands/serve.js';
 import { register as registerSim } from './commands/sim.js';
 import { register as registerToken } from './commands/token.js';
 
+// node-opcua (loaded only by OPC UA commands) prints its warnings to stdout, which is this
+// command's output channel (tokens, tables); keep it to errors unless the user asked otherwise.
+process.env.NODEOPCUA_LOG_LEVEL ??= '3';
+
 export function buildProgram(): Command {
   const program = new Command('plantgate')
     .description('Inline enforcement proxy for industrial protocols: identity, policy and audit for every command an agent sends to a PLC')

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { parseYamlWith } from '../core/yaml.js';
+import { plaintextListenerSchema } from '../identity/static-ip.js';
 
 const host = z.string().min(1);
 const port = z.number().int().min(0).max(65535);
@@ -35,6 +36,11 @@ const schema = z.strictObject({
     ops: endpoint.optional(),
     /** Agent-facing OPC UA server front (Sign / SignAndEncrypt, JWT user tokens). */
     opcua: endpoint.optional(),
+    /**
+     * Plaintext Modbus/TCP with static source-address identities (legacy lab devices only; off
+     * when absent). Every session is `static-ip+token` (docs/identity.md §6).
+     */
+    modbus_plain: plaintextListenerSchema.optional(),
   }),
   /** The gateway's OPC UA application identity (RSA certificate; see docs/opcua.md). */
   opcua: z

@@ -24,7 +24,9 @@ import { verifyAccessToken } from '../identity/verify.js';
 import { ApprovalStore } from '../approvals/store.js';
 import { InterlockEngine, processInputs } from '../interlocks/engine.js';
 import { ProcessImage } from '../interlocks/process-image.js';
-import { ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
+import { ModbusPlainListener, ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
+import { registerStaticToken, StaticIdentityMap } from '../identity/static-ip.js';
+import type { Subject } from '../core/command.js';
 import { UpstreamPool } from '../../protocols/modbus/upstream.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
@@ -39,6 +41,14 @@ import { startBundleSource, UrlBundleSource } from '../policy/source.js';
 
 export interface GatewayHandle {
   modbus: { host: string; port: number };
+  /** The plaintext static-identity Modbus listener, when `listeners.modbus_plain` is configured. */
+  modbusPlain?: { host: string; port: number };
+  /**
+   * Binds a token to a static identity of the plaintext listener (present only when it is
+   * configured): for the operator API / tooling, since static-IP devices cannot use the mTLS agent
+   * API. Rejects with a TokenError / PlantgateError carrying the reason code.
+   */
+  registerStaticToken?(workloadId: string, jwt: string): Promise<Subject>;
   agentApi: { host: string; port: number };
   ops?: { host: string; port: number };
   metrics: GatewayMetrics;
@@ -294,6 +304,22 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
   });
   const modbus = await listener.listen();
+  const plainConfig = config.listeners.modbus_plain;
+  const staticIdentities = plainConfig === undefined ? undefined : StaticIdentityMap.fromConfig(plainConfig);
+  const plainListener =
+    plainConfig === undefined || staticIdentities === undefined
+      ? undefined
+      : new ModbusPlainListener({
+          host: plainConfig.host,
+          port: plainConfig.port,
+          identities: staticIdentities,
+          pipeline: agentPipeline,
+          route,
+          logger,
+          limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
+        });
+  const modbusPlain = await plainListener?.listen();
+  if (modbusPlain !== undefined) logger.warn({ modbusPlain }, 'plaintext Modbus listener with static source-address identities is on (assurance static-ip+token)');
 
   const agentApi = await startAgentApi(
     { host: config.listeners.agent_api.host, port: config.listeners.agent_api.port, tls: tlsFiles },
@@ -457,6 +483,24 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
 
   return {
     modbus,
+    ...(modbusPlain !== undefined ? { modbusPlain } : {}),
+    ...(staticIdentities !== undefined
+      ? {
+          registerStaticToken: (workloadId: string, jwt: string) =>
+            registerStaticToken(
+              {
+                tokens,
+                identities: staticIdentities,
+                trust,
+                clock,
+                leewaySec: config.identity.leeway_sec,
+                onAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
+              },
+              workloadId,
+              jwt,
+            ),
+        }
+      : {}),
     agentApi: { host: config.listeners.agent_api.host, port: agentApi.port },
     ops: ops && config.listeners.ops && { host: config.listeners.ops.host, port: ops.port },
     metrics,
@@ -496,6 +540,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
         ['bundle source', () => bundleSource?.close()],
         ['opcua', () => opcua?.close()],
         ['modbus listener (drain)', () => listener.close(drainMs)],
+        ['plaintext modbus listener (drain)', () => plainListener?.close(drainMs)],
         ['agent api', () => agentApi.close()],
         ['ops api', () => ops?.close()],
         ['operator api', () => operatorApi?.close()],

@@ -47,7 +47,7 @@ function certificateSubject(session: Session): Subject {
   if (s === undefined) {
     s = {
       workloadId: session.workloadId, owner: '', taskId: '', taskPurpose: '', jti: '', roles: [], scopes: [],
-      assurance: 'none', certThumbprint: session.certThumbprint, issuer: '', expiresAtMs: 0, issuedAtMs: 0,
+      assurance: session.assurance === 'static-ip+token' ? 'static-ip+token' : 'none', certThumbprint: session.certThumbprint, issuer: '', expiresAtMs: 0, issuedAtMs: 0,
     };
     certificateSubjects.set(session, s);
   }

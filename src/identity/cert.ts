@@ -1,7 +1,10 @@
-// Workload identity from an X.509 client certificate (DESIGN §4): the SPIFFE ID in the URI SAN
-// and the RFC 8705 thumbprint that binds tokens to this certificate.
+// Workload identity from an X.509 client certificate (DESIGN §4): the SPIFFE ID in the URI SAN,
+// the Modbus/TCP Security role extension when present, and the RFC 8705 thumbprint that binds
+// tokens to this certificate.
 // Owns extraction only. It never trusts a certificate by itself: chain validation is the TLS
 // layer's job (rejectUnauthorized + the gateway's CA), and this module refuses unauthorized peers.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { PlantgateError } from '../core/errors.js';
@@ -12,6 +15,66 @@ export interface CertificateIdentity {
   workloadId: string;
   /** RFC 8705 x5t#S256: base64url SHA-256 of the certificate DER. */
   thumbprint: string;
+  /** Modbus/TCP Security role (MB/TCP Security §6.2, OID 1.3.6.1.4.1.50316.802.1), when present. */
+  role?: string;
+}
+
+/** The Modbus/TCP Security role extension: its value is one DER UTF8String, the role name. */
+export const MODBUS_ROLE_OID = '1.3.6.1.4.1.50316.802.1';
+/** The OID's DER encoding (tag, length, arcs): a certificate without these bytes has no role. */
+const ROLE_OID_DER = Buffer.from([0x06, 0x0b, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0x89, 0x0c, 0x86, 0x22, 0x01]);
+/** Longer role names are a mistake or an attack: policy role names are short identifiers. */
+export const MAX_ROLE_LENGTH = 128;
+
+/**
+ * Decodes one DER UTF8String filling `der` exactly (definite length, minimal length octets), or
+ * returns why not. Strict on purpose: a role we cannot read unambiguously is no role at all.
+ */
+function decodeUtf8String(der: Uint8Array): string | { error: string } {
+  if (der.length < 2 || der[0] !== 0x0c) return { error: 'is not a UTF8String' };
+  let len = der[1];
+  let off = 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 2 || der.length < 2 + n) return { error: 'has an invalid length' };
+    len = 0;
+    for (let i = 0; i < n; i++) len = (len << 8) | der[2 + i];
+    if (len < 0x80 || (n === 2 && len < 0x100)) return { error: 'has a non-minimal length (not DER)' };
+    off = 2 + n;
+  }
+  if (off + len !== der.length) return { error: 'length does not match its content' };
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(der.subarray(off));
+  } catch {
+    return { error: 'is not valid UTF-8' };
+  }
+  return text;
+}
+
+/**
+ * The Modbus/TCP Security role of a certificate: undefined when it carries no role extension, a
+ * NO_IDENTITY error when it carries one we cannot read as exactly one sane role name (fail closed:
+ * a certificate meant to restrict its holder to a role must not be read as having none).
+ */
+export function roleFromCertificate(cert: X509Certificate): string | undefined {
+  // Cheap pre-check: the whole ASN.1 parse runs only for certificates that mention the OID.
+  if (!cert.raw.includes(ROLE_OID_DER)) return undefined;
+  let exts: x509.Extension[];
+  try {
+    exts = new x509.X509Certificate(cert.raw).extensions.filter((e) => e.type === MODBUS_ROLE_OID);
+  } catch (err) {
+    throw new PlantgateError('NO_IDENTITY', `client certificate could not be parsed for its role extension: ${(err as Error).message}`);
+  }
+  if (exts.length === 0) return undefined;
+  if (exts.length > 1) throw new PlantgateError('NO_IDENTITY', `client certificate has ${exts.length} Modbus role extensions; it may carry one`);
+  const role = decodeUtf8String(new Uint8Array(exts[0].value));
+  if (typeof role !== 'string') throw new PlantgateError('NO_IDENTITY', `client certificate Modbus role extension ${role.error}`);
+  // eslint-disable-next-line no-control-regex
+  if (role.length === 0 || role.length > MAX_ROLE_LENGTH || /[\u0000-\u001f\u007f]/.test(role) || role.trim() !== role) {
+    throw new PlantgateError('NO_IDENTITY', `client certificate Modbus role must be 1–${MAX_ROLE_LENGTH} printable characters without surrounding spaces`);
+  }
+  return role;
 }
 
 /** base64url SHA-256 of the DER encoding, as carried in a token's `cnf.x5t#S256`. */
@@ -87,7 +150,10 @@ export function identityFromCertificate(cert: X509Certificate): CertificateIdent
   if (typeof parsed === 'string') {
     throw new PlantgateError('NO_IDENTITY', `client certificate URI SAN is not a valid SPIFFE ID: ${parsed}`);
   }
-  return { workloadId: parsed.id, thumbprint: certificateThumbprint(cert) };
+  const role = roleFromCertificate(cert);
+  const identity: CertificateIdentity = { workloadId: parsed.id, thumbprint: certificateThumbprint(cert) };
+  if (role !== undefined) identity.role = role;
+  return identity;
 }
 
 /**

@@ -7,9 +7,16 @@
 // listed exactly has no identity (NO_IDENTITY), and ranges are not supported on purpose.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { decodeProtectedHeader } from 'jose';
+import type { Clock } from '../core/clock.js';
+import type { Subject } from '../core/command.js';
 import type { Session } from '../core/pipeline.js';
 import { PlantgateError } from '../core/errors.js';
+import type { TrustedIssuers } from './issuers.js';
+import type { TokenRegistry } from './registry.js';
 import { parseSpiffeId } from './spiffe.js';
+import { TokenError } from './token-error.js';
+import { verifyAccessToken } from './verify.js';
 
 /**
  * Config shape, for `listeners.modbus_plain` in the gateway config (absent = off):
@@ -97,7 +104,54 @@ export class StaticIdentityMap {
     };
   }
 
+  /** Whether some listed address stands for this workload. */
+  hasWorkload(workloadId: string): boolean {
+    for (const w of this.byAddress.values()) if (w === workloadId) return true;
+    return false;
+  }
+
   get size(): number {
     return this.byAddress.size;
   }
+}
+
+export interface StaticTokenDeps {
+  tokens: TokenRegistry;
+  identities: StaticIdentityMap;
+  trust(): { issuers: TrustedIssuers; audience: string | string[]; maxTokenTtlSec: number } | undefined;
+  clock: Clock;
+  leewaySec: number;
+  /** Audit first: returns false when the acceptance could not be recorded (then nothing is bound). */
+  onAccepted(subject: Subject): boolean;
+}
+
+/**
+ * Registers a token for a static (plaintext) identity. A static-IP device cannot reach the agent
+ * API (it is mTLS-only), so an operator — or a privileged local process — presents the token on
+ * its behalf. The token is verified like any other but for assurance `static-ip+token`: it must
+ * NOT carry `cnf` (there is no certificate to bind to), its `sub` must be a workload listed on the
+ * plaintext listener, and it is bound to "no certificate", so it can never serve an mTLS session
+ * of that workload (TOKEN_BINDING_MISMATCH), nor an mTLS token a plaintext one.
+ */
+export async function registerStaticToken(deps: StaticTokenDeps, workloadId: string, jwt: string): Promise<Subject> {
+  if (!deps.identities.hasWorkload(workloadId)) {
+    throw new PlantgateError('NO_IDENTITY', `${workloadId} is not a static identity of the plaintext listener`);
+  }
+  const trust = deps.trust();
+  if (trust === undefined) throw new PlantgateError('BUNDLE_UNAVAILABLE', 'no valid policy bundle loaded: cannot verify tokens');
+  const subject = await verifyAccessToken(jwt, {
+    issuers: trust.issuers,
+    audience: trust.audience,
+    expectedSub: workloadId,
+    assurance: STATIC_ASSURANCE,
+    maxTtlSec: trust.maxTokenTtlSec,
+    leewaySec: deps.leewaySec,
+    clock: deps.clock,
+  });
+  // Commands never run on an expired token (no leeway per command): refuse one jose let through.
+  if (subject.expiresAtMs <= deps.clock.now()) throw new TokenError('TOKEN_EXPIRED', 'EXPIRED', 'token has expired');
+  if (!deps.onAccepted(subject)) throw new PlantgateError('AUDIT_UNAVAILABLE', 'the token could not be recorded in the audit log');
+  const kid = decodeProtectedHeader(jwt).kid;
+  deps.tokens.put(workloadId, subject, { keyId: typeof kid === 'string' ? kid : undefined });
+  return subject;
 }

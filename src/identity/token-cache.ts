@@ -17,6 +17,7 @@ interface Entry {
   audience: string;
   expectedSub: string;
   certThumbprint: string | undefined;
+  certRole: string | undefined;
   assurance: string;
   maxTtlSec: number;
   leewaySec: number;
@@ -57,6 +58,7 @@ export class VerifiedTokenCache {
       e.audience === audienceKey(ctx.audience) &&
       e.expectedSub === ctx.expectedSub &&
       e.certThumbprint === ctx.certThumbprint &&
+      e.certRole === ctx.certRole &&
       e.assurance === ctx.assurance &&
       e.maxTtlSec === ctx.maxTtlSec &&
       e.leewaySec === (ctx.leewaySec ?? DEFAULT_LEEWAY_SEC);
@@ -74,6 +76,7 @@ export class VerifiedTokenCache {
         audience: audienceKey(ctx.audience),
         expectedSub: ctx.expectedSub,
         certThumbprint: ctx.certThumbprint,
+        certRole: ctx.certRole,
         assurance: ctx.assurance,
         maxTtlSec: ctx.maxTtlSec,
         leewaySec: ctx.leewaySec ?? DEFAULT_LEEWAY_SEC,

@@ -32,6 +32,12 @@ export interface VerifyContext {
   /** x5t#S256 of the session's client certificate; present exactly when the session is mTLS. */
   certThumbprint?: string;
   assurance: Assurance;
+  /**
+   * Modbus/TCP Security role from the session's client certificate (cert.ts), when it has one. It
+   * joins the token's roles: the token is bound to that certificate (cnf), so the role holds for
+   * exactly the commands the token authorizes, and policy `roles` matches it either way.
+   */
+  certRole?: string;
   maxTtlSec: number;
   leewaySec?: number;
   clock: Clock;
@@ -210,7 +216,8 @@ export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promis
   }
   if (payload.scope === undefined) throw invalid('MISSING_CLAIM', 'token is missing required claim "scope"', 'scope');
   const scopes = parseScope(payload.scope);
-  const roles = parseRoles(payload.roles);
+  let roles = parseRoles(payload.roles);
+  if (ctx.certRole !== undefined && !roles.includes(ctx.certRole)) roles = [...roles, ctx.certRole];
   const actSub = payload.act === undefined ? undefined : flattenAct(payload.act);
   const certThumbprint = checkBinding(payload, ctx);
 
@@ -229,6 +236,10 @@ export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promis
   };
   if (actSub !== undefined) subject.actSub = actSub;
   if (certThumbprint !== undefined) subject.certThumbprint = certThumbprint;
+  // A static-identity token is bound to "no certificate" (''), not unbound: the pipeline's
+  // thumbprint check then refuses it on any mTLS session of the same workload, as it refuses an
+  // mTLS token on a plaintext session (whose thumbprint is '').
+  else if (ctx.assurance === 'static-ip+token') subject.certThumbprint = '';
   if (payload.zone !== undefined) {
     if (!isNonEmptyString(payload.zone)) throw invalid('INVALID_CLAIM', 'token claim "zone" must be a non-empty string', 'zone');
     subject.zone = payload.zone;

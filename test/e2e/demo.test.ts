@@ -25,6 +25,8 @@ describe('plantgate demo', () => {
     for (const reason of ['NO_TOKEN', 'ALLOWED', 'VALUE_OUT_OF_BOUNDS', 'NO_MATCHING_RULE', 'INTERLOCK', 'APPROVAL_REQUIRED', 'APPROVED', 'TOKEN_EXPIRED', 'TOKEN_INVALID']) {
       expect(r.stdout).toContain(reason);
     }
+    expect(r.stdout).toMatch(/optimizer UA Read .*ALLOWED/);
+    expect(r.stdout).toMatch(/UA Write .*VALUE_OUT_OF_BOUNDS .*BadUserAccessDenied/);
     expect(r.stdout).toMatch(/SOC stream: \d+ records/);
     expect(r.stdout).toMatch(/Audit log verified: tree of \d+ records, \d+ signed checkpoints/);
   });

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .command('demo')
     .description('run the simulator, the gateway and a SOC collector on loopback with a scripted agent, and print what happened to each command')
     .option('--keep-running', 'leave everything running after the script (Ctrl-C to stop)')
-    .option('--opcua', 'also serve the plant over OPC UA behind the gateway\'s OPC UA front, with an OPC UA agent (~2 s more)')
+    .option('--no-opcua', 'leave out the OPC UA part (the plant over OPC UA behind the gateway\'s OPC UA front, with an OPC UA agent)')
     .option('--state-dir <dir>', 'where to put certificates, keys, the bundle, the spool and the SOC stream (default: a new temp dir)')
     .action(async (opts: { keepRunning?: boolean; stateDir?: string; opcua?: boolean }) => {
       const stateDir = path.resolve(opts.stateDir ?? (await mkdtemp(path.join(os.tmpdir(), 'plantgate-demo-'))));
@@ -26,7 +26,7 @@ export function register(program: Command): void {
       });
       const out = (s: string) => process.stdout.write(`${s}\n`);
       out(`plantgate demo — state in ${stateDir}`);
-      const lab = await startLab({ stateDir, logger, opcua: opts.opcua === true });
+      const lab = await startLab({ stateDir, logger, opcua: opts.opcua !== false });
       out(`  simulator  modbus://127.0.0.1:${lab.sim.port} (water-treatment plant, unit 1)`);
       out(`  gateway    modbus+tls://127.0.0.1:${lab.gateway.modbus.port}   agent API https://127.0.0.1:${lab.gateway.agentApi.port}/v1/token`);
       if (lab.opcua) out(`  opc ua     ${lab.opcua.endpointUrl} (gateway front)   PLC face ${lab.opcua.simEndpointUrl}`);

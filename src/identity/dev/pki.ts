@@ -8,6 +8,7 @@ import { webcrypto, randomBytes } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { MODBUS_ROLE_OID } from '../cert.js';
 import { parseSpiffeId } from '../spiffe.js';
 import { PUBLIC_MODE, SECRET_MODE, writeFileDurable } from './files.js';
 
@@ -200,6 +201,18 @@ export interface ClientCertificateOptions {
   uris: string[];
   notBefore: Date;
   notAfter: Date;
+  /** Modbus/TCP Security role (extension 1.3.6.1.4.1.50316.802.1, a UTF8String); absent: none. */
+  role?: string;
+  /** Raw DER for the role extension's value instead of `role` (malformed-extension tests). */
+  roleDer?: Uint8Array;
+}
+
+/** DER UTF8String (tag 0x0c, definite length). */
+function encodeUtf8String(text: string): Uint8Array {
+  const body = Buffer.from(text, 'utf8');
+  const n = body.length;
+  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+  return Buffer.concat([Buffer.from([0x0c, ...len]), body]);
 }
 
 async function loadIssuer(pki: PkiPaths): Promise<Issuer> {
@@ -230,6 +243,8 @@ export async function issueClientCertificate(pki: PkiPaths, opts: ClientCertific
     await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
   ];
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  const roleValue = opts.roleDer ?? (opts.role !== undefined ? encodeUtf8String(opts.role) : undefined);
+  if (roleValue !== undefined) extensions.push(new x509.Extension(MODBUS_ROLE_OID, false, roleValue));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: `CN=${opts.name}, O=plantgate dev`,

@@ -287,7 +287,8 @@ describe('verifyAccessToken', () => {
     const ctx = context(clock, { certThumbprint: undefined, assurance: 'static-ip+token' });
     const s = await verifyAccessToken(await mint(clock, { certThumbprint: undefined }), ctx);
     expect(s.assurance).toBe('static-ip+token');
-    expect(s.certThumbprint).toBeUndefined();
+    // Bound to "no certificate": the pipeline then refuses it on any mTLS session of that workload.
+    expect(s.certThumbprint).toBe('');
     const err = await rejection(verifyAccessToken(await mint(clock), ctx));
     expect([err.reason, err.detail]).toEqual(['TOKEN_BINDING_MISMATCH', 'CNF_UNVERIFIABLE']);
   });
