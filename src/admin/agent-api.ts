@@ -19,6 +19,8 @@ import type { RecentDecisions } from './recent-decisions.js';
 
 /** What the agent API needs from the gateway: the active policy's trust settings and the audit. */
 export interface AgentApiDeps {
+  /** The verified-token cache (shared so its hit ratio can be exported); one is made if absent. */
+  tokenCache?: VerifiedTokenCache;
   trust(): { issuers: Parameters<typeof verifyAccessToken>[1]['issuers']; audience: string; maxTokenTtlSec: number } | undefined;
   tokens: TokenRegistry;
   clock: Clock;
@@ -46,7 +48,7 @@ export interface AgentApiOptions {
 export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): Promise<RunningServer> {
   // A re-PUT of the same token (retries, reconnects) skips the signature check; the cache keys on
   // the trust context, so a new bundle's issuers never reuse an old verification.
-  const cache = new VerifiedTokenCache({ clock: deps.clock });
+  const cache = deps.tokenCache ?? new VerifiedTokenCache({ clock: deps.clock });
   const server = https.createServer(
     { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' },
     (req, res) => {

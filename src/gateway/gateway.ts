@@ -15,6 +15,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { ConnectionLimiter } from '../identity/limits.js';
 import { TokenRegistry } from '../identity/registry.js';
+import { VerifiedTokenCache } from '../identity/token-cache.js';
 import { RevocationStore, type Revocation } from '../identity/revocation.js';
 import { startOperatorApi } from '../admin/operator-api.js';
 import type { OpcuaService } from '../../protocols/opcua/service.js';
@@ -230,6 +231,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   });
 
   const pools = new Map<string, { pool: UpstreamPool; unitId: number | undefined }>();
+  const tokenCache = new VerifiedTokenCache({ clock });
   const metrics = new GatewayMetrics({
     spool: () => {
       const s = audit.stats();
@@ -237,7 +239,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     },
     bundle: () => (policy.engine ? { revision: policy.engine.revision, createdAtMs: policy.engine.notBeforeMs } : undefined),
     upstreams: () => [...pools].map(([asset, { pool }]) => ({ asset, endpoint: pool.endpoint, up: pool.isUp, reconnects: pool.reconnects() })),
-    tokenCache: () => ({ hits: 0, misses: 0 }),
+    tokenCache: () => ({ hits: tokenCache.hits, misses: tokenCache.misses }),
     now: () => clock.now(),
   });
   const approvals = await ApprovalStore.open({ stateDir: path.join(config.state_dir, 'approvals'), logger });
@@ -326,6 +328,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     {
       trust,
       tokens,
+      tokenCache,
       revocations,
       onTaskCompleted: (_workloadId, r) => recordRevocation(r),
       recentDecisions,

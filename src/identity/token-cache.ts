@@ -86,9 +86,17 @@ export class VerifiedTokenCache {
   }
 
   /** Verifies through the cache: a hit skips the signature check, a miss verifies and remembers. */
+  /** Presentations answered from the cache, and ones that needed a full verification (metrics). */
+  hits = 0;
+  misses = 0;
+
   async verify(jwt: string, ctx: VerifyContext): Promise<Subject> {
     const hit = this.get(jwt, ctx);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      this.hits++;
+      return hit;
+    }
+    this.misses++;
     const subject = await verifyAccessToken(jwt, ctx);
     this.set(jwt, ctx, subject);
     return subject;

@@ -43,7 +43,10 @@ describe('operations endpoints', () => {
   it('counts commands by asset, effect and reason in Prometheus metrics', async () => {
     await agent.client.readInputRegisters(0, 1).catch(() => undefined); // NO_TOKEN
     const api = lab.gateway.agentApi;
-    expect((await putToken(api.host, api.port, await lab.credentials('optimizer'), await lab.token('optimizer', { now: clock.now() }))).status).toBe(200);
+    const token = await lab.token('optimizer', { now: clock.now() });
+    expect((await putToken(api.host, api.port, await lab.credentials('optimizer'), token)).status).toBe(200);
+    // The agent retries the same token: answered from the verified-token cache.
+    expect((await putToken(api.host, api.port, await lab.credentials('optimizer'), token)).status).toBe(200);
     await agent.client.readInputRegisters(0, 1);
     await agent.client.readInputRegisters(0, 1);
     expect(exceptionCodeOf(await agent.client.writeRegister(0, 990).catch((e: unknown) => e))).toBe(0x03);
@@ -57,6 +60,7 @@ describe('operations endpoints', () => {
     expect(metrics).toContain('plantgate_bundle_revision 1');
     expect(metrics).toContain('plantgate_upstream_up{asset="plc1",endpoint="127.0.0.1:');
     expect(metrics).toMatch(/plantgate_spool_records \d+/);
+    expect(metrics).toContain('plantgate_token_cache_hit_ratio 0.5');
   });
 
   it('keeps serving the active bundle and stays ready when a tampered bundle is offered', async () => {
