@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import type { Subject } from '../core/command.js';
 import { httpStatusFor, type Reason } from '../core/reasons.js';
 import type { TrustedIssuers } from '../identity/issuers.js';
 import { verifyOperatorToken, type Operator } from '../identity/operator.js';
@@ -34,6 +35,8 @@ export interface OperatorApiDeps {
   /** A revocation took effect (audit: revocation record). */
   onRevoked(revocation: Revocation, operator: Operator): void;
   /** A call was refused (audit: who tried what, and the reason code). */
+  /** With the plaintext listener: registers a static-IP device's token (operator role only). */
+  registerStaticToken?(workloadId: string, jwt: string): Promise<Subject>;
   onRefused(call: { method: string; path: string; remoteAddress: string; operatorSub: string; reason: Reason; detail: string }): void;
   /** Pending approvals and grants; absent = the approval endpoints answer 404. */
   approvals?: ApprovalStore;
@@ -77,10 +80,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
   const approvalRoute = deps.approvals === undefined ? undefined : matchApprovalRoute(method, path);
   const bundleRoute =
     deps.bundle === undefined ? undefined : path === '/v1/bundle' && method === 'GET' ? 'status' : path === '/v1/bundle/reload' && method === 'POST' ? 'reload' : undefined;
-  if (approvalRoute === undefined && bundleRoute === undefined && (path !== '/v1/revocations' || (method !== 'POST' && method !== 'GET'))) {
+  const staticWorkload =
+    deps.registerStaticToken !== undefined && method === 'PUT' && path.startsWith('/v1/static-tokens/')
+      ? decodeURIComponent(path.slice('/v1/static-tokens/'.length))
+      : undefined;
+  if (
+    approvalRoute === undefined &&
+    bundleRoute === undefined &&
+    staticWorkload === undefined &&
+    (path !== '/v1/revocations' || (method !== 'POST' && method !== 'GET'))
+  ) {
     sendJson(res, 404, {
       error: 'not found',
-      message: `no ${method} ${path} here: GET|POST /v1/revocations, GET /v1/approvals, POST /v1/approvals/{id}/approve|reject, GET /v1/bundle, POST /v1/bundle/reload`,
+      message: `no ${method} ${path} here: GET|POST /v1/revocations, GET /v1/approvals, POST /v1/approvals/{id}/approve|reject, GET /v1/bundle, POST /v1/bundle/reload, PUT /v1/static-tokens/{workload} (with the plaintext listener)`,
     });
     return;
   }
@@ -117,6 +129,26 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
   }
   if (bundleRoute !== undefined) {
     await handleBundle(res, deps.bundle!, bundleRoute, operator, refuse);
+    return;
+  }
+  if (staticWorkload !== undefined) {
+    if (!operator.isOperator) {
+      refuse(403, 'SCOPE_MISSING', 'NOT_OPERATOR', 'registering a static device token needs the operator role', operator.sub);
+      return;
+    }
+    const jwt = (await readBody(req, MAX_BODY))?.trim() ?? '';
+    if (jwt === '') {
+      refuse(400, 'NO_TOKEN', 'EMPTY_BODY', 'send the device JWT as the request body', operator.sub);
+      return;
+    }
+    try {
+      const subject = await deps.registerStaticToken!(staticWorkload, jwt);
+      sendJson(res, 200, { status: 'accepted', sub: subject.workloadId, jti: subject.jti, expires_at: new Date(subject.expiresAtMs).toISOString() });
+    } catch (err) {
+      if (!(err instanceof PlantgateError)) throw err;
+      const detail = (err as PlantgateError & { detail?: string }).detail ?? '';
+      refuse(httpStatusFor(err.reason), err.reason, detail, err.message, operator.sub);
+    }
     return;
   }
 

@@ -353,6 +353,24 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     },
   );
 
+  // Legacy static-IP devices cannot reach the mTLS agent API: an operator registers their tokens.
+  const registerStatic =
+    staticIdentities === undefined
+      ? undefined
+      : (workloadId: string, jwt: string) =>
+          registerStaticToken(
+            {
+              tokens,
+              identities: staticIdentities,
+              trust,
+              clock,
+              leewaySec: config.identity.leeway_sec,
+              onAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
+            },
+            workloadId,
+            jwt,
+          );
+
   const operatorApi =
     config.listeners.operator_api === undefined
       ? undefined
@@ -366,6 +384,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
             leewaySec: config.identity.leeway_sec,
             logger,
             onRevoked: (r) => recordRevocation(r),
+            registerStaticToken: registerStatic,
             approvals,
             bundle: {
               status: () => bundleStatus.view(clock.now()),
@@ -487,23 +506,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   return {
     modbus,
     ...(modbusPlain !== undefined ? { modbusPlain } : {}),
-    ...(staticIdentities !== undefined
-      ? {
-          registerStaticToken: (workloadId: string, jwt: string) =>
-            registerStaticToken(
-              {
-                tokens,
-                identities: staticIdentities,
-                trust,
-                clock,
-                leewaySec: config.identity.leeway_sec,
-                onAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
-              },
-              workloadId,
-              jwt,
-            ),
-        }
-      : {}),
+    ...(registerStatic !== undefined ? { registerStaticToken: registerStatic } : {}),
     agentApi: { host: config.listeners.agent_api.host, port: agentApi.port },
     ops: ops && config.listeners.ops && { host: config.listeners.ops.host, port: ops.port },
     metrics,

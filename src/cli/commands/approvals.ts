@@ -21,9 +21,11 @@ export interface ApiAnswer {
 const MAX_ANSWER = 1024 * 1024;
 
 /** One call to the operator API; resolves with the status and JSON body (rejects only on network errors). */
-export function callOperatorApi(target: ApiTarget, method: 'GET' | 'POST', path: string, body?: unknown): Promise<ApiAnswer> {
+/** A JWT body (static device tokens) is sent as application/jwt; anything else as JSON. */
+export function callOperatorApi(target: ApiTarget, method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<ApiAnswer> {
   const url = new URL(path, target.api.endsWith('/') ? target.api : `${target.api}/`);
-  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  const contentType = typeof body === 'string' ? 'application/jwt' : 'application/json';
   return new Promise((resolve, reject) => {
     const req = https.request(
       url,
@@ -32,7 +34,7 @@ export function callOperatorApi(target: ApiTarget, method: 'GET' | 'POST', path:
         ca: target.ca,
         headers: {
           authorization: `Bearer ${target.token}`,
-          ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}),
+          ...(payload !== undefined ? { 'content-type': contentType, 'content-length': Buffer.byteLength(payload) } : {}),
         },
         timeout: 10_000,
       },

@@ -11,6 +11,7 @@ import type { JWK } from 'jose';
 import { FrameDecoder, encodeFrame, type Frame } from '../../../protocols/modbus/codec.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { connectModbusAgent, exceptionCodeOf, type ModbusAgent } from '../../../src/cli/demo/agent.js';
+import { callOperatorApi } from '../../../src/cli/commands/approvals.js';
 import { DEMO_AGENTS, DEV_ISSUER, PACKAGE_ROOT, startLab, type Lab } from '../../../src/cli/demo/lab.js';
 import { mintToken } from '../../../src/identity/dev/mint.js';
 import { TokenError } from '../../../src/identity/token-error.js';
@@ -158,9 +159,17 @@ describe('plaintext Modbus listener with static source-address identities', () =
     await expect(lab.gateway.registerStaticToken!(OPTIMIZER, await staticToken({ sub: DEMO_AGENTS.reporter }))).rejects.toBeInstanceOf(TokenError);
   });
 
-  it('serves a static identity with its own token, and every decision record says static-ip+token', async () => {
-    const subject = await lab.gateway.registerStaticToken!(OPTIMIZER, await staticToken());
-    expect(subject.assurance).toBe('static-ip+token');
+  it('serves a static identity with the token an operator registered, and every decision record says static-ip+token', async () => {
+    const api = lab.gateway.operatorApi!;
+    const creds = await lab.credentials('optimizer');
+    const target = (token: string) => ({ api: `https://${api.host}:${api.port}/`, token, ca: creds.ca });
+    const path = `v1/static-tokens/${encodeURIComponent(OPTIMIZER)}`;
+    // Only the operator role may register a device token.
+    const byOwner = await callOperatorApi(target(await lab.operatorToken({ roles: ['owner'], now: clock.now() })), 'PUT', path, await staticToken());
+    expect(byOwner.status).toBe(403);
+    const answer = await callOperatorApi(target(await lab.operatorToken({ now: clock.now() })), 'PUT', path, await staticToken());
+    expect(answer.status).toBe(200);
+    expect(answer.body.sub).toBe(OPTIMIZER);
     const from = lab.gateway.audit.nextSeq;
     const agent = await plainAgent(lab.gateway.modbusPlain!.port);
     expect(exceptionOf(await agent.request(READ_IR0))).toBe(0);
