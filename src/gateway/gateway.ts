@@ -186,8 +186,12 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   const lkgFile = path.join(config.state_dir, 'policy', 'bundle.lkg.jws');
   // One load at a time: a SIGHUP and an operator's forced reload never interleave.
   let loading: Promise<unknown> = Promise.resolve();
+  let closing = false;
   const loadBundle = async (trigger: string): Promise<boolean> => {
+    if (closing) return false;
     const result = await policy.load(bundleFile);
+    // A load that finishes while the gateway shuts down must not start new pollers.
+    if (closing) return false;
     if (result.ok) {
       rebuildSafety();
       // A key removed from the bundle stops working at once, also for tokens already registered.
@@ -542,7 +546,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     close: async (drainMs = 0, onStep = () => undefined) => {
       listenersUp = false;
       // In this order: stop taking work, let what is in flight finish, then flush the records.
+      closing = true;
       const steps: Array<[string, () => unknown]> = [
+        // A reload in flight (SIGHUP, operator, distribution) finishes before anything closes.
+        ['bundle loads', () => loading],
         ['bundle source', () => bundleSource?.close()],
         ['opcua', () => opcua?.close()],
         ['modbus listener (drain)', () => listener.close(drainMs)],
