@@ -74,13 +74,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiD
  * learns why it was refused. Only ever the caller's own (keyed by its certificate's SPIFFE ID).
  */
 function decisions(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): void {
-  let identity;
-  try {
-    identity = identityFromTlsSocket(req.socket as TLSSocket);
-  } catch (err) {
-    send(res, 401, { reason: 'NO_IDENTITY', message: (err as Error).message });
-    return;
-  }
+  const identity = callerIdentity(req, res);
+  if (identity === undefined) return;
   const recent = deps.recentDecisions;
   if (recent === undefined) {
     send(res, 503, { error: 'unavailable', message: 'this gateway does not keep recent decisions' });
@@ -101,13 +96,8 @@ function decisions(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps
  * the identity's current token. Only the calling identity's tokens are touched.
  */
 async function taskComplete(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): Promise<void> {
-  let identity;
-  try {
-    identity = identityFromTlsSocket(req.socket as TLSSocket);
-  } catch (err) {
-    send(res, 401, { reason: 'NO_IDENTITY', message: (err as Error).message });
-    return;
-  }
+  const identity = callerIdentity(req, res);
+  if (identity === undefined) return;
   const body = await readBody(req);
   if (body === undefined) {
     send(res, 413, { reason: 'PROTOCOL_VIOLATION', message: `body larger than ${MAX_BODY} bytes` });
@@ -149,13 +139,8 @@ async function taskComplete(req: IncomingMessage, res: ServerResponse, deps: Age
 }
 
 async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps, cache: VerifiedTokenCache): Promise<void> {
-  let identity;
-  try {
-    identity = identityFromTlsSocket(req.socket as TLSSocket);
-  } catch (err) {
-    send(res, 401, { reason: 'NO_IDENTITY', message: (err as Error).message });
-    return;
-  }
+  const identity = callerIdentity(req, res);
+  if (identity === undefined) return;
   const body = await readBody(req);
   if (body === undefined) {
     send(res, 413, { reason: 'TOKEN_INVALID', message: `token body larger than ${MAX_BODY} bytes` });
@@ -229,6 +214,16 @@ function extractToken(body: string, contentType: string | undefined): string {
 
 function readBody(req: IncomingMessage): Promise<string | undefined> {
   return readBounded(req, MAX_BODY);
+}
+
+/** The caller's certificate identity, or undefined after answering 401 NO_IDENTITY. */
+function callerIdentity(req: IncomingMessage, res: ServerResponse): ReturnType<typeof identityFromTlsSocket> | undefined {
+  try {
+    return identityFromTlsSocket(req.socket as TLSSocket);
+  } catch (err) {
+    send(res, 401, { reason: 'NO_IDENTITY', message: (err as Error).message });
+    return undefined;
+  }
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
