@@ -72,6 +72,10 @@ class AgentConnection {
   /** When the incomplete frame now buffered started arriving (0: none). */
   partialSinceMs = 0;
   private idleWaiter: (() => void) | undefined;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   constructor(
     private readonly socket: net.Socket,
@@ -240,14 +244,13 @@ class AgentConnection {
     slot.answer = answer;
     this.inFlight--;
     if (this.closed) return;
-    // Answers written in one event-loop turn leave in one TLS record batch.
-    if (!this.corked) {
+    // Answers written in one event-loop turn leave in one TLS record batch. The lone answer of a
+    // connection with nothing else in flight (the common case: one request at a time) is written
+    // at once; corking it would only add a tick and a pass through the stream's buffer.
+    if (!this.corked && (this.inFlight > 0 || this.slots.length > 1)) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
+      process.nextTick(this.uncork);
     }
     let head = 0;
     while (head < this.slots.length && this.slots[head].answer !== undefined) {
