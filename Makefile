@@ -28,6 +28,7 @@ demo: build
 bench: build
 	node dist/test/bench/throughput.js $(if $(QUICK),--quick,)
 	node dist/test/bench/policy.js $(if $(QUICK),--quick,)
+	node dist/test/bench/enforcement.js $(if $(QUICK),--quick,)
 	node dist/test/bench/token.js $(if $(QUICK),--quick,)
 	node dist/test/bench/sim.js $(if $(QUICK),--quick,)
 	node dist/test/bench/audit.js $(if $(QUICK),--quick,)
