@@ -36,7 +36,7 @@ export interface UpstreamOptions {
 interface Pending {
   request: Request;
   callback: UpstreamCallback;
-  startedNs: bigint;
+  startedMs: number;
   deadlineMs: number;
 }
 
@@ -53,6 +53,7 @@ class UpstreamConnection {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readyWaiters: Array<() => void> = [];
   private corked = false;
+  private readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket?.uncork();
@@ -78,8 +79,6 @@ class UpstreamConnection {
 
   private connect(): void {
     if (this.closed) return;
-    const socket = net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true });
-    this.socket = socket;
     const decoder = new FrameDecoder(
       (frame) => this.onFrame(frame),
       (err) => {
@@ -87,6 +86,22 @@ class UpstreamConnection {
         this.abandon(socket);
       },
     );
+    // Answers are read into one buffer per connection (no chunk allocated per read, no stream
+    // machinery): the decoder copies any frame that straddles two reads, and onFrame copies each
+    // answer's PDU before handing it on, so nothing keeps a view of this buffer past the callback.
+    const socket = net.connect({
+      host: this.opts.host,
+      port: this.opts.port,
+      noDelay: true,
+      onread: {
+        buffer: this.readBuffer,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          decoder.push((buf as Buffer).subarray(0, n));
+          return true;
+        },
+      },
+    });
+    this.socket = socket;
     socket.on('connect', () => {
       this.connected = true;
       this.backoffMs = this.opts.reconnect.minMs;
@@ -95,7 +110,6 @@ class UpstreamConnection {
       this.readyWaiters = [];
       for (const w of waiters) w();
     });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
     socket.on('error', (err) => {
       this.opts.logger.debug({ upstream: this.label(), err: err.message }, 'upstream socket error');
     });
@@ -122,7 +136,7 @@ class UpstreamConnection {
     // A late answer to a request that already timed out, or one we never sent: drop it.
     if (entry === undefined) return;
     this.pending.delete(frame.transactionId);
-    const latencyUs = elapsedUs(entry.startedNs);
+    const latencyUs = elapsedUs(entry.startedMs);
     try {
       validateResponse(entry.request, frame.pdu);
     } catch (err) {
@@ -143,7 +157,7 @@ class UpstreamConnection {
   private abandon(socket: net.Socket): void {
     const entries = [...this.pending.values()];
     this.pending.clear();
-    for (const entry of entries) entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedNs) });
+    for (const entry of entries) entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedMs) });
     socket.destroy();
   }
 
@@ -154,7 +168,7 @@ class UpstreamConnection {
       return;
     }
     const tid = this.allocateTid();
-    this.pending.set(tid, { request, callback, startedNs: process.hrtime.bigint(), deadlineMs: nowMs + this.opts.timeoutMs });
+    this.pending.set(tid, { request, callback, startedMs: performance.now(), deadlineMs: nowMs + this.opts.timeoutMs });
     // Requests sent in one event-loop turn leave in one write (one syscall, one TCP segment where
     // they fit). setImmediate, not nextTick: a tick ends after each agent socket's data callback,
     // the check phase only after every I/O callback of this turn, so requests from all agents that
@@ -180,14 +194,14 @@ class UpstreamConnection {
     for (const [tid, entry] of this.pending) {
       if (entry.deadlineMs > nowMs) break;
       this.pending.delete(tid);
-      entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedNs) });
+      entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedMs) });
     }
   }
 
   private failAll(kind: 'unavailable'): void {
     const entries = [...this.pending.values()];
     this.pending.clear();
-    for (const entry of entries) entry.callback({ kind, latencyUs: elapsedUs(entry.startedNs) });
+    for (const entry of entries) entry.callback({ kind, latencyUs: elapsedUs(entry.startedMs) });
   }
 
   close(): void {
@@ -201,8 +215,8 @@ class UpstreamConnection {
   }
 }
 
-function elapsedUs(startNs: bigint): number {
-  return Number((process.hrtime.bigint() - startNs) / 1000n);
+function elapsedUs(startMs: number): number {
+  return Math.round((performance.now() - startMs) * 1000);
 }
 
 export class UpstreamPool {

@@ -217,6 +217,33 @@ describe('upstream pool toward a PLC', () => {
     expect(new Set(plc.frames.map((f) => f.transactionId)).size).toBe(6);
   });
 
+  it('hands each requester bytes of its own that later answers on the same connection never overwrite', async () => {
+    // Answers are read into one reused buffer per connection; an answer held by a caller (an agent
+    // connection waiting for an earlier answer to go first) must keep its bytes.
+    let n = 0;
+    let tail = Promise.resolve();
+    const plc = track(
+      await new FakePlc((f, s) => {
+        const answer = registersAnswer(f);
+        const split = n++ % 2 === 1;
+        // Every other answer trickles in two pieces (in order), so frames straddle reads too.
+        tail = tail.then(async () => {
+          if (!split) return void s.write(answer);
+          s.write(answer.subarray(0, 5));
+          await new Promise((r) => setImmediate(r));
+          s.write(answer.subarray(5));
+        });
+      }).listen(),
+    );
+    const pool = track(new UpstreamPool({ host: '127.0.0.1', port: plc.port, connections: 1, timeoutMs: 2000 }));
+    await pool.ready();
+    const held: UpstreamResult[] = [];
+    for (const address of [11, 22, 33, 44, 55, 66, 77, 88]) held.push(await send(pool, address));
+    const more = await Promise.all(Array.from({ length: 50 }, (_, i) => send(pool, 100 + i)));
+    expect(held.map(firstRegister)).toEqual([11, 22, 33, 44, 55, 66, 77, 88].map((a) => a * 10 + 7));
+    expect(more.map(firstRegister)).toEqual(Array.from({ length: 50 }, (_, i) => (100 + i) * 10 + 7));
+  });
+
   it('answers a mismatched PLC response as a timeout (0x0B upstream) and reconnects', async () => {
     const plc = track(
       await new FakePlc((f, s) => {
