@@ -43,7 +43,9 @@ import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
 import type { Reason } from '../../src/core/reasons.js';
 import { JwtOPCUAServer, jwtSessionIdentity, type JwtVerifier } from './jwt-token.js';
 
-export type PointDataType = 'Boolean' | 'Int16' | 'UInt16' | 'Int32' | 'UInt32' | 'Float' | 'Double';
+import type { PointDataType } from './data-type.js';
+
+export type { PointDataType } from './data-type.js';
 
 export interface FrontPoint {
   /** The asset's point name (policy and audit speak of points). */
@@ -422,9 +424,14 @@ export class OpcuaFront {
     };
 
     engine.write = async (context: ISessionContext, nodesToWrite: WriteValue[]): Promise<StatusCode[]> => {
-      const gates = nodesToWrite.map((w) => {
+      const mismatch: boolean[] = new Array(nodesToWrite.length).fill(false);
+      const gates = nodesToWrite.map((w, i) => {
         const nodeId = coerceNodeId(w.nodeId);
         const nonValue = w.attributeId !== AttributeIds.Value;
+        // The point's type is the PLC's: a value of another type is refused before policy, as the
+        // PLC itself would refuse it (BadTypeMismatch), and audited as a protocol violation.
+        const point = this.nodes.get(nodeId.toString())?.point;
+        mismatch[i] = !nonValue && point !== undefined && w.value?.value?.dataType !== DATA_TYPE[point.dataType];
         return this.ask(
           context,
           (s) => {
@@ -437,7 +444,7 @@ export class OpcuaFront {
             return c;
           },
           // Only Value writes of one scalar number are commands we can check against bounds.
-          nonValue ? 'UNSUPPORTED_FUNCTION' : w.indexRange?.isDefined?.() || numberOf(w.value?.value) === undefined ? 'PROTOCOL_VIOLATION' : undefined,
+          nonValue ? 'UNSUPPORTED_FUNCTION' : mismatch[i] || w.indexRange?.isDefined?.() || numberOf(w.value?.value) === undefined ? 'PROTOCOL_VIOLATION' : undefined,
         );
       });
       const decisions = await OpcuaFront.decided(gates);
@@ -445,7 +452,7 @@ export class OpcuaFront {
       for (let i = 0; i < nodesToWrite.length; i++) if (gates[i] === undefined || decisions[i]!.effect === 'allow') allowedIdx.push(i);
       const t0 = performance.now();
       const statuses = allowedIdx.length === 0 ? [] : await write(context, allowedIdx.map((i) => nodesToWrite[i]!));
-      const out: StatusCode[] = nodesToWrite.map(() => ACCESS_DENIED);
+      const out: StatusCode[] = nodesToWrite.map((_w, i) => (mismatch[i] ? StatusCodes.BadTypeMismatch : ACCESS_DENIED));
       allowedIdx.forEach((i, k) => {
         out[i] = statuses[k]!;
         const g = gates[i];

@@ -5,6 +5,7 @@
 // Command or a bundle. Pure; takes the asset structurally so protocol code does not import policy.
 import { PlantgateError } from '../../src/core/errors.js';
 import { expandNodeId, identifierOf } from '../../src/policy/node-id.js';
+import { pointDataType } from './data-type.js';
 import type { FrontAsset, FrontMethod, FrontPoint, PointDataType } from './front.js';
 
 /** The parts of a bundle asset (src/policy/payload.ts BundleAsset) the front needs. */
@@ -12,7 +13,7 @@ export interface OpcuaAssetMap {
   id: string;
   protocol: string;
   namespace?: string;
-  points: Record<string, { table: string; type: string; node_id?: string }>;
+  points: Record<string, { table: string; type: string; scale?: number; offset?: number; node_id?: string }>;
   /** The asset's object on the server (browse target, methods' parent), canonical NodeId. */
   object_node?: string;
   /** Methods by name: canonical NodeId and typed arguments (bounds are policy's, not the front's). */
@@ -55,10 +56,6 @@ function argType(type: string): PointDataType {
   return type as PointDataType;
 }
 
-/** Points whose values are bits are Boolean; every other value is Double in engineering units (like the simulator). */
-function dataTypeOf(type: string): PointDataType {
-  return type === 'bool' ? 'Boolean' : 'Double';
-}
 
 /**
  * The front's view of one OPC UA asset: only points with a `node_id` are exposed (the policy maps
@@ -78,7 +75,7 @@ export function frontAssetFromMap(asset: OpcuaAssetMap, opts: FrontAssetOptions 
     } catch (err) {
       throw new NodeMappingError(`asset '${asset.id}' point '${name}': ${(err as Error).message}`);
     }
-    points.push({ name, identifier: target.slice(namespace.length + 5), dataType: dataTypeOf(p.type), writable: p.table === 'holding' || p.table === 'coil' });
+    points.push({ name, identifier: target.slice(namespace.length + 5), dataType: pointDataType(p), writable: p.table === 'holding' || p.table === 'coil' });
   }
   const methods: FrontMethod[] = [];
   for (const [name, m] of Object.entries(asset.methods ?? {})) {

@@ -18,6 +18,7 @@ import {
   StatusCodes,
   TimestampsToReturn,
   UserTokenType,
+  VariantArrayType,
   type ClientMonitoredItemGroup,
   type ClientSession,
   type OPCUACertificateManager,
@@ -25,6 +26,7 @@ import {
   type Variant,
 } from 'node-opcua';
 import { silentLogger, type Logger } from '../../src/core/log.js';
+import type { NodeReader } from '../../src/interlocks/process-image.js';
 import type { FrontUpstream } from './front.js';
 
 export type UpstreamSecurity = 'SignAndEncrypt' | 'Sign' | 'None';
@@ -67,7 +69,16 @@ export function parseTarget(target: string): { uri: string; identifier: string }
   return { uri: target.slice(4, semi), identifier: target.slice(semi + 1) };
 }
 
-export class OpcuaUpstream implements FrontUpstream {
+/** A Good scalar number or boolean as a number (booleans 1/0); NaN for anything else. */
+function numericValue(dv: DataValue | undefined): number {
+  if (dv === undefined || !dv.statusCode.isGood()) return NaN;
+  const v = dv.value;
+  if (v.arrayType !== VariantArrayType.Scalar) return NaN;
+  if (typeof v.value === 'boolean') return v.value ? 1 : 0;
+  return typeof v.value === 'number' && Number.isFinite(v.value) ? v.value : NaN;
+}
+
+export class OpcuaUpstream implements FrontUpstream, NodeReader {
   private readonly opts: OpcuaUpstreamOptions;
   private readonly client: OPCUAClient;
   private readonly logger: Logger;
@@ -226,6 +237,34 @@ export class OpcuaUpstream implements FrontUpstream {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Reads the Value of each target in one Read request, for the process image (interlock inputs of
+   * an OPC UA-only PLC): engineering units as the server presents them, booleans 1/0, NaN for a
+   * node that is unknown, not Good, or not a finite scalar number. When nothing can be read, a
+   * word: 'unavailable' (no session), 'timeout', 'failed'. Never rejects (NodeReader).
+   */
+  async readValues(targets: readonly string[]): Promise<Float64Array | string> {
+    const ids = targets.map((t) => this.nodeId(t));
+    const known: number[] = [];
+    ids.forEach((id, i) => {
+      if (id !== undefined) known.push(i);
+    });
+    return this.bounded<Float64Array | string>(
+      async (s) => {
+        const out = new Float64Array(targets.length).fill(NaN);
+        if (known.length === 0) return out;
+        const values = await s.read(known.map((i) => ({ nodeId: ids[i]!, attributeId: AttributeIds.Value })));
+        known.forEach((i, k) => {
+          out[i] = numericValue(values[k]);
+        });
+        return out;
+      },
+      () => 'unavailable',
+      () => 'failed',
+      () => 'timeout',
+    );
   }
 
   async write(target: string, value: Variant): Promise<StatusCode> {

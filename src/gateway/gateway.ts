@@ -152,6 +152,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   // Interlocks read live values through the gateway's own connections (one per PLC, not the
   // agents'), rebuilt whenever a bundle becomes active.
   let safety: { image: ProcessImage; interlocks: InterlockEngine } | 'broken' | undefined;
+  // Declared here: the first bundle load (below) builds the process image before OPC UA starts.
+  let opcua: OpcuaService | undefined;
   const rebuildSafety = (): void => {
     const payload = policy.payload;
     const defs = payload?.interlocks ?? [];
@@ -165,6 +167,9 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           const unitId = u?.unit_id ?? payload.assets.find((a) => a.id === assetId)?.unit_id;
           return u === undefined || unitId === undefined ? undefined : { host: u.host, port: u.port, unitId };
         },
+        // OPC UA-only PLCs: inputs with a NodeId and no Modbus upstream are read on the gateway's
+        // own OPC UA upstream session (looked up per poll: that session starts after the image).
+        opcua: (assetId) => opcua?.upstreams.get(assetId),
         clock,
         logger,
       });
@@ -411,7 +416,6 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
 
   // OPC UA agents present their JWT in ActivateSession: verified here exactly like a Modbus agent's
   // token on the agent API, and bound to the session (Session.subject) rather than the workload.
-  let opcua: OpcuaService | undefined;
   if (config.listeners.opcua !== undefined && config.opcua !== undefined) {
     // Loaded only when configured: node-opcua costs ~1 s and ~100 MB, and prints to stdout on load.
     const { startOpcuaService } = await import('../../protocols/opcua/service.js');

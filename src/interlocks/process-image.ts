@@ -7,6 +7,13 @@
 // sampled it somewhere in between, and the earlier bound can only make it look older (fail closed).
 // A failed poll (exception, timeout, no connection, undecodable) leaves the old value and time in
 // place, so the value simply ages past its freshness bound and interlocks deny.
+//
+// OPC UA-only PLCs: an input of a point with a NodeId, whose asset has no Modbus endpoint, is read
+// with one OPC UA Read per asset and rate through a NodeReader (the gateway's own upstream session,
+// protocols/opcua/upstream.ts), with the same rules: stamped with the send time on the gateway's
+// clock, and a node answered with a non-Good status (or no answer) keeps its old value and time.
+// The server's SourceTimestamp is not used: many servers only move it when the value changes, so
+// a steady, live value would look stale, and it runs on the PLC's clock, not the gateway's.
 import type { Clock } from '../core/clock.js';
 import type { ModbusTable } from '../core/command.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -21,6 +28,16 @@ export interface ProcessInputSpec {
   def: PointDef;
   pollMs: number;
   maxAgeMs: number;
+}
+
+/**
+ * Reads input nodes of an OPC UA asset in one request (the gateway's own upstream session).
+ * Resolves one value per target in engineering units (booleans 1/0), NaN for a node whose answer
+ * is not Good; or a short word saying why nothing could be read ('unavailable', 'timeout',
+ * 'failed'). Never rejects.
+ */
+export interface NodeReader {
+  readValues(targets: readonly string[]): Promise<Float64Array | string>;
 }
 
 /** Where an asset's PLC is reached: the image opens its own connection there. */
@@ -39,6 +56,12 @@ export interface ProcessImageOptions {
   timeoutMs?: number;
   /** Largest gap (registers or bits) bridged to read neighbouring points in one request. */
   maxGap?: number;
+  /**
+   * The OPC UA reader of an asset. Inputs that have a NodeId (`def.node_id`, canonical
+   * `nsu=<uri>;<identifier>`) and whose asset has no Modbus `endpoint` are read through it. Looked
+   * up at every poll (the upstream session may start after the image); undefined = not reachable.
+   */
+  opcua?(asset: string): NodeReader | undefined;
 }
 
 export interface PollStatus {
@@ -49,6 +72,8 @@ export interface PollStatus {
   pollMs: number;
   /** The last poll's result: 'ok', 'exception 0x02', 'timeout', 'unavailable', 'no endpoint'. */
   last: string;
+  /** Inputs read over OPC UA: their NodeIds (address is then -1, quantity the node count). */
+  nodes?: string[];
 }
 
 interface Member {
@@ -69,6 +94,19 @@ interface PollGroup {
   last: string;
 }
 
+/** The inputs of one OPC UA asset read at one rate: one Read request per poll. */
+interface NodeGroup {
+  asset: string;
+  table: ModbusTable;
+  pollMs: number;
+  targets: string[];
+  /** Slot of each target, same order. */
+  slots: Int32Array;
+  nextDueMs: number;
+  inFlight: Promise<void> | undefined;
+  last: string;
+}
+
 const FC_FOR: Record<ModbusTable, 1 | 2 | 3 | 4> = { coil: 1, discrete: 2, holding: 3, input: 4 };
 const MAX_QUANTITY: Record<ModbusTable, number> = { coil: 2000, discrete: 2000, holding: 125, input: 125 };
 
@@ -83,6 +121,7 @@ export class ProcessImage {
   readonly names: readonly string[];
   private readonly slots = new Map<string, number>();
   private readonly groups: PollGroup[] = [];
+  private readonly nodeGroups: NodeGroup[] = [];
   private readonly pools = new Map<string, { pool: UpstreamPool; unitId: number } | undefined>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -107,7 +146,15 @@ export class ProcessImage {
       this.slots.set(this.names[i]!, i);
       this.maxAgeMs[i] = s.maxAgeMs;
     });
-    this.planGroups(specs, opts.maxGap ?? 16);
+    // Decided once, from the configuration: an asset with a Modbus endpoint keeps being polled
+    // over Modbus exactly as before, even when its points also have NodeIds.
+    const overOpcua = (e: { spec: ProcessInputSpec }) => opts.opcua !== undefined && e.spec.def.node_id !== undefined && opts.endpoint(e.spec.asset) === undefined;
+    const entries = specs.map((spec, slot) => ({ spec, slot }));
+    this.planGroups(
+      entries.filter((e) => !overOpcua(e)),
+      opts.maxGap ?? 16,
+    );
+    this.planNodeGroups(entries.filter(overOpcua));
   }
 
   /** Slot of a point, or -1 when the image does not poll it. */
@@ -120,9 +167,9 @@ export class ProcessImage {
   }
 
   /** Groups points of one asset, table and rate into as few reads as the PDU limits allow. */
-  private planGroups(specs: ProcessInputSpec[], maxGap: number): void {
+  private planGroups(entries: { spec: ProcessInputSpec; slot: number }[], maxGap: number): void {
     const buckets = new Map<string, { spec: ProcessInputSpec; slot: number }[]>();
-    specs.forEach((spec, slot) => {
+    entries.forEach(({ spec, slot }) => {
       const key = `${spec.asset}\u0000${spec.def.table}\u0000${spec.pollMs}`;
       let b = buckets.get(key);
       if (b === undefined) buckets.set(key, (b = []));
@@ -153,6 +200,30 @@ export class ProcessImage {
     }
   }
 
+  /** One Read per OPC UA asset and rate (node-opcua splits it further if the server asks). */
+  private planNodeGroups(entries: { spec: ProcessInputSpec; slot: number }[]): void {
+    const buckets = new Map<string, { spec: ProcessInputSpec; slot: number }[]>();
+    for (const e of entries) {
+      const key = `${e.spec.asset}\u0000${e.spec.pollMs}`;
+      let b = buckets.get(key);
+      if (b === undefined) buckets.set(key, (b = []));
+      b.push(e);
+    }
+    for (const bucket of buckets.values()) {
+      const { asset, pollMs, def } = bucket[0]!.spec;
+      this.nodeGroups.push({
+        asset,
+        table: def.table,
+        pollMs,
+        targets: bucket.map((e) => e.spec.def.node_id!),
+        slots: Int32Array.from(bucket.map((e) => e.slot)),
+        nextDueMs: 0,
+        inFlight: undefined,
+        last: 'not polled yet',
+      });
+    }
+  }
+
   private poolFor(asset: string): { pool: UpstreamPool; unitId: number } | undefined {
     if (this.pools.has(asset)) return this.pools.get(asset);
     const ep = this.opts.endpoint(asset);
@@ -165,8 +236,8 @@ export class ProcessImage {
   /** Opens the connections and starts polling on a timer (production); tests call pollNow instead. */
   start(): void {
     for (const g of this.groups) this.poolFor(g.asset);
-    if (this.groups.length === 0 || this.timer !== undefined) return;
-    const fastest = Math.min(...this.groups.map((g) => g.pollMs));
+    if ((this.groups.length === 0 && this.nodeGroups.length === 0) || this.timer !== undefined) return;
+    const fastest = Math.min(...this.groups.map((g) => g.pollMs), ...this.nodeGroups.map((g) => g.pollMs));
     this.timer = setInterval(() => void this.pollDue(), Math.max(10, Math.floor(fastest / 4)));
     this.timer.unref();
     void this.pollDue();
@@ -190,13 +261,68 @@ export class ProcessImage {
       if (g.inFlight !== undefined || g.nextDueMs > now) continue;
       pending.push(this.poll(g, now));
     }
+    for (const g of this.nodeGroups) {
+      if (g.inFlight !== undefined || g.nextDueMs > now) continue;
+      pending.push(this.pollNodes(g, now));
+    }
     return Promise.all(pending).then(() => undefined);
   }
 
   /** Polls every group now (waiting for reads already in flight); resolves when all answers are in. */
   pollNow(): Promise<void> {
     const now = this.opts.clock.now();
-    return Promise.all(this.groups.map((g) => g.inFlight ?? this.poll(g, now))).then(() => undefined);
+    return Promise.all([...this.groups.map((g) => g.inFlight ?? this.poll(g, now)), ...this.nodeGroups.map((g) => g.inFlight ?? this.pollNodes(g, now))]).then(() => undefined);
+  }
+
+  private pollNodes(g: NodeGroup, now: number): Promise<void> {
+    g.nextDueMs = now + g.pollMs;
+    let reader: NodeReader | undefined;
+    try {
+      reader = this.closed ? undefined : this.opts.opcua?.(g.asset);
+    } catch {
+      // A wiring that cannot name the reader yet is the same as no reader: the values age.
+      reader = undefined;
+    }
+    if (reader === undefined) {
+      g.last = 'no endpoint';
+      return Promise.resolve();
+    }
+    let call: Promise<Float64Array | string>;
+    try {
+      call = reader.readValues(g.targets);
+    } catch {
+      call = Promise.resolve('failed');
+    }
+    const p = call.then(
+      (result) => this.onNodeValues(g, result, now),
+      // A reader must not reject; if one does, it is a failed poll like any other.
+      () => this.onNodeValues(g, 'failed', now),
+    );
+    g.inFlight = p;
+    return p.finally(() => {
+      g.inFlight = undefined;
+    });
+  }
+
+  private onNodeValues(g: NodeGroup, result: Float64Array | string, sentAtMs: number): void {
+    if (typeof result === 'string') {
+      if (g.last !== result) this.logger.warn({ asset: g.asset, nodes: g.targets.length, result }, 'process image OPC UA read failed');
+      g.last = result;
+      return;
+    }
+    let bad = 0;
+    for (let i = 0; i < g.slots.length; i++) {
+      const v = result[i];
+      // Not Good (or missing): keep the old value and time, so it ages past its bound.
+      if (v === undefined || Number.isNaN(v)) {
+        bad++;
+        continue;
+      }
+      const slot = g.slots[i]!;
+      this.values[slot] = v;
+      this.readAtMs[slot] = sentAtMs;
+    }
+    g.last = bad === 0 ? 'ok' : `${bad} of ${g.slots.length} nodes not Good`;
   }
 
   private poll(g: PollGroup, now: number): Promise<void> {
@@ -265,7 +391,9 @@ export class ProcessImage {
       quantity: (g.request as { quantity: number }).quantity,
       pollMs: g.pollMs,
       last: g.last,
-    }));
+    })).concat(
+      this.nodeGroups.map((g) => ({ asset: g.asset, table: g.table, address: -1, quantity: g.targets.length, pollMs: g.pollMs, last: g.last, nodes: g.targets.slice() })),
+    );
   }
 
   close(): void {

@@ -281,6 +281,16 @@ export class FaultSet {
     return v;
   }
 
+  /**
+   * Whether an offline fault holds this unit now. The OPC UA face asks it per read, so a PLC taken
+   * offline stops answering on both of its faces (counts and probabilities are Modbus request
+   * semantics and are not consumed here).
+   */
+  offline(unitId: number): boolean {
+    for (const c of this.compiled) if (c.fault.spec.kind === 'offline' && c.unitId === unitId) return true;
+    return false;
+  }
+
   private matches(c: Compiled, unitId: number, fc: number, req: Request | undefined): boolean {
     if (c.unitId !== undefined && c.unitId !== unitId) return false;
     if (c.fcs !== undefined && !c.fcs.has(fc)) return false;

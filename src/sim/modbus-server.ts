@@ -75,6 +75,8 @@ export interface SimHandle {
   /** Removes every fault; returns how many. */
   clearFaults(): number;
   faults(): ActiveFault[];
+  /** The active faults themselves (the OPC UA face of the same PLCs consults them). */
+  faultSet: FaultSet;
   /** Closes every client connection now (the listener stays up); returns how many. */
   dropConnections(): number;
   /** The served-request log: what actually reached the PLC, oldest first. */
@@ -372,6 +374,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimHandle>
     clearFault: (id) => faults.remove(id),
     clearFaults: () => faults.clear(),
     faults: () => faults.list(),
+    faultSet: faults,
     dropConnections: () => server.dropConnections(),
     served: (afterSeq) => log.entries(afterSeq),
     onServed: (listener) => log.subscribe(listener),

@@ -1,6 +1,7 @@
 // The simulator's OPC UA face as data: the namespace, NodeIds, data types and methods a plant's PLCs
 // show over OPC UA. Pure and free of node-opcua, so the policy compiler derives an OPC UA asset
 // from a plant file with exactly the map the simulator serves (src/sim/opcua-server.ts).
+import { pointDataType } from '../../protocols/opcua/data-type.js';
 import type { FrontAsset, FrontMethod, FrontPoint } from '../../protocols/opcua/front.js';
 import type { Plant, PlcDef, PointDef } from './plant.js';
 
@@ -13,7 +14,7 @@ export const writable = (p: PointDef): boolean => p.table === 'holding' || p.tab
 /** The OPC UA map of a plant, with the derived NodeIds (see the header). Pure. */
 export function describeOpcua(plant: Plant, namespaces: Record<string, string> = {}): FrontAsset[] {
   return plant.plcs.map((plc) => {
-    const points: FrontPoint[] = plc.points.map((p) => ({ name: p.name, identifier: `s=${p.name}`, dataType: p.type === 'bool' ? 'Boolean' : 'Double', writable: writable(p) }));
+    const points: FrontPoint[] = plc.points.map((p) => ({ name: p.name, identifier: `s=${p.name}`, dataType: pointDataType(p), writable: writable(p) }));
     const methods: FrontMethod[] = [];
     for (const p of plc.points) {
       if (p.table !== 'coil' || !p.name.endsWith('.run')) continue;

@@ -6,9 +6,11 @@
 // Address space, one namespace per PLC (each PLC is its own device; policy assets are PLCs):
 //   namespace URI  urn:plantgate:sim:<plant>:<plc id>        (override with `namespaces`)
 //   Objects/<plc id>            object  s=<plc id>
-//     <point name>              variable s=<point name>     Boolean for bool points, else Double in
-//                                                            engineering units; holding registers
-//                                                            and coils writable, like over Modbus
+//     <point name>              variable s=<point name>     Boolean for bool points, Double in
+//                                                            engineering units for scaled points,
+//                                                            else the register's type (UInt16, Int32,
+//                                                            Float...: protocols/opcua/data-type.ts);
+//                                                            holding registers and coils writable
 //     <equipment>.start(speed?) method  s=<equipment>.start  for each coil point `<equipment>.run`
 //     <equipment>.stop()        method  s=<equipment>.stop   (speed: when `<equipment>.speed` exists)
 //     alarms.acknowledge()      method  s=alarms.acknowledge when the PLC has `*alarm*` points;
@@ -37,6 +39,7 @@ import type { FrontAsset, FrontMethod } from '../../protocols/opcua/front.js';
 import { createAppCert, writeAppCert } from '../../protocols/opcua/app-cert.js';
 import { loadPlant, type Plant, type PlcDef, type PointDef } from './plant.js';
 import { PlantRuntime } from './runtime.js';
+import type { FaultSet } from './faults.js';
 import { describeOpcua, writable } from './opcua-face.js';
 
 export { defaultNamespace, describeOpcua } from './opcua-face.js';
@@ -60,6 +63,12 @@ export interface OpcuaSimulatorOptions {
   pkiDir?: string;
   /** Namespace URI per PLC id (default urn:plantgate:sim:<plant>:<plc>). */
   namespaces?: Record<string, string>;
+  /**
+   * The Modbus face's faults (a simulator running both faces): a PLC held by an `offline` fault
+   * answers reads of its variables with BadNoCommunication, as an OPC UA server in front of a
+   * device that stopped answering does.
+   */
+  faults?: Pick<FaultSet, 'offline'>;
 }
 
 /** One request that reached the simulated PLC (writes and calls), for harnesses to assert on. */
@@ -144,7 +153,7 @@ export async function startOpcuaSimulator(opts: OpcuaSimulatorOptions): Promise<
   };
   try {
     await server.initialize();
-    buildAddressSpace(server, rt, assets, record);
+    buildAddressSpace(server, rt, assets, record, opts.faults);
     await server.start();
   } catch (err) {
     if (ownRuntime) rt.stop();
@@ -167,7 +176,7 @@ export async function startOpcuaSimulator(opts: OpcuaSimulatorOptions): Promise<
   };
 }
 
-function buildAddressSpace(server: OPCUAServer, rt: PlantRuntime, assets: FrontAsset[], record: (s: OpcuaServed) => void): void {
+function buildAddressSpace(server: OPCUAServer, rt: PlantRuntime, assets: FrontAsset[], record: (s: OpcuaServed) => void, faults: OpcuaSimulatorOptions['faults']): void {
   const addressSpace = server.engine.addressSpace!;
   for (const asset of assets) {
     const plc = rt.plant.plcs.find((p) => p.id === asset.assetId)!;
@@ -176,7 +185,7 @@ function buildAddressSpace(server: OPCUAServer, rt: PlantRuntime, assets: FrontA
     const q = (name: string) => `${plc.id}/${name}`;
     for (const p of asset.points) {
       const def = plc.points.find((d) => d.name === p.name)!;
-      const dataType = p.dataType === 'Boolean' ? DataType.Boolean : DataType.Double;
+      const dataType = DataType[p.dataType];
       const target = `nsu=${asset.namespaceUri};${p.identifier}`;
       const v = ns.addVariable({
         componentOf: folder,
@@ -192,17 +201,19 @@ function buildAddressSpace(server: OPCUAServer, rt: PlantRuntime, assets: FrontA
       v.bindVariable(
         {
           timestamped_get: () => {
+            if (faults?.offline(plc.unitId)) return new DataValue({ statusCode: StatusCodes.BadNoCommunication });
             const v = rt.read(q(p.name));
             return new DataValue({
               // 444 × 0.1 is 44.400000000000006 in binary; a PLC shows its resolution, 44.4.
-              value: new Variant({ dataType, value: dataType === DataType.Boolean ? v !== 0 : Number(v.toPrecision(15)) }),
+              value: new Variant({ dataType, value: dataType === DataType.Boolean ? v !== 0 : dataType === DataType.Double || dataType === DataType.Float ? Number(v.toPrecision(15)) : Math.round(v) }),
               statusCode: StatusCodes.Good,
               sourceTimestamp: new Date(rt.lastTick),
             });
           },
           set: p.writable
             ? (variant: Variant): StatusCode => {
-                const status = writePoint(rt, q(p.name), variant);
+                // A PLC declares its variable's type and refuses a value of another one.
+                const status = variant.dataType === dataType ? writePoint(rt, q(p.name), variant) : StatusCodes.BadTypeMismatch;
                 record({ service: 'Write', nodeId: target, values: [Number(variant.value)], status: statusName(status) });
                 return status;
               }

@@ -1,148 +1,217 @@
-// OPC UA costs (issue 4): start time and RSS of the simulator's OPC UA face and of the gateway's
-// front, and read / write latency of one agent session (SignAndEncrypt, JWT) through the front vs
-// directly against the simulator. The front runs with an allow-all CommandPipeline so the figure
-// is the OPC UA path's own cost (front + upstream session); the enforcement chain's cost is in
-// test/bench/policy.ts and the Modbus bench. Run after build:
+// OPC UA through the whole gateway (issue 4): `plantgate serve` runs as a child process with its
+// OPC UA front and an upstream session to the simulator's OPC UA face, full enforcement on (the
+// demo bundle's identity, policy and interlocks, audit durable before each write). One agent
+// session (SignAndEncrypt, Basic256Sha256, its application certificate, a JWT in ActivateSession
+// through the project's client helper) reads and writes through the gateway; the same agent reads
+// and writes directly against the simulator. Reports p50/p99 of sequential round trips, the
+// gateway's CPU time per command (from /proc/<pid>/stat: less sensitive to other load on the
+// machine than wall-clock latency), its RSS idle and after the run, and start-to-ready time.
+// Run after build:
 //   node dist/test/bench/opcua.js [--quick]
-import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { JWK } from 'jose';
-import {
-  AttributeIds,
-  DataType,
-  MessageSecurityMode,
-  OPCUACertificateManager,
-  OPCUAClient,
-  SecurityPolicy,
-  type ClientSession,
-} from 'node-opcua';
-import { systemClock } from '../../src/core/clock.js';
-import type { Command, Decision } from '../../src/core/command.js';
-import type { CommandPipeline } from '../../src/core/pipeline.js';
-import { certificateThumbprint } from '../../src/identity/cert.js';
-import { mintToken } from '../../src/identity/dev/mint.js';
-import { trustedIssuersFromJwks, verifyAccessToken } from '../../src/identity/verify.js';
-import { loadPlant } from '../../src/sim/plant.js';
-import { PlantRuntime } from '../../src/sim/runtime.js';
+import { AttributeIds, DataType, MessageSecurityMode, OPCUACertificateManager, OPCUAClient, SecurityPolicy, StatusCodes, type ClientSession } from 'node-opcua';
+import { DEMO_AGENTS, LAB_GATEWAY_ID, LAB_GATEWAY_OPCUA_URI, LAB_OPCUA_NAMESPACE, PACKAGE_ROOT, prepareLabFiles } from '../../src/cli/demo/lab.js';
+import { startSimulator } from '../../src/sim/server.js';
 import { startOpcuaSimulator } from '../../src/sim/opcua-server.js';
 import { createAppCert, writeAppCert } from '../../protocols/opcua/app-cert.js';
-import { OpcuaFront } from '../../protocols/opcua/front.js';
 import { createJwtSession } from '../../protocols/opcua/jwt-token.js';
-import { OpcuaUpstream } from '../../protocols/opcua/upstream.js';
 
 const quick = process.argv.includes('--quick');
-const N = quick ? 200 : 2000;
-const ROOT = path.resolve(import.meta.dirname, '../../..');
-const DEV_ISSUER = 'https://issuer.dev.plantgate.local';
-const AGENT = 'spiffe://plant.example/agent/bench';
-const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
+const N = quick ? 300 : 3000;
+const REPEATS = quick ? 1 : 3;
+const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
+/** Linux USER_HZ: /proc/<pid>/stat counts CPU time in these ticks. */
+const TICKS_PER_S = 100;
 
-const allowAll: CommandPipeline = {
-  authorize: (): Decision => ({ effect: 'allow', reason: 'ALLOWED', ruleId: 'bench', bundleRevision: 1, durable: false }),
-  refuse: (_s, _c: Command, reason): Decision => ({ effect: 'deny', reason, ruleId: '', bundleRevision: 1, durable: false }),
-  outcome: () => undefined,
-  sessionOpened: () => undefined,
-  sessionClosed: () => undefined,
-  violation: () => undefined,
-};
+const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MB`;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** User + system CPU time of a process, in microseconds. */
+function cpuUsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / TICKS_PER_S;
+}
+
+async function waitReady(opsPort: number, child: ChildProcess, output: () => string): Promise<void> {
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the gateway exited (${child.exitCode}):\n${output()}`);
+    const ok = await fetch(`http://127.0.0.1:${opsPort}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function timeIt(label: string, op: () => Promise<unknown>): Promise<void> {
-  for (let i = 0; i < 20; i++) await op();
-  const us: number[] = [];
-  for (let i = 0; i < N; i++) {
-    const t0 = performance.now();
-    await op();
-    us.push((performance.now() - t0) * 1000);
+interface Figures {
+  p50: number;
+  p99: number;
+  /** Gateway CPU µs per command (through the gateway only). */
+  cpuUs?: number;
+}
+
+/** N sequential round trips after a warm-up, REPEATS times; the median run's percentiles. */
+async function timeIt(op: () => Promise<void>, gatewayPid?: number): Promise<Figures> {
+  const runs: Figures[] = [];
+  for (let r = 0; r < REPEATS; r++) {
+    for (let i = 0; i < 30; i++) await op();
+    const us: number[] = new Array(N);
+    const cpu0 = gatewayPid === undefined ? 0 : cpuUsOf(gatewayPid);
+    for (let i = 0; i < N; i++) {
+      const t0 = performance.now();
+      await op();
+      us[i] = (performance.now() - t0) * 1000;
+    }
+    const cpu = gatewayPid === undefined ? undefined : (cpuUsOf(gatewayPid) - cpu0) / N;
+    us.sort((a, b) => a - b);
+    runs.push({ p50: pct(us, 50), p99: pct(us, 99), cpuUs: cpu });
   }
-  us.sort((a, b) => a - b);
-  console.log(`${label.padEnd(28)} p50 ${pct(us, 50).toFixed(0).padStart(6)} µs   p99 ${pct(us, 99).toFixed(0).padStart(6)} µs   (${N} sequential)`);
+  runs.sort((a, b) => a.p50 - b.p50);
+  return runs[Math.floor(runs.length / 2)]!;
 }
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-bench-opcua-'));
-  const rss0 = process.memoryUsage().rss;
-  const runtime = new PlantRuntime(await loadPlant(path.join(ROOT, 'fixtures/plants/water-treatment.yaml')), systemClock);
-  const [gwCert, agentCert] = await Promise.all([
-    createAppCert({ applicationUri: 'urn:plantgate:gateway', commonName: 'gateway', hosts: ['127.0.0.1'] }),
-    createAppCert({ applicationUri: AGENT, commonName: 'bench agent' }),
+  const files = await prepareLabFiles({ stateDir: dir });
+  // The simulated plant, served over Modbus (plc1, and the interlock poll) and OPC UA (plc1-ua).
+  const sim = await startSimulator({ plant: path.join(PACKAGE_ROOT, 'fixtures/plants/water-treatment.yaml'), host: '127.0.0.1', port: 0 });
+  const uaDir = path.join(dir, 'opcua');
+  const [gwCert, simCert, agentCert] = await Promise.all([
+    createAppCert({ applicationUri: LAB_GATEWAY_OPCUA_URI, commonName: LAB_GATEWAY_ID, hosts: ['127.0.0.1', 'localhost'] }),
+    createAppCert({ applicationUri: 'urn:plantgate:sim:water-treatment', commonName: 'water-treatment simulator', hosts: ['127.0.0.1', 'localhost'] }),
+    createAppCert({ applicationUri: DEMO_AGENTS.optimizer, commonName: 'optimizer' }),
   ]);
-  const gw = await writeAppCert(dir, 'gateway', gwCert);
-  const agentFiles = await writeAppCert(dir, 'agent', agentCert);
-
-  let t0 = performance.now();
-  const sim = await startOpcuaSimulator({ runtime, pkiDir: path.join(dir, 'sim') });
-  const simMs = performance.now() - t0;
-  const rss1 = process.memoryUsage().rss;
-
-  const frontPki = new OPCUACertificateManager({ rootFolder: path.join(dir, 'front-pki'), automaticallyAcceptUnknownCertificate: false });
-  await frontPki.initialize();
-  await frontPki.trustCertificate(agentCert.der);
-  const issuers = trustedIssuersFromJwks([{ iss: DEV_ISSUER, jwks: JSON.parse(await readFile(path.join(ROOT, 'fixtures/keys/dev-issuer.jwks.json'), 'utf8')) as { keys: JWK[] } }]);
-  let upstream: OpcuaUpstream | undefined;
-  t0 = performance.now();
-  const front = new OpcuaFront({
-    port: 0, certificateFile: gw.cert, privateKeyFile: gw.key, applicationUri: 'urn:plantgate:gateway', serverCertificateManager: frontPki,
-    assets: sim.assets, pipeline: allowAll, clock: systemClock,
-    verify: (jwt, who) => verifyAccessToken(jwt, { issuers, audience: 'plantgate-gw', expectedSub: who.workloadId, certThumbprint: who.certThumbprint, assurance: 'mtls+token', maxTtlSec: 900, clock: systemClock }),
-    upstream: { write: (t, v) => upstream!.write(t, v), call: (o, m, i) => upstream!.call(o, m, i) },
+  const gwFiles = await writeAppCert(uaDir, 'gateway', gwCert!);
+  const simFiles = await writeAppCert(uaDir, 'sim', simCert!);
+  const agentFiles = await writeAppCert(uaDir, 'agent-optimizer', agentCert!);
+  const uaSim = await startOpcuaSimulator({
+    runtime: sim.runtime, host: '127.0.0.1', port: 0, security: 'secure',
+    certificateFile: simFiles.cert, privateKeyFile: simFiles.key, pkiDir: path.join(uaDir, 'sim-pki'),
   });
-  await front.start();
-  const frontMs = performance.now() - t0;
-  const rss2 = process.memoryUsage().rss;
-  upstream = new OpcuaUpstream({
-    endpointUrl: sim.endpointUrl, certificateFile: gw.cert, privateKeyFile: gw.key, applicationUri: 'urn:plantgate:gateway',
-    clientCertificateManager: new OPCUACertificateManager({ rootFolder: path.join(dir, 'up-pki'), automaticallyAcceptUnknownCertificate: true }),
-    targets: front.pointTargets(), onValue: (t, v) => front.update(t, v),
-  });
-  await upstream.start();
-  await upstream.whenUp();
 
-  const jwt = await mintToken({
-    privateJwk: JSON.parse(await readFile(path.join(ROOT, 'fixtures/keys/dev-issuer.private.jwk.json'), 'utf8')) as JWK,
-    iss: DEV_ISSUER, sub: AGENT, aud: 'plantgate-gw', owner: 'bench', task: { id: 'b', purpose: 'bench' }, scope: ['opcua'], ttlSec: 900,
-    certThumbprint: certificateThumbprint(new X509Certificate(agentCert.der)),
-  });
-  const open = async (url: string, withJwt: boolean): Promise<{ client: OPCUAClient; session: ClientSession; ns: number }> => {
-    const client = OPCUAClient.create({
-      applicationUri: AGENT, securityMode: MessageSecurityMode.SignAndEncrypt, securityPolicy: SecurityPolicy.Basic256Sha256,
-      certificateFile: agentFiles.cert, privateKeyFile: agentFiles.key, endpointMustExist: false, connectionStrategy: { maxRetry: 0 },
-      clientCertificateManager: new OPCUACertificateManager({ rootFolder: path.join(dir, `agent-pki-${withJwt}`), automaticallyAcceptUnknownCertificate: true }),
-    });
-    await client.connect(url);
-    const session = withJwt ? await createJwtSession(client, jwt) : await client.createSession();
-    return { client, session, ns: (await session.readNamespaceArray()).indexOf(sim.assets[0]!.namespaceUri) };
-  };
-  const direct = await open(sim.endpointUrl, false);
-  const via = await open(front.endpointUrl, true);
-  const read = (c: { session: ClientSession; ns: number }) => () => c.session.read({ nodeId: `ns=${c.ns};s=tank1.level`, attributeId: AttributeIds.Value });
-  let v = 0;
-  const write = (c: { session: ClientSession; ns: number }) => () =>
-    c.session.write({ nodeId: `ns=${c.ns};s=tank1.setpoint`, attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value: 40 + (v++ % 20) } } });
+  const [opsPort, uaPort] = await Promise.all([freePort(), freePort()]);
+  const yaml = files
+    .gatewayYaml({ simPort: sim.port, collectorPort: 1, opsPort, opcua: { endpointUrl: uaSim.endpointUrl, gateway: gwFiles, simCert: simFiles.cert, agentCerts: [agentFiles.cert], port: uaPort } })
+    // No collector: shipping is not on a command's path (the spool is, and stays durable).
+    .replace(/ {2}collector:.*\n/, '');
+  const configFile = path.join(dir, 'gateway.yaml');
+  await writeFile(configFile, yaml);
 
-  console.log(`OPC UA start: sim face ${simMs.toFixed(0)} ms, front ${frontMs.toFixed(0)} ms`);
-  console.log(`RSS: node-opcua loaded ${mb(rss0)}, + sim face ${mb(rss1)}, + front ${mb(rss2)}`);
-  await timeIt('read  direct (sim)', read(direct));
-  await timeIt('read  through front', read(via));
-  await timeIt('write direct (sim)', write(direct));
-  await timeIt('write through front', write(via));
-  console.log(`RSS after load: ${mb(process.memoryUsage().rss)}`);
+  let out = '';
+  const t0 = performance.now();
+  const gateway = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  gateway.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  gateway.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const clients: { client: OPCUAClient; session: ClientSession }[] = [];
+  try {
+    await waitReady(opsPort, gateway, () => out);
+    const readyMs = performance.now() - t0;
+    const pid = gateway.pid!;
+    const rssIdle = rssOf(pid);
+    // What the gateway burns with no commands (subscription publishing, interlock polls, timers):
+    // part of every CPU-per-command figure below, so it is shown on its own.
+    const idle0 = cpuUsOf(pid);
+    const idleT0 = performance.now();
+    await new Promise((r) => setTimeout(r, quick ? 1000 : 3000));
+    const idleCpuPct = ((cpuUsOf(pid) - idle0) / ((performance.now() - idleT0) * 1000)) * 100;
 
-  for (const c of [direct, via]) {
-    await c.session.close();
-    await c.client.disconnect();
+    const jwt = await files.mintFor('optimizer', await readFile(agentFiles.cert), { scope: ['read', 'write'], ttlSec: 900 });
+    const open = async (url: string, withJwt: boolean): Promise<{ session: ClientSession; ns: number }> => {
+      const client = OPCUAClient.create({
+        applicationUri: DEMO_AGENTS.optimizer, securityMode: MessageSecurityMode.SignAndEncrypt, securityPolicy: SecurityPolicy.Basic256Sha256,
+        certificateFile: agentFiles.cert, privateKeyFile: agentFiles.key, endpointMustExist: false, connectionStrategy: { maxRetry: 0 },
+        clientCertificateManager: new OPCUACertificateManager({ rootFolder: path.join(uaDir, `agent-pki-${withJwt}`), automaticallyAcceptUnknownCertificate: true }),
+      });
+      await client.connect(url);
+      const session = withJwt ? await createJwtSession(client, jwt) : await client.createSession();
+      clients.push({ client, session });
+      return { session, ns: (await session.readNamespaceArray()).indexOf(LAB_OPCUA_NAMESPACE) };
+    };
+    const direct = await open(uaSim.endpointUrl, false);
+    const via = await open(`opc.tcp://127.0.0.1:${uaPort}`, true);
+
+    const read = (c: { session: ClientSession; ns: number }) => async () => {
+      const dv = await c.session.read({ nodeId: `ns=${c.ns};s=tank1.level`, attributeId: AttributeIds.Value });
+      // Every answer is checked: a denial or an upstream error must not pass as a fast read.
+      if (!dv.statusCode.isGood()) throw new Error(`read answered ${dv.statusCode.name}`);
+    };
+    let v = 0;
+    const write = (c: { session: ClientSession; ns: number }) => async () => {
+      const s = await c.session.write({ nodeId: `ns=${c.ns};s=tank1.setpoint`, attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value: 40 + (v++ % 20) } } });
+      if (s !== StatusCodes.Good) throw new Error(`write answered ${s.name}`);
+    };
+    // The upstream subscription may not have delivered the first value yet.
+    for (let i = 0; i < 100; i++) {
+      const dv = await via.session.read({ nodeId: `ns=${via.ns};s=tank1.level`, attributeId: AttributeIds.Value });
+      if (dv.statusCode.isGood()) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    const cpuReads0 = process.cpuUsage();
+    const rows: [string, Figures, Figures][] = [];
+    rows.push(['read (tank1.level)', await timeIt(read(direct)), await timeIt(read(via), pid)]);
+    rows.push(['write (tank1.setpoint, durable audit)', await timeIt(write(direct)), await timeIt(write(via), pid)]);
+    const benchCpu = process.cpuUsage(cpuReads0);
+    const rssAfter = rssOf(pid);
+    const spool = out.includes('"level":50') ? ' (gateway logged errors)' : '';
+
+    const f = (x: number) => `${(x / 1000).toFixed(2)} ms`;
+    console.log(`\n### OPC UA through the gateway (${quick ? 'quick' : 'full'}: ${N} sequential round trips × ${REPEATS}, median run)${spool}\n`);
+    console.log('| operation | direct p50 | direct p99 | gateway p50 | gateway p99 | gateway ÷ direct (p50) | gateway CPU / command |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const [name, d, g] of rows) {
+      console.log(`| ${name} | ${f(d.p50)} | ${f(d.p99)} | ${f(g.p50)} | ${f(g.p99)} | ${(g.p50 / d.p50).toFixed(2)}× | ${g.cpuUs!.toFixed(0)} µs |`);
+    }
+    console.log('');
+    console.log('| gateway process (plantgate serve, Modbus + OPC UA) | figure |');
+    console.log('|---|---|');
+    console.log(`| start to ready (/readyz 200, OPC UA front listening) | ${readyMs.toFixed(0)} ms |`);
+    console.log(`| RSS idle (after ready) | ${mb(rssIdle)} |`);
+    console.log(`| CPU idle (no commands) | ${idleCpuPct.toFixed(1)} % of a core |`);
+    console.log(`| RSS after ${rows.length * 2 * N * REPEATS} commands | ${mb(rssAfter)} |`);
+    console.log(`\nbench process (agent clients + simulator) CPU: ${((benchCpu.user + benchCpu.system) / 1000).toFixed(0)} ms; machine has ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(2)}`);
+  } finally {
+    for (const c of clients) {
+      await c.session.close().catch(() => undefined);
+      await c.client.disconnect().catch(() => undefined);
+    }
+    if (gateway.exitCode === null) {
+      const exited = new Promise((r) => gateway.once('exit', r));
+      gateway.kill('SIGTERM');
+      await exited;
+    }
+    await uaSim.close();
+    await sim.close();
+    await rm(dir, { recursive: true, force: true });
   }
-  await upstream.close();
-  await front.stop();
-  await sim.close();
-  runtime.stop();
-  await rm(dir, { recursive: true, force: true });
 }
 
 main().then(

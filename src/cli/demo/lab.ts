@@ -228,7 +228,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
       const ua = await prepareOpcuaFiles(path.join(stateDir, 'opcua'));
       // Loaded only here: node-opcua costs ~1 s and ~100 MB, and the Modbus demo does not need it.
       const { startOpcuaSimulator } = await import('../../sim/opcua-server.js');
-      const uaSim = await startOpcuaSimulator({ runtime: sim.runtime, host: '127.0.0.1', port: 0, security: 'secure', certificateFile: ua.sim.cert, privateKeyFile: ua.sim.key, pkiDir: path.join(stateDir, 'opcua', 'sim-pki') });
+      const uaSim = await startOpcuaSimulator({ runtime: sim.runtime, faults: sim.faultSet, host: '127.0.0.1', port: 0, security: 'secure', certificateFile: ua.sim.cert, privateKeyFile: ua.sim.key, pkiDir: path.join(stateDir, 'opcua', 'sim-pki') });
       opcua = { files: ua, sim: uaSim };
     } catch (err) {
       await collector.close();
@@ -382,15 +382,19 @@ ${p.opcua ? `  opcua: { host: 127.0.0.1, port: ${p.opcua.port ?? 0} }\n` : ''}up
     port: ${p.simPort}
     connections: 2
     timeout_ms: 1000
-  # The OPC UA asset's interlock inputs are polled over the same PLC's Modbus face (unit 1); no
-  # agent reaches plc1-ua over Modbus (its bundle asset is OPC UA).
+${
+  p.opcua
+    ? ''
+    : `  # Without the OPC UA front, the OPC UA asset's interlock inputs are polled over the same PLC's
+  # Modbus face (unit 1); with it, they are read on the gateway's OPC UA upstream session.
   - asset: ${LAB_OPCUA_ASSET}
     host: 127.0.0.1
     port: ${p.simPort}
     unit_id: 1
     connections: 1
     timeout_ms: 1000
-policy:
+`
+}policy:
   bundle_file: ${JSON.stringify(p.bundleFile)}
   trusted_keys: [${JSON.stringify(p.policyJwks)}]
 audit:

@@ -79,6 +79,19 @@ describe('OPC UA agents through the real gateway (lab with the OPC UA front)', (
     expect(await write('control.auto', DataType.Boolean, false)).toBe(StatusCodes.BadUserAccessDenied);
   });
 
+  it('writes pump1.speed as the UInt16 the PLC declares, and answers a Double write BadTypeMismatch without reaching the PLC', async () => {
+    const dv = await session.read({ nodeId: node('pump1.speed'), attributeId: AttributeIds.DataType });
+    expect(dv.value.value.toString()).toBe('ns=0;i=5'); // UInt16, as on the simulated PLC
+    expect(await write('pump1.speed', DataType.UInt16, 1100)).toBe(StatusCodes.Good);
+    expect(lab.sim.read('pump1.speed')).toBe(1100);
+    const reached = lab.opcua!.served().length;
+    expect(await write('pump1.speed', DataType.Double, 1200)).toBe(StatusCodes.BadTypeMismatch);
+    expect(lab.opcua!.served().length).toBe(reached);
+    expect(lab.sim.read('pump1.speed')).toBe(1100);
+    // Bounds still apply to a well-typed value.
+    expect(await write('pump1.speed', DataType.UInt16, 2000)).toBe(StatusCodes.BadUserAccessDenied);
+  });
+
   it('browses the PLC object (a browse rule covers the asset object node)', async () => {
     const r = await session.browse({ nodeId: node('plc1'), browseDirection: BrowseDirection.Forward, resultMask: 0x3f });
     expect(r.statusCode).toBe(StatusCodes.Good);
@@ -130,6 +143,8 @@ describe('OPC UA agents through the real gateway (lab with the OPC UA front)', (
     expect(seen('call', 'pump1.start')).toEqual(expect.arrayContaining(['ALLOWED', 'VALUE_OUT_OF_BOUNDS']));
     expect(seen('write', 'pump1.run')).toContain('INTERLOCK');
     expect(ua.find((d) => d.decision?.reason === 'INTERLOCK')?.decision?.interlockId).toBe('tank1-overfill-ua');
+    // The mistyped write is in the stream as a refused protocol violation, next to the allowed one.
+    expect(seen('write', 'pump1.speed')).toEqual(['ALLOWED', 'PROTOCOL_VIOLATION', 'VALUE_OUT_OF_BOUNDS']);
     expect(seen('read', 'tank1.setpoint')).toContain('TOKEN_EXPIRED');
     expect(ua.some((d) => d.command?.operation === 'browse' && d.decision?.reason === 'ALLOWED')).toBe(true);
   });

@@ -170,7 +170,10 @@ describe('OPC UA service: front + upstream sessions from a bundle, decided by th
     expect(modbusSim.read('tank1.setpoint')).toBe(65);
     expect(await write(`ns=${ns};s=tank1.setpoint`, 95)).toBe(StatusCodes.BadUserAccessDenied);
     expect(pipeline.decisions.at(-1)).toMatchObject({ reason: 'VALUE_OUT_OF_BOUNDS', cmd: { assetId: 'plc1', points: ['tank1.setpoint'] } });
-    expect(await write(`ns=${ns};s=pump1.speed`, 1000)).toBe(StatusCodes.BadUserAccessDenied);
+    // pump1.speed is a UInt16 on the PLC and on the gateway: written with its own type, policy decides.
+    expect(await session.write({ nodeId: `ns=${ns};s=pump1.speed`, attributeId: AttributeIds.Value, value: { value: { dataType: DataType.UInt16, value: 1000 } } })).toBe(
+      StatusCodes.BadUserAccessDenied,
+    );
     expect(pipeline.decisions.at(-1)).toMatchObject({ reason: 'NO_MATCHING_RULE', cmd: { points: ['pump1.speed'] } });
     expect(modbusSim.read('tank1.setpoint')).toBe(65);
     expect(modbusSim.read('pump1.speed')).toBe(1500);

@@ -114,7 +114,8 @@ describe('interlocks and approvals over OPC UA through the real gateway', () => 
 
   it('fails closed with INTERLOCK_INPUT_STALE once the PLC stops answering the gateway’s polls for longer than max_age', async () => {
     await setTankLevel(lab, 50);
-    const fault = lab.sim.inject({ kind: 'exception', points: ['tank1.level'], fc: [4], code: 0x04 });
+    // The PLC stops answering: its OPC UA face, where the gateway reads the interlock's input, says BadNoCommunication.
+    const fault = lab.sim.inject({ kind: 'offline', plc: 'plc1' });
     try {
       clock.advance(2500);
       await lab.gateway.processImage()!.pollNow();

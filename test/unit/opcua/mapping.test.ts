@@ -43,8 +43,8 @@ describe('OPC UA node mapping', () => {
       protocol: 'opcua',
       namespace: NS,
       points: {
-        'tank1.level': { table: 'input', type: 'uint16', node_id: 's=tank1.level' },
-        'tank1.setpoint': { table: 'holding', type: 'uint16', node_id: `nsu=${NS};s=tank1.setpoint` },
+        'tank1.level': { table: 'input', type: 'uint16', scale: 0.1, node_id: 's=tank1.level' },
+        'tank1.setpoint': { table: 'holding', type: 'uint16', scale: 0.1, node_id: `nsu=${NS};s=tank1.setpoint` },
         'pump1.run': { table: 'coil', type: 'bool', node_id: 's=pump1.run' },
         'valve1.open': { table: 'coil', type: 'bool' },
       },
@@ -54,6 +54,36 @@ describe('OPC UA node mapping', () => {
       { name: 'tank1.level', identifier: 's=tank1.level', dataType: 'Double', writable: false },
       { name: 'tank1.setpoint', identifier: 's=tank1.setpoint', dataType: 'Double', writable: true },
       { name: 'pump1.run', identifier: 's=pump1.run', dataType: 'Boolean', writable: true },
+    ]);
+  });
+
+  it('exposes each point with the OPC UA type its register implies, and scaled points in engineering units as Double', () => {
+    const types = (points: Record<string, { type: string; scale?: number; offset?: number }>) =>
+      frontAssetFromMap({ id: 'plc9', protocol: 'opcua', namespace: NS, points: Object.fromEntries(Object.entries(points).map(([k, v]) => [k, { table: 'holding', node_id: `s=${k}`, ...v }])) }).points.map(
+        (p) => [p.name, p.dataType],
+      );
+    expect(
+      types({
+        a: { type: 'int16' },
+        b: { type: 'uint16' },
+        c: { type: 'int32' },
+        d: { type: 'uint32' },
+        e: { type: 'float32' },
+        f: { type: 'bool' },
+        g: { type: 'uint16', scale: 0.1 },
+        h: { type: 'int16', offset: -40 },
+        i: { type: 'int32', scale: 1, offset: 0 },
+      }),
+    ).toEqual([
+      ['a', 'Int16'],
+      ['b', 'UInt16'],
+      ['c', 'Int32'],
+      ['d', 'UInt32'],
+      ['e', 'Float'],
+      ['f', 'Boolean'],
+      ['g', 'Double'],
+      ['h', 'Double'],
+      ['i', 'Int32'],
     ]);
   });
 
@@ -71,6 +101,8 @@ describe('OPC UA node mapping', () => {
     expect(plc1).toMatchObject({ assetId: 'plc1', namespaceUri: NS, folderIdentifier: 's=plc1' });
     expect(plc1!.points.find((p) => p.name === 'tank1.level')).toEqual({ name: 'tank1.level', identifier: 's=tank1.level', dataType: 'Double', writable: false });
     expect(plc1!.points.find((p) => p.name === 'pump1.run')).toMatchObject({ dataType: 'Boolean', writable: true });
+    // Unscaled registers keep their type on the simulated PLC too: the gateway exposes the same.
+    expect(plc1!.points.find((p) => p.name === 'pump1.speed')).toMatchObject({ dataType: 'UInt16', writable: true });
     expect(plc1!.methods.map((m) => [m.name, m.inputs.map((a) => a.name)])).toEqual([
       ['pump1.start', ['speed']],
       ['pump1.stop', []],
