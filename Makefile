@@ -33,6 +33,7 @@ bench: build
 	node dist/test/bench/sim.js $(if $(QUICK),--quick,)
 	node dist/test/bench/audit.js $(if $(QUICK),--quick,)
 	node dist/test/bench/opcua.js $(if $(QUICK),--quick,)
+	node dist/test/bench/footprint.js $(if $(QUICK),--quick,)
 
 lint: $(NPM_STAMP)
 	npm run proto
