@@ -47,8 +47,16 @@ class UpstreamConnection {
   private connected = false;
   private closed = false;
   private nextTid = 1;
-  /** Insertion order is send order, so the timeout sweep stops at the first live entry. */
-  readonly pending = new Map<number, Pending>();
+  /**
+   * Requests in flight, indexed by the transaction id they were sent with. Ids are handed out in
+   * send order, so the timeout sweep walks from the oldest and stops at the first live entry. An
+   * array rather than a Map: a Map that takes and drops an entry per request keeps reallocating its
+   * table, the largest source of garbage the old generation saw under load.
+   */
+  private readonly slots: Array<Pending | undefined> = new Array<Pending | undefined>(MAX_TID + 1).fill(undefined);
+  private inFlightCount = 0;
+  /** Where the timeout sweep starts: no live request has an id between it and nextTid's past. */
+  private oldestTid = 1;
   private backoffMs: number;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readyWaiters: Array<() => void> = [];
@@ -132,10 +140,10 @@ class UpstreamConnection {
   }
 
   private onFrame(frame: Frame): void {
-    const entry = this.pending.get(frame.transactionId);
+    const entry = this.slots[frame.transactionId];
     // A late answer to a request that already timed out, or one we never sent: drop it.
     if (entry === undefined) return;
-    this.pending.delete(frame.transactionId);
+    this.take(frame.transactionId);
     const latencyUs = elapsedUs(entry.startedMs);
     try {
       validateResponse(entry.request, frame.pdu);
@@ -155,20 +163,20 @@ class UpstreamConnection {
    * and the connection is replaced.
    */
   private abandon(socket: net.Socket): void {
-    const entries = [...this.pending.values()];
-    this.pending.clear();
+    const entries = this.takeAll();
     for (const entry of entries) entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedMs) });
     socket.destroy();
   }
 
   send(unitId: number, pdu: Buffer, request: Request, callback: UpstreamCallback, nowMs: number): void {
     const socket = this.socket;
-    if (!this.connected || socket === undefined || this.pending.size >= this.opts.maxInFlight) {
+    if (!this.connected || socket === undefined || this.inFlightCount >= this.opts.maxInFlight) {
       callback({ kind: 'unavailable', latencyUs: 0 });
       return;
     }
     const tid = this.allocateTid();
-    this.pending.set(tid, { request, callback, startedMs: performance.now(), deadlineMs: nowMs + this.opts.timeoutMs });
+    this.slots[tid] = { request, callback, startedMs: performance.now(), deadlineMs: nowMs + this.opts.timeoutMs };
+    this.inFlightCount++;
     // Requests sent in one event-loop turn leave in one write (one syscall, one TCP segment where
     // they fit). setImmediate, not nextTick: a tick ends after each agent socket's data callback,
     // the check phase only after every I/O callback of this turn, so requests from all agents that
@@ -185,22 +193,50 @@ class UpstreamConnection {
   private allocateTid(): number {
     // maxInFlight is far below 65535, so a free id is always found within a few steps.
     let tid = this.nextTid;
-    while (this.pending.has(tid)) tid = tid === MAX_TID ? 1 : tid + 1;
+    while (this.slots[tid] !== undefined) tid = tid === MAX_TID ? 1 : tid + 1;
     this.nextTid = tid === MAX_TID ? 1 : tid + 1;
     return tid;
   }
 
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
   sweep(nowMs: number): void {
-    for (const [tid, entry] of this.pending) {
-      if (entry.deadlineMs > nowMs) break;
-      this.pending.delete(tid);
-      entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedMs) });
+    while (this.inFlightCount > 0 && this.oldestTid !== this.nextTid) {
+      const tid = this.oldestTid;
+      const entry = this.slots[tid];
+      if (entry !== undefined) {
+        if (entry.deadlineMs > nowMs) break;
+        this.take(tid);
+        entry.callback({ kind: 'timeout', latencyUs: elapsedUs(entry.startedMs) });
+      }
+      this.oldestTid = tid === MAX_TID ? 1 : tid + 1;
     }
   }
 
+  private take(tid: number): void {
+    this.slots[tid] = undefined;
+    this.inFlightCount--;
+  }
+
+  /** Empties every slot; returns the entries in send order. */
+  private takeAll(): Pending[] {
+    const entries: Pending[] = [];
+    if (this.inFlightCount === 0) return entries;
+    // From the oldest id around the ring: the entries come out in the order they were sent.
+    for (let i = 0, tid = this.oldestTid; i < MAX_TID && this.inFlightCount > 0; i++, tid = tid === MAX_TID ? 1 : tid + 1) {
+      const entry = this.slots[tid];
+      if (entry === undefined) continue;
+      this.take(tid);
+      entries.push(entry);
+    }
+    this.oldestTid = this.nextTid;
+    return entries;
+  }
+
   private failAll(kind: 'unavailable'): void {
-    const entries = [...this.pending.values()];
-    this.pending.clear();
+    const entries = this.takeAll();
     for (const entry of entries) entry.callback({ kind, latencyUs: elapsedUs(entry.startedMs) });
   }
 
@@ -271,7 +307,7 @@ export class UpstreamPool {
     for (let i = 0; i < n; i++) {
       const c = this.connections[(this.cursor + i) % n];
       if (!c.isUp) continue;
-      if (best === undefined || c.pending.size < best.pending.size) best = c;
+      if (best === undefined || c.inFlight < best.inFlight) best = c;
     }
     this.cursor = (this.cursor + 1) % n;
     if (best === undefined) {
