@@ -19,8 +19,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): ChildProcess {
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
+export interface SpawnOptions {
+  /**
+   * Run at this niceness (`nice -n`), every thread of the process included. 19 (the lowest
+   * priority) makes a process stand for one on another machine: it only gets the CPU the measured
+   * processes leave idle.
+   */
+  niceness?: number;
+}
+
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], opts: SpawnOptions = {}): ChildProcess {
+  const argv = [...nodeArgs, CLI, ...args];
+  // Through nice(1) rather than os.setPriority after the start: Linux niceness is per thread, and
+  // V8's and libuv's threads would keep the priority they were started with.
+  const [cmd, cmdArgs] = opts.niceness === undefined ? [process.execPath, argv] : ['nice', ['-n', String(opts.niceness), process.execPath, ...argv]];
+  const child = spawn(cmd, cmdArgs, {
     cwd: PACKAGE_ROOT,
     env: { ...process.env, PLANTGATE_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -89,4 +102,11 @@ export function rssMb(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/** The value of one unlabelled metric on the gateway's ops port (undefined: not exported). */
+export async function metricValue(opsPort: number, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : undefined;
 }
