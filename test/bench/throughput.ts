@@ -14,6 +14,7 @@
 // also rewrites the generated part of docs/performance.md.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -299,6 +300,7 @@ function targets(results: Map<string, Result>, fp: { rssMaxMb: number; growthPct
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-bench-'));
+  const cleanupDirs = [dir];
   const children: ChildProcess[] = [];
   try {
     // prepareLabFiles compiles `rules` relative to the package root; the generated entry lives in
@@ -306,7 +308,11 @@ async function main(): Promise<void> {
     const rulesEntry = await writeBenchRules(path.join(dir, 'rules'), EXTRA_RULES);
     const files = await prepareLabFiles({ stateDir: dir, rules: path.relative(PACKAGE_ROOT, rulesEntry) });
     const [simPort, collectorPort, modbusPort, plainPort, agentApiPort, operatorApiPort, opsPort, pipePort, framingPort, framingTlsPort] = await Promise.all(Array.from({ length: 10 }, freePort));
-    await writeFile(path.join(dir, 'collector.yaml'), files.collectorYaml(collectorPort));
+    // The collector's disk is the SOC's, not the gateway's: its files go to memory (tmpfs), so its
+    // writes and fsyncs do not queue behind or ahead of the gateway's on the one disk here.
+    const collectorOut = await mkdtemp(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'plantgate-bench-collector-'));
+    cleanupDirs.push(collectorOut);
+    await writeFile(path.join(dir, 'collector.yaml'), files.collectorYaml(collectorPort).replace(/^out_dir: .*$/m, `out_dir: ${JSON.stringify(collectorOut)}`));
     const gatewayYaml = files
       .gatewayYaml({ simPort, collectorPort, modbusPort, agentApiPort, opsPort })
       // The lab signs a checkpoint every 16 records so the demo shows some at once; a gateway in a
@@ -466,7 +472,7 @@ async function main(): Promise<void> {
     if (!quick && !process.env.BENCH_ONLY) await writeDoc(versions, lines, [...footprintLines, ...lagNotes.slice(-2)], summaryLines, typeof haproxy === 'string' ? haproxy : undefined);
   } finally {
     await Promise.all(children.map(stop));
-    await rm(dir, { recursive: true, force: true });
+    await Promise.all(cleanupDirs.map((d) => rm(d, { recursive: true, force: true })));
   }
 }
 
