@@ -23,6 +23,46 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   return out;
 }
 
+function varintBytes(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+}
+
+function writeVarint(out: Buffer, pos: number, n: number): number {
+  while (n > 0x7f) {
+    out[pos++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[pos++] = n;
+  return pos;
+}
+
+/** ShipperFrame field 2 (`record`, wire type 2): the tag byte. */
+const RECORD_TAG = 0x12;
+
+/**
+ * The shipper's stream bytes for a run of records: for each, a length-delimited ShipperFrame
+ * { record } — exactly `pb.ShipperFrame.encodeDelimited({ record }).finish()`, concatenated — in
+ * one buffer. The generic encoder cost a Writer, its growth and two copies per record, on the
+ * gateway's main thread, for every record a command produces.
+ */
+export function encodeRecordFrames(records: readonly Uint8Array[]): Buffer {
+  let total = 0;
+  for (const r of records) {
+    const inner = 1 + varintBytes(r.length) + r.length;
+    total += varintBytes(inner) + inner;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let pos = 0;
+  for (const r of records) {
+    pos = writeVarint(out, pos, 1 + varintBytes(r.length) + r.length);
+    out[pos++] = RECORD_TAG;
+    pos = writeVarint(out, pos, r.length);
+    out.set(r, pos);
+    pos += r.length;
+  }
+  return out;
+}
+
 /** Incremental reader: push() chunks as they arrive, get back the complete frames. */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);

@@ -7,7 +7,6 @@
 // time (O(log n)), the new stored hashes are fsynced to tree.hashes with the record's batch, and every
 // N records or T milliseconds a signed checkpoint of the tree so far is appended as a record and,
 // once durable, written to checkpoints/<size>.checkpoint (where a witness's cosignature joins it).
-import { hash } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../core/clock.js';
@@ -18,9 +17,12 @@ import { signCheckpoint } from './checkpoint.js';
 import { leafHash } from './hash.js';
 import type { Frontier } from './merkle.js';
 import { addSignatureLines, parseNote, type NoteSigner } from './note.js';
+import { DigestArena } from './digest-arena.js';
+import { FrameArena, forEachRecord } from './frame-arena.js';
+import { RecordEncoder } from './record-encoder.js';
 import type { AuditEvent } from './records.js';
-import { encodeLeafInput, SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
-import { encodeSpoolFrame, Spool } from './spool.js';
+import { SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
+import { FRAME_HEADER_BYTES, MAX_RECORD_BYTES, Spool } from './spool.js';
 import { TreeStore } from './tree-store.js';
 
 export const CHECKPOINT_DIR = 'checkpoints';
@@ -73,9 +75,8 @@ interface Waiter {
 
 interface Batch {
   firstSeq: number;
-  frames: Buffer[];
-  records: Uint8Array[];
-  treeHashes: Uint8Array[];
+  /** Length of each record's spool frame, in seq order (the frames are in the frame arena). */
+  frameLengths: number[];
   checkpoints: { size: number; note: string }[];
   bytes: number;
   waiters: Waiter[];
@@ -108,6 +109,11 @@ export class AuditLog {
   /** When the acknowledged point was last persisted (performance.now()). */
   private ackWrittenAt = -Infinity;
   private flushing: Promise<void> | undefined;
+  /** Bytes of the batch being written: neither pending nor yet in the spool's size. */
+  private flushingBytes = 0;
+  private readonly encoder = new RecordEncoder();
+  private readonly arena = new FrameArena();
+  private readonly digests = new DigestArena();
   private failure: AuditError | undefined;
   private closed = false;
   private batches = 0;
@@ -131,11 +137,11 @@ export class AuditLog {
       clearTimeout(this.lazyTimer);
       this.lazyTimer = undefined;
     }
-    if (this.flushing || this.pending.frames.length === 0) return;
+    if (this.flushing || this.pending.frameLengths.length === 0) return;
     const p = this.flush().finally(() => {
       this.flushing = undefined;
       // Appends made while the last write was in flight and not picked up by the loop.
-      if (this.pending.frames.length > 0 && !this.failure) this.scheduleFlush();
+      if (this.pending.frameLengths.length > 0 && !this.failure) this.scheduleFlush();
     });
     this.flushing = p;
   };
@@ -265,8 +271,9 @@ export class AuditLog {
   depthRecords(): number {
     return this.nextSeqValue - 1 - this.acked;
   }
+  /** Spool size including records not yet durable (pending, and the batch being written). */
   bytes(): number {
-    return this.spool.bytes() + this.pending.bytes;
+    return this.spool.bytes() + this.flushingBytes + this.pending.bytes;
   }
   /** Leaf hash of the last appended record (32 zero bytes before seq 0). */
   lastRecordHash(): Uint8Array {
@@ -388,21 +395,35 @@ export class AuditLog {
     rec.seq = seq;
     rec.timeUnixMs = this.clock.now();
     rec.prevHash = this.lastHash;
-    // 0x00 || record in one buffer: the leaf hash is one one-shot SHA-256 call, no Hash object.
-    const leafInput = encodeLeafInput(rec);
-    const bytes = leafInput.subarray(1);
-    const frame = encodeSpoolFrame(bytes);
+    // 0x00 || record in the encoder's reused buffer: the leaf hash is one one-shot SHA-256 call
+    // over it, and the record is copied once, into its spool frame.
+    const leafInput = this.encoder.encodeLeafInput(rec);
+    const recordBytes = leafInput.length - 1;
     // Checked before the seq is taken, so a refused record leaves no gap in the chain.
-    if (this.spool.bytes() + this.pending.bytes + frame.length > this.maxBytes) {
+    if (recordBytes > MAX_RECORD_BYTES) {
+      // Recovery would take a longer frame for a torn tail and cut it (and all after it) off.
+      throw new AuditError(`audit record of ${recordBytes} bytes exceeds the limit of ${MAX_RECORD_BYTES}`);
+    }
+    if (this.bytes() + FRAME_HEADER_BYTES + recordBytes > this.maxBytes) {
       throw new AuditError(`audit spool is full (${this.maxBytes} bytes): the collector has not acknowledged enough records`);
     }
-    this.lastHash = hash('sha256', leafInput, 'buffer');
+    // The arenas keep the frame and the stored hashes (leaf, then the nodes it completes) in
+    // order until the batch is flushed; the batch itself holds only the frame's length.
+    let frameBytes: number;
+    try {
+      this.lastHash = this.digests.digest(leafInput);
+      this.frontier.appendWith(this.lastHash, this.digests.node);
+      frameBytes = this.arena.frame(leafInput, 1, leafInput.length);
+    } catch (err) {
+      // Half a record (a hash without its frame, an advanced frontier) would misalign the tree
+      // with the spool from here on: refuse everything rather than write a wrong tree.
+      this.fail(err, this.pending, 'audit append failed mid-record');
+      throw this.failure!;
+    }
     this.nextSeqValue = seq + 1;
     const b = this.pending;
-    for (const h of this.frontier.append(this.lastHash)) b.treeHashes.push(h);
-    b.frames.push(frame);
-    b.records.push(bytes);
-    b.bytes += frame.length;
+    b.frameLengths.push(frameBytes);
+    b.bytes += frameBytes;
     // setImmediate or a short timer, never a microtask: everything appended in this turn of the
     // event loop, including other connections' I/O callbacks, joins the same write and fsync.
     this.scheduleFlush();
@@ -428,7 +449,7 @@ export class AuditLog {
   async sync(): Promise<void> {
     this.syncing++;
     try {
-      while (!this.failure && (this.flushing || this.pending.frames.length > 0)) {
+      while (!this.failure && (this.flushing || this.pending.frameLengths.length > 0)) {
         if (!this.flushing) this.flushNow();
         await this.flushing;
       }
@@ -439,26 +460,34 @@ export class AuditLog {
   }
 
   private newBatch(): Batch {
-    return { firstSeq: this.nextSeqValue, frames: [], records: [], treeHashes: [], checkpoints: [], bytes: 0, waiters: [] };
+    return { firstSeq: this.nextSeqValue, frameLengths: [], checkpoints: [], bytes: 0, waiters: [] };
   }
 
   private async flush(): Promise<void> {
     // Straight on with what gathered during the last fsync only when someone waits on it (or a
     // sync() asked): otherwise it joins the next lazy batch.
-    for (let first = true; this.pending.frames.length > 0 && !this.failure; first = false) {
+    for (let first = true; this.pending.frameLengths.length > 0 && !this.failure; first = false) {
       if (!first && this.pending.waiters.length === 0 && this.lazyFlushMs > 0 && !this.syncing) break;
       const batch = this.pending;
       this.pending = this.newBatch();
+      // Everything the arenas hold was appended to this batch (appends run on this thread).
+      const frames = this.arena.drain();
+      const treeHashes = this.digests.drain();
+      // Until the spool counts them, the batch's bytes count here: a full spool refuses at its
+      // bound during a write too.
+      this.flushingBytes = batch.bytes;
       try {
         // Records and their tree hashes are fsynced side by side; neither counts until both have.
-        await Promise.all([this.spool.appendBatch(batch.frames, batch.firstSeq), this.tree.append(batch.treeHashes)]);
+        await Promise.all([this.spool.appendBatch(frames, batch.frameLengths, batch.firstSeq), this.tree.append(treeHashes)]);
       } catch (err) {
         this.fail(err, batch);
         return;
+      } finally {
+        this.flushingBytes = 0;
       }
       this.batches++;
-      this.durableNext = batch.firstSeq + batch.records.length;
-      this.remember(batch.records);
+      this.durableNext = batch.firstSeq + batch.frameLengths.length;
+      this.remember(frames, batch.frameLengths);
       for (const w of batch.waiters) w.resolve(w.seq);
       // The checkpoint file exists before the shipper sends its record, so a witness's cosignature
       // always finds it.
@@ -478,19 +507,22 @@ export class AuditLog {
   }
 
 
-  private fail(err: unknown, batch: Batch): void {
+  private fail(err: unknown, batch: Batch, what = 'audit spool write failed'): void {
     // After a failed fsync the kernel may have dropped the dirty pages: nothing written since the
     // last good fsync can be trusted, and no later record may be reported durable.
-    this.failure = new AuditError(`audit spool write failed: ${(err as Error).message ?? String(err)}`, { cause: err });
+    this.failure = new AuditError(`${what}: ${(err as Error).message ?? String(err)}`, { cause: err });
     this.logger.error({ err, firstSeq: batch.firstSeq }, 'audit spool failed; refusing further records');
     for (const w of batch.waiters) w.reject(this.failure);
     for (const w of this.pending.waiters) w.reject(this.failure);
     this.pending = this.newBatch();
+    // The arenas' frames and hashes belong to the pending batch just dropped.
+    this.arena.drain();
+    this.digests.drain();
     this.notify();
   }
 
-  private remember(records: Uint8Array[]): void {
-    for (const r of records) this.cache.push(r);
+  private remember(frames: Buffer[], lengths: number[]): void {
+    forEachRecord(frames, lengths, (r) => this.cache.push(r));
     const excess = this.cache.length - this.cacheRecords;
     if (excess > 0) {
       // Trim in chunks so the array is not shifted once per record.

@@ -110,6 +110,18 @@ export class Frontier {
     return created;
   }
 
+  /**
+   * Same as append for a caller that keeps the stored hashes itself: interior nodes are hashed by
+   * `node` (RFC 9162's node hash; the log's digest arena records each one, in stored order) and
+   * nothing is returned. One interior hash per leaf on average.
+   */
+  appendWith(leaf: Uint8Array, node: (left: Uint8Array, right: Uint8Array) => Uint8Array): void {
+    let h: Uint8Array = leaf;
+    for (let m = this.n; m % 2 === 1; m = Math.floor(m / 2)) h = node(this.hashes.pop()!, h);
+    this.hashes.push(h);
+    this.n++;
+  }
+
   /** MTH of the tree so far. */
   root(): Buffer {
     if (this.hashes.length === 0) return EMPTY_ROOT;

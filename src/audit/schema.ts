@@ -1,7 +1,6 @@
 // The audit wire schema as TypeScript sees it: re-exports the generated protobuf code
 // (protocols/audit/gen, from `npm run proto`) and turns protobufjs' 64-bit values into numbers.
 // Owns decoding of untrusted bytes into records and frames; never hashes or does I/O.
-import protobuf from 'protobufjs/minimal.js';
 import { plantgate } from '../../protocols/audit/gen/audit.js';
 
 export const pb = plantgate.audit;
@@ -57,13 +56,4 @@ export function decodeRecord(bytes: Uint8Array): DecodedRecord {
 /** The record bytes that get hashed, spooled and shipped. */
 export function encodeRecord(record: AuditRecordProps): Uint8Array {
   return pb.AuditRecord.encode(record).finish();
-}
-
-/**
- * The record encoded behind the RFC 9162 leaf prefix: returns 0x00 || record bytes in one buffer,
- * so the log hashes the leaf with one one-shot SHA-256 call and no copy (subarray(1) is the record).
- * The record bytes are exactly encodeRecord's: a varint 0 is the single byte 0x00.
- */
-export function encodeLeafInput(record: AuditRecordProps): Uint8Array {
-  return pb.AuditRecord.encode(record, protobuf.Writer.create().uint32(0)).finish();
 }

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { silentLogger, type Logger } from '../core/log.js';
-import { FrameReader } from './framing.js';
+import { encodeRecordFrames, FrameReader } from './framing.js';
 import { hashEquals, leafHash, toHex } from './hash.js';
 import type { AuditLog } from './log.js';
 import { num, pb } from './schema.js';
@@ -248,9 +248,9 @@ export class Shipper extends EventEmitter {
       const recs = await log.readFrom(this.cursor, batch);
       if (socket !== this.socket || !this.streaming) return;
       if (recs.length === 0) return;
-      const frames: Uint8Array[] = [];
-      for (const r of recs) frames.push(pb.ShipperFrame.encodeDelimited({ record: r.bytes }).finish());
-      socket.write(Buffer.concat(frames));
+      const records: Uint8Array[] = [];
+      for (const r of recs) records.push(r.bytes);
+      socket.write(encodeRecordFrames(records));
       this.cursor = recs[recs.length - 1].seq + 1;
       this.st.sentSeq = this.cursor - 1;
     }

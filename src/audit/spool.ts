@@ -28,6 +28,28 @@ export function encodeSpoolFrame(record: Uint8Array): Buffer {
   return frame;
 }
 
+/**
+ * Views that lie back to back in one buffer (the log lays frames and stored hashes out so,
+ * frame-arena.ts, digest-arena.ts) become one view per run: a batch of thousands of records is
+ * then a handful of iovecs for writev, not one per record. Views only; no byte is copied.
+ */
+export function coalesce(views: readonly Uint8Array[]): Buffer[] {
+  const out: Buffer[] = [];
+  let i = 0;
+  while (i < views.length) {
+    const first = views[i];
+    let end = first.byteOffset + first.length;
+    let j = i + 1;
+    while (j < views.length && views[j].buffer === first.buffer && views[j].byteOffset === end) {
+      end += views[j].length;
+      j++;
+    }
+    out.push(Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset));
+    i = j;
+  }
+  return out;
+}
+
 function segmentName(firstSeq: number): string {
   return `${String(firstSeq).padStart(16, '0')}${SEGMENT_SUFFIX}`;
 }
@@ -246,11 +268,18 @@ export class Spool {
   }
 
   /**
-   * Writes one batch (frames of contiguous records starting at firstSeq) with one write and one
-   * fsync. Rolls to a new segment first when the active one is full, so a batch never spans two
-   * files and only the last segment can have a torn tail.
+   * Writes one batch (frames of contiguous records starting at firstSeq, as `chunks` of whole
+   * frames back to back, `frameLengths` giving each frame's length) with one write and one fsync.
+   * Rolls to a new segment first when the active one is full, so a batch never spans two files
+   * and only the last segment can have a torn tail.
    */
-  async appendBatch(frames: Buffer[], firstSeq: number): Promise<void> {
+  async appendBatch(chunks: Buffer[], frameLengths: number[], firstSeq: number): Promise<void> {
+    let total = 0;
+    for (const c of chunks) total += c.length;
+    let framed = 0;
+    for (const n of frameLengths) framed += n;
+    // The offsets index below must describe exactly the bytes written.
+    if (framed !== total) throw new AuditError(`spool batch of ${total} bytes does not match its ${frameLengths.length} frames (${framed} bytes)`);
     let seg = this.segments[this.segments.length - 1];
     if (!seg || (seg.size >= this.segmentBytes && seg.offsets.length > 0)) {
       await this.active?.close();
@@ -262,23 +291,21 @@ export class Spool {
     } else if (!this.active) {
       this.active = await open(seg.path, 'a');
     }
-    let total = 0;
-    for (const f of frames) total += f.length;
     let written = 0;
-    let pending = frames;
+    let pending = coalesce(chunks);
     for (;;) {
       const { bytesWritten } = await this.active.writev(pending);
       written += bytesWritten;
       if (written >= total) break;
       // A short write (rare on regular files): write the rest, then fsync once.
-      pending = [Buffer.concat(frames).subarray(written)];
+      pending = [Buffer.concat(chunks).subarray(written)];
     }
     await this.active.sync();
     this.fsyncs++;
     let off = seg.size;
-    for (const f of frames) {
+    for (const n of frameLengths) {
       seg.offsets.push(off);
-      off += f.length;
+      off += n;
     }
     seg.size = off;
     this.totalBytes += total;

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { AuditError } from './errors.js';
 import { HASH_BYTES } from './hash.js';
 import { Frontier, storedHashCount, type StoredHashReader } from './merkle.js';
+import { coalesce } from './spool.js';
 
 export const TREE_FILE = 'tree.hashes';
 
@@ -96,23 +97,30 @@ export class TreeStore {
     return this.count;
   }
 
-  /** Appends stored hashes with one write and one fsync. */
+  /**
+   * Appends stored hashes with one write and one fsync: 32-byte hashes, or runs of them back to
+   * back (the log's digest arena hands over a batch's hashes so).
+   */
   async append(hashes: Uint8Array[]): Promise<void> {
-    if (hashes.length === 0) return;
-    const bufs = hashes.map((h) => (h.length === HASH_BYTES ? h : Buffer.alloc(HASH_BYTES)));
-    let total = bufs.length * HASH_BYTES;
+    let total = 0;
+    for (const h of hashes) {
+      // A run that is not whole hashes would shift every later one in the file.
+      if (h.length % HASH_BYTES !== 0) throw new AuditError(`stored hashes are ${HASH_BYTES} bytes each, got a run of ${h.length}`);
+      total += h.length;
+    }
+    if (total === 0) return;
     let written = 0;
-    let pending: Uint8Array[] = bufs;
+    let pending = coalesce(hashes);
     for (;;) {
-      const { bytesWritten } = await this.handle.writev(pending as NodeJS.ArrayBufferView[] as Buffer[]);
+      const { bytesWritten } = await this.handle.writev(pending);
       written += bytesWritten;
       if (written >= total) break;
-      pending = [Buffer.concat(bufs).subarray(written)];
-      total = bufs.length * HASH_BYTES;
+      // A short write (rare on regular files): write the rest, then fsync once.
+      pending = [Buffer.concat(hashes).subarray(written)];
     }
     await this.handle.sync();
     this.fsyncs++;
-    this.count += hashes.length;
+    this.count += total / HASH_BYTES;
   }
 
   /** Runs `fn` with a synchronous reader over the hashes fsynced so far. */

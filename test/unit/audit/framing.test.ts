@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, FrameReader, FramingError } from '../../../src/audit/framing.js';
+import { encodeFrame, encodeRecordFrames, FrameReader, FramingError } from '../../../src/audit/framing.js';
 import { pb } from '../../../src/audit/schema.js';
 
 describe('audit stream framing', () => {
@@ -25,6 +25,20 @@ describe('audit stream framing', () => {
         },
       ),
     );
+  });
+
+  it('ships records as exactly the ShipperFrame bytes protobuf writes, whatever their size', () => {
+    const check = (records: Uint8Array[]): void => {
+      const want = Buffer.concat(records.map((record) => pb.ShipperFrame.encodeDelimited({ record }).finish()));
+      const got = encodeRecordFrames(records);
+      expect(got.equals(want)).toBe(true);
+      const back = new FrameReader().push(got).map((f) => Buffer.from(pb.ShipperFrame.decode(f).record!));
+      expect(back.every((r, i) => r.equals(records[i]))).toBe(true);
+    };
+    // Sizes around the one/two-byte length prefix boundary (127/128 for record and frame).
+    fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 }), check));
+    // Three-byte length prefixes.
+    check([new Uint8Array(16_381).fill(7), new Uint8Array(20_000).fill(9), new Uint8Array(0)]);
   });
 
   it('uses the same framing as protobuf encodeDelimited', () => {
