@@ -64,8 +64,11 @@ export class FrameArena {
   }
 }
 
-/** Calls `fn` with each record of `runs` (frames whose lengths are `lengths`, in order). */
-export function forEachRecord(runs: readonly Buffer[], lengths: readonly number[], fn: (record: Buffer) => void): void {
+/**
+ * Calls `fn` with where each record of `runs` lies (frames whose lengths are `lengths`, in order):
+ * the run and the record's [start, end) in it, without making a view per record.
+ */
+export function forEachRecord(runs: readonly Buffer[], lengths: readonly number[], fn: (run: Buffer, start: number, end: number) => void): void {
   let r = 0;
   let pos = 0;
   for (const len of lengths) {
@@ -73,7 +76,7 @@ export function forEachRecord(runs: readonly Buffer[], lengths: readonly number[
       r++;
       pos = 0;
     }
-    fn(runs[r].subarray(pos + FRAME_HEADER_BYTES, pos + len));
+    fn(runs[r], pos + FRAME_HEADER_BYTES, pos + len);
     pos += len;
   }
 }

@@ -19,6 +19,7 @@ import type { Frontier } from './merkle.js';
 import { addSignatureLines, parseNote, type NoteSigner } from './note.js';
 import { DigestArena } from './digest-arena.js';
 import { FrameArena, forEachRecord } from './frame-arena.js';
+import { RecordRing } from './record-ring.js';
 import { RecordEncoder } from './record-encoder.js';
 import type { AuditEvent } from './records.js';
 import { SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
@@ -120,8 +121,8 @@ export class AuditLog {
   private ackChain: Promise<void> = Promise.resolve();
   private ackWanted = -1;
   // Recent durable records, so the shipper's happy path never touches the disk.
-  private cache: Uint8Array[] = [];
-  private cacheFirst: number;
+  /** Recent durable records, for the shipper and sinks to read without touching the spool. */
+  private readonly recent: RecordRing;
   private readonly listeners = new Set<() => void>();
   private lastCheckpoint: { size: number; note: string } | undefined;
   /**
@@ -172,7 +173,7 @@ export class AuditLog {
     private readonly gatewayId: string,
     private readonly clock: Clock,
     private readonly maxBytes: number,
-    private readonly cacheRecords: number,
+    cacheRecords: number,
     private readonly logger: Logger,
     recovered: { nextSeq: number; lastHash: Uint8Array; ackedSeq: number },
     private readonly tree: TreeStore,
@@ -183,7 +184,8 @@ export class AuditLog {
   ) {
     this.nextSeqValue = recovered.nextSeq;
     this.durableNext = recovered.nextSeq;
-    this.cacheFirst = recovered.nextSeq;
+    // 8,192 records of ~300 bytes fit in 4 MiB; a window of larger records just holds fewer.
+    this.recent = new RecordRing(cacheRecords, 4 << 20, recovered.nextSeq);
     this.lastHash = recovered.lastHash;
     this.acked = recovered.ackedSeq;
     this.pending = this.newBatch();
@@ -522,14 +524,7 @@ export class AuditLog {
   }
 
   private remember(frames: Buffer[], lengths: number[]): void {
-    forEachRecord(frames, lengths, (r) => this.cache.push(r));
-    const excess = this.cache.length - this.cacheRecords;
-    if (excess > 0) {
-      // Trim in chunks so the array is not shifted once per record.
-      const cut = Math.max(excess, this.cacheRecords >> 2);
-      this.cache.splice(0, cut);
-      this.cacheFirst += cut;
-    }
+    forEachRecord(frames, lengths, (run, start, end) => this.recent.push(run, start, end));
   }
 
   /** Calls `listener` after each durable batch (and on failure or close). Returns an unsubscribe. */
@@ -551,9 +546,10 @@ export class AuditLog {
     if (seq < first) throw new AuditError(`records before seq ${first} are no longer in the spool (asked for ${seq})`);
     const out: { seq: number; bytes: Uint8Array }[] = [];
     if (seq >= this.durableNext || max <= 0) return out;
-    if (seq >= this.cacheFirst) {
+    if (seq >= this.recent.firstSeq()) {
       const end = Math.min(this.durableNext, seq + max);
-      for (let s = seq; s < end; s++) out.push({ seq: s, bytes: this.cache[s - this.cacheFirst] });
+      // Copies: a later append overwrites the ring, and a reader may hold its bytes across awaits.
+      for (let s = seq; s < end; s++) out.push({ seq: s, bytes: this.recent.copy(s)! });
       return out;
     }
     const records = await this.spool.read(seq, max);
