@@ -211,11 +211,20 @@ export class AuditLog {
     const segmentBytes = Math.min(opts.segmentBytes ?? 16 * 1024 * 1024, Math.max(4096, Math.floor(maxBytes / 8)));
     const { spool, recovered } = await Spool.open(opts.dir, segmentBytes, logger);
     let treeOpened;
+    let lastCheckpoint: { size: number; note: string } | undefined;
     try {
-      treeOpened = await TreeStore.open(opts.dir, recovered.nextSeq, spool.firstSeq(recovered.nextSeq), async (from, to) =>
-        (await spool.read(from, to - from)).map((r) => leafHash(r)),
-      );
       await mkdir(join(opts.dir, CHECKPOINT_DIR), { recursive: true });
+      lastCheckpoint = await readLatestCheckpoint(join(opts.dir, CHECKPOINT_DIR), recovered.nextSeq);
+      // The tree file is fsynced before each checkpoint file is written and before acknowledged
+      // records are deleted: hashes up to there are on disk, later ones are recomputed.
+      const trustedLeaves = Math.max(recovered.ackedSeq + 1, lastCheckpoint?.size ?? 0);
+      treeOpened = await TreeStore.open(
+        opts.dir,
+        recovered.nextSeq,
+        spool.firstSeq(recovered.nextSeq),
+        async (from, to) => (await spool.read(from, to - from)).map((r) => leafHash(r)),
+        trustedLeaves,
+      );
     } catch (err) {
       await spool.close();
       throw err instanceof AuditError ? err : new AuditError(`audit tree: ${(err as Error).message}`, { cause: err });
@@ -227,7 +236,6 @@ export class AuditLog {
       await treeOpened.store.close();
       throw new AuditError('checkpoints: everyRecords must be an integer >= 1 and everyMs > 0');
     }
-    const lastCheckpoint = await readLatestCheckpoint(join(opts.dir, CHECKPOINT_DIR), recovered.nextSeq);
     logger.info(
       {
         dir: opts.dir,
@@ -500,6 +508,8 @@ export class AuditLog {
 
   private async publishCheckpoint(cp: { size: number; note: string }): Promise<void> {
     try {
+      // A checkpoint file vouches, at recovery, for the tree hashes up to its size (see open).
+      await this.tree.sync();
       await writeFileAtomic(join(this.spool.dir, CHECKPOINT_DIR, checkpointFileName(cp.size)), cp.note);
     } catch (err) {
       // The checkpoint is durable as a record in the spool; only the convenience copy is missing.
@@ -580,6 +590,8 @@ export class AuditLog {
       if (seq <= this.acked) return;
       this.ackWrittenAt = performance.now();
       const [rec] = await this.readFrom(seq, 1);
+      // Acknowledged records may be deleted next: their tree hashes must be on disk first.
+      await this.tree.sync();
       await this.spool.writeAckState(seq, leafHash(rec.bytes));
       this.acked = seq;
       const deleted = await this.spool.deleteThrough(seq);

@@ -1,10 +1,13 @@
 // The Merkle tree's stored hashes on disk: <spool>/tree.hashes, 32-byte hashes in tlog's
-// stored-hash order (see merkle.ts), append-only, fsynced with each spool batch. It outlives the
-// spool's segments: acknowledged records are deleted, their hashes stay, so proofs for any seq and
-// checkpoints of any size can still be computed. Owns that one file; knows nothing of records.
+// stored-hash order (see merkle.ts), append-only. It outlives the spool's segments: acknowledged
+// records are deleted, their hashes stay, so proofs for any seq and checkpoints of any size can
+// still be computed. Owns that one file; knows nothing of records.
+// Durability: the hashes follow from the records, so a write waits only for the spool's fsync; this
+// file is fsynced before anything relies on it (a checkpoint file, deleting acknowledged records).
 // Recovery: a length that is not a whole number of leaves' hashes is a torn tail and is cut; hashes
-// of leaves the spool does not hold (the spool's own torn tail was cut) are cut; leaves the file
-// lacks are recomputed from the spool's records. If those records are gone, it refuses to guess.
+// beyond what was known fsynced, or of leaves the spool does not hold (its own torn tail was cut),
+// are cut; leaves the file lacks are recomputed from the spool's records. If those records are
+// gone, it refuses to guess.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -40,6 +43,8 @@ export function fileHashReader(fd: number, count: number, path: string): StoredH
 
 export class TreeStore {
   private count: number;
+  /** Hashes known to be on disk (fsynced); the rest are written but may still be in the page cache. */
+  private syncedCount: number;
   fsyncs = 0;
 
   private constructor(
@@ -48,24 +53,28 @@ export class TreeStore {
     count: number,
   ) {
     this.count = count;
+    this.syncedCount = count;
   }
 
   /**
    * Opens the hash file for a spool whose records end at `nextSeq`, and returns the frontier of
    * that size. `readLeaves(from, to)` yields the leaf hashes of seqs [from, to) from the spool.
+   * `trustedLeaves`: how many leaves' hashes are known to have been fsynced (see sync()); hashes
+   * beyond are recomputed from the spool's records rather than trusted, since a power loss may
+   * have left them torn or, on some filesystems, zeroed.
    */
   static async open(
     dir: string,
     nextSeq: number,
     firstSeqOnDisk: number,
     readLeaves: (from: number, to: number) => Promise<Uint8Array[]>,
+    trustedLeaves = Number.MAX_SAFE_INTEGER,
   ): Promise<{ store: TreeStore; frontier: Frontier; rebuiltLeaves: number }> {
     const path = join(dir, TREE_FILE);
     const handle = await open(path, 'a+');
     try {
       const { size } = await handle.stat();
-      let leaves = leavesCovered(Math.floor(size / HASH_BYTES));
-      if (leaves > nextSeq) leaves = nextSeq;
+      const leaves = Math.min(leavesCovered(Math.floor(size / HASH_BYTES)), nextSeq, trustedLeaves);
       const keep = storedHashCount(leaves) * HASH_BYTES;
       if (keep !== size) {
         await handle.truncate(keep);
@@ -98,8 +107,10 @@ export class TreeStore {
   }
 
   /**
-   * Appends stored hashes with one write and one fsync: 32-byte hashes, or runs of them back to
-   * back (the log's digest arena hands over a batch's hashes so).
+   * Appends stored hashes with one write and no fsync: 32-byte hashes, or runs of them back to
+   * back (the log's digest arena hands over a batch's hashes so). The hashes follow from the
+   * spool's records, which are what a write waits on; sync() makes them durable before anything
+   * that needs them to be (a checkpoint file, deleting acknowledged records).
    */
   async append(hashes: Uint8Array[]): Promise<void> {
     let total = 0;
@@ -118,12 +129,19 @@ export class TreeStore {
       // A short write (rare on regular files): write the rest, then fsync once.
       pending = [Buffer.concat(hashes).subarray(written)];
     }
-    await this.handle.sync();
-    this.fsyncs++;
     this.count += total / HASH_BYTES;
   }
 
-  /** Runs `fn` with a synchronous reader over the hashes fsynced so far. */
+  /** Fsyncs the hashes written so far, if any are not yet. */
+  async sync(): Promise<void> {
+    const count = this.count;
+    if (count === this.syncedCount) return;
+    await this.handle.sync();
+    this.fsyncs++;
+    this.syncedCount = Math.max(this.syncedCount, count);
+  }
+
+  /** Runs `fn` with a synchronous reader over the hashes written so far. */
   withReader<T>(fn: (read: StoredHashReader) => T): T {
     const fd = openSync(this.path, 'r');
     try {
@@ -134,6 +152,7 @@ export class TreeStore {
   }
 
   async close(): Promise<void> {
+    await this.sync();
     await this.handle.close();
   }
 }

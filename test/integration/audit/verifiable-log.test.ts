@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { AuditLog, CHECKPOINT_DIR } from '../../../src/audit/log.js';
 import { noteSigner, parseNote, parseVerifierKey, verifierKey } from '../../../src/audit/note.js';
 import { proveConsistency, proveInclusion, verifyCheckpointPair, verifyInclusionBundle, verifySpool } from '../../../src/audit/offline.js';
 import { violationRecord } from '../../../src/audit/records.js';
+import { storedHashCount } from '../../../src/audit/merkle.js';
 import { TREE_FILE } from '../../../src/audit/tree-store.js';
 import { ManualClock } from '../../../src/core/clock.js';
 
@@ -140,6 +141,31 @@ describe('verifiable audit log', () => {
     const report = await verifySpool(dir, verifier);
     expect(report.problems).toEqual([]);
     expect(report.treeSize).toBeGreaterThan(before);
+  });
+
+  it('recomputes tree hashes written after the last checkpoint instead of trusting them (a power loss can leave them zeroed)', async () => {
+    // Writes wait for the spool's fsync only; tree.hashes is fsynced before each checkpoint file.
+    // Simulate a power loss: the state on disk is taken while the log runs, and the hashes past
+    // the last checkpoint are zeroed, as some filesystems leave unsynced appended blocks.
+    const log = await writeRecords(27); // checkpoints of sizes 10 and 21, then records up to 28
+    const crashed = await mkdtemp(join(tmpdir(), 'plantgate-vlog-crash-'));
+    try {
+      await cp(dir, crashed, { recursive: true });
+      await log.close();
+      const trusted = storedHashCount(21) * 32;
+      const tree = await readFile(join(crashed, TREE_FILE));
+      expect(tree.length).toBeGreaterThan(trusted);
+      tree.fill(0, trusted);
+      await writeFile(join(crashed, TREE_FILE), tree);
+      const reopened = await AuditLog.open({ dir: crashed, gatewayId: 'gw-1', clock, checkpoints: { signer, everyRecords: 10, everyMs: 60_000 } });
+      for (let i = 0; i < 3; i++) reopened.append(ev(100 + i));
+      await reopened.close();
+      const report = await verifySpool(crashed, verifier);
+      expect(report.problems).toEqual([]);
+      expect(report.latestCheckpointSize).toBe(report.treeSize - 1);
+    } finally {
+      await rm(crashed, { recursive: true, force: true });
+    }
   });
 
   it('keeps a witness cosignature next to its checkpoint', async () => {
