@@ -55,28 +55,31 @@ describe('AuditLog', () => {
     await log.close();
   });
 
-  it('writes everything appended in one event-loop turn with one fsync, of the segment (tree hashes follow from the records)', async () => {
+  it('writes everything appended in one event-loop turn with one durable write of the segment (tree hashes follow from the records)', async () => {
     const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
     await log.appendDurable(ev(0)); // opens the segment file
     const probe = await open(join(dir, 'probe'), 'w');
-    const syncSpy = vi.spyOn(Object.getPrototypeOf(probe), 'sync');
+    const proto = Object.getPrototypeOf(probe);
+    const syncSpy = vi.spyOn(proto, 'sync');
+    const writeSpy = vi.spyOn(proto, 'writev');
     await probe.close();
     const before = log.stats().fsyncs;
     const all = [];
     for (let i = 1; i <= 200; i++) all.push(log.appendDurable(ev(i)));
     expect(await Promise.all(all)).toEqual([...Array(200).keys()].map((i) => i + 1));
     expect(log.stats().fsyncs - before).toBe(1);
-    // One fsync for the whole batch: the segment's. tree.hashes is fsynced only before a
-    // checkpoint file or a deletion relies on it.
-    expect(syncSpy).toHaveBeenCalledTimes(1);
+    // One write of the segment (opened O_DSYNC: durable when it returns) and one of tree.hashes;
+    // no separate fsync. tree.hashes is fsynced only before a checkpoint file or a deletion relies on it.
+    expect(writeSpy).toHaveBeenCalledTimes(2);
+    expect(syncSpy).not.toHaveBeenCalled();
     await log.close();
   });
 
-  it('rejects every durable waiter with AUDIT_UNAVAILABLE when fsync fails, and refuses further records', async () => {
+  it('rejects every durable waiter with AUDIT_UNAVAILABLE when the durable write fails, and refuses further records', async () => {
     const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
     await log.appendDurable(ev(0));
     const probe = await open(join(dir, 'probe'), 'w');
-    vi.spyOn(Object.getPrototypeOf(probe), 'sync').mockRejectedValueOnce(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    vi.spyOn(Object.getPrototypeOf(probe), 'writev').mockRejectedValueOnce(Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }));
     await probe.close();
     const waiters = [log.appendDurable(ev(1)), log.appendDurable(ev(2))];
     for (const w of waiters) await expect(w).rejects.toMatchObject({ reason: 'AUDIT_UNAVAILABLE' });
