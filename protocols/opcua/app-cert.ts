@@ -8,6 +8,7 @@ import * as x509 from '@peculiar/x509';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MODBUS_ROLE_OID } from '../../src/identity/cert.js';
 import { PUBLIC_MODE, SECRET_MODE, writeFileDurable } from '../../src/identity/dev/files.js';
 
 x509.cryptoProvider.set(webcrypto);
@@ -23,6 +24,20 @@ export interface AppCertOptions {
   hosts?: string[];
   validityDays?: number;
   now?: number;
+  /**
+   * A role for the agent, carried in the Modbus/TCP Security role extension (OID
+   * 1.3.6.1.4.1.50316.802.1, one DER UTF8String): the gateway reads it from the application
+   * certificate as it does from a Modbus/TCP Security client certificate and adds it to the
+   * subject's roles (src/identity/cert.ts roleFromCertificate).
+   */
+  role?: string;
+}
+
+/** DER UTF8String of `text` (definite, minimal length: what roleFromCertificate insists on). */
+function derUtf8String(text: string): Uint8Array {
+  const body = Buffer.from(text, 'utf8');
+  const len = body.length < 0x80 ? [body.length] : body.length < 0x100 ? [0x81, body.length] : [0x82, body.length >> 8, body.length & 0xff];
+  return Uint8Array.from([0x0c, ...len, ...body]);
 }
 
 export interface AppCert {
@@ -53,6 +68,7 @@ export async function createAppCert(opts: AppCertOptions): Promise<AppCert> {
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension(names),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ...(opts.role === undefined ? [] : [new x509.Extension(MODBUS_ROLE_OID, false, derUtf8String(opts.role))]),
     ],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));

@@ -56,6 +56,11 @@ export interface JwtPresentation {
   /** x5t#S256 of that certificate: the token's `cnf` must name it. */
   certThumbprint: string;
   remoteAddress: string;
+  /**
+   * The Modbus/TCP Security role extension of that certificate, when it carries one: the verifier
+   * joins it to the token's roles (verifyAccessToken `certRole`), as the agent API does for Modbus.
+   */
+  certRole?: string;
 }
 
 /** Resolves with the verified Subject, or rejects; a PlantgateError (TokenError) names the reason. */
@@ -235,6 +240,8 @@ export class JwtOPCUAServer extends OPCUAServer {
       if (!der) throw new Error('no client certificate on the secure channel');
       const id = identityFromCertificate(new X509Certificate(der));
       who = { workloadId: id.workloadId, certThumbprint: id.thumbprint, remoteAddress: channel.remoteAddress ?? '' };
+      // A role extension that cannot be read made identityFromCertificate throw (NO_IDENTITY).
+      if (id.role !== undefined) who.certRole = id.role;
     } catch (err) {
       reject('NO_IDENTITY', `client application certificate carries no usable workload identity: ${(err as Error).message}`);
       return;

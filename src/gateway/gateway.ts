@@ -447,6 +447,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           audience: t.audience,
           expectedSub: who.workloadId,
           certThumbprint: who.certThumbprint,
+          certRole: who.certRole,
           assurance: 'mtls+token',
           maxTtlSec: t.maxTokenTtlSec,
           leewaySec: config.identity.leeway_sec,

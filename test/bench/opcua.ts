@@ -8,8 +8,14 @@
 // machine than wall-clock latency), its RSS idle and after the run, and start-to-ready time.
 // Run after build:
 //   node dist/test/bench/opcua.js [--quick]
+// Knobs for profiling (docs/opcua.md, "Where an OPC UA command's CPU goes"):
+//   BENCH_GATEWAY_NODE_ARGS  node flags for the gateway child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/uaprof"
+//                            (written when the gateway exits on SIGTERM at the end of the run)
+//   BENCH_GATEWAY_PIDFILE    file that receives the gateway's pid once it is ready (perf record -p)
+//   BENCH_GATEWAY_LOG        file that receives the gateway's stdout/stderr (e.g. --trace-deopt)
+//   BENCH_OPCUA_N, BENCH_OPCUA_WARMUP  round trips per measured run, and before the first one
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -23,8 +29,14 @@ import { createAppCert, writeAppCert } from '../../protocols/opcua/app-cert.js';
 import { createJwtSession } from '../../protocols/opcua/jwt-token.js';
 
 const quick = process.argv.includes('--quick');
-const N = quick ? 300 : 3000;
+// BENCH_OPCUA_N overrides the round trips per run (a longer run for a steady-state profile).
+const N = Number(process.env.BENCH_OPCUA_N ?? 0) || (quick ? 1000 : 3000);
 const REPEATS = quick ? 1 : 3;
+// Round trips before the first measured run of each operation. node-opcua's request path is large
+// (~800 functions optimized by V8 on the way); measured cold, a run of a few hundred round trips
+// counts the optimizing compiler's threads and unoptimized code, not the steady state: 2.1 ms of
+// CPU per read over 300 cold reads, 0.3-0.4 ms of main-thread CPU once warm (docs/opcua.md).
+const WARMUP = Number(process.env.BENCH_OPCUA_WARMUP ?? (quick ? 1500 : 3000));
 const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
 /** Linux USER_HZ: /proc/<pid>/stat counts CPU time in these ticks. */
 const TICKS_PER_S = 100;
@@ -47,12 +59,44 @@ function rssOf(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-/** User + system CPU time of a process, in microseconds. */
-function cpuUsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** utime and stime (fields 14 and 15 of a /proc stat line), in microseconds. */
+function statTimes(stat: string): { user: number; sys: number } {
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / TICKS_PER_S;
+  return { user: (Number(f[11]) * 1e6) / TICKS_PER_S, sys: (Number(f[12]) * 1e6) / TICKS_PER_S };
+}
+
+/** User + system CPU time of a process (all its threads), in microseconds. */
+function cpuUsOf(pid: number): number {
+  const t = statTimes(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  return t.user + t.sys;
+}
+
+/**
+ * Where a process's CPU goes: its main thread (JavaScript, and the syscalls it makes) in user and
+ * system time, and all other threads (GC helpers, the compiler, libuv's pool) together. A sampling
+ * profiler cannot tell this apart: it charges wall time, including time the main thread waited
+ * for a core, to whatever function was on the stack.
+ */
+interface CpuSplit {
+  mainUser: number;
+  mainSys: number;
+  others: number;
+}
+
+function cpuSplitOf(pid: number): CpuSplit {
+  const main = statTimes(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8'));
+  let others = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    if (tid === String(pid)) continue;
+    try {
+      const t = statTimes(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      others += t.user + t.sys;
+    } catch {
+      // The thread ended between the listing and the read: its time is in the process total.
+    }
+  }
+  return { mainUser: main.user, mainSys: main.sys, others };
 }
 
 async function waitReady(opsPort: number, child: ChildProcess, output: () => string): Promise<void> {
@@ -76,26 +120,37 @@ interface Figures {
   p99: number;
   /** Gateway CPU µs per command (through the gateway only). */
   cpuUs?: number;
+  /** The same, split by thread and user/system (µs per command). */
+  split?: CpuSplit;
+  /** CPU µs per command of every run, in run order (the spread on a shared machine). */
+  all?: number[];
 }
 
 /** N sequential round trips after a warm-up, REPEATS times; the median run's percentiles. */
 async function timeIt(op: () => Promise<void>, gatewayPid?: number): Promise<Figures> {
   const runs: Figures[] = [];
+  for (let i = 0; i < WARMUP; i++) await op();
   for (let r = 0; r < REPEATS; r++) {
-    for (let i = 0; i < 30; i++) await op();
     const us: number[] = new Array(N);
     const cpu0 = gatewayPid === undefined ? 0 : cpuUsOf(gatewayPid);
+    const split0 = gatewayPid === undefined ? undefined : cpuSplitOf(gatewayPid);
     for (let i = 0; i < N; i++) {
       const t0 = performance.now();
       await op();
       us[i] = (performance.now() - t0) * 1000;
     }
     const cpu = gatewayPid === undefined ? undefined : (cpuUsOf(gatewayPid) - cpu0) / N;
+    let split: CpuSplit | undefined;
+    if (gatewayPid !== undefined && split0 !== undefined) {
+      const s1 = cpuSplitOf(gatewayPid);
+      split = { mainUser: (s1.mainUser - split0.mainUser) / N, mainSys: (s1.mainSys - split0.mainSys) / N, others: (s1.others - split0.others) / N };
+    }
     us.sort((a, b) => a - b);
-    runs.push({ p50: pct(us, 50), p99: pct(us, 99), cpuUs: cpu });
+    runs.push({ p50: pct(us, 50), p99: pct(us, 99), cpuUs: cpu, split });
   }
+  const all = runs.map((r) => r.cpuUs ?? NaN);
   runs.sort((a, b) => a.p50 - b.p50);
-  return runs[Math.floor(runs.length / 2)]!;
+  return { ...runs[Math.floor(runs.length / 2)]!, all };
 }
 
 async function main(): Promise<void> {
@@ -120,6 +175,11 @@ async function main(): Promise<void> {
   const [opsPort, uaPort] = await Promise.all([freePort(), freePort()]);
   const yaml = files
     .gatewayYaml({ simPort: sim.port, collectorPort: 1, opsPort, opcua: { endpointUrl: uaSim.endpointUrl, gateway: gwFiles, simCert: simFiles.cert, agentCerts: [agentFiles.cert], port: uaPort } })
+    // The lab signs a checkpoint every 16 records so the demo shows some at once (a signature and
+    // a fsynced file every 8 reads here); a gateway in a plant runs the defaults (1000 records /
+    // 60 s), and that is what is measured, as in throughput.js and enforcement.js.
+    .replace(/checkpoint_every_records: \d+/, 'checkpoint_every_records: 1000')
+    .replace(/checkpoint_every_ms: \d+/, 'checkpoint_every_ms: 60000')
     // No collector: shipping is not on a command's path (the spool is, and stays durable).
     .replace(/ {2}collector:.*\n/, '');
   const configFile = path.join(dir, 'gateway.yaml');
@@ -127,7 +187,8 @@ async function main(): Promise<void> {
 
   let out = '';
   const t0 = performance.now();
-  const gateway = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const gateway = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', configFile], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   gateway.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   gateway.stderr!.on('data', (c: Buffer) => (out += c.toString()));
   const clients: { client: OPCUAClient; session: ClientSession }[] = [];
@@ -135,6 +196,8 @@ async function main(): Promise<void> {
     await waitReady(opsPort, gateway, () => out);
     const readyMs = performance.now() - t0;
     const pid = gateway.pid!;
+    // For an outside profiler (perf record -p): the gateway's pid, once it is ready.
+    if (process.env.BENCH_GATEWAY_PIDFILE) await writeFile(process.env.BENCH_GATEWAY_PIDFILE, `${pid}\n`);
     const rssIdle = rssOf(pid);
     // What the gateway burns with no commands (subscription publishing, interlock polls, timers):
     // part of every CPU-per-command figure below, so it is shown on its own.
@@ -191,6 +254,14 @@ async function main(): Promise<void> {
       console.log(`| ${name} | ${f(d.p50)} | ${f(d.p99)} | ${f(g.p50)} | ${f(g.p99)} | ${(g.p50 / d.p50).toFixed(2)}× | ${g.cpuUs!.toFixed(0)} µs |`);
     }
     console.log('');
+    console.log('| gateway CPU / command, by thread (median run) | main thread user | main thread system | other threads (GC, compiler, libuv pool) |');
+    console.log('|---|---|---|---|');
+    for (const [name, , g] of rows) {
+      const sp = g.split!;
+      console.log(`| ${name} | ${sp.mainUser.toFixed(0)} µs | ${sp.mainSys.toFixed(0)} µs | ${sp.others.toFixed(0)} µs |`);
+    }
+    console.log(`(per-run gateway CPU / command: ${rows.map(([name, , g]) => `${name.split(' ')[0]} ${g.all!.map((x) => x.toFixed(0)).join(', ')} µs`).join('; ')})`);
+    console.log('');
     console.log('| gateway process (plantgate serve, Modbus + OPC UA) | figure |');
     console.log('|---|---|');
     console.log(`| start to ready (/readyz 200, OPC UA front listening) | ${readyMs.toFixed(0)} ms |`);
@@ -208,6 +279,8 @@ async function main(): Promise<void> {
       gateway.kill('SIGTERM');
       await exited;
     }
+    // The gateway's own output (e.g. with --trace-deopt in BENCH_GATEWAY_NODE_ARGS), for reading later.
+    if (process.env.BENCH_GATEWAY_LOG) await writeFile(process.env.BENCH_GATEWAY_LOG, out);
     await uaSim.close();
     await sim.close();
     await rm(dir, { recursive: true, force: true });

@@ -23,7 +23,7 @@ import {
 } from 'node-opcua';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
-import type { Command, Decision } from '../../../src/core/command.js';
+import type { Command, Decision, Subject } from '../../../src/core/command.js';
 import type { CommandPipeline, Outcome, Session } from '../../../src/core/pipeline.js';
 import type { Reason } from '../../../src/core/reasons.js';
 import { certificateThumbprint } from '../../../src/identity/cert.js';
@@ -36,6 +36,8 @@ import { JWT_ISSUED_TOKEN_TYPE, createJwtSession, rotateJwt } from '../../../pro
 
 const NS = 'urn:plantgate:sim:water';
 const AGENT = 'spiffe://plant.example/agent/optimizer';
+/** An agent whose application certificate carries the Modbus/TCP Security role `operator`. */
+const OPERATOR_AGENT = 'spiffe://plant.example/agent/shift-operator';
 const ISS = 'https://issuer.plant.example';
 const AUD = 'plantgate-gw';
 
@@ -59,14 +61,20 @@ class RecordingPipeline implements CommandPipeline {
   readonly opened: Session[] = [];
   readonly violations: { reason: Reason; message: string }[] = [];
   allowed = new Set(['read:tank1.level', 'read:tank1.setpoint', 'write:tank1.setpoint', 'call:pump1.start', 'browse:', 'subscribe:tank1.level']);
-  authorize(_s: Session, cmd: Command): Decision {
+  /** Allowed only to a subject holding the role, as a policy rule with `roles: [...]` would. */
+  needsRole = new Map([['write:secret.recipe', 'operator']]);
+  authorize(s: Session, cmd: Command): Decision {
     const key = `${cmd.operation}:${cmd.points[0] ?? ''}`;
-    let ok = this.allowed.has(key);
+    const role = this.needsRole.get(key);
+    let ok = role === undefined ? this.allowed.has(key) : ((s as Session & { subject?: Subject }).subject?.roles.includes(role) ?? false);
     // Bounds as the policy would check them: the setpoint only within 0..10, the pump 0..100.
     if (ok && cmd.values !== undefined) ok = Object.values(cmd.values).every((v) => v >= 0 && v <= (cmd.operation === 'call' ? 100 : 10));
-    const reason: Reason = ok ? 'ALLOWED' : cmd.values !== undefined && this.allowed.has(key) ? 'VALUE_OUT_OF_BOUNDS' : 'NO_MATCHING_RULE';
+    const reason: Reason = ok ? 'ALLOWED' : cmd.values !== undefined && (this.allowed.has(key) || role !== undefined) && this.withinRole(s, role) ? 'VALUE_OUT_OF_BOUNDS' : 'NO_MATCHING_RULE';
     this.decisions.push({ cmd, reason });
     return { effect: ok ? 'allow' : 'deny', reason, ruleId: ok ? 'r1' : '', bundleRevision: 1, durable: false };
+  }
+  private withinRole(s: Session, role: string | undefined): boolean {
+    return role === undefined || ((s as Session & { subject?: Subject }).subject?.roles.includes(role) ?? false);
   }
   refuse(_s: Session, cmd: Command, reason: Reason): Decision {
     this.decisions.push({ cmd, reason });
@@ -96,6 +104,8 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
   let agentThumbprint: string;
   let agentCertFile: string;
   let agentKeyFile: string;
+  let operatorFiles: { cert: string; key: string };
+  let operatorThumbprint: string;
   const writes: { nodeId: string; value: unknown }[] = [];
   const calls: { methodId: string; inputs: unknown[] }[] = [];
   const clients: OPCUAClient[] = [];
@@ -106,11 +116,11 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
       scope: ['opcua'], ttlSec: over.ttlSec ?? 300, certThumbprint: over.thumb ?? agentThumbprint, now: clock.now(),
     });
 
-  async function connect(mode = MessageSecurityMode.SignAndEncrypt, policy = SecurityPolicy.Basic256Sha256): Promise<OPCUAClient> {
+  async function connect(mode = MessageSecurityMode.SignAndEncrypt, policy = SecurityPolicy.Basic256Sha256, as = { uri: AGENT, cert: agentCertFile, key: agentKeyFile }): Promise<OPCUAClient> {
     const clientPki = new OPCUACertificateManager({ rootFolder: path.join(dir, `client-pki-${clients.length}`), automaticallyAcceptUnknownCertificate: true });
     const client = OPCUAClient.create({
-      applicationUri: AGENT, applicationName: 'optimizer', securityMode: mode, securityPolicy: policy,
-      certificateFile: agentCertFile, privateKeyFile: agentKeyFile, clientCertificateManager: clientPki,
+      applicationUri: as.uri, applicationName: 'optimizer', securityMode: mode, securityPolicy: policy,
+      certificateFile: as.cert, privateKeyFile: as.key, clientCertificateManager: clientPki,
       endpointMustExist: false, connectionStrategy: { maxRetry: 0 }, requestedSessionTimeout: 60_000,
     });
     clients.push(client);
@@ -140,15 +150,20 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
     agentCertFile = agentFiles.cert;
     agentKeyFile = agentFiles.key;
     agentThumbprint = certificateThumbprint(new X509Certificate(agent.der));
+    const operator = await createAppCert({ applicationUri: OPERATOR_AGENT, commonName: 'shift operator', role: 'operator' });
+    operatorFiles = await writeAppCert(dir, 'operator', operator);
+    operatorThumbprint = certificateThumbprint(new X509Certificate(operator.der));
     const serverPki = new OPCUACertificateManager({ rootFolder: path.join(dir, 'server-pki'), automaticallyAcceptUnknownCertificate: false });
     await serverPki.initialize();
     await serverPki.trustCertificate(agent.der);
+    await serverPki.trustCertificate(operator.der);
     pipeline = new RecordingPipeline();
     front = new OpcuaFront({
       port: 0, certificateFile: gwFiles.cert, privateKeyFile: gwFiles.key, applicationUri: 'urn:plantgate:gateway',
       serverCertificateManager: serverPki, assets: [ASSET], pipeline, clock,
       verify: (jwt, who) =>
-        verifyAccessToken(jwt, { issuers, audience: AUD, expectedSub: who.workloadId, certThumbprint: who.certThumbprint, assurance: 'mtls+token', maxTtlSec: 900, clock }),
+        // As src/gateway/gateway.ts verifies an OPC UA agent's token (certRole: the certificate's role).
+        verifyAccessToken(jwt, { issuers, audience: AUD, expectedSub: who.workloadId, certThumbprint: who.certThumbprint, certRole: who.certRole, assurance: 'mtls+token', maxTtlSec: 900, clock }),
       upstream: {
         write: async (nodeId, value) => {
           writes.push({ nodeId, value: value.value });
@@ -285,6 +300,24 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
     const jti = (await rotateJwt(s, await mint({ ttlSec: 300 })));
     expect(jti).toBe(StatusCodes.Good);
     expect((await read()).statusCode).toBe(StatusCodes.Good);
+  });
+
+  it('gives an agent the role its application certificate carries: a write that needs the role is allowed for it and denied to an agent without it', async () => {
+    const value = { value: { dataType: DataType.Double, value: 3 } };
+    const plain = await session();
+    expect(await plain.write({ nodeId: n('s=secret.recipe'), attributeId: AttributeIds.Value, value })).toBe(StatusCodes.BadUserAccessDenied);
+    expect(pipeline.last()).toMatchObject({ reason: 'NO_MATCHING_RULE', cmd: { operation: 'write', points: ['secret.recipe'] } });
+    expect((pipeline.opened.at(-1) as Session & { subject?: Subject }).subject?.roles).not.toContain('operator');
+
+    const jwt = await mint({ sub: OPERATOR_AGENT, thumb: operatorThumbprint });
+    const op = await createJwtSession(await connect(undefined, undefined, { uri: OPERATOR_AGENT, ...operatorFiles }), jwt);
+    expect(await op.write({ nodeId: n('s=secret.recipe'), attributeId: AttributeIds.Value, value })).toBe(StatusCodes.Good);
+    expect(pipeline.last()).toMatchObject({ reason: 'ALLOWED', cmd: { operation: 'write', points: ['secret.recipe'] } });
+    expect(writes.at(-1)).toEqual({ nodeId: `nsu=${NS};s=secret.recipe`, value: 3 });
+    // The token itself names no role: the role is the certificate's.
+    const opened = pipeline.opened.at(-1) as Session & { subject?: Subject };
+    expect(opened).toMatchObject({ workloadId: OPERATOR_AGENT, certThumbprint: operatorThumbprint });
+    expect(opened.subject?.roles).toEqual(['operator']);
   });
 
   it('keeps the session on a refused rotation and reports the reason', async () => {
