@@ -7,6 +7,15 @@ import path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/cli/demo/lab.js';
 
 const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
+/**
+ * The node flags of the `plantgate` bin's shebang (`#!/usr/bin/env -S node …`): the benches run
+ * the CLI as an installed `plantgate` (and the systemd unit, and the container) runs it.
+ */
+export const BIN_NODE_FLAGS = readFileSync(CLI, 'utf8')
+  .split('\n', 1)[0]
+  .replace(/^#!\S*env (-S )?node ?/, '')
+  .split(' ')
+  .filter(Boolean);
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -29,7 +38,7 @@ export interface SpawnOptions {
 }
 
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], opts: SpawnOptions = {}): ChildProcess {
-  const argv = [...nodeArgs, CLI, ...args];
+  const argv = [...BIN_NODE_FLAGS, ...nodeArgs, CLI, ...args];
   // Through nice(1) rather than os.setPriority after the start: Linux niceness is per thread, and
   // V8's and libuv's threads would keep the priority they were started with.
   const [cmd, cmdArgs] = opts.niceness === undefined ? [process.execPath, argv] : ['nice', ['-n', String(opts.niceness), process.execPath, ...argv]];
