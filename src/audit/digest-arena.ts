@@ -11,46 +11,26 @@
 // Pure: no I/O. The digests are SHA-256, byte for byte what `crypto.hash(..., 'buffer')` returns.
 import { hash } from 'node:crypto';
 import { HASH_BYTES } from './hash.js';
+import { SlabRuns } from './slab-runs.js';
 
 /** 512 digests per slab: the Merkle frontier pins at most one slab per level it keeps. */
 const SLAB_BYTES = 16 * 1024;
 
-export class DigestArena {
-  private slab: Buffer = Buffer.alloc(0);
-  private pos = 0;
-  private runStart = 0;
-  private runs: Buffer[] = [];
+export class DigestArena extends SlabRuns {
   /** Scratch 0x01 ‖ left ‖ right: appends run one at a time on the event loop. */
   private readonly nodeInput = Buffer.alloc(1 + 2 * HASH_BYTES, 0x01);
+
+  constructor() {
+    super(SLAB_BYTES);
+  }
 
   /** SHA-256 of `input`. */
   digest(input: Uint8Array): Uint8Array {
     // 'binary' (latin1) maps each byte to one char code 0-255: lossless, and no ArrayBuffer per digest.
     const s = hash('sha256', input, 'binary');
-    if (this.slab.length - this.pos < HASH_BYTES) {
-      this.closeRun();
-      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.pos = 0;
-      this.runStart = 0;
-    }
-    const slab = this.slab;
-    const off = this.pos;
+    const { slab, off } = this.take(HASH_BYTES);
     for (let i = 0; i < HASH_BYTES; i++) slab[off + i] = s.charCodeAt(i);
-    this.pos = off + HASH_BYTES;
     return new Uint8Array(slab.buffer, slab.byteOffset + off, HASH_BYTES);
-  }
-
-  /** The digests made since the last drain, in order, back to back in a few runs. */
-  drain(): Buffer[] {
-    this.closeRun();
-    const runs = this.runs;
-    this.runs = [];
-    return runs;
-  }
-
-  private closeRun(): void {
-    if (this.pos > this.runStart) this.runs.push(this.slab.subarray(this.runStart, this.pos));
-    this.runStart = this.pos;
   }
 
   /** RFC 9162 interior node hash SHA-256(0x01 ‖ left ‖ right). */

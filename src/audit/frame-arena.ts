@@ -8,6 +8,7 @@
 // Frames are never rewritten once written: a slab is replaced, not reused, when full, and lives as
 // long as any run or record view into it (the log's shipper cache keeps recent ones).
 import { crc32 } from 'node:zlib';
+import { SlabRuns } from './slab-runs.js';
 import { encodeSpoolFrame, FRAME_HEADER_BYTES } from './spool.js';
 
 /** Large enough for hundreds of typical (100–600 byte) records per slab. */
@@ -15,12 +16,10 @@ const SLAB_BYTES = 256 * 1024;
 /** Frames larger than this get a buffer of their own, so one big record never wastes a slab. */
 const OWN_BUFFER_BYTES = SLAB_BYTES / 8;
 
-export class FrameArena {
-  private slab: Buffer = Buffer.alloc(0);
-  private pos = 0;
-  /** Start of the frames written to the current slab since the last drain. */
-  private runStart = 0;
-  private runs: Buffer[] = [];
+export class FrameArena extends SlabRuns {
+  constructor() {
+    super(SLAB_BYTES);
+  }
 
   /**
    * Copies `src[start, end)` (a record) behind a spool frame header; returns the frame's length.
@@ -29,38 +28,14 @@ export class FrameArena {
   frame(src: Buffer, start: number, end: number): number {
     const n = FRAME_HEADER_BYTES + end - start;
     if (n > OWN_BUFFER_BYTES) {
-      this.closeRun();
-      this.runs.push(encodeSpoolFrame(src.subarray(start, end)));
+      this.pushOwn(encodeSpoolFrame(src.subarray(start, end)));
       return n;
     }
-    if (this.slab.length - this.pos < n) {
-      this.closeRun();
-      // allocUnsafeSlow: a slab of its own, not a slice of Node's shared pool; every byte handed
-      // out is written below before anyone sees it.
-      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.pos = 0;
-      this.runStart = 0;
-    }
-    const slab = this.slab;
-    const off = this.pos;
+    const { slab, off } = this.take(n);
     src.copy(slab, off + FRAME_HEADER_BYTES, start, end);
     slab.writeUInt32BE(end - start, off);
     slab.writeUInt32BE(crc32(slab.subarray(off + FRAME_HEADER_BYTES, off + n)), off + 4);
-    this.pos = off + n;
     return n;
-  }
-
-  /** The frames written since the last drain, in order, as runs of whole frames. */
-  drain(): Buffer[] {
-    this.closeRun();
-    const runs = this.runs;
-    this.runs = [];
-    return runs;
-  }
-
-  private closeRun(): void {
-    if (this.pos > this.runStart) this.runs.push(this.slab.subarray(this.runStart, this.pos));
-    this.runStart = this.pos;
   }
 }
 
