@@ -419,10 +419,10 @@ async function main(): Promise<void> {
             // Diagnosis only: BENCH_ONLY="gateway mtls" runs one column (e.g. to profile it alone).
             if (process.env.BENCH_ONLY && col.name !== process.env.BENCH_ONLY) continue;
             if (col.kind === 'gateway') await registerTokens();
-            // Each gateway cell starts with the collector caught up: otherwise the gateway ships
-            // the previous cells' backlog during this one, and its CPU per command and the cores
-            // the niced collector takes are charged to whatever cell comes next.
-            if (col.kind === 'gateway' && !process.env.BENCH_NO_COLLECTOR) await collectorCaughtUp(opsPort);
+            // Every cell starts with the collector caught up: otherwise it works off the last
+            // gateway cell's backlog during the next cells (nice 19 still takes idle CPU), and the
+            // gateway's shipping of it is charged to whatever gateway cell comes next.
+            if (!process.env.BENCH_NO_COLLECTOR) await collectorCaughtUp(opsPort);
             const progress: Progress = { done: 0 };
             const watching = col.kind === 'gateway' ? footprint.watch(progress) : undefined;
             const cpu0 = cpuSeconds(col.pid);
