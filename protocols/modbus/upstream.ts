@@ -34,6 +34,7 @@ export interface UpstreamOptions {
 }
 
 interface Pending {
+  tid: number;
   request: Request;
   callback: UpstreamCallback;
   startedMs: number;
@@ -48,12 +49,15 @@ class UpstreamConnection {
   private closed = false;
   private nextTid = 1;
   /**
-   * Requests in flight, indexed by the transaction id they were sent with. Ids are handed out in
-   * send order, so the timeout sweep walks from the oldest and stops at the first live entry. An
-   * array rather than a Map: a Map that takes and drops an entry per request keeps reallocating its
-   * table, the largest source of garbage the old generation saw under load.
+   * Requests in flight, in the slot `tid & slotMask` of the transaction id they were sent with (an
+   * entry keeps its full id, so a late answer to a timed-out request never matches the newer one in
+   * its slot). Ids are handed out in send order over the whole 16-bit space, so the timeout sweep
+   * walks from the oldest and stops at the first live entry. A small array rather than a Map: a Map
+   * that takes and drops an entry per request keeps reallocating its table, the largest source of
+   * garbage the old generation saw under load; and not 65,536 slots, which is 512 kB per connection.
    */
-  private readonly slots: Array<Pending | undefined> = new Array<Pending | undefined>(MAX_TID + 1).fill(undefined);
+  private readonly slots: Array<Pending | undefined>;
+  private readonly slotMask: number;
   private inFlightCount = 0;
   /** Where the timeout sweep starts: no live request has an id between it and nextTid's past. */
   private oldestTid = 1;
@@ -73,6 +77,11 @@ class UpstreamConnection {
     private readonly index: number,
   ) {
     this.backoffMs = opts.reconnect.minMs;
+    // More slots than requests may be in flight, so a free one is always a few ids away.
+    let size = 64;
+    while (size < 2 * opts.maxInFlight && size < MAX_TID + 1) size *= 2;
+    this.slots = new Array<Pending | undefined>(size).fill(undefined);
+    this.slotMask = size - 1;
     this.connect();
   }
 
@@ -140,7 +149,7 @@ class UpstreamConnection {
   }
 
   private onFrame(frame: Frame): void {
-    const entry = this.slots[frame.transactionId];
+    const entry = this.pendingFor(frame.transactionId);
     // A late answer to a request that already timed out, or one we never sent: drop it.
     if (entry === undefined) return;
     this.take(frame.transactionId);
@@ -175,7 +184,7 @@ class UpstreamConnection {
       return;
     }
     const tid = this.allocateTid();
-    this.slots[tid] = { request, callback, startedMs: performance.now(), deadlineMs: nowMs + this.opts.timeoutMs };
+    this.slots[tid & this.slotMask] = { tid, request, callback, startedMs: performance.now(), deadlineMs: nowMs + this.opts.timeoutMs };
     this.inFlightCount++;
     // Requests sent in one event-loop turn leave in one write (one syscall, one TCP segment where
     // they fit). setImmediate, not nextTick: a tick ends after each agent socket's data callback,
@@ -191,9 +200,9 @@ class UpstreamConnection {
   }
 
   private allocateTid(): number {
-    // maxInFlight is far below 65535, so a free id is always found within a few steps.
+    // Fewer requests are in flight than there are slots, so a free one is found within a few steps.
     let tid = this.nextTid;
-    while (this.slots[tid] !== undefined) tid = tid === MAX_TID ? 1 : tid + 1;
+    while (this.slots[tid & this.slotMask] !== undefined) tid = tid === MAX_TID ? 1 : tid + 1;
     this.nextTid = tid === MAX_TID ? 1 : tid + 1;
     return tid;
   }
@@ -202,10 +211,15 @@ class UpstreamConnection {
     return this.inFlightCount;
   }
 
+  private pendingFor(tid: number): Pending | undefined {
+    const entry = this.slots[tid & this.slotMask];
+    return entry !== undefined && entry.tid === tid ? entry : undefined;
+  }
+
   sweep(nowMs: number): void {
     while (this.inFlightCount > 0 && this.oldestTid !== this.nextTid) {
       const tid = this.oldestTid;
-      const entry = this.slots[tid];
+      const entry = this.pendingFor(tid);
       if (entry !== undefined) {
         if (entry.deadlineMs > nowMs) break;
         this.take(tid);
@@ -216,7 +230,7 @@ class UpstreamConnection {
   }
 
   private take(tid: number): void {
-    this.slots[tid] = undefined;
+    this.slots[tid & this.slotMask] = undefined;
     this.inFlightCount--;
   }
 
@@ -224,15 +238,11 @@ class UpstreamConnection {
   private takeAll(): Pending[] {
     const entries: Pending[] = [];
     if (this.inFlightCount === 0) return entries;
-    // From the oldest id around the ring: the entries come out in the order they were sent.
-    for (let i = 0, tid = this.oldestTid; i < MAX_TID && this.inFlightCount > 0; i++, tid = tid === MAX_TID ? 1 : tid + 1) {
-      const entry = this.slots[tid];
-      if (entry === undefined) continue;
-      this.take(tid);
-      entries.push(entry);
-    }
+    for (const entry of this.slots) if (entry !== undefined) entries.push(entry);
+    this.slots.fill(undefined);
+    this.inFlightCount = 0;
     this.oldestTid = this.nextTid;
-    return entries;
+    return entries.sort((a, b) => a.startedMs - b.startedMs);
   }
 
   private failAll(kind: 'unavailable'): void {

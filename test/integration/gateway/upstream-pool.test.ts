@@ -200,6 +200,31 @@ describe('upstream pool toward a PLC', () => {
     expect(firstRegister(await next)).toBe(27);
   });
 
+  it('never hands a late answer to the newer request that took its slot', async () => {
+    // Requests in flight live in a small ring indexed by transaction id. After 64 more requests,
+    // a new one lands in the slot of the first, which timed out; the first's late answer (same
+    // function code and length, so it would pass validation) must not be taken for the new one's.
+    let late: Buffer | undefined;
+    const plc = track(
+      await new FakePlc((f, s) => {
+        const address = (decodeRequest(f.pdu) as { address: number }).address;
+        if (address === 1) {
+          late = registersAnswer(f);
+          return;
+        }
+        if (address === 999 && late !== undefined) s.write(late);
+        s.write(registersAnswer(f));
+      }).listen(),
+    );
+    const pool = track(new UpstreamPool({ host: '127.0.0.1', port: plc.port, connections: 1, timeoutMs: 60, maxInFlight: 1 }));
+    await pool.ready();
+    expect((await send(pool, 1)).kind).toBe('timeout');
+    for (let i = 0; i < 63; i++) expect(firstRegister(await send(pool, 100 + i))).toBe((100 + i) * 10 + 7);
+    expect(plc.frames.at(-1)!.transactionId % 64).toBe(0);
+    expect(firstRegister(await send(pool, 999))).toBe(9997);
+    expect(plc.frames.at(-1)!.transactionId % 64).toBe(plc.frames[0].transactionId % 64);
+  });
+
   it('remaps transaction ids so answers coming back out of order reach the right requester', async () => {
     const batch: Array<{ f: Frame; s: net.Socket }> = [];
     const plc = track(
