@@ -174,6 +174,12 @@ export class PolicyEngine {
 
   // Scratch state of the decision in progress (single-threaded, so no allocation per command).
   private written = new Int32Array(128);
+  /**
+   * The decoded value written to each of those points (NaN: none, e.g. half a 32-bit point),
+   * looked up in cmd.values once per decision: every command's values object has keys of its own,
+   * and a keyed load per rule and bound in the rule loop was the slow part of denied writes.
+   */
+  private writtenValues = new Float64Array(128);
   private writtenN = 0;
   private evEntry: RuleEntry | null = null;
   private evReason: Reason = 'NO_MATCHING_RULE';
@@ -358,10 +364,11 @@ export class PolicyEngine {
     }
     const asset = this.assetsById.get(cmd.assetId);
     if (asset === undefined) return this.denied(cmd, asset, 'NO_MATCHING_RULE', '', undefined);
-    const idx = asset.index.get(op);
-    if (idx === undefined) return this.denied(cmd, asset, 'NO_MATCHING_RULE', '', undefined);
+    // Before any deny: a monitor-mode bundle records the written values of what it lets through.
     if (op === 'write') this.collectWritten(asset, cmd);
     else this.writtenN = 0;
+    const idx = asset.index.get(op);
+    if (idx === undefined) return this.denied(cmd, asset, 'NO_MATCHING_RULE', '', undefined);
 
     const zone = subject.zone;
     this.evaluate(asset, idx, cmd, subject, subject.workloadId, zone, nowMs);
@@ -478,8 +485,8 @@ export class PolicyEngine {
       for (let k = 0; k < freezes.length; k++) if (freezes[k]!.contains(nowMs)) return 'OUTSIDE_WINDOW';
     }
     if (cmd.operation === 'write') {
-      if (entry.bounded !== null && !this.withinBounds(entry, asset, cmd)) return 'VALUE_OUT_OF_BOUNDS';
-      if (entry.maxStep !== null && !this.withinStep(entry, asset, cmd)) return 'STEP_TOO_LARGE';
+      if (entry.bounded !== null && !this.withinBounds(entry)) return 'VALUE_OUT_OF_BOUNDS';
+      if (entry.maxStep !== null && !this.withinStep(entry, asset)) return 'STEP_TOO_LARGE';
     } else if (cmd.operation === 'call' && asset.methods.length > 0 && !argumentsWithinBounds(asset, cmd)) {
       return 'VALUE_OUT_OF_BOUNDS';
     }
@@ -517,6 +524,7 @@ export class PolicyEngine {
         this.written[n++] = p === undefined ? -1 : p.index;
       }
       this.writtenN = n;
+      this.collectValues(asset, cmd);
       return;
     }
     const t = targets[targets.length - 1]!;
@@ -535,50 +543,60 @@ export class PolicyEngine {
       this.written[n++] = p.index;
     }
     this.writtenN = n;
+    this.collectValues(asset, cmd);
+  }
+
+  private collectValues(asset: CompiledAsset, cmd: Command): void {
+    const n = this.writtenN;
+    if (n > this.writtenValues.length) this.writtenValues = new Float64Array(this.written.length);
+    const values = cmd.values;
+    for (let k = 0; k < n; k++) {
+      const idx = this.written[k]!;
+      const v = idx < 0 || values === undefined ? undefined : values[asset.points[idx]!.name];
+      this.writtenValues[k] = v === undefined ? NaN : v;
+    }
   }
 
   /** Each bounded point the write touches must have a decoded value inside the rule's bounds. */
-  private withinBounds(entry: RuleEntry, asset: CompiledAsset, cmd: Command): boolean {
+  private withinBounds(entry: RuleEntry): boolean {
     const bounded = entry.bounded!;
-    const values = cmd.values;
     for (let k = 0; k < this.writtenN; k++) {
       const idx = this.written[k]!;
       if (idx < 0) continue;
       for (let b = 0; b < bounded.length; b++) {
         if (bounded[b] !== idx) continue;
-        const v = values?.[asset.points[idx]!.name];
-        // Undecodable (half a 32-bit point, no raw values) is treated as out of bounds: fail closed.
-        if (v === undefined || !(v >= entry.min![b]! && v <= entry.max![b]!)) return false;
+        // Undecodable (NaN: half a 32-bit point, no raw values) is out of bounds: fail closed.
+        const v = this.writtenValues[k]!;
+        if (!(v >= entry.min![b]! && v <= entry.max![b]!)) return false;
       }
     }
     return true;
   }
 
   /** Each stepped point must move at most max_step from its last known value; unknown = deny. */
-  private withinStep(entry: RuleEntry, asset: CompiledAsset, cmd: Command): boolean {
+  private withinStep(entry: RuleEntry, asset: CompiledAsset): boolean {
     const stepped = entry.stepped!;
-    const values = cmd.values;
     for (let k = 0; k < this.writtenN; k++) {
       const idx = this.written[k]!;
       if (idx < 0) continue;
       for (let b = 0; b < stepped.length; b++) {
         if (stepped[b] !== idx) continue;
-        const v = values?.[asset.points[idx]!.name];
+        const v = this.writtenValues[k]!;
         const last = asset.last[idx]!;
-        if (v === undefined || Number.isNaN(last) || !(Math.abs(v - last) <= entry.maxStep![b]!)) return false;
+        // NaN (undecodable value or no last value) fails the comparison: deny.
+        if (!(Math.abs(v - last) <= entry.maxStep![b]!)) return false;
       }
     }
     return true;
   }
 
   private recordWritten(asset: CompiledAsset, cmd: Command): void {
-    if (cmd.operation !== 'write' || cmd.values === undefined) return;
-    const values = cmd.values;
+    if (cmd.operation !== 'write') return;
     for (let k = 0; k < this.writtenN; k++) {
       const idx = this.written[k]!;
       if (idx < 0) continue;
-      const v = values[asset.points[idx]!.name];
-      if (v !== undefined && Number.isFinite(v)) asset.last[idx] = v;
+      const v = this.writtenValues[k]!;
+      if (Number.isFinite(v)) asset.last[idx] = v;
     }
   }
 

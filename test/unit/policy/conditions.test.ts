@@ -187,6 +187,14 @@ describe('shadow mode', () => {
     expect(e.decide(setpoint(e, 40), subject(), NOW_MS).shadow).toBeUndefined();
   });
 
+  it('a monitor bundle lets a write no rule covers through and remembers its value for the next step check', () => {
+    // Only a read rule: no rule speaks about writes at all. The bundle in monitor mode reports the
+    // deny and lets the write through, so the PLC now holds 45: that is the last known value.
+    const e = engineWith([rule({ id: 'reads', operations: ['read'] })], { mode: 'monitor' });
+    expect(e.decide(setpoint(e, 45), subject(), NOW_MS)).toMatchObject({ effect: 'allow', shadow: { reason: 'NO_MATCHING_RULE' } });
+    expect(e.lastValue('plc1', 'tank1.setpoint')).toBe(45);
+  });
+
   it('a monitor rule never waives a missing scope', () => {
     const e = engineWith([rule({ id: 'tight', mode: 'monitor', approval: 'required' })]);
     expect(e.decide(setpoint(e, 40), subject({ scopes: ['read'] }), NOW_MS)).toMatchObject({ effect: 'deny', reason: 'SCOPE_MISSING' });
