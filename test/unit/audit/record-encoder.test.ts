@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { RecordEncoder } from '../../../src/audit/record-encoder.js';
 import { decisionRecord, identityOf, outcomeRecord, sessionRecord } from '../../../src/audit/records.js';
 import { pb, type AuditRecordProps, type IdentityProps } from '../../../src/audit/schema.js';
-import type { Command, Decision, Subject } from '../../../src/core/command.js';
+import type { Subject } from '../../../src/core/command.js';
+import { allow, cmd, subject as baseSubject } from './fixtures.js';
 
 // What the log hashes, spools and ships must stay exactly the generated encoder's bytes: the tree,
 // checkpoints, the collector's verification and stored vectors all depend on them. These
@@ -175,30 +176,5 @@ describe('audit record encoder', () => {
   });
 });
 
-const subject: Subject = {
-  workloadId: 'spiffe://plant.example/agent/optimizer',
-  owner: 'team-énergie',
-  taskId: 'T-42',
-  taskPurpose: 'tune pump schedule 🛠',
-  jti: 'jti-1',
-  actSub: ['alice@plant.example'],
-  roles: ['operator-agent'],
-  scopes: ['plc:write'],
-  assurance: 'mtls+token',
-  certThumbprint: 'abc',
-  issuer: 'https://issuer.example',
-  expiresAtMs: 1_768_478_700_000,
-  issuedAtMs: 1_768_478_400_000,
-};
-const cmd: Command = {
-  sessionId: 's-1',
-  protocol: 'modbus',
-  assetId: 'pump1',
-  operation: 'write',
-  functionCode: 6,
-  targets: [{ table: 'holding', address: 40, count: 1 }],
-  points: ['pump1.speed_setpoint'],
-  rawValues: [1500],
-  values: { 'pump1.speed_setpoint': 150.0 },
-};
-const allow: Decision = { effect: 'allow', reason: 'ALLOWED', ruleId: 'r-7', bundleRevision: 12, durable: true };
+// The shared fixture, with unicode in the identity (BMP and astral), which the cached Identity bytes must carry.
+const subject: Subject = { ...baseSubject, owner: 'team-énergie', taskPurpose: 'tune pump schedule 🛠' };

@@ -4,35 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { leafHash, toHex, ZERO_HASH } from '../../../src/audit/hash.js';
 import { decisionRecord, outcomeRecord, violationRecord } from '../../../src/audit/records.js';
 import { decodeRecord, encodeRecord, pb } from '../../../src/audit/schema.js';
-import type { Command, Decision, Subject } from '../../../src/core/command.js';
+import { allow, cmd, subject } from './fixtures.js';
 
-const subject: Subject = {
-  workloadId: 'spiffe://plant.example/agent/optimizer',
-  owner: 'team-energy',
-  taskId: 'T-42',
-  taskPurpose: 'tune pump schedule',
-  jti: 'jti-1',
-  actSub: ['alice@plant.example'],
-  roles: ['operator-agent'],
-  scopes: ['plc:write'],
-  assurance: 'mtls+token',
-  certThumbprint: 'abc',
-  issuer: 'https://issuer.example',
-  expiresAtMs: 1_768_478_700_000,
-  issuedAtMs: 1_768_478_400_000,
-};
-const cmd: Command = {
-  sessionId: 's-1',
-  protocol: 'modbus',
-  assetId: 'pump1',
-  operation: 'write',
-  functionCode: 6,
-  targets: [{ table: 'holding', address: 40, count: 1 }],
-  points: ['pump1.speed_setpoint'],
-  rawValues: [1500],
-  values: { 'pump1.speed_setpoint': 150.0 },
-};
-const decision: Decision = { effect: 'allow', reason: 'ALLOWED', ruleId: 'r-7', bundleRevision: 12, durable: true };
+const decision = allow;
 
 describe('audit record schema', () => {
   it('round-trips a decision record with identity, targets, values and 64-bit fields as numbers', () => {
