@@ -6,3 +6,4 @@ export * from './log.js';
 export * from './pipeline.js';
 export * from './yaml.js';
 export * from './files.js';
+export * from './principal.js';
