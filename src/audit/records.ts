@@ -2,7 +2,8 @@
 // AuditLog.append. They run per command, so they only copy references into plain objects (no
 // encoding, no hashing, no JSON); the log stamps gateway id, seq, time and prev_hash.
 // Never copy a token or a key into a record: Subject carries only the token id and thumbprint.
-import type { Command, Decision, Protocol, Subject } from '../core/command.js';
+import { createHash } from 'node:crypto';
+import type { Command, Decision, Protocol, Subject, TypedValue } from '../core/command.js';
 import type { Reason } from '../core/reasons.js';
 import type { Revocation } from '../identity/revocation.js';
 import { pb } from './schema.js';
@@ -49,9 +50,37 @@ export function commandInfo(cmd: Command, extra?: { unitId?: number; transaction
     points: cmd.points,
     rawValues: cmd.rawValues ?? [],
     values: cmd.values ?? {},
+    typedValues: cmd.typedValues === undefined ? {} : typedValuesText(cmd.typedValues),
     unitId: extra?.unitId ?? 0,
     transactionId: extra?.transactionId ?? 0,
   };
+}
+
+/** Longest typed value kept whole in a record; a longer one keeps its head, length and SHA-256. */
+const MAX_TYPED_VALUE_TEXT = 1024;
+
+function jsonOf(v: TypedValue): unknown {
+  if (typeof v === 'bigint') return v.toString();
+  if (v instanceof Date) return v.toISOString();
+  if (v instanceof Uint8Array) return `base64:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')}`;
+  if (Array.isArray(v)) return v.map(jsonOf);
+  return v;
+}
+
+/**
+ * Typed values as the record's JSON text per name (strings quoted, 64-bit integers as decimal
+ * strings, times ISO 8601, byte strings `base64:…`). Only writes and calls carry them.
+ */
+export function typedValuesText(values: Record<string, TypedValue>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, v] of Object.entries(values)) {
+    const text = JSON.stringify(jsonOf(v)) ?? 'null';
+    out[name] =
+      text.length <= MAX_TYPED_VALUE_TEXT
+        ? text
+        : `${text.slice(0, MAX_TYPED_VALUE_TEXT)}… (${text.length} chars, sha256 ${createHash('sha256').update(text).digest('hex')})`;
+  }
+  return out;
 }
 
 export function decisionRecord(

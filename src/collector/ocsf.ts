@@ -92,7 +92,11 @@ export function toOcsf(r: Json): Json | undefined {
       },
       resources: [
         { uid: c.assetId ?? '', type: 'asset' },
-        ...((c.points ?? []) as string[]).map((p) => ({ uid: p, type: 'point', ...(c.values?.[p] !== undefined ? { data: { value: c.values[p] } } : {}) })),
+        ...((c.points ?? []) as string[]).map((p) => ({
+          uid: p,
+          type: 'point',
+          ...(c.values?.[p] !== undefined ? { data: { value: c.values[p] } } : c.typedValues?.[p] !== undefined ? { data: { value: c.typedValues[p] } } : {}),
+        })),
       ],
       unmapped: { ...unmapped, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues },
     };

@@ -12,7 +12,20 @@ export interface Target {
   address?: number;
   count?: number;
   nodeId?: string;
+  /**
+   * OPC UA: the node's browse path from the Objects folder, browse names joined by '/'
+   * (`/Line1/Speed`), for rules that select nodes by path (docs/policy.md, "OPC UA nodes").
+   */
+  browsePath?: string;
+  /** OPC UA: the attribute read or written when it is not Value (`DisplayName`); absent = Value. */
+  attribute?: string;
 }
+
+/**
+ * A written value or method argument as policy sees it when it is not (only) a number: OPC UA
+ * strings, byte strings, 64-bit integers (bigint), times, booleans and arrays of them.
+ */
+export type TypedValue = boolean | number | bigint | string | Date | Uint8Array | readonly TypedValue[];
 
 export interface Command {
   sessionId: string;
@@ -32,6 +45,11 @@ export interface Command {
   rawValues?: number[];
   /** The same values per point in engineering units, where the point map defines them. */
   values?: Record<string, number>;
+  /**
+   * Every written value (per point name) or call argument (per argument name) with its type, for
+   * typed bounds (strings, arrays, 64-bit integers). A scalar number is also in `values`.
+   */
+  typedValues?: Record<string, TypedValue>;
 }
 
 export type Assurance = 'mtls+token' | 'static-ip+token' | 'none';

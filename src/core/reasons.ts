@@ -27,6 +27,14 @@ export const REASONS = [
   'UNSUPPORTED_FUNCTION',
   'UPSTREAM_UNAVAILABLE',
   'UPSTREAM_TIMEOUT',
+  // What the PLC itself would refuse, answered by the gateway before policy (an OPC UA server's own
+  // status codes, docs/opcua.md "Status codes"): the target does not exist, is read-only, or the
+  // value or the method's arguments do not fit what the PLC declares.
+  'UNKNOWN_TARGET',
+  'NOT_WRITABLE',
+  'TYPE_MISMATCH',
+  'ARGUMENTS_MISSING',
+  'TOO_MANY_ARGUMENTS',
 ] as const;
 
 export type Reason = (typeof REASONS)[number];
@@ -57,6 +65,11 @@ const MODBUS_EXCEPTION_FOR: Partial<Record<Reason, number>> = {
   CROSS_ZONE: ModbusException.ILLEGAL_DATA_ADDRESS,
   VALUE_OUT_OF_BOUNDS: ModbusException.ILLEGAL_DATA_VALUE,
   STEP_TOO_LARGE: ModbusException.ILLEGAL_DATA_VALUE,
+  UNKNOWN_TARGET: ModbusException.ILLEGAL_DATA_ADDRESS,
+  NOT_WRITABLE: ModbusException.ILLEGAL_DATA_ADDRESS,
+  TYPE_MISMATCH: ModbusException.ILLEGAL_DATA_VALUE,
+  ARGUMENTS_MISSING: ModbusException.ILLEGAL_DATA_VALUE,
+  TOO_MANY_ARGUMENTS: ModbusException.ILLEGAL_DATA_VALUE,
   UPSTREAM_UNAVAILABLE: ModbusException.GATEWAY_PATH_UNAVAILABLE,
   UPSTREAM_TIMEOUT: ModbusException.GATEWAY_TARGET_FAILED_TO_RESPOND,
 };
@@ -84,8 +97,42 @@ export function httpStatusFor(reason: Reason): number {
     case 'UPSTREAM_TIMEOUT':
       return 504;
     case 'PROTOCOL_VIOLATION':
+    case 'TYPE_MISMATCH':
+    case 'ARGUMENTS_MISSING':
+    case 'TOO_MANY_ARGUMENTS':
       return 400;
+    case 'UNKNOWN_TARGET':
+      return 404;
     default:
       return 403;
+  }
+}
+
+/**
+ * The OPC UA status code (its name in OPC 10000-6 Annex A, as node-opcua's StatusCodes spells it)
+ * that answers a refused item. A policy denial is BadUserAccessDenied; what the server itself would
+ * refuse gets the server's own code, so agent code behaves as against the PLC; the reason code
+ * stays in the audit. `operation` picks the code a Call answers (Part 4, Call service).
+ */
+export function opcuaStatusFor(reason: Reason, operation: string): string {
+  switch (reason) {
+    case 'UNKNOWN_TARGET':
+      return operation === 'call' ? 'BadMethodInvalid' : 'BadNodeIdUnknown';
+    case 'NOT_WRITABLE':
+      return 'BadNotWritable';
+    case 'TYPE_MISMATCH':
+      return operation === 'call' ? 'BadInvalidArgument' : 'BadTypeMismatch';
+    case 'ARGUMENTS_MISSING':
+      return 'BadArgumentsMissing';
+    case 'TOO_MANY_ARGUMENTS':
+      return 'BadTooManyArguments';
+    case 'UNSUPPORTED_FUNCTION':
+      return operation === 'write' ? 'BadWriteNotSupported' : 'BadServiceUnsupported';
+    case 'UPSTREAM_UNAVAILABLE':
+      return 'BadServerNotConnected';
+    case 'UPSTREAM_TIMEOUT':
+      return 'BadTimeout';
+    default:
+      return 'BadUserAccessDenied';
   }
 }

@@ -31,6 +31,28 @@ describe('audit record schema', () => {
     expect(r.decision?.decision).toMatchObject({ effect: pb.Effect.ALLOW, reason: 'ALLOWED', ruleId: 'r-7', bundleRevision: 12 });
   });
 
+  it('records an OPC UA write of typed values (string, array, 64-bit, time, bytes) with its browse path, and cuts a huge string with its length and SHA-256', () => {
+    const huge = 'x'.repeat(5000);
+    const ua: typeof cmd = {
+      ...cmd,
+      protocol: 'opcua',
+      targets: [{ nodeId: 'nsu=urn:acme:plc:line1;s=Line1.Recipe', browsePath: '/Line1/Recipe', attribute: 'Value' }],
+      points: ['/Line1/Recipe'],
+      values: {},
+      typedValues: { recipe: 'B-7', setpoints: [1.5, 2], count: 2n ** 60n, at: new Date(Date.UTC(2026, 0, 15, 8)), raw: Uint8Array.of(1, 2, 255), huge },
+    };
+    const r = decodeRecord(encodeRecord({ ...decisionRecord(ua, subject, decision), schemaVersion: 1, gatewayId: 'gw-1', seq: 1, timeUnixMs: 1, prevHash: ZERO_HASH }));
+    expect(r.decision?.command?.targets?.[0]).toMatchObject({ nodeId: 'nsu=urn:acme:plc:line1;s=Line1.Recipe', browsePath: '/Line1/Recipe', attribute: 'Value' });
+    const t = r.decision?.command?.typedValues ?? {};
+    expect(t.recipe).toBe('"B-7"');
+    expect(t.setpoints).toBe('[1.5,2]');
+    expect(t.count).toBe('"1152921504606846976"');
+    expect(t.at).toBe('"2026-01-15T08:00:00.000Z"');
+    expect(t.raw).toBe('"base64:AQL/"');
+    expect(t.huge!.length).toBeLessThan(1200);
+    expect(t.huge).toContain(`(5002 chars, sha256 ${createHash('sha256').update(JSON.stringify(huge)).digest('hex')})`);
+  });
+
   it('reads seq 0 and absent 64-bit fields as the number 0, not a Long', () => {
     const r = decodeRecord(encodeRecord({ ...outcomeRecord({ decisionSeq: 0, sessionId: 's', status: 'ok' }) }));
     expect(r.seq).toBe(0);
