@@ -29,6 +29,7 @@ import {
 import { TokenBucket, type RateSpec } from './rate.js';
 import { decodePoint } from './values.js';
 import { compileWindows, type CompiledWindow } from './windows.js';
+import { checkArguments, checkValue, compileSelectors, numericOf, selectorFor, type CompiledSelector } from './opcua-nodes.js';
 
 /** A deny that shadow mode (a `monitor` rule or bundle) reported instead of enforcing. */
 export interface ShadowVerdict {
@@ -102,6 +103,8 @@ interface RuleEntry {
   cover: Record<ModbusTable, Int32Array>;
   /** Per point index: 1 when one of the rule's point globs names it (OPC UA coverage). */
   pointCover: Uint8Array;
+  /** OPC UA: the rule's node selectors for this asset (NodeId / browse path globs, typed bounds). */
+  nodes: CompiledSelector[] | null;
   /**
    * Bounds and steps are sparse (point index, limit) lists: a rule names a few points, and dense
    * per-point arrays for 10,000 rules would cost tens of megabytes of cache misses.
@@ -143,6 +146,10 @@ interface CompiledAsset {
   methods: CompiledMethod[];
   methodByNodeId: Map<string, CompiledMethod>;
   objectNode: string | null;
+  /** OPC UA: the namespace bare identifiers in node selectors are read in. */
+  namespace: string | undefined;
+  /** OPC UA: last known value per canonical NodeId of nodes outside the point map (max_step). */
+  nodeLast: LRUCache<string, number> | null;
   index: Map<Operation, OpIndex>;
   /** Last known engineering value per point index (NaN = unknown): the base of max_step. */
   last: Float64Array;
@@ -332,8 +339,9 @@ export class PolicyEngine {
     const names: string[] = [];
     for (const t of cmd.targets) {
       if (t.nodeId === undefined) continue;
-      const name = asset.byNodeId.get(t.nodeId)?.name ?? asset.methodByNodeId.get(t.nodeId)?.name;
-      if (name !== undefined && !names.includes(name)) names.push(name);
+      // A node outside the point map (a mirrored server's) is named by its browse path.
+      const name = asset.byNodeId.get(t.nodeId)?.name ?? asset.methodByNodeId.get(t.nodeId)?.name ?? t.browsePath ?? t.nodeId;
+      if (!names.includes(name)) names.push(name);
     }
     cmd.points = names;
   }
@@ -346,12 +354,15 @@ export class PolicyEngine {
     const asset = this.assetsById.get(assetId);
     const p = asset?.byName.get(point);
     if (asset && p && Number.isFinite(value)) asset.last[p.index] = value;
+    // OPC UA nodes outside the point map are known by canonical NodeId.
+    else if (asset && asset.protocol === 'opcua' && point.startsWith('nsu=') && Number.isFinite(value)) nodeLastOf(asset).set(point, value);
   }
 
   /** The last value the engine knows for a point, or undefined. */
   lastValue(assetId: string, point: string): number | undefined {
     const asset = this.assetsById.get(assetId);
     const p = asset?.byName.get(point);
+    if (asset !== undefined && p === undefined) return asset.nodeLast?.get(point);
     if (!asset || !p) return undefined;
     const v = asset.last[p.index]!;
     return Number.isNaN(v) ? undefined : v;
@@ -490,6 +501,10 @@ export class PolicyEngine {
     } else if (cmd.operation === 'call' && asset.methods.length > 0 && !argumentsWithinBounds(asset, cmd)) {
       return 'VALUE_OUT_OF_BOUNDS';
     }
+    if (entry.nodes !== null && (cmd.operation === 'write' || cmd.operation === 'call')) {
+      const verdict = nodeBounds(entry.nodes, asset, cmd);
+      if (verdict !== null) return verdict;
+    }
     if (rule.perSubject !== null) {
       const buckets = (rule.subjectBuckets ??= new LRUCache<string, TokenBucket>({ max: MAX_SUBJECT_BUCKETS_PER_RULE }));
       let b = buckets.get(key);
@@ -592,6 +607,7 @@ export class PolicyEngine {
 
   private recordWritten(asset: CompiledAsset, cmd: Command): void {
     if (cmd.operation !== 'write') return;
+    recordNodeValues(asset, cmd);
     for (let k = 0; k < this.writtenN; k++) {
       const idx = this.written[k]!;
       if (idx < 0) continue;
@@ -653,6 +669,8 @@ function covers(entry: RuleEntry, asset: CompiledAsset, cmd: Command): boolean {
   for (let i = 0; i < targets.length; i++) {
     const t = targets[i]!;
     if (t.nodeId !== undefined) {
+      // A rule's node selectors cover any node they name, in or outside the point map.
+      if (entry.nodes !== null && selectorFor(entry.nodes, t, cmd.operation) !== undefined) continue;
       const p = asset.byNodeId.get(t.nodeId);
       if (p !== undefined) {
         if (entry.pointCover[p.index] === 0) return false;
@@ -691,6 +709,48 @@ function argumentsWithinBounds(asset: CompiledAsset, cmd: Command): boolean {
     }
   }
   return true;
+}
+
+/** Per asset: last known values of nodes outside the point map, made when first needed. */
+const MAX_NODE_VALUES_PER_ASSET = 10_000;
+function nodeLastOf(asset: CompiledAsset): LRUCache<string, number> {
+  return (asset.nodeLast ??= new LRUCache<string, number>({ max: MAX_NODE_VALUES_PER_ASSET }));
+}
+
+/** The name a target's value is carried under in cmd.values / cmd.typedValues (see resolveOpcua). */
+function valueName(asset: CompiledAsset, t: { nodeId?: string; browsePath?: string }): string {
+  return (t.nodeId !== undefined ? asset.byNodeId.get(t.nodeId)?.name : undefined) ?? t.browsePath ?? t.nodeId ?? '';
+}
+
+/** Typed bounds of the selectors naming each target (written values, call arguments). */
+function nodeBounds(selectors: readonly CompiledSelector[], asset: CompiledAsset, cmd: Command): Reason | null {
+  const targets = cmd.targets;
+  for (let i = 0; i < targets.length; i++) {
+    const t = targets[i]!;
+    const s = selectorFor(selectors, t, cmd.operation);
+    if (s === undefined) continue;
+    if (cmd.operation === 'call') {
+      if (checkArguments(s, cmd.typedValues, cmd.values) !== null) return 'VALUE_OUT_OF_BOUNDS';
+      continue;
+    }
+    if (s.bounds === null) continue;
+    const name = valueName(asset, t);
+    const last = t.nodeId === undefined ? undefined : asset.nodeLast?.get(t.nodeId);
+    const verdict = checkValue(s.bounds, cmd.typedValues?.[name] ?? cmd.values?.[name], last);
+    if (verdict !== null) return verdict;
+  }
+  return null;
+}
+
+/** An allowed write moves the last known value of the nodes outside the point map it wrote. */
+function recordNodeValues(asset: CompiledAsset, cmd: Command): void {
+  if (asset.protocol !== 'opcua') return;
+  for (const t of cmd.targets) {
+    if (t.nodeId === undefined || asset.byNodeId.has(t.nodeId) || (t.attribute !== undefined && t.attribute !== 'Value')) continue;
+    const name = valueName(asset, t);
+    const n = numericOf(cmd.typedValues?.[name] ?? cmd.values?.[name]);
+    if (n !== undefined) nodeLastOf(asset).set(t.nodeId, n);
+  }
 }
 
 function compileAsset(a: BundleAsset): CompiledAsset {
@@ -740,6 +800,8 @@ function compileAsset(a: BundleAsset): CompiledAsset {
     methods,
     methodByNodeId,
     objectNode: a.object_node ?? null,
+    namespace: a.namespace,
+    nodeLast: null,
     index: new Map(),
     last: new Float64Array(points.length).fill(Number.NaN),
   };
@@ -785,6 +847,7 @@ function compileEntry(rule: CompiledRule, r: BundleRule, asset: CompiledAsset): 
     }
   }
   for (const m of asset.methods) if (globs.some((g) => g.test(m.name))) pointCover[m.index] = 1;
+  const nodes = r.nodes !== undefined && r.nodes.length > 0 && asset.protocol === 'opcua' ? compileSelectors(r.nodes, asset.namespace) : null;
   for (const range of r.ranges) spans[range.table].push([range.from, range.to]);
   const cover = {} as Record<ModbusTable, Int32Array>;
   for (const t of MODBUS_TABLES) cover[t] = mergeIntervals(spans[t]);
@@ -813,7 +876,7 @@ function compileEntry(rule: CompiledRule, r: BundleRule, asset: CompiledAsset): 
   const stepped = sIdx.length > 0 ? Int32Array.from(sIdx) : null;
   const maxStep = sIdx.length > 0 ? Float64Array.from(sVal) : null;
   const perAsset = r.rate_limit?.per_asset ?? null;
-  return { rule, cover, pointCover, bounded, min, max, stepped, maxStep, perAsset, assetBucket: null };
+  return { rule, cover, pointCover, nodes, bounded, min, max, stepped, maxStep, perAsset, assetBucket: null };
 }
 
 function hasScope(scopes: readonly string[], required: string): boolean {

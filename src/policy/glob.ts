@@ -42,3 +42,16 @@ export function workloadMatcher(pattern: string): (value: string) => boolean {
   const re = workloadGlob(pattern);
   return (v) => re.test(v);
 }
+
+/**
+ * Browse-path globs over OPC UA browse paths ('/Line1/Speed'): '*' is any run inside one path
+ * segment, '**' any run across segments, and a trailing '/**' also matches the path it hangs from
+ * ('/Line1/**' covers '/Line1' and everything below it), since a rule about a subtree is meant to
+ * cover its root.
+ */
+export function pathGlob(pattern: string): RegExp {
+  const subtree = pattern.endsWith('/**');
+  const body = subtree ? pattern.slice(0, -3) : pattern;
+  const re = workloadGlob(body).source.slice(1, -1);
+  return new RegExp(`^${re}${subtree ? '(?:/.*)?' : ''}$`, 's');
+}

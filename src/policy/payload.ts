@@ -9,6 +9,7 @@ import { interlocksSchema, type InterlockDef } from '../interlocks/payload.js';
 import type { BundleRevocation } from '../identity/revocation.js';
 import type { RateSpec } from './rate.js';
 import { WEEKDAYS, windowProblem, type WindowSpec } from './windows.js';
+import { OPCUA_ATTRIBUTES, type NodeSelectorDef } from './opcua-nodes.js';
 
 export const BUNDLE_FORMAT = 1;
 
@@ -105,6 +106,8 @@ export interface BundleRule {
   operations: RuleOperation[];
   /** Globs over point names ('*' matches any run of characters, dots included). */
   points: string[];
+  /** OPC UA assets: nodes by NodeId or browse path (globs), per attribute, with typed bounds. */
+  nodes?: NodeSelectorDef[];
   ranges: AddressRange[];
   /** Allow-list of Modbus function codes; absent = any code of the rule's operations. */
   function_codes?: number[];
@@ -176,6 +179,33 @@ export const pointDefSchema = z.strictObject({
 const argumentSchema = z.strictObject({ name: z.string().min(1), type: z.enum(ARGUMENT_TYPES), min: finite.optional(), max: finite.optional() });
 const methodSchema = z.strictObject({ node_id: z.string().min(1), inputs: z.array(argumentSchema), outputs: z.array(argumentSchema) });
 
+const valueBoundsSchema = z.strictObject({
+  min: finite.optional(),
+  max: finite.optional(),
+  max_step: finite.refine((v) => v >= 0, 'must be >= 0').optional(),
+  enum: z.array(z.union([z.string(), finite, z.boolean()])).min(1).optional(),
+  pattern: z.string().refine((p) => {
+    try {
+      new RegExp(p, 'u');
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'must be a valid regular expression').optional(),
+  max_length: z.number().int().min(0).optional(),
+  min_items: z.number().int().min(0).optional(),
+  max_items: z.number().int().min(0).optional(),
+});
+const nodeSelectorSchema = z
+  .strictObject({
+    node: z.string().min(1).optional(),
+    path: z.string().startsWith('/').optional(),
+    attributes: z.array(z.enum(OPCUA_ATTRIBUTES)).min(1).optional(),
+    bounds: valueBoundsSchema.optional(),
+    arguments: z.record(z.string(), valueBoundsSchema.refine((b) => b.max_step === undefined, 'max_step applies to node values, not arguments')).optional(),
+  })
+  .refine((n) => n.node !== undefined || n.path !== undefined, 'give node, path, or both');
+
 const rateSchema = z.strictObject({ count: z.number().int().min(1), per_sec: z.number().int().min(1) });
 const windowSchema = z.strictObject({
   id: z.string().min(1),
@@ -203,6 +233,7 @@ const ruleSchema = z.strictObject({
   assets: z.array(z.string().min(1)).min(1),
   operations: z.array(z.enum(RULE_OPERATIONS)).min(1),
   points: z.array(z.string().min(1)),
+  nodes: z.array(nodeSelectorSchema).optional(),
   ranges: z.array(
     z.strictObject({ table: z.enum(MODBUS_TABLES), from: u16, to: u16 }).refine((r) => r.from <= r.to, 'from > to'),
   ),

@@ -16,6 +16,7 @@ import { parseDurationSec } from './duration.js';
 import { parseRate } from './rate.js';
 import { WEEKDAYS, isValidTimeZone, parseHhmm, parseLocalDateTime, windowProblem, type Weekday, type WindowSpec } from './windows.js';
 import { pointGlob } from './glob.js';
+import { OPCUA_ATTRIBUTES, type NodeSelectorDef, type ValueBounds } from './opcua-nodes.js';
 import { isSpiffeId } from '../identity/spiffe.js';
 import type { BundleRevocation } from '../identity/revocation.js';
 import {
@@ -64,6 +65,7 @@ const RULE_KEYS = [
   'assets',
   'operations',
   'points',
+  'nodes',
   'ranges',
   'function_codes',
   'require_scope',
@@ -79,6 +81,10 @@ const RULE_KEYS = [
 const SUBJECT_KEYS = ['workload', 'owner', 'roles', 'scopes', 'act', 'assurance'];
 const RANGE_KEYS = ['table', 'from', 'to'];
 const BOUND_KEYS = ['min', 'max'];
+const NODE_KEYS = ['node', 'path', 'attributes', 'bounds', 'arguments'];
+const VALUE_BOUND_KEYS = ['min', 'max', 'max_step', 'enum', 'pattern', 'max_length', 'min_items', 'max_items'];
+/** A NodeId glob: `nsu=<uri>;<identifier>` or a bare identifier, '*' anywhere in the identifier. */
+const NODE_GLOB_RE = /^(?:nsu=[^;]+;)?(?:i|s|g|b)=.+$/s;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
 
 /** Which operation class each supported Modbus function code belongs to (for function_codes). */
@@ -286,6 +292,8 @@ interface RuleDraft {
   idNode: Node;
   assetNodes: Node[];
   pointNodes: Node[];
+  /** Where `nodes:` is, when the rule has node selectors (OPC UA assets only). */
+  nodesNode?: Node;
   boundNodes: Map<string, Node>;
   stepNodes: Map<string, Node>;
   windowRefs: { id: string; node: Node; field: string }[];
@@ -374,7 +382,7 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
     }
   }
   const windows = compileWindowSources(f, top);
-  checkRules(drafts, points, windows);
+  checkRules(drafts, points, windows, new Set(assets.filter((a) => a.protocol === 'opcua').map((a) => a.id)));
   const revocations = compileRevocations(f, top);
 
   if (errors.length > 0) throw new SourceErrors(errors);
@@ -626,8 +634,9 @@ async function compileAssets(
     // Which PLC of the plant file: `plc:`, default the asset id (an OPC UA asset of a PLC that also
     // has a Modbus asset needs its own id, so it names the PLC).
     const plcName = f.str(node, e, 'plc', `${field}.plc`, false);
-    const from = f.str(node, e, 'points_from', `${field}.points_from`, true);
-    let pointMap: Record<string, PointDef> | undefined;
+    // An OPC UA server describes itself (the gateway browses it): its asset needs no point map.
+    const from = f.str(node, e, 'points_from', `${field}.points_from`, protocol !== 'opcua');
+    let pointMap: Record<string, PointDef> | undefined = protocol === 'opcua' && from === undefined && !e.has('points_from') ? {} : undefined;
     let face: ReturnType<typeof describeOpcua>[number] | undefined;
     if (from !== undefined && id !== undefined) {
       const fromNode = e.get('points_from')!.value!;
@@ -702,12 +711,14 @@ async function compileAssets(
       };
       const op = e.get('object_node');
       if (op) objectNode = expand(f.valueNode(op), `${field}.object_node`, f.strNode(f.valueNode(op), `${field}.object_node`));
-      else if (namespace !== undefined) objectNode = `nsu=${ns};${face?.folderIdentifier ?? `s=${id ?? ''}`}`;
+      // A browsed server has no object of its own in the asset: rules' nodes: cover what it serves.
+      else if (namespace !== undefined && from !== undefined) objectNode = `nsu=${ns};${face?.folderIdentifier ?? `s=${id ?? ''}`}`;
       if (objectNode !== undefined) claim(op ? f.valueNode(op) : node, `${field}.object_node`, objectNode, `the object of asset '${id ?? ''}'`);
-      else if (namespace !== undefined) opcuaOk = false;
+      else if (namespace !== undefined && from !== undefined) opcuaOk = false;
 
       const nip = e.get('node_ids');
-      if (nip && pointMap && namespace !== undefined) {
+      if (nip && from === undefined) f.fail(nip.key, `${field}.node_ids`, 'node_ids name points of a plant file (points_from); a browsed server is covered by rules\' nodes:');
+      else if (nip && pointMap && namespace !== undefined) {
         // Listed: exactly these points are exposed over OPC UA.
         const ne = f.freeMap(f.valueNode(nip), `${field}.node_ids`, 'point name -> NodeId');
         for (const [point, pair] of ne ?? []) {
@@ -839,6 +850,157 @@ function compileMethods(
     out[name] = { node_id: nodeId, inputs, outputs };
   }
   return ok ? out : undefined;
+}
+
+/**
+ * `nodes:` of a rule: OPC UA nodes by NodeId glob (`node`) and/or browse path glob (`path`), the
+ * attributes covered (default Value), typed `bounds` on written values and `arguments` bounds of
+ * called methods (docs/policy.md, "OPC UA nodes").
+ */
+function compileNodeSelectors(f: SourceFile, node: Node, field: string, operations: RuleOperation[]): NodeSelectorDef[] | undefined {
+  const items = f.seq(node, field, 'of { node, path, attributes, bounds, arguments }');
+  if (items === undefined) return undefined;
+  const out: NodeSelectorDef[] = [];
+  let ok = true;
+  items.forEach((item, i) => {
+    const sf = `${field}[${i}]`;
+    const e = f.map(item, sf, NODE_KEYS, 'with node (NodeId glob) and/or path (browse path glob), attributes, bounds, arguments');
+    if (e === undefined) return (ok = false);
+    const sel: NodeSelectorDef = {};
+    const nodeText = f.str(item!, e, 'node', `${sf}.node`, false);
+    if (e.has('node') && nodeText === undefined) ok = false;
+    if (nodeText !== undefined) {
+      if (nodeText.startsWith('ns=')) {
+        f.fail(f.valueNode(e.get('node')!), `${sf}.node`, `'${nodeText}' uses a namespace index (indexes differ between servers); write nsu=<namespace URI>;<identifier>`);
+        ok = false;
+      } else if (!NODE_GLOB_RE.test(nodeText)) {
+        f.fail(f.valueNode(e.get('node')!), `${sf}.node`, `'${nodeText}' is not a NodeId (nsu=<namespace URI>;<identifier> or i=, s=, g=, b=; '*' globs)`);
+        ok = false;
+      } else sel.node = nodeText;
+    }
+    const pathText = f.str(item!, e, 'path', `${sf}.path`, false);
+    if (e.has('path') && pathText === undefined) ok = false;
+    if (pathText !== undefined) {
+      if (!pathText.startsWith('/')) {
+        f.fail(f.valueNode(e.get('path')!), `${sf}.path`, `'${pathText}' is not a browse path from the Objects folder (it starts with '/', e.g. /Line1/Speed)`);
+        ok = false;
+      } else sel.path = pathText;
+    }
+    if (!e.has('node') && !e.has('path')) {
+      f.fail(item, sf, 'give node (a NodeId glob), path (a browse path glob), or both');
+      ok = false;
+    }
+    const ap = e.get('attributes');
+    if (ap) {
+      const list = f.seq(f.valueNode(ap), `${sf}.attributes`, 'OPC UA attribute names');
+      const attrs: string[] = [];
+      (list ?? []).forEach((a, k) => {
+        const v = f.oneOfNode(a, `${sf}.attributes[${k}]`, OPCUA_ATTRIBUTES, 'attribute');
+        if (v === undefined) ok = false;
+        else if (!attrs.includes(v)) attrs.push(v);
+      });
+      if (list === undefined || attrs.length === 0) {
+        if (list !== undefined && list.length === 0) f.fail(f.valueNode(ap), `${sf}.attributes`, 'must name at least one attribute');
+        ok = false;
+      } else sel.attributes = attrs;
+    }
+    const bp = e.get('bounds');
+    if (bp) {
+      if (operations.length > 0 && !operations.includes('write')) {
+        f.fail(bp.key, `${sf}.bounds`, 'bounds apply to written values, but the rule does not allow write');
+        ok = false;
+      }
+      const b = compileValueBounds(f, f.valueNode(bp), `${sf}.bounds`, true);
+      if (b === undefined) ok = false;
+      else sel.bounds = b;
+    }
+    const gp = e.get('arguments');
+    if (gp) {
+      if (operations.length > 0 && !operations.includes('call')) {
+        f.fail(gp.key, `${sf}.arguments`, 'arguments bound method calls, but the rule does not allow call');
+        ok = false;
+      }
+      const ge = f.freeMap(f.valueNode(gp), `${sf}.arguments`, 'input argument name -> bounds');
+      if (ge === undefined) ok = false;
+      const args: Record<string, ValueBounds> = {};
+      for (const [name, pair] of ge ?? []) {
+        const b = compileValueBounds(f, f.valueNode(pair), `${sf}.arguments.${name}`, false);
+        if (b === undefined) ok = false;
+        else args[name] = b;
+      }
+      sel.arguments = args;
+    }
+    out.push(sel);
+    return true;
+  });
+  return ok ? out : undefined;
+}
+
+/** Typed bounds (docs/policy.md, "OPC UA nodes"); `stepped`: max_step is allowed (node values, not arguments). */
+function compileValueBounds(f: SourceFile, node: Node, field: string, stepped: boolean): ValueBounds | undefined {
+  const e = f.map(node, field, VALUE_BOUND_KEYS, 'with min, max, max_step, enum, pattern, max_length, min_items, max_items');
+  if (e === undefined) return undefined;
+  let ok = true;
+  const b: ValueBounds = {};
+  for (const key of ['min', 'max', 'max_step'] as const) {
+    if (!e.has(key)) continue;
+    const v = f.num(e, key, `${field}.${key}`);
+    if (v === undefined) ok = false;
+    else if (key === 'max_step' && !stepped) {
+      f.fail(e.get(key)!.key, `${field}.max_step`, 'max_step applies to node values, not method arguments');
+      ok = false;
+    } else if (key === 'max_step' && v < 0) {
+      f.fail(f.valueNode(e.get(key)!), `${field}.max_step`, 'must be >= 0');
+      ok = false;
+    } else b[key] = v;
+  }
+  for (const key of ['max_length', 'min_items', 'max_items'] as const) {
+    if (!e.has(key)) continue;
+    const v = f.intNode(f.valueNode(e.get(key)!), `${field}.${key}`, 0, 2 ** 31 - 1);
+    if (v === undefined) ok = false;
+    else b[key] = v;
+  }
+  if (b.min !== undefined && b.max !== undefined && b.min > b.max) {
+    f.fail(f.valueNode(e.get('max')!), `${field}.max`, `${b.max} is below min (${b.min})`);
+    ok = false;
+  }
+  if (b.min_items !== undefined && b.max_items !== undefined && b.min_items > b.max_items) {
+    f.fail(f.valueNode(e.get('max_items')!), `${field}.max_items`, `${b.max_items} is below min_items (${b.min_items})`);
+    ok = false;
+  }
+  const ep = e.get('enum');
+  if (ep) {
+    const items = f.seq(f.valueNode(ep), `${field}.enum`, 'allowed values (strings, numbers, booleans)');
+    const values: (string | number | boolean)[] = [];
+    (items ?? []).forEach((it, k) => {
+      const v = isScalar(it) ? it.value : undefined;
+      if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) values.push(v);
+      else {
+        f.fail(it, `${field}.enum[${k}]`, 'must be a string, a finite number or a boolean');
+        ok = false;
+      }
+    });
+    if (items === undefined || items.length === 0) {
+      if (items !== undefined) f.fail(f.valueNode(ep), `${field}.enum`, 'must list at least one value');
+      ok = false;
+    } else b.enum = values;
+  }
+  const pattern = f.str(node, e, 'pattern', `${field}.pattern`, false);
+  if (e.has('pattern') && pattern === undefined) ok = false;
+  if (pattern !== undefined) {
+    try {
+      new RegExp(pattern, 'u');
+      b.pattern = pattern;
+    } catch (err) {
+      f.fail(f.valueNode(e.get('pattern')!), `${field}.pattern`, `not a regular expression: ${(err as Error).message}`);
+      ok = false;
+    }
+  }
+  if (ok && Object.keys(b).length === 0) {
+    f.fail(node, field, 'give at least one bound');
+    ok = false;
+  }
+  return ok ? b : undefined;
 }
 
 function collectRules(f: SourceFile, node: Node | null, out: RuleDraft[]): void {
@@ -1000,8 +1162,15 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
       ranges.push({ table, from, to });
     }
   }
-  if (pp === undefined && rgp === undefined) {
-    f.fail(n, field, 'covers nothing: give points, ranges, or both');
+  // nodes: (OPC UA)
+  let nodes: NodeSelectorDef[] | undefined;
+  const np = e.get('nodes');
+  if (np) {
+    nodes = compileNodeSelectors(f, f.valueNode(np), `${field}.nodes`, operations);
+    if (nodes === undefined) bad();
+  }
+  if (pp === undefined && rgp === undefined && np === undefined) {
+    f.fail(n, field, 'covers nothing: give points, ranges or nodes');
     bad();
   }
 
@@ -1172,6 +1341,7 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
 
   if (!ok || id === undefined || subject === undefined) return undefined;
   const rule: BundleRule = { id, description, subject, assets, operations, points, ranges, bounds };
+  if (nodes !== undefined) rule.nodes = nodes;
   if (functionCodes) rule.function_codes = functionCodes;
   if (requireScope !== undefined) rule.require_scope = requireScope;
   if (Object.keys(maxStep).length > 0) rule.max_step = maxStep;
@@ -1181,11 +1351,11 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
   if (crossZone) rule.cross_zone = crossZone;
   if (approval) rule.approval = approval;
   if (mode === 'monitor') rule.mode = mode;
-  return { rule, file: f, field, idNode: e.get('id')!.value!, assetNodes, pointNodes, boundNodes, stepNodes, windowRefs };
+  return { rule, file: f, field, idNode: e.get('id')!.value!, assetNodes, pointNodes, ...(np ? { nodesNode: np.key } : {}), boundNodes, stepNodes, windowRefs };
 }
 
 /** Checks across rules and against the assets: unique ids, known assets, globs that match. */
-function checkRules(drafts: RuleDraft[], assetPoints: Map<string, string[]>, windows: Map<string, WindowSpec>): void {
+function checkRules(drafts: RuleDraft[], assetPoints: Map<string, string[]>, windows: Map<string, WindowSpec>, opcuaAssets: ReadonlySet<string>): void {
   const ids = new Map<string, RuleDraft>();
   for (const d of drafts) {
     const { rule, file: f, field } = d;
@@ -1209,6 +1379,10 @@ function checkRules(drafts: RuleDraft[], assetPoints: Map<string, string[]>, win
       }
     });
     if (known.length !== rule.assets.length) continue; // the asset error says it all
+    if (d.nodesNode !== undefined) {
+      const modbus = rule.assets.filter((a) => !opcuaAssets.has(a));
+      if (modbus.length > 0) f.fail(d.nodesNode, `${field}.nodes`, `nodes select OPC UA nodes, but asset '${modbus[0]}' is not an OPC UA asset`);
+    }
     const all = known.flat();
     const matched = new Set<string>();
     rule.points.forEach((g, i) => {

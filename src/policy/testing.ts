@@ -7,7 +7,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import type { Command, ModbusTable, Operation, Subject, Target } from '../core/command.js';
+import type { Command, ModbusTable, Operation, Subject, Target, TypedValue } from '../core/command.js';
+import { nodeIdProblem } from './node-id.js';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { REASONS, type Reason } from '../core/reasons.js';
 import { parseYamlWith } from '../core/yaml.js';
@@ -27,6 +28,9 @@ const subjectSchema = z.strictObject({
   assurance: z.enum(ASSURANCES).optional(),
 });
 
+type TestValue = string | number | boolean | TestValue[];
+const typedValueSchema: z.ZodType<TestValue> = z.lazy(() => z.union([z.string(), z.number(), z.boolean(), z.array(typedValueSchema)]));
+
 const commandSchema = z.strictObject({
   asset: z.string().min(1).optional(),
   unit_id: z.number().int().min(0).max(255).optional(),
@@ -39,6 +43,15 @@ const commandSchema = z.strictObject({
   address: z.number().int().min(0).max(65535).optional(),
   count: z.number().int().min(1).max(2000).optional(),
   values: z.array(z.number().int().min(0).max(65535)).optional(),
+  /** OPC UA: a node by NodeId (nsu=<uri>;<identifier>, or bare in the asset's namespace) and/or browse path. */
+  node: z.string().min(1).optional(),
+  path: z.string().startsWith('/').optional(),
+  /** OPC UA: the attribute read or written (default Value). */
+  attribute: z.string().min(1).optional(),
+  /** OPC UA write: the value as the agent sends it (string, number, boolean, or a list of them). */
+  value: typedValueSchema.optional(),
+  /** OPC UA call: input arguments by name. */
+  arguments: z.record(z.string(), typedValueSchema).optional(),
 });
 
 const expectSchema = z.strictObject({
@@ -135,7 +148,9 @@ async function runFile(file: string): Promise<CaseResult[]> {
     const where = (field: string, problem: string) => problems.push(caseError(text, file, i, field, problem));
     for (const [assetId, points] of Object.entries(c.values ?? {})) {
       for (const [point, v] of Object.entries(points)) {
-        if (engine.asset(assetId)?.points[point] === undefined) {
+        const a = engine.asset(assetId);
+        // OPC UA nodes outside the point map are given by canonical NodeId (nsu=<uri>;<identifier>).
+        if (a?.points[point] === undefined && !(a?.protocol === 'opcua' && point.startsWith('nsu='))) {
           where(`cases[${i}].values.${assetId}.${point}`, `no point '${point}' on asset '${assetId}'`);
         }
         engine.observeValue(assetId, point, v);
@@ -204,6 +219,8 @@ function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
   if (k.asset === undefined) return 'give asset with points';
   const asset = engine.asset(k.asset);
   if (asset === undefined) return `unknown asset '${k.asset}'`;
+  if (k.node !== undefined || k.path !== undefined || k.value !== undefined || k.arguments !== undefined) return opcuaNodeCommand(engine, asset, base, k);
+  if (k.attribute !== undefined) return 'attribute goes with an OPC UA node';
   if (k.points === undefined) return 'give points (a list for reads, name: value for writes) or a raw command';
   const names = Array.isArray(k.points) ? k.points : Object.keys(k.points);
   for (const n of names) if (asset.points[n] === undefined) return `no point '${n}' on asset '${asset.id}'`;
@@ -231,6 +248,47 @@ function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
   base.functionCode = op === 'write'
     ? t.table === 'coil' ? (t.count === 1 ? 5 : 15) : t.count === 1 ? 6 : 16
     : op === 'read' ? READ_FC[t.table!] : 0;
+  return base;
+}
+
+/**
+ * An OPC UA command on one node, as the gateway's front builds it: target NodeId (canonical),
+ * browse path and attribute; the point is the map's name for the node, else its browse path (else
+ * its NodeId); a write's value and a call's arguments typed as given.
+ */
+function opcuaNodeCommand(engine: PolicyEngine, asset: BundleAsset, base: Command, k: TestCase['command']): Command | string {
+  if (asset.protocol !== 'opcua') return `asset '${asset.id}' is not an OPC UA asset: node and path are for OPC UA`;
+  if (k.points !== undefined) return 'give either points or node/path, not both';
+  const op = base.operation;
+  if (op === 'write' && k.value === undefined) return 'an OPC UA write gives value';
+  if (op !== 'write' && k.value !== undefined) return `value is for writes, not ${op}`;
+  if (op !== 'call' && k.arguments !== undefined) return `arguments are for calls, not ${op}`;
+  // The gateway always knows both: the NodeId names the node, the path is where it sits.
+  if (k.node === undefined) return 'an OPC UA command gives node (and path when rules select by browse path)';
+  let nodeId = k.node;
+  if (!nodeId.startsWith('nsu=')) {
+    const problem = asset.namespace === undefined ? 'the asset has no namespace' : nodeIdProblem(asset.namespace, nodeId);
+    if (problem !== null) return problem;
+    nodeId = `nsu=${asset.namespace};${nodeId}`;
+  }
+  const target: Target = { nodeId };
+  if (k.path !== undefined) target.browsePath = k.path;
+  if (k.attribute !== undefined && k.attribute !== 'Value') target.attribute = k.attribute;
+  base.protocol = 'opcua';
+  base.assetId = asset.id;
+  base.service = ({ read: 'Read', write: 'Write', call: 'Call', browse: 'Browse', subscribe: 'CreateMonitoredItems', diagnostic: 'Read' } as Record<string, string>)[op] ?? op;
+  base.targets = [target];
+  engine.resolveOpcua(base);
+  const name = base.points[0] ?? nodeId;
+  const typed = (v: TestValue): TypedValue => (Array.isArray(v) ? v.map(typed) : v);
+  if (op === 'write') {
+    base.typedValues = { [name]: typed(k.value!) };
+    if (typeof k.value === 'number') base.values = { [name]: k.value };
+  } else if (op === 'call' && k.arguments !== undefined) {
+    base.typedValues = Object.fromEntries(Object.entries(k.arguments).map(([a, v]) => [a, typed(v)]));
+    const nums = Object.entries(k.arguments).filter(([, v]) => typeof v === 'number') as [string, number][];
+    if (nums.length > 0) base.values = Object.fromEntries(nums);
+  }
   return base;
 }
 
