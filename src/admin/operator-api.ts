@@ -9,6 +9,8 @@
 // POST /v1/approvals/{id}/approve and /reject with {"reason": "..."} decide one. Only the operator
 // role decides; the store enforces the two-person rule (the approver is not the agent's owner).
 //
+// Emergency freeze (issue 23): GET|POST /v1/freezes, POST /v1/freezes/{id}/unfreeze (freeze-api.ts).
+//
 // Bundle (issue 6): GET /v1/bundle (active bundle and last load result) and POST /v1/bundle/reload
 // (force a reload, recorded in the audit with who asked); operator role only.
 import https from 'node:https';
@@ -24,6 +26,7 @@ import type { TokenRegistry } from '../identity/registry.js';
 import { parseRevocationBody, RevocationError, type Revocation, type RevocationRequest, type RevocationStore } from '../identity/revocation.js';
 import { ApprovalError, type ApprovalRequest, type ApprovalStatus, type ApprovalStore } from '../approvals/store.js';
 import { listen, pathOf, readBody, sendJson, type RunningServer } from './http.js';
+import { handleFreeze, matchFreezeRoute, type FreezeApiDeps } from './freeze-api.js';
 
 export interface OperatorApiDeps {
   trust(): { issuers: TrustedIssuers; audience: string; maxTokenTtlSec: number } | undefined;
@@ -42,6 +45,8 @@ export interface OperatorApiDeps {
   approvals?: ApprovalStore;
   /** An operator approved or rejected a request, and it is on disk (audit: approval granted/rejected). */
   onApprovalDecided?(request: ApprovalRequest, operator: Operator): void;
+  /** Emergency freezes; absent = the freeze endpoints answer 404. */
+  freezes?: FreezeApiDeps;
   /** Bundle status and forced reload; absent = the bundle endpoints answer 404. */
   bundle?: {
     /** JSON of GET /v1/bundle (BundleStatus.view). */
@@ -78,6 +83,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
     sendJson(res, status, { reason, detail, message });
   };
   const approvalRoute = deps.approvals === undefined ? undefined : matchApprovalRoute(method, path);
+  const freezeRoute = deps.freezes === undefined ? undefined : matchFreezeRoute(method, path);
   const bundleRoute =
     deps.bundle === undefined ? undefined : path === '/v1/bundle' && method === 'GET' ? 'status' : path === '/v1/bundle/reload' && method === 'POST' ? 'reload' : undefined;
   const staticWorkload =
@@ -86,13 +92,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
       : undefined;
   if (
     approvalRoute === undefined &&
+    freezeRoute === undefined &&
     bundleRoute === undefined &&
     staticWorkload === undefined &&
     (path !== '/v1/revocations' || (method !== 'POST' && method !== 'GET'))
   ) {
     sendJson(res, 404, {
       error: 'not found',
-      message: `no ${method} ${path} here: GET|POST /v1/revocations, GET /v1/approvals, POST /v1/approvals/{id}/approve|reject, GET /v1/bundle, POST /v1/bundle/reload, PUT /v1/static-tokens/{workload} (with the plaintext listener)`,
+      message: `no ${method} ${path} here: GET|POST /v1/revocations, GET /v1/approvals, POST /v1/approvals/{id}/approve|reject, GET|POST /v1/freezes, POST /v1/freezes/{id}/unfreeze, GET /v1/bundle, POST /v1/bundle/reload, PUT /v1/static-tokens/{workload} (with the plaintext listener)`,
     });
     return;
   }
@@ -125,6 +132,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
 
   if (approvalRoute !== undefined) {
     await handleApproval(req, res, deps, deps.approvals!, approvalRoute, operator, refuse);
+    return;
+  }
+  if (freezeRoute !== undefined) {
+    await handleFreeze(req, res, deps.freezes!, freezeRoute, operator, refuse);
     return;
   }
   if (bundleRoute !== undefined) {

@@ -77,6 +77,7 @@ function encodeDecision(rec: AuditRecordProps, w: protobuf.Writer): boolean {
     rec.revocation != null ||
     rec.interlockTrip != null ||
     rec.approval != null ||
+    rec.freeze != null ||
     (rec as { $unknowns?: unknown }).$unknowns != null ||
     (d as { $unknowns?: unknown }).$unknowns != null ||
     // 64-bit fields as Long objects (never from the log, which stamps numbers): generated path.

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Command, Decision, Protocol, Subject, TypedValue } from '../core/command.js';
 import type { Reason } from '../core/reasons.js';
 import type { Revocation } from '../identity/revocation.js';
+import type { FreezeChange } from '../freeze/store.js';
 import { pb } from './schema.js';
 import type { AuditRecordProps, CommandInfoProps, IdentityProps } from './schema.js';
 
@@ -104,6 +105,7 @@ export function decisionRecord(
         shadowReason: decision.shadow?.reason ?? '',
         shadowRuleId: decision.shadow?.ruleId ?? '',
         principal: decision.principal ?? '',
+        freezeId: decision.freezeId ?? '',
       },
     },
   };
@@ -278,6 +280,27 @@ export function approvalRecord(a: {
       by: a.by ?? '',
       reason: a.reason ?? '',
       expiresAtUnixMs: a.expiresAtMs ?? 0,
+    },
+  };
+}
+
+/** An emergency freeze changed (frozen, unfreeze requested, unfrozen, expired). */
+export function freezeRecord(c: FreezeChange): AuditEvent {
+  const f = c.freeze;
+  return {
+    freeze: {
+      kind: c.kind,
+      freezeId: f.id,
+      scope: f.scope,
+      value: f.value,
+      mode: f.mode,
+      reason: c.reason,
+      by: c.by,
+      frozenAtUnixMs: f.frozenAtMs,
+      expiresAtUnixMs: f.expiresAtMs ?? 0,
+      frozenBy: f.by,
+      unfreezeBy: f.unfreezeVotes.map((v) => v.by),
+      unfreezeNeeded: c.needed,
     },
   };
 }

@@ -50,6 +50,10 @@ export function decodeRecord(bytes: Uint8Array): DecodedRecord {
     i.maxAgeMs = num(i.maxAgeMs);
   }
   if (r.approval) r.approval.expiresAtUnixMs = num(r.approval.expiresAtUnixMs);
+  if (r.freeze) {
+    r.freeze.frozenAtUnixMs = num(r.freeze.frozenAtUnixMs);
+    r.freeze.expiresAtUnixMs = num(r.freeze.expiresAtUnixMs);
+  }
   return r;
 }
 

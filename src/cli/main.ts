@@ -10,6 +10,7 @@ import { register as registerBundle } from './commands/bundle.js';
 import { register as registerCollector } from './commands/collector.js';
 import { register as registerConfig } from './commands/config.js';
 import { register as registerDemo } from './commands/demo.js';
+import { register as registerFreeze } from './commands/freeze.js';
 import { register as registerKeys } from './commands/keys.js';
 import { register as registerPki } from './commands/pki.js';
 import { register as registerPolicy } from './commands/policy.js';
@@ -28,7 +29,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit, registerPolicy, registerApprovals, registerRevoke]) {
+  for (const register of [registerServe, registerSim, registerDemo, registerCollector, registerBundle, registerPki, registerKeys, registerToken, registerConfig, registerAudit, registerPolicy, registerApprovals, registerRevoke, registerFreeze]) {
     register(program);
   }
   for (const sub of program.commands) sub.exitOverride();

@@ -87,6 +87,8 @@ export interface Decision {
   bundleRevision: number;
   interlockId?: string;
   approvalId?: string;
+  /** The operator's emergency freeze that refused the command (reason EMERGENCY_FREEZE). */
+  freezeId?: string;
   /**
    * Shadow mode: a monitor rule or bundle let the command through, but would have denied it with
    * this reason and rule.

@@ -35,6 +35,9 @@ export const REASONS = [
   'TYPE_MISMATCH',
   'ARGUMENTS_MISSING',
   'TOO_MANY_ARGUMENTS',
+  // An operator's emergency write freeze (docs/operator.md, "Emergency freeze"): no token, scope,
+  // rule or approval outweighs it.
+  'EMERGENCY_FREEZE',
 ] as const;
 
 export type Reason = (typeof REASONS)[number];

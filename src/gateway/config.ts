@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { plaintextListenerSchema } from '../identity/static-ip.js';
+import { freezeConfigSchema } from '../freeze/config.js';
 
 const host = z.string().min(1);
 const port = z.number().int().min(0).max(65535);
@@ -118,6 +119,8 @@ const schema = z.strictObject({
       ])
       .optional(),
   }),
+  /** The operator's emergency freeze: the two-person rule for lifting one (docs/operator.md). */
+  emergency_freeze: freezeConfigSchema,
   identity: z
     .strictObject({
       leeway_sec: z.number().int().min(0).max(300).default(30),

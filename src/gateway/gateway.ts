@@ -7,7 +7,7 @@ import { startOpsApi } from '../admin/ops-api.js';
 import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
-import { approvalRecord, bundleRecord, interlockTripRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
+import { approvalRecord, bundleRecord, freezeRecord, interlockTripRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
 import type { ApprovalRequest } from '../approvals/store.js';
 import { startNatsSink } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
@@ -23,6 +23,7 @@ import { PlantgateError } from '../core/errors.js';
 import { TokenError } from '../identity/token-error.js';
 import { verifyAccessToken } from '../identity/verify.js';
 import { ApprovalStore } from '../approvals/store.js';
+import { FreezeStore } from '../freeze/store.js';
 import { InterlockEngine, processInputs } from '../interlocks/engine.js';
 import { ProcessImage } from '../interlocks/process-image.js';
 import { ModbusPlainListener, ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
@@ -59,6 +60,8 @@ export interface GatewayHandle {
   tokens: TokenRegistry;
   revocations: RevocationStore;
   approvals: ApprovalStore;
+  /** The operator's emergency freezes (docs/operator.md). */
+  freezes: FreezeStore;
   /** The process image interlocks read (undefined when the bundle has no interlocks). */
   processImage(): ProcessImage | undefined;
   operatorApi?: { host: string; port: number };
@@ -141,6 +144,19 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   });
   await policy.init();
   const revocations = await RevocationStore.open({ stateDir: path.join(config.state_dir, 'identity'), clock, leewaySec: config.identity.leeway_sec });
+  // Emergency freezes are in force from the first command: loaded before any listener opens.
+  const freezes = await FreezeStore.open({
+    stateDir: path.join(config.state_dir, 'freeze'),
+    clock,
+    unfreezeQuorum: config.emergency_freeze.unfreeze_quorum,
+    voteTtlMs: config.emergency_freeze.unfreeze_vote_ttl_sec * 1000,
+    // Who froze or lifted what is on disk before the operator is told it is done.
+    record: async (c) => {
+      metrics.freezeChanged(c.kind);
+      logger.warn({ freeze: c.freeze.id, kind: c.kind, scope: c.freeze.scope, value: c.freeze.value, mode: c.freeze.mode, by: c.by, reason: c.reason }, 'emergency freeze changed');
+      await audit.appendDurable(freezeRecord(c)).catch((err: unknown) => logger.error({ err: (err as Error).message, freeze: c.freeze.id }, 'audit record of a freeze change refused'));
+    },
+  });
   // The bundle's own revocations are in force before its rules are (set as the bundle is activated).
   policy.onActivate = (p) => revocations.setBundleRevocations(p.revocations ?? [], p.issued_at);
   const tokens = new TokenRegistry({
@@ -250,7 +266,9 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     upstreams: () => [...pools].map(([asset, { pool }]) => ({ asset, endpoint: pool.endpoint, up: pool.isUp, reconnects: pool.reconnects() })),
     tokenCache: () => ({ hits: tokenCache.hits, misses: tokenCache.misses }),
     now: () => clock.now(),
+    freezesActive: () => freezes.active(clock.now()).length,
   });
+
   const approvals = await ApprovalStore.open({ stateDir: path.join(config.state_dir, 'approvals'), logger });
   const pipeline = new EnforcementPipeline({
     policy,
@@ -262,6 +280,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     auditWhenFull: config.audit.when_full,
     interlocks: () => (safety === 'broken' ? 'broken' : safety?.interlocks),
     approvals,
+    freezes,
     onTrip: (session, cmd, subject, trip) => {
       appendSafely(interlockTripRecord({ sessionId: session.id, subject, assetId: cmd.assetId, trip }));
       logger.warn(
@@ -395,6 +414,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
             onRevoked: (r) => recordRevocation(r),
             registerStaticToken: registerStatic,
             approvals,
+            freezes: { freezes, clock, assetIds: () => policy.payload?.assets.map((a) => a.id) },
             bundle: {
               status: () => bundleStatus.view(clock.now()),
               reload: async (by) => {
@@ -525,6 +545,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     tokens,
     revocations,
     approvals,
+    freezes,
     processImage: () => (safety === 'broken' ? undefined : safety?.image),
     operatorApi: operatorApi && config.listeners.operator_api && { host: config.listeners.operator_api.host, port: operatorApi.port },
     opcua: opcua && { endpointUrl: opcua.endpointUrl },
@@ -569,6 +590,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
         ['audit log', () => audit.close()],
         ['revocations', () => revocations.close()],
         ['approvals', () => approvals.close()],
+        ['freezes', () => freezes.close()],
       ];
       for (const [name, step] of steps) {
         onStep(name);

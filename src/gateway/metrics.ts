@@ -2,7 +2,7 @@
 // counters and histograms are our own small classes below, so a command costs a few map reads and
 // an increment, not a label-object hash. Gauges that mirror other parts' state (spool depth, bundle
 // age, upstream health) are read only when Prometheus scrapes.
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Command, Decision } from '../core/command.js';
 import type { Outcome } from '../core/pipeline.js';
 
@@ -12,6 +12,8 @@ export interface MetricSources {
   upstreams(): Array<{ asset: string; endpoint: string; up: boolean; reconnects: number }>;
   tokenCache(): { hits: number; misses: number };
   now(): number;
+  /** Emergency freezes in force (docs/operator.md). */
+  freezesActive?(): number;
 }
 
 /**
@@ -135,6 +137,7 @@ export class GatewayMetrics {
   private readonly outcomes: LabelledCounter;
   private readonly decisionSeconds: LabelledHistogram;
   private readonly upstreamSeconds: LabelledHistogram;
+  private readonly freezeChanges: Counter<'kind'>;
 
   constructor(sources: MetricSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -238,6 +241,20 @@ export class GatewayMetrics {
         for (const u of sources.upstreams()) this.labels(u.asset, u.endpoint).set(u.reconnects);
       },
     });
+    this.freezeChanges = new Counter({
+      name: 'plantgate_freeze_changes_total',
+      help: 'Emergency freeze changes: frozen, unfreeze_requested (two-person rule), unfrozen, expired',
+      labelNames: ['kind'],
+      registers,
+    });
+    new Gauge({
+      name: 'plantgate_freezes_active',
+      help: 'Emergency freezes in force',
+      registers,
+      collect() {
+        this.set(sources.freezesActive?.() ?? 0);
+      },
+    });
     new Gauge({
       name: 'plantgate_token_cache_hit_ratio',
       help: 'Share of token presentations answered from the verified-token cache',
@@ -253,6 +270,11 @@ export class GatewayMetrics {
   decided(cmd: Command, decision: Decision, seconds: number): void {
     this.commands.inc(cmd.protocol, cmd.assetId, decision.reason);
     this.decisionSeconds.observe(seconds, cmd.protocol);
+  }
+
+  /** An emergency freeze changed (rare: an operator's action). */
+  freezeChanged(kind: string): void {
+    this.freezeChanges.inc({ kind });
   }
 
   outcome(cmd: Command, outcome: Outcome): void {

@@ -13,6 +13,7 @@ import { decisionRecord, outcomeRecord, sessionRecord, violationRecord, type Aud
 import type { TokenRegistry } from '../identity/registry.js';
 import type { ApprovalRequest, ApprovalStore } from '../approvals/store.js';
 import type { InterlockEngine, InterlockTrip } from '../interlocks/engine.js';
+import type { FreezeStore } from '../freeze/store.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { PolicyState } from './policy-state.js';
 
@@ -31,6 +32,8 @@ export interface PipelineDeps {
    */
   interlocks?: () => InterlockEngine | 'broken' | undefined;
   approvals?: ApprovalStore;
+  /** The operator's emergency freezes (docs/operator.md): asked before policy. */
+  freezes?: Pick<FreezeStore, 'check'>;
   /** An interlock refused a command: the audit gets its inputs and their ages. */
   onTrip?(session: Session, cmd: Command, subject: Subject, trip: InterlockTrip): void;
   /** A first attempt created an approval request, or a retry consumed a grant. */
@@ -79,6 +82,9 @@ export class EnforcementPipeline implements CommandPipeline {
       return { subject, decision: deny('TOKEN_BINDING_MISMATCH', '', revision) };
     }
     const now = clock.now();
+    // Emergency freeze before policy: no rule, scope or approval can outweigh an operator's freeze.
+    const frozen = this.deps.freezes?.check(cmd, subject, now);
+    if (frozen !== undefined) return { subject, decision: { ...deny('EMERGENCY_FREEZE', '', revision), freezeId: frozen.id } };
     let decision: Decision;
     try {
       decision = engine.decide(cmd, subject, now);

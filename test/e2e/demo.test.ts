@@ -22,7 +22,7 @@ describe('plantgate demo', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/All \d+ commands answered as expected/);
-    for (const reason of ['NO_TOKEN', 'ALLOWED', 'VALUE_OUT_OF_BOUNDS', 'NO_MATCHING_RULE', 'INTERLOCK', 'APPROVAL_REQUIRED', 'APPROVED', 'TOKEN_EXPIRED', 'TOKEN_INVALID']) {
+    for (const reason of ['NO_TOKEN', 'ALLOWED', 'VALUE_OUT_OF_BOUNDS', 'NO_MATCHING_RULE', 'INTERLOCK', 'APPROVAL_REQUIRED', 'APPROVED', 'TOKEN_EXPIRED', 'TOKEN_INVALID', 'FROZEN', 'EMERGENCY_FREEZE', 'UNFROZEN']) {
       expect(r.stdout).toContain(reason);
     }
     expect(r.stdout).toMatch(/optimizer UA Read .*ALLOWED/);

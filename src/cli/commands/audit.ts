@@ -186,6 +186,7 @@ export function readable(line: string): string {
   if (r.bundle) return `${head} bundle ${r.bundle.kind} revision ${r.bundle.revision ?? 0} ${r.bundle.reason ?? ''}`;
   if (r.violation) return `${head} violation ${r.violation.sessionId} ${r.violation.remoteAddress} ${r.violation.detail}`;
   if (r.revocation) return `${head} revocation ${r.revocation.kind}=${r.revocation.value}${r.revocation.workloadId ? ` workload=${r.revocation.workloadId}` : ''} by=${r.revocation.by ?? ''} source=${r.revocation.source ?? ''} ${r.revocation.reason ?? ''}`;
+  if (r.freeze) return `${head} freeze ${r.freeze.kind} ${r.freeze.freezeId} ${r.freeze.scope}${r.freeze.value ? `=${r.freeze.value}` : ''} mode=${r.freeze.mode} by=${r.freeze.by ?? ''} ${r.freeze.reason ?? ''}`;
   if (r.checkpoint) return `${head} checkpoint size ${r.checkpoint.treeSize} root ${r.checkpoint.rootHash}`;
   return `${head} ${line.slice(0, 160)}`;
 }

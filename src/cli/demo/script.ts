@@ -78,6 +78,14 @@ export async function runScript(lab: Lab, print: (r: StepResult) => void): Promi
     print(r);
   };
 
+  /** An operator's call on the operator API, shown as a step ('FROZEN', 'UNFROZEN' when it did what it should). */
+  const operatorStep = (step: string, command: string, status: number, want: number, expected: string, body: Record<string, unknown>) => {
+    const ok = status === want;
+    const r: StepResult = { step, agent: 'operator', command, answer: `HTTP ${status}`, decision: ok ? 'done' : 'none', reason: ok ? expected : String(body.reason ?? ''), expected, ok };
+    results.push(r);
+    print(r);
+  };
+
   const optimizer = await connectModbusAgent(host, port, optimizerCreds);
   const reporter = await connectModbusAgent(host, port, reporterCreds);
   try {
@@ -166,6 +174,27 @@ export async function runScript(lab: Lab, print: (r: StepResult) => void): Promi
     } finally {
       await planner.close();
     }
+
+    // Emergency freeze: an operator stops every write to plc1 at once; the optimizer's next write on
+    // its open connection is refused whatever its token and the rules say, until an operator lifts it.
+    const operatorTarget = async () => {
+      const o = lab.gateway.operatorApi;
+      if (o === undefined) throw new Error('the demo gateway has no operator API');
+      return { api: `https://${o.host}:${o.port}/`, token: await lab.operatorToken(), ca: optimizerCreds.ca };
+    };
+    const frozen = await callOperatorApi(await operatorTarget(), 'POST', 'v1/freezes', { asset: 'plc1', reason: 'demo: leak reported on tank 1', expires_in_sec: 3600 });
+    const freezeId = String((frozen.body.freeze as { id?: string } | undefined)?.id ?? '');
+    operatorStep('operator freezes plc1 (emergency)', 'freeze --asset plc1', frozen.status, 201, 'FROZEN', frozen.body);
+    await modbusStep(optimizer, 'optimizer', 'write during the freeze', 'FC6 tank1.setpoint := 55.0 %', 'EMERGENCY_FREEZE', async (a) => {
+      await a.client.writeRegister(0, 550);
+      return 'ok';
+    });
+    const lifted = await callOperatorApi(await operatorTarget(), 'POST', `v1/freezes/${encodeURIComponent(freezeId)}/unfreeze`, { reason: 'demo: leak fixed' });
+    operatorStep('operator lifts the freeze', `unfreeze ${freezeId.slice(0, 10)}`, lifted.status, 200, 'UNFROZEN', lifted.body);
+    await modbusStep(optimizer, 'optimizer', 'the same write after the freeze', 'FC6 tank1.setpoint := 55.0 %', 'ALLOWED', async (a) => {
+      await a.client.writeRegister(0, 550);
+      return 'ok';
+    });
 
     // A read-only agent, and a token that runs out while the agent is connected.
     const shortTtl = 2;
