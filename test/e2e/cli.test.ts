@@ -26,7 +26,8 @@ describe('plantgate CLI', () => {
       expect(r.code, `plantgate ${command} --help`).toBe(0);
       expect(r.stdout).toContain('Usage: plantgate');
     }
-  });
+    // One process per command (~1.5 s each on a busy 2-core machine): far more than the default.
+  }, 120_000);
 
   it('exits 2 on an unknown command or a missing required option', async () => {
     expect((await run(['frobnicate'])).code).toBe(2);
