@@ -12,11 +12,16 @@ install: $(NPM_STAMP)
 build: $(NPM_STAMP)
 	npm run build
 
-# Debian's nats-server, for the JetStream sink tests (installed when missing and we may).
+# Debian's nats-server, for the JetStream sink tests, and Debian's chromium, for the console's
+# browser tests (test/e2e/console-browser.test.ts; playwright-core drives it, never downloads one):
+# installed when missing and we may.
 test-deps:
 	@command -v nats-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; \
 	  else echo "nats-server is missing: sudo apt-get install nats-server" >&2; exit 1; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 # Builds first: the end-to-end tests run the real `plantgate` CLI from dist/.
 test: build test-deps

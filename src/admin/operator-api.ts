@@ -27,6 +27,7 @@ import { parseRevocationBody, RevocationError, type Revocation, type RevocationR
 import { ApprovalError, type ApprovalRequest, type ApprovalStatus, type ApprovalStore } from '../approvals/store.js';
 import { listen, pathOf, readBody, sendJson, type RunningServer } from './http.js';
 import { handleFreeze, matchFreezeRoute, type FreezeApiDeps } from './freeze-api.js';
+import { createConsole, type ConsoleDeps } from './console/server.js';
 
 export interface OperatorApiDeps {
   trust(): { issuers: TrustedIssuers; audience: string; maxTokenTtlSec: number } | undefined;
@@ -47,6 +48,8 @@ export interface OperatorApiDeps {
   onApprovalDecided?(request: ApprovalRequest, operator: Operator): void;
   /** Emergency freezes; absent = the freeze endpoints answer 404. */
   freezes?: FreezeApiDeps;
+  /** The web console under /console (docs/operator.md); absent = not served. */
+  console?: ConsoleDeps;
   /** Bundle status and forced reload; absent = the bundle endpoints answer 404. */
   bundle?: {
     /** JSON of GET /v1/bundle (BundleStatus.view). */
@@ -59,20 +62,35 @@ export interface OperatorApiDeps {
 export interface OperatorApiOptions {
   host: string;
   port: number;
-  /** The gateway's server certificate; operators authenticate with a bearer token, not a certificate. */
-  tls: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * The gateway's server certificate. Operators authenticate with a bearer token; with `ca`, the
+   * server also asks for (but does not require) a client certificate, for the console's
+   * certificate sign-in.
+   */
+  tls: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
 }
 
 const MAX_BODY = 4 * 1024;
 
 export async function startOperatorApi(opts: OperatorApiOptions, deps: OperatorApiDeps): Promise<RunningServer> {
-  const server = https.createServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, (req, res) => {
-    handle(req, res, deps).catch((err: unknown) => {
+  const web = deps.console === undefined ? undefined : await createConsole(deps, deps.console);
+  const clientCerts = opts.tls.ca === undefined ? {} : { ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false };
+  const server = https.createServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2', ...clientCerts }, (req, res) => {
+    const p = pathOf(req.url);
+    const work = web !== undefined && (p === '/' || p === '/favicon.ico' || p === '/console' || p.startsWith('/console/')) ? web.handle(req, res, p) : handle(req, res, deps);
+    work.catch((err: unknown) => {
       deps.logger.error({ err: (err as Error).message }, 'operator API handler failed');
       sendJson(res, 500, { error: 'internal error' });
     });
   });
-  return listen(server, opts.host, opts.port);
+  const running = await listen(server, opts.host, opts.port);
+  return {
+    port: running.port,
+    close: async () => {
+      web?.close();
+      await running.close();
+    },
+  };
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorApiDeps): Promise<void> {

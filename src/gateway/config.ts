@@ -9,6 +9,7 @@ import { SourceError, SourceErrors } from '../core/errors.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { plaintextListenerSchema } from '../identity/static-ip.js';
 import { freezeConfigSchema } from '../freeze/config.js';
+import { consoleConfigSchema } from '../admin/console/config.js';
 
 const host = z.string().min(1);
 const port = z.number().int().min(0).max(65535);
@@ -121,6 +122,8 @@ const schema = z.strictObject({
   }),
   /** The operator's emergency freeze: the two-person rule for lifting one (docs/operator.md). */
   emergency_freeze: freezeConfigSchema,
+  /** The web console on the operator API (docs/operator.md). */
+  console: consoleConfigSchema,
   identity: z
     .strictObject({
       leeway_sec: z.number().int().min(0).max(300).default(30),

@@ -37,6 +37,7 @@ import { EnforcementPipeline } from './pipeline.js';
 import { BundleStatus, bundleFingerprint } from '../admin/bundle-status.js';
 import { RecentDecisions, recordingPipeline } from '../admin/recent-decisions.js';
 import { readBundleFile } from '../policy/bundle.js';
+import { diffBundles } from '../policy/diff.js';
 import { PolicyState, readPinnedKeys } from './policy-state.js';
 // Bundle lifecycle (issue 9): distribution from a watched file or a polled HTTPS URL.
 import { startBundleSource, UrlBundleSource } from '../policy/source.js';
@@ -208,12 +209,19 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   // One load at a time: a SIGHUP and an operator's forced reload never interleave.
   let loading: Promise<unknown> = Promise.resolve();
   let closing = false;
+  // The console's "what changed since the previous bundle" (since this gateway started).
+  let bundleChanges: { from: number; to: number; lines: string[] } | undefined;
   const loadBundle = async (trigger: string): Promise<boolean> => {
     if (closing) return false;
+    const before = policy.payload;
     const result = await policy.load(bundleFile);
     // A load that finishes while the gateway shuts down must not start new pollers.
     if (closing) return false;
     if (result.ok) {
+      const after = policy.payload;
+      if (before !== undefined && after !== undefined && after !== before) {
+        bundleChanges = { from: before.revision, to: after.revision, lines: diffBundles(before, after).map((c) => `${c.kind} ${c.what} ${c.id}${c.detail ? `: ${c.detail}` : ''}`) };
+      }
       rebuildSafety();
       // A key removed from the bundle stops working at once, also for tokens already registered.
       if (policy.issuers) tokens.retainTrusted(policy.issuers);
@@ -403,7 +411,12 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     config.listeners.operator_api === undefined
       ? undefined
       : await startOperatorApi(
-          { host: config.listeners.operator_api.host, port: config.listeners.operator_api.port, tls: { cert, key } },
+          {
+            host: config.listeners.operator_api.host,
+            port: config.listeners.operator_api.port,
+            // The console's certificate sign-in: ask browsers for a client certificate only when some operator has one.
+            tls: { cert, key, ...(config.console.enabled && config.console.certificate_operators.length > 0 ? { ca } : {}) },
+          },
           {
             trust,
             revocations,
@@ -415,6 +428,26 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
             registerStaticToken: registerStatic,
             approvals,
             freezes: { freezes, clock, assetIds: () => policy.payload?.assets.map((a) => a.id) },
+            console: config.console.enabled
+              ? {
+                  audit,
+                  sessionTtlSec: config.console.session_ttl_sec,
+                  certificateOperators: config.console.certificate_operators,
+                  bundleChanges: () => bundleChanges,
+                  upstreams: () => [
+                    ...[...pools].map(([asset, { pool }]) => ({ asset, endpoint: `modbus://${pool.endpoint}`, up: pool.isUp, reconnects: pool.reconnects() })),
+                    ...[...(opcua?.upstreams ?? [])].map(([asset, u]) => ({ asset, endpoint: config.opcua_upstreams.find((x) => x.asset === asset)?.endpoint_url ?? '', up: u.isUp, reconnects: 0 })),
+                  ],
+                  interlockInputs: () => {
+                    if (safety === 'broken') return 'broken';
+                    if (safety === undefined) return undefined;
+                    const image = safety.image;
+                    const now = clock.now();
+                    return image.names.map((name, i) => ({ name, value: image.values[i]!, ageMs: image.ageMs(i, now), maxAgeMs: image.maxAgeMs[i]! }));
+                  },
+                  assetIds: () => policy.payload?.assets.map((a) => a.id) ?? [],
+                }
+              : undefined,
             bundle: {
               status: () => bundleStatus.view(clock.now()),
               reload: async (by) => {

@@ -18,7 +18,7 @@ describe('plantgate demo', () => {
   });
 
   it('runs the scripted agent and exits 0 with every command answered as expected', async () => {
-    const r = await run(['demo', '--state-dir', path.join(dir, 'once')], { timeoutMs: 60_000 });
+    const r = await run(['demo', '--state-dir', path.join(dir, 'once')], { timeoutMs: 110_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/All \d+ commands answered as expected/);
@@ -29,12 +29,14 @@ describe('plantgate demo', () => {
     expect(r.stdout).toMatch(/UA Write .*VALUE_OUT_OF_BOUNDS .*BadUserAccessDenied/);
     expect(r.stdout).toMatch(/SOC stream: \d+ records/);
     expect(r.stdout).toMatch(/Audit log verified: tree of \d+ records, \d+ signed checkpoints/);
-  });
+    // The whole demo (Modbus and OPC UA) takes ~20 s alone, far more on a loaded 2-core machine.
+  }, 120_000);
 
   it('--keep-running writes demo.json so another Modbus client can use the gateway, and stops on SIGINT', async () => {
     const stateDir = path.join(dir, 'kept');
-    const demo = await start(['demo', '--keep-running', '--state-dir', stateDir], 'Running.');
+    const demo = await start(['demo', '--keep-running', '--state-dir', stateDir], 'Running.', 110_000);
     try {
+      expect(demo.output()).toMatch(/Operator console: https:\/\/127\.0\.0\.1:\d+\/console\//);
       const info = JSON.parse(await readFile(path.join(stateDir, 'demo.json'), 'utf8')) as {
         gateway: { modbus_tls: { host: string; port: number }; agent_api: { host: string; port: number } };
         ca: string;
@@ -57,5 +59,5 @@ describe('plantgate demo', () => {
     }
     const exit = await demo.exited;
     expect(exit.code).toBe(0);
-  });
+  }, 120_000);
 });

@@ -58,13 +58,25 @@ export function register(program: Command): void {
             config: lab.configFile,
             bundle: lab.bundleFile,
           };
+          // The console's sign-in token: operator tokens are short-lived, so the file is renewed while the demo runs.
+          const operatorTokenFile = path.join(stateDir, 'operator.jwt');
+          const renew = async () => writeFile(operatorTokenFile, `${await lab.operatorToken()}\n`, { mode: 0o600 });
+          await renew();
+          const renewal = setInterval(() => void renew().catch(() => undefined), 300_000);
+          const o = lab.gateway.operatorApi;
+          const consoleUrl = o === undefined ? undefined : `https://${o.host}:${o.port}/console/`;
           const demoJson = path.join(stateDir, 'demo.json');
-          await writeFile(demoJson, JSON.stringify(files, null, 2) + '\n');
+          await writeFile(demoJson, JSON.stringify({ ...files, console: consoleUrl, operator_token_file: operatorTokenFile }, null, 2) + '\n');
+          if (consoleUrl !== undefined) {
+            out(`Operator console: ${consoleUrl}`);
+            out(`  sign in with the operator token in ${operatorTokenFile} (renewed every 5 min); the certificate is signed by ${lab.pki.ca.cert}`);
+          }
           out(`Running. Endpoints and credentials: ${demoJson}. Ctrl-C to stop.`);
           await new Promise<void>((resolve) => {
             process.once('SIGINT', () => resolve());
             process.once('SIGTERM', () => resolve());
           });
+          clearInterval(renewal);
         }
       } finally {
         await lab.close();
