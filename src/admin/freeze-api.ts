@@ -12,7 +12,7 @@ import type { Reason } from '../core/reasons.js';
 import { freezeView, parseFreezeBody, parseReason } from '../freeze/request.js';
 import { FreezeError, type FreezeStore } from '../freeze/store.js';
 import type { Operator } from '../identity/operator.js';
-import { readBody, sendJson } from './http.js';
+import { readJsonBody, sendJson } from './http.js';
 
 export type FreezeRoute = { kind: 'list' } | { kind: 'freeze' } | { kind: 'unfreeze'; id: string };
 
@@ -67,18 +67,12 @@ export async function handleFreeze(req: IncomingMessage, res: ServerResponse, de
     refuse(403, 'SCOPE_MISSING', 'NOT_OPERATOR', `lifting a freeze needs the "operator" role; token roles are [${operator.roles.join(', ')}]`, operator.sub);
     return;
   }
-  const text = await readBody(req, MAX_BODY);
-  if (text === undefined) {
-    refuse(413, 'PROTOCOL_VIOLATION', 'BODY_TOO_LARGE', `body larger than ${MAX_BODY} bytes`, operator.sub);
+  const read = await readJsonBody(req, MAX_BODY);
+  if (!('value' in read)) {
+    refuse(read.status, 'PROTOCOL_VIOLATION', read.detail, read.message, operator.sub);
     return;
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    refuse(400, 'PROTOCOL_VIOLATION', 'BAD_JSON', 'body is not valid JSON', operator.sub);
-    return;
-  }
+  const body = read.value;
   try {
     if (route.kind === 'unfreeze') {
       const reason = parseReason((body as { reason?: unknown } | null)?.reason);

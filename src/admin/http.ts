@@ -21,6 +21,17 @@ export function readBody(req: IncomingMessage, max: number): Promise<string | un
   });
 }
 
+/** A JSON body of at most `max` bytes, or why not (413 BODY_TOO_LARGE, 400 BAD_JSON): the operator API's bodies. */
+export async function readJsonBody(req: IncomingMessage, max: number): Promise<{ value: unknown } | { status: 400 | 413; detail: 'BODY_TOO_LARGE' | 'BAD_JSON'; message: string }> {
+  const text = await readBody(req, max);
+  if (text === undefined) return { status: 413, detail: 'BODY_TOO_LARGE', message: `body larger than ${max} bytes` };
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch {
+    return { status: 400, detail: 'BAD_JSON', message: 'body is not valid JSON' };
+  }
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent) return;
   const text = JSON.stringify(body);

@@ -25,7 +25,7 @@ import { verifyOperatorToken, type Operator } from '../identity/operator.js';
 import type { TokenRegistry } from '../identity/registry.js';
 import { parseRevocationBody, RevocationError, type Revocation, type RevocationRequest, type RevocationStore } from '../identity/revocation.js';
 import { ApprovalError, type ApprovalRequest, type ApprovalStatus, type ApprovalStore } from '../approvals/store.js';
-import { listen, pathOf, readBody, sendJson, type RunningServer } from './http.js';
+import { listen, pathOf, readBody, readJsonBody, sendJson, type RunningServer } from './http.js';
 import { handleFreeze, matchFreezeRoute, type FreezeApiDeps } from './freeze-api.js';
 import { createConsole, type ConsoleDeps } from './console/server.js';
 
@@ -187,19 +187,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
     return;
   }
 
-  const text = await readBody(req, MAX_BODY);
-  if (text === undefined) {
-    refuse(413, 'PROTOCOL_VIOLATION', 'BODY_TOO_LARGE', `body larger than ${MAX_BODY} bytes`, operator.sub);
+  const body = await readJsonBody(req, MAX_BODY);
+  if (!('value' in body)) {
+    refuse(body.status, 'PROTOCOL_VIOLATION', body.detail, body.message, operator.sub);
     return;
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    refuse(400, 'PROTOCOL_VIOLATION', 'BAD_JSON', 'body is not valid JSON', operator.sub);
-    return;
-  }
-  const parsed = parseRevocationBody(body);
+  const parsed = parseRevocationBody(body.value);
   if (typeof parsed === 'string') {
     refuse(400, 'PROTOCOL_VIOLATION', 'BAD_REQUEST', parsed, operator.sub);
     return;
@@ -328,18 +321,12 @@ async function handleApproval(
     sendJson(res, 200, { approvals: approvals.list(now, { status: q as ApprovalStatus | 'all' }).map(approvalView) });
     return;
   }
-  const text = await readBody(req, MAX_BODY);
-  if (text === undefined) {
-    refuse(413, 'PROTOCOL_VIOLATION', 'BODY_TOO_LARGE', `body larger than ${MAX_BODY} bytes`, operator.sub);
+  const body = await readJsonBody(req, MAX_BODY);
+  if (!('value' in body)) {
+    refuse(body.status, 'PROTOCOL_VIOLATION', body.detail, body.message, operator.sub);
     return;
   }
-  let reason: unknown;
-  try {
-    reason = (JSON.parse(text) as { reason?: unknown } | null)?.reason;
-  } catch {
-    refuse(400, 'PROTOCOL_VIOLATION', 'BAD_JSON', 'body is not valid JSON', operator.sub);
-    return;
-  }
+  const reason = (body.value as { reason?: unknown } | null)?.reason;
   if (typeof reason !== 'string') {
     refuse(400, 'PROTOCOL_VIOLATION', 'BAD_REQUEST', 'body must be {"reason": "..."}', operator.sub);
     return;

@@ -66,3 +66,19 @@ export function start(args: string[], marker: string, timeoutMs = 60_000): Promi
     });
   });
 }
+
+/**
+ * Resolves once a `plantgate serve` child answers /readyz on its ops port (bundle, spool and
+ * listeners up). A separate process offers no event to await, so this polls its endpoint.
+ */
+export async function waitReady(opsPort: number): Promise<void> {
+  for (let i = 0; i < 800; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('gateway did not become ready');
+}

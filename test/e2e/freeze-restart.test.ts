@@ -15,20 +15,8 @@ import { prepareLabFiles, PACKAGE_ROOT, type LabFiles } from '../../src/cli/demo
 import { startSimulator, type SimHandle } from '../../src/sim/modbus-server.js';
 import { freePort } from '../bench/processes.js';
 import { modbusError } from '../integration/safety/gateway-harness.js';
-import { assertBuilt, CLI, run } from './cli.js';
+import { assertBuilt, CLI, run, waitReady } from './cli.js';
 
-async function waitReady(opsPort: number): Promise<void> {
-  // A separate process offers no event to await: poll its readiness endpoint.
-  for (let i = 0; i < 800; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('gateway did not become ready');
-}
 
 describe('emergency freeze across kill -9 and restart, lifted by two operators', () => {
   let dir: string;

@@ -15,21 +15,8 @@ import { compileSources } from '../../src/policy/sources.js';
 import { startSimulator, type SimHandle } from '../../src/sim/modbus-server.js';
 import { freePort } from '../bench/processes.js';
 import { PlcDouble } from '../integration/gateway/harness.js';
-import { assertBuilt, CLI } from './cli.js';
+import { assertBuilt, CLI, waitReady } from './cli.js';
 
-async function waitReady(opsPort: number): Promise<void> {
-  // The child answers /readyz once bundle, spool and listeners are up; poll its endpoint (a
-  // separate process offers no event to await).
-  for (let i = 0; i < 400; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('gateway did not become ready');
-}
 
 async function metric(opsPort: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
