@@ -106,6 +106,7 @@ export function decisionRecord(
         shadowRuleId: decision.shadow?.ruleId ?? '',
         principal: decision.principal ?? '',
         freezeId: decision.freezeId ?? '',
+        ...(decision.shadows !== undefined ? { shadows: decision.shadows.map((f) => ({ reason: f.reason, ruleId: f.ruleId, principal: f.principal ?? '' })) } : {}),
       },
     },
   };

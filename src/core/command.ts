@@ -79,6 +79,17 @@ export interface Subject {
 
 export type Effect = 'allow' | 'deny';
 
+/**
+ * What a monitor rule (or a monitor bundle) would have answered: a failing check's reason, or
+ * ALLOWED when it would have allowed a command the enforcing rules deny.
+ */
+export interface ShadowFinding {
+  reason: Reason;
+  ruleId: string;
+  /** The human principal (`user:alice`) whose rules gave the finding; absent for the agent's own. */
+  principal?: string;
+}
+
 export interface Decision {
   effect: Effect;
   reason: Reason;
@@ -90,10 +101,12 @@ export interface Decision {
   /** The operator's emergency freeze that refused the command (reason EMERGENCY_FREEZE). */
   freezeId?: string;
   /**
-   * Shadow mode: a monitor rule or bundle let the command through, but would have denied it with
-   * this reason and rule.
+   * Shadow mode: the first would-deny finding of a monitor rule, or the deny a monitor bundle did
+   * not enforce (reason and rule).
    */
   shadow?: { reason: Reason; ruleId: string };
+  /** Every shadow finding (docs/policy.md, Shadow mode): each failing check of each monitor rule. */
+  shadows?: readonly ShadowFinding[];
   /** Set when the deny came from the rules of the human the agent acts for (e.g. `user:alice`). */
   principal?: string;
   /** Sequence number of the audit record of this decision, linking the outcome record to it. */

@@ -13,11 +13,17 @@ export const REASONS = [
   'SCOPE_MISSING',
   'NO_MATCHING_RULE',
   'OUTSIDE_WINDOW',
+  // A change freeze from the signed bundle (issue 26): distinct from a closed window.
+  'CHANGE_FREEZE',
   'VALUE_OUT_OF_BOUNDS',
   'STEP_TOO_LARGE',
+  // max_step has no PLC value to measure from that is fresh enough (docs/policy.md, max_step).
+  'STEP_BASE_STALE',
   'RATE_LIMITED',
   'INTERLOCK',
   'INTERLOCK_INPUT_STALE',
+  // An interlock input failed a plausibility check: stuck, jumping, or two sensors disagree.
+  'INTERLOCK_INPUT_IMPLAUSIBLE',
   'APPROVAL_REQUIRED',
   'APPROVAL_INVALID',
   'CROSS_ZONE',

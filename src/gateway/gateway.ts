@@ -25,7 +25,9 @@ import { verifyAccessToken } from '../identity/verify.js';
 import { ApprovalStore } from '../approvals/store.js';
 import { FreezeStore } from '../freeze/store.js';
 import { InterlockEngine, processInputs } from '../interlocks/engine.js';
-import { ProcessImage } from '../interlocks/process-image.js';
+import { ProcessImage, type ProcessInputSpec } from '../interlocks/process-image.js';
+import { PolicyMemory } from '../policy/memory.js';
+import { DEFAULT_STEP_BASE_MAX_AGE_MS, DEFAULT_STEP_BASE_POLL_MS, type BundlePayload } from '../policy/payload.js';
 import { ModbusPlainListener, ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
 import { registerStaticToken, StaticIdentityMap } from '../identity/static-ip.js';
 import type { Subject } from '../core/command.js';
@@ -101,6 +103,13 @@ function approvalRecordOf(kind: 'requested' | 'approved' | 'rejected' | 'consume
   });
 }
 
+/** The points max_step names, read by the process image at the bundle's step-base rate. */
+function stepBaseInputs(payload: BundlePayload, points: { asset: string; point: string }[]): ProcessInputSpec[] {
+  const pollMs = payload.limits.step_base_poll_ms ?? DEFAULT_STEP_BASE_POLL_MS;
+  const maxAgeMs = payload.limits.step_base_max_age_ms ?? DEFAULT_STEP_BASE_MAX_AGE_MS;
+  return points.map(({ asset, point }) => ({ asset, point, def: payload.assets.find((a) => a.id === asset)!.points[point]!, pollMs, maxAgeMs }));
+}
+
 export async function startGateway(config: GatewayConfig, options: { clock?: Clock; logger?: Logger } = {}): Promise<GatewayHandle> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger('plantgate');
@@ -171,14 +180,19 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   let safety: { image: ProcessImage; interlocks: InterlockEngine } | 'broken' | undefined;
   // Declared here: the first bundle load (below) builds the process image before OPC UA starts.
   let opcua: OpcuaService | undefined;
+  // Rate budgets and step bases outlive bundle reloads (docs/policy.md, Decide, then commit).
+  const memory = new PolicyMemory();
   const rebuildSafety = (): void => {
     const payload = policy.payload;
     const defs = payload?.interlocks ?? [];
     const previous = safety;
     safety = undefined;
-    if (payload !== undefined && defs.length > 0) {
+    // The image also reads every point a max_step names: a step is measured from the PLC's value.
+    const stepped = payload === undefined ? [] : stepBaseInputs(payload, policy.engine?.steppedPoints() ?? []);
+    if (payload !== undefined && (defs.length > 0 || stepped.length > 0)) {
       const image = new ProcessImage({
-        inputs: processInputs(defs, payload.assets),
+        inputs: [...processInputs(defs, payload.assets), ...stepped],
+        onValue: (asset, point, value, atMs) => memory.observe(asset, point, value, atMs),
         endpoint: (assetId) => {
           const u = config.upstreams.find((x) => x.asset === assetId);
           const unitId = u?.unit_id ?? payload.assets.find((a) => a.id === assetId)?.unit_id;
@@ -297,6 +311,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       );
     },
     onApproval: (kind, r) => appendSafely(approvalRecordOf(kind, r)),
+    memory,
   });
 
   // Adapters get the pipeline through a pass-through that keeps each workload's recent decisions.

@@ -14,6 +14,8 @@ import type { TokenRegistry } from '../identity/registry.js';
 import type { ApprovalRequest, ApprovalStore } from '../approvals/store.js';
 import type { InterlockEngine, InterlockTrip } from '../interlocks/engine.js';
 import type { FreezeStore } from '../freeze/store.js';
+import type { PolicyDecision } from '../policy/engine.js';
+import { PolicyMemory, type Forwarding } from '../policy/memory.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { PolicyState } from './policy-state.js';
 
@@ -38,6 +40,8 @@ export interface PipelineDeps {
   onTrip?(session: Session, cmd: Command, subject: Subject, trip: InterlockTrip): void;
   /** A first attempt created an approval request, or a retry consumed a grant. */
   onApproval?(kind: 'requested' | 'consumed', request: ApprovalRequest): void;
+  /** Rate-limit budgets and step bases (docs/policy.md, Decide, then commit); default: a memory of its own. */
+  memory?: PolicyMemory;
 }
 
 /**
@@ -58,12 +62,29 @@ function certificateSubject(session: Session): Subject {
 }
 
 export class EnforcementPipeline implements CommandPipeline {
-  constructor(private readonly deps: PipelineDeps) {}
+  readonly memory: PolicyMemory;
+
+  constructor(private readonly deps: PipelineDeps) {
+    this.memory = deps.memory ?? new PolicyMemory();
+  }
 
   authorize(session: Session, cmd: Command, wire: WireInfo): Decision | Promise<Decision> {
     const started = performance.now();
     const decided = this.decide(session, cmd);
-    return this.record(session, cmd, decided.subject, decided.decision, wire, started);
+    const forward = decided.decision.effect === 'allow' ? (decided.decision as PolicyDecision).forward : undefined;
+    if (forward === undefined) return this.record(session, cmd, decided.subject, decided.decision, wire, started);
+    // Decide, then commit (docs/policy.md): every gate said yes, so the command's tokens are spent
+    // now, in the turn it was decided in (a pipelined command cannot pass on the same token), and
+    // given back if the audit refuses it after all.
+    this.memory.forwarded(forward, this.deps.clock.now());
+    const recorded = this.record(session, cmd, decided.subject, decided.decision, wire, started);
+    if (recorded instanceof Promise) return recorded.then((d) => this.unlessRefused(d, forward));
+    return this.unlessRefused(recorded, forward);
+  }
+
+  private unlessRefused(d: Decision, forward: Forwarding): Decision {
+    if (d.effect !== 'allow') this.memory.returned(forward);
+    return d;
   }
 
   private decide(session: Session, cmd: Command): { subject: Subject; decision: Decision } {
@@ -87,7 +108,7 @@ export class EnforcementPipeline implements CommandPipeline {
     if (frozen !== undefined) return { subject, decision: { ...deny('EMERGENCY_FREEZE', '', revision), freezeId: frozen.id } };
     let decision: Decision;
     try {
-      decision = engine.decide(cmd, subject, now);
+      decision = engine.decide(cmd, subject, now, this.memory);
     } catch (err) {
       // Fail closed: a policy bug is a deny, never a forward.
       this.deps.logger.error({ err: (err as Error).message, asset: cmd.assetId }, 'policy evaluation failed');
@@ -190,6 +211,11 @@ export class EnforcementPipeline implements CommandPipeline {
 
   outcome(session: Session, cmd: Command, decision: Decision, outcome: Outcome): void {
     this.deps.metrics?.outcome(cmd, outcome);
+    // The PLC's answer settles what the command wrote: only an acknowledged write moves a step base.
+    const forward = (decision as PolicyDecision).forward;
+    if (forward !== undefined) {
+      this.memory.settled(forward, outcome.status === 'ok' ? 'acknowledged' : outcome.status === 'exception' ? 'refused' : 'unknown', this.deps.clock.now());
+    }
     this.appendQuietly(
       outcomeRecord({
         decisionSeq: decision.auditSeq ?? 0,

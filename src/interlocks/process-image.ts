@@ -57,6 +57,11 @@ export interface ProcessImageOptions {
   /** Largest gap (registers or bits) bridged to read neighbouring points in one request. */
   maxGap?: number;
   /**
+   * Called with every value read (engineering units) and the send time of its read: the step bases
+   * of max_step come from here (docs/policy.md, max_step).
+   */
+  onValue?(asset: string, point: string, value: number, atMs: number): void;
+  /**
    * The OPC UA reader of an asset. Inputs that have a NodeId (`def.node_id`, canonical
    * `nsu=<uri>;<identifier>`) and whose asset has no Modbus `endpoint` are read through it. Looked
    * up at every poll (the upstream session may start after the image); undefined = not reachable.
@@ -119,6 +124,7 @@ export class ProcessImage {
   readonly maxAgeMs: Float64Array;
   /** "asset/point" per slot, for trip records. */
   readonly names: readonly string[];
+  private readonly specs: readonly ProcessInputSpec[];
   private readonly slots = new Map<string, number>();
   private readonly groups: PollGroup[] = [];
   private readonly nodeGroups: NodeGroup[] = [];
@@ -137,6 +143,7 @@ export class ProcessImage {
       merged.set(key, prev === undefined ? { ...inp } : { ...prev, pollMs: Math.min(prev.pollMs, inp.pollMs), maxAgeMs: Math.min(prev.maxAgeMs, inp.maxAgeMs) });
     }
     const specs = [...merged.values()];
+    this.specs = specs;
     const n = specs.length;
     this.values = new Float64Array(n).fill(NaN);
     this.readAtMs = new Float64Array(n).fill(NaN);
@@ -321,6 +328,7 @@ export class ProcessImage {
       const slot = g.slots[i]!;
       this.values[slot] = v;
       this.readAtMs[slot] = sentAtMs;
+      this.told(slot, v, sentAtMs);
     }
     g.last = bad === 0 ? 'ok' : `${bad} of ${g.slots.length} nodes not Good`;
   }
@@ -373,6 +381,18 @@ export class ProcessImage {
       this.values[m.slot] = v;
       // An undecodable value keeps no timestamp: it must not count as fresh.
       this.readAtMs[m.slot] = Number.isNaN(v) ? NaN : sentAtMs;
+      if (!Number.isNaN(v)) this.told(m.slot, v, sentAtMs);
+    }
+  }
+
+  private told(slot: number, value: number, atMs: number): void {
+    const onValue = this.opts.onValue;
+    if (onValue === undefined) return;
+    const spec = this.specs[slot]!;
+    try {
+      onValue(spec.asset, spec.point, value, atMs);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'process image listener failed');
     }
   }
 

@@ -53,10 +53,13 @@ export function diffBundles(a: BundlePayload, b: BundlePayload): BundleChange[] 
     not_before: new Date(p.not_before * 1000).toISOString(),
     expires_at: new Date(p.expires_at * 1000).toISOString(),
     max_token_ttl_sec: p.limits.max_token_ttl_sec,
+    step_base_max_age_ms: p.limits.step_base_max_age_ms,
+    step_base_poll_ms: p.limits.step_base_poll_ms,
   });
   for (const line of fieldChanges(header(a), header(b))) out.push({ kind: '~', what: 'header', id: line.split(':')[0]!, detail: line });
   diffSets(out, 'issuer', a.issuers, b.issuers, (i) => i.iss, (i) => `${i.jwks.keys.length} key(s)`);
   diffSets(out, 'window', a.windows ?? [], b.windows ?? [], (w) => w.id, (w) => JSON.stringify(w));
+  diffSets(out, 'freeze', a.freezes ?? [], b.freezes ?? [], (f) => f.window, (f) => `${f.operations.join(',')} on ${f.assets.join(',')}`);
   diffSets(
     out,
     'asset',

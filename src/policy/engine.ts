@@ -1,56 +1,77 @@
 // The decision engine: a verified bundle compiled into indexes, answering one Command at a time.
-// Owns rule matching, address coverage, scope, zone, window, value-bound, step, rate-limit and
-// approval checks, delegation and shadow mode, and the little state those need (last value per
-// point, token buckets, all bounded). It must never do I/O, parse text or build RegExps per
-// command, and it must never allow by default: every path that finds no covering rule ends in a
-// deny carrying exactly one reason code.
+// Owns rule matching, address coverage, scope, zone, window, freeze, value-bound, step, rate-limit
+// and approval checks, delegation and shadow mode. It must never do I/O, parse text or build
+// RegExps per command, and it must never allow by default: every path that finds no covering rule
+// ends in a deny carrying exactly one reason code.
 //
-// Precedence (docs/policy.md): rules are tried in bundle order among those indexed for the asset,
-// operation and workload; the first rule that matches the subject, covers the command and passes
-// its conditions allows. Otherwise the first covering rule's failed check is the deny reason, and
-// with no covering rule the deny is NO_MATCHING_RULE with rule id ''.
-import { LRUCache } from 'lru-cache';
+// Decide, then commit (docs/policy.md): `decide(cmd, subject, nowMs, memory)` is a pure function
+// of the bundle, the subject, the command and a PolicyMemory it only reads (rate-limit budgets,
+// the PLC values max_step measures from). What forwarding the command would change comes back on
+// the decision as `forward` (a Forwarding); the caller applies it to the memory only when the
+// command really goes to the PLC, after every later gate (interlocks, approvals, audit):
+//
+//   const d = engine.decide(cmd, subject, now, memory);      // nothing changes
+//   ...interlocks, approvals, durable audit...
+//   if (forwarding) memory.forwarded(d.forward, now);          // tokens spent, writes in flight
+//   else            (nothing: a refused command spends and moves nothing)
+//   ...PLC answers...  memory.settled(d.forward, 'acknowledged' | 'refused' | 'unknown', now)
+//
+// A replay (what would this bundle have decided?) calls decide with its own memory and commits
+// what the recorded outcome says, so it sees the same budgets and bases the gateway saw.
+//
+// Precedence (docs/policy.md): the effect is decided by the enforcing rules alone. They are tried
+// in bundle order among those indexed for the asset, operation and workload; the first that
+// matches the subject, covers the command and passes its conditions allows. Otherwise the first
+// covering enforcing rule's failed check is the deny reason, and with no covering rule the deny is
+// NO_MATCHING_RULE with rule id ''. Monitor rules never change the effect: each covering monitor
+// rule adds a shadow finding per failing check (or ALLOWED when it would allow what is denied).
 import type { JSONWebKeySet } from 'jose';
-import type { Command, Decision, ModbusTable, Operation, Subject } from '../core/command.js';
+import type { Command, Decision, ModbusTable, Operation, ShadowFinding, Subject } from '../core/command.js';
 import { mustBeDurable } from '../core/command.js';
+import { canonicalPrincipal } from '../core/principal.js';
 import type { Reason } from '../core/reasons.js';
 import { BundleError } from './errors.js';
 import { pointGlob, workloadMatcher, hasGlob } from './glob.js';
+import { Forwarding, NO_MEMORY, type PolicyMemory } from './memory.js';
 import {
+  APPROVAL_EXCLUSIONS,
   ASSURANCES,
+  DEFAULT_STEP_BASE_MAX_AGE_MS,
   MODBUS_TABLES,
   payloadProblems,
   pointWidth,
+  type ApprovalRule,
   type BundleAsset,
   type BundlePayload,
   type BundleRule,
   type PointDef,
 } from './payload.js';
-import { TokenBucket, type RateSpec } from './rate.js';
+import type { KeyedRate, RateSpec } from './rate.js';
 import { decodePoint } from './values.js';
 import { compileWindows, type CompiledWindow } from './windows.js';
 import { checkArguments, checkValue, compileSelectors, numericOf, selectorFor, type CompiledSelector } from './opcua-nodes.js';
 
-/** A deny that shadow mode (a `monitor` rule or bundle) reported instead of enforcing. */
-export interface ShadowVerdict {
-  reason: Reason;
-  ruleId: string;
-}
+/** A shadow finding (core's ShadowFinding): what a monitor rule or bundle would have answered. */
+export type ShadowVerdict = ShadowFinding;
+
+/** The approval a command needs: the strictest of the rules that require one (docs/safety.md). */
+export type ApprovalSpec = ApprovalRule;
 
 /**
- * What `decide` returns: a core Decision plus policy-local detail until core carries it.
- * `shadow` is set only on an allow that a monitor rule or bundle let through ("would deny");
- * `principal` is set on a deny decided by the rules of a delegating human (`user:alice`).
+ * What `decide` returns: a core Decision plus policy-local detail.
+ * - `shadow`: the first would-deny finding; `shadows`: every finding (monitor rules, monitor bundle).
+ * - `principal`: set on a deny decided by the rules of a delegating human (`user:alice`).
+ * - `forward`: what forwarding the command changes in the PolicyMemory (allow and APPROVAL_REQUIRED).
+ * - `approval`: with APPROVAL_REQUIRED, how many must approve, who may not, and the deadlines.
  */
 export interface PolicyDecision extends Decision {
-  shadow?: ShadowVerdict;
+  shadow?: { reason: Reason; ruleId: string };
+  shadows?: ShadowVerdict[];
   principal?: string;
+  forward?: Forwarding;
+  approval?: ApprovalSpec;
 }
 
-/** The token's zone claim, until core's Subject carries it (docs/policy.md, cross-zone). */
-
-/** Bounds on per-engine state fed by the network (subjects are authenticated, but still bounded). */
-const MAX_SUBJECT_BUCKETS_PER_RULE = 10_000;
 const SCHEME = /^[a-z][a-z0-9+.-]*:/;
 
 /** The principal a delegating `act.sub` is evaluated as: SPIFFE IDs stay, anything else is `user:<sub>`. */
@@ -60,11 +81,29 @@ export function principalFor(actSub: string): string {
 
 const ASSURANCE_LEVEL: Record<string, number> = Object.fromEntries(ASSURANCES.map((a, i) => [a, i]));
 
+/** `approval: required`: one approver, neither the owner nor the requester (the two-person rule). */
+const ONE_APPROVER: ApprovalSpec = Object.freeze({ approvers: 1, distinct_from: [...APPROVAL_EXCLUSIONS] }) as ApprovalSpec;
+
+const PER_WORKLOAD = 1;
+const PER_OWNER = 2;
+const PER_TASK = 4;
+const PER_ASSET = 8;
+const PER_BIT: Record<string, number> = { workload: PER_WORKLOAD, owner: PER_OWNER, task: PER_TASK, asset: PER_ASSET };
+
 interface CompiledPoint {
   name: string;
   def: PointDef;
   index: number;
   width: 1 | 2;
+}
+
+/** One rate limit of a rule: a budget per distinct value of its keys, kept in the PolicyMemory. */
+interface CompiledLimit {
+  /** Names the limit's budgets in the memory: rule, position, rate and keys (a changed limit starts afresh). */
+  id: string;
+  spec: RateSpec;
+  /** PER_* bits. */
+  per: number;
 }
 
 interface CompiledRule {
@@ -86,14 +125,8 @@ interface CompiledRule {
   freezes: readonly CompiledWindow[] | null;
   crossAny: boolean;
   crossZones: ReadonlySet<string> | null;
-  approval: boolean;
-  perSubject: RateSpec | null;
-  /**
-   * Made when the rule first limits someone: lru-cache preallocates its index for `max` entries
-   * (~217 kB at 10,000), so a bundle of 1,000 rate-limited rules would hold ~200 MB for rules
-   * nobody has hit yet.
-   */
-  subjectBuckets: LRUCache<string, TokenBucket> | null;
+  approval: ApprovalSpec | null;
+  limits: readonly CompiledLimit[] | null;
 }
 
 /** A rule as it applies to one asset: its globs and ranges resolved to address intervals. */
@@ -114,8 +147,6 @@ interface RuleEntry {
   max: Float64Array | null;
   stepped: Int32Array | null;
   maxStep: Float64Array | null;
-  perAsset: RateSpec | null;
-  assetBucket: TokenBucket | null;
 }
 
 interface CompiledMethod {
@@ -126,10 +157,24 @@ interface CompiledMethod {
   boundedArgs: { name: string; min: number; max: number }[];
 }
 
-/** Entries of one asset and operation, indexed by exact workload; globs are kept in order. */
+/**
+ * Entries of one asset and operation, indexed by exact workload; globs are kept in order.
+ * Enforcing and monitor rules are kept apart: the first decide, the second only report.
+ */
 interface OpIndex {
   exact: Map<string, RuleEntry[]>;
   globs: RuleEntry[];
+  monitorExact: Map<string, RuleEntry[]>;
+  monitorGlobs: RuleEntry[];
+  monitors: number;
+}
+
+/** A change freeze of the bundle, as it applies to one asset. */
+interface CompiledFreeze {
+  /** `freeze:<window id>`: the rule id its denies carry. */
+  id: string;
+  window: CompiledWindow;
+  operations: Set<Operation>;
 }
 
 interface CompiledAsset {
@@ -148,15 +193,12 @@ interface CompiledAsset {
   objectNode: string | null;
   /** OPC UA: the namespace bare identifiers in node selectors are read in. */
   namespace: string | undefined;
-  /** OPC UA: last known value per canonical NodeId of nodes outside the point map (max_step). */
-  nodeLast: LRUCache<string, number> | null;
   index: Map<Operation, OpIndex>;
-  /** Last known engineering value per point index (NaN = unknown): the base of max_step. */
-  last: Float64Array;
+  freezes: CompiledFreeze[];
 }
 
 export interface PolicyEngineOptions {
-  /** DESIGN §5: while the bundle is expired, reads still follow it (last-known-good). Default true. */
+  /** docs/policy.md, bundle lifecycle: while the bundle is expired, reads still follow it (last-known-good). Default true. */
   readsWhenExpired?: boolean;
 }
 
@@ -173,6 +215,8 @@ export class PolicyEngine {
   readonly readsWhenExpired: boolean;
   /** The whole bundle is in shadow mode: denies are reported, not enforced. */
   readonly monitor: boolean;
+  /** The oldest PLC value a max_step may measure from. */
+  readonly stepBaseMaxAgeMs: number;
   private readonly payload: BundlePayload;
   private readonly assetsById: Map<string, CompiledAsset>;
   private readonly modbusAssetsByUnit: Map<number, CompiledAsset>;
@@ -188,10 +232,18 @@ export class PolicyEngine {
    */
   private writtenValues = new Float64Array(128);
   private writtenN = 0;
+  /** The allowing entry, or (with evReason APPROVAL_REQUIRED) the entry that asks for approval. */
   private evEntry: RuleEntry | null = null;
   private evReason: Reason = 'NO_MATCHING_RULE';
   private evRule = '';
-  private evShadow: Reason | null = null;
+  /** Shadow findings of the decision in progress; allocated on the first one. */
+  private findings: ShadowVerdict[] | null = null;
+  /** Covering monitor entries with rate limits, and the principal each was met for: their budgets count forwarded commands too. */
+  private monitorLimited: (RuleEntry | string)[] | null = null;
+  private readonly failed: Reason[] = [];
+  /** One-entry cache of the canonical owner (consecutive commands mostly come from one token). */
+  private ownerRaw = '';
+  private ownerCanonical = '';
 
   private constructor(payload: BundlePayload, options: PolicyEngineOptions) {
     this.payload = payload;
@@ -199,6 +251,7 @@ export class PolicyEngine {
     this.revision = payload.revision;
     this.audience = payload.audience;
     this.maxTokenTtlSec = payload.limits.max_token_ttl_sec;
+    this.stepBaseMaxAgeMs = payload.limits.step_base_max_age_ms ?? DEFAULT_STEP_BASE_MAX_AGE_MS;
     this.expiresAtMs = payload.expires_at * 1000;
     this.notBeforeMs = payload.not_before * 1000;
     this.readsWhenExpired = options.readsWhenExpired ?? true;
@@ -231,19 +284,37 @@ export class PolicyEngine {
     } catch (err) {
       throw new BundleError('MALFORMED', (err as Error).message, { cause: err });
     }
+    for (const f of payload.freezes ?? []) {
+      for (const asset of this.assetsById.values()) {
+        // One object per asset: a rule's freeze of the same window adds its operations on its assets only.
+        if (f.assets.includes('*') || f.assets.includes(asset.id)) asset.freezes.push({ id: `freeze:${f.window}`, window: windows.get(f.window)!, operations: new Set(f.operations) });
+      }
+    }
     payload.rules.forEach((r, order) => {
       const rule = compileRule(r, order, windows);
       for (const assetId of r.assets) {
         const asset = this.assetsById.get(assetId)!;
+        // An enforcing rule's `freezes` is a change freeze of its assets and operations: it binds
+        // every rule of the asset, not only the rule that names it (a monitor rule's only reports).
+        if (!rule.monitor) {
+          for (const w of r.freezes ?? []) {
+            const id = `freeze:${w}`;
+            let f = asset.freezes.find((x) => x.id === id);
+            if (f === undefined) asset.freezes.push((f = { id, window: windows.get(w)!, operations: new Set() }));
+            for (const op of r.operations) f.operations.add(op);
+          }
+        }
         const entry = compileEntry(rule, r, asset);
         for (const op of r.operations) {
           let idx = asset.index.get(op);
-          if (!idx) asset.index.set(op, (idx = { exact: new Map(), globs: [] }));
+          if (!idx) asset.index.set(op, (idx = { exact: new Map(), globs: [], monitorExact: new Map(), monitorGlobs: [], monitors: 0 }));
+          if (rule.monitor) idx.monitors++;
           if (hasGlob(rule.workload)) {
-            idx.globs.push(entry);
+            (rule.monitor ? idx.monitorGlobs : idx.globs).push(entry);
           } else {
-            let list = idx.exact.get(rule.workload);
-            if (!list) idx.exact.set(rule.workload, (list = []));
+            const byWorkload = rule.monitor ? idx.monitorExact : idx.exact;
+            let list = byWorkload.get(rule.workload);
+            if (!list) byWorkload.set(rule.workload, (list = []));
             list.push(entry);
           }
         }
@@ -265,6 +336,25 @@ export class PolicyEngine {
   /** The asset definition by id (zone, criticality, point map), for callers that label or poll. */
   asset(id: string): BundleAsset | undefined {
     return this.payload.assets.find((a) => a.id === id);
+  }
+
+  /**
+   * The points some rule's max_step names, per asset: the gateway reads them itself so a step is
+   * measured from the PLC's value (docs/policy.md, max_step).
+   */
+  steppedPoints(): { asset: string; point: string }[] {
+    const out: { asset: string; point: string }[] = [];
+    const seen = new Set<string>();
+    for (const r of this.payload.rules) {
+      for (const point of Object.keys(r.max_step ?? {})) {
+        for (const asset of r.assets) {
+          if (this.assetsById.get(asset)?.byName.has(point) !== true || seen.has(`${asset}/${point}`)) continue;
+          seen.add(`${asset}/${point}`);
+          out.push({ asset, point });
+        }
+      }
+    }
+    return out;
   }
 
   /** The Modbus asset behind a unit id, or undefined. */
@@ -347,49 +437,40 @@ export class PolicyEngine {
   }
 
   /**
-   * Records a point's current value (from the process image, a read-back, or a policy test's
-   * given values): the base max_step measures from. Unknown asset or point: ignored.
+   * Decides one command. Pure: reads `memory` (budgets, PLC values), changes nothing, neither here
+   * nor in the engine's rules. An allow (or an APPROVAL_REQUIRED a grant could turn into one)
+   * carries `forward`: apply it with memory.forwarded() only if the command is really forwarded.
    */
-  observeValue(assetId: string, point: string, value: number): void {
-    const asset = this.assetsById.get(assetId);
-    const p = asset?.byName.get(point);
-    if (asset && p && Number.isFinite(value)) asset.last[p.index] = value;
-    // OPC UA nodes outside the point map are known by canonical NodeId.
-    else if (asset && asset.protocol === 'opcua' && point.startsWith('nsu=') && Number.isFinite(value)) nodeLastOf(asset).set(point, value);
-  }
-
-  /** The last value the engine knows for a point, or undefined. */
-  lastValue(assetId: string, point: string): number | undefined {
-    const asset = this.assetsById.get(assetId);
-    const p = asset?.byName.get(point);
-    if (asset !== undefined && p === undefined) return asset.nodeLast?.get(point);
-    if (!asset || !p) return undefined;
-    const v = asset.last[p.index]!;
-    return Number.isNaN(v) ? undefined : v;
-  }
-
-  decide(cmd: Command, subject: Subject, nowMs: number): PolicyDecision {
+  decide(cmd: Command, subject: Subject, nowMs: number, memory: PolicyMemory = NO_MEMORY): PolicyDecision {
     const op = cmd.operation;
     if (nowMs > this.expiresAtMs && !(op === 'read' && this.readsWhenExpired)) {
       return this.deny('BUNDLE_UNAVAILABLE', '');
     }
+    this.findings = null;
+    this.monitorLimited = null;
     const asset = this.assetsById.get(cmd.assetId);
-    if (asset === undefined) return this.denied(cmd, asset, 'NO_MATCHING_RULE', '', undefined);
-    // Before any deny: a monitor-mode bundle records the written values of what it lets through.
+    if (asset === undefined) return this.denied(cmd, subject, asset, 'NO_MATCHING_RULE', '', undefined);
     if (op === 'write') this.collectWritten(asset, cmd);
     else this.writtenN = 0;
+    // A change freeze binds every rule of the asset: no rule is even asked.
+    const freezes = asset.freezes;
+    for (let k = 0; k < freezes.length; k++) {
+      const f = freezes[k]!;
+      if (f.operations.has(op) && f.window.contains(nowMs)) return this.denied(cmd, subject, asset, 'CHANGE_FREEZE', f.id, undefined);
+    }
     const idx = asset.index.get(op);
-    if (idx === undefined) return this.denied(cmd, asset, 'NO_MATCHING_RULE', '', undefined);
+    if (idx === undefined) return this.denied(cmd, subject, asset, 'NO_MATCHING_RULE', '', undefined);
 
     const zone = subject.zone;
-    this.evaluate(asset, idx, cmd, subject, subject.workloadId, zone, nowMs);
+    this.evaluate(asset, idx, cmd, subject, subject.workloadId, undefined, zone, nowMs, memory);
+    if (this.evEntry === null) return this.denied(cmd, subject, asset, this.evReason, this.evRule, undefined);
     const agentEntry = this.evEntry;
-    if (agentEntry === null) return this.denied(cmd, asset, this.evReason, this.evRule, undefined);
-    let shadowReason = this.evShadow;
-    let shadowRule = agentEntry.rule.id;
+    let approvalEntry = this.evReason === 'APPROVAL_REQUIRED' ? agentEntry : null;
+    let approval = approvalEntry === null ? null : approvalEntry.rule.approval;
 
     // Delegation: every principal the agent acts for must be allowed by its own rules too, so the
-    // agent never exceeds the human and never inherits the human's wider rights.
+    // agent never exceeds the human and never inherits the human's wider rights. A rule asking for
+    // approval does not end this: a grant must never carry a command past a human's own rules.
     const act = subject.actSub;
     let humans: RuleEntry[] | null = null;
     if (act !== undefined && act.length > 0) {
@@ -398,37 +479,45 @@ export class PolicyEngine {
         const principal = principalFor(act[i]!);
         const human: Subject = { ...subject, workloadId: principal, roles: [] };
         delete human.actSub;
-        this.evaluate(asset, idx, cmd, human, principal, zone, nowMs);
-        if (this.evEntry === null) return this.denied(cmd, asset, this.evReason, this.evRule, principal);
+        this.evaluate(asset, idx, cmd, human, principal, principal, zone, nowMs, memory);
+        if (this.evEntry === null) return this.denied(cmd, subject, asset, this.evReason, this.evRule, principal);
         humans.push(this.evEntry);
-        if (shadowReason === null && this.evShadow !== null) {
-          shadowReason = this.evShadow;
-          shadowRule = this.evEntry.rule.id;
+        if (this.evReason === 'APPROVAL_REQUIRED') {
+          approvalEntry ??= this.evEntry;
+          approval = stricter(approval, this.evEntry.rule.approval!);
         }
       }
     }
 
-    // Only a command that will be forwarded spends rate tokens and moves the last known values.
-    takeToken(agentEntry, subject.workloadId);
-    if (humans !== null) for (let i = 0; i < humans.length; i++) takeToken(humans[i]!, principalFor(act![i]!));
-    this.recordWritten(asset, cmd);
-    const d: PolicyDecision = { effect: 'allow', reason: 'ALLOWED', ruleId: agentEntry.rule.id, bundleRevision: this.revision, durable: mustBeDurable(op) };
-    if (shadowReason !== null) d.shadow = { reason: shadowReason, ruleId: shadowRule };
+    const forward = this.plan(asset, cmd, subject, agentEntry, humans);
+    let d: PolicyDecision;
+    if (approvalEntry !== null) {
+      d = this.deny('APPROVAL_REQUIRED', approvalEntry.rule.id);
+      d.approval = approval!;
+      if (this.monitor) d = this.unenforced(cmd, subject, d, asset);
+    } else {
+      d = { effect: 'allow', reason: 'ALLOWED', ruleId: agentEntry.rule.id, bundleRevision: this.revision, durable: mustBeDurable(op) };
+    }
+    if (forward !== undefined) d.forward = forward;
+    this.attachFindings(d);
     return d;
   }
 
   /**
    * Evaluates the rules for one principal. Leaves in the scratch fields either the allowing entry
-   * (evEntry, with evShadow when a monitor rule waived a failed condition) or the deny.
+   * (evReason ALLOWED), the entry asking for approval (evReason APPROVAL_REQUIRED), or a deny
+   * (evEntry null). Monitor rules add shadow findings only.
    */
-  private evaluate(asset: CompiledAsset, idx: OpIndex, cmd: Command, s: Subject, key: string, zone: string | undefined, nowMs: number): void {
-    const exact = idx.exact.get(s.workloadId) ?? NO_ENTRIES;
-    const globs = idx.globs;
+  private evaluate(
+    asset: CompiledAsset, idx: OpIndex, cmd: Command, s: Subject, key: string, principal: string | undefined, zone: string | undefined, nowMs: number, memory: PolicyMemory,
+  ): void {
     const op = cmd.operation;
     let denyReason: Reason | null = null;
     let denyRule = '';
-    let waived: RuleEntry | null = null;
-    let waivedReason: Reason = 'NO_MATCHING_RULE';
+    let denyEntry: RuleEntry | null = null;
+    let allowed: RuleEntry | null = null;
+    const exact = idx.exact.get(s.workloadId) ?? NO_ENTRIES;
+    const globs = idx.globs;
     let i = 0;
     let j = 0;
     while (i < exact.length || j < globs.length) {
@@ -436,87 +525,196 @@ export class PolicyEngine {
       let entry: RuleEntry;
       if (j >= globs.length || (i < exact.length && exact[i]!.rule.order < globs[j]!.rule.order)) entry = exact[i++]!;
       else entry = globs[j++]!;
-      const rule = entry.rule;
-      if (!subjectMatches(rule, s)) continue;
-      if (rule.functionCodes !== null && !rule.functionCodes.has(cmd.functionCode)) continue;
-      if (!covers(entry, asset, cmd)) continue;
+      if (!speaksAbout(entry, asset, cmd, s)) continue;
       // From here the rule speaks about this command: its deny beats the default deny.
-      let reason: Reason | null;
-      if (!hasScope(s.scopes, rule.scope ?? op)) {
-        // Identity is never waived, not even by a monitor rule.
-        if (denyReason === null) {
-          denyReason = 'SCOPE_MISSING';
-          denyRule = rule.id;
-        }
-        continue;
-      }
-      reason = this.conditions(entry, asset, cmd, key, zone, nowMs);
+      const reason = hasScope(s.scopes, entry.rule.scope ?? op) ? this.conditions(entry, asset, cmd, s, key, zone, nowMs, memory, null) : 'SCOPE_MISSING';
       if (reason === null) {
-        this.evEntry = entry;
-        this.evShadow = null;
-        return;
-      }
-      if (rule.monitor) {
-        if (waived === null) {
-          waived = entry;
-          waivedReason = reason;
-        }
-        continue;
+        allowed = entry;
+        break;
       }
       if (denyReason === null) {
         denyReason = reason;
-        denyRule = rule.id;
+        denyRule = entry.rule.id;
+        denyEntry = entry;
       }
     }
-    if (waived !== null) {
-      this.evEntry = waived;
-      this.evShadow = waivedReason;
-      return;
+    if (allowed !== null) {
+      this.evEntry = allowed;
+      this.evReason = 'ALLOWED';
+      this.evRule = allowed.rule.id;
+    } else {
+      this.evReason = denyReason ?? 'NO_MATCHING_RULE';
+      this.evRule = denyRule;
+      this.evEntry = denyReason === 'APPROVAL_REQUIRED' ? denyEntry : null;
     }
-    this.evEntry = null;
-    this.evShadow = null;
-    this.evReason = denyReason ?? 'NO_MATCHING_RULE';
-    this.evRule = denyReason === null ? '' : denyRule;
+    if (idx.monitors > 0) this.monitorFindings(asset, idx, cmd, s, key, principal, zone, nowMs, memory);
   }
 
-  /** The first failed condition of a covering rule, or null when the rule allows. */
-  private conditions(entry: RuleEntry, asset: CompiledAsset, cmd: Command, key: string, zone: string | undefined, nowMs: number): Reason | null {
+  /**
+   * Every covering monitor rule, in bundle order: a finding per failing check, or ALLOWED when it
+   * would allow a command the enforcing rules do not. Never changes what the enforcing rules said.
+   */
+  private monitorFindings(
+    asset: CompiledAsset, idx: OpIndex, cmd: Command, s: Subject, key: string, principal: string | undefined, zone: string | undefined, nowMs: number, memory: PolicyMemory,
+  ): void {
+    const exact = idx.monitorExact.get(s.workloadId) ?? NO_ENTRIES;
+    const globs = idx.monitorGlobs;
+    const failed = this.failed;
+    let i = 0;
+    let j = 0;
+    while (i < exact.length || j < globs.length) {
+      let entry: RuleEntry;
+      if (j >= globs.length || (i < exact.length && exact[i]!.rule.order < globs[j]!.rule.order)) entry = exact[i++]!;
+      else entry = globs[j++]!;
+      if (!speaksAbout(entry, asset, cmd, s)) continue;
+      failed.length = 0;
+      if (!hasScope(s.scopes, entry.rule.scope ?? cmd.operation)) failed.push('SCOPE_MISSING');
+      this.conditions(entry, asset, cmd, s, key, zone, nowMs, memory, failed);
+      if (failed.length === 0) {
+        if (this.evReason !== 'ALLOWED') this.finding('ALLOWED', entry.rule.id, principal);
+      } else {
+        for (let k = 0; k < failed.length; k++) this.finding(failed[k]!, entry.rule.id, principal);
+      }
+      if (entry.rule.limits !== null) (this.monitorLimited ??= []).push(entry, key);
+    }
+  }
+
+  private finding(reason: Reason, ruleId: string, principal: string | undefined): void {
+    const f: ShadowVerdict = { reason, ruleId };
+    if (principal !== undefined) f.principal = principal;
+    (this.findings ??= []).push(f);
+  }
+
+  /**
+   * The failed conditions of a covering rule. With `all` null: the first failure, or null when the
+   * rule allows. With an array: every failure is pushed (a monitor rule reports them all) and the
+   * return value means nothing.
+   */
+  private conditions(
+    entry: RuleEntry, asset: CompiledAsset, cmd: Command, s: Subject, key: string, zone: string | undefined, nowMs: number, memory: PolicyMemory, all: Reason[] | null,
+  ): Reason | null {
     const rule = entry.rule;
-    if (zone !== undefined && zone !== '' && zone !== asset.zone) {
-      if (!rule.crossAny && (rule.crossZones === null || !rule.crossZones.has(zone))) return 'CROSS_ZONE';
+    if (zone !== undefined && zone !== '' && zone !== asset.zone && !rule.crossAny && (rule.crossZones === null || !rule.crossZones.has(zone))) {
+      if (all === null) return 'CROSS_ZONE';
+      all.push('CROSS_ZONE');
     }
     const windows = rule.windows;
     if (windows !== null) {
       let open = false;
       for (let k = 0; k < windows.length && !open; k++) open = windows[k]!.contains(nowMs);
-      if (!open) return 'OUTSIDE_WINDOW';
+      if (!open) {
+        if (all === null) return 'OUTSIDE_WINDOW';
+        all.push('OUTSIDE_WINDOW');
+      }
     }
     const freezes = rule.freezes;
     if (freezes !== null) {
-      for (let k = 0; k < freezes.length; k++) if (freezes[k]!.contains(nowMs)) return 'OUTSIDE_WINDOW';
+      let frozen = false;
+      for (let k = 0; k < freezes.length && !frozen; k++) frozen = freezes[k]!.contains(nowMs);
+      if (frozen) {
+        if (all === null) return 'CHANGE_FREEZE';
+        all.push('CHANGE_FREEZE');
+      }
     }
     if (cmd.operation === 'write') {
-      if (entry.bounded !== null && !this.withinBounds(entry)) return 'VALUE_OUT_OF_BOUNDS';
-      if (entry.maxStep !== null && !this.withinStep(entry, asset)) return 'STEP_TOO_LARGE';
+      if (entry.bounded !== null && !this.withinBounds(entry)) {
+        if (all === null) return 'VALUE_OUT_OF_BOUNDS';
+        all.push('VALUE_OUT_OF_BOUNDS');
+      }
+      const step = entry.maxStep === null ? null : this.stepProblem(entry, asset, nowMs, memory);
+      if (step !== null) {
+        if (all === null) return step;
+        all.push(step);
+      }
     } else if (cmd.operation === 'call' && asset.methods.length > 0 && !argumentsWithinBounds(asset, cmd)) {
-      return 'VALUE_OUT_OF_BOUNDS';
+      if (all === null) return 'VALUE_OUT_OF_BOUNDS';
+      all.push('VALUE_OUT_OF_BOUNDS');
     }
     if (entry.nodes !== null && (cmd.operation === 'write' || cmd.operation === 'call')) {
-      const verdict = nodeBounds(entry.nodes, asset, cmd);
-      if (verdict !== null) return verdict;
+      const verdict = this.nodeBounds(entry.nodes, asset, cmd, nowMs, memory);
+      if (verdict !== null) {
+        if (all === null) return verdict;
+        all.push(verdict);
+      }
     }
-    if (rule.perSubject !== null) {
-      const buckets = (rule.subjectBuckets ??= new LRUCache<string, TokenBucket>({ max: MAX_SUBJECT_BUCKETS_PER_RULE }));
-      let b = buckets.get(key);
-      if (b === undefined) buckets.set(key, (b = new TokenBucket(rule.perSubject, nowMs)));
-      if (!b.available(nowMs)) return 'RATE_LIMITED';
+    const limits = rule.limits;
+    if (limits !== null) {
+      for (let k = 0; k < limits.length; k++) {
+        const l = limits[k]!;
+        if (memory.hasToken(l.id, this.budgetKey(l, key, s, asset.id), nowMs)) continue;
+        if (all === null) return 'RATE_LIMITED';
+        all.push('RATE_LIMITED');
+        break;
+      }
     }
-    if (entry.perAsset !== null) {
-      entry.assetBucket ??= new TokenBucket(entry.perAsset, nowMs);
-      if (!entry.assetBucket.available(nowMs)) return 'RATE_LIMITED';
+    if (rule.approval !== null) {
+      if (all === null) return 'APPROVAL_REQUIRED';
+      all.push('APPROVAL_REQUIRED');
     }
-    if (rule.approval) return 'APPROVAL_REQUIRED';
     return null;
+  }
+
+  /** The budget of a limit a command counts against: its values of the limit's keys. */
+  private budgetKey(l: CompiledLimit, key: string, s: Subject, assetId: string): string {
+    switch (l.per) {
+      case PER_WORKLOAD:
+        return key;
+      case PER_ASSET:
+        return assetId;
+      case 0:
+        return '';
+    }
+    let k = '';
+    if ((l.per & PER_WORKLOAD) !== 0) k += key;
+    if ((l.per & PER_OWNER) !== 0) k += `\u0000${this.canonicalOwner(s.owner)}`;
+    if ((l.per & PER_TASK) !== 0) k += `\u0000${s.taskId}`;
+    if ((l.per & PER_ASSET) !== 0) k += `\u0000${assetId}`;
+    return k;
+  }
+
+  private canonicalOwner(owner: string): string {
+    if (owner !== this.ownerRaw) {
+      this.ownerRaw = owner;
+      this.ownerCanonical = canonicalPrincipal(owner);
+    }
+    return this.ownerCanonical;
+  }
+
+  /**
+   * What forwarding the command changes: a token of every budget of the rules that allow it (the
+   * agent's and each human's), and of every covering monitor rule's (so a trial counts real
+   * traffic); and, for a write, the decoded value of every written point. undefined when nothing.
+   */
+  private plan(asset: CompiledAsset, cmd: Command, s: Subject, agent: RuleEntry | null, humans: RuleEntry[] | null): Forwarding | undefined {
+    let f: Forwarding | undefined;
+    const charge = (entry: RuleEntry, key: string): void => {
+      const limits = entry.rule.limits;
+      if (limits === null) return;
+      f ??= new Forwarding();
+      for (const l of limits) f.charges.push({ limit: l.id, key: this.budgetKey(l, key, s, asset.id), spec: l.spec });
+    };
+    if (agent !== null) charge(agent, s.workloadId);
+    if (humans !== null) for (let i = 0; i < humans.length; i++) charge(humans[i]!, principalFor(s.actSub![i]!));
+    const ml = this.monitorLimited;
+    if (ml !== null) for (let i = 0; i < ml.length; i += 2) charge(ml[i] as RuleEntry, ml[i + 1] as string);
+    if (cmd.operation === 'write') {
+      for (let k = 0; k < this.writtenN; k++) {
+        const idx = this.written[k]!;
+        const v = this.writtenValues[k]!;
+        if (idx < 0 || !Number.isFinite(v)) continue;
+        (f ??= new Forwarding()).writes.push({ asset: asset.id, point: asset.points[idx]!.name, value: v });
+      }
+      // OPC UA nodes outside the point map are remembered by canonical NodeId.
+      if (asset.protocol === 'opcua') {
+        for (const t of cmd.targets) {
+          if (t.nodeId === undefined || asset.byNodeId.has(t.nodeId) || (t.attribute !== undefined && t.attribute !== 'Value')) continue;
+          const name = valueName(asset, t);
+          const n = numericOf(cmd.typedValues?.[name] ?? cmd.values?.[name]);
+          if (n !== undefined) (f ??= new Forwarding()).writes.push({ asset: asset.id, point: t.nodeId, value: n });
+        }
+      }
+    }
+    return f;
   }
 
   /**
@@ -588,50 +786,98 @@ export class PolicyEngine {
     return true;
   }
 
-  /** Each stepped point must move at most max_step from its last known value; unknown = deny. */
-  private withinStep(entry: RuleEntry, asset: CompiledAsset): boolean {
+  /**
+   * Typed bounds of the selectors naming each target (written values, call arguments). A node's
+   * max_step is measured like a point's: from its PLC value (young enough, else STEP_BASE_STALE)
+   * and from every write to it still in flight.
+   */
+  private nodeBounds(selectors: readonly CompiledSelector[], asset: CompiledAsset, cmd: Command, nowMs: number, memory: PolicyMemory): Reason | null {
+    const targets = cmd.targets;
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]!;
+      const s = selectorFor(selectors, t, cmd.operation);
+      if (s === undefined) continue;
+      if (cmd.operation === 'call') {
+        if (checkArguments(s, cmd.typedValues, cmd.values) !== null) return 'VALUE_OUT_OF_BOUNDS';
+        continue;
+      }
+      const b = s.bounds;
+      if (b === null) continue;
+      const name = valueName(asset, t);
+      const v = cmd.typedValues?.[name] ?? cmd.values?.[name];
+      const m = b.maxStep === undefined || t.nodeId === undefined ? undefined : memory.point(asset.id, memoryKey(asset, t.nodeId));
+      const fresh = m !== undefined && nowMs - m.atMs <= this.stepBaseMaxAgeMs && !Number.isNaN(m.value);
+      const verdict = checkValue(b, v, fresh ? m.value : undefined);
+      // Within its bounds but with no PLC value to measure the step from: say so.
+      if (verdict === 'STEP_TOO_LARGE' && !fresh && !Array.isArray(v)) return 'STEP_BASE_STALE';
+      if (verdict !== null) return verdict;
+      if (fresh && m.inFlight.length > 0) {
+        const n = numericOf(v);
+        for (const f of m.inFlight) if (n === undefined || !(Math.abs(n - f.value) <= b.maxStep!)) return 'STEP_TOO_LARGE';
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Each stepped point must move at most max_step from the PLC's value of it, which must be known
+   * and no older than the bundle's step base age (else STEP_BASE_STALE), and from every write to
+   * it still in flight (pipelined writes cannot add their steps up).
+   */
+  private stepProblem(entry: RuleEntry, asset: CompiledAsset, nowMs: number, memory: PolicyMemory): Reason | null {
     const stepped = entry.stepped!;
     for (let k = 0; k < this.writtenN; k++) {
       const idx = this.written[k]!;
       if (idx < 0) continue;
       for (let b = 0; b < stepped.length; b++) {
         if (stepped[b] !== idx) continue;
+        const m = memory.point(asset.id, asset.points[idx]!.name);
+        // NaN (never known, or unknown since a write's outcome was lost) fails the comparison.
+        if (m === undefined || !(nowMs - m.atMs <= this.stepBaseMaxAgeMs) || Number.isNaN(m.value)) return 'STEP_BASE_STALE';
         const v = this.writtenValues[k]!;
-        const last = asset.last[idx]!;
-        // NaN (undecodable value or no last value) fails the comparison: deny.
-        if (!(Math.abs(v - last) <= entry.maxStep![b]!)) return false;
+        const max = entry.maxStep![b]!;
+        // An undecodable value (NaN) fails the comparison too: deny.
+        if (!(Math.abs(v - m.value) <= max)) return 'STEP_TOO_LARGE';
+        const flying = m.inFlight;
+        for (let f = 0; f < flying.length; f++) if (!(Math.abs(v - flying[f]!.value) <= max)) return 'STEP_TOO_LARGE';
       }
     }
-    return true;
-  }
-
-  private recordWritten(asset: CompiledAsset, cmd: Command): void {
-    if (cmd.operation !== 'write') return;
-    recordNodeValues(asset, cmd);
-    for (let k = 0; k < this.writtenN; k++) {
-      const idx = this.written[k]!;
-      if (idx < 0) continue;
-      const v = this.writtenValues[k]!;
-      if (Number.isFinite(v)) asset.last[idx] = v;
-    }
+    return null;
   }
 
   /** A policy deny; a bundle in monitor mode reports it and lets the command through. */
-  private denied(cmd: Command, asset: CompiledAsset | undefined, reason: Reason, ruleId: string, principal: string | undefined): PolicyDecision {
-    if (!this.monitor) {
-      const d = this.deny(reason, ruleId);
-      if (principal !== undefined) d.principal = principal;
-      return d;
+  private denied(cmd: Command, subject: Subject, asset: CompiledAsset | undefined, reason: Reason, ruleId: string, principal: string | undefined): PolicyDecision {
+    const d = this.deny(reason, ruleId);
+    if (principal !== undefined) d.principal = principal;
+    if (this.monitor) return this.unenforced(cmd, subject, d, asset);
+    this.attachFindings(d);
+    return d;
+  }
+
+  /**
+   * Monitor bundle: the deny becomes the first finding and the command goes through. What it
+   * writes still moves the step base once the PLC acknowledges it: the PLC holds it then.
+   */
+  private unenforced(cmd: Command, subject: Subject, d: PolicyDecision, asset: CompiledAsset | undefined): PolicyDecision {
+    const f: ShadowVerdict = { reason: d.reason, ruleId: d.ruleId };
+    if (d.principal !== undefined) f.principal = d.principal;
+    (this.findings ??= []).unshift(f);
+    const out: PolicyDecision = { effect: 'allow', reason: 'ALLOWED', ruleId: d.ruleId, bundleRevision: this.revision, durable: mustBeDurable(cmd.operation) };
+    const forward = d.forward ?? (asset === undefined ? undefined : this.plan(asset, cmd, subject, null, null));
+    if (forward !== undefined) out.forward = forward;
+    this.attachFindings(out);
+    return out;
+  }
+
+  private attachFindings(d: PolicyDecision): void {
+    const findings = this.findings;
+    if (findings === null) return;
+    d.shadows = findings;
+    for (let i = 0; i < findings.length; i++) {
+      if (findings[i]!.reason === 'ALLOWED') continue;
+      d.shadow = { reason: findings[i]!.reason, ruleId: findings[i]!.ruleId };
+      break;
     }
-    if (asset !== undefined) this.recordWritten(asset, cmd);
-    return {
-      effect: 'allow',
-      reason: 'ALLOWED',
-      ruleId,
-      bundleRevision: this.revision,
-      durable: mustBeDurable(cmd.operation),
-      shadow: { reason, ruleId },
-    };
   }
 
   private deny(reason: Reason, ruleId: string): PolicyDecision {
@@ -639,9 +885,27 @@ export class PolicyEngine {
   }
 }
 
-function takeToken(entry: RuleEntry, key: string): void {
-  entry.rule.subjectBuckets?.get(key)?.take();
-  entry.assetBucket?.take();
+/** The stricter of two approvals: more approvers, every exclusion of either, the earlier deadlines. */
+function stricter(a: ApprovalSpec | null, b: ApprovalSpec): ApprovalSpec {
+  if (a === null || a === b) return b;
+  const min = (x: number | undefined, y: number | undefined) => (x === undefined ? y : y === undefined ? x : Math.min(x, y));
+  const out: ApprovalSpec = {
+    approvers: Math.max(a.approvers, b.approvers),
+    distinct_from: APPROVAL_EXCLUSIONS.filter((e) => a.distinct_from.includes(e) || b.distinct_from.includes(e)),
+  };
+  const approve = min(a.approve_within_sec, b.approve_within_sec);
+  const execute = min(a.execute_within_sec, b.execute_within_sec);
+  if (approve !== undefined) out.approve_within_sec = approve;
+  if (execute !== undefined) out.execute_within_sec = execute;
+  return out;
+}
+
+/** The rule applies to this subject and covers every target of the command. */
+function speaksAbout(entry: RuleEntry, asset: CompiledAsset, cmd: Command, s: Subject): boolean {
+  const rule = entry.rule;
+  if (!subjectMatches(rule, s)) return false;
+  if (rule.functionCodes !== null && !rule.functionCodes.has(cmd.functionCode)) return false;
+  return covers(entry, asset, cmd);
 }
 
 function subjectMatches(rule: CompiledRule, s: Subject): boolean {
@@ -711,46 +975,14 @@ function argumentsWithinBounds(asset: CompiledAsset, cmd: Command): boolean {
   return true;
 }
 
-/** Per asset: last known values of nodes outside the point map, made when first needed. */
-const MAX_NODE_VALUES_PER_ASSET = 10_000;
-function nodeLastOf(asset: CompiledAsset): LRUCache<string, number> {
-  return (asset.nodeLast ??= new LRUCache<string, number>({ max: MAX_NODE_VALUES_PER_ASSET }));
-}
-
 /** The name a target's value is carried under in cmd.values / cmd.typedValues (see resolveOpcua). */
 function valueName(asset: CompiledAsset, t: { nodeId?: string; browsePath?: string }): string {
   return (t.nodeId !== undefined ? asset.byNodeId.get(t.nodeId)?.name : undefined) ?? t.browsePath ?? t.nodeId ?? '';
 }
 
-/** Typed bounds of the selectors naming each target (written values, call arguments). */
-function nodeBounds(selectors: readonly CompiledSelector[], asset: CompiledAsset, cmd: Command): Reason | null {
-  const targets = cmd.targets;
-  for (let i = 0; i < targets.length; i++) {
-    const t = targets[i]!;
-    const s = selectorFor(selectors, t, cmd.operation);
-    if (s === undefined) continue;
-    if (cmd.operation === 'call') {
-      if (checkArguments(s, cmd.typedValues, cmd.values) !== null) return 'VALUE_OUT_OF_BOUNDS';
-      continue;
-    }
-    if (s.bounds === null) continue;
-    const name = valueName(asset, t);
-    const last = t.nodeId === undefined ? undefined : asset.nodeLast?.get(t.nodeId);
-    const verdict = checkValue(s.bounds, cmd.typedValues?.[name] ?? cmd.values?.[name], last);
-    if (verdict !== null) return verdict;
-  }
-  return null;
-}
-
-/** An allowed write moves the last known value of the nodes outside the point map it wrote. */
-function recordNodeValues(asset: CompiledAsset, cmd: Command): void {
-  if (asset.protocol !== 'opcua') return;
-  for (const t of cmd.targets) {
-    if (t.nodeId === undefined || asset.byNodeId.has(t.nodeId) || (t.attribute !== undefined && t.attribute !== 'Value')) continue;
-    const name = valueName(asset, t);
-    const n = numericOf(cmd.typedValues?.[name] ?? cmd.values?.[name]);
-    if (n !== undefined) nodeLastOf(asset).set(t.nodeId, n);
-  }
+/** What the policy memory knows a node by: its point name when mapped, else its canonical NodeId. */
+function memoryKey(asset: CompiledAsset, nodeId: string): string {
+  return asset.byNodeId.get(nodeId)?.name ?? nodeId;
 }
 
 function compileAsset(a: BundleAsset): CompiledAsset {
@@ -801,9 +1033,8 @@ function compileAsset(a: BundleAsset): CompiledAsset {
     methodByNodeId,
     objectNode: a.object_node ?? null,
     namespace: a.namespace,
-    nodeLast: null,
     index: new Map(),
-    last: new Float64Array(points.length).fill(Number.NaN),
+    freezes: [],
   };
 }
 
@@ -811,7 +1042,13 @@ function compileRule(r: BundleRule, order: number, windows: Map<string, Compiled
   const pick = (ids: string[] | undefined): CompiledWindow[] | null =>
     ids === undefined || ids.length === 0 ? null : ids.map((id) => windows.get(id)!);
   const cross = r.cross_zone ?? [];
-  const perSubject = r.rate_limit?.per_subject ?? null;
+  const limits = rateLimitsOf(r).map(
+    (l, k): CompiledLimit => ({
+      id: `${r.id}#${k}:${l.count}/${l.per_sec}s:${[...l.per].sort().join('+')}`,
+      spec: { count: l.count, per_sec: l.per_sec },
+      per: l.per.reduce((bits, key) => bits | PER_BIT[key]!, 0),
+    }),
+  );
   return {
     id: r.id,
     order,
@@ -826,13 +1063,21 @@ function compileRule(r: BundleRule, order: number, windows: Map<string, Compiled
     functionCodes: r.function_codes ? new Set(r.function_codes) : null,
     monitor: r.mode === 'monitor',
     windows: pick(r.windows),
-    freezes: pick(r.freezes),
+    // Only a monitor rule checks its freezes itself; an enforcing rule's bind the whole asset.
+    freezes: r.mode === 'monitor' ? pick(r.freezes) : null,
     crossAny: cross.includes('*'),
     crossZones: cross.length > 0 ? new Set(cross) : null,
-    approval: r.approval === 'required',
-    perSubject,
-    subjectBuckets: null,
+    approval: r.approval === undefined ? null : r.approval === 'required' ? ONE_APPROVER : r.approval,
+    limits: limits.length > 0 ? limits : null,
   };
+}
+
+/** A rule's rate limits, the older `rate_limit` form read as `per: [workload]` / `per: [asset]`. */
+function rateLimitsOf(r: BundleRule): KeyedRate[] {
+  const out: KeyedRate[] = [...(r.rate_limits ?? [])];
+  if (r.rate_limit?.per_subject) out.push({ ...r.rate_limit.per_subject, per: ['workload'] });
+  if (r.rate_limit?.per_asset) out.push({ ...r.rate_limit.per_asset, per: ['asset'] });
+  return out;
 }
 
 function compileEntry(rule: CompiledRule, r: BundleRule, asset: CompiledAsset): RuleEntry {
@@ -875,8 +1120,7 @@ function compileEntry(rule: CompiledRule, r: BundleRule, asset: CompiledAsset): 
   const max = bIdx.length > 0 ? Float64Array.from(bMax) : null;
   const stepped = sIdx.length > 0 ? Int32Array.from(sIdx) : null;
   const maxStep = sIdx.length > 0 ? Float64Array.from(sVal) : null;
-  const perAsset = r.rate_limit?.per_asset ?? null;
-  return { rule, cover, pointCover, nodes, bounded, min, max, stepped, maxStep, perAsset, assetBucket: null };
+  return { rule, cover, pointCover, nodes, bounded, min, max, stepped, maxStep };
 }
 
 function hasScope(scopes: readonly string[], required: string): boolean {

@@ -7,11 +7,16 @@ import type { JSONWebKeySet } from 'jose';
 import type { Assurance, ModbusTable, Operation } from '../core/command.js';
 import { interlocksSchema, type InterlockDef } from '../interlocks/payload.js';
 import type { BundleRevocation } from '../identity/revocation.js';
-import type { RateSpec } from './rate.js';
+import { RATE_KEYS, type KeyedRate, type RateSpec } from './rate.js';
 import { WEEKDAYS, windowProblem, type WindowSpec } from './windows.js';
 import { OPCUA_ATTRIBUTES, type NodeSelectorDef } from './opcua-nodes.js';
 
 export const BUNDLE_FORMAT = 1;
+
+/** docs/policy.md, max_step: the PLC value a step is measured from may be at most this old. */
+export const DEFAULT_STEP_BASE_MAX_AGE_MS = 5000;
+/** How often the gateway reads a point some max_step names, when the bundle does not say. */
+export const DEFAULT_STEP_BASE_POLL_MS = 1000;
 
 /** Operations a rule may name. `admin` belongs to the operator API, never to an agent rule. */
 export const RULE_OPERATIONS = ['read', 'write', 'call', 'browse', 'subscribe', 'diagnostic'] as const;
@@ -119,16 +124,50 @@ export interface BundleRule {
   mode?: Mode;
   /** Window ids: the rule allows only while one of them is open (OUTSIDE_WINDOW otherwise). */
   windows?: string[];
-  /** Window ids: the rule never allows while one of them is open (OUTSIDE_WINDOW). */
+  /** Window ids: the rule never allows while one of them is open (CHANGE_FREEZE). */
   freezes?: string[];
-  /** Largest change per write from the point's last known value, engineering units (STEP_TOO_LARGE). */
+  /** Largest change per write from the PLC's value of the point, engineering units (STEP_TOO_LARGE). */
   max_step?: Record<string, number>;
-  /** Token buckets, one per subject and/or one per asset, for this rule (RATE_LIMITED). */
+  /** Rate limits of this rule, each with one budget per distinct value of its keys (RATE_LIMITED). */
+  rate_limits?: KeyedRate[];
+  /** The older form, still read: per_subject = per [workload], per_asset = per [asset]. */
   rate_limit?: { per_subject?: RateSpec; per_asset?: RateSpec };
   /** Zones a subject's `zone` claim may name when it differs from the asset's zone ('*' = any). */
   cross_zone?: string[];
-  /** `required`: a command this rule would allow is denied APPROVAL_REQUIRED until approved. */
-  approval?: 'required';
+  /**
+   * A command this rule would allow is denied APPROVAL_REQUIRED until approved; `required` is one
+   * approver distinct from the owner and the requester, with the gateway's default deadlines.
+   */
+  approval?: 'required' | ApprovalRule;
+}
+
+/** Who is excluded from approving: the token's owner; the requesting agent and every human it acts for. */
+export const APPROVAL_EXCLUSIONS = ['owner', 'requester'] as const;
+export type ApprovalExclusion = (typeof APPROVAL_EXCLUSIONS)[number];
+export const MAX_APPROVERS = 5;
+
+/** An N-person approval (docs/safety.md, Approvals). */
+export interface ApprovalRule {
+  /** Distinct people who must approve (compared in canonical form). */
+  approvers: number;
+  distinct_from: ApprovalExclusion[];
+  /** The request lapses unless fully approved within this (seconds; default: the gateway's). */
+  approve_within_sec?: number;
+  /** The grant must be used within this after the last approval (seconds; default: the gateway's). */
+  execute_within_sec?: number;
+}
+
+/**
+ * A change freeze of the plant or of some assets (docs/policy.md, Change freezes): while its window
+ * is open, every command of its operations on its assets is denied CHANGE_FREEZE, whatever rule
+ * would allow it.
+ */
+export interface BundleFreeze {
+  /** The window (from `windows`) during which the freeze holds; also its id. */
+  window: string;
+  /** Asset ids, or ['*'] for every asset of the bundle. */
+  assets: string[];
+  operations: RuleOperation[];
 }
 
 export interface BundleIssuer {
@@ -146,13 +185,21 @@ export interface BundlePayload {
   expires_at: number;
   /** The token `aud` this gateway accepts. */
   audience: string;
-  limits: { max_token_ttl_sec: number };
+  limits: {
+    max_token_ttl_sec: number;
+    /** The oldest PLC value max_step may measure from (default DEFAULT_STEP_BASE_MAX_AGE_MS). */
+    step_base_max_age_ms?: number;
+    /** How often the gateway reads the points a max_step names (default DEFAULT_STEP_BASE_POLL_MS). */
+    step_base_poll_ms?: number;
+  };
   issuers: BundleIssuer[];
   assets: BundleAsset[];
   rules: BundleRule[];
   /** `monitor`: the whole bundle is a trial: every deny but BUNDLE_UNAVAILABLE is reported, not enforced. */
   mode?: Mode;
   windows?: WindowSpec[];
+  /** Plant- or asset-wide change freezes. */
+  freezes?: BundleFreeze[];
   /** Safety interlocks (src/interlocks): evaluated on live process values by the gateway. */
   interlocks?: InterlockDef[];
   /**
@@ -207,6 +254,16 @@ const nodeSelectorSchema = z
   .refine((n) => n.node !== undefined || n.path !== undefined, 'give node, path, or both');
 
 const rateSchema = z.strictObject({ count: z.number().int().min(1), per_sec: z.number().int().min(1) });
+const keyedRateSchema = z.strictObject({ count: z.number().int().min(1), per_sec: z.number().int().min(1), per: z.array(z.enum(RATE_KEYS)) });
+const approvalSchema = z.union([
+  z.literal('required'),
+  z.strictObject({
+    approvers: z.number().int().min(1).max(MAX_APPROVERS),
+    distinct_from: z.array(z.enum(APPROVAL_EXCLUSIONS)),
+    approve_within_sec: z.number().int().min(1).optional(),
+    execute_within_sec: z.number().int().min(1).optional(),
+  }),
+]);
 const windowSchema = z.strictObject({
   id: z.string().min(1),
   time_zone: z.string().min(1),
@@ -244,9 +301,10 @@ const ruleSchema = z.strictObject({
   windows: z.array(z.string().min(1)).optional(),
   freezes: z.array(z.string().min(1)).optional(),
   max_step: z.record(z.string(), finite.refine((v) => v >= 0, 'must be >= 0')).optional(),
+  rate_limits: z.array(keyedRateSchema).optional(),
   rate_limit: z.strictObject({ per_subject: rateSchema.optional(), per_asset: rateSchema.optional() }).optional(),
   cross_zone: z.array(z.string().min(1)).optional(),
-  approval: z.literal('required').optional(),
+  approval: approvalSchema.optional(),
 });
 
 const secs = z.number().int().min(0);
@@ -269,7 +327,11 @@ export const bundlePayloadSchema = z.strictObject({
   not_before: secs,
   expires_at: secs,
   audience: z.string().min(1),
-  limits: z.strictObject({ max_token_ttl_sec: z.number().int().min(1) }),
+  limits: z.strictObject({
+    max_token_ttl_sec: z.number().int().min(1),
+    step_base_max_age_ms: z.number().int().min(1).optional(),
+    step_base_poll_ms: z.number().int().min(1).optional(),
+  }),
   issuers: z.array(
     z.strictObject({ iss: z.string().min(1), jwks: z.strictObject({ keys: z.array(jwkSchema) }) }),
   ),
@@ -289,6 +351,7 @@ export const bundlePayloadSchema = z.strictObject({
   rules: z.array(ruleSchema),
   mode: z.enum(MODES).optional(),
   windows: z.array(windowSchema).optional(),
+  freezes: z.array(z.strictObject({ window: z.string().min(1), assets: z.array(z.string().min(1)).min(1), operations: z.array(z.enum(RULE_OPERATIONS)).min(1) })).optional(),
   interlocks: interlocksSchema.optional(),
   revocations: z.array(revocationSchema).optional(),
 });
@@ -325,6 +388,12 @@ export function payloadProblems(value: unknown): string | null {
       if (!windowIds.has(w)) return `rules.${rule.id}: unknown window '${w}'`;
     }
   }
+  for (const fz of p.freezes ?? []) {
+    if (!windowIds.has(fz.window)) return `freezes.${fz.window}: unknown window '${fz.window}'`;
+    for (const a of fz.assets) if (a !== '*' && !assetIds.has(a)) return `freezes.${fz.window}: unknown asset '${a}'`;
+  }
+  const { step_base_max_age_ms: age, step_base_poll_ms: poll } = p.limits;
+  if (age !== undefined && poll !== undefined && !(age > poll)) return 'limits: step_base_max_age_ms must be longer than step_base_poll_ms';
   if (p.expires_at < p.not_before) return 'expires_at: before not_before';
   return null;
 }

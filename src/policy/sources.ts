@@ -3,7 +3,7 @@
 // a human's typo needs. Must never sign, never guess a default that widens access, and never stop
 // at the first problem: a build run reports every problem it can find, each as file:line:col.
 import { readFile } from 'node:fs/promises';
-import { compileInterlocks } from '../interlocks/compile.js';
+import { compileInterlocks, parseDurationMs } from '../interlocks/compile.js';
 import type { InterlockDef } from '../interlocks/payload.js';
 import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
@@ -13,22 +13,27 @@ import { loadPlant, type Plant } from '../sim/plant.js';
 import { describeOpcua } from '../sim/opcua-face.js';
 import { nodeIdProblem } from './node-id.js';
 import { parseDurationSec } from './duration.js';
-import { parseRate } from './rate.js';
+import { parseRate, RATE_KEYS, type KeyedRate, type RateKey } from './rate.js';
 import { WEEKDAYS, isValidTimeZone, parseHhmm, parseLocalDateTime, windowProblem, type Weekday, type WindowSpec } from './windows.js';
 import { pointGlob } from './glob.js';
 import { OPCUA_ATTRIBUTES, type NodeSelectorDef, type ValueBounds } from './opcua-nodes.js';
 import { isSpiffeId } from '../identity/spiffe.js';
 import type { BundleRevocation } from '../identity/revocation.js';
 import {
+  APPROVAL_EXCLUSIONS,
   ARGUMENT_TYPES,
   ASSURANCES,
   BUNDLE_FORMAT,
   CRITICALITIES,
+  MAX_APPROVERS,
   MODES,
   MODBUS_TABLES,
   RULE_OPERATIONS,
   type AddressRange,
+  type ApprovalExclusion,
+  type ApprovalRule,
   type BundleAsset,
+  type BundleFreeze,
   type BundleIssuer,
   type BundlePayload,
   type BundleRule,
@@ -46,17 +51,23 @@ export interface CompileOptions {
   revision: number;
 }
 
-const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'windows', 'include', 'rules', 'interlocks', 'revocations'];
+const ENTRY_KEYS = ['bundle', 'limits', 'issuers', 'assets', 'windows', 'freezes', 'include', 'rules', 'interlocks', 'revocations'];
+const FREEZE_KEYS = ['window', 'assets', 'operations'];
+/** What a change freeze stops when it does not say: everything that changes the process. */
+const FREEZE_DEFAULT_OPERATIONS: RuleOperation[] = ['write', 'call', 'diagnostic'];
+const STEP_BASE_KEYS = ['max_age', 'poll'];
+const KEYED_RATE_KEYS = ['rate', 'per'];
+const APPROVAL_KEYS = ['approvers', 'distinct_from', 'approve_within', 'execute_within'];
 const REVOCATION_KEYS = ['jti', 'sub', 'owner', 'reason', 'revoked_at'];
 const INCLUDE_KEYS = ['rules', 'interlocks'];
 const BUNDLE_KEYS = ['name', 'audience', 'valid_for', 'mode'];
-const LIMIT_KEYS = ['max_token_ttl'];
+const LIMIT_KEYS = ['max_token_ttl', 'step_base'];
 const ISSUER_KEYS = ['iss', 'jwks_file'];
 const ASSET_KEYS = ['id', 'zone', 'criticality', 'protocol', 'unit_id', 'plc', 'namespace', 'points_from', 'node_ids', 'object_node', 'methods'];
 const METHOD_KEYS = ['node_id', 'inputs', 'outputs'];
 const ARGUMENT_KEYS = ['name', 'type', 'min', 'max'];
 const WINDOW_KEYS = ['id', 'time_zone', 'days', 'from', 'to', 'start', 'end'];
-const RATE_KEYS = ['per_subject', 'per_asset'];
+const RATE_KEYS_LEGACY = ['per_subject', 'per_asset'];
 const RULE_KEYS = [
   'id',
   'description',
@@ -335,13 +346,16 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
 
   // limits:
   let maxTtlSec: number | undefined;
+  let stepBase: { max_age_ms?: number; poll_ms?: number } = {};
   const limitsPair = top.get('limits');
   if (limitsPair === undefined) {
     f.fail(rootNode, 'limits', 'is required (max_token_ttl)');
   } else {
     const n = f.valueNode(limitsPair);
-    const e = f.map(n, 'limits', LIMIT_KEYS, 'with max_token_ttl');
+    const e = f.map(n, 'limits', LIMIT_KEYS, 'with max_token_ttl, step_base');
     if (e) maxTtlSec = f.duration(n, e, 'max_token_ttl', 'limits.max_token_ttl');
+    const sb = e?.get('step_base');
+    if (sb) stepBase = compileStepBase(f, f.valueNode(sb));
   }
 
   const issuers = await compileIssuers(f, top, dir, rootNode);
@@ -383,6 +397,7 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
   }
   const windows = compileWindowSources(f, top);
   checkRules(drafts, points, windows, new Set(assets.filter((a) => a.protocol === 'opcua').map((a) => a.id)));
+  const freezes = compileFreezes(f, top, windows, new Set(assets.map((a) => a.id)));
   const revocations = compileRevocations(f, top);
 
   if (errors.length > 0) throw new SourceErrors(errors);
@@ -395,15 +410,101 @@ export async function compileSources(entryFile: string, opts: CompileOptions): P
     not_before: issuedAt,
     expires_at: issuedAt + validForSec!,
     audience: audience!,
-    limits: { max_token_ttl_sec: maxTtlSec! },
+    limits: {
+      max_token_ttl_sec: maxTtlSec!,
+      ...(stepBase.max_age_ms !== undefined ? { step_base_max_age_ms: stepBase.max_age_ms } : {}),
+      ...(stepBase.poll_ms !== undefined ? { step_base_poll_ms: stepBase.poll_ms } : {}),
+    },
     issuers,
     assets,
     rules: drafts.map((d) => d.rule),
     ...(mode === 'monitor' ? { mode } : {}),
     ...(windows.size > 0 ? { windows: [...windows.values()] } : {}),
+    ...(freezes.length > 0 ? { freezes } : {}),
     ...(interlocks.length > 0 ? { interlocks } : {}),
     ...(revocations.length > 0 ? { revocations } : {}),
   };
+}
+
+/** `limits.step_base: { max_age, poll }`: how old the PLC value max_step measures from may be, and how often it is read. */
+function compileStepBase(f: SourceFile, n: Node): { max_age_ms?: number; poll_ms?: number } {
+  const e = f.map(n, 'limits.step_base', STEP_BASE_KEYS, 'with max_age and/or poll, e.g. { max_age: 5s, poll: 1s }');
+  if (e === undefined) return {};
+  const out: { max_age_ms?: number; poll_ms?: number } = {};
+  for (const [key, field] of [['max_age', 'max_age_ms'], ['poll', 'poll_ms']] as const) {
+    const text = f.str(n, e, key, `limits.step_base.${key}`, false);
+    if (text === undefined) continue;
+    const ms = parseDurationMs(text);
+    if (ms === null) f.fail(f.valueNode(e.get(key)!), `limits.step_base.${key}`, `bad duration '${text}' (expected e.g. 500ms, 5s, 1m)`);
+    else out[field] = ms;
+  }
+  if (out.poll_ms !== undefined && out.poll_ms < 50) f.fail(f.valueNode(e.get('poll')!), 'limits.step_base.poll', `${out.poll_ms}ms is faster than the minimum 50ms`);
+  const age = out.max_age_ms ?? 5000;
+  const poll = out.poll_ms ?? 1000;
+  // A bound no longer than the poll interval would make every stepped write wait for a lucky read.
+  if (age <= poll) f.fail(n, 'limits.step_base.max_age', `${age}ms must be longer than the poll interval ${poll}ms`);
+  return out;
+}
+
+/**
+ * `freezes:` in the entry file: change freezes of the plant or of some assets. While the window is
+ * open, every command of the freeze's operations on its assets is denied CHANGE_FREEZE, whatever
+ * rule would allow it.
+ */
+function compileFreezes(f: SourceFile, top: Entries, windows: Map<string, WindowSpec>, assetIds: Set<string>): BundleFreeze[] {
+  const out: BundleFreeze[] = [];
+  const pair = top.get('freezes');
+  if (pair === undefined) return out;
+  const items = f.seq(f.valueNode(pair), 'freezes', "of { window, assets, operations }, e.g. { window: year-end, assets: ['*'] }");
+  const seen = new Set<string>();
+  for (const [i, item] of (items ?? []).entries()) {
+    const field = `freezes[${i}]`;
+    const e = f.map(item, field, FREEZE_KEYS, "with window, assets (ids or '*') and optionally operations");
+    if (e === undefined) continue;
+    let ok = true;
+    const window = f.str(item!, e, 'window', `${field}.window`, true);
+    if (window === undefined) ok = false;
+    else if (!windows.has(window)) {
+      f.fail(f.valueNode(e.get('window')!), `${field}.window`, `unknown window '${window}' (known: ${[...windows.keys()].join(', ') || 'none; define them under windows:'})`);
+      ok = false;
+    } else if (seen.has(window)) {
+      f.fail(f.valueNode(e.get('window')!), `${field}.window`, `window '${window}' is already a freeze`);
+      ok = false;
+    }
+    const ap = e.get('assets');
+    const assets = ap === undefined ? f.fail(item, `${field}.assets`, "is required (asset ids, or ['*'] for the whole plant)") : f.strList(f.valueNode(ap), `${field}.assets`, "asset ids, or '*'");
+    if (assets === undefined || assets.length === 0) {
+      if (assets) f.fail(f.valueNode(ap!), `${field}.assets`, "must name at least one asset, or '*'");
+      ok = false;
+    } else {
+      for (const [k, a] of assets.entries()) {
+        if (a.value !== '*' && !assetIds.has(a.value)) {
+          f.fail(a.node, `${field}.assets[${k}]`, `unknown asset '${a.value}' (known: ${[...assetIds].join(', ') || 'none'})`);
+          ok = false;
+        }
+      }
+    }
+    let operations = FREEZE_DEFAULT_OPERATIONS;
+    const op = e.get('operations');
+    if (op !== undefined) {
+      const list = f.seq(f.valueNode(op), `${field}.operations`, `any of ${RULE_OPERATIONS.join(', ')}`);
+      if (list === undefined || list.length === 0) {
+        if (list) f.fail(f.valueNode(op), `${field}.operations`, 'must name at least one operation');
+        ok = false;
+      } else {
+        operations = [];
+        for (const [k, o] of list.entries()) {
+          const v = f.oneOfNode(o, `${field}.operations[${k}]`, RULE_OPERATIONS, 'operation');
+          if (v === undefined) ok = false;
+          else if (!operations.includes(v)) operations.push(v);
+        }
+      }
+    }
+    if (!ok || window === undefined || assets === undefined) continue;
+    seen.add(window);
+    out.push({ window, assets: assets.map((a) => a.value), operations });
+  }
+  return out;
 }
 
 /**
@@ -1290,30 +1391,39 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     bad();
   }
 
-  // rate_limit:
-  let rateLimit: BundleRule['rate_limit'];
+  // rate_limit: the older { per_subject, per_asset } mapping, one { rate, per } or a list of them.
+  const rateLimits: KeyedRate[] = [];
   const rlp = e.get('rate_limit');
   if (rlp) {
     const rn = f.valueNode(rlp);
-    const re = f.map(rn, `${field}.rate_limit`, RATE_KEYS, "with per_subject and/or per_asset, e.g. '10/m'");
-    if (re === undefined) bad();
-    else if (re.size === 0) {
-      f.fail(rn, `${field}.rate_limit`, 'give per_subject, per_asset, or both');
-      bad();
-    } else {
-      rateLimit = {};
-      for (const key of RATE_KEYS as ('per_subject' | 'per_asset')[]) {
-        const text = f.str(rn, re, key, `${field}.rate_limit.${key}`, false);
+    const legacy = isMap(rn) && (rn.items as Pair<Node, Node | null>[]).some((p) => isScalar(p.key) && (p.key.value === 'per_subject' || p.key.value === 'per_asset'));
+    if (legacy) {
+      const re = f.map(rn, `${field}.rate_limit`, RATE_KEYS_LEGACY, "with per_subject and/or per_asset, e.g. '10/m'");
+      if (re === undefined) bad();
+      for (const [key, per] of [['per_subject', ['workload']], ['per_asset', ['asset']]] as const) {
+        const text = re === undefined ? undefined : f.str(rn, re, key, `${field}.rate_limit.${key}`, false);
         if (text === undefined) {
-          if (re.has(key)) bad();
+          if (re?.has(key)) bad();
           continue;
         }
         const spec = parseRate(text);
         if (spec === null) {
-          f.fail(re.get(key)!.value, `${field}.rate_limit.${key}`, `bad rate '${text}' (expected COUNT/PERIOD, e.g. 10/m, 5/30s, 100/1h)`);
+          f.fail(re!.get(key)!.value, `${field}.rate_limit.${key}`, `bad rate '${text}' (expected COUNT/PERIOD, e.g. 10/m, 5/30s, 100/1h)`);
           bad();
-        } else rateLimit[key] = spec;
+        } else rateLimits.push({ ...spec, per: [...per] });
       }
+    } else {
+      const items = isSeq(rn) ? (rn.items as (Node | null)[]) : [rn];
+      if (items.length === 0) {
+        f.fail(rn, `${field}.rate_limit`, 'give at least one { rate, per }');
+        bad();
+      }
+      items.forEach((item, i) => {
+        const lf = isSeq(rn) ? `${field}.rate_limit[${i}]` : `${field}.rate_limit`;
+        const limit = compileKeyedRate(f, item, lf);
+        if (limit === undefined) bad();
+        else rateLimits.push(limit);
+      });
     }
   }
 
@@ -1328,9 +1438,9 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     } else crossZone = list.map((z) => z.value);
   }
 
-  let approval: 'required' | undefined;
+  let approval: BundleRule['approval'];
   if (e.has('approval')) {
-    approval = f.oneOfNode(f.valueNode(e.get('approval')!), `${field}.approval`, ['required'] as const, 'approval');
+    approval = compileApproval(f, f.valueNode(e.get('approval')!), `${field}.approval`);
     if (approval === undefined) bad();
   }
   let mode: Mode | undefined;
@@ -1347,11 +1457,69 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
   if (Object.keys(maxStep).length > 0) rule.max_step = maxStep;
   if (windowLists.windows) rule.windows = windowLists.windows;
   if (windowLists.freezes) rule.freezes = windowLists.freezes;
-  if (rateLimit && Object.keys(rateLimit).length > 0) rule.rate_limit = rateLimit;
+  if (rateLimits.length > 0) rule.rate_limits = rateLimits;
   if (crossZone) rule.cross_zone = crossZone;
   if (approval) rule.approval = approval;
   if (mode === 'monitor') rule.mode = mode;
   return { rule, file: f, field, idNode: e.get('id')!.value!, assetNodes, pointNodes, ...(np ? { nodesNode: np.key } : {}), boundNodes, stepNodes, windowRefs };
+}
+
+/** `{ rate: 6/m, per: [workload, asset] }`: one budget per distinct value of the keys (none: one for the rule). */
+function compileKeyedRate(f: SourceFile, n: Node | null, field: string): KeyedRate | undefined {
+  const e = f.map(n, field, KEYED_RATE_KEYS, `with rate (e.g. 6/m) and per (any of ${RATE_KEYS.join(', ')})`);
+  if (e === undefined) return undefined;
+  const text = f.str(n!, e, 'rate', `${field}.rate`, true);
+  if (text === undefined) return undefined;
+  const spec = parseRate(text);
+  if (spec === null) return f.fail(f.valueNode(e.get('rate')!), `${field}.rate`, `bad rate '${text}' (expected COUNT/PERIOD, e.g. 10/m, 5/30s, 100/1h)`);
+  const per: RateKey[] = [];
+  const pp = e.get('per');
+  if (pp === undefined) return f.fail(n, `${field}.per`, `is required: what the limit counts by (any of ${RATE_KEYS.join(', ')}; [] for one budget for the whole rule)`);
+  const items = f.seq(f.valueNode(pp), `${field}.per`, `any of ${RATE_KEYS.join(', ')}`);
+  if (items === undefined) return undefined;
+  let ok = true;
+  items.forEach((item, i) => {
+    const k = f.oneOfNode(item, `${field}.per[${i}]`, RATE_KEYS, 'key');
+    if (k === undefined) ok = false;
+    else if (per.includes(k)) ok = f.fail(item, `${field}.per[${i}]`, `'${k}' is named twice`) ?? false;
+    else per.push(k);
+  });
+  return ok ? { ...spec, per } : undefined;
+}
+
+/** `approval: required`, or `{ approvers: N, distinct_from: [owner, requester], approve_within, execute_within }`. */
+function compileApproval(f: SourceFile, n: Node, field: string): BundleRule['approval'] | undefined {
+  if (isScalar(n)) return f.oneOfNode(n, field, ['required'] as const, 'approval');
+  const e = f.map(n, field, APPROVAL_KEYS, 'required, or { approvers, distinct_from, approve_within, execute_within }');
+  if (e === undefined) return undefined;
+  let ok = true;
+  const approvers = e.has('approvers') ? f.int(n, e, 'approvers', `${field}.approvers`, 1, MAX_APPROVERS) : 1;
+  if (approvers === undefined) ok = false;
+  let distinct: ApprovalExclusion[] = [...APPROVAL_EXCLUSIONS];
+  const dp = e.get('distinct_from');
+  if (dp !== undefined) {
+    const items = f.seq(f.valueNode(dp), `${field}.distinct_from`, `any of ${APPROVAL_EXCLUSIONS.join(', ')}`);
+    if (items === undefined) ok = false;
+    distinct = [];
+    (items ?? []).forEach((item, i) => {
+      const v = f.oneOfNode(item, `${field}.distinct_from[${i}]`, APPROVAL_EXCLUSIONS, 'exclusion');
+      if (v === undefined) ok = false;
+      else if (!distinct.includes(v)) distinct.push(v);
+    });
+    // An agent approving its own command is never a check: the requester is always excluded.
+    if (!distinct.includes('requester')) {
+      f.fail(f.valueNode(dp), `${field}.distinct_from`, "must include requester (an agent, or the human it acts for, never approves its own command)");
+      ok = false;
+    }
+  }
+  const rule: ApprovalRule = { approvers: approvers ?? 1, distinct_from: distinct };
+  for (const [key, out] of [['approve_within', 'approve_within_sec'], ['execute_within', 'execute_within_sec']] as const) {
+    if (!e.has(key)) continue;
+    const sec = f.duration(n, e, key, `${field}.${key}`);
+    if (sec === undefined) ok = false;
+    else rule[out] = sec;
+  }
+  return ok ? rule : undefined;
 }
 
 /** Checks across rules and against the assets: unique ids, known assets, globs that match. */

@@ -2,8 +2,10 @@
 // a time, the decision the rules must give, like `opa test`. Owns the test-file format and running
 // cases against the real compiled engine; never signs and never touches a gateway.
 //
-// Cases of one file run in order against one engine, so state carries over: rate-limit buckets
-// and the last known values that max_step measures from (docs/policy.md, "Policy tests").
+// Cases of one file run in order against one engine and one PolicyMemory, so state carries over:
+// rate-limit budgets and the PLC values max_step measures from (docs/policy.md, "Policy tests").
+// An allowed command counts as forwarded and acknowledged by the PLC: its tokens are spent and
+// what it wrote is the point's value from then on.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -13,6 +15,7 @@ import { SourceError, SourceErrors } from '../core/errors.js';
 import { REASONS, type Reason } from '../core/reasons.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { PolicyEngine, type PolicyDecision } from './engine.js';
+import { PolicyMemory } from './memory.js';
 import { ASSURANCES, MODBUS_TABLES, RULE_OPERATIONS, pointWidth, type BundleAsset } from './payload.js';
 import { compileSources } from './sources.js';
 
@@ -58,8 +61,10 @@ const expectSchema = z.strictObject({
   effect: z.enum(['allow', 'deny']),
   reason: z.enum(REASONS).optional(),
   rule: z.string().optional(),
-  /** The would-deny reason shadow mode reported, or 'none'. */
+  /** The first would-deny reason shadow mode reported, or 'none'. */
   shadow: z.union([z.enum(REASONS), z.literal('none')]).optional(),
+  /** Every shadow finding's reason, in order (ALLOWED: a monitor rule would allow what is denied). */
+  shadows: z.array(z.enum(REASONS)).optional(),
 });
 
 const caseSchema = z.strictObject({
@@ -142,6 +147,15 @@ async function runFile(file: string): Promise<CaseResult[]> {
   // Cases test the rules at their own times; the validity period is a deployment matter (verify).
   payload.expires_at = Math.max(payload.expires_at, Math.ceil(Math.max(...times) / 1000) + 1);
   const engine = PolicyEngine.fromPayload(payload);
+  const memory = new PolicyMemory();
+  const decide = (cmd: Command, subj: Subject, at: number): PolicyDecision => {
+    const d = engine.decide(cmd, subj, at, memory);
+    if (d.effect === 'allow' && d.forward !== undefined) {
+      memory.forwarded(d.forward, at);
+      memory.settled(d.forward, 'acknowledged', at);
+    }
+    return d;
+  };
   const results: CaseResult[] = [];
   const problems: SourceError[] = [];
   spec.cases.forEach((c, i) => {
@@ -153,14 +167,14 @@ async function runFile(file: string): Promise<CaseResult[]> {
         if (a?.points[point] === undefined && !(a?.protocol === 'opcua' && point.startsWith('nsu='))) {
           where(`cases[${i}].values.${assetId}.${point}`, `no point '${point}' on asset '${assetId}'`);
         }
-        engine.observeValue(assetId, point, v);
+        memory.observe(assetId, point, v, times[i]!);
       }
     }
     const built = buildCommand(engine, c);
     if (typeof built === 'string') return where(`cases[${i}].command`, built);
     const subj = buildSubject(c, built.operation, times[i]!);
-    let d: PolicyDecision = engine.decide(structuredClone(built), subj, times[i]!);
-    for (let k = 1; k < (c.repeat ?? 1); k++) d = engine.decide(structuredClone(built), subj, times[i]!);
+    let d = decide(structuredClone(built), subj, times[i]!);
+    for (let k = 1; k < (c.repeat ?? 1); k++) d = decide(structuredClone(built), subj, times[i]!);
     results.push(judge(file, c, d));
   });
   if (problems.length > 0) throw new SourceErrors(problems);
@@ -307,27 +321,31 @@ function modbusTargets(asset: BundleAsset, names: string[], write: boolean): Tar
   return targets;
 }
 
-function describe(effect: string, reason: Reason | undefined, rule: string | undefined, shadow: string | undefined): string {
+function describe(effect: string, reason: Reason | undefined, rule: string | undefined, shadow: string | undefined, shadows?: string): string {
   let s = effect;
   if (reason !== undefined) s += ` ${reason}`;
   if (rule !== undefined) s += ` (rule ${rule === '' ? 'none' : rule})`;
   if (shadow !== undefined) s += ` shadow ${shadow}`;
+  if (shadows !== undefined) s += ` shadows [${shadows}]`;
   return s;
 }
 
 function judge(file: string, c: TestCase, d: PolicyDecision): CaseResult {
   const e = c.expect;
   const shadow = d.shadow?.reason ?? 'none';
+  const shadows = (d.shadows ?? []).map((f) => f.reason).join(', ');
   const passed =
     d.effect === e.effect &&
     (e.reason === undefined || d.reason === e.reason) &&
     (e.rule === undefined || d.ruleId === e.rule) &&
-    (e.shadow === undefined || shadow === e.shadow);
+    (e.shadow === undefined || shadow === e.shadow) &&
+    (e.shadows === undefined || shadows === e.shadows.join(', '));
+  const shown = (d.shadows ?? []).map((f) => `${f.reason} by ${f.ruleId}${f.principal ? ` for ${f.principal}` : ''}`).join(', ');
   return {
     file,
     name: c.name,
     passed,
-    expected: describe(e.effect, e.reason, e.rule, e.shadow),
-    actual: describe(d.effect, d.reason, d.ruleId, d.shadow ? `${d.shadow.reason} by ${d.shadow.ruleId}` : undefined) + (d.principal ? ` for ${d.principal}` : ''),
+    expected: describe(e.effect, e.reason, e.rule, e.shadow, e.shadows?.join(', ')),
+    actual: describe(d.effect, d.reason, d.ruleId, d.shadow ? `${d.shadow.reason} by ${d.shadow.ruleId}` : undefined, d.shadows ? shown : undefined) + (d.principal ? ` for ${d.principal}` : ''),
   };
 }

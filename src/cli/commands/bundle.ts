@@ -248,7 +248,7 @@ function details(p: BundlePayload): string[] {
     `audience   ${p.audience}`,
     `issued     ${iso(p.issued_at)}`,
     `valid      ${iso(p.not_before)} .. ${iso(p.expires_at)}`,
-    `limits     max token ttl ${p.limits.max_token_ttl_sec}s`,
+    `limits     max token ttl ${p.limits.max_token_ttl_sec}s${p.limits.step_base_max_age_ms !== undefined ? `, step base max age ${p.limits.step_base_max_age_ms}ms` : ''}`,
     `issuers    ${p.issuers.map((i) => `${i.iss} (${i.jwks.keys.length} key(s))`).join(', ')}`,
     `assets     ${p.assets.length}`,
   ];
@@ -262,15 +262,18 @@ function details(p: BundlePayload): string[] {
     const when = w.from !== undefined ? `${(w.days ?? ['every day']).join(',')} ${w.from}-${w.to}` : `${w.start} .. ${w.end}`;
     lines.push(`  ${w.id}  ${when} ${w.time_zone}`);
   }
+  const freezes = p.freezes ?? [];
+  if (freezes.length > 0) lines.push(`freezes    ${freezes.length}`);
+  for (const f of freezes) lines.push(`  ${f.window}  ${f.operations.join(',')} on ${f.assets.join(',')} (CHANGE_FREEZE)`);
   const monitor = p.rules.filter((r) => r.mode === 'monitor').length;
   lines.push(`rules      ${p.rules.length}${monitor > 0 ? ` (${monitor} in monitor mode)` : ''}`);
   for (const r of p.rules) {
     const extra = [
       r.windows ? `windows ${r.windows.join(',')}` : '',
       r.freezes ? `freezes ${r.freezes.join(',')}` : '',
-      r.rate_limit ? 'rate-limited' : '',
+      r.rate_limit || r.rate_limits ? 'rate-limited' : '',
       r.max_step ? 'max-step' : '',
-      r.approval ? 'approval' : '',
+      r.approval ? (typeof r.approval === 'object' && r.approval.approvers > 1 ? `approval by ${r.approval.approvers}` : 'approval') : '',
       r.mode === 'monitor' ? 'MONITOR' : '',
     ].filter((x) => x !== '');
     lines.push(`  ${r.id}  ${r.operations.join(',')} on ${r.assets.join(',')} for ${r.subject.workload}${extra.length > 0 ? ` [${extra.join('; ')}]` : ''}`);

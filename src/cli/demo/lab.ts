@@ -59,7 +59,7 @@ export interface Lab {
   gateway: GatewayHandle;
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
   /** A token for the agent from the development issuer, bound to its certificate. */
-  token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  token(agent: DemoAgent, opts?: LabTokenOptions): Promise<string>;
   operatorToken: LabFiles['operatorToken'];
   /** Where the gateway's audit spool is, and the verifier key of its checkpoints. */
   spoolDir: string;
@@ -85,7 +85,18 @@ export interface LabOpcua {
   asset: string;
   namespace: string;
   /** A token bound to the agent's OPC UA application certificate (cnf), from the development issuer. */
-  token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  token(agent: DemoAgent, opts?: LabTokenOptions): Promise<string>;
+}
+
+/** What a lab token says beyond the demo's defaults (owner alice@plant.example, task demo-<agent>, no act). */
+export interface LabTokenOptions {
+  ttlSec?: number;
+  scope?: string[];
+  now?: number;
+  owner?: string;
+  /** Delegation chain, outermost actor first. */
+  act?: string[];
+  taskId?: string;
 }
 
 export interface LabOptions {
@@ -124,13 +135,13 @@ export interface LabFiles {
   auditVerifierKey: string;
   audience: string;
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
-  token(agent: DemoAgent, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  token(agent: DemoAgent, opts?: LabTokenOptions): Promise<string>;
   /** An operator bearer token (role operator) for the operator API. */
   operatorToken(opts?: { sub?: string; roles?: string[]; now?: number }): Promise<string>;
   /** The gateway config for a simulator and a collector at these ports (0 = ephemeral listeners). */
   gatewayYaml(p: GatewayYamlPorts): string;
   /** Mints a development token for the agent, bound to the certificate given (DER or PEM). */
-  mintFor(agent: DemoAgent, cert: Buffer | string, opts?: { ttlSec?: number; scope?: string[]; now?: number }): Promise<string>;
+  mintFor(agent: DemoAgent, cert: Buffer | string, opts?: LabTokenOptions): Promise<string>;
   /** A collector config writing under the state dir. */
   collectorYaml(port: number): string;
 }
@@ -159,8 +170,9 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
       iss: DEV_ISSUER,
       sub: DEMO_AGENTS[agent],
       aud: payload.audience,
-      owner: 'alice@plant.example',
-      task: { id: `demo-${agent}`, purpose: { optimizer: 'optimize tank level setpoint', reporter: 'shift report', planner: 'plan a tank drain' }[agent] },
+      owner: t.owner ?? 'alice@plant.example',
+      ...(t.act !== undefined ? { act: t.act } : {}),
+      task: { id: t.taskId ?? `demo-${agent}`, purpose: { optimizer: 'optimize tank level setpoint', reporter: 'shift report', planner: 'plan a tank drain' }[agent] },
       scope: t.scope ?? (agent === 'reporter' ? ['read'] : ['read', 'write']),
       ttlSec: t.ttlSec ?? 300,
       certThumbprint: certificateThumbprint(new X509Certificate(cert)),

@@ -24,8 +24,12 @@ describe('compiling the demo rules', () => {
     const assistant = p.rules.find((r) => r.id === 'assistant-speed-for-operator')!;
     expect(assistant.subject.act).toBe('*@plant.example');
     expect(assistant.max_step).toEqual({ 'pump1.speed': 100 });
-    expect(assistant.rate_limit).toEqual({ per_subject: { count: 6, per_sec: 60 }, per_asset: { count: 20, per_sec: 60 } });
+    expect(assistant.rate_limits).toEqual([
+      { count: 6, per_sec: 60, per: ['workload', 'asset'] },
+      { count: 20, per_sec: 60, per: ['asset'] },
+    ]);
     expect(p.rules.find((r) => r.id === 'assistant-setpoint-trial')).toMatchObject({ mode: 'monitor', cross_zone: ['operations'] });
+    expect(p.freezes).toEqual([{ window: 'year-end-freeze', assets: ['*'], operations: ['write', 'call', 'diagnostic'] }]);
     expect(p.rules.find((r) => r.id === 'planner-drain')!.approval).toBe('required');
     expect(p.rules[1]!.bounds).toEqual({ 'tank1.setpoint': { min: 20, max: 80 }, 'pump1.speed': { min: 0, max: 1800 } });
   });
@@ -162,7 +166,7 @@ describe('broken policy sources are rejected with file:line:col and field', () =
       { extra: 'lmits: {}' },
     );
     expect(messages).toEqual([
-      `${dir}/bundle.yaml:18:1: lmits: unknown field 'lmits' (expected bundle, limits, issuers, assets, windows, include, rules, interlocks, revocations)`,
+      `${dir}/bundle.yaml:18:1: lmits: unknown field 'lmits' (expected bundle, limits, issuers, assets, windows, freezes, include, rules, interlocks, revocations)`,
       `${dir}/rules.yaml:3:60: rules[0].subject.team: unknown field 'team' (expected workload, owner, roles, scopes, act, assurance)`,
       `${dir}/rules.yaml:8:46: rules[0].ranges[0].to: 2 is below from (10)`,
       `${dir}/rules.yaml:7:25: rules[0].function_codes[1]: unsupported function code 99 (supported: 1, 2, 3, 4, 5, 6, 15, 16, 22, 23, 7, 8, 11, 12, 17, 43)`,
@@ -219,6 +223,42 @@ describe('broken policy sources are rejected with file:line:col and field', () =
     ]);
     const step = await compileBroken([...WRITE_RULE, '    max_step: { pump1.speed: 10 }']);
     expect(step.messages).toEqual([`${step.dir}/rules.yaml:7:17: rules[0].max_step.pump1.speed: 'pump1.speed' is not one of the rule's points (tank1.setpoint)`]);
+  });
+
+  it('names a change freeze of an unknown window or asset, and a bad operation', async () => {
+    const { dir, messages } = await compileBroken([...WRITE_RULE], {
+      extra: [...WINDOWS, 'freezes:', '  - { window: nite, assets: ["*"] }', '  - { window: night, assets: [plc9], operations: [wirte] }'].join('\n'),
+    });
+    expect(messages).toEqual([
+      `${dir}/bundle.yaml:24:15: freezes[0].window: unknown window 'nite' (known: night)`,
+      `${dir}/bundle.yaml:25:31: freezes[1].assets[0]: unknown asset 'plc9' (known: plc1)`,
+      `${dir}/bundle.yaml:25:51: freezes[1].operations[0]: unknown operation 'wirte' (expected read, write, call, browse, subscribe, diagnostic)`,
+    ]);
+  });
+
+  it('names a rate limit keyed by an unknown key, and one with no keys named', async () => {
+    const { dir, messages } = await compileBroken([...WRITE_RULE, '    rate_limit:', '      - { rate: 6/m, per: [workload, site] }', '      - { rate: 6/m }']);
+    expect(messages).toEqual([
+      `${dir}/rules.yaml:8:38: rules[0].rate_limit[0].per[1]: unknown key 'site' (expected workload, owner, task, asset)`,
+      `${dir}/rules.yaml:9:9: rules[0].rate_limit[1].per: is required: what the limit counts by (any of workload, owner, task, asset; [] for one budget for the whole rule)`,
+    ]);
+  });
+
+  it('names an approval with too many approvers, or one that lets the requester approve', async () => {
+    const { dir, messages } = await compileBroken([...WRITE_RULE, '    approval: { approvers: 9, distinct_from: [owner], execute_within: soon }']);
+    expect(messages).toEqual([
+      `${dir}/rules.yaml:7:28: rules[0].approval.approvers: 9 is outside 1..5`,
+      `${dir}/rules.yaml:7:46: rules[0].approval.distinct_from: must include requester (an agent, or the human it acts for, never approves its own command)`,
+      `${dir}/rules.yaml:7:71: rules[0].approval.execute_within: bad duration 'soon' (expected a positive number followed by s, m, h or d, e.g. 15m)`,
+    ]);
+  });
+
+  it('names a step base age no longer than its poll interval', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'plantgate-rules-'));
+    await writeFile(path.join(dir, 'bundle.yaml'), entry().replace('  max_token_ttl: 15m', '  max_token_ttl: 15m\n  step_base: { max_age: 500ms, poll: 1s }'));
+    await writeFile(path.join(dir, 'rules.yaml'), ['rules:', ...GOOD_RULE, ''].join('\n'));
+    const err = await compileSources(path.join(dir, 'bundle.yaml'), { now: NOW, revision: 1 }).catch((e: unknown) => e);
+    expect((err as SourceErrors).errors.map((e) => e.message)).toEqual([`${dir}/bundle.yaml:7:14: limits.step_base.max_age: 500ms must be longer than the poll interval 1000ms`]);
   });
 
   it('refuses a human principal rule that requires delegation (it can never match)', async () => {

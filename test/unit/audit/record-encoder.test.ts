@@ -65,6 +65,7 @@ const decisionInfo = fc.record({
   shadowReason: text,
   shadowRuleId: text,
   principal: text,
+  shadows: fc.array(fc.record({ reason: text, ruleId: text, principal: text }), { maxLength: 3 }),
 });
 
 /** What the log stamps, with the extremes: seq 0, large seqs, negative and huge times, no prev_hash. */

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import type { Command, Operation, Subject, Target } from '../../../src/core/command.js';
-import { PolicyEngine } from '../../../src/policy/engine.js';
+import { PolicyEngine, type PolicyDecision } from '../../../src/policy/engine.js';
+import { PolicyMemory } from '../../../src/policy/memory.js';
 import type { BundlePayload, BundleRule } from '../../../src/policy/payload.js';
 import { demoPayload, NOW_MS, subject } from './fixtures.js';
 
@@ -28,58 +29,71 @@ function cmd(engine: PolicyEngine, operation: Operation, fc: number, targets: Ta
   engine.resolveModbus(c, 1);
   return c;
 }
+/** Decides; an allowed command is forwarded and acknowledged by the PLC (its tokens spent, its values written). */
+function forward(e: PolicyEngine, c: Command, s: Subject, now: number, memory: PolicyMemory): PolicyDecision {
+  const d = e.decide(c, s, now, memory);
+  if (d.effect === 'allow' && d.forward !== undefined) {
+    memory.forwarded(d.forward, now);
+    memory.settled(d.forward, 'acknowledged', now);
+  }
+  return d;
+}
 /** tank1.setpoint is holding 0, scale 0.1: 45.5 % is raw 455. */
 const setpoint = (e: PolicyEngine, percent: number) => cmd(e, 'write', 6, [{ table: 'holding', address: 0, count: 1 }], [Math.round(percent * 10)]);
 
 describe('rate limits', () => {
   it('denies the write past the burst with RATE_LIMITED and refills as the clock moves', () => {
     const e = engineWith([rule({ id: 'sp', rate_limit: { per_subject: { count: 3, per_sec: 60 } } })]);
+    const m = new PolicyMemory();
     const clock = new ManualClock(NOW_MS);
-    for (let i = 0; i < 3; i++) expect(e.decide(setpoint(e, 40), subject(), clock.now()).effect).toBe('allow');
-    expect(e.decide(setpoint(e, 40), subject(), clock.now())).toMatchObject({ effect: 'deny', reason: 'RATE_LIMITED', ruleId: 'sp' });
+    for (let i = 0; i < 3; i++) expect(forward(e, setpoint(e, 40), subject(), clock.now(), m).effect).toBe('allow');
+    expect(forward(e, setpoint(e, 40), subject(), clock.now(), m)).toMatchObject({ effect: 'deny', reason: 'RATE_LIMITED', ruleId: 'sp' });
     clock.advance(19_000);
-    expect(e.decide(setpoint(e, 40), subject(), clock.now()).reason).toBe('RATE_LIMITED');
+    expect(forward(e, setpoint(e, 40), subject(), clock.now(), m).reason).toBe('RATE_LIMITED');
     clock.advance(1_000); // 20 s = one token at 3 per minute
-    expect(e.decide(setpoint(e, 40), subject(), clock.now()).effect).toBe('allow');
-    expect(e.decide(setpoint(e, 40), subject(), clock.now()).reason).toBe('RATE_LIMITED');
+    expect(forward(e, setpoint(e, 40), subject(), clock.now(), m).effect).toBe('allow');
+    expect(forward(e, setpoint(e, 40), subject(), clock.now(), m).reason).toBe('RATE_LIMITED');
   });
 
   it('keeps one bucket per subject, and a per-asset bucket shared by all subjects', () => {
     const e = engineWith([
       rule({ id: 'sp', subject: { workload: 'spiffe://plant.example/agent/*', roles: [] }, rate_limit: { per_subject: { count: 1, per_sec: 60 }, per_asset: { count: 2, per_sec: 60 } } }),
     ]);
+    const m = new PolicyMemory();
     const a = subject();
     const b = subject({ workloadId: 'spiffe://plant.example/agent/other' });
     const c = subject({ workloadId: 'spiffe://plant.example/agent/third' });
-    expect(e.decide(setpoint(e, 40), a, NOW_MS).effect).toBe('allow');
-    expect(e.decide(setpoint(e, 40), a, NOW_MS).reason).toBe('RATE_LIMITED');
-    expect(e.decide(setpoint(e, 40), b, NOW_MS).effect).toBe('allow');
-    expect(e.decide(setpoint(e, 40), c, NOW_MS).reason).toBe('RATE_LIMITED'); // the asset's 2 are spent
+    expect(forward(e, setpoint(e, 40), a, NOW_MS, m).effect).toBe('allow');
+    expect(forward(e, setpoint(e, 40), a, NOW_MS, m).reason).toBe('RATE_LIMITED');
+    expect(forward(e, setpoint(e, 40), b, NOW_MS, m).effect).toBe('allow');
+    expect(forward(e, setpoint(e, 40), c, NOW_MS, m).reason).toBe('RATE_LIMITED'); // the asset's 2 are spent
   });
 
   it('does not spend tokens on denied commands', () => {
     const e = engineWith([rule({ id: 'sp', bounds: { 'tank1.setpoint': { max: 80 } }, rate_limit: { per_subject: { count: 1, per_sec: 60 } } })]);
-    for (let i = 0; i < 5; i++) expect(e.decide(setpoint(e, 90), subject(), NOW_MS).reason).toBe('VALUE_OUT_OF_BOUNDS');
-    expect(e.decide(setpoint(e, 50), subject(), NOW_MS).effect).toBe('allow');
+    const m = new PolicyMemory();
+    for (let i = 0; i < 5; i++) expect(forward(e, setpoint(e, 90), subject(), NOW_MS, m).reason).toBe('VALUE_OUT_OF_BOUNDS');
+    expect(forward(e, setpoint(e, 50), subject(), NOW_MS, m).effect).toBe('allow');
   });
 });
 
-describe('max step from the last known value', () => {
+describe('max step from the PLC value', () => {
   const stepRule = rule({ id: 'sp', max_step: { 'tank1.setpoint': 5 } });
 
-  it('denies a first write whose last value is unknown with STEP_TOO_LARGE (fail closed)', () => {
+  it('denies a write while the PLC value of the point is unknown with STEP_BASE_STALE (fail closed)', () => {
     const e = engineWith([stepRule]);
-    expect(e.decide(setpoint(e, 40), subject(), NOW_MS)).toMatchObject({ effect: 'deny', reason: 'STEP_TOO_LARGE', ruleId: 'sp' });
+    expect(e.decide(setpoint(e, 40), subject(), NOW_MS, new PolicyMemory())).toMatchObject({ effect: 'deny', reason: 'STEP_BASE_STALE', ruleId: 'sp' });
   });
 
-  it('measures each write from the observed value, then from the last allowed write', () => {
+  it('measures each write from the observed value, then from the last acknowledged write', () => {
     const e = engineWith([stepRule]);
-    e.observeValue('plc1', 'tank1.setpoint', 40);
-    expect(e.decide(setpoint(e, 45), subject(), NOW_MS).effect).toBe('allow');
-    expect(e.lastValue('plc1', 'tank1.setpoint')).toBe(45);
-    expect(e.decide(setpoint(e, 51), subject(), NOW_MS).reason).toBe('STEP_TOO_LARGE');
-    expect(e.decide(setpoint(e, 40), subject(), NOW_MS).effect).toBe('allow');
-    expect(e.lastValue('plc1', 'tank1.setpoint')).toBe(40);
+    const m = new PolicyMemory();
+    m.observe('plc1', 'tank1.setpoint', 40, NOW_MS);
+    expect(forward(e, setpoint(e, 45), subject(), NOW_MS, m).effect).toBe('allow');
+    expect(m.point('plc1', 'tank1.setpoint')?.value).toBe(45);
+    expect(forward(e, setpoint(e, 51), subject(), NOW_MS, m).reason).toBe('STEP_TOO_LARGE');
+    expect(forward(e, setpoint(e, 40), subject(), NOW_MS, m).effect).toBe('allow');
+    expect(m.point('plc1', 'tank1.setpoint')?.value).toBe(40);
   });
 });
 
@@ -112,11 +126,30 @@ describe('windows and freezes in rules', () => {
     expect(e.decide(setpoint(e, 40), subject(), Date.parse('2026-01-15T12:00Z'))).toMatchObject({ reason: 'OUTSIDE_WINDOW', ruleId: 'sp' });
     expect(e.decide(setpoint(e, 40), subject(), Date.parse('2026-01-15T21:30Z')).effect).toBe('allow');
   });
-  it('denies a write inside a change freeze with OUTSIDE_WINDOW', () => {
+  it('denies a write inside a change freeze the rule lists with CHANGE_FREEZE, not OUTSIDE_WINDOW', () => {
     const e = engineWith([rule({ id: 'sp', freezes: ['xmas'] })], { windows });
-    expect(e.decide(setpoint(e, 40), subject(), Date.parse('2026-12-24T12:00Z')).reason).toBe('OUTSIDE_WINDOW');
+    expect(e.decide(setpoint(e, 40), subject(), Date.parse('2026-12-24T12:00Z'))).toMatchObject({ reason: 'CHANGE_FREEZE', ruleId: 'freeze:xmas' });
     expect(e.decide(setpoint(e, 40), subject(), Date.parse('2026-12-18T12:00Z')).effect).toBe('allow');
   });
+
+  it('a freeze one rule lists binds every other rule of the asset too', () => {
+    const e = engineWith([rule({ id: 'frozen', freezes: ['xmas'] }), rule({ id: 'unfrozen' })], { windows });
+    expect(e.decide(setpoint(e, 40), subject(), Date.parse('2026-12-24T12:00Z'))).toMatchObject({ effect: 'deny', reason: 'CHANGE_FREEZE' });
+  });
+
+  it('a change freeze of the bundle refuses every write to its assets whatever rule would allow it; reads go on', () => {
+    const e = engineWith([rule({ id: 'sp' }), rule({ id: 'reads', operations: ['read'], points: ['*'] })], { windows, freezes: [{ window: 'xmas', assets: ['*'], operations: ['write', 'call'] }] });
+    const at = Date.parse('2026-12-24T12:00Z');
+    expect(e.decide(setpoint(e, 40), subject(), at)).toEqual({ effect: 'deny', reason: 'CHANGE_FREEZE', ruleId: 'freeze:xmas', bundleRevision: 5, durable: false });
+    expect(e.decide(cmd(e, 'read', 3, [{ table: 'holding', address: 0, count: 1 }]), subject(), at)).toMatchObject({ effect: 'allow', ruleId: 'reads' });
+    expect(e.decide(setpoint(e, 40), subject(), Date.parse('2027-01-06T12:00Z')).effect).toBe('allow');
+  });
+
+  it('a monitor rule’s freeze only reports CHANGE_FREEZE, it binds nothing', () => {
+    const e = engineWith([rule({ id: 'trial', mode: 'monitor', freezes: ['xmas'] }), rule({ id: 'sp' })], { windows });
+    expect(e.decide(setpoint(e, 40), subject(), Date.parse('2026-12-24T12:00Z'))).toMatchObject({ effect: 'allow', ruleId: 'sp', shadows: [{ reason: 'CHANGE_FREEZE', ruleId: 'trial' }] });
+  });
+
   it('refuses a bundle whose rule names an unknown window', () => {
     expect(() => engineWith([rule({ id: 'sp', windows: ['nope'] })], { windows })).toThrow(/unknown window 'nope'/);
   });
@@ -177,36 +210,81 @@ describe('delegation', () => {
   });
 });
 
-describe('shadow mode', () => {
-  it('a monitor rule reports the deny it would give and lets the command through', () => {
-    const e = engineWith([rule({ id: 'tight', mode: 'monitor', bounds: { 'tank1.setpoint': { max: 50 } } })]);
-    expect(e.decide(setpoint(e, 60), subject(), NOW_MS)).toEqual({
-      effect: 'allow', reason: 'ALLOWED', ruleId: 'tight', bundleRevision: 5, durable: true,
-      shadow: { reason: 'VALUE_OUT_OF_BOUNDS', ruleId: 'tight' },
+describe('shadow mode: monitor rules never weaken enforcement', () => {
+  const bounded = rule({ id: 'enforced', bounds: { 'tank1.setpoint': { min: 20, max: 80 } } });
+  const stepTrial = rule({ id: 'trial', mode: 'monitor', max_step: { 'tank1.setpoint': 2 } });
+
+  it('keeps the enforcing rule’s bound deny when a monitor rule on the same point would allow (95 % from 94 %)', () => {
+    const e = engineWith([stepTrial, bounded]);
+    const m = new PolicyMemory();
+    m.observe('plc1', 'tank1.setpoint', 94, NOW_MS);
+    expect(e.decide(setpoint(e, 95), subject(), NOW_MS, m)).toMatchObject({
+      effect: 'deny', reason: 'VALUE_OUT_OF_BOUNDS', ruleId: 'enforced',
+      shadows: [{ reason: 'ALLOWED', ruleId: 'trial' }],
     });
-    expect(e.decide(setpoint(e, 40), subject(), NOW_MS).shadow).toBeUndefined();
   });
 
-  it('a monitor bundle lets a write no rule covers through and remembers its value for the next step check', () => {
-    // Only a read rule: no rule speaks about writes at all. The bundle in monitor mode reports the
-    // deny and lets the write through, so the PLC now holds 45: that is the last known value.
-    const e = engineWith([rule({ id: 'reads', operations: ['read'] })], { mode: 'monitor' });
-    expect(e.decide(setpoint(e, 45), subject(), NOW_MS)).toMatchObject({ effect: 'allow', shadow: { reason: 'NO_MATCHING_RULE' } });
-    expect(e.lastValue('plc1', 'tank1.setpoint')).toBe(45);
+  it('reports the monitor rule’s step finding and still enforces the bound (95 % from 50 %)', () => {
+    const e = engineWith([stepTrial, bounded]);
+    const m = new PolicyMemory();
+    m.observe('plc1', 'tank1.setpoint', 50, NOW_MS);
+    expect(e.decide(setpoint(e, 95), subject(), NOW_MS, m)).toMatchObject({
+      effect: 'deny', reason: 'VALUE_OUT_OF_BOUNDS', ruleId: 'enforced',
+      shadow: { reason: 'STEP_TOO_LARGE', ruleId: 'trial' }, shadows: [{ reason: 'STEP_TOO_LARGE', ruleId: 'trial' }],
+    });
+    expect(e.decide(setpoint(e, 60), subject(), NOW_MS, m)).toMatchObject({ effect: 'allow', ruleId: 'enforced', shadows: [{ reason: 'STEP_TOO_LARGE', ruleId: 'trial' }] });
   });
 
-  it('a monitor rule never waives a missing scope', () => {
-    const e = engineWith([rule({ id: 'tight', mode: 'monitor', approval: 'required' })]);
-    expect(e.decide(setpoint(e, 40), subject({ scopes: ['read'] }), NOW_MS)).toMatchObject({ effect: 'deny', reason: 'SCOPE_MISSING' });
-    expect(e.decide(setpoint(e, 40), subject(), NOW_MS)).toMatchObject({ effect: 'allow', shadow: { reason: 'APPROVAL_REQUIRED' } });
-  });
-
-  it('an enforcing rule that allows cleanly wins over a monitor rule’s would-deny', () => {
+  it('records every failing check of a monitor rule, not only the first', () => {
     const e = engineWith([
-      rule({ id: 'tight', mode: 'monitor', bounds: { 'tank1.setpoint': { max: 50 } } }),
-      rule({ id: 'loose', bounds: { 'tank1.setpoint': { max: 80 } } }),
+      rule({ id: 'trial', mode: 'monitor', bounds: { 'tank1.setpoint': { max: 50 } }, max_step: { 'tank1.setpoint': 2 }, approval: 'required', cross_zone: ['dmz'] }),
+      bounded,
     ]);
-    expect(e.decide(setpoint(e, 60), subject(), NOW_MS)).toMatchObject({ effect: 'allow', ruleId: 'loose' });
+    const m = new PolicyMemory();
+    m.observe('plc1', 'tank1.setpoint', 40, NOW_MS);
+    const d = e.decide(setpoint(e, 60), { ...subject(), zone: 'office' }, NOW_MS, m);
+    expect(d).toMatchObject({ effect: 'deny', reason: 'CROSS_ZONE', ruleId: 'enforced' });
+    expect(d.shadows).toEqual([
+      { reason: 'CROSS_ZONE', ruleId: 'trial' },
+      { reason: 'VALUE_OUT_OF_BOUNDS', ruleId: 'trial' },
+      { reason: 'STEP_TOO_LARGE', ruleId: 'trial' },
+      { reason: 'APPROVAL_REQUIRED', ruleId: 'trial' },
+    ]);
+  });
+
+  it('a monitor rule alone allows nothing: the command is denied and the trial says it would have allowed', () => {
+    const e = engineWith([rule({ id: 'trial', mode: 'monitor' })]);
+    expect(e.decide(setpoint(e, 99), subject(), NOW_MS)).toEqual({
+      effect: 'deny', reason: 'NO_MATCHING_RULE', ruleId: '', bundleRevision: 5, durable: false,
+      shadows: [{ reason: 'ALLOWED', ruleId: 'trial' }],
+    });
+  });
+
+  it('a monitor rule reports a missing scope like any other failing check', () => {
+    const e = engineWith([rule({ id: 'trial', mode: 'monitor', approval: 'required' }), rule({ id: 'open', require_scope: 'read' })]);
+    expect(e.decide(setpoint(e, 40), subject({ scopes: ['read'] }), NOW_MS)).toMatchObject({
+      effect: 'allow', ruleId: 'open', shadows: [{ reason: 'SCOPE_MISSING', ruleId: 'trial' }, { reason: 'APPROVAL_REQUIRED', ruleId: 'trial' }],
+    });
+  });
+
+  it('names the human whose monitor rule gave a finding', () => {
+    const e = engineWith([
+      rule({ id: 'agent' }),
+      rule({ id: 'alice', subject: { workload: 'user:alice', roles: [] } }),
+      rule({ id: 'alice-trial', mode: 'monitor', subject: { workload: 'user:alice', roles: [] }, bounds: { 'tank1.setpoint': { max: 30 } } }),
+    ]);
+    expect(e.decide(setpoint(e, 40), subject({ actSub: ['alice'] }), NOW_MS)).toMatchObject({
+      effect: 'allow', ruleId: 'agent', shadows: [{ reason: 'VALUE_OUT_OF_BOUNDS', ruleId: 'alice-trial', principal: 'user:alice' }],
+    });
+  });
+
+  it('a monitor bundle lets a write no rule covers through; its value is the base once the PLC acknowledges it', () => {
+    // Only a read rule: no rule speaks about writes at all. The bundle in monitor mode reports the
+    // deny and lets the write through; once the PLC acknowledges it, 45 is the PLC's value.
+    const e = engineWith([rule({ id: 'reads', operations: ['read'] })], { mode: 'monitor' });
+    const m = new PolicyMemory();
+    expect(forward(e, setpoint(e, 45), subject(), NOW_MS, m)).toMatchObject({ effect: 'allow', shadow: { reason: 'NO_MATCHING_RULE' } });
+    expect(m.point('plc1', 'tank1.setpoint')?.value).toBe(45);
   });
 
   it('a monitor bundle reports every policy deny as would-deny, but an expired bundle still denies', () => {

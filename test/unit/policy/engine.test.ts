@@ -53,8 +53,10 @@ describe('policy decisions', () => {
   });
 
   it('allows the optimizer to write the setpoint inside its bounds, durably', () => {
-    const d = engine.decide(writeRegister(0, 500), optimizer, NOW_MS);
+    const { forward, ...d } = engine.decide(writeRegister(0, 500), optimizer, NOW_MS);
     expect(d).toEqual({ effect: 'allow', reason: 'ALLOWED', ruleId: 'optimizer-setpoint', bundleRevision: 5, durable: true });
+    // Forwarding it writes 50 % to the setpoint: the PLC's value once it acknowledges.
+    expect(forward?.writes).toEqual([{ asset: 'plc1', point: 'tank1.setpoint', value: 50 }]);
   });
 
   it('denies a setpoint outside its bounds with VALUE_OUT_OF_BOUNDS and the rule id', () => {

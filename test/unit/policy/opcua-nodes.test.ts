@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Command, Subject, TypedValue } from '../../../src/core/command.js';
 import { SourceErrors } from '../../../src/core/errors.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
+import { PolicyMemory } from '../../../src/policy/memory.js';
 import { pathGlob } from '../../../src/policy/glob.js';
 import { compileSources } from '../../../src/policy/sources.js';
 
@@ -161,16 +162,25 @@ describe('deciding on mirrored nodes', () => {
   it('checks typed bounds: numbers, enums, patterns, lengths, booleans, arrays; a bound that cannot apply to the type fails', async () => {
     const e = await engineFor(RULES);
     const s = subject(['write']);
-    const w = (id: string, p: string, v: TypedValue) => e.decide(cmd('write', id, p, v), s, NOW);
-    e.observeValue('line1', `nsu=${NS};s=Line1.Speed`, 1000);
+    // An allowed write is forwarded and acknowledged: its value is the node's PLC value from then on.
+    const memory = new PolicyMemory();
+    const w = (id: string, p: string, v: TypedValue) => {
+      const d = e.decide(cmd('write', id, p, v), s, NOW, memory);
+      if (d.effect === 'allow' && d.forward !== undefined) {
+        memory.forwarded(d.forward, NOW);
+        memory.settled(d.forward, 'acknowledged', NOW);
+      }
+      return d;
+    };
+    memory.observe('line1', `nsu=${NS};s=Line1.Speed`, 1000, NOW);
     expect(w('s=Line1.Speed', '/Line1/Speed', 1200)).toMatchObject({ effect: 'allow' });
     expect(w('s=Line1.Speed', '/Line1/Speed', 1600)).toMatchObject({ effect: 'deny', reason: 'VALUE_OUT_OF_BOUNDS' });
     expect(w('s=Line1.Speed', '/Line1/Speed', Number.NaN)).toMatchObject({ effect: 'deny', reason: 'VALUE_OUT_OF_BOUNDS' });
     expect(w('s=Line1.Speed', '/Line1/Speed', '1200')).toMatchObject({ effect: 'deny', reason: 'VALUE_OUT_OF_BOUNDS' });
-    // The allowed 1200 is the new last value: 800 is a step of 400.
+    // The acknowledged 1200 is the node's value now: 800 is a step of 400.
     expect(w('s=Line1.Speed', '/Line1/Speed', 800)).toMatchObject({ effect: 'deny', reason: 'STEP_TOO_LARGE' });
     expect(w('s=Line1.Speed', '/Line1/Speed', 1000)).toMatchObject({ effect: 'allow' });
-    expect(e.lastValue('line1', `nsu=${NS};s=Line1.Speed`)).toBe(1000);
+    expect(memory.point('line1', `nsu=${NS};s=Line1.Speed`)?.value).toBe(1000);
     expect(w('s=Line1.BatchCount', '/Line1/BatchCount', 2)).toMatchObject({ effect: 'allow' });
     expect(w('s=Line1.BatchCount', '/Line1/BatchCount', 2n)).toMatchObject({ effect: 'allow' });
     expect(w('s=Line1.BatchCount', '/Line1/BatchCount', 4)).toMatchObject({ effect: 'deny', reason: 'VALUE_OUT_OF_BOUNDS' });

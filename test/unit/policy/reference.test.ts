@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Command, ModbusTable, Subject } from '../../../src/core/command.js';
 import type { Reason } from '../../../src/core/reasons.js';
 import { PolicyEngine, type PolicyDecision } from '../../../src/policy/engine.js';
+import { PolicyMemory } from '../../../src/policy/memory.js';
 import type { BundlePayload, BundleRule } from '../../../src/policy/payload.js';
 import { WEEKDAYS, utcOffsetMs, type WindowSpec } from '../../../src/policy/windows.js';
 import { demoPayload, subject } from './fixtures.js';
@@ -19,10 +20,13 @@ const WINDOWS: WindowSpec[] = [
   { id: 'night', time_zone: 'Europe/Berlin', days: ['mon', 'tue', 'wed', 'thu', 'fri'], from: '22:00', to: '06:00' },
   { id: 'ny-day', time_zone: 'America/New_York', from: '09:00', to: '17:00' },
   { id: 'freeze', time_zone: 'Europe/Berlin', start: '2026-03-28T00:00', end: '2026-04-02T00:00' },
+  { id: 'turnaround', time_zone: 'UTC', start: '2026-08-01T00:00', end: '2026-08-15T00:00' },
 ];
+const FREEZES = [{ window: 'turnaround', assets: ['plc1'], operations: ['write' as const] }];
 const RULES: BundleRule[] = [
   base({ id: 'read-all', operations: ['read'], points: ['*'] }),
   base({ id: 'sp-monitor', subject: { workload: `${AGENT}optimizer`, roles: [] }, points: ['tank1.setpoint'], mode: 'monitor', max_step: { 'tank1.setpoint': 5 } }),
+  base({ id: 'human-trial', subject: { workload: 'user:alice', roles: [] }, points: ['*'], mode: 'monitor', bounds: { 'pump1.speed': { max: 1200 } }, approval: 'required', cross_zone: ['office'] }),
   base({ id: 'sp', subject: { workload: `${AGENT}optimizer`, roles: [] }, points: ['tank1.setpoint', 'pump1.speed'], bounds: { 'tank1.setpoint': { min: 20, max: 80 } }, windows: ['ny-day'] }),
   base({ id: 'speed-step', subject: { workload: `${AGENT}*`, roles: ['tuner'] }, points: ['pump1.speed'], max_step: { 'pump1.speed': 100 }, cross_zone: ['dmz'] }),
   base({ id: 'coils', subject: { workload: `${AGENT}optimizer`, roles: [], act: 'alice*' }, points: ['pump1.run', 'valve1.open'], freezes: ['freeze'] }),
@@ -53,6 +57,9 @@ function inWindow(w: WindowSpec, ms: number): boolean {
   return (minute >= from && day(d.getUTCDay())) || (minute < to && day(d.getUTCDay() - 1));
 }
 
+type Finding = { reason: Reason; ruleId: string; principal?: string };
+type Verdict = { allow: BundleRule | null; approval: BundleRule | null; reason: Reason; denyRule: string; findings: Finding[] };
+
 function reference(p: BundlePayload, cmd: Command, s: Subject, now: number, last: Record<string, number>): PolicyDecision {
   const asset = p.assets.find((a) => a.id === cmd.assetId)!;
   const pointAt = (table: ModbusTable, addr: number) =>
@@ -63,18 +70,34 @@ function reference(p: BundlePayload, cmd: Command, s: Subject, now: number, last
     const n = pointAt(t.table!, a);
     if (n) written.add(n);
   }
-  const evalOne = (subj: Subject): { rule: BundleRule | null; reason: Reason; shadow?: Reason } => {
-    let deny: { reason: Reason; rule: BundleRule } | null = null;
-    let waived: { reason: Reason; rule: BundleRule } | null = null;
-    for (const r of p.rules) {
-      if (!r.operations.includes(cmd.operation as 'read')) continue;
-      if (!globRe(r.subject.workload, true).test(subj.workloadId)) continue;
-      if (r.subject.owner !== undefined && r.subject.owner !== subj.owner) continue;
-      if (!r.subject.roles.every((x) => subj.roles.includes(x))) continue;
-      if (!(r.subject.scopes ?? []).every((x) => subj.scopes.includes(x))) continue;
-      if (r.subject.assurance && LEVEL[subj.assurance] < LEVEL[r.subject.assurance]) continue;
-      if (r.subject.act && !(subj.actSub ?? []).some((a) => globRe(r.subject.act!, false).test(a))) continue;
-      const covered = cmd.targets.every((tg) => {
+  const window = (id: string) => inWindow(p.windows!.find((w) => w.id === id)!, now);
+  // Every failing check of a rule, in the engine's order.
+  const failures = (r: BundleRule, subj: Subject): Reason[] => {
+    const out: Reason[] = [];
+    if (!(subj.scopes.includes(r.require_scope ?? cmd.operation) || subj.scopes.includes('*'))) out.push('SCOPE_MISSING');
+    if (subj.zone && subj.zone !== asset.zone && !(r.cross_zone ?? []).some((z) => z === '*' || z === subj.zone)) out.push('CROSS_ZONE');
+    if (r.windows && !r.windows.some(window)) out.push('OUTSIDE_WINDOW');
+    if (r.mode === 'monitor' && r.freezes && r.freezes.some(window)) out.push('CHANGE_FREEZE');
+    if (cmd.operation === 'write') {
+      const v = (n: string) => cmd.values?.[n] ?? NaN;
+      if ([...written].some((n) => r.bounds[n] && !(v(n) >= (r.bounds[n]!.min ?? -Infinity) && v(n) <= (r.bounds[n]!.max ?? Infinity)))) out.push('VALUE_OUT_OF_BOUNDS');
+      const stepped = [...written].filter((n) => r.max_step?.[n] !== undefined);
+      if (stepped.some((n) => last[n] === undefined)) out.push('STEP_BASE_STALE');
+      else if (stepped.some((n) => !(Math.abs(v(n) - last[n]!) <= r.max_step![n]!))) out.push('STEP_TOO_LARGE');
+    }
+    if (r.approval) out.push('APPROVAL_REQUIRED');
+    return out;
+  };
+  const evalOne = (subj: Subject, principal: string | undefined): Verdict => {
+    const applies = (r: BundleRule) => {
+      if (!r.operations.includes(cmd.operation as 'read')) return false;
+      if (!globRe(r.subject.workload, true).test(subj.workloadId)) return false;
+      if (r.subject.owner !== undefined && r.subject.owner !== subj.owner) return false;
+      if (!r.subject.roles.every((x) => subj.roles.includes(x))) return false;
+      if (!(r.subject.scopes ?? []).every((x) => subj.scopes.includes(x))) return false;
+      if (r.subject.assurance && LEVEL[subj.assurance] < LEVEL[r.subject.assurance]) return false;
+      if (r.subject.act && !(subj.actSub ?? []).some((a) => globRe(r.subject.act!, false).test(a))) return false;
+      return cmd.targets.every((tg) => {
         for (let a = tg.address!; a < tg.address! + tg.count!; a++) {
           const n = pointAt(tg.table!, a);
           const byPoint = n !== undefined && r.points.some((g) => globRe(g, false).test(n));
@@ -83,40 +106,68 @@ function reference(p: BundlePayload, cmd: Command, s: Subject, now: number, last
         }
         return true;
       });
-      if (!covered) continue;
-      if (!(subj.scopes.includes(r.require_scope ?? cmd.operation) || subj.scopes.includes('*'))) {
-        deny ??= { reason: 'SCOPE_MISSING', rule: r };
-        continue;
+    };
+    const v: Verdict = { allow: null, approval: null, reason: 'NO_MATCHING_RULE', denyRule: '', findings: [] };
+    let first: { reason: Reason; rule: BundleRule } | null = null;
+    for (const r of p.rules) {
+      if (r.mode === 'monitor' || !applies(r)) continue;
+      const f = failures(r, subj);
+      if (f.length === 0) {
+        v.allow = r;
+        break;
       }
-      let reason: Reason | null = null;
-      if (subj.zone && subj.zone !== asset.zone && !(r.cross_zone ?? []).some((z) => z === '*' || z === subj.zone)) reason = 'CROSS_ZONE';
-      else if (r.windows && !r.windows.some((id) => inWindow(p.windows!.find((w) => w.id === id)!, now))) reason = 'OUTSIDE_WINDOW';
-      else if (r.freezes && r.freezes.some((id) => inWindow(p.windows!.find((w) => w.id === id)!, now))) reason = 'OUTSIDE_WINDOW';
-      else if (cmd.operation === 'write' && [...written].some((n) => r.bounds[n] && !((cmd.values?.[n] ?? NaN) >= (r.bounds[n]!.min ?? -Infinity) && (cmd.values?.[n] ?? NaN) <= (r.bounds[n]!.max ?? Infinity)))) reason = 'VALUE_OUT_OF_BOUNDS';
-      else if (cmd.operation === 'write' && [...written].some((n) => r.max_step?.[n] !== undefined && !(Math.abs((cmd.values?.[n] ?? NaN) - (last[n] ?? NaN)) <= r.max_step[n]!))) reason = 'STEP_TOO_LARGE';
-      else if (r.approval) reason = 'APPROVAL_REQUIRED';
-      if (reason === null) return { rule: r, reason: 'ALLOWED' };
-      if (r.mode === 'monitor') waived ??= { reason, rule: r };
-      else deny ??= { reason, rule: r };
+      first ??= { reason: f[0]!, rule: r };
     }
-    if (waived) return { rule: waived.rule, reason: 'ALLOWED', shadow: waived.reason };
-    return { rule: null, reason: deny?.reason ?? 'NO_MATCHING_RULE', ...(deny ? { shadow: undefined } : {}), ...{ denyRule: deny?.rule.id ?? '' } } as never;
+    if (v.allow) v.reason = 'ALLOWED';
+    else if (first) {
+      v.reason = first.reason;
+      v.denyRule = first.rule.id;
+      if (first.reason === 'APPROVAL_REQUIRED') v.approval = first.rule;
+    }
+    for (const r of p.rules) {
+      if (r.mode !== 'monitor' || !applies(r)) continue;
+      const f = failures(r, subj);
+      const add = (reason: Reason) => v.findings.push({ reason, ruleId: r.id, ...(principal ? { principal } : {}) });
+      if (f.length === 0) {
+        if (v.reason !== 'ALLOWED') add('ALLOWED');
+      } else f.forEach(add);
+    }
+    return v;
   };
   const durable = cmd.operation === 'write';
-  const finish = (reason: Reason, ruleId: string, principal?: string): PolicyDecision => {
-    if (p.mode === 'monitor') return { effect: 'allow', reason: 'ALLOWED', ruleId, bundleRevision: p.revision, durable, shadow: { reason, ruleId } };
-    return { effect: 'deny', reason, ruleId, bundleRevision: p.revision, durable: false, ...(principal ? { principal } : {}) };
+  const findings: Finding[] = [];
+  const withFindings = (d: PolicyDecision): PolicyDecision => {
+    if (findings.length === 0) return d;
+    const firstDeny = findings.find((f) => f.reason !== 'ALLOWED');
+    return { ...d, shadows: findings, ...(firstDeny ? { shadow: { reason: firstDeny.reason, ruleId: firstDeny.ruleId } } : {}) };
   };
-  const agent = evalOne(s) as { rule: BundleRule | null; reason: Reason; shadow?: Reason; denyRule?: string };
-  if (agent.rule === null) return finish(agent.reason, agent.denyRule!);
-  let shadow = agent.shadow ? { reason: agent.shadow, ruleId: agent.rule.id } : undefined;
+  const finish = (reason: Reason, ruleId: string, principal?: string, extra: Partial<PolicyDecision> = {}): PolicyDecision => {
+    if (p.mode === 'monitor') {
+      findings.unshift({ reason, ruleId, ...(principal ? { principal } : {}) });
+      return withFindings({ effect: 'allow', reason: 'ALLOWED', ruleId, bundleRevision: p.revision, durable });
+    }
+    return withFindings({ effect: 'deny', reason, ruleId, bundleRevision: p.revision, durable: false, ...(principal ? { principal } : {}), ...extra });
+  };
+  // Change freezes: the bundle's, then each enforcing rule's own (they bind the whole asset).
+  const freezes = [
+    ...(p.freezes ?? []).filter((f) => f.assets.includes('*') || f.assets.includes(asset.id)),
+    ...p.rules.filter((r) => r.mode !== 'monitor' && r.assets.includes(asset.id)).flatMap((r) => (r.freezes ?? []).map((w) => ({ window: w, operations: r.operations }))),
+  ];
+  const frozen = freezes.find((f) => f.operations.includes(cmd.operation as 'write') && window(f.window));
+  if (frozen) return finish('CHANGE_FREEZE', `freeze:${frozen.window}`);
+  const agent = evalOne(s, undefined);
+  findings.push(...agent.findings);
+  if (agent.allow === null && agent.approval === null) return finish(agent.reason, agent.denyRule);
+  let approval = agent.approval;
   for (const a of s.actSub ?? []) {
     const principal = /^[a-z][a-z0-9+.-]*:/.test(a) ? a : `user:${a}`;
-    const h = evalOne({ ...s, workloadId: principal, roles: [], actSub: undefined }) as typeof agent;
-    if (h.rule === null) return finish(h.reason, h.denyRule!, principal);
-    if (!shadow && h.shadow) shadow = { reason: h.shadow, ruleId: h.rule.id };
+    const h = evalOne({ ...s, workloadId: principal, roles: [], actSub: undefined }, principal);
+    findings.push(...h.findings);
+    if (h.allow === null && h.approval === null) return finish(h.reason, h.denyRule, principal);
+    approval ??= h.approval;
   }
-  return { effect: 'allow', reason: 'ALLOWED', ruleId: agent.rule.id, bundleRevision: p.revision, durable, ...(shadow ? { shadow } : {}) };
+  if (approval) return finish('APPROVAL_REQUIRED', approval.id, undefined, { approval: { approvers: 1, distinct_from: ['owner', 'requester'] } });
+  return withFindings({ effect: 'allow', reason: 'ALLOWED', ruleId: agent.allow!.id, bundleRevision: p.revision, durable });
 }
 
 describe('compiled engine vs. reference evaluator', () => {
@@ -142,11 +193,12 @@ describe('compiled engine vs. reference evaluator', () => {
           lastSpeed: fc.option(fc.integer({ min: 0, max: 0xffff }), { nil: undefined }),
         }),
         (g) => {
-          const payload = demoPayload({ rules: RULES, windows: WINDOWS, expires_at: (year + 400 * 86400_000) / 1000, ...(g.monitorBundle ? { mode: 'monitor' as const } : {}) });
+          const payload = demoPayload({ rules: RULES, windows: WINDOWS, freezes: FREEZES, expires_at: (year + 400 * 86400_000) / 1000, ...(g.monitorBundle ? { mode: 'monitor' as const } : {}) });
           const engine = PolicyEngine.fromPayload(payload);
+          const memory = new PolicyMemory();
           const last: Record<string, number> = {};
-          if (g.lastSetpoint !== undefined) engine.observeValue('plc1', 'tank1.setpoint', (last['tank1.setpoint'] = g.lastSetpoint));
-          if (g.lastSpeed !== undefined) engine.observeValue('plc1', 'pump1.speed', (last['pump1.speed'] = g.lastSpeed));
+          if (g.lastSetpoint !== undefined) memory.observe('plc1', 'tank1.setpoint', (last['tank1.setpoint'] = g.lastSetpoint), g.at);
+          if (g.lastSpeed !== undefined) memory.observe('plc1', 'pump1.speed', (last['pump1.speed'] = g.lastSpeed), g.at);
           const cmd: Command = {
             sessionId: 's', protocol: 'modbus', assetId: '', operation: g.read ? 'read' : 'write',
             functionCode: g.read ? 3 : 16, targets: [{ table: g.table, address: g.address, count: g.count }], points: [],
@@ -157,7 +209,10 @@ describe('compiled engine vs. reference evaluator', () => {
           if (g.act) s.actSub = [...g.act];
           if (g.zone) s.zone = g.zone;
           const expected = reference(payload, cmd, s, g.at, last);
-          expect(engine.decide(cmd, s, g.at)).toEqual(expected);
+          const { forward, ...got } = engine.decide(cmd, s, g.at, memory);
+          expect(got).toEqual(expected);
+          // What forwarding would write: every decoded written value, and only with an allow or an approval.
+          if (forward !== undefined) expect(got.effect === 'allow' || got.reason === 'APPROVAL_REQUIRED').toBe(true);
         },
       ),
       { numRuns: 1500 },

@@ -1,0 +1,113 @@
+// Decide, then commit, through the real gateway (docs/policy.md): a command spends rate budget and
+// moves a max_step base only when it is forwarded, and the base is the PLC's own value, read by
+// the gateway. The lab (dev PKI, a signed bundle from fixtures/rules/semantics, the simulated plant,
+// the SOC collector) with modbus-serial as the agents; the plant runs on its own ManualClock.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../src/core/clock.js';
+import { connectModbusAgent, putToken, type ModbusAgent } from '../../../src/cli/demo/agent.js';
+import { startLab, type Lab } from '../../../src/cli/demo/lab.js';
+import { decisionRecords, modbusError, setTankLevel, type SeenDecision } from '../safety/gateway-harness.js';
+
+const PUMP_RUN = 0; // coil
+const SETPOINT = 0; // holding register, 0.1 %
+
+describe('decide, then commit, through the real gateway', () => {
+  let dir: string;
+  let lab: Lab;
+  let gatewayClock: ManualClock;
+  let optimizer: ModbusAgent;
+  let decisions: { next(): Promise<SeenDecision> };
+
+  /** The PLC's setpoint changes (an operator at the HMI) and the gateway reads it. */
+  const plcSetpoint = async (percent: number) => {
+    lab.sim.write('tank1.setpoint', percent);
+    await lab.gateway.processImage()!.pollNow();
+    await lab.gateway.processImage()!.pollNow();
+  };
+  const auto = async (on: boolean) => {
+    lab.sim.write('control.auto', on ? 1 : 0);
+    await lab.gateway.processImage()!.pollNow();
+    await lab.gateway.processImage()!.pollNow();
+  };
+  const writeSetpoint = (percent: number) => optimizer.client.writeRegister(SETPOINT, Math.round(percent * 10));
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-commit-'));
+    gatewayClock = new ManualClock(Date.now());
+    lab = await startLab({ stateDir: dir, gatewayClock, clock: new ManualClock(Date.now()), rules: 'fixtures/rules/semantics/bundle.yaml' });
+    decisions = decisionRecords(lab);
+    const api = lab.gateway.agentApi;
+    const creds = await lab.credentials('optimizer');
+    expect((await putToken(api.host, api.port, creds, await lab.token('optimizer', { now: gatewayClock.now() }))).status).toBe(200);
+    optimizer = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
+  }, 30_000);
+
+  afterAll(async () => {
+    await optimizer?.close();
+    await lab?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('measures the first stepped write after the start from the PLC value the gateway read itself', async () => {
+    // Nothing has written the setpoint through the gateway yet: the base is what the PLC holds (50 %).
+    await auto(true);
+    await writeSetpoint(53);
+    expect(await decisions.next()).toMatchObject({ effect: 'allow', reason: 'ALLOWED', ruleId: 'optimizer-setpoint' });
+    expect(lab.sim.read('tank1.setpoint')).toBeCloseTo(53, 5);
+    // From the acknowledged 53: 57 is a step of 4, 63 one of 6.
+    await writeSetpoint(57);
+    expect((await decisions.next()).reason).toBe('ALLOWED');
+    expect(await modbusError(writeSetpoint(63))).toBe(0x03);
+    expect(await decisions.next()).toMatchObject({ effect: 'deny', reason: 'STEP_TOO_LARGE', ruleId: 'optimizer-setpoint' });
+  });
+
+  it('measures from the value the PLC holds now, also when someone else changed it', async () => {
+    await plcSetpoint(70);
+    expect(await modbusError(writeSetpoint(61))).toBe(0x03);
+    expect((await decisions.next()).reason).toBe('STEP_TOO_LARGE');
+    await writeSetpoint(74);
+    expect((await decisions.next()).reason).toBe('ALLOWED');
+  });
+
+  it('denies STEP_BASE_STALE when the gateway has not read the point for longer than the step base age', async () => {
+    gatewayClock.advance(5_001);
+    expect(await modbusError(writeSetpoint(75))).toBe(0x01);
+    expect(await decisions.next()).toMatchObject({ effect: 'deny', reason: 'STEP_BASE_STALE', ruleId: 'optimizer-setpoint' });
+    await lab.gateway.processImage()!.pollNow();
+    await writeSetpoint(75);
+    expect((await decisions.next()).reason).toBe('ALLOWED');
+  });
+
+  it('leaves the base where the PLC is when an interlock refuses a write policy allowed', async () => {
+    await plcSetpoint(40);
+    await auto(false);
+    // Policy allows 44 (a step of 4 from 40); the interlock refuses it: the PLC keeps 40.
+    expect(await modbusError(writeSetpoint(44))).toBe(0x01);
+    expect(await decisions.next()).toMatchObject({ effect: 'deny', reason: 'INTERLOCK', interlockId: 'setpoint-needs-auto' });
+    await auto(true);
+    // 36 is a step of 4 from the PLC's 40 (it would be 8 from the refused 44).
+    await writeSetpoint(36);
+    expect(await decisions.next()).toMatchObject({ effect: 'allow', reason: 'ALLOWED' });
+    expect(lab.sim.read('tank1.setpoint')).toBeCloseTo(36, 5);
+  });
+
+  it('spends no rate budget on starts an interlock refused', async () => {
+    await setTankLevel(lab, 90);
+    for (let i = 0; i < 3; i++) {
+      expect(await modbusError(optimizer.client.writeCoil(PUMP_RUN, true))).toBe(0x01);
+      expect((await decisions.next()).reason).toBe('INTERLOCK');
+    }
+    await setTankLevel(lab, 50);
+    // The budget (2 a minute) is whole: a start and a stop go through, the third command is limited.
+    await optimizer.client.writeCoil(PUMP_RUN, true);
+    expect(await decisions.next()).toMatchObject({ effect: 'allow', ruleId: 'optimizer-pump' });
+    await optimizer.client.writeCoil(PUMP_RUN, false);
+    expect((await decisions.next()).reason).toBe('ALLOWED');
+    expect(await modbusError(optimizer.client.writeCoil(PUMP_RUN, true))).toBe(0x01);
+    expect(await decisions.next()).toMatchObject({ effect: 'deny', reason: 'RATE_LIMITED', ruleId: 'optimizer-pump' });
+    expect(lab.sim.read('pump1.run')).toBe(0);
+  });
+});
