@@ -169,6 +169,7 @@ export class FreezeStore extends EventEmitter<{ changed: [FreezeChange] }> {
   // One state write at a time: each writes the whole state as it is when it starts.
   private writing: Promise<void> = Promise.resolve();
   private sweeping = false;
+  private expiryTimer: NodeJS.Timeout | undefined;
 
   private constructor(private readonly opts: FreezeStoreOptions) {
     super();
@@ -209,6 +210,7 @@ export class FreezeStore extends EventEmitter<{ changed: [FreezeChange] }> {
     }
     store.compiled = parsed.active.map((f) => compile(f as Freeze));
     store.lifted = parsed.lifted as LiftedFreeze[];
+    store.armExpiry();
     return store;
   }
 
@@ -259,6 +261,7 @@ export class FreezeStore extends EventEmitter<{ changed: [FreezeChange] }> {
     };
     // One assignment: a command sees the old list or the new one.
     this.compiled = [...this.compiled, compile(f)];
+    this.armExpiry();
     try {
       await this.persist();
     } finally {
@@ -315,7 +318,29 @@ export class FreezeStore extends EventEmitter<{ changed: [FreezeChange] }> {
 
   /** Resolves when every change so far is on disk. */
   async close(): Promise<void> {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
     await this.writing.catch(() => undefined);
+  }
+
+  /**
+   * Records the next expiry when it comes, so the audit says "expired" on time even when no command
+   * and no operator asks in between (check() already stops holding at the expiry either way).
+   */
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    let next = Infinity;
+    for (const c of this.compiled) if (c.freeze.expiresAtMs !== undefined && c.freeze.expiresAtMs < next) next = c.freeze.expiresAtMs;
+    if (next === Infinity) return;
+    // setTimeout's ceiling is 2^31-1 ms; a later expiry re-arms when this one fires.
+    const delay = Math.min(Math.max(0, next - this.opts.clock.now()), 2_147_483_647);
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.sweep(this.opts.clock.now());
+      this.armExpiry();
+    }, delay);
+    this.expiryTimer.unref();
   }
 
   private async lift(c: Compiled, f: Freeze, now: number, how: LiftedFreeze['liftedHow']): Promise<void> {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../../src/core/clock.js';
+import { ManualClock, systemClock } from '../../../src/core/clock.js';
 import type { Command, Operation, Subject } from '../../../src/core/command.js';
 import { parseFreezeBody } from '../../../src/freeze/request.js';
 import { FreezeError, FreezeStore, type FreezeChange, type FreezeRequest } from '../../../src/freeze/store.js';
@@ -123,6 +123,15 @@ describe('FreezeStore', () => {
     expect(store.recentlyLifted(clock.now())[0]).toMatchObject({ id: f.id, liftedHow: 'expired', liftedAtMs: f.expiresAtMs });
     const state = JSON.parse(await readFile(path.join(dir, 'freezes.json'), 'utf8')) as { active: unknown[] };
     expect(state.active).toEqual([]);
+  });
+
+  it('records the expiry when it comes, even when no command or operator asks', async () => {
+    await store.close();
+    store = await FreezeStore.open({ stateDir: dir, clock: systemClock });
+    const expired = new Promise<FreezeChange>((resolve) => store.on('changed', (c) => c.kind === 'expired' && resolve(c)));
+    const f = await store.freeze({ scope: 'site', value: '', mode: 'writes', reason: 'short stop', by: 'bob@plant.example', expiresAtMs: Date.now() + 50 });
+    expect((await expired).freeze.id).toBe(f.id);
+    expect(store.active(Date.now())).toEqual([]);
   });
 
   it('is lifted by one operator without the two-person rule', async () => {
