@@ -19,6 +19,7 @@ export const consoleConfigSchema = z
         z.strictObject({
           spiffe_id: z.string().refine(isSpiffeId, 'must be a SPIFFE ID (spiffe://trust-domain/path)'),
           name: z.string().min(1),
+          /** The console is the operator role's: an entry without it cannot sign in. */
           roles: z.array(z.enum(['operator', 'owner'])).min(1),
         }),
       )

@@ -425,7 +425,14 @@ export async function createConsole(api: OperatorApiDeps, deps: ConsoleDeps): Pr
           const op = await verifyOperatorToken((body.get('token') ?? '').trim(), {
             issuers: trust.issuers, audience: trust.audience, maxTtlSec: trust.maxTokenTtlSec, leewaySec: api.leewaySec, clock: api.clock, revocations: api.revocations,
           });
-          startSession(res, { sub: op.sub, roles: op.roles, isOperator: op.isOperator, jti: op.jti, issuer: op.issuer, via: 'token' });
+          if (!op.isOperator) {
+            // The console shows the whole plant (every agent, token, approval): the operator role's
+            // view. The owner role's self-service stays on the CLI and the JSON API.
+            api.onRefused({ method, path: p, remoteAddress: req.socket.remoteAddress ?? '', operatorSub: op.sub, reason: 'SCOPE_MISSING', detail: 'NOT_OPERATOR' });
+            showLogin(res, 403, `The console needs the "operator" role; this token's roles are [${op.roles.join(', ')}].`);
+            return;
+          }
+          startSession(res, { sub: op.sub, roles: op.roles, isOperator: true, jti: op.jti, issuer: op.issuer, via: 'token' });
         } catch (err) {
           if (!(err instanceof PlantgateError)) throw err;
           api.onRefused({ method, path: p, remoteAddress: req.socket.remoteAddress ?? '', operatorSub: '', reason: err.reason, detail: (err as PlantgateError & { detail?: string }).detail ?? '' });
@@ -448,12 +455,12 @@ export async function createConsole(api: OperatorApiDeps, deps: ConsoleDeps): Pr
           return;
         }
         const o = certOperators.get(spiffeId);
-        if (o === undefined) {
+        if (o === undefined || !o.roles.includes('operator')) {
           api.onRefused({ method, path: p, remoteAddress: req.socket.remoteAddress ?? '', operatorSub: spiffeId, reason: 'NO_IDENTITY', detail: 'NOT_AN_OPERATOR_CERTIFICATE' });
           showLogin(res, 403, `The certificate ${spiffeId} is not an operator's (console.certificate_operators).`);
           return;
         }
-        startSession(res, { sub: o.name, roles: o.roles, isOperator: o.roles.includes('operator'), jti: '', issuer: spiffeId, via: 'certificate' });
+        startSession(res, { sub: o.name, roles: o.roles, isOperator: true, jti: '', issuer: spiffeId, via: 'certificate' });
         return;
       }
 

@@ -135,7 +135,7 @@ describe('web console on the operator API', () => {
     }
   });
 
-  it('refuses a sign-in whose form did not come from this console (CSRF), and a token that is not an operator token (401, reason shown)', async () => {
+  it('refuses a sign-in whose form did not come from this console (CSRF), a token that is not an operator token (401, reason shown), and an owner-role token (403)', async () => {
     const f = await loginForm();
     let a = await request('POST', '/console/login', { cookie: f.cookie, form: { _csrf: 'forged', token: await lab.operatorToken() } });
     expect(a.status).toBe(403);
@@ -145,6 +145,11 @@ describe('web console on the operator API', () => {
     a = await request('POST', '/console/login', { cookie: f.cookie, form: { _csrf: f.csrf, token: await lab.token('optimizer') } });
     expect(a.status).toBe(401);
     expect(a.body).toContain('SCOPE_MISSING');
+    expect(cookieOf(a, '__Host-pg_session')).toBeUndefined();
+    // An owner-role token is a valid operator API credential (self-service), but not for the console's plant-wide view.
+    a = await request('POST', '/console/login', { cookie: f.cookie, form: { _csrf: f.csrf, token: await lab.operatorToken({ sub: 'alice@plant.example', roles: ['owner'] }) } });
+    expect(a.status).toBe(403);
+    expect(a.body).toContain('needs the &quot;operator&quot; role');
     expect(cookieOf(a, '__Host-pg_session')).toBeUndefined();
   });
 
