@@ -1,13 +1,20 @@
-// The agent-facing OPC UA server front (DESIGN §8, issue 4). Owns: the endpoints (Basic256Sha256
-// and Aes256_Sha256_RsaPss, Sign and SignAndEncrypt only, JWT user tokens via jwt-token.ts), an
-// address space holding only the mapped points and methods under the upstream's namespace URIs and
-// NodeIds, and turning every Read (Value), Write, Call, Browse and CreateMonitoredItems item into a
-// Command asked of the pipeline. It never decides anything itself except refusals with a reason
-// (expired session token, unsupported attribute) and never lets an item through without an allow.
+// The agent-facing OPC UA server front (docs/opcua.md). Owns: the endpoints (Basic256Sha256 and
+// Aes256_Sha256_RsaPss, Sign and SignAndEncrypt only, JWT user tokens via jwt-token.ts), an
+// address space mirroring each asset's server under the server's own namespace URIs and NodeIds
+// (mirror.ts: browse names, display names, data types, value ranks, access levels, properties,
+// methods with their arguments), the status codes an OPC UA user expects for what the server
+// itself would refuse (unknown node, read-only node, wrong type, wrong argument count), and turning
+// every Read (Value), Write, Call, Browse and CreateMonitoredItems item into a Command asked of the
+// pipeline. It never decides policy, and never lets an item through without an allow.
 //
 // Where the checkpoint sits: node-opcua's variable setters do not see the session, so the gate
 // wraps the server engine's read/write/call/browse (whose context carries the session) and the
 // CreateMonitoredItems service. Items without a session are in-process (node-opcua's own) and pass.
+//
+// Values: each variable answers from a copy the upstream feeds (subscription notifications); an
+// allowed write that the server accepted replaces the copy at once, so a read after a write returns
+// the written value (the server's next notification then takes over).
+import { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
   AttributeIds,
@@ -15,33 +22,42 @@ import {
   CallMethodResult,
   DataType,
   DataValue,
+  LocalizedText,
   MessageSecurityMode,
   MonitoredItemCreateResult,
+  NodeId,
+  QualifiedName,
   SecurityPolicy,
   StatusCodes,
   Variant,
   VariantArrayType,
   coerceNodeId,
+  type Argument,
+  type BaseNode,
   type BrowseDescriptionOptions,
   type CallMethodRequest,
   type CallMethodResultOptions,
   type ISessionContext,
   type MonitoredItemCreateRequest,
-  type NodeId,
+  type Namespace,
   type OPCUACertificateManager,
   type ReadRequestOptions,
   type ServerSession,
   type StatusCode,
   type Subscription,
+  type UAMethod,
   type UAObject,
   type UAVariable,
   type WriteValue,
 } from 'node-opcua';
 import type { Clock } from '../../src/core/clock.js';
-import type { Command, Decision, Operation, Subject, Target } from '../../src/core/command.js';
+import type { Command, Decision, Operation, Subject, Target, TypedValue } from '../../src/core/command.js';
 import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
-import type { Reason } from '../../src/core/reasons.js';
+import { opcuaStatusFor, type Reason } from '../../src/core/reasons.js';
+import { certificateThumbprint, parseSubjectAltNames } from '../../src/identity/cert.js';
 import { JwtOPCUAServer, jwtSessionIdentity, type JwtVerifier } from './jwt-token.js';
+import { assetModel } from './mapping.js';
+import { REF, type MirrorModel, type MirrorNode, type Unmirrored } from './mirror.js';
 
 import type { PointDataType } from './data-type.js';
 
@@ -68,6 +84,7 @@ export interface FrontMethod {
   outputs: FrontMethodArgument[];
 }
 
+/** An asset described by a plant file (the simulator's OPC UA face): its points and methods. */
 export interface FrontAsset {
   assetId: string;
   namespaceUri: string;
@@ -81,8 +98,9 @@ export interface FrontAsset {
 
 /** Where allowed writes and calls go (the upstream session, or a test double of it). */
 export interface FrontUpstream {
-  write(nodeId: string, value: Variant): Promise<StatusCode>;
-  call(objectId: string, methodId: string, inputs: Variant[]): Promise<{ statusCode: StatusCode; outputs: Variant[] }>;
+  /** Writes the Value (or `attributeId`) of a node; resolves with the server's status. */
+  write(nodeId: string, value: Variant, attributeId?: number): Promise<StatusCode>;
+  call(objectId: string, methodId: string, inputs: Variant[]): Promise<{ statusCode: StatusCode; outputs: Variant[]; inputArgumentResults?: StatusCode[] }>;
 }
 
 export interface OpcuaFrontOptions {
@@ -94,36 +112,90 @@ export interface OpcuaFrontOptions {
   applicationUri: string;
   /** Trust store for agents' application certificates (only trusted certificates may connect). */
   serverCertificateManager: OPCUACertificateManager;
+  /** Assets described by a plant file; a browsed server's arrive later through setModel. */
   assets: FrontAsset[];
   pipeline: CommandPipeline;
   verify: JwtVerifier;
   upstream: FrontUpstream;
   clock: Clock;
+  /**
+   * Also accept the JWT as the password of a UserNameIdentityToken, for clients that cannot send
+   * an IssuedIdentityToken (jwt-token.ts: encrypted, or on SignAndEncrypt only).
+   */
+  jwtAsPassword?: boolean;
+  /** Agent application certificates refused at OpenSecureChannel (audited by the service). */
+  onCertificateRefused?: (refusal: CertificateRefusal) => void;
 }
 
-/** Session carries the JWT's Subject once core's Session has the optional field (lead's wiring). */
-type SessionWithSubject = Session & { subject?: Subject };
+/** An agent's application certificate refused while opening a secure channel. */
+export interface CertificateRefusal {
+  /** The certificate's status (BadCertificateUntrusted, BadCertificateTimeInvalid, …). */
+  status: string;
+  /** What the client was answered. */
+  answered: string;
+  remoteAddress: string;
+  certificate: Buffer;
+}
 
 /** OPC UA binary encoding ids of the requests, kept as the Command's function code for the audit. */
 const SERVICE_ID = { Read: 631, Write: 673, Call: 712, Browse: 527, CreateMonitoredItems: 751 } as const;
 type Service = keyof typeof SERVICE_ID;
 
-const DATA_TYPE: Record<PointDataType, DataType> = {
-  Boolean: DataType.Boolean,
-  Int16: DataType.Int16,
-  UInt16: DataType.UInt16,
-  Int32: DataType.Int32,
-  UInt32: DataType.UInt32,
-  Float: DataType.Float,
-  Double: DataType.Double,
+const NUMERIC = new Set([DataType.SByte, DataType.Byte, DataType.Int16, DataType.UInt16, DataType.Int32, DataType.UInt32, DataType.Int64, DataType.UInt64, DataType.Float, DataType.Double]);
+const SIGNED = new Set([DataType.SByte, DataType.Int16, DataType.Int32, DataType.Int64]);
+const UNSIGNED = new Set([DataType.Byte, DataType.UInt16, DataType.UInt32, DataType.UInt64]);
+/** Abstract standard DataTypes (ns=0) and the built-in types a value of them may have. */
+const ABSTRACT: Record<number, (t: DataType) => boolean> = {
+  24: () => true, // BaseDataType
+  26: (t) => NUMERIC.has(t), // Number
+  27: (t) => SIGNED.has(t), // Integer
+  28: (t) => UNSIGNED.has(t), // UInteger
 };
 
-interface MappedNode {
-  asset: FrontAsset;
-  /** Expanded form `nsu=<uri>;<identifier>`: independent of namespace indexes (the Command target). */
+/** One mirrored node on the front. */
+interface FrontNode {
+  assetId: string;
+  mirror: MirrorNode;
+  /** Canonical NodeId `nsu=<uri>;<identifier>`: the Command target. */
   target: string;
-  point?: FrontPoint;
-  method?: FrontMethod;
+  /** Point name in Commands and the audit: the plant file's name, else the browse path. */
+  point: string;
+  ua: BaseNode;
+  /** Variables: which built-in types a written value may have. */
+  accepts?: (t: DataType) => boolean;
+  /** Variables fed by the upstream: the value reads answer. */
+  copy?: DataValue;
+  /** Methods: the object they belong to (canonical). */
+  objectTarget?: string;
+  /** A signature of what the front built, to rebuild only what changed when the model changes. */
+  shape: string;
+}
+
+/** The part of node-opcua's ServerSecureChannelLayer the certificate watch uses. */
+interface WatchedChannel {
+  remoteAddress?: string;
+  remotePort?: number;
+  checkCertificate(certificate: Buffer | null): Promise<StatusCode>;
+}
+
+/** `address:port` of a channel's peer. */
+function peerOf(channel: { remoteAddress?: string; remotePort?: number } | null | undefined): string {
+  if (!channel) return '';
+  return channel.remotePort ? `${channel.remoteAddress ?? ''}:${channel.remotePort}` : (channel.remoteAddress ?? '');
+}
+
+/**
+ * What the audit says of an application certificate: its x5t#S256 thumbprint, subject and
+ * applicationUri (URI SAN); never the certificate's key or the token.
+ */
+export function certificateSummary(der: Buffer): string {
+  try {
+    const c = new X509Certificate(der);
+    const uris = (parseSubjectAltNames(c.subjectAltName ?? '') ?? []).filter((e) => e.kind === 'URI').map((e) => e.value);
+    return `thumbprint ${certificateThumbprint(c)}, subject '${c.subject.split('\n').join(', ')}', applicationUri '${uris.join(' ') || '(none)'}'`;
+  } catch {
+    return `(${der.length} bytes that are not an X.509 certificate)`;
+  }
 }
 
 /** One Command's way through the gate: its decision (sync or durable) and where it came from. */
@@ -132,23 +204,131 @@ interface Gated {
   decision: Decision | Promise<Decision>;
 }
 
-const ACCESS_DENIED = StatusCodes.BadUserAccessDenied;
+/** What the front answers for a refused item: the status for the reason (the reason goes to the audit). */
+function refusedStatus(reason: Reason, operation: string): StatusCode {
+  return (StatusCodes as unknown as Record<string, StatusCode>)[opcuaStatusFor(reason, operation)] ?? StatusCodes.BadUserAccessDenied;
+}
 
-function numberOf(v: Variant | undefined): number | undefined {
-  if (v === undefined || v.arrayType !== VariantArrayType.Scalar) return undefined;
-  if (typeof v.value === 'number' && Number.isFinite(v.value)) return v.value;
-  if (typeof v.value === 'boolean') return v.value ? 1 : 0;
+/** A 64-bit integer as node-opcua carries it ([high, low] 32-bit words) as a bigint. */
+function int64Of(v: unknown, signed: boolean): bigint | undefined {
+  if (typeof v === 'number') return BigInt(Math.trunc(v));
+  if (!Array.isArray(v) || v.length !== 2) return undefined;
+  const n = (BigInt(v[0] as number) << 32n) | BigInt((v[1] as number) >>> 0);
+  return signed ? BigInt.asIntN(64, n) : BigInt.asUintN(64, n);
+}
+
+/** One element of a Variant as policy sees it; undefined for what policy cannot judge (structures). */
+function typedScalar(t: DataType, v: unknown): TypedValue | undefined {
+  if (v === null || v === undefined) return undefined;
+  switch (t) {
+    case DataType.Boolean:
+      return Boolean(v);
+    case DataType.Int64:
+    case DataType.UInt64:
+      return int64Of(v, t === DataType.Int64);
+    case DataType.String:
+    case DataType.XmlElement:
+    case DataType.Guid:
+      return String(v);
+    case DataType.DateTime:
+      return v instanceof Date ? v : undefined;
+    case DataType.ByteString:
+      return Buffer.isBuffer(v) ? v : undefined;
+    case DataType.LocalizedText:
+      return (v as LocalizedText).text ?? '';
+    case DataType.QualifiedName:
+      return (v as QualifiedName).name ?? '';
+    case DataType.NodeId:
+    case DataType.ExpandedNodeId:
+      return String(v);
+    case DataType.StatusCode:
+      return (v as StatusCode).value;
+    default:
+      return NUMERIC.has(t) && typeof v === 'number' ? v : undefined;
+  }
+}
+
+/** A written Variant as policy sees it (arrays and matrices as flat arrays). */
+export function typedValueOf(v: Variant): TypedValue | undefined {
+  if (v.arrayType === VariantArrayType.Scalar) return typedScalar(v.dataType, v.value);
+  const out: TypedValue[] = [];
+  for (const x of Array.from(v.value as ArrayLike<unknown>)) {
+    const t = typedScalar(v.dataType, x);
+    if (t === undefined) return undefined;
+    out.push(t);
+  }
+  return out;
+}
+
+/** A scalar number (booleans 1/0, 64-bit integers as numbers): what numeric bounds and the audit's values take. */
+function numberOf(t: TypedValue | undefined): number | undefined {
+  if (typeof t === 'number') return Number.isFinite(t) ? t : undefined;
+  if (typeof t === 'boolean') return t ? 1 : 0;
+  if (typeof t === 'bigint') return Number(t);
   return undefined;
 }
+
+/** Does a Variant's shape fit a ValueRank (OPC 10000-3 §5.6.2)? */
+function rankFits(valueRank: number, v: Variant): boolean {
+  switch (valueRank) {
+    case -2:
+      return true;
+    case -3:
+      return v.arrayType !== VariantArrayType.Matrix;
+    case -1:
+      return v.arrayType === VariantArrayType.Scalar;
+    case 0:
+      return v.arrayType !== VariantArrayType.Scalar;
+    case 1:
+      return v.arrayType === VariantArrayType.Array;
+    default:
+      return v.arrayType === VariantArrayType.Matrix;
+  }
+}
+
+const CURRENT_WRITE = 0x02;
+/** WriteMask bits per attribute (OPC 10000-3 §8.60) for the attributes an agent might write. */
+const WRITE_MASK_BIT: Partial<Record<number, number>> = {
+  [AttributeIds.AccessLevel]: 1 << 0,
+  [AttributeIds.ArrayDimensions]: 1 << 1,
+  [AttributeIds.BrowseName]: 1 << 2,
+  [AttributeIds.ContainsNoLoops]: 1 << 3,
+  [AttributeIds.DataType]: 1 << 4,
+  [AttributeIds.Description]: 1 << 5,
+  [AttributeIds.DisplayName]: 1 << 6,
+  [AttributeIds.EventNotifier]: 1 << 7,
+  [AttributeIds.Executable]: 1 << 8,
+  [AttributeIds.Historizing]: 1 << 9,
+  [AttributeIds.InverseName]: 1 << 10,
+  [AttributeIds.IsAbstract]: 1 << 11,
+  [AttributeIds.MinimumSamplingInterval]: 1 << 12,
+  [AttributeIds.NodeClass]: 1 << 13,
+  [AttributeIds.NodeId]: 1 << 14,
+  [AttributeIds.Symmetric]: 1 << 15,
+  [AttributeIds.UserAccessLevel]: 1 << 16,
+  [AttributeIds.UserExecutable]: 1 << 17,
+  [AttributeIds.UserWriteMask]: 1 << 18,
+  [AttributeIds.ValueRank]: 1 << 19,
+  [AttributeIds.WriteMask]: 1 << 20,
+  [AttributeIds.DataTypeDefinition]: 1 << 22,
+  [AttributeIds.RolePermissions]: 1 << 23,
+  [AttributeIds.AccessRestrictions]: 1 << 24,
+  [AttributeIds.AccessLevelEx]: 1 << 25,
+};
+const ATTRIBUTE_NAME: Record<number, string> = Object.fromEntries(Object.entries(AttributeIds).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));
 
 export class OpcuaFront {
   readonly server: JwtOPCUAServer;
   private readonly opts: OpcuaFrontOptions;
-  /** Key: node-opcua NodeId.toString() of the front's own node (ns index of the front). */
-  private readonly nodes = new Map<string, MappedNode>();
-  private readonly variables = new Map<string, UAVariable>();
-  /** Values of writable points: their variables are bound (the setter forwards upstream). */
-  private readonly cache = new Map<string, DataValue>();
+  /** Key: node-opcua NodeId.toString() of the front's own node. */
+  private readonly nodes = new Map<string, FrontNode>();
+  /** Key: canonical NodeId (the Command target). */
+  private readonly byTarget = new Map<string, FrontNode>();
+  /** Per asset, its nodes in model order (parents first). */
+  private readonly assetNodes = new Map<string, FrontNode[]>();
+  /** Namespace URI → the asset whose server owns it (two servers cannot share one on the front). */
+  private readonly namespaceOwner = new Map<string, string>();
+  /** Front namespace indexes of mirrored namespaces: the items the gate asks about. */
   private readonly namespaceIndexes = new Set<number>();
   private readonly sessions = new WeakMap<ServerSession, Session>();
   private readonly deniedItems = new WeakMap<MonitoredItemCreateRequest, StatusCode>();
@@ -181,22 +361,31 @@ export class OpcuaFront {
       // server certificate; no session can be created on it.
       jwt: {
         verify: opts.verify,
+        passwordToken: opts.jwtAsPassword === true,
         onActivated: (s) => this.sessionFor(s),
-        onRejected: (s, reason, message) =>
-          opts.pipeline.violation({ id: this.sessions.get(s)?.id, protocol: 'opcua', remoteAddress: s.channel?.remoteAddress ?? '' }, reason, 'ActivateSession', message),
+        onRejected: (s, reason, message) => {
+          const cert = s.channel?.clientCertificate;
+          opts.pipeline.violation(
+            { id: this.sessions.get(s)?.id, protocol: 'opcua', remoteAddress: peerOf(s.channel) },
+            reason,
+            'ActivateSession',
+            cert ? `${message}; application certificate ${certificateSummary(cert)}` : message,
+          );
+        },
       },
     });
   }
 
   async start(): Promise<void> {
     await this.server.initialize();
-    this.buildAddressSpace();
+    for (const asset of this.opts.assets) this.setModel(asset.assetId, assetModel(asset), 'plant');
     this.installGate();
     this.server.on('session_closed', (s: ServerSession) => {
       const session = this.sessions.get(s);
       if (session !== undefined) this.opts.pipeline.sessionClosed(session, 'closed');
     });
     await this.server.start();
+    this.watchCertificates();
   }
 
   async stop(): Promise<void> {
@@ -208,55 +397,150 @@ export class OpcuaFront {
     return `opc.tcp://${host}:${this.server.endpoints[0]!.port}`;
   }
 
-  /** Pushes a value from the upstream into the front's copy (feeds reads and monitored items). */
-  update(target: string, value: DataValue): void {
-    const v = this.variables.get(target);
-    if (v === undefined) return;
-    if (this.cache.has(target)) this.cache.set(target, value);
-    else v.setValueFromSource(value.value, value.statusCode, value.sourceTimestamp ?? undefined);
+  /** The asset whose server serves a node (canonical NodeId), if the front has the node. */
+  assetOf(target: string): string | undefined {
+    return this.byTarget.get(target)?.assetId;
   }
 
-  /** The Command targets (expanded NodeIds) of every mapped point, for the upstream to subscribe. */
-  pointTargets(): string[] {
-    return [...this.variables.keys()];
+  /** Pushes a value from the upstream into the front's copy (feeds reads and monitored items). */
+  update(target: string, value: DataValue): void {
+    const n = this.byTarget.get(target);
+    // node-opcua clones what a getter returns: the copy must be a real DataValue.
+    if (n !== undefined && n.copy !== undefined) n.copy = value instanceof DataValue ? value : new DataValue(value);
+  }
+
+  /** The Command targets (canonical NodeIds) of the variables the upstream feeds, optionally of one asset. */
+  pointTargets(assetId?: string): string[] {
+    const out: string[] = [];
+    for (const n of assetId === undefined ? this.byTarget.values() : (this.assetNodes.get(assetId) ?? [])) if (n.copy !== undefined) out.push(n.target);
+    return out;
   }
 
   // ------------------------------------------------------------ address space
 
-  private buildAddressSpace(): void {
+  /**
+   * (Re)builds one asset's nodes from its model: nodes that disappeared or changed shape are
+   * deleted, new ones added, unchanged ones keep their value copy. Returns the nodes the front could
+   * not reproduce (with why), to be logged. `plant`: point names are the plant file's.
+   */
+  setModel(assetId: string, model: MirrorModel, kind: 'plant' | 'browsed' = 'browsed'): Unmirrored[] {
     const addressSpace = this.server.engine.addressSpace!;
-    for (const asset of this.opts.assets) {
-      const ns = addressSpace.getNamespace(asset.namespaceUri) ?? addressSpace.registerNamespace(asset.namespaceUri);
+    const unmirrored: Unmirrored[] = [];
+    const old = this.assetNodes.get(assetId) ?? [];
+    const wanted = new Map(model.nodes.map((n) => [n.nodeId, n]));
+    // Namespaces in the server's own order, so the front's indexes match the server's where they can.
+    for (const uri of model.namespaceArray.slice(1)) {
+      if (!model.nodes.some((n) => n.namespaceUri === uri || n.browseName.namespaceUri === uri)) continue;
+      const owner = this.namespaceOwner.get(uri);
+      if (owner !== undefined && owner !== assetId) continue;
+      const ns = addressSpace.getNamespace(uri) ?? addressSpace.registerNamespace(uri);
+      this.namespaceOwner.set(uri, assetId);
       this.namespaceIndexes.add(ns.index);
-      const folder: UAObject = ns.addObject({
-        nodeId: `ns=${ns.index};${asset.folderIdentifier}`,
-        browseName: asset.folder,
-        organizedBy: addressSpace.rootFolder.objects,
-      });
-      this.mapNode(folder.nodeId, asset, asset.folderIdentifier);
-      for (const p of asset.points) {
-        const v = ns.addVariable({
-          componentOf: folder,
-          nodeId: `ns=${ns.index};${p.identifier}`,
-          browseName: p.name,
-          dataType: DATA_TYPE[p.dataType],
-          accessLevel: p.writable ? 'CurrentRead | CurrentWrite' : 'CurrentRead',
-          userAccessLevel: p.writable ? 'CurrentRead | CurrentWrite' : 'CurrentRead',
-          minimumSamplingInterval: 100,
-        });
-        // Until the upstream has spoken, a point has no value: reads say so, never a made-up zero.
-        v.setValueFromSource(new Variant({ dataType: DATA_TYPE[p.dataType], value: p.dataType === 'Boolean' ? false : 0 }), StatusCodes.UncertainInitialValue);
-        const mapped = this.mapNode(v.nodeId, asset, p.identifier, { point: p });
-        this.variables.set(mapped.target, v);
-        if (p.writable) {
-          this.cache.set(mapped.target, new DataValue({ value: v.readValue().value, statusCode: StatusCodes.UncertainInitialValue }));
+    }
+    // Delete what is gone or changed, children first.
+    const kept = new Map<string, FrontNode>();
+    for (let i = old.length - 1; i >= 0; i--) {
+      const n = old[i]!;
+      const m = wanted.get(n.target);
+      if (m !== undefined && shapeOf(m) === n.shape && kept.has(m.parent ?? '') === (m.parent !== undefined)) {
+        kept.set(n.target, n);
+        continue;
+      }
+      this.forget(n);
+      if (addressSpace.findNode(n.ua.nodeId) !== null) addressSpace.deleteNode(n.ua.nodeId);
+    }
+    // Children were visited before parents above: re-check that every kept node's parent is kept.
+    for (const [target, n] of [...kept]) {
+      if (n.mirror.parent !== undefined && !kept.has(n.mirror.parent)) {
+        kept.delete(target);
+        this.forget(n);
+        if (addressSpace.findNode(n.ua.nodeId) !== null) addressSpace.deleteNode(n.ua.nodeId);
+      }
+    }
+    const list: FrontNode[] = [];
+    const built = new Map<string, FrontNode>();
+    for (const m of model.nodes) {
+      const keep = kept.get(m.nodeId);
+      if (keep !== undefined) {
+        keep.mirror = m;
+        list.push(keep);
+        built.set(m.nodeId, keep);
+        continue;
+      }
+      const why = this.buildNode(assetId, m, built, kind, list);
+      if (why !== undefined) unmirrored.push({ nodeId: m.nodeId, browsePath: m.browsePath, why });
+    }
+    this.assetNodes.set(assetId, list);
+    return unmirrored;
+  }
+
+  private forget(n: FrontNode): void {
+    this.nodes.delete(n.ua.nodeId.toString());
+    this.byTarget.delete(n.target);
+  }
+
+  /** Adds one node under its (already built) parent; returns why it cannot be, or undefined. */
+  private buildNode(assetId: string, m: MirrorNode, built: Map<string, FrontNode>, kind: 'plant' | 'browsed', list: FrontNode[]): string | undefined {
+    const addressSpace = this.server.engine.addressSpace!;
+    if (this.namespaceOwner.get(m.namespaceUri) !== assetId) return `namespace '${m.namespaceUri}' is already served by another asset's server`;
+    if (this.byTarget.has(m.nodeId)) return 'the NodeId is already on the front';
+    const ns = addressSpace.getNamespace(m.namespaceUri) as Namespace;
+    const bns = addressSpace.getNamespace(m.browseName.namespaceUri);
+    if (bns === null) return `browse name namespace '${m.browseName.namespaceUri}' is not on the front`;
+    const parent = m.parent === undefined ? undefined : built.get(m.parent);
+    if (m.parent !== undefined && parent === undefined) return 'its parent is not mirrored';
+    const base = {
+      nodeId: coerceNodeId(`ns=${ns.index};${m.identifier}`),
+      browseName: new QualifiedName({ namespaceIndex: bns.index, name: m.browseName.name }),
+      displayName: m.displayName,
+      ...(m.description !== undefined ? { description: m.description } : {}),
+      ...this.placement(m, parent),
+    };
+    let ua: BaseNode;
+    let accepts: FrontNode['accepts'];
+    let copy: DataValue | undefined;
+    let objectTarget: string | undefined;
+    try {
+      if (m.nodeClass === 'Object') {
+        ua = ns.addObject({ ...base, ...(m.typeDefinition !== undefined ? { typeDefinition: coerceNodeId(m.typeDefinition) } : {}) } as never);
+      } else if (m.nodeClass === 'Variable') {
+        const dataType = addressSpace.findDataType(coerceNodeId(m.dataType!));
+        if (dataType === null) return `data type i=${m.dataType} is not a standard one`;
+        const basic = dataType.basicDataType;
+        accepts = ABSTRACT[m.dataType!] ?? ((t) => t === basic);
+        // node-opcua types a property itself (PropertyType) and refuses another type definition for one.
+        const typeDefinition = m.property || m.typeDefinition === undefined ? {} : { typeDefinition: coerceNodeId(m.typeDefinition) };
+        const v: UAVariable = ns.addVariable({
+          ...base,
+          dataType: dataType.nodeId,
+          valueRank: m.valueRank ?? -1,
+          ...(m.arrayDimensions !== undefined ? { arrayDimensions: m.arrayDimensions } : {}),
+          accessLevel: m.accessLevel ?? 1,
+          userAccessLevel: m.accessLevel ?? 1,
+          minimumSamplingInterval: m.minimumSamplingInterval ?? -1,
+          historizing: m.historizing ?? false,
+          ...typeDefinition,
+        } as never);
+        ua = v;
+        if (m.property) {
+          // A property is part of the model (EURange, EngineeringUnits, …): its value as mirrored.
+          if (m.value !== undefined) v.setValueFromSource(m.value.value, m.value.statusCode);
+        } else {
+          // Until the server has spoken, a value is unknown: reads say so, never a made-up zero.
+          copy = m.value ?? new DataValue({ statusCode: StatusCodes.UncertainInitialValue });
+          const target = m.nodeId;
           v.bindVariable(
             {
-              timestamped_get: () => this.cache.get(mapped.target)!,
+              timestamped_get: () => this.byTarget.get(target)?.copy ?? new DataValue({ statusCode: StatusCodes.BadNodeIdUnknown }),
               set: (variant: Variant, callback: (err: Error | null, status?: StatusCode) => void) => {
                 // Reached only through the gated engine.write: the pipeline has allowed it.
-                this.opts.upstream.write(mapped.target, variant).then(
-                  (status) => callback(null, status),
+                this.opts.upstream.write(target, variant).then(
+                  (status) => {
+                    // Read your writes: the written value is the copy until the server says otherwise.
+                    const n = this.byTarget.get(target);
+                    if (status.isGood() && n !== undefined) n.copy = new DataValue({ value: variant, statusCode: StatusCodes.Good, sourceTimestamp: new Date(), serverTimestamp: new Date() });
+                    callback(null, status);
+                  },
                   () => callback(null, StatusCodes.BadCommunicationError),
                 );
               },
@@ -264,35 +548,64 @@ export class OpcuaFront {
             true,
           );
         }
-      }
-      for (const m of asset.methods) {
-        const method = ns.addMethod(folder, {
-          nodeId: `ns=${ns.index};${m.identifier}`,
-          browseName: m.name,
-          inputArguments: m.inputs.map((a) => ({ name: a.name, dataType: DATA_TYPE[a.dataType] })),
-          outputArguments: m.outputs.map((a) => ({ name: a.name, dataType: DATA_TYPE[a.dataType] })),
-        });
-        const mapped = this.mapNode(method.nodeId, asset, m.identifier, { method: m });
-        const objectTarget = `nsu=${asset.namespaceUri};${asset.folderIdentifier}`;
+      } else {
+        if (parent === undefined || parent.mirror.nodeClass !== 'Object') return 'a method hangs from an object on the front';
+        for (const a of [...(m.inputArguments ?? []), ...(m.outputArguments ?? [])]) {
+          if (a.dataType.namespace !== 0 || addressSpace.findDataType(a.dataType) === null) return `argument '${a.name ?? ''}' has the server's own data type ${a.dataType.toString()}`;
+        }
+        const method: UAMethod = ns.addMethod(parent.ua as UAObject, {
+          nodeId: base.nodeId,
+          browseName: base.browseName,
+          displayName: base.displayName,
+          ...(m.description !== undefined ? { description: m.description } : {}),
+          inputArguments: m.inputArguments ?? [],
+          outputArguments: m.outputArguments ?? [],
+        } as never);
+        ua = method;
+        objectTarget = parent.target;
+        const methodTarget = m.nodeId;
+        const objTarget = parent.target;
         method.bindMethod(async (inputs: Variant[], _context: unknown) => {
           try {
-            const r = await this.opts.upstream.call(objectTarget, mapped.target, inputs);
-            return { statusCode: r.statusCode, outputArguments: r.outputs };
+            const r = await this.opts.upstream.call(objTarget, methodTarget, inputs);
+            return { statusCode: r.statusCode, outputArguments: r.outputs, ...(r.inputArgumentResults ? { inputArgumentResults: r.inputArgumentResults } : {}) };
           } catch {
             return { statusCode: StatusCodes.BadCommunicationError };
           }
         });
       }
+    } catch (err) {
+      return `the front could not create it: ${(err as Error).message.split('\n')[0] || (err as Error).stack?.split('\n')[1]?.trim() || 'node-opcua refused it'}`;
+    }
+    // A plant file names its points (its object is no point); a browsed server's nodes are named by browse path.
+    const point = kind === 'plant' ? (m.parent !== undefined ? m.browseName.name : '') : m.browsePath;
+    const node: FrontNode = { assetId, mirror: m, target: m.nodeId, point, ua, shape: shapeOf(m) };
+    if (accepts !== undefined) node.accepts = accepts;
+    if (copy !== undefined) node.copy = copy;
+    if (objectTarget !== undefined) node.objectTarget = objectTarget;
+    this.nodes.set(ua.nodeId.toString(), node);
+    this.byTarget.set(m.nodeId, node);
+    built.set(m.nodeId, node);
+    list.push(node);
+    return undefined;
+  }
+
+  /** How a node hangs from its parent on the front (the server's reference type where standard). */
+  private placement(m: MirrorNode, parent: FrontNode | undefined): Record<string, unknown> {
+    if (parent === undefined) return { organizedBy: this.server.engine.addressSpace!.rootFolder.objects };
+    switch (m.referenceType) {
+      case REF.Organizes:
+        return { organizedBy: parent.ua };
+      case REF.HasProperty:
+        return { propertyOf: parent.ua };
+      case REF.HasComponent:
+        return { componentOf: parent.ua };
+      default:
+        return { references: [{ referenceType: coerceNodeId(m.referenceType), isForward: false, nodeId: parent.ua.nodeId }] };
     }
   }
 
-  private mapNode(nodeId: NodeId, asset: FrontAsset, identifier: string, extra: Partial<MappedNode> = {}): MappedNode {
-    const mapped: MappedNode = { asset, target: `nsu=${asset.namespaceUri};${identifier}`, ...extra };
-    this.nodes.set(nodeId.toString(), mapped);
-    return mapped;
-  }
-
-  // ------------------------------------------------------------ sessions
+  // ------------------------------------------------------------ sessions and certificates
 
   private sessionFor(s: ServerSession): Session | undefined {
     let session = this.sessions.get(s);
@@ -310,11 +623,42 @@ export class OpcuaFront {
       this.sessions.set(s, session);
     }
     // The verified token travels with the session (replaced on each re-activation), so the
-    // pipeline decides on this session's own token: `Session.subject` (see docs/opcua.md, wiring).
-    const first = (session as SessionWithSubject).subject === undefined;
-    (session as SessionWithSubject).subject = identity.subject;
+    // pipeline decides on this session's own token (Session.subject).
+    const first = session.subject === undefined;
+    session.subject = identity.subject;
     if (first) this.opts.pipeline.sessionOpened(session);
     return session;
+  }
+
+  /**
+   * node-opcua refuses an untrusted application certificate at OpenSecureChannel and answers
+   * BadSecurityChecksFailed (OPC 10000-4 §5.5.2 forbids telling the client more) without telling
+   * anyone; each new channel's certificate check is watched here (node-opcua 2.182 checks it with
+   * `channel.checkCertificate`, right after the endpoint pre-registers the channel:
+   * test/unit/opcua/node-opcua-guard.test.ts) so the SOC sees every refused certificate with its peer.
+   */
+  private watchCertificates(): void {
+    for (const ep of this.server.endpoints) {
+      const endpoint = ep as unknown as { _preregisterChannel(channel: WatchedChannel): void };
+      const preregister = endpoint._preregisterChannel.bind(endpoint);
+      endpoint._preregisterChannel = (channel) => {
+        const check = channel.checkCertificate.bind(channel);
+        channel.checkCertificate = async (certificate) => {
+          const status = await check(certificate);
+          if (certificate && certificate.length > 0 && !status.isGood()) {
+            this.opts.onCertificateRefused?.({
+              status: status.name,
+              // What node-opcua answers for every refusal but four warnings (server_secure_channel_layer).
+              answered: status === StatusCodes.BadCertificateTimeInvalid || status === StatusCodes.BadCertificateUseNotAllowed || status === StatusCodes.BadCertificateRevocationUnknown || status === StatusCodes.BadCertificateIssuerRevocationUnknown ? status.name : 'BadSecurityChecksFailed',
+              remoteAddress: peerOf(channel),
+              certificate,
+            });
+          }
+          return status;
+        };
+        preregister(channel);
+      };
+    }
   }
 
   // ------------------------------------------------------------ the gate
@@ -323,27 +667,42 @@ export class OpcuaFront {
     return nodeId !== undefined && this.namespaceIndexes.has(nodeId.namespace);
   }
 
-  private command(session: Session, service: Service, operation: Operation, nodeId: NodeId): Command {
-    const mapped = this.nodes.get(nodeId.toString());
-    const target: Target = { nodeId: mapped?.target ?? nodeId.toString() };
-    const points: string[] = [];
-    if (mapped?.point) points.push(mapped.point.name);
-    if (mapped?.method) points.push(mapped.method.name);
+  /**
+   * Nodes node-opcua made itself in a mirrored namespace (a method's InputArguments and
+   * OutputArguments properties): part of the model, not of the process, so not Commands.
+   */
+  private isMetadata(nodeId: NodeId): boolean {
+    return !this.nodes.has(nodeId.toString()) && this.server.engine.addressSpace!.findNode(nodeId) !== null;
+  }
+
+  private command(session: Session, service: Service, operation: Operation, nodeId: NodeId, attributeId?: number): Command {
+    const node = this.nodes.get(nodeId.toString());
+    const target: Target = { nodeId: node?.target ?? this.canonical(nodeId) };
+    if (node !== undefined) target.browsePath = node.mirror.browsePath;
+    if (attributeId !== undefined && attributeId !== AttributeIds.Value) target.attribute = ATTRIBUTE_NAME[attributeId] ?? String(attributeId);
     return {
       sessionId: session.id,
       protocol: 'opcua',
-      assetId: mapped?.asset.assetId ?? '',
+      assetId: node?.assetId ?? '',
       operation,
       functionCode: SERVICE_ID[service],
       service,
       targets: [target],
-      points,
+      points: node === undefined || node.point === '' ? [] : [node.point],
     };
+  }
+
+  /** `nsu=<uri>;<identifier>` of a front NodeId (also for nodes the front does not have). */
+  private canonical(nodeId: NodeId): string {
+    const uri = this.server.engine.addressSpace!.getNamespaceUri(nodeId.namespace);
+    const text = nodeId.toString();
+    return `nsu=${uri};${text.slice(text.indexOf(';') + 1)}`;
   }
 
   /**
    * Asks for one item. A session without a JWT identity never gets here through node-opcua (it
-   * cannot activate), but if it did, it is refused; an expired token is refused before policy.
+   * cannot activate), but if it did, it is refused; an expired token is refused before policy; a
+   * `refuse` reason (what the server itself would refuse) is recorded as the decision.
    */
   private ask(context: ISessionContext, cmd: (session: Session) => Command, refuse?: Reason): Gated | undefined {
     const s = (context as { session?: ServerSession }).session;
@@ -356,10 +715,10 @@ export class OpcuaFront {
       return { cmd: c, decision: this.opts.pipeline.refuse(anon, c, 'NO_TOKEN', {}) };
     }
     const c = cmd(session);
-    if (refuse !== undefined) return { cmd: c, decision: this.opts.pipeline.refuse(session, c, refuse, {}) };
     if (identity.subject.expiresAtMs <= this.opts.clock.now()) {
       return { cmd: c, decision: this.opts.pipeline.refuse(session, c, 'TOKEN_EXPIRED', {}) };
     }
+    if (refuse !== undefined) return { cmd: c, decision: this.opts.pipeline.refuse(session, c, refuse, {}) };
     try {
       return { cmd: c, decision: this.opts.pipeline.authorize(session, c, {}) };
     } catch {
@@ -389,9 +748,46 @@ export class OpcuaFront {
     for (let i = 0; i < gates.length; i++) {
       const d = gates[i]?.decision;
       // A pipeline must never reject; if it does, that item is denied.
-      out[i] = d === undefined ? undefined : d instanceof Promise ? await d.catch(() => ({ effect: 'deny' }) as Decision) : d;
+      out[i] = d === undefined ? undefined : d instanceof Promise ? await d.catch(() => ({ effect: 'deny', reason: 'AUDIT_UNAVAILABLE' }) as Decision) : d;
     }
     return out;
+  }
+
+  /** The status a denied item answers: the server's own code for what it would refuse, else BadUserAccessDenied. */
+  private static denied(d: Decision | undefined, operation: string): StatusCode {
+    return refusedStatus(d?.reason ?? 'NO_MATCHING_RULE', operation);
+  }
+
+  /** Why a write of this item is refused before policy, as the server itself would, or undefined. */
+  private writeProblem(node: FrontNode | undefined, w: WriteValue): Reason | undefined {
+    if (node === undefined) return this.isMetadata(w.nodeId) ? 'NOT_WRITABLE' : 'UNKNOWN_TARGET';
+    const m = node.mirror;
+    if (w.attributeId !== AttributeIds.Value) {
+      const bit = WRITE_MASK_BIT[w.attributeId];
+      return bit !== undefined && (m.writeMask & bit) !== 0 ? undefined : 'NOT_WRITABLE';
+    }
+    if (m.nodeClass !== 'Variable' || m.property) return 'NOT_WRITABLE';
+    if (((m.accessLevel ?? 0) & CURRENT_WRITE) === 0) return 'NOT_WRITABLE';
+    const v = w.value?.value;
+    if (v === undefined || v === null || !node.accepts!(v.dataType) || !rankFits(m.valueRank ?? -1, v)) return 'TYPE_MISMATCH';
+    // Partial array writes would need bounds on the array they change: refused like a server without them.
+    if (w.indexRange?.isDefined?.()) return 'UNSUPPORTED_FUNCTION';
+    return undefined;
+  }
+
+  /** Why a call is refused before policy (unknown method, argument count or types), or undefined. */
+  private callProblem(objectId: NodeId, node: FrontNode | undefined, inputs: Variant[]): { reason: Reason; operation: string; argumentResults?: StatusCode[] } | undefined {
+    if (node === undefined || node.mirror.nodeClass !== 'Method') return { reason: 'UNKNOWN_TARGET', operation: 'call' };
+    if (node.objectTarget !== this.nodes.get(objectId.toString())?.target) {
+      // An object the front does not have is unknown; a known one that has no such method: BadMethodInvalid.
+      return { reason: 'UNKNOWN_TARGET', operation: this.nodes.has(objectId.toString()) ? 'call' : 'read' };
+    }
+    const defs = node.mirror.inputArguments ?? [];
+    if (inputs.length < defs.length) return { reason: 'ARGUMENTS_MISSING', operation: 'call' };
+    if (inputs.length > defs.length) return { reason: 'TOO_MANY_ARGUMENTS', operation: 'call' };
+    const results = defs.map((a, i) => (argumentFits(this.server, a, inputs[i]!) ? StatusCodes.Good : StatusCodes.BadTypeMismatch));
+    if (results.some((r) => r !== StatusCodes.Good)) return { reason: 'TYPE_MISMATCH', operation: 'call', argumentResults: results };
+    return undefined;
   }
 
   private installGate(): void {
@@ -405,16 +801,19 @@ export class OpcuaFront {
       const items = req.nodesToRead ?? [];
       const gates = items.map((it) => {
         const nodeId = coerceNodeId(it.nodeId ?? 'i=0');
-        // Metadata (browse name, data type, access level) of exposed nodes is not process data.
-        if (!this.isOurs(nodeId) || (it.attributeId ?? AttributeIds.Value) !== AttributeIds.Value) return undefined;
-        return this.ask(context, (s) => this.command(s, 'Read', 'read', nodeId));
+        // Metadata (browse name, data type, access level, …) is not process data: only Values are Commands.
+        if (!this.isOurs(nodeId) || (it.attributeId ?? AttributeIds.Value) !== AttributeIds.Value || this.isMetadata(nodeId)) return undefined;
+        const node = this.nodes.get(nodeId.toString());
+        // Objects and methods have no Value: node-opcua answers BadAttributeIdInvalid, nothing is read.
+        if (node !== undefined && node.mirror.nodeClass !== 'Variable') return undefined;
+        return this.ask(context, (s) => this.command(s, 'Read', 'read', nodeId), node === undefined ? 'UNKNOWN_TARGET' : undefined);
       });
       const decisions = await OpcuaFront.decided(gates);
       const allowedIdx: number[] = [];
       for (let i = 0; i < items.length; i++) if (gates[i] === undefined || decisions[i]!.effect === 'allow') allowedIdx.push(i);
       const t0 = performance.now();
       const values = allowedIdx.length === 0 ? [] : await read(context, { ...req, nodesToRead: allowedIdx.map((i) => items[i]!) } as ReadRequestOptions);
-      const out: DataValue[] = items.map(() => new DataValue({ statusCode: ACCESS_DENIED }));
+      const out: DataValue[] = items.map((_it, i) => new DataValue({ statusCode: OpcuaFront.denied(decisions[i], 'read') }));
       allowedIdx.forEach((i, k) => {
         out[i] = values[k]!;
         const g = gates[i];
@@ -424,35 +823,44 @@ export class OpcuaFront {
     };
 
     engine.write = async (context: ISessionContext, nodesToWrite: WriteValue[]): Promise<StatusCode[]> => {
-      const mismatch: boolean[] = new Array(nodesToWrite.length).fill(false);
+      // Non-Value attributes go straight to the server (node-opcua's front nodes hold copies only).
+      const direct: boolean[] = new Array(nodesToWrite.length).fill(false);
       const gates = nodesToWrite.map((w, i) => {
         const nodeId = coerceNodeId(w.nodeId);
-        const nonValue = w.attributeId !== AttributeIds.Value;
-        // The point's type is the PLC's: a value of another type is refused before policy, as the
-        // PLC itself would refuse it (BadTypeMismatch), and audited as a protocol violation.
-        const point = this.nodes.get(nodeId.toString())?.point;
-        mismatch[i] = !nonValue && point !== undefined && w.value?.value?.dataType !== DATA_TYPE[point.dataType];
+        if (!this.isOurs(nodeId)) return undefined;
+        const node = this.nodes.get(nodeId.toString());
+        const problem = this.writeProblem(node, w);
+        direct[i] = problem === undefined && w.attributeId !== AttributeIds.Value;
         return this.ask(
           context,
           (s) => {
-            const c = this.command(s, 'Write', 'write', nodeId);
-            const n = numberOf(w.value?.value);
-            if (n !== undefined) {
-              c.rawValues = [n];
-              if (c.points.length === 1) c.values = { [c.points[0]!]: n };
+            const c = this.command(s, 'Write', 'write', nodeId, w.attributeId);
+            const typed = w.value?.value ? typedValueOf(w.value.value) : undefined;
+            if (typed !== undefined && c.points.length === 1) {
+              const name = c.points[0]!;
+              c.typedValues = { [name]: typed };
+              const n = numberOf(typed);
+              if (n !== undefined) c.values = { [name]: n };
             }
             return c;
           },
-          // Only Value writes of one scalar number are commands we can check against bounds.
-          nonValue ? 'UNSUPPORTED_FUNCTION' : mismatch[i] || w.indexRange?.isDefined?.() || numberOf(w.value?.value) === undefined ? 'PROTOCOL_VIOLATION' : undefined,
+          problem,
         );
       });
       const decisions = await OpcuaFront.decided(gates);
       const allowedIdx: number[] = [];
-      for (let i = 0; i < nodesToWrite.length; i++) if (gates[i] === undefined || decisions[i]!.effect === 'allow') allowedIdx.push(i);
+      for (let i = 0; i < nodesToWrite.length; i++) if (gates[i] === undefined || (decisions[i]!.effect === 'allow' && !direct[i])) allowedIdx.push(i);
       const t0 = performance.now();
-      const statuses = allowedIdx.length === 0 ? [] : await write(context, allowedIdx.map((i) => nodesToWrite[i]!));
-      const out: StatusCode[] = nodesToWrite.map((_w, i) => (mismatch[i] ? StatusCodes.BadTypeMismatch : ACCESS_DENIED));
+      const out: StatusCode[] = nodesToWrite.map((_w, i) => OpcuaFront.denied(decisions[i], 'write'));
+      const [statuses] = await Promise.all([
+        allowedIdx.length === 0 ? [] : write(context, allowedIdx.map((i) => nodesToWrite[i]!)),
+        ...nodesToWrite.map(async (w, i) => {
+          if (!direct[i] || decisions[i]?.effect !== 'allow') return;
+          const g = gates[i]!;
+          out[i] = await this.opts.upstream.write(g.cmd.targets[0]!.nodeId!, w.value!.value!, w.attributeId);
+          this.outcome(context, g, decisions[i]!, out[i]!, t0);
+        }),
+      ]);
       allowedIdx.forEach((i, k) => {
         out[i] = statuses[k]!;
         const g = gates[i];
@@ -462,23 +870,36 @@ export class OpcuaFront {
     };
 
     engine.call = async (context: ISessionContext, methodsToCall: CallMethodRequest[]): Promise<CallMethodResultOptions[]> => {
-      const gates = methodsToCall.map((m) => {
+      const problems: ({ reason: Reason; operation: string; argumentResults?: StatusCode[] } | undefined)[] = [];
+      const gates = methodsToCall.map((m, i) => {
         const methodId = coerceNodeId(m.methodId);
-        const mapped = this.nodes.get(methodId.toString());
+        const objectId = coerceNodeId(m.objectId);
+        if (!this.isOurs(methodId) && !this.isOurs(objectId)) return undefined;
+        const node = this.nodes.get(methodId.toString());
         const args = m.inputArguments ?? [];
-        const nums = args.map(numberOf);
-        const bad = mapped?.method !== undefined && (args.length !== mapped.method.inputs.length || nums.some((n) => n === undefined));
+        const problem = this.callProblem(objectId, node, args);
+        problems[i] = problem;
         return this.ask(
           context,
           (s) => {
             const c = this.command(s, 'Call', 'call', methodId);
-            if (!bad && mapped?.method) {
-              c.rawValues = nums as number[];
-              c.values = Object.fromEntries(mapped.method.inputs.map((a, i) => [a.name, nums[i] as number]));
+            if (problem === undefined && node !== undefined) {
+              const typed: Record<string, TypedValue> = {};
+              const nums: Record<string, number> = {};
+              (node.mirror.inputArguments ?? []).forEach((a, k) => {
+                const t = typedValueOf(args[k]!);
+                if (t === undefined) return;
+                const name = a.name ?? `#${k}`;
+                typed[name] = t;
+                const n = numberOf(t);
+                if (n !== undefined) nums[name] = n;
+              });
+              c.typedValues = typed;
+              c.values = nums;
             }
             return c;
           },
-          bad ? 'PROTOCOL_VIOLATION' : undefined,
+          problem?.reason,
         );
       });
       const decisions = await OpcuaFront.decided(gates);
@@ -486,7 +907,13 @@ export class OpcuaFront {
       for (let i = 0; i < methodsToCall.length; i++) if (gates[i] === undefined || decisions[i]!.effect === 'allow') allowedIdx.push(i);
       const t0 = performance.now();
       const results = allowedIdx.length === 0 ? [] : await call(context, allowedIdx.map((i) => methodsToCall[i]!));
-      const out: CallMethodResultOptions[] = methodsToCall.map(() => new CallMethodResult({ statusCode: ACCESS_DENIED }));
+      const out: CallMethodResultOptions[] = methodsToCall.map((_m, i) => {
+        const p = problems[i];
+        const d = decisions[i];
+        // Expired tokens and policy denials answer for the item; a server-side problem keeps its own code.
+        const status = p !== undefined && d?.reason === p.reason ? refusedStatus(p.reason, p.operation) : OpcuaFront.denied(d, 'call');
+        return new CallMethodResult({ statusCode: status, ...(p?.argumentResults && d?.reason === p.reason ? { inputArgumentResults: p.argumentResults } : {}) });
+      });
       allowedIdx.forEach((i, k) => {
         out[i] = results[k]!;
         const g = gates[i];
@@ -499,15 +926,15 @@ export class OpcuaFront {
       const gates = nodesToBrowse.map((b) => {
         const nodeId = coerceNodeId(b.nodeId ?? 'i=0');
         // The standard folders (ns=0) are the map every client reads first; they only lead to the
-        // asset folders, whose contents are gated.
-        if (!this.isOurs(nodeId)) return undefined;
-        return this.ask(context, (s) => this.command(s, 'Browse', 'browse', nodeId));
+        // mirrored roots, whose contents are gated.
+        if (!this.isOurs(nodeId) || this.isMetadata(nodeId)) return undefined;
+        return this.ask(context, (s) => this.command(s, 'Browse', 'browse', nodeId), this.nodes.has(nodeId.toString()) ? undefined : 'UNKNOWN_TARGET');
       });
       const decisions = await OpcuaFront.decided(gates);
       const allowedIdx: number[] = [];
       for (let i = 0; i < nodesToBrowse.length; i++) if (gates[i] === undefined || decisions[i]!.effect === 'allow') allowedIdx.push(i);
       const results = allowedIdx.length === 0 ? [] : await browse(context, allowedIdx.map((i) => nodesToBrowse[i]!));
-      const out: BrowseResult[] = nodesToBrowse.map(() => new BrowseResult({ statusCode: ACCESS_DENIED, references: [] }));
+      const out: BrowseResult[] = nodesToBrowse.map((_b, i) => new BrowseResult({ statusCode: OpcuaFront.denied(decisions[i], 'browse'), references: [] }));
       allowedIdx.forEach((i, k) => {
         out[i] = results[k]!;
       });
@@ -517,7 +944,7 @@ export class OpcuaFront {
 
   /**
    * Decides each item of a CreateMonitoredItems request before node-opcua creates them; the
-   * subscription then answers denied items BadUserAccessDenied instead of creating them.
+   * subscription then answers denied items with their status instead of creating them.
    */
   async gateSubscribe(message: { session?: ServerSession; request: { subscriptionId: number; itemsToCreate?: MonitoredItemCreateRequest[] } }): Promise<void> {
     const s = message.session;
@@ -537,20 +964,43 @@ export class OpcuaFront {
     const context = { session: s } as unknown as ISessionContext;
     const gates = items.map((it) => {
       const nodeId = it.itemToMonitor.nodeId;
-      if (!this.isOurs(nodeId)) return undefined;
-      return this.ask(context, (ses) => this.command(ses, 'CreateMonitoredItems', 'subscribe', nodeId));
+      // Events (EventNotifier) and metadata attributes are not process values.
+      if (!this.isOurs(nodeId) || it.itemToMonitor.attributeId !== AttributeIds.Value || this.isMetadata(nodeId)) return undefined;
+      const node = this.nodes.get(nodeId.toString());
+      if (node !== undefined && node.mirror.nodeClass !== 'Variable') return undefined;
+      return this.ask(context, (ses) => this.command(ses, 'CreateMonitoredItems', 'subscribe', nodeId), node === undefined ? 'UNKNOWN_TARGET' : undefined);
     });
     const decisions = await OpcuaFront.decided(gates);
     items.forEach((it, i) => {
       const g = gates[i];
       if (g === undefined) {
-        // Events and standard nodes: nothing of the process. Value items elsewhere are not ours.
+        // Value items of namespaces that are neither standard nor mirrored: nothing of ours to show.
         if (it.itemToMonitor.attributeId === AttributeIds.Value && !this.isOurs(it.itemToMonitor.nodeId) && it.itemToMonitor.nodeId.namespace !== 0) {
-          this.deniedItems.set(it, ACCESS_DENIED);
+          this.deniedItems.set(it, StatusCodes.BadUserAccessDenied);
         }
         return;
       }
-      if (decisions[i]!.effect !== 'allow') this.deniedItems.set(it, ACCESS_DENIED);
+      if (decisions[i]!.effect !== 'allow') this.deniedItems.set(it, OpcuaFront.denied(decisions[i], 'subscribe'));
     });
   }
 }
+
+/** Everything about a node the front builds from: a change means delete and re-add. */
+function shapeOf(m: MirrorNode): string {
+  const { value: _value, displayName, description, inputArguments, outputArguments, ...rest } = m;
+  return JSON.stringify([rest, displayName?.text, description?.text, inputArguments?.map(argShape), outputArguments?.map(argShape)]);
+}
+
+function argShape(a: Argument): string {
+  return `${a.name ?? ''}:${a.dataType.toString()}:${a.valueRank}`;
+}
+
+/** Does an input argument Variant fit its Argument definition (built-in type and value rank)? */
+function argumentFits(server: JwtOPCUAServer, a: Argument, v: Variant): boolean {
+  const numeric = a.dataType.namespace === 0 ? (a.dataType.value as number) : -1;
+  const abstract = ABSTRACT[numeric];
+  if (abstract !== undefined) return abstract(v.dataType) && rankFits(a.valueRank ?? -1, v);
+  const dt = server.engine.addressSpace!.findDataType(a.dataType);
+  return dt !== null && dt.basicDataType === v.dataType && rankFits(a.valueRank ?? -1, v);
+}
+

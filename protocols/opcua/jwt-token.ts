@@ -15,6 +15,11 @@
 // binding like a password, and hands the JWT to a verifier callback together with the identity
 // of the client's application certificate. Client side, `createJwtSession` / `rotateJwt` teach one
 // client instance to send the JWT as an IssuedIdentityToken, encrypted to the server certificate.
+// For clients that cannot send an IssuedIdentityToken (open62541's CLI, many SCADA/HMI tools), the
+// server may also advertise a UserName policy whose password is the JWT (`passwordToken`): the
+// password must arrive encrypted to the server certificate with the server nonce (OPC 10000-4
+// §7.41.2.2), or in clear only inside a SignAndEncrypt channel; it is then verified exactly like
+// the IssuedIdentityToken's JWT. The user name is not used (the certificate and the token say who).
 // This module never logs or keeps a token: the JWT lives only until its verifier returns.
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import {
@@ -46,6 +51,8 @@ import { identityFromCertificate } from '../../src/identity/cert.js';
 
 export const JWT_ISSUED_TOKEN_TYPE = 'http://opcfoundation.org/UA/UserToken#JWT';
 export const JWT_POLICY_ID = 'plantgate-jwt';
+/** The UserName policy whose password is the JWT (advertised only when the server is told to). */
+export const JWT_PASSWORD_POLICY_ID = 'plantgate-jwt-password';
 /** Same bound as src/identity/verify.ts MAX_TOKEN_LENGTH, plus the nonce and framing. */
 const MAX_TOKEN_DATA = 16 * 1024;
 
@@ -73,6 +80,8 @@ export interface JwtSessionIdentity extends JwtPresentation {
 
 export interface JwtServerHooks {
   verify: JwtVerifier;
+  /** Also accept the JWT as the password of a UserNameIdentityToken (encrypted, or on SignAndEncrypt). */
+  passwordToken?: boolean;
   /** After a successful ActivateSession; `rotated` when the session already had an identity. */
   onActivated?: (session: ServerSession, identity: JwtSessionIdentity, rotated: boolean) => void;
   /** An ActivateSession refused: which reason, and a message fit for the audit (never the token). */
@@ -151,7 +160,7 @@ export class JwtOPCUAServer extends OPCUAServer {
   override async initialize(): Promise<void>;
   override initialize(done: () => void): void;
   override initialize(done?: () => void): Promise<void> | void {
-    const p = super.initialize().then(() => advertiseJwtPolicy(this));
+    const p = super.initialize().then(() => advertiseJwtPolicy(this, this.jwtHooks.passwordToken === true));
     if (done === undefined) return p;
     p.then(done, done);
   }
@@ -168,8 +177,15 @@ export class JwtOPCUAServer extends OPCUAServer {
       this.jwtHooks.onRejected?.(session, 'NO_TOKEN', message);
       callback(null, status);
     };
+    if (token instanceof UserNameIdentityToken && this.jwtHooks.passwordToken === true && token.policyId === JWT_PASSWORD_POLICY_ID) {
+      this.passwordJwt(channel, session, token, endpoint, refuse, callback);
+      return;
+    }
     if (!(token instanceof IssuedIdentityToken)) {
-      refuse(StatusCodes.BadIdentityTokenRejected, `user token ${token?.constructor?.name ?? 'none'} refused: only a JWT IssuedIdentityToken is accepted`);
+      refuse(
+        StatusCodes.BadIdentityTokenRejected,
+        `user token ${token?.constructor?.name ?? 'none'} refused: only a JWT ${this.jwtHooks.passwordToken === true ? 'IssuedIdentityToken or UserName password' : 'IssuedIdentityToken'} is accepted`,
+      );
       return;
     }
     const policy = endpoint.userIdentityTokens?.find((p) => p.policyId === token.policyId);
@@ -195,12 +211,45 @@ export class JwtOPCUAServer extends OPCUAServer {
     );
   }
 
+  /** The JWT as a UserName password: same decryption and nonce binding as an IssuedIdentityToken's data. */
+  private passwordJwt(
+    channel: Parameters<OPCUAServer['isValidUserIdentityToken']>[0],
+    session: ServerSession,
+    token: UserNameIdentityToken,
+    endpoint: EndpointDescription,
+    refuse: (status: StatusCode, message: string) => void,
+    callback: (err: Error | null, statusCode?: StatusCode) => void,
+  ): void {
+    const policy = endpoint.userIdentityTokens?.find((p) => p.policyId === token.policyId && p.tokenType === UserTokenType.UserName);
+    const data = token.password;
+    if (policy === undefined) {
+      refuse(StatusCodes.BadIdentityTokenInvalid, 'this endpoint offers no JWT password policy');
+      return;
+    }
+    if (!Buffer.isBuffer(data) || data.length === 0 || data.length > MAX_TOKEN_DATA) {
+      refuse(StatusCodes.BadIdentityTokenInvalid, 'the password carries no JWT or more than the maximum');
+      return;
+    }
+    this.decryptTokenData(channel, session, token, data).then(
+      (jwt) => {
+        if (jwt === undefined) {
+          // A JWT in clear outside an encrypted channel would be readable on the wire: never accepted.
+          refuse(StatusCodes.BadIdentityTokenInvalid, 'the JWT password is neither encrypted to this server and bound to its nonce nor inside a SignAndEncrypt channel');
+          return;
+        }
+        pending.set(token, jwt);
+        callback(null, StatusCodes.Good);
+      },
+      () => refuse(StatusCodes.BadIdentityTokenInvalid, 'the JWT password cannot be decrypted'),
+    );
+  }
+
   /**
    * OPC 10000-4 §7.41.6: tokenData is encrypted like a password (length ‖ token ‖ serverNonce,
    * asymmetric with the server certificate) unless encryptionAlgorithm is null. Unencrypted is
    * only accepted on a SignAndEncrypt channel, where the channel already hides it.
    */
-  private async decryptTokenData(channel: Parameters<OPCUAServer['isValidUserIdentityToken']>[0], session: ServerSession, token: IssuedIdentityToken, data: Buffer): Promise<string | undefined> {
+  private async decryptTokenData(channel: Parameters<OPCUAServer['isValidUserIdentityToken']>[0], session: ServerSession, token: IssuedIdentityToken | UserNameIdentityToken, data: Buffer): Promise<string | undefined> {
     const policy = channel.securityPolicy as SecurityPolicy;
     if (token.encryptionAlgorithm === null || token.encryptionAlgorithm === undefined || token.encryptionAlgorithm === '') {
       return channel.securityMode === MessageSecurityMode.SignAndEncrypt ? data.toString('utf8') : undefined;
@@ -266,11 +315,20 @@ export class JwtOPCUAServer extends OPCUAServer {
   }
 }
 
-/** Replaces every endpoint's user token policies with the single JWT policy. */
-export function advertiseJwtPolicy(server: OPCUAServer): void {
+/**
+ * The UserName policy whose password is the JWT, on an endpoint of `securityPolicyUri`: the client
+ * encrypts the password with that (the endpoint's own) policy, so it never travels in clear.
+ */
+export function jwtPasswordTokenPolicy(securityPolicyUri: string): UserTokenPolicy {
+  return new UserTokenPolicy({ policyId: JWT_PASSWORD_POLICY_ID, tokenType: UserTokenType.UserName, issuedTokenType: null, issuerEndpointUrl: null, securityPolicyUri });
+}
+
+/** Replaces every endpoint's user token policies with the JWT policy (and the JWT password policy when asked). */
+export function advertiseJwtPolicy(server: OPCUAServer, password = false): void {
   for (const ep of server.endpoints) {
     for (const desc of ep.endpointDescriptions()) {
-      desc.userIdentityTokens = [jwtUserTokenPolicy()];
+      const secure = desc.securityMode !== MessageSecurityMode.None && desc.securityPolicyUri !== SecurityPolicy.None;
+      desc.userIdentityTokens = password && secure ? [jwtUserTokenPolicy(), jwtPasswordTokenPolicy(desc.securityPolicyUri!)] : [jwtUserTokenPolicy()];
     }
   }
 }

@@ -3,10 +3,12 @@
 // Commands, the bundle's index and the upstream share: `nsu=<namespace URI>;<identifier>`.
 // Namespace indexes (`ns=2;`) differ between servers and across restarts, so they never appear in a
 // Command or a bundle. Pure; takes the asset structurally so protocol code does not import policy.
+import { Argument, DataType, LocalizedText } from 'node-opcua';
 import { PlantgateError } from '../../src/core/errors.js';
 import { expandNodeId, identifierOf } from '../../src/policy/node-id.js';
 import { pointDataType } from './data-type.js';
-import type { FrontAsset, FrontMethod, FrontPoint, PointDataType } from './front.js';
+import type { FrontAsset, FrontMethod, FrontMethodArgument, FrontPoint, PointDataType } from './front.js';
+import { REF, type MirrorModel, type MirrorNode } from './mirror.js';
 
 /** The parts of a bundle asset (src/policy/payload.ts BundleAsset) the front needs. */
 export interface OpcuaAssetMap {
@@ -103,4 +105,56 @@ export function frontAssetFromMap(asset: OpcuaAssetMap, opts: FrontAssetOptions 
     points,
     methods: opts.methods ?? methods,
   };
+}
+
+const BASE_OBJECT_TYPE = 58;
+const BASE_DATA_VARIABLE_TYPE = 63;
+
+function argument(a: FrontMethodArgument): Argument {
+  return new Argument({ name: a.name, dataType: DataType[a.dataType], valueRank: -1 });
+}
+
+/**
+ * A plant file's asset as the model the front builds from (the same shape a browsed server's takes,
+ * mirror.ts): the asset's object under Objects, its points as variables, its methods on the object.
+ */
+export function assetModel(asset: FrontAsset): MirrorModel {
+  const ns = asset.namespaceUri;
+  const folder = `nsu=${ns};${asset.folderIdentifier}`;
+  const base = (identifier: string, name: string): Pick<MirrorNode, 'nodeId' | 'namespaceUri' | 'identifier' | 'browseName' | 'displayName' | 'writeMask'> => ({
+    nodeId: `nsu=${ns};${identifier}`,
+    namespaceUri: ns,
+    identifier,
+    browseName: { namespaceUri: ns, name },
+    displayName: new LocalizedText({ text: name }),
+    writeMask: 0,
+  });
+  const nodes: MirrorNode[] = [{ ...base(asset.folderIdentifier, asset.folder), nodeClass: 'Object', referenceType: REF.Organizes, typeDefinition: BASE_OBJECT_TYPE, browsePath: `/${asset.folder}` }];
+  for (const p of asset.points) {
+    nodes.push({
+      ...base(p.identifier, p.name),
+      nodeClass: 'Variable',
+      parent: folder,
+      referenceType: REF.HasComponent,
+      typeDefinition: BASE_DATA_VARIABLE_TYPE,
+      browsePath: `/${asset.folder}/${p.name}`,
+      dataType: DataType[p.dataType],
+      valueRank: -1,
+      accessLevel: p.writable ? 0x03 : 0x01,
+      minimumSamplingInterval: 100,
+      historizing: false,
+    });
+  }
+  for (const m of asset.methods) {
+    nodes.push({
+      ...base(m.identifier, m.name),
+      nodeClass: 'Method',
+      parent: folder,
+      referenceType: REF.HasComponent,
+      browsePath: `/${asset.folder}/${m.name}`,
+      inputArguments: m.inputs.map(argument),
+      outputArguments: m.outputs.map(argument),
+    });
+  }
+  return { namespaceArray: ['http://opcfoundation.org/UA/', ns], nodes, unmirrored: [] };
 }

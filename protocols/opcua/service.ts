@@ -1,9 +1,13 @@
-// The gateway's OPC UA face as one unit (issue 4): the front for agents and one upstream session
-// per OPC UA asset, joined so that values flow up → front and allowed writes/calls flow front → the
-// asset's upstream. The gateway wiring calls startOpcuaService with the active bundle's OPC UA
-// assets and its config; nothing here decides policy (the pipeline does, per item, in the front).
-// The address space is built from the bundle active at start: a later bundle that maps new points
-// needs a restart to expose them; one that unmaps points denies them at once (no rule covers them).
+// The gateway's OPC UA face as one unit (docs/opcua.md): the front for agents and one upstream
+// session per OPC UA asset, joined so that values flow up → front and allowed writes/calls flow
+// front → the asset's upstream. The gateway wiring calls startOpcuaService with the active bundle's
+// OPC UA assets and its config; nothing here decides policy (the pipeline does, per item, in the front).
+//
+// Two kinds of asset: one described by a plant file (points_from: its points and methods are the
+// front's nodes, built at start), and one whose server describes itself (no point map: the
+// upstream browses it and the front mirrors what it finds, again on every reconnection and model
+// change). A later bundle that maps new plant-file points needs a restart to expose them; one that
+// unmaps points denies them at once (no rule covers them).
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,10 +15,10 @@ import { OPCUACertificateManager, StatusCodes, type Variant } from 'node-opcua';
 import type { Clock } from '../../src/core/clock.js';
 import { silentLogger, type Logger } from '../../src/core/log.js';
 import type { CommandPipeline } from '../../src/core/pipeline.js';
-import { OpcuaFront, type FrontAsset, type FrontMethod } from './front.js';
+import { OpcuaFront, certificateSummary, type FrontAsset, type FrontMethod } from './front.js';
 import type { JwtVerifier } from './jwt-token.js';
 import { frontAssetFromMap, NodeMappingError, type OpcuaAssetMap } from './mapping.js';
-import { OpcuaUpstream, parseTarget, type UpstreamSecurity } from './upstream.js';
+import { OpcuaUpstream, type UpstreamSecurity } from './upstream.js';
 
 export interface OpcuaUpstreamConfig {
   asset: string;
@@ -26,6 +30,13 @@ export interface OpcuaUpstreamConfig {
   /** NodeId identifier of the asset's object on the PLC (methods' parent); default `s=<asset>`. */
   folderIdentifier?: string;
   methods?: FrontMethod[];
+  /**
+   * A server that describes itself: where to browse (browse paths from Objects such as `/Line1`,
+   * or canonical NodeIds); default `/` (every non-standard node under Objects).
+   */
+  browse?: string[];
+  /** At most this many nodes are mirrored (default 10,000); the rest are logged as unmirrored. */
+  maxNodes?: number;
 }
 
 export interface OpcuaServiceOptions {
@@ -45,6 +56,8 @@ export interface OpcuaServiceOptions {
   pipeline: CommandPipeline;
   verify: JwtVerifier;
   clock: Clock;
+  /** Accept the JWT as a UserName password too (jwt-token.ts). */
+  jwtAsPassword?: boolean;
   logger?: Logger;
 }
 
@@ -52,8 +65,12 @@ export interface OpcuaService {
   front: OpcuaFront;
   upstreams: Map<string, OpcuaUpstream>;
   endpointUrl: string;
+  /** Resolves once every upstream is connected and every browsed server mirrored (tests, readiness). */
+  whenReady(): Promise<void>;
   close(): Promise<void>;
 }
+
+export const DEFAULT_MAX_NODES = 10_000;
 
 async function der(file: string): Promise<Buffer> {
   const bytes = await readFile(file);
@@ -61,19 +78,26 @@ async function der(file: string): Promise<Buffer> {
   return text.includes('-----BEGIN CERTIFICATE-----') ? Buffer.from(new X509Certificate(bytes).raw) : bytes;
 }
 
-/** Builds the front's assets from the bundle and the upstream config; refuses a half-configured asset. */
-export function serviceAssets(assets: OpcuaAssetMap[], upstreams: OpcuaUpstreamConfig[]): FrontAsset[] {
-  const out: FrontAsset[] = [];
+/** An upstream's asset: described by a plant file (a FrontAsset) or by its browsed server. */
+type ServiceAsset = { kind: 'plant'; asset: FrontAsset } | { kind: 'browsed'; assetId: string; namespaceUri: string };
+
+/** Matches the upstream config to the bundle's assets; refuses a half-configured one. */
+export function serviceAssets(assets: OpcuaAssetMap[], upstreams: OpcuaUpstreamConfig[]): ServiceAsset[] {
+  const out: ServiceAsset[] = [];
   const namespaces = new Map<string, string>();
   for (const u of upstreams) {
     const a = assets.find((x) => x.id === u.asset);
     if (a === undefined) throw new NodeMappingError(`opcua_upstreams: asset '${u.asset}' is not in the policy bundle`);
-    const f = frontAssetFromMap(a, { folderIdentifier: u.folderIdentifier, methods: u.methods });
+    if (a.protocol !== 'opcua') throw new NodeMappingError(`opcua_upstreams: asset '${u.asset}' is ${a.protocol}, not opcua`);
+    const browsed = Object.keys(a.points).length === 0 && (a.methods === undefined || Object.keys(a.methods).length === 0);
+    if (browsed && (a.namespace === undefined || a.namespace === '')) throw new NodeMappingError(`OPC UA asset '${a.id}' has no namespace`);
+    const s: ServiceAsset = browsed ? { kind: 'browsed', assetId: a.id, namespaceUri: a.namespace! } : { kind: 'plant', asset: frontAssetFromMap(a, { folderIdentifier: u.folderIdentifier, methods: u.methods }) };
     // A namespace names one server's nodes: two assets sharing one could not be told apart.
-    const other = namespaces.get(f.namespaceUri);
-    if (other !== undefined) throw new NodeMappingError(`assets '${other}' and '${u.asset}' share namespace '${f.namespaceUri}'`);
-    namespaces.set(f.namespaceUri, u.asset);
-    out.push(f);
+    const uri = s.kind === 'plant' ? s.asset.namespaceUri : s.namespaceUri;
+    const other = namespaces.get(uri);
+    if (other !== undefined) throw new NodeMappingError(`assets '${other}' and '${u.asset}' share namespace '${uri}'`);
+    namespaces.set(uri, u.asset);
+    out.push(s);
   }
   return out;
 }
@@ -85,25 +109,33 @@ export async function startOpcuaService(opts: OpcuaServiceOptions): Promise<Opcu
   await frontPki.initialize();
   for (const f of opts.trustedAgentCertificates) await frontPki.trustCertificate(await der(f));
 
-  const byNamespace = new Map<string, OpcuaUpstream>();
   const upstreams = new Map<string, OpcuaUpstream>();
+  // A node belongs to the asset whose server the front mirrored it from.
   const route = (target: string): OpcuaUpstream | undefined => {
-    const t = parseTarget(target);
-    return t === undefined ? undefined : byNamespace.get(t.uri);
+    const asset = front.assetOf(target);
+    return asset === undefined ? undefined : upstreams.get(asset);
   };
-  const front = new OpcuaFront({
+  const front: OpcuaFront = new OpcuaFront({
     host: opts.host,
     port: opts.port,
     certificateFile: opts.certificateFile,
     privateKeyFile: opts.privateKeyFile,
     applicationUri: opts.applicationUri,
     serverCertificateManager: frontPki,
-    assets,
+    assets: assets.flatMap((a) => (a.kind === 'plant' ? [a.asset] : [])),
     pipeline: opts.pipeline,
     verify: opts.verify,
     clock: opts.clock,
+    jwtAsPassword: opts.jwtAsPassword === true,
+    onCertificateRefused: (r) =>
+      opts.pipeline.violation(
+        { protocol: 'opcua', remoteAddress: r.remoteAddress },
+        'NO_IDENTITY',
+        'OpenSecureChannel',
+        `application certificate refused (${r.status}; the client was answered ${r.answered}): ${certificateSummary(r.certificate)}`,
+      ),
     upstream: {
-      write: async (target: string, value: Variant) => (await route(target)?.write(target, value)) ?? StatusCodes.BadNodeIdUnknown,
+      write: async (target: string, value: Variant, attributeId?: number) => (await route(target)?.write(target, value, attributeId)) ?? StatusCodes.BadNodeIdUnknown,
       call: async (objectTarget: string, methodTarget: string, inputs: Variant[]) =>
         (await route(methodTarget)?.call(objectTarget, methodTarget, inputs)) ?? { statusCode: StatusCodes.BadNodeIdUnknown, outputs: [] },
     },
@@ -113,10 +145,10 @@ export async function startOpcuaService(opts: OpcuaServiceOptions): Promise<Opcu
   try {
     for (const [i, u] of opts.upstreams.entries()) {
       const asset = assets[i]!;
+      const assetId = asset.kind === 'plant' ? asset.asset.assetId : asset.assetId;
       const pki = new OPCUACertificateManager({ rootFolder: path.join(opts.pkiDir, `upstream-${u.asset}`), automaticallyAcceptUnknownCertificate: false });
       await pki.initialize();
       await pki.trustCertificate(await der(u.serverCertificate));
-      const prefix = `nsu=${asset.namespaceUri};`;
       const upstream = new OpcuaUpstream({
         endpointUrl: u.endpointUrl,
         security: u.security,
@@ -124,12 +156,25 @@ export async function startOpcuaService(opts: OpcuaServiceOptions): Promise<Opcu
         privateKeyFile: opts.privateKeyFile,
         applicationUri: opts.applicationUri,
         clientCertificateManager: pki,
-        targets: front.pointTargets().filter((t) => t.startsWith(prefix)),
+        targets: asset.kind === 'plant' ? front.pointTargets(assetId) : [],
+        ...(asset.kind === 'browsed'
+          ? {
+              mirror: {
+                roots: u.browse ?? ['/'],
+                maxNodes: u.maxNodes ?? DEFAULT_MAX_NODES,
+                onModel: (model) => {
+                  const unmirrored = front.setModel(assetId, model);
+                  if (unmirrored.length > 0) logger.warn({ asset: assetId, unmirrored: unmirrored.slice(0, 20), count: unmirrored.length }, 'OPC UA front: nodes it cannot reproduce');
+                  logger.info({ asset: assetId, nodes: model.nodes.length - unmirrored.length }, 'OPC UA server mirrored');
+                  return front.pointTargets(assetId);
+                },
+              },
+            }
+          : {}),
         onValue: (t, v) => front.update(t, v),
         timeoutMs: u.timeoutMs,
         logger,
       });
-      byNamespace.set(asset.namespaceUri, upstream);
       upstreams.set(u.asset, upstream);
       // Does not wait for the PLC: an unreachable one answers BadServerNotConnected until it is up.
       await upstream.start();
@@ -139,11 +184,17 @@ export async function startOpcuaService(opts: OpcuaServiceOptions): Promise<Opcu
     await front.stop();
     throw err;
   }
-  logger.info({ endpoint: front.endpointUrl, assets: assets.map((a) => a.assetId) }, 'OPC UA front listening');
+  logger.info({ endpoint: front.endpointUrl, assets: opts.upstreams.map((u) => u.asset) }, 'OPC UA front listening');
   return {
     front,
     upstreams,
     endpointUrl: front.endpointUrl,
+    whenReady: async () => {
+      for (const up of upstreams.values()) {
+        await up.whenUp();
+        await up.whenMirrored();
+      }
+    },
     close: async () => {
       for (const up of upstreams.values()) await up.close();
       await front.stop();

@@ -1,9 +1,11 @@
 // The gateway's client session to one real OPC UA server (a PLC, or the simulator's OPC UA face)
-// (DESIGN §8, issue 4). Owns: the secure channel with the gateway's own application certificate,
+// (docs/opcua.md). Owns: the secure channel with the gateway's own application certificate,
 // reconnection (node-opcua's, with subscriptions and monitored items recreated on a new session;
-// guarded by test/integration/opcua/opcua-path.test.ts), one subscription feeding every mapped
-// point's value to the front, and executing allowed writes and calls with a per-call timeout.
-// It never decides anything: it runs only what the front hands it after an allow.
+// guarded by test/integration/opcua/opcua-path.test.ts), reading the server's model under the
+// configured roots (mirror.ts) on every (re)connection and whenever the server announces a model
+// change (BaseModelChangeEventType events on the Server object), one subscription feeding every
+// mirrored variable's value to the front, and executing allowed writes and calls with a per-call
+// timeout. It never decides anything: it runs only what the front hands it after an allow.
 //
 // While the server is unreachable, writes and calls answer BadServerNotConnected at once (never a
 // hang), and every fed point is marked BadServerNotConnected (with its last value) so agents see
@@ -11,6 +13,8 @@
 import {
   AttributeIds,
   ClientSubscription,
+  constructEventFilter,
+  ofType,
   DataValue,
   MessageSecurityMode,
   OPCUAClient,
@@ -28,6 +32,7 @@ import {
 import { silentLogger, type Logger } from '../../src/core/log.js';
 import type { NodeReader } from '../../src/interlocks/process-image.js';
 import type { FrontUpstream } from './front.js';
+import { readModel, type MirrorModel, type MirrorOptions } from './mirror.js';
 
 export type UpstreamSecurity = 'SignAndEncrypt' | 'Sign' | 'None';
 
@@ -42,8 +47,13 @@ export interface OpcuaUpstreamOptions {
   applicationUri: string;
   /** Trust store for the server's certificate. */
   clientCertificateManager: OPCUACertificateManager;
-  /** Command targets (`nsu=<uri>;<identifier>`) of the points to subscribe to. */
+  /** Command targets (`nsu=<uri>;<identifier>`) of the points to subscribe to (a browsed server: set from its model). */
   targets: string[];
+  /**
+   * Browse the server (roots, max nodes) on every (re)connection and model change; `onModel`
+   * receives the model and answers the targets to subscribe to.
+   */
+  mirror?: MirrorOptions & { onModel: (model: MirrorModel) => string[] };
   /** Called with every value change of a subscribed point (front.update). */
   onValue: (target: string, value: DataValue) => void;
   /** Per write/call; default 2000 ms. */
@@ -54,6 +64,11 @@ export interface OpcuaUpstreamOptions {
   maxDelayMs?: number;
   logger?: Logger;
 }
+
+/** ns=0: the Server object and the model change event type (OPC 10000-5). */
+const SERVER_OBJECT = 'i=2253';
+const BASE_MODEL_CHANGE_EVENT_TYPE = 'i=2132';
+const MODEL_CHANGE_DEBOUNCE_MS = 100;
 
 const MODE: Record<UpstreamSecurity, MessageSecurityMode> = {
   SignAndEncrypt: MessageSecurityMode.SignAndEncrypt,
@@ -85,6 +100,11 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
   private session: ClientSession | undefined;
   private subscription: ClientSubscription | undefined;
   private group: ClientMonitoredItemGroup | undefined;
+  private targets: string[];
+  private remirrorTimer: NodeJS.Timeout | undefined;
+  private mirroring: Promise<void> = Promise.resolve();
+  private mirrored = false;
+  private readonly mirrorWaiters: (() => void)[] = [];
   /** Namespace URI → index on the server, read on each (re)connection. */
   private namespaces = new Map<string, number>();
   /** Last value per target, re-sent with a bad status when the server goes away. */
@@ -96,6 +116,7 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
 
   constructor(opts: OpcuaUpstreamOptions) {
     this.opts = opts;
+    this.targets = opts.targets;
     this.logger = opts.logger ?? silentLogger;
     const security = opts.security ?? 'SignAndEncrypt';
     this.client = OPCUAClient.create({
@@ -140,6 +161,12 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
     await Promise.race([first.catch(() => undefined), new Promise((r) => setTimeout(r, this.opts.timeoutMs ?? 2000).unref())]);
   }
 
+  /** Resolves once the server's model has been read and handed to the front (a browsed server only). */
+  whenMirrored(): Promise<void> {
+    if (this.mirrored || this.opts.mirror === undefined) return Promise.resolve();
+    return new Promise((resolve) => this.mirrorWaiters.push(resolve));
+  }
+
   /** Resolves when a session is up (tests and readiness). */
   whenUp(): Promise<void> {
     if (this.connected) return Promise.resolve();
@@ -155,8 +182,10 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
       const before = [...this.namespaces].join();
       this.readNamespaces()
         .then(async () => {
+          // A restarted server may serve another model: read it again.
+          if (this.opts.mirror !== undefined) await this.remirror(session);
           // Monitored items were recreated with the old indexes: with new ones, subscribe afresh.
-          if ([...this.namespaces].join() !== before) {
+          else if ([...this.namespaces].join() !== before) {
             await this.subscription?.terminate().catch(() => undefined);
             await this.subscribe(session);
           }
@@ -168,8 +197,34 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
         );
     });
     await this.readNamespaces();
-    await this.subscribe(session);
+    if (this.opts.mirror !== undefined) await this.remirror(session);
+    else await this.subscribe(session);
     this.up();
+  }
+
+  /** Reads the model, hands it to the front and subscribes to what it answers (one at a time). */
+  private remirror(session: ClientSession): Promise<void> {
+    const m = this.opts.mirror!;
+    this.mirroring = this.mirroring.then(async () => {
+      const model = await readModel(session, m);
+      if (model.unmirrored.length > 0) this.logger.warn({ endpoint: this.opts.endpointUrl, unmirrored: model.unmirrored.slice(0, 20), count: model.unmirrored.length }, 'OPC UA upstream: nodes the gateway does not mirror');
+      this.targets = m.onModel(model);
+      await this.subscription?.terminate().catch(() => undefined);
+      this.subscription = undefined;
+      await this.subscribe(session);
+      this.mirrored = true;
+      for (const w of this.mirrorWaiters.splice(0)) w();
+    });
+    return this.mirroring;
+  }
+
+  /** A model change event: browse again soon (changes come in bursts; one browse covers a burst). */
+  private modelChanged(session: ClientSession): void {
+    if (this.remirrorTimer !== undefined || this.closed) return;
+    this.remirrorTimer = setTimeout(() => {
+      this.remirrorTimer = undefined;
+      this.remirror(session).catch((err: unknown) => this.logger.warn({ endpoint: this.opts.endpointUrl, err: (err as Error).message }, 'OPC UA upstream: model change not mirrored'));
+    }, MODEL_CHANGE_DEBOUNCE_MS);
   }
 
   private async readNamespaces(): Promise<void> {
@@ -185,9 +240,9 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
   }
 
   private async subscribe(session: ClientSession): Promise<void> {
-    const targets = this.opts.targets.filter((t) => this.nodeId(t) !== undefined);
-    for (const t of this.opts.targets) if (!targets.includes(t)) this.logger.warn({ target: t }, 'OPC UA upstream does not serve the namespace of this point');
-    if (targets.length === 0) return;
+    const targets = this.targets.filter((t) => this.nodeId(t) !== undefined);
+    for (const t of this.targets) if (!targets.includes(t)) this.logger.warn({ target: t }, 'OPC UA upstream does not serve the namespace of this point');
+    if (targets.length === 0 && this.opts.mirror === undefined) return;
     this.subscription = await session.createSubscription2({
       requestedPublishingInterval: this.opts.samplingIntervalMs ?? 100,
       requestedMaxKeepAliveCount: 10,
@@ -195,7 +250,18 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
       publishingEnabled: true,
       priority: 1,
     });
-    this.group = await this.subscription.monitorItems(
+    const subscription = this.subscription;
+    if (this.opts.mirror !== undefined) {
+      // The Server object notifies model changes (OPC 10000-3 §9.32): follow them.
+      const item = await subscription.monitor(
+        { nodeId: SERVER_OBJECT, attributeId: AttributeIds.EventNotifier },
+        { samplingInterval: 0, queueSize: 10, discardOldest: true, filter: constructEventFilter(['EventType'], ofType(BASE_MODEL_CHANGE_EVENT_TYPE)) },
+        TimestampsToReturn.Neither,
+      );
+      item.on('changed', () => this.modelChanged(session));
+    }
+    if (targets.length === 0) return;
+    this.group = await subscription.monitorItems(
       targets.map((t) => ({ nodeId: this.nodeId(t)!, attributeId: AttributeIds.Value })),
       { samplingInterval: this.opts.samplingIntervalMs ?? 100, queueSize: 1, discardOldest: true },
       TimestampsToReturn.Both,
@@ -267,25 +333,26 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
     );
   }
 
-  async write(target: string, value: Variant): Promise<StatusCode> {
+  async write(target: string, value: Variant, attributeId: number = AttributeIds.Value): Promise<StatusCode> {
     const nodeId = this.nodeId(target);
     if (nodeId === undefined) return this.connected ? StatusCodes.BadNodeIdUnknown : StatusCodes.BadServerNotConnected;
     return this.bounded(
-      (s) => s.write({ nodeId, attributeId: AttributeIds.Value, value: { value } }),
+      (s) => s.write({ nodeId, attributeId, value: { value } }),
       () => StatusCodes.BadServerNotConnected,
       () => StatusCodes.BadCommunicationError,
       () => StatusCodes.BadTimeout,
     );
   }
 
-  async call(objectTarget: string, methodTarget: string, inputs: Variant[]): Promise<{ statusCode: StatusCode; outputs: Variant[] }> {
+  async call(objectTarget: string, methodTarget: string, inputs: Variant[]): Promise<{ statusCode: StatusCode; outputs: Variant[]; inputArgumentResults?: StatusCode[] }> {
     const objectId = this.nodeId(objectTarget);
     const methodId = this.nodeId(methodTarget);
     if (objectId === undefined || methodId === undefined) return { statusCode: this.connected ? StatusCodes.BadNodeIdUnknown : StatusCodes.BadServerNotConnected, outputs: [] };
-    return this.bounded(
+    type Result = { statusCode: StatusCode; outputs: Variant[]; inputArgumentResults?: StatusCode[] };
+    return this.bounded<Result>(
       async (s) => {
         const r = await s.call({ objectId, methodId, inputArguments: inputs });
-        return { statusCode: r.statusCode, outputs: r.outputArguments ?? [] };
+        return { statusCode: r.statusCode, outputs: r.outputArguments ?? [], ...(r.inputArgumentResults && r.inputArgumentResults.length > 0 ? { inputArgumentResults: r.inputArgumentResults } : {}) };
       },
       () => ({ statusCode: StatusCodes.BadServerNotConnected, outputs: [] }),
       () => ({ statusCode: StatusCodes.BadCommunicationError, outputs: [] }),
@@ -295,6 +362,7 @@ export class OpcuaUpstream implements FrontUpstream, NodeReader {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.remirrorTimer);
     this.connected = false;
     await this.subscription?.terminate().catch(() => undefined);
     await this.session?.close().catch(() => undefined);

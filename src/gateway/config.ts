@@ -52,6 +52,8 @@ const schema = z.strictObject({
       key: file,
       /** Agents' application certificates allowed to open a secure channel. */
       trusted_agent_certs: z.array(file).default([]),
+      /** Also take the JWT as a UserName password (encrypted, or on SignAndEncrypt): docs/opcua.md. */
+      jwt_as_password: z.boolean().default(false),
     })
     .optional(),
   opcua_upstreams: z
@@ -64,6 +66,13 @@ const schema = z.strictObject({
         server_cert: file,
         timeout_ms: z.number().int().min(10).max(60_000).default(2000),
         object_node: z.string().optional(),
+        /** A server that describes itself: browse roots (`/Line1` or `nsu=<uri>;<id>`), default `/`. */
+        browse: z
+          .array(z.string().refine((r) => r.startsWith('/') || /^nsu=[^;]+;(?:i|s|g|b)=.+$/s.test(r), 'a browse path from Objects (/Line1) or a NodeId nsu=<namespace URI>;<identifier>'))
+          .min(1)
+          .optional(),
+        /** At most this many mirrored nodes (the rest are logged, never silently dropped). */
+        max_nodes: z.number().int().min(1).max(1_000_000).default(10_000),
       }),
     )
     .default([]),

@@ -68,8 +68,8 @@ export interface GatewayHandle {
   /** The process image interlocks read (undefined when the bundle has no interlocks). */
   processImage(): ProcessImage | undefined;
   operatorApi?: { host: string; port: number };
-  /** The agent-facing OPC UA endpoint, when configured. */
-  opcua?: { endpointUrl: string };
+  /** The agent-facing OPC UA endpoint, when configured; ready once every OPC UA server is connected and mirrored. */
+  opcua?: { endpointUrl: string; whenReady(): Promise<void> };
   /** Resolves when every upstream PLC endpoint has at least one live connection. */
   upstreamsReady(): Promise<void>;
   /** Reloads the configured bundle; `trigger` ('sighup', 'operator <sub>') is recorded in the audit and the bundle status. */
@@ -502,7 +502,10 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
         serverCertificate: u.server_cert,
         timeoutMs: u.timeout_ms,
         folderIdentifier: u.object_node,
+        ...(u.browse !== undefined ? { browse: u.browse } : {}),
+        maxNodes: u.max_nodes,
       })),
+      jwtAsPassword: config.opcua.jwt_as_password,
       assets: policy.payload?.assets ?? [],
       pipeline: agentPipeline,
       clock,
@@ -596,7 +599,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     freezes,
     processImage: () => (safety === 'broken' ? undefined : safety?.image),
     operatorApi: operatorApi && config.listeners.operator_api && { host: config.listeners.operator_api.host, port: operatorApi.port },
-    opcua: opcua && { endpointUrl: opcua.endpointUrl },
+    opcua: opcua && { endpointUrl: opcua.endpointUrl, whenReady: opcua.whenReady },
     upstreamsReady: async () => {
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
       // Interlocked commands are refused until their inputs have been read once.

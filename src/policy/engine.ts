@@ -429,7 +429,9 @@ export class PolicyEngine {
     const names: string[] = [];
     for (const t of cmd.targets) {
       if (t.nodeId === undefined) continue;
-      // A node outside the point map (a mirrored server's) is named by its browse path.
+      // A node outside the point map (a mirrored server's) is named by its browse path; the
+      // asset's object is no point.
+      if (t.nodeId === asset.objectNode) continue;
       const name = asset.byNodeId.get(t.nodeId)?.name ?? asset.methodByNodeId.get(t.nodeId)?.name ?? t.browsePath ?? t.nodeId;
       if (!names.includes(name)) names.push(name);
     }

@@ -143,8 +143,8 @@ describe('OPC UA agents through the real gateway (lab with the OPC UA front)', (
     expect(seen('call', 'pump1.start')).toEqual(expect.arrayContaining(['ALLOWED', 'VALUE_OUT_OF_BOUNDS']));
     expect(seen('write', 'pump1.run')).toContain('INTERLOCK');
     expect(ua.find((d) => d.decision?.reason === 'INTERLOCK')?.decision?.interlockId).toBe('tank1-overfill-ua');
-    // The mistyped write is in the stream as a refused protocol violation, next to the allowed one.
-    expect(seen('write', 'pump1.speed')).toEqual(['ALLOWED', 'PROTOCOL_VIOLATION', 'VALUE_OUT_OF_BOUNDS']);
+    // The mistyped write is in the stream as refused TYPE_MISMATCH (the agent got BadTypeMismatch), next to the allowed one.
+    expect(seen('write', 'pump1.speed')).toEqual(['ALLOWED', 'TYPE_MISMATCH', 'VALUE_OUT_OF_BOUNDS']);
     expect(seen('read', 'tank1.setpoint')).toContain('TOKEN_EXPIRED');
     expect(ua.some((d) => d.command?.operation === 'browse' && d.decision?.reason === 'ALLOWED')).toBe(true);
   });

@@ -199,12 +199,12 @@ describe('OPC UA path: agent → front → upstream session → simulated PLC', 
     expect(pipeline.decisions.find((d) => d.cmd.points[0] === 'pump1.speed')).toMatchObject({ reason: 'NO_MATCHING_RULE', cmd: { operation: 'read', assetId: 'plc1' } });
   });
 
-  it('exposes only the points and methods the policy maps: the valve is not there to browse and reading it is denied', async () => {
+  it('exposes only the points and methods the policy maps: the valve is not there to browse, and reading it answers BadNodeIdUnknown (audited UNKNOWN_TARGET)', async () => {
     const browsed = await session.browse(n('s=plc1'));
     expect(browsed.references?.map((r) => r.browseName.name).sort()).toEqual([...EXPOSED].sort());
     const valve = await session.read({ nodeId: n('s=valve1.open'), attributeId: AttributeIds.Value });
-    expect(valve.statusCode).toBe(StatusCodes.BadUserAccessDenied);
-    expect(pipeline.last()).toMatchObject({ reason: 'NO_MATCHING_RULE', cmd: { operation: 'read', points: [] } });
+    expect(valve.statusCode).toBe(StatusCodes.BadNodeIdUnknown);
+    expect(pipeline.last()).toMatchObject({ reason: 'UNKNOWN_TARGET', cmd: { operation: 'read', points: [], targets: [{ nodeId: target('s=valve1.open') }] } });
   });
 
   it('forwards an allowed write to the PLC and keeps an out-of-bounds one from ever reaching it', async () => {

@@ -3,6 +3,8 @@
 // first, and the extension must be re-checked (and perhaps deleted).
 import {
   EndpointDescription,
+  OPCUAServerEndPoint,
+  ServerSecureChannelLayer,
   IssuedIdentityToken,
   OPCUAClient,
   OPCUAServer,
@@ -56,6 +58,15 @@ describe('node-opcua behaviour the JWT extension relies on', () => {
     const engine = ServerEngine.prototype as unknown as Proto;
     for (const m of ['read', 'write', 'call', 'browse']) expect(typeof engine[m]).toBe('function');
     expect(typeof (Subscription.prototype as unknown as Proto).preCreateMonitoredItem).toBe('function');
+  });
+
+  it("an endpoint pre-registers each new channel, whose certificate check is an instance method it calls on itself (the front's certificate watch)", () => {
+    expect(typeof (OPCUAServerEndPoint.prototype as unknown as Proto)._preregisterChannel).toBe('function');
+    const check = (ServerSecureChannelLayer.prototype as unknown as Proto).checkCertificate!;
+    expect(typeof check).toBe('function');
+    // Called as `this.checkCertificate(clientCertificate)`: a per-instance property replaces it.
+    const source = Function.prototype.toString.call(ServerSecureChannelLayer);
+    expect(source).toContain('this.checkCertificate(clientCertificate)');
   });
 
   it('the stock client cannot build an IssuedIdentityToken, and exposes the per-instance hook we extend', async () => {
