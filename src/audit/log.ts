@@ -23,14 +23,11 @@ import { RecordRing } from './record-ring.js';
 import { RecordEncoder } from './record-encoder.js';
 import type { AuditEvent } from './records.js';
 import { SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
-import { FRAME_HEADER_BYTES, MAX_RECORD_BYTES, Spool } from './spool.js';
+import { CHECKPOINT_DIR, checkpointFileName, readEvidence } from './evidence.js';
+import { FRAME_HEADER_BYTES, LostRecord, MAX_RECORD_BYTES, Spool, type SpoolEntry } from './spool.js';
 import { TreeStore } from './tree-store.js';
 
-export const CHECKPOINT_DIR = 'checkpoints';
-
-export function checkpointFileName(size: number): string {
-  return `${String(size).padStart(16, '0')}.checkpoint`;
-}
+export { CHECKPOINT_DIR, checkpointFileName } from './evidence.js';
 
 export interface CheckpointOptions {
   /** The gateway's audit key as a note signer; its name is the checkpoint origin. */
@@ -60,6 +57,8 @@ export interface AuditLogOptions {
    */
   lazyFlushMs?: number;
   logger?: Logger;
+  /** Only for `audit recover`: lost-record markers it just wrote are opened before their AUDIT_GAP records exist. */
+  declaringLoss?: boolean;
 }
 
 /** Minimum time between two writes of the acknowledged point (see markAcked). */
@@ -81,6 +80,25 @@ interface Batch {
   checkpoints: { size: number; note: string }[];
   bytes: number;
   waiters: Waiter[];
+}
+
+/** A durable record read back: its exact bytes, or (a lost record, docs/audit.md Recovery) only its leaf hash. */
+export interface LogEntry {
+  seq: number;
+  bytes: Uint8Array;
+  /** Set for a lost record: its leaf hash (bytes is empty). */
+  lost?: Uint8Array;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/** The leaf hash of a record read back from the log. */
+export function entryLeafHash(e: LogEntry): Uint8Array {
+  return e.lost ?? leafHash(e.bytes);
+}
+
+function entryHash(e: SpoolEntry): Uint8Array {
+  return e instanceof LostRecord ? e.leafHash : leafHash(e);
 }
 
 export interface AuditLogStats {
@@ -117,6 +135,8 @@ export class AuditLog {
   private readonly digests = new DigestArena();
   private failure: AuditError | undefined;
   private closed = false;
+  /** tree.hashes writes, in batch order, each after its batch's records are durable. */
+  private treeWrites: Promise<void> = Promise.resolve();
   private batches = 0;
   private ackChain: Promise<void> = Promise.resolve();
   private ackWanted = -1;
@@ -209,7 +229,17 @@ export class AuditLog {
     // they must be well below the size bound, or a full spool could never free space.
     const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
     const segmentBytes = Math.min(opts.segmentBytes ?? 16 * 1024 * 1024, Math.max(4096, Math.floor(maxBytes / 8)));
-    const { spool, recovered } = await Spool.open(opts.dir, segmentBytes, logger);
+    await mkdir(opts.dir, { recursive: true });
+    // tree.hashes, the checkpoint files and acked.json say how far the log reached: the spool may
+    // cut a torn tail, never records they vouch for (docs/audit.md, Recovery).
+    const evidence = await readEvidence(opts.dir);
+    let opened;
+    try {
+      opened = await Spool.open(opts.dir, segmentBytes, logger, evidence, { declaringLoss: opts.declaringLoss });
+    } finally {
+      evidence.close();
+    }
+    const { spool, recovered } = opened;
     let treeOpened;
     let lastCheckpoint: { size: number; note: string } | undefined;
     try {
@@ -222,7 +252,7 @@ export class AuditLog {
         opts.dir,
         recovered.nextSeq,
         spool.firstSeq(recovered.nextSeq),
-        async (from, to) => (await spool.read(from, to - from)).map((r) => leafHash(r)),
+        async (from, to) => (await spool.read(from, to - from)).map(entryHash),
         trustedLeaves,
       );
     } catch (err) {
@@ -487,14 +517,22 @@ export class AuditLog {
       // bound during a write too.
       this.flushingBytes = batch.bytes;
       try {
-        // Records and their tree hashes are fsynced side by side; neither counts until both have.
-        await Promise.all([this.spool.appendBatch(frames, batch.frameLengths, batch.firstSeq), this.tree.append(treeHashes)]);
+        await this.spool.appendBatch(frames, batch.frameLengths, batch.firstSeq);
       } catch (err) {
         this.fail(err, batch);
         return;
       } finally {
         this.flushingBytes = 0;
       }
+      // The batch's tree hashes are written only now that its records are durable, so a leaf in
+      // tree.hashes always stands for a record that was on disk: recovery takes a spool that ends
+      // before tree.hashes does as loss, not as a torn tail (docs/audit.md, Recovery). Nobody waits
+      // for this write; the next batch's records go to disk meanwhile.
+      this.treeWrites = this.treeWrites.then(
+        () => (this.failure ? undefined : this.tree.append(treeHashes)),
+        () => undefined,
+      );
+      this.treeWrites.catch((err: unknown) => this.fail(err, this.pending, 'audit tree.hashes write failed'));
       this.batches++;
       this.durableNext = batch.firstSeq + batch.frameLengths.length;
       this.remember(frames, batch.frameLengths);
@@ -509,7 +547,7 @@ export class AuditLog {
   private async publishCheckpoint(cp: { size: number; note: string }): Promise<void> {
     try {
       // A checkpoint file vouches, at recovery, for the tree hashes up to its size (see open).
-      await this.tree.sync();
+      await this.syncTree();
       await writeFileAtomic(join(this.spool.dir, CHECKPOINT_DIR, checkpointFileName(cp.size)), cp.note);
     } catch (err) {
       // The checkpoint is durable as a record in the spool; only the convenience copy is missing.
@@ -518,6 +556,13 @@ export class AuditLog {
     if (!this.lastCheckpoint || cp.size > this.lastCheckpoint.size) this.lastCheckpoint = cp;
   }
 
+
+  /** Fsyncs tree.hashes once the writes queued so far are done. */
+  private async syncTree(): Promise<void> {
+    await this.treeWrites;
+    if (this.failure) throw this.failure;
+    await this.tree.sync();
+  }
 
   private fail(err: unknown, batch: Batch, what = 'audit spool write failed'): void {
     // After a failed fsync the kernel may have dropped the dirty pages: nothing written since the
@@ -551,10 +596,10 @@ export class AuditLog {
    * Durable records from `seq` on, as encoded bytes (the exact bytes that were hashed).
    * Throws AuditError when `seq` was already acknowledged and deleted.
    */
-  async readFrom(seq: number, max: number): Promise<{ seq: number; bytes: Uint8Array }[]> {
+  async readFrom(seq: number, max: number): Promise<LogEntry[]> {
     const first = this.firstSeq;
     if (seq < first) throw new AuditError(`records before seq ${first} are no longer in the spool (asked for ${seq})`);
-    const out: { seq: number; bytes: Uint8Array }[] = [];
+    const out: LogEntry[] = [];
     if (seq >= this.durableNext || max <= 0) return out;
     if (seq >= this.recent.firstSeq()) {
       const end = Math.min(this.durableNext, seq + max);
@@ -563,7 +608,10 @@ export class AuditLog {
       return out;
     }
     const records = await this.spool.read(seq, max);
-    for (let i = 0; i < records.length; i++) out.push({ seq: seq + i, bytes: records[i] });
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      out.push(r instanceof LostRecord ? { seq: seq + i, bytes: NO_BYTES, lost: r.leafHash } : { seq: seq + i, bytes: r });
+    }
     return out;
   }
 
@@ -591,8 +639,8 @@ export class AuditLog {
       this.ackWrittenAt = performance.now();
       const [rec] = await this.readFrom(seq, 1);
       // Acknowledged records may be deleted next: their tree hashes must be on disk first.
-      await this.tree.sync();
-      await this.spool.writeAckState(seq, leafHash(rec.bytes));
+      await this.syncTree();
+      await this.spool.writeAckState(seq, entryLeafHash(rec));
       this.acked = seq;
       const deleted = await this.spool.deleteThrough(seq);
       if (deleted > 0) this.logger.debug({ ackedSeq: seq, deleted }, 'audit spool: deleted acknowledged segments');
@@ -616,6 +664,7 @@ export class AuditLog {
     this.closed = true;
     await this.ackChain;
     await this.spool.close();
+    await this.treeWrites.catch(() => undefined);
     await this.tree.close();
     this.notify();
   }

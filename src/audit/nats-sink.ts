@@ -22,7 +22,7 @@ import {
 } from 'nats';
 import { silentLogger, type Logger } from '../core/log.js';
 import { hashEquals, leafHash, toHex } from './hash.js';
-import type { AuditLog } from './log.js';
+import { entryLeafHash, type AuditLog } from './log.js';
 
 export interface NatsSinkOptions {
   log: AuditLog;
@@ -68,6 +68,7 @@ export class NatsSinkError extends Error {
 
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 const SEQ_HEADER = 'Plantgate-Seq';
+const LOST_HEADER = 'Plantgate-Lost';
 
 /** The subject a gateway's records go to. Site and gateway id must be single subject tokens. */
 export function natsSubject(prefix: string, site: string, gatewayId: string): string {
@@ -192,8 +193,8 @@ export class NatsSink extends EventEmitter {
     }
     if (lastSeq >= 0 && lastSeq >= log.firstSeq) {
       const [rec] = await log.readFrom(lastSeq, 1);
-      if (!lastData || !hashEquals(leafHash(lastData), leafHash(rec.bytes))) {
-        this.alert({ kind: 'stream_chain_differs', message: `the stream's record ${lastSeq} (${toHex(lastData ? leafHash(lastData) : undefined)}) is not the spool's (${toHex(leafHash(rec.bytes))})` });
+      if (!lastData || !hashEquals(leafHash(lastData), entryLeafHash(rec))) {
+        this.alert({ kind: 'stream_chain_differs', message: `the stream's record ${lastSeq} (${toHex(lastData ? leafHash(lastData) : undefined)}) is not the spool's (${toHex(entryLeafHash(rec))})` });
         return undefined;
       }
     }
@@ -234,6 +235,8 @@ export class NatsSink extends EventEmitter {
       for (const r of recs) {
         const h = headers();
         h.set(SEQ_HEADER, String(r.seq));
+        // A lost record (docs/audit.md, Recovery): an empty body and its leaf hash in a header.
+        if (r.lost) h.set(LOST_HEADER, toHex(r.lost));
         this.inflight++;
         this.js!.publish(this.subject, r.bytes, { msgID: natsMsgId(this.opts.gatewayId, r.seq), headers: h, timeout: this.opts.ackTimeoutMs ?? 5000 }).then(
           (ack) => this.onAck(gen, r.seq, ack),

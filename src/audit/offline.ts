@@ -22,7 +22,7 @@ import {
 } from './merkle.js';
 import type { NoteVerifier } from './note.js';
 import { decodeRecord, type DecodedRecord } from './schema.js';
-import { FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from './spool.js';
+import { FRAME_HEADER_BYTES, LOST_FLAG, MAX_RECORD_BYTES, parseFrame } from './spool-scan.js';
 import { fileHashReader, leavesCovered, TREE_FILE } from './tree-store.js';
 
 export interface Problem {
@@ -39,6 +39,13 @@ export interface SpoolRecord {
   bytes: Uint8Array;
   /** Undefined when the bytes do not decode (reported as a problem; the leaf still counts). */
   record: DecodedRecord | undefined;
+  /** A lost record (marker written by audit recover): its leaf hash; bytes is empty. */
+  lost?: Uint8Array;
+}
+
+/** The leaf hash of a spool entry. */
+export function spoolLeaf(r: SpoolRecord): Uint8Array {
+  return r.lost ?? leafHash(r.bytes);
 }
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -57,14 +64,29 @@ export async function readSpool(dir: string): Promise<{ records: SpoolRecord[]; 
         problems.push({ where, message: 'partial frame header (torn tail)' });
         break;
       }
-      const len = data.readUInt32BE(pos);
+      const raw = data.readUInt32BE(pos);
+      const seq = records.length > 0 ? records[records.length - 1].seq + 1 : Number(name.slice(0, 16));
+      if ((raw & LOST_FLAG) !== 0) {
+        // A lost record's marker (docs/audit.md, Recovery): its seq and leaf hash only.
+        const f = parseFrame(data, pos);
+        if (!f.ok) {
+          problems.push({ seq, where, message: `lost-record marker: ${f.problem}` });
+          if (!f.complete) break;
+          pos = f.end;
+          records.push({ seq, bytes: new Uint8Array(0), record: undefined });
+          continue;
+        }
+        records.push({ seq: f.seq, bytes: new Uint8Array(0), record: undefined, lost: f.hash });
+        pos = f.end;
+        continue;
+      }
+      const len = raw;
       if (len > MAX_RECORD_BYTES || data.length - pos - FRAME_HEADER_BYTES < len) {
         problems.push({ where, message: `frame length ${len} runs past the end of the file (torn tail)` });
         break;
       }
       const bytes = data.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + len);
       pos += FRAME_HEADER_BYTES + len;
-      const seq = records.length > 0 ? records[records.length - 1].seq + 1 : Number(name.slice(0, 16));
       if (crc32(bytes) !== data.readUInt32BE(pos - len - 4)) {
         problems.push({ seq, where, message: `record bytes do not match their CRC (changed on disk)` });
       }
@@ -149,7 +171,7 @@ export async function verifySpool(dir: string, verifier: NoteVerifier): Promise<
         actual: toHex(r.record!.prevHash),
       });
     }
-    const leaf = leafHash(r.bytes);
+    const leaf = spoolLeaf(r);
     const cp = r.record?.checkpoint;
     if (cp) {
       checkpoints++;
@@ -264,7 +286,8 @@ export async function proveInclusion(dir: string, seq: number): Promise<Inclusio
   const cp = await latestCheckpointNote(dir, seq + 1);
   const { records } = await readSpool(dir);
   const rec = records.find((r) => r.seq === seq);
-  if (!rec) throw new ProofError(`record ${seq} is not in the spool any more (shipped and deleted): ask the collector's export`);
+  if (!rec) throw new ProofError(`record ${seq} is not in the spool any more (shipped and deleted): prove it from the collector's copy (audit prove --collector)`);
+  if (rec.lost) throw new ProofError(`record ${seq} was lost (declared by an AUDIT_GAP record): only its leaf hash remains`);
   const proof = await withTreeFile(dir, (read) => inclusionProof(seq, cp.size, read));
   return { checkpoint: cp.note, index: seq, leaf: b64(rec.bytes), inclusion: proof.map(b64) };
 }
@@ -357,6 +380,6 @@ export function verifyCheckpointPair(oldNote: string, newNote: string, verifier:
 /** For tests and tools: a whole spool's stored hashes recomputed in memory from its records. */
 export function memoryTree(records: SpoolRecord[]): MemoryHashStore {
   const s = new MemoryHashStore();
-  for (const r of records) s.append(leafHash(r.bytes));
+  for (const r of records) s.append(spoolLeaf(r));
   return s;
 }

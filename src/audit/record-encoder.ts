@@ -78,6 +78,10 @@ function encodeDecision(rec: AuditRecordProps, w: protobuf.Writer): boolean {
     rec.interlockTrip != null ||
     rec.approval != null ||
     rec.freeze != null ||
+    rec.auditGap != null ||
+    rec.restart != null ||
+    rec.dropped != null ||
+    rec.sinkAlert != null ||
     (rec as { $unknowns?: unknown }).$unknowns != null ||
     (d as { $unknowns?: unknown }).$unknowns != null ||
     // 64-bit fields as Long objects (never from the log, which stamps numbers): generated path.

@@ -305,3 +305,61 @@ export function freezeRecord(c: FreezeChange): AuditEvent {
     },
   };
 }
+
+/** Records lost from the spool, declared by `audit recover --accept-loss` (docs/audit.md, Recovery). */
+export function auditGapRecord(g: {
+  firstSeq: number;
+  lastSeq: number;
+  cause: string;
+  lastCheckpoint?: { size: number; root: Uint8Array };
+  unknownHashes: number;
+  detail: string;
+}): AuditEvent {
+  return {
+    auditGap: {
+      firstSeq: g.firstSeq,
+      lastSeq: g.lastSeq,
+      cause: g.cause,
+      lastCheckpointSize: g.lastCheckpoint?.size ?? 0,
+      lastCheckpointRoot: g.lastCheckpoint?.root ?? new Uint8Array(0),
+      unknownHashes: g.unknownHashes,
+      detail: g.detail,
+    },
+  };
+}
+
+/** The gateway starts after an unclean stop: writes whose outcome is unknown, sessions it closes. */
+export function restartRecord(r: { lastSeq: number; lastTimeMs: number; outcomeUnknown: number[]; sessionsClosed: string[]; tornBytes: number }): AuditEvent {
+  return {
+    restart: {
+      kind: 'unclean_stop',
+      lastSeq: r.lastSeq,
+      lastTimeUnixMs: r.lastTimeMs,
+      outcomeUnknown: r.outcomeUnknown,
+      sessionsClosed: r.sessionsClosed,
+      tornBytes: r.tornBytes,
+    },
+  };
+}
+
+/** Records a full spool could not take, counted exactly, once there is room again. */
+export function droppedRecord(d: { count: number; denials: number; firstMs: number; lastMs: number; byEvent: Record<string, number> }): AuditEvent {
+  return {
+    dropped: { count: d.count, denials: d.denials, firstUnixMs: d.firstMs, lastUnixMs: d.lastMs, reason: 'AUDIT_UNAVAILABLE', byEvent: d.byEvent },
+  };
+}
+
+/** Something on the audit sink's stream that this gateway did not write there. */
+export function sinkAlertRecord(a: { sink: string; kind: string; subject: string; streamSeq?: number; claimedSeq?: string; bodyHash?: string; detail: string }): AuditEvent {
+  return {
+    sinkAlert: {
+      sink: a.sink,
+      kind: a.kind,
+      subject: a.subject,
+      streamSeq: a.streamSeq ?? 0,
+      claimedSeq: a.claimedSeq ?? '',
+      bodyHash: a.bodyHash ?? '',
+      detail: a.detail,
+    },
+  };
+}

@@ -8,8 +8,8 @@ import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { silentLogger, type Logger } from '../core/log.js';
 import { encodeRecordFrames, FrameReader } from './framing.js';
-import { hashEquals, leafHash, toHex } from './hash.js';
-import type { AuditLog } from './log.js';
+import { hashEquals, toHex } from './hash.js';
+import { entryLeafHash, type AuditLog, type LogEntry } from './log.js';
 import { num, pb } from './schema.js';
 import { parseCheckpointBody, parseCosignerVerifierKey, type CosignatureVerifier } from './checkpoint.js';
 import { parseNote } from './note.js';
@@ -197,11 +197,11 @@ export class Shipper extends EventEmitter {
     }
     if (nextSeq > 0 && nextSeq - 1 >= log.firstSeq) {
       const [prev] = await log.readFrom(nextSeq - 1, 1);
-      if (!hashEquals(lastHash, leafHash(prev.bytes))) {
+      if (!hashEquals(lastHash, entryLeafHash(prev))) {
         this.alert(socket, {
           kind: 'collector_chain_differs',
           nextSeq,
-          message: `collector's hash of seq ${nextSeq - 1} is ${toHex(lastHash)}, the spool's is ${toHex(leafHash(prev.bytes))}`,
+          message: `collector's hash of seq ${nextSeq - 1} is ${toHex(lastHash)}, the spool's is ${toHex(entryLeafHash(prev))}`,
         });
         return;
       }
@@ -248,9 +248,7 @@ export class Shipper extends EventEmitter {
       const recs = await log.readFrom(this.cursor, batch);
       if (socket !== this.socket || !this.streaming) return;
       if (recs.length === 0) return;
-      const records: Uint8Array[] = [];
-      for (const r of recs) records.push(r.bytes);
-      socket.write(encodeRecordFrames(records));
+      socket.write(encodeEntries(recs));
       this.cursor = recs[recs.length - 1].seq + 1;
       this.st.sentSeq = this.cursor - 1;
     }
@@ -297,6 +295,26 @@ export class Shipper extends EventEmitter {
       });
     }
   }
+}
+
+/**
+ * The stream bytes for a run of durable entries: records as ShipperFrame { record }, a lost record
+ * (docs/audit.md, Recovery) as ShipperFrame { lost: { seq, leaf hash } }.
+ */
+function encodeEntries(entries: LogEntry[]): Buffer {
+  const out: Buffer[] = [];
+  let records: Uint8Array[] = [];
+  for (const e of entries) {
+    if (e.lost === undefined) {
+      records.push(e.bytes);
+      continue;
+    }
+    if (records.length > 0) out.push(encodeRecordFrames(records));
+    records = [];
+    out.push(Buffer.from(pb.ShipperFrame.encodeDelimited({ lost: { seq: e.seq, leafHash: e.lost } }).finish()));
+  }
+  if (records.length > 0) out.push(encodeRecordFrames(records));
+  return out.length === 1 ? out[0] : Buffer.concat(out);
 }
 
 export function startShipper(opts: ShipperOptions): Shipper {

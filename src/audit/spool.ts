@@ -5,19 +5,19 @@
 //
 // Frame on disk: u32be length | u32be crc32(record) | record bytes. The CRC makes a torn or
 // zero-filled tail (kill -9 mid-write, power loss before the size hit the disk) distinguishable
-// from a record, so recovery can cut exactly there.
+// from a record, so recovery can cut exactly there; anything else wrong refuses to open
+// (spool-scan.ts decides which is which). A lost record kept by `audit recover` is a marker frame
+// holding only its seq and leaf hash (LostRecord).
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from '../core/log.js';
 import { AuditError } from './errors.js';
-import { fromHex, hashEquals, leafHash, toHex, ZERO_HASH } from './hash.js';
-import { decodeRecord } from './schema.js';
+import { toHex } from './hash.js';
+import { FRAME_HEADER_BYTES, LOST_FLAG, SpoolScanner, type Evidence, type Run, type ScanResult } from './spool-scan.js';
 
-export const FRAME_HEADER_BYTES = 8;
-/** No single record is anywhere near this; a larger length field means a torn or corrupt frame. */
-export const MAX_RECORD_BYTES = 1 << 20;
+export { FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from './spool-scan.js';
 const SEGMENT_SUFFIX = '.seg';
 /**
  * The active segment is written with O_DSYNC: each write returns once its bytes (and the file size)
@@ -25,7 +25,39 @@ const SEGMENT_SUFFIX = '.seg';
  * and an fsync, which is what a state-changing command waits for.
  */
 const SEGMENT_WRITE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_DSYNC;
-const ACK_FILE = 'acked.json';
+export const ACK_FILE = 'acked.json';
+
+/** A record the log lost (declared by an AUDIT_GAP record): only its place and leaf hash remain. */
+export class LostRecord {
+  constructor(readonly leafHash: Uint8Array) {}
+}
+
+/** What the spool holds at a seq: the record's exact bytes, or a lost record's leaf hash. */
+export type SpoolEntry = Uint8Array | LostRecord;
+
+/** The spool is damaged beyond a torn tail: what is wrong, where, and the way out. */
+export class SpoolDamageError extends AuditError {
+  constructor(
+    readonly dir: string,
+    readonly scan: ScanResult,
+  ) {
+    super(describeDamage(dir, scan, '<gateway config>'));
+  }
+}
+
+/** The refusal's text: each problem, and the two commands that show and accept it. */
+export function describeDamage(dir: string, scan: ScanResult, config: string): string {
+  const lines = [`audit spool ${dir} is damaged beyond a torn tail; nothing was changed:`];
+  for (const d of scan.damage) lines.push(`  - ${d.message}`);
+  for (const [a, b] of scan.undeclared) lines.push(`  - seq ${a}..${b} are marked lost, but no AUDIT_GAP record declares it (an interrupted recover)`);
+  const lost = scan.items.flatMap((i) => (i.kind === 'lost' ? [i.first === i.end - 1 ? `${i.first}` : `${i.first}..${i.end - 1}`] : []));
+  lines.push(`See it: plantgate audit verify ${dir} --key <verifier key>`);
+  lines.push(
+    `Continue, recording ${lost.length ? `the loss of seq ${lost.join(', ')}` : 'what was found'} as AUDIT_GAP records the collector alerts on: ` +
+      `plantgate audit recover --config ${config} --accept-loss   (docs/audit.md, Recovery)`,
+  );
+  return lines.join('\n');
+}
 
 export function encodeSpoolFrame(record: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + record.length);
@@ -57,7 +89,21 @@ export function coalesce(views: readonly Uint8Array[]): Buffer[] {
   return out;
 }
 
-function segmentName(firstSeq: number): string {
+/** Views of bytes [start, end) of runs laid end to end. */
+function sliceRuns(runs: Buffer[], start: number, end: number): Buffer[] {
+  const out: Buffer[] = [];
+  let base = 0;
+  for (const r of runs) {
+    const lo = Math.max(start, base);
+    const hi = Math.min(end, base + r.length);
+    if (lo < hi) out.push(r.subarray(lo - base, hi - base));
+    base += r.length;
+    if (base >= end) break;
+  }
+  return out;
+}
+
+export function segmentName(firstSeq: number): string {
   return `${String(firstSeq).padStart(16, '0')}${SEGMENT_SUFFIX}`;
 }
 
@@ -101,11 +147,20 @@ export class Spool {
     private readonly logger: Logger,
   ) {}
 
-  /** Opens the spool in `dir` (created if missing), cutting a torn tail off the last segment. */
-  static async open(dir: string, segmentBytes: number, logger: Logger): Promise<{ spool: Spool; recovered: Recovered }> {
+  /**
+   * Opens the spool in `dir` (created if missing), cutting a torn tail off the newest segment.
+   * Throws SpoolDamageError, changing nothing, when anything else is wrong (docs/audit.md, Recovery).
+   */
+  static async open(
+    dir: string,
+    segmentBytes: number,
+    logger: Logger,
+    evidence: Evidence,
+    opts: { declaringLoss?: boolean } = {},
+  ): Promise<{ spool: Spool; recovered: Recovered }> {
     const spool = new Spool(dir, segmentBytes, logger);
     await mkdir(dir, { recursive: true });
-    const recovered = await spool.recover();
+    const recovered = await spool.recover(evidence, opts.declaringLoss === true);
     return { spool, recovered };
   }
 
@@ -117,29 +172,6 @@ export class Spool {
   firstSeq(nextSeq: number): number {
     for (const s of this.segments) if (s.offsets.length > 0) return s.firstSeq;
     return nextSeq;
-  }
-
-  private async readAckState(): Promise<{ ackedSeq: number; ackedHash: Uint8Array }> {
-    let text: string;
-    try {
-      text = await readFile(join(this.dir, ACK_FILE), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ackedSeq: -1, ackedHash: ZERO_HASH };
-      throw new AuditError(`cannot read ${join(this.dir, ACK_FILE)}: ${(err as Error).message}`, { cause: err });
-    }
-    try {
-      const v = JSON.parse(text) as { acked_seq?: unknown; acked_hash?: unknown };
-      if (typeof v.acked_seq !== 'number' || !Number.isSafeInteger(v.acked_seq) || v.acked_seq < -1) {
-        throw new Error('acked_seq must be an integer >= -1');
-      }
-      const hash = typeof v.acked_hash === 'string' ? fromHex(v.acked_hash) : ZERO_HASH;
-      if (hash.length !== 32) throw new Error('acked_hash must be 32 bytes of hex');
-      return { ackedSeq: v.acked_seq, ackedHash: hash };
-    } catch (err) {
-      // The state file is only ever replaced by rename, so it is whole or absent: a bad one was
-      // edited by hand or the disk is failing. Refuse rather than guess what was acknowledged.
-      throw new AuditError(`${join(this.dir, ACK_FILE)}: ${(err as Error).message}`, { cause: err });
-    }
   }
 
   /** Persists the acknowledged point: temp file, fsync, rename, fsync the directory. */
@@ -157,115 +189,57 @@ export class Spool {
     await fsyncDir(this.dir);
   }
 
-  private async recover(): Promise<Recovered> {
-    const { ackedSeq, ackedHash } = await this.readAckState();
+  /** `declaringLoss`: lost-record markers no AUDIT_GAP declares yet are accepted (audit recover declares them next). */
+  private async recover(evidence: Evidence, declaringLoss: boolean): Promise<Recovered> {
+    const { ackedSeq, ackedHash } = evidence;
     const names = (await readdir(this.dir)).filter((n) => /^\d{16}\.seg$/.test(n)).sort();
-    let expectSeq = -1;
-    let lastHash: Uint8Array = ZERO_HASH;
-    let truncatedBytes = 0;
-
+    const scanner = new SpoolScanner(evidence);
+    const sizes: number[] = [];
+    // One segment in memory at a time: the scanner keeps offsets and a few hashes.
     for (let i = 0; i < names.length; i++) {
-      const isLast = i === names.length - 1;
+      const data = await readFile(join(this.dir, names[i]));
+      sizes.push(data.length);
+      scanner.segment(i, names[i], Number(names[i].slice(0, 16)), data, i === names.length - 1);
+    }
+    const scan = scanner.finish();
+    if (scan.damage.length > 0 || (scan.undeclared.length > 0 && !declaringLoss)) throw new SpoolDamageError(this.dir, scan);
+
+    let truncatedBytes = 0;
+    const runs = new Map<number, Run>();
+    for (const it of scan.items) if (it.kind === 'run') runs.set(it.seg, it);
+    for (let i = 0; i < names.length; i++) {
       const path = join(this.dir, names[i]);
-      const firstSeq = Number(names[i].slice(0, 16));
-      const data = await readFile(path);
-      const seg: Segment = { firstSeq, path, size: 0, offsets: [] };
-      if (expectSeq >= 0 && firstSeq !== expectSeq) {
-        throw new AuditError(`${path}: segment starts at seq ${firstSeq}, expected ${expectSeq}`);
-      }
-      let pos = 0;
-      let problem = '';
-      let tampered = false;
-      let seq = firstSeq;
-      while (pos < data.length) {
-        if (data.length - pos < FRAME_HEADER_BYTES) {
-          problem = 'partial frame header';
-          break;
-        }
-        const len = data.readUInt32BE(pos);
-        if (len > MAX_RECORD_BYTES || data.length - pos - FRAME_HEADER_BYTES < len) {
-          problem = `frame length ${len} runs past the end of the file`;
-          break;
-        }
-        // No record is empty (it names its gateway): a zero length is a zero-filled tail (the file
-        // size reached the disk before the data did), however valid its CRC of nothing looks.
-        if (len === 0) {
-          problem = 'zero-filled frame';
-          break;
-        }
-        const bytes = data.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + len);
-        if (crc32(bytes) !== data.readUInt32BE(pos + 4)) {
-          problem = 'checksum mismatch';
-          break;
-        }
-        let rec;
-        try {
-          rec = decodeRecord(bytes);
-        } catch {
-          problem = 'record does not decode';
-          tampered = true;
-          break;
-        }
-        if (rec.seq !== seq) {
-          problem = `record seq ${rec.seq}, expected ${seq}`;
-          tampered = true;
-          break;
-        }
-        // The first record on disk may follow a deleted (acknowledged) segment: its prev_hash is
-        // then taken as given; from there on the chain is checked.
-        if (seq > firstSeq || expectSeq >= 0 || seq === 0) {
-          const want = seq === 0 ? ZERO_HASH : lastHash;
-          if (!hashEquals(rec.prevHash, want)) {
-            problem = `record ${seq} prev_hash does not match the previous record`;
-            tampered = true;
-            break;
-          }
-        }
-        seg.offsets.push(pos);
-        lastHash = leafHash(bytes);
-        pos += FRAME_HEADER_BYTES + len;
-        seq++;
-      }
-      if (problem) {
-        if (!isLast) throw new AuditError(`${path}: corrupt at byte ${pos}: ${problem}`);
-        // A crash tears bytes (a short or unchecksummed frame); it never writes a whole frame with a
-        // valid CRC in the wrong place. Such a frame out of seq or chain order was edited, removed
-        // or reordered by someone: refuse to open rather than cut the evidence off as a torn tail.
-        if (tampered) throw new AuditError(`${path}: record at byte ${pos} has a valid checksum but ${problem}: the spool was changed on disk (run plantgate audit verify)`);
-        // Only the last segment is ever being written, so damage there is a torn tail from a crash:
-        // everything before it was fsynced (or never acknowledged to anyone), so cut it off.
-        truncatedBytes = data.length - pos;
-        this.logger.warn({ path, offset: pos, bytes: truncatedBytes, problem }, 'audit spool: cutting torn tail');
+      const run = runs.get(i);
+      let size = run?.end ?? 0;
+      if (scan.torn?.seg === i) {
+        // Only the newest segment is ever being written, and only its last batch can be torn: nothing
+        // there was reported durable, nothing covers it (the scanner checked), so it is cut.
+        size = scan.torn.offset;
+        truncatedBytes = scan.torn.bytes;
+        this.logger.warn({ path, offset: size, bytes: truncatedBytes, problem: scan.torn.problem }, 'audit spool: cutting torn tail');
         const h = await open(path, 'r+');
         try {
-          await h.truncate(pos);
+          await h.truncate(size);
           await h.sync();
         } finally {
           await h.close();
         }
       }
-      seg.size = pos;
-      expectSeq = seq;
-      if (seg.offsets.length === 0 && !isLast) {
+      if (!run && i < names.length - 1) {
+        // An empty segment the next one starts at the same seq as (a roll interrupted by a crash).
         await rm(path, { force: true });
         continue;
       }
-      this.segments.push(seg);
-      this.totalBytes += seg.size;
+      this.segments.push({ firstSeq: Number(names[i].slice(0, 16)), path, size, offsets: run?.offsets ?? [] });
+      this.totalBytes += size;
     }
-
-    let nextSeq = expectSeq;
-    if (nextSeq < 0 || this.records() === 0) {
-      // Nothing on disk: resume right after the acknowledged point.
-      nextSeq = Math.max(nextSeq, ackedSeq + 1);
-      lastHash = nextSeq === ackedSeq + 1 ? ackedHash : lastHash;
+    if (this.records() === 0) {
+      // Nothing on disk: the log resumes right after what the evidence says it reached.
       for (const s of this.segments) await rm(s.path, { force: true });
       this.segments = [];
       this.totalBytes = 0;
-    } else if (nextSeq - 1 < ackedSeq) {
-      throw new AuditError(`${this.dir}: spool ends at seq ${nextSeq - 1} but seq ${ackedSeq} was acknowledged`);
     }
-    return { nextSeq, lastHash, ackedSeq, ackedHash, truncatedBytes };
+    return { nextSeq: scan.nextSeq, lastHash: scan.lastHash, ackedSeq, ackedHash, truncatedBytes };
   }
 
   private records(): number {
@@ -287,39 +261,57 @@ export class Spool {
     for (const n of frameLengths) framed += n;
     // The offsets index below must describe exactly the bytes written.
     if (framed !== total) throw new AuditError(`spool batch of ${total} bytes does not match its ${frameLengths.length} frames (${framed} bytes)`);
-    let seg = this.segments[this.segments.length - 1];
-    if (!seg || (seg.size >= this.segmentBytes && seg.offsets.length > 0)) {
-      await this.active?.close();
-      this.active = undefined;
-      seg = { firstSeq, path: join(this.dir, segmentName(firstSeq)), size: 0, offsets: [] };
-      this.active = await open(seg.path, SEGMENT_WRITE_FLAGS);
-      await fsyncDir(this.dir);
-      this.segments.push(seg);
-    } else if (!this.active) {
-      this.active = await open(seg.path, SEGMENT_WRITE_FLAGS);
+    const runs = coalesce(chunks);
+    let i = 0;
+    let byte = 0;
+    while (i < frameLengths.length) {
+      let seg = this.segments[this.segments.length - 1];
+      // A segment holds at most segmentBytes (or one larger record): the bound docs/audit.md gives.
+      if (!seg || (seg.offsets.length > 0 && seg.size + frameLengths[i] > this.segmentBytes)) {
+        await this.active?.close();
+        this.active = undefined;
+        seg = { firstSeq: firstSeq + i, path: join(this.dir, segmentName(firstSeq + i)), size: 0, offsets: [] };
+        this.active = await open(seg.path, SEGMENT_WRITE_FLAGS);
+        await fsyncDir(this.dir);
+        this.segments.push(seg);
+      } else if (!this.active) {
+        this.active = await open(seg.path, SEGMENT_WRITE_FLAGS);
+      }
+      let j = i;
+      let part = 0;
+      while (j < frameLengths.length && (j === i || seg.size + part + frameLengths[j] <= this.segmentBytes)) part += frameLengths[j++];
+      // Written in order, part after part: a crash can only tear the part being written, in the newest segment.
+      await this.writeDurably(sliceRuns(runs, byte, byte + part));
+      this.fsyncs++;
+      let off = seg.size;
+      for (let k = i; k < j; k++) {
+        seg.offsets.push(off);
+        off += frameLengths[k];
+      }
+      seg.size = off;
+      this.totalBytes += part;
+      byte += part;
+      i = j;
     }
+  }
+
+  private async writeDurably(views: Buffer[]): Promise<void> {
+    let total = 0;
+    for (const v of views) total += v.length;
     let written = 0;
-    let pending = coalesce(chunks);
+    let pending = views;
     for (;;) {
-      const { bytesWritten } = await this.active.writev(pending);
+      const { bytesWritten } = await this.active!.writev(pending);
       written += bytesWritten;
-      if (written >= total) break;
+      if (written >= total) return;
       // A short write (rare on regular files): the part written is durable; write the rest.
-      pending = [Buffer.concat(chunks).subarray(written)];
+      pending = [Buffer.concat(views).subarray(written)];
     }
-    this.fsyncs++;
-    let off = seg.size;
-    for (const n of frameLengths) {
-      seg.offsets.push(off);
-      off += n;
-    }
-    seg.size = off;
-    this.totalBytes += total;
   }
 
   /** Up to `max` records from `seq` on, read from disk. Only durable records are indexed. */
-  async read(seq: number, max: number): Promise<Uint8Array[]> {
-    const out: Uint8Array[] = [];
+  async read(seq: number, max: number): Promise<SpoolEntry[]> {
+    const out: SpoolEntry[] = [];
     for (const seg of this.segments) {
       const end = seg.firstSeq + seg.offsets.length;
       if (seq >= end || out.length >= max) continue;
@@ -342,8 +334,10 @@ export class Spool {
       }
       let pos = 0;
       while (pos < buf.length) {
-        const len = buf.readUInt32BE(pos);
-        out.push(buf.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + len));
+        const raw = buf.readUInt32BE(pos);
+        const len = (raw & ~LOST_FLAG) >>> 0;
+        const body = buf.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + len);
+        out.push((raw & LOST_FLAG) !== 0 ? new LostRecord(new Uint8Array(body.subarray(8))) : body);
         pos += FRAME_HEADER_BYTES + len;
       }
       seq = seg.firstSeq + to;

@@ -24,3 +24,8 @@ export function recordToJson(record: DecodedRecord, hash: Uint8Array): Record<st
     hash: toHex(hash),
   };
 }
+
+/** The line of a record the gateway lost (docs/audit.md, Recovery): its seq and leaf hash only. */
+export function lostRecordJson(gatewayId: string, seq: number, hash: Uint8Array, timeMs: number): Record<string, unknown> {
+  return { gatewayId, seq, time: new Date(timeMs).toISOString(), timeUnixMs: timeMs, lost: true, hash: toHex(hash) };
+}

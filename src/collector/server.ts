@@ -19,9 +19,9 @@ import { FrameReader } from '../audit/framing.js';
 import { fromHex, hashEquals, leafHash, toHex } from '../audit/hash.js';
 import { Frontier } from '../audit/merkle.js';
 import { addSignatureLines, parseVerifierKey, type NoteVerifier } from '../audit/note.js';
-import { decodeRecord, pb, SCHEMA_VERSION } from '../audit/schema.js';
+import { decodeRecord, num, pb, SCHEMA_VERSION, type DecodedRecord } from '../audit/schema.js';
 import { boundName, certificateMatches, peerIdentity, type PeerIdentity } from './identity.js';
-import { recordToJson } from './ndjson.js';
+import { lostRecordJson, recordToJson } from './ndjson.js';
 import { toOcsf } from './ocsf.js';
 import { GatewayOutput, type OutputEntry, type OutputLayout } from './output.js';
 import { readState, statePath, writeState, type GatewayState } from './state.js';
@@ -59,7 +59,16 @@ export type AlertKind =
   | 'unknown_gateway'
   | 'identity_mismatch'
   | 'bad_signature'
-  | 'inconsistent_checkpoint';
+  | 'inconsistent_checkpoint'
+  // Notices: the stream goes on (the records saying so are stored and verified like any other).
+  | 'audit_gap'
+  | 'records_lost'
+  | 'unclean_stop'
+  | 'records_dropped'
+  | 'sink_alert';
+
+/** Alerts that report what a verified gateway record says, or a declared loss: stored, not fatal. */
+const NOTICES: ReadonlySet<AlertKind> = new Set(['audit_gap', 'records_lost', 'unclean_stop', 'records_dropped', 'sink_alert']);
 
 export interface CollectorAlert {
   time: string;
@@ -73,6 +82,11 @@ export interface CollectorAlert {
   gotPrevHash?: string;
   expected?: string;
   actual?: string;
+  /** Notices: the record that raised it. */
+  seq?: number;
+  /** Seqs [first, last] a notice is about (lost records). */
+  first?: number;
+  last?: number;
 }
 
 export interface CollectorStats {
@@ -88,6 +102,8 @@ const MAX_QUEUED = 4096;
 interface Gateway {
   id: string;
   state: GatewayState;
+  /** Time of the newest stored record: a lost record's line is filed at it (no time of its own). */
+  lastTimeMs: number;
   out: GatewayOutput;
   statePath: string;
   conn: Connection | undefined;
@@ -273,7 +289,9 @@ export class Collector extends EventEmitter {
         const out = await GatewayOutput.open(this.opts.outDir, id, this.opts.output?.layout ?? 'single', this.opts.output?.ocsf ?? false);
         try {
           const state = await recoverGateway(out, await readState(sp), this.logger.child({ gatewayId: id }));
-          return { id, state, out, statePath: sp, conn: undefined, verifier: this.configured?.get(id)?.verifier };
+          const last = await out.last('ndjson');
+          const lastTimeMs = typeof last?.json.timeUnixMs === 'number' ? last.json.timeUnixMs : this.clock.now();
+          return { id, state, lastTimeMs, out, statePath: sp, conn: undefined, verifier: this.configured?.get(id)?.verifier };
         } catch (err) {
           await out.close();
           throw err;
@@ -309,14 +327,43 @@ export class Collector extends EventEmitter {
       const frontier = gw.state.frontier?.clone();
       let checkpoint = gw.state.checkpoint;
       let problem: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'> | undefined;
+      const notices: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'>[] = [];
+      let timeMs = gw.lastTimeMs;
       for (const f of frames) {
         let bytes: Uint8Array | undefined;
         let rec;
+        let lost;
         try {
-          bytes = pb.ShipperFrame.decode(f).record ?? undefined;
+          const frame = pb.ShipperFrame.decode(f);
+          bytes = frame.record ?? undefined;
+          lost = frame.lost ?? undefined;
           if (bytes) rec = decodeRecord(bytes);
         } catch {
           rec = undefined;
+        }
+        if (lost && !bytes) {
+          // A record the gateway lost and declared (docs/audit.md, Recovery): only its leaf hash
+          // keeps its place in the tree. Stored as such, and the SOC is told at once.
+          const seq = num(lost.seq);
+          const hash = lost.leafHash ?? new Uint8Array(0);
+          if (seq !== nextSeq || hash.length !== 32) {
+            problem = { kind: seq > nextSeq ? 'gap' : hash.length !== 32 ? 'malformed' : 'replay', message: `lost-record frame for seq ${seq}, expected ${nextSeq}`, expectedSeq: nextSeq, gotSeq: seq };
+            break;
+          }
+          frontier?.append(hash);
+          const json = lostRecordJson(gw.id, seq, hash, timeMs);
+          entries.push({ timeMs, ndjson: JSON.stringify(json) });
+          stored.push(json);
+          const prev = notices[notices.length - 1];
+          if (prev?.kind === 'records_lost' && prev.last === seq - 1) {
+            prev.last = seq;
+            prev.message = `the gateway lost records ${prev.first}..${seq} (their leaf hashes keep their place in the tree); its AUDIT_GAP record names the cause`;
+          } else {
+            notices.push({ kind: 'records_lost', first: seq, last: seq, message: `the gateway lost record ${seq} (its leaf hash keeps its place in the tree); its AUDIT_GAP record names the cause` });
+          }
+          nextSeq = seq + 1;
+          lastHash = hash;
+          continue;
         }
         if (!bytes || !rec) {
           problem = { kind: 'malformed', message: 'frame is not an audit record', expectedSeq: nextSeq };
@@ -358,8 +405,11 @@ export class Collector extends EventEmitter {
         if ((rec.schemaVersion ?? 0) > SCHEMA_VERSION) {
           this.logger.warn({ gatewayId: gw.id, seq: rec.seq, schemaVersion: rec.schemaVersion }, 'collector: newer record schema');
         }
+        const notice = noticeOf(rec);
+        if (notice) notices.push(notice);
         const hash = leafHash(bytes);
         frontier?.append(hash);
+        timeMs = Number(rec.timeUnixMs);
         const json = recordToJson(rec, hash);
         const ocsf = gw.out.ocsf ? toOcsf(json) : undefined;
         entries.push({ timeMs: Number(rec.timeUnixMs), ndjson: JSON.stringify(json), ...(ocsf ? { ocsf: JSON.stringify(ocsf) } : {}) });
@@ -372,11 +422,13 @@ export class Collector extends EventEmitter {
         const state: GatewayState = { ...gw.state, nextSeq, lastHash, frontier, checkpoint };
         await writeState(gw.statePath, state);
         gw.state = state;
+        gw.lastTimeMs = timeMs;
         this.st.records += entries.length;
         if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ ack: { lastSeq: nextSeq - 1 } }).finish());
         for (const json of stored) this.emit('record', gw.id, json);
         if (this.opts.witness) await this.cosign(conn, gw, cosigned);
       }
+      for (const n of notices) await this.alert(conn, n);
       if (problem) {
         await this.alert(conn, problem);
         return;
@@ -400,11 +452,16 @@ export class Collector extends EventEmitter {
     if (newest !== undefined) await writeFileAtomic(gw.out.checkpointPath(), newest);
   }
 
+  /** Records an alert; anything but a notice also closes the stream (nothing past it is stored). */
   private async alert(conn: Connection, a: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'>): Promise<void> {
     const alert: CollectorAlert = { time: new Date().toISOString(), gatewayId: conn.gateway?.id ?? '', remote: conn.remote, ...a };
     this.st.alerts[a.kind] = (this.st.alerts[a.kind] ?? 0) + 1;
-    this.kill(conn, a.message);
-    this.logger.error(alert, 'collector: audit stream rejected');
+    if (NOTICES.has(a.kind)) {
+      this.logger.error(alert, 'collector: the gateway reports a problem with its audit');
+    } else {
+      this.kill(conn, a.message);
+      this.logger.error(alert, 'collector: audit stream rejected');
+    }
     const write = this.alertChain.then(async () => {
       if (!this.alerts) return;
       await this.alerts.write(JSON.stringify(alert) + '\n');
@@ -443,6 +500,45 @@ export class Collector extends EventEmitter {
     await this.alerts?.close();
     this.alerts = undefined;
   }
+}
+
+const range = (a: number, b: number): string => (a === b ? `${a}` : `${a}..${b}`);
+
+/** The notice a verified record raises: a gateway telling the SOC its audit lost or may lack something. */
+function noticeOf(rec: DecodedRecord): Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'> | undefined {
+  const seq = num(rec.seq);
+  if (rec.auditGap) {
+    const g = rec.auditGap;
+    const [first, last] = [num(g.firstSeq), num(g.lastSeq)];
+    const cp = num(g.lastCheckpointSize);
+    const unknown = num(g.unknownHashes);
+    return {
+      kind: 'audit_gap',
+      seq,
+      first,
+      last,
+      message: `AUDIT_GAP: the gateway lost records ${range(first, last)}: ${g.cause ?? ''}` + (cp > 0 ? ` (last signed checkpoint: ${cp} records)` : '') + (unknown > 0 ? `; ${unknown} of their leaf hashes are unknown too (placeholders)` : ''),
+    };
+  }
+  if (rec.restart) {
+    const r = rec.restart;
+    const unknown = (r.outcomeUnknown ?? []).map(num);
+    const sessions = r.sessionsClosed ?? [];
+    return {
+      kind: 'unclean_stop',
+      seq,
+      message: `the gateway stopped uncleanly after seq ${num(r.lastSeq)}: ${unknown.length} write(s) decided and possibly executed with no recorded outcome` + (unknown.length ? ` (decision seqs ${unknown.join(', ')})` : '') + `; ${sessions.length} session(s) closed at restart`,
+    };
+  }
+  if (rec.dropped) {
+    const d = rec.dropped;
+    return { kind: 'records_dropped', seq, message: `the gateway's spool was full: ${num(d.count)} record(s) dropped (${num(d.denials)} of them command denials), counted exactly` };
+  }
+  if (rec.sinkAlert) {
+    const a = rec.sinkAlert;
+    return { kind: 'sink_alert', seq, message: `the gateway's ${a.sink ?? ''} sink: ${a.kind ?? ''} on ${a.subject ?? ''}: ${a.detail ?? ''}` };
+  }
+  return undefined;
 }
 
 export async function startCollector(opts: CollectorOptions): Promise<Collector> {

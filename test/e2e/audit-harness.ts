@@ -151,3 +151,67 @@ export function allowedWriteValues(records: DecodedRecord[]): number[] {
     return (d.command.rawValues ?? []) as number[];
   });
 }
+
+/** The collector's NDJSON lines of the lab gateway (single layout), parsed. */
+export async function socLines(rig: AuditRig): Promise<Record<string, any>[]> {
+  const text = await readFile(path.join(rig.collectorDir, `${LAB_GATEWAY_ID}.ndjson`), 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+}
+
+/** The collector's alerts, parsed. */
+export async function socAlerts(rig: AuditRig): Promise<Record<string, any>[]> {
+  const text = await readFile(path.join(rig.collectorDir, 'alerts.ndjson'), 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+}
+
+/** Resolves once the collector has stored seq `seq` (or later). */
+export async function collectedThrough(rig: AuditRig, seq: number): Promise<void> {
+  for (;;) {
+    const lines = await socLines(rig);
+    if (lines.length > 0 && lines[lines.length - 1].seq >= seq) return;
+    if (!rig.collector) throw new Error('no collector running');
+    await new Promise<void>((r) => rig.collector!.once('record', () => r()));
+  }
+}
+
+/**
+ * The invariant of docs/audit.md: every write the PLC executed is in the SOC's record (an allowed
+ * decision with its value) or its decision seq lies inside a range an alert declared lost. `truth`
+ * maps each written value to its decision seq, from copies of the gateway's spool taken before any
+ * damage. Returns the writes found in each way.
+ */
+export function assertNoSilentLoss(
+  served: number[],
+  truth: Map<number, number>,
+  soc: Record<string, any>[],
+  alerts: Record<string, any>[],
+): { inSoc: number; inGap: number } {
+  const socValues = new Set<number>();
+  for (const l of soc) {
+    const d = l.decision;
+    if (d?.decision?.effect === 'ALLOW' && d.command?.operation === 'write') for (const v of d.command.rawValues ?? []) socValues.add(v);
+  }
+  const lost = alerts.filter((a) => a.kind === 'audit_gap' || a.kind === 'records_lost').map((a) => [a.first as number, a.last as number]);
+  let inSoc = 0;
+  let inGap = 0;
+  for (const v of served) {
+    if (socValues.has(v)) {
+      inSoc++;
+      continue;
+    }
+    const seq = truth.get(v);
+    if (seq === undefined) throw new Error(`write of ${v} reached the PLC and no decision record of it was ever on the gateway's disk`);
+    if (!lost.some(([a, b]) => a <= seq && seq <= b)) throw new Error(`write of ${v} (decision seq ${seq}) reached the PLC, is not in the SOC's record and no alert declares it lost`);
+    inGap++;
+  }
+  return { inSoc, inGap };
+}
+
+/** value -> decision seq of every allowed write in these records. */
+export function writeSeqs(records: DecodedRecord[], into = new Map<number, number>()): Map<number, number> {
+  for (const r of records) {
+    const d = r.decision;
+    if (d?.decision?.effect === 1 && d.command?.operation === 'write') for (const v of (d.command.rawValues ?? []) as number[]) into.set(v, r.seq as number);
+  }
+  return into;
+}

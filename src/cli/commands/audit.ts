@@ -9,6 +9,12 @@ import { cosignerVerifierKey } from '../../audit/checkpoint.js';
 import { loadEd25519PrivateKey } from '../../audit/keys.js';
 import { isKeyName, parseVerifierKey, verifierKey, type NoteVerifier } from '../../audit/note.js';
 import { writeFileAtomic } from '../../core/files.js';
+import { acceptLoss, scanSpool } from '../../audit/recover.js';
+import { describeDamage } from '../../audit/spool.js';
+import { noteSigner } from '../../audit/note.js';
+import { systemClock } from '../../core/clock.js';
+import { SourceErrors } from '../../core/errors.js';
+import { loadGatewayConfig } from '../../gateway/config.js';
 import { proveConsistency, proveInclusion, verifyCheckpointPair, verifyInclusionBundle, verifySpool, type Problem } from '../../audit/offline.js';
 
 function usage(msg: string): void {
@@ -123,6 +129,50 @@ export function register(program: Command): void {
         process.exitCode = problems.length === 0 ? 0 : 1;
       } catch (err) {
         process.stderr.write(`plantgate audit verify: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  audit
+    .command('recover')
+    .description('show what a damaged spool lost; with --accept-loss, rewrite it so the gateway starts again and record the loss as AUDIT_GAP records (stop the gateway first)')
+    .requiredOption('--config <file>', 'the gateway configuration (spool_dir, gateway_id, audit key)')
+    .option('--accept-loss', 'continue without the lost records: damaged segments are copied to <spool>/damaged-<time>/, lost seqs keep their place, the collector alerts')
+    .action(async (opts: { config: string; acceptLoss?: boolean }) => {
+      let config;
+      try {
+        config = await loadGatewayConfig(opts.config);
+      } catch (err) {
+        if (err instanceof SourceErrors) return usage(err.message);
+        throw err;
+      }
+      const dir = config.audit.spool_dir;
+      try {
+        const found = await scanSpool(dir);
+        const { scan } = found;
+        if (scan.damage.length === 0 && scan.undeclared.length === 0) {
+          process.stdout.write(`OK spool ${dir}: nothing lost${scan.torn ? ` (a torn tail of ${scan.torn.bytes} bytes is cut when the gateway starts)` : ''}\n`);
+          return;
+        }
+        if (!opts.acceptLoss) {
+          process.stdout.write(`${describeDamage(dir, scan, opts.config)}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        const key = config.audit.key_file;
+        const r = await acceptLoss(dir, found, {
+          gatewayId: config.gateway_id,
+          clock: systemClock,
+          maxBytes: config.audit.max_bytes,
+          checkpoints: key === undefined ? undefined : { signer: noteSigner(`plantgate/${config.gateway_id}`, await loadEd25519PrivateKey(key)) },
+          command: 'plantgate audit recover --accept-loss',
+        });
+        for (const g of r.gaps) {
+          process.stdout.write(`AUDIT_GAP seq ${g.gapSeq}: records ${g.first}..${g.last} lost${g.unknownHashes ? ` (${g.unknownHashes} leaf hashes unknown: placeholders)` : ''}: ${g.cause}\n`);
+        }
+        process.stdout.write(`recovered spool ${dir}; the damaged segments as found are in ${r.damagedDir}\n`);
+      } catch (err) {
+        process.stderr.write(`plantgate audit recover: ${(err as Error).message}\n`);
         process.exitCode = 1;
       }
     });

@@ -4,6 +4,7 @@ import { SourceErrors } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { loadGatewayConfig } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/gateway.js';
+import { describeDamage, SpoolDamageError } from '../../audit/spool.js';
 
 export function register(program: Command): void {
   program
@@ -23,7 +24,18 @@ export function register(program: Command): void {
         throw err;
       }
       const logger = createLogger('plantgate');
-      const gateway = await startGateway(config, { logger });
+      let gateway;
+      try {
+        gateway = await startGateway(config, { logger });
+      } catch (err) {
+        // A damaged spool: say what is wrong and the documented way out, and do not start.
+        if (err instanceof SpoolDamageError) {
+          process.stderr.write(`plantgate serve: ${describeDamage(err.dir, err.scan, opts.config)}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        throw err;
+      }
       const onHup = () => {
         logger.info('SIGHUP: reloading configuration and bundle');
         loadGatewayConfig(opts.config)

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AuditError } from '../../../src/audit/errors.js';
 import { hashEquals, leafHash, ZERO_HASH } from '../../../src/audit/hash.js';
 import { AuditLog } from '../../../src/audit/log.js';
+import { SpoolDamageError } from '../../../src/audit/spool.js';
 import { bundleRecord, outcomeRecord, violationRecord } from '../../../src/audit/records.js';
 import { decodeRecord } from '../../../src/audit/schema.js';
 import { ManualClock } from '../../../src/core/clock.js';
@@ -105,13 +106,13 @@ describe('AuditLog', () => {
   it('cuts a torn tail (a record cut mid-write) on open and continues the chain from the last whole record', async () => {
     const a = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
     for (let i = 0; i < 9; i++) a.append(ev(i));
-    await a.sync();
-    const hashAfter8 = a.lastRecordHash();
-    await a.appendDurable(ev(9));
     await a.close();
+    const hashAfter8 = a.lastRecordHash();
     const [seg] = await segmentFiles();
-    const size = (await stat(join(dir, seg))).size;
-    await truncate(join(dir, seg), size - 5); // kill -9 in the middle of record 9
+    const whole = await readFile(join(dir, seg));
+    // kill -9 in the middle of the next batch's write: the first 40 bytes of a frame reach the file
+    // (and its tree hashes never do: they are written after the batch is durable).
+    await appendFile(join(dir, seg), whole.subarray(0, 40));
 
     const b = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
     expect(b.nextSeq).toBe(9);
@@ -121,6 +122,20 @@ describe('AuditLog', () => {
     const c = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
     expect(c.nextSeq).toBe(10);
     await c.close();
+  });
+
+  it('refuses to open, changing nothing, when the newest records are cut off although tree.hashes vouches for them', async () => {
+    const a = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
+    for (let i = 0; i < 10; i++) await a.appendDurable(ev(i));
+    await a.close();
+    const [seg] = await segmentFiles();
+    const size = (await stat(join(dir, seg))).size;
+    await truncate(join(dir, seg), size - 5); // record 9 was durable: its leaf hash is in tree.hashes
+    const err = await AuditLog.open({ dir, gatewayId: 'gw-1', clock }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpoolDamageError);
+    expect((err as Error).message).toMatch(/records 9\.\.9 are gone from the spool, yet tree\.hashes holds the leaf hashes of 10 records/);
+    expect((err as Error).message).toMatch(/plantgate audit recover --config .* --accept-loss/);
+    expect((await stat(join(dir, seg))).size).toBe(size - 5);
   });
 
   it('cuts a zero-filled tail left by a crash before the data reached the disk', async () => {
