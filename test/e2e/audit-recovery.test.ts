@@ -88,7 +88,7 @@ function expectContiguous(soc: Record<string, any>[]): void {
 }
 
 describe('audit recovery (real gateway process)', () => {
-  it('a byte flipped mid-segment: the gateway refuses to start, recover keeps the 70-odd records after it, and the SOC is alerted to the one lost', async () => {
+  it('a byte flipped mid-segment: the gateway refuses to start, recover keeps the 70-odd records after it, and the SOC is alerted to the one lost', { timeout: 120_000 }, async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'plantgate-flip-'));
     rig = await auditRig(dir); // no collector yet: nothing is shipped or deleted
     const gw = await rig.startGateway();
@@ -128,12 +128,13 @@ describe('audit recovery (real gateway process)', () => {
     expect(verify.code, verify.stdout).toBe(0);
   });
 
-  it('an empty segment: the gateway refuses to start instead of losing its records without a word, and the SOC gets the gap', async () => {
+  it('an empty segment: the gateway refuses to start instead of losing its records without a word, and the SOC gets the gap', { timeout: 120_000 }, async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'plantgate-empty-'));
     rig = await auditRig(dir);
     const gw = await rig.startGateway();
     await writes(rig, 200, 40);
     await gw.stop();
+    expect(await gw.exited).toEqual({ code: 0, signal: null });
     const before = await records(rig.spoolDir);
     const truth = writeSeqs(before);
     const [seg] = (await segments(rig.spoolDir)).slice(-1);
@@ -151,7 +152,7 @@ describe('audit recovery (real gateway process)', () => {
     assertNoSilentLoss(servedWrites(rig.sim), truth, soc, alerts);
   });
 
-  it('a deleted first segment nobody acknowledged: the gateway refuses to start, and the SOC gets the gap from seq 0', async () => {
+  it('a deleted first segment nobody acknowledged: the gateway refuses to start, and the SOC gets the gap from seq 0', { timeout: 120_000 }, async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'plantgate-first-'));
     // 256 KiB spool: 32 KiB segments, so a few hundred records span several.
     rig = await auditRig(dir, { maxBytes: 256 * 1024 });
