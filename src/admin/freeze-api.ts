@@ -88,7 +88,8 @@ export async function handleFreeze(req: IncomingMessage, res: ServerResponse, de
       });
       return;
     }
-    const parsed = parseFreezeBody(body, clock.now(), deps.assetIds());
+    const now = clock.now();
+    const parsed = parseFreezeBody(body, now, deps.assetIds());
     if (typeof parsed === 'string') {
       refuse(400, 'PROTOCOL_VIOLATION', 'BAD_REQUEST', parsed, operator.sub);
       return;
@@ -98,7 +99,7 @@ export async function handleFreeze(req: IncomingMessage, res: ServerResponse, de
       refuse(403, 'SCOPE_MISSING', 'NOT_OPERATOR', notAllowed, operator.sub);
       return;
     }
-    const f = await freezes.freeze({ ...parsed, by: operator.sub });
+    const f = await freezes.freeze({ ...parsed, by: operator.sub }, now);
     sendJson(res, 201, { status: 'frozen', freeze: freezeView(f, needed) });
   } catch (err) {
     if (!(err instanceof FreezeError)) throw err;

@@ -242,9 +242,9 @@ export class FreezeStore extends EventEmitter<{ changed: [FreezeChange] }> {
   /**
    * Puts a freeze in force: effective in memory at once (a command racing the fsync is refused),
    * then written; resolves once it is on disk. STORE_UNAVAILABLE: in force but not durable.
+   * `now`: the instant the request was read (its relative expiry was computed from it).
    */
-  async freeze(req: FreezeRequest): Promise<Freeze> {
-    const now = this.opts.clock.now();
+  async freeze(req: FreezeRequest, now = this.opts.clock.now()): Promise<Freeze> {
     this.sweep(now);
     if (req.expiresAtMs !== undefined && req.expiresAtMs <= now) throw new FreezeError('BAD_REQUEST', 'the expiry is not in the future');
     if (this.compiled.length >= this.maxActive) throw new FreezeError('STORE_FULL', `${this.maxActive} freezes are in force; lift some, or freeze a wider scope`);

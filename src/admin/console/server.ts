@@ -283,7 +283,8 @@ export async function createConsole(api: OperatorApiDeps, deps: ConsoleDeps): Pr
         if (scope === 'site') request.site = true;
         else if (scope === 'asset' || scope === 'workload' || scope === 'owner') request[scope] = body.get('value') ?? '';
         if (exp) request.expires_in_sec = Number(exp);
-        const parsed = parseFreezeBody(request, api.clock.now(), fz.assetIds());
+        const now = api.clock.now();
+        const parsed = parseFreezeBody(request, now, fz.assetIds());
         if (typeof parsed === 'string') {
           flash(s, false, parsed);
           return '/console/freezes';
@@ -295,7 +296,7 @@ export async function createConsole(api: OperatorApiDeps, deps: ConsoleDeps): Pr
           return '/console/freezes';
         }
         try {
-          const f = await fz.freezes.freeze({ ...parsed, by: s.operator.sub });
+          const f = await fz.freezes.freeze({ ...parsed, by: s.operator.sub }, now);
           flash(s, true, `Frozen (${f.id}): ${f.scope === 'site' ? 'the whole site' : `${f.scope} ${f.value}`}. The next command is refused EMERGENCY_FREEZE.`);
         } catch (err) {
           if (!(err instanceof FreezeError)) throw err;

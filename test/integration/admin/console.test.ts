@@ -9,7 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectModbusAgent, putToken } from '../../../src/cli/demo/agent.js';
-import { startLab, type Lab } from '../../../src/cli/demo/lab.js';
+import { PACKAGE_ROOT, startLab, type Lab } from '../../../src/cli/demo/lab.js';
+import { signBundle, writeBundleFile } from '../../../src/policy/bundle.js';
+import { compileSources } from '../../../src/policy/sources.js';
+import type { JWK } from 'jose';
 import { issueClientCertificate } from '../../../src/identity/dev/pki.js';
 import { modbusError } from '../safety/gateway-harness.js';
 
@@ -234,6 +237,17 @@ describe('web console on the operator API', () => {
     const refused = await request('POST', '/console/login/certificate', { cookie: f.cookie, form: { _csrf: f.csrf }, cert: { cert: agentCreds.cert, key: agentCreds.key } });
     expect(refused.status).toBe(403);
     expect(cookieOf(refused, '__Host-pg_session')).toBeUndefined();
+  });
+
+  it('shows what the active bundle changed against the one before it', async () => {
+    const s = await signIn();
+    const key = JSON.parse(await readFile(path.join(dir, 'keys/policy.private.jwk.json'), 'utf8')) as JWK & { kid: string };
+    const payload = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: Date.now(), revision: 2 });
+    await writeBundleFile(lab.bundleFile, await signBundle(payload, key, key.kid));
+    expect(await lab.gateway.reloadBundle('console test')).toBe(true);
+    const page = await request('GET', '/console/bundle', { cookie: s.cookie });
+    expect(page.body).toContain('Revision 1 → 2');
+    expect(page.body).toMatch(/<code>~ header [^<]*revision/);
   });
 
   it('ends a session at once when its operator is revoked', async () => {
