@@ -91,9 +91,10 @@ function decisions(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps
 }
 
 /**
- * The task is over: every token this identity holds for it dies now, not when its TTL runs out
- * (just-in-time access). The task is the body's `{"task": "<id>"}` or, without a body, the task of
- * the identity's current token. Only the calling identity's tokens are touched.
+ * The task is over: every token issued for it dies now, not when its TTL runs out (just-in-time
+ * access), the other agents' working on it for the same owner too. The task is the body's
+ * `{"task": "<id>"}` or, without a body, the task of the identity's current token; the owner is
+ * the current token's (without a token, only the calling identity's tokens are touched).
  */
 async function taskComplete(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): Promise<void> {
   const identity = callerIdentity(req, res);
@@ -103,7 +104,8 @@ async function taskComplete(req: IncomingMessage, res: ServerResponse, deps: Age
     send(res, 413, { reason: 'PROTOCOL_VIOLATION', message: `body larger than ${MAX_BODY} bytes` });
     return;
   }
-  let taskId = deps.tokens.peek(identity.workloadId)?.taskId;
+  const current = deps.tokens.peek(identity.workloadId);
+  let taskId = current?.taskId;
   if (body.trim() !== '') {
     let parsed: unknown;
     try {
@@ -128,7 +130,12 @@ async function taskComplete(req: IncomingMessage, res: ServerResponse, deps: Age
   }
   try {
     const revocation = await deps.revocations.revoke({
-      kind: 'task', value: taskId, workloadId: identity.workloadId, reason: 'task complete', source: 'agent', by: identity.workloadId,
+      kind: 'task',
+      value: taskId,
+      ...(current !== undefined && current.owner !== '' ? { owner: current.owner } : { workloadId: identity.workloadId }),
+      reason: 'task complete',
+      source: 'agent',
+      by: identity.workloadId,
     });
     deps.onTaskCompleted?.(identity.workloadId, revocation);
     send(res, 200, { status: 'revoked', task: taskId, revoked_at: new Date(revocation.revokedAtMs).toISOString() });

@@ -1,8 +1,10 @@
 // The operator API (issue 8): HTTPS with a bearer JWT (verifyOperatorToken). Revokes tokens by jti,
-// sub or owner and lists revocations. An operator (role `operator`) may revoke anything; an owner
-// (role `owner`) only their own agents' tokens: revocations they make are scoped to tokens whose
-// `owner` claim is their `sub`, so self-service never needs an administrator and never reaches
-// another owner's agents. Every call, accepted or refused, is handed to the audit callbacks.
+// sub (a workload's SPIFFE ID or a human as user:<name>), owner, or task (ending it for every agent)
+// and lists revocations. An operator (role `operator`) may revoke anything; an owner (role `owner`)
+// only their own agents' tokens and tasks, or themselves: revocations they make are scoped to
+// tokens whose `owner` claim is their `sub` (canonical form), so self-service never needs an
+// administrator and never reaches another owner's agents. Every call, accepted or refused, is
+// handed to the audit callbacks.
 // Never logs or audits the bearer token: only its sub and jti.
 //
 // Approvals (issue 5): GET /v1/approvals lists requests (pending by default, ?status=all|...),
@@ -23,7 +25,8 @@ import { httpStatusFor, type Reason } from '../core/reasons.js';
 import type { TrustedIssuers } from '../identity/issuers.js';
 import { verifyOperatorToken, type Operator } from '../identity/operator.js';
 import type { TokenRegistry } from '../identity/registry.js';
-import { parseRevocationBody, RevocationError, type Revocation, type RevocationRequest, type RevocationStore } from '../identity/revocation.js';
+import { samePrincipal } from '../core/principal.js';
+import { isHumanPrincipal, parseRevocationBody, RevocationError, type Revocation, type RevocationRequest, type RevocationStore } from '../identity/revocation.js';
 import { ApprovalError, type ApprovalRequest, type ApprovalStatus, type ApprovalStore } from '../approvals/store.js';
 import { listen, pathOf, readBody, readJsonBody, sendJson, type RunningServer } from './http.js';
 import { handleFreeze, matchFreezeRoute, type FreezeApiDeps } from './freeze-api.js';
@@ -199,13 +202,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
   }
   const req2: RevocationRequest = { ...parsed, source: operator.isOperator ? 'operator' : 'owner', by: operator.sub };
   if (!operator.isOperator) {
-    // Self-service: an owner's revocation only ever reaches tokens carrying their owner claim.
-    if (parsed.kind === 'owner' && parsed.value !== operator.sub) {
-      refuse(403, 'SCOPE_MISSING', 'NOT_OWNER', `an owner may revoke only owner "${operator.sub}"; other owners need the operator role`, operator.sub);
+    // Self-service: an owner's revocation only ever reaches tokens carrying their owner claim (or
+    // naming them: an owner may revoke themselves, as owner or as user:<name>, chain and all).
+    const human = parsed.kind === 'owner' || (parsed.kind === 'sub' && isHumanPrincipal(parsed.value));
+    if (human && !samePrincipal(parsed.value, operator.sub)) {
+      refuse(403, 'SCOPE_MISSING', 'NOT_OWNER', `an owner may revoke only themselves ("${operator.sub}"); other people need the operator role`, operator.sub);
       return;
     }
-    if (parsed.kind === 'sub') req2.owner = operator.sub;
-    if (parsed.kind === 'jti' && !deps.tokens.subjects().some((s) => s.jti === parsed.value && s.owner === operator.sub)) {
+    // An owner ends a workload's tokens, or a task, only where they carry the owner's claim.
+    if ((parsed.kind === 'sub' && !human) || parsed.kind === 'task') req2.owner = operator.sub;
+    if (parsed.kind === 'jti' && !deps.tokens.subjects().some((s) => s.jti === parsed.value && samePrincipal(s.owner, operator.sub))) {
       refuse(403, 'SCOPE_MISSING', 'NOT_OWNER', 'an owner may revoke a jti only while a token with that jti and their owner claim is registered here', operator.sub);
       return;
     }
@@ -224,7 +230,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: OperatorA
 }
 
 function ownedBy(r: Revocation, sub: string): boolean {
-  return (r.kind === 'owner' && r.value === sub) || r.owner === sub || r.by === sub;
+  return ((r.kind === 'owner' || r.kind === 'sub') && samePrincipal(r.value, sub)) || (r.owner !== undefined && samePrincipal(r.owner, sub)) || samePrincipal(r.by, sub);
 }
 
 function view(r: Revocation): Record<string, unknown> {

@@ -1,7 +1,7 @@
-// Token revocation (DESIGN §4 "Revocation"): by jti, by sub (workload), by owner, and by task
-// (task-complete: one workload's tokens for one task), from the policy bundle and from the operator
-// and agent APIs. Owns the revocation index, its append-only file in the state directory and the
-// `revoked` event. It never verifies tokens and never decides anything but "is this Subject revoked".
+// Token revocation (DESIGN §4 "Revocation"): by jti, by sub (a workload or a human), by owner, and
+// by task, from the policy bundle and from the operator and agent APIs. Owns the revocation index,
+// its append-only file in the state directory and the `revoked` event. It never verifies tokens and
+// never decides anything but "is this Subject revoked".
 //
 // Semantics (docs/identity.md "Revocation"):
 // - jti: that token is dead for good, whenever it was issued.
@@ -11,16 +11,24 @@
 //   workload for good is the issuer's job (stop minting) or the CA's (revoke the certificate).
 //   The leeway covers an issuer whose clock runs ahead: its token minted just before the
 //   revocation may carry an iat a little after it, and must die too.
+// - A revoked principal is revoked wherever a token names it: a sub (SPIFFE ID, or a human as
+//   `user:<name>`) or an owner refuses every token whose sub, owner or any `act` entry is that
+//   principal, compared in canonical form (src/core/principal.ts). Revoking alice stops the agents
+//   acting for her, not only those she owns.
 // - owner-scoped sub: an owner revoking one of their own agents revokes only that agent's tokens
 //   that carry their owner claim (they cannot revoke another owner's use of a shared workload).
+// - task: every agent's tokens for the task (an operator), or those carrying one owner claim (the
+//   owner, or an agent completing its task); older records name one workload.
 //
-// Hot path: isRevoked() is at most six Map lookups and allocates nothing.
+// Hot path: isRevoked() is a few Map lookups and allocates nothing while no principal is revoked;
+// with principal revocations it puts the token's principals in canonical form (cached per Subject).
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../core/clock.js';
 import type { Subject } from '../core/command.js';
 import { PlantgateError } from '../core/errors.js';
+import { canonicalPrincipal } from '../core/principal.js';
 import { isSpiffeId } from './spiffe.js';
 
 export type RevocationKind = 'jti' | 'sub' | 'owner' | 'task';
@@ -28,11 +36,11 @@ export type RevocationSource = 'bundle' | 'operator' | 'owner' | 'agent';
 
 export interface Revocation {
   kind: RevocationKind;
-  /** The jti, SPIFFE ID, owner, or (kind task) the task id. */
+  /** The jti, the SPIFFE ID or `user:<human>`, the owner, or (kind task) the task id. */
   value: string;
-  /** kind task: the workload whose tokens for the task end. kind sub: unset. */
+  /** kind task from older records: the one workload whose tokens for the task end. */
   workloadId?: string;
-  /** kind sub revoked by an owner for their own agent: only tokens with this owner claim. */
+  /** kind sub or task revoked by an owner (or an agent for its owner): only tokens with this owner claim. */
   owner?: string;
   reason: string;
   /** ms since epoch; tokens issued at or before it (plus leeway) are revoked (jti: all). */
@@ -78,31 +86,43 @@ const MAX_VALUE_LENGTH = 2048;
 const MAX_REASON_LENGTH = 512;
 const FILE_NAME = 'revocations.ndjson';
 
-/** Validates an untrusted JSON body `{jti|sub|owner, reason}`; returns the request or a message. */
-export function parseRevocationBody(body: unknown): { kind: 'jti' | 'sub' | 'owner'; value: string; reason: string } | string {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'body must be a JSON object {"jti"|"sub"|"owner": "...", "reason": "..."}';
+/** A human principal as the operator API, the CLI and bundles name it: `user:<name>`. */
+export function isHumanPrincipal(value: string): boolean {
+  return /^user:./i.test(value.trim());
+}
+
+/**
+ * Validates an untrusted JSON body `{jti|sub|owner|task, reason}`; returns the request or a message.
+ * `sub` is a workload's SPIFFE ID or a human as `user:<name>`.
+ */
+export function parseRevocationBody(body: unknown): { kind: 'jti' | 'sub' | 'owner' | 'task'; value: string; reason: string } | string {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'body must be a JSON object {"jti"|"sub"|"owner"|"task": "...", "reason": "..."}';
   const b = body as Record<string, unknown>;
-  const allowed = new Set(['jti', 'sub', 'owner', 'reason']);
+  const allowed = new Set(['jti', 'sub', 'owner', 'task', 'reason']);
   for (const k of Object.keys(b)) if (!allowed.has(k)) return `unknown field "${k}"`;
-  const named = (['jti', 'sub', 'owner'] as const).filter((k) => b[k] !== undefined);
-  if (named.length !== 1) return 'name exactly one of "jti", "sub" or "owner"';
+  const named = (['jti', 'sub', 'owner', 'task'] as const).filter((k) => b[k] !== undefined);
+  if (named.length !== 1) return 'name exactly one of "jti", "sub", "owner" or "task"';
   const kind = named[0];
   const value = b[kind];
-  if (typeof value !== 'string' || value === '' || value.length > MAX_VALUE_LENGTH) return `"${kind}" must be a non-empty string of at most ${MAX_VALUE_LENGTH} characters`;
-  if (kind === 'sub' && !isSpiffeId(value)) return '"sub" must be a SPIFFE ID (spiffe://trust-domain/path)';
+  if (typeof value !== 'string' || value.trim() === '' || value.length > MAX_VALUE_LENGTH) return `"${kind}" must be a non-empty string of at most ${MAX_VALUE_LENGTH} characters`;
+  if (kind === 'sub' && !isSpiffeId(value) && !isHumanPrincipal(value)) return '"sub" must be a SPIFFE ID (spiffe://trust-domain/path) or a human as user:<name>';
   const reason = b.reason;
   if (typeof reason !== 'string' || reason.trim() === '' || reason.length > MAX_REASON_LENGTH) return `"reason" must be a non-empty string of at most ${MAX_REASON_LENGTH} characters`;
   return { kind, value, reason: reason.trim() };
 }
 
-/** The per-command lookup tables: one latest revocation time per key. */
+/** The per-command lookup tables: one latest revocation time per key; principals in canonical form. */
 class Index {
   readonly jti = new Map<string, number>();
-  readonly sub = new Map<string, number>();
-  readonly owner = new Map<string, number>();
-  /** workload → task id → time. */
-  readonly task = new Map<string, Map<string, number>>();
-  /** workload → owner → time (owner self-service revocation of one agent). */
+  /** Workloads and humans (sub) and owners: a token naming one as sub, owner or in act is revoked. */
+  readonly principal = new Map<string, number>();
+  /** task id → time (every agent's tokens for the task). */
+  readonly task = new Map<string, number>();
+  /** task id → canonical owner → time. */
+  readonly taskOwner = new Map<string, Map<string, number>>();
+  /** workload → task id → time (older task-complete records: one workload). */
+  readonly taskWorkload = new Map<string, Map<string, number>>();
+  /** canonical workload → canonical owner → time (owner self-service revocation of one agent). */
   readonly subOwner = new Map<string, Map<string, number>>();
 
   add(r: Revocation): void {
@@ -111,14 +131,16 @@ class Index {
         later(this.jti, r.value, r.revokedAtMs);
         break;
       case 'sub':
-        if (r.owner === undefined) later(this.sub, r.value, r.revokedAtMs);
-        else later(nested(this.subOwner, r.value), r.owner, r.revokedAtMs);
+        if (r.owner === undefined) later(this.principal, canonicalPrincipal(r.value), r.revokedAtMs);
+        else later(nested(this.subOwner, canonicalPrincipal(r.value)), canonicalPrincipal(r.owner), r.revokedAtMs);
         break;
       case 'owner':
-        later(this.owner, r.value, r.revokedAtMs);
+        later(this.principal, canonicalPrincipal(r.value), r.revokedAtMs);
         break;
       case 'task':
-        later(nested(this.task, r.workloadId ?? ''), r.value, r.revokedAtMs);
+        if (r.workloadId !== undefined) later(nested(this.taskWorkload, r.workloadId), r.value, r.revokedAtMs);
+        else if (r.owner !== undefined) later(nested(this.taskOwner, r.value), canonicalPrincipal(r.owner), r.revokedAtMs);
+        else later(this.task, r.value, r.revokedAtMs);
         break;
     }
   }
@@ -138,17 +160,35 @@ function nested(map: Map<string, Map<string, number>>, key: string): Map<string,
   return inner;
 }
 
+/**
+ * A token's principals in canonical form: [sub, owner, ...act]. Cached per Subject object (a
+ * registered token is one object for its whole life), so a command pays for it once per token.
+ */
+const principalsOf = new WeakMap<Subject, readonly string[]>();
+function principals(s: Subject): readonly string[] {
+  let p = principalsOf.get(s);
+  if (p === undefined) {
+    // Positions are fixed (0 sub, 1 owner): an empty claim stays '' and matches no revocation.
+    p = [s.workloadId, s.owner, ...(s.actSub ?? [])].map(canonicalPrincipal);
+    principalsOf.set(s, p);
+  }
+  return p;
+}
+
 /** Does revocation `r` apply to `s`? The same rule as the index, for event listeners (rare path). */
 export function revocationApplies(r: Revocation, s: Subject, leewayMs: number): boolean {
   if (r.kind === 'jti') return s.jti === r.value;
   if (s.issuedAtMs > r.revokedAtMs + leewayMs) return false;
   switch (r.kind) {
     case 'sub':
-      return s.workloadId === r.value && (r.owner === undefined || s.owner === r.owner);
+      if (r.owner !== undefined) return canonicalPrincipal(s.workloadId) === canonicalPrincipal(r.value) && canonicalPrincipal(s.owner) === canonicalPrincipal(r.owner);
+      return principals(s).includes(canonicalPrincipal(r.value));
     case 'owner':
-      return s.owner === r.value;
+      return principals(s).includes(canonicalPrincipal(r.value));
     case 'task':
-      return s.workloadId === r.workloadId && s.taskId === r.value;
+      if (s.taskId !== r.value) return false;
+      if (r.workloadId !== undefined) return s.workloadId === r.workloadId;
+      return r.owner === undefined || canonicalPrincipal(s.owner) === canonicalPrincipal(r.owner);
   }
 }
 
@@ -233,18 +273,29 @@ export class RevocationStore extends EventEmitter<RevocationStoreEvents> {
     const ix = this.index;
     if (ix.jti.size !== 0 && ix.jti.has(s.jti)) return 'TOKEN_REVOKED';
     const limit = s.issuedAtMs - this.leewayMs;
-    let t = ix.sub.get(s.workloadId);
-    if (t !== undefined && limit <= t) return 'TOKEN_REVOKED';
-    t = ix.owner.get(s.owner);
-    if (t !== undefined && limit <= t) return 'TOKEN_REVOKED';
-    const tasks = ix.task.get(s.workloadId);
-    if (tasks !== undefined) {
-      t = tasks.get(s.taskId);
+    let t: number | undefined;
+    if (ix.principal.size !== 0) {
+      const p = principals(s);
+      for (let i = 0; i < p.length; i++) {
+        t = ix.principal.get(p[i]!);
+        if (t !== undefined && limit <= t) return 'TOKEN_REVOKED';
+      }
+    }
+    if (ix.task.size !== 0) {
+      t = ix.task.get(s.taskId);
       if (t !== undefined && limit <= t) return 'TOKEN_REVOKED';
     }
-    const owners = ix.subOwner.get(s.workloadId);
-    if (owners !== undefined) {
-      t = owners.get(s.owner);
+    if (ix.taskOwner.size !== 0) {
+      t = ix.taskOwner.get(s.taskId)?.get(principals(s)[1]!);
+      if (t !== undefined && limit <= t) return 'TOKEN_REVOKED';
+    }
+    if (ix.taskWorkload.size !== 0) {
+      t = ix.taskWorkload.get(s.workloadId)?.get(s.taskId);
+      if (t !== undefined && limit <= t) return 'TOKEN_REVOKED';
+    }
+    if (ix.subOwner.size !== 0) {
+      const p = principals(s);
+      t = ix.subOwner.get(p[0]!)?.get(p[1]!);
       if (t !== undefined && limit <= t) return 'TOKEN_REVOKED';
     }
     return undefined;
@@ -289,6 +340,7 @@ export class RevocationStore extends EventEmitter<RevocationStoreEvents> {
     for (const [i, b] of list.entries()) {
       const named = (['jti', 'sub', 'owner'] as const).filter((k) => b[k] !== undefined);
       if (named.length !== 1) throw new PlantgateError('BUNDLE_UNAVAILABLE', `revocations[${i}]: name exactly one of jti, sub, owner`);
+      if (b.sub !== undefined && !isSpiffeId(b.sub) && !isHumanPrincipal(b.sub)) throw new PlantgateError('BUNDLE_UNAVAILABLE', `revocations[${i}].sub: not a SPIFFE ID or user:<name>`);
       const kind = named[0];
       const value = b[kind] as string;
       if (typeof value !== 'string' || value === '') throw new PlantgateError('BUNDLE_UNAVAILABLE', `revocations[${i}].${kind}: must be a non-empty string`);
@@ -348,7 +400,6 @@ function parseStoredRevocation(line: string): Revocation | string {
   if (typeof r.value !== 'string' || r.value === '') return 'value: must be a non-empty string';
   if (typeof r.revokedAtMs !== 'number' || !Number.isFinite(r.revokedAtMs)) return 'revokedAtMs: must be a number';
   if (typeof r.source !== 'string' || !SOURCES.has(r.source)) return 'source: unknown';
-  if (r.kind === 'task' && typeof r.workloadId !== 'string') return 'workloadId: required for a task revocation';
   return {
     kind: r.kind as RevocationKind,
     value: r.value,

@@ -5,6 +5,7 @@
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type { Clock } from '../core/clock.js';
 import type { Assurance, Subject } from '../core/command.js';
+import { samePrincipal } from '../core/principal.js';
 import type { TrustedIssuers } from './issuers.js';
 import { TokenError, type TokenDetail } from './token-error.js';
 
@@ -219,6 +220,11 @@ export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promis
   let roles = parseRoles(payload.roles);
   if (ctx.certRole !== undefined && !roles.includes(ctx.certRole)) roles = [...roles, ctx.certRole];
   const actSub = payload.act === undefined ? undefined : flattenAct(payload.act);
+  // An agent "acting for" itself would make delegation a no-op (its own rules checked twice, no
+  // human's): such a token is refused, in any spelling of the name (docs/identity.md, delegation).
+  if (actSub !== undefined && actSub.some((a) => samePrincipal(a, sub))) {
+    throw invalid('INVALID_CLAIM', 'token claim "act" names the token\'s own subject: an agent cannot act for itself', 'act');
+  }
   const certThumbprint = checkBinding(payload, ctx);
 
   const subject: Subject = {

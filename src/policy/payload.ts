@@ -312,7 +312,7 @@ const secs = z.number().int().min(0);
 const revocationSchema = z
   .strictObject({
     jti: z.string().min(1).max(2048).optional(),
-    sub: z.string().startsWith('spiffe://').max(2048).optional(),
+    sub: z.string().regex(/^(spiffe:\/\/|user:.)/i, 'must be a SPIFFE ID or user:<name>').max(2048).optional(),
     owner: z.string().min(1).max(2048).optional(),
     reason: z.string().min(1).max(512),
     revoked_at: secs.optional(),

@@ -18,7 +18,7 @@ import { WEEKDAYS, isValidTimeZone, parseHhmm, parseLocalDateTime, windowProblem
 import { pointGlob } from './glob.js';
 import { OPCUA_ATTRIBUTES, type NodeSelectorDef, type ValueBounds } from './opcua-nodes.js';
 import { isSpiffeId } from '../identity/spiffe.js';
-import type { BundleRevocation } from '../identity/revocation.js';
+import { isHumanPrincipal, type BundleRevocation } from '../identity/revocation.js';
 import {
   APPROVAL_EXCLUSIONS,
   ARGUMENT_TYPES,
@@ -531,8 +531,8 @@ function compileRevocations(f: SourceFile, top: Entries): BundleRevocation[] {
     const value = f.str(item!, e, kind, `${field}.${kind}`, true);
     const reason = f.str(item!, e, 'reason', `${field}.reason`, true);
     if (value === undefined || reason === undefined) continue;
-    if (kind === 'sub' && !isSpiffeId(value)) {
-      f.fail(f.valueNode(e.get('sub')!), `${field}.sub`, `'${value}' is not a SPIFFE ID (spiffe://trust-domain/path)`);
+    if (kind === 'sub' && !isSpiffeId(value) && !isHumanPrincipal(value)) {
+      f.fail(f.valueNode(e.get('sub')!), `${field}.sub`, `'${value}' is not a SPIFFE ID (spiffe://trust-domain/path) or a human as user:<name>`);
       continue;
     }
     if (value.length > 2048) {

@@ -1,5 +1,6 @@
-// `plantgate revoke`: kill tokens now, through the gateway's operator API (DESIGN §4: by jti, by
-// sub or by owner; effective on the next command). `--list` shows the revocations in force.
+// `plantgate revoke`: kill tokens now, through the gateway's operator API (docs/identity.md,
+// Revocation: by jti, by sub (a workload, or a human as user:<name>), by owner, or a whole task;
+// effective on the next command, on open connections too). `--list` shows the revocations in force.
 // Owns argument handling and printing; the gateway decides who may revoke what (an owner only
 // their own agents). Never prints the operator token.
 // Exit codes: 0 done, 1 the gateway refused or could not be reached, 2 bad usage.
@@ -13,6 +14,7 @@ interface RevokeOptions {
   jti?: string;
   sub?: string;
   owner?: string;
+  task?: string;
   reason?: string;
   list?: boolean;
   json?: boolean;
@@ -28,20 +30,21 @@ export function register(program: Command): void {
   withConnection(
     program
       .command('revoke')
-      .description('revoke tokens on a gateway now, by --jti, --sub (SPIFFE ID) or --owner, through the operator API; --list shows revocations in force')
+      .description('revoke tokens on a gateway now, by --jti, --sub (a SPIFFE ID or user:<human>), --owner or --task, through the operator API; --list shows revocations in force')
       .option('--jti <id>', 'revoke the one token with this id')
-      .option('--sub <spiffe-id>', "revoke every token of this workload (an owner's token: only their own agents)")
-      .option('--owner <name>', 'revoke every token carrying this owner claim')
+      .option('--sub <principal>', "a workload's SPIFFE ID: every token of it or acting through it (an owner's token: only their own agents); user:<name>: every token naming that human as owner or in act")
+      .option('--owner <name>', 'every token naming this person as owner or anywhere in its act chain')
+      .option('--task <id>', "end a task: every agent's tokens for it (an owner's token: only their own agents')")
       .option('--reason <text>', 'why (recorded in the audit log; required to revoke)')
       .option('--list', 'list the revocations in force (an owner sees their own)')
       .option('--json', 'print the API answer as JSON'),
   ).action((opts: RevokeOptions) =>
     runOperatorCommand('revoke', async () => {
-      const named = (['jti', 'sub', 'owner'] as const).filter((k) => opts[k] !== undefined);
+      const named = (['jti', 'sub', 'owner', 'task'] as const).filter((k) => opts[k] !== undefined);
       if (opts.list) {
-        if (named.length > 0) throw new UsageError('--list takes no --jti, --sub or --owner');
+        if (named.length > 0) throw new UsageError('--list takes no --jti, --sub, --owner or --task');
       } else {
-        if (named.length !== 1) throw new UsageError('name exactly one of --jti, --sub or --owner (or --list)');
+        if (named.length !== 1) throw new UsageError('name exactly one of --jti, --sub, --owner or --task (or --list)');
         if (opts.reason === undefined || opts.reason.trim() === '') throw new UsageError('--reason is required: it goes into the audit log');
       }
       const t = await target(opts);

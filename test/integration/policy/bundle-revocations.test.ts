@@ -76,7 +76,7 @@ describe('revocations in policy sources', () => {
     expect(msgs).toEqual([
       'bundle.yaml:9:5: revocations[0]: name one of jti, sub, owner',
       'bundle.yaml:10:5: revocations[1]: names jti and owner; name exactly one of jti, sub, owner',
-      "bundle.yaml:11:12: revocations[2].sub: 'not-a-spiffe-id' is not a SPIFFE ID (spiffe://trust-domain/path)",
+      "bundle.yaml:11:12: revocations[2].sub: 'not-a-spiffe-id' is not a SPIFFE ID (spiffe://trust-domain/path) or a human as user:<name>",
       'bundle.yaml:12:5: revocations[3].reason: is required',
       'bundle.yaml:13:42: revocations[4].revoked_at: must be an RFC 3339 time with an offset (2026-01-15T08:00:00Z) or seconds since the epoch',
       "bundle.yaml:14:12: revocations[5].jti: 'tok-3' is revoked twice",

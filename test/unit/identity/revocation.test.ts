@@ -60,7 +60,47 @@ describe('RevocationStore', () => {
     expect(store.isRevoked(subject({ owner: 'bob' }))).toBeUndefined();
   });
 
-  it('revokes a task only for the workload that completed it', async () => {
+  it('revoking a human as owner refuses every token that names them in act, in any spelling', async () => {
+    const store = await RevocationStore.open({ stateDir: dir, clock });
+    const delegated = subject({ owner: 'carol@plant.example', actSub: ['alice@plant.example'] });
+    const deeper = subject({ workloadId: B, owner: 'carol@plant.example', actSub: ['spiffe://plant.example/runner', 'ALICE@Plant.Example'] });
+    expect(store.isRevoked(delegated)).toBeUndefined();
+    await store.revoke(req({ kind: 'owner', value: 'Alice@plant.example' }));
+    expect(store.isRevoked(delegated)).toBe('TOKEN_REVOKED');
+    expect(store.isRevoked(deeper)).toBe('TOKEN_REVOKED');
+    expect(store.isRevoked(subject({ owner: 'carol@plant.example', actSub: ['bob@plant.example'] }))).toBeUndefined();
+    await store.close();
+  });
+
+  it('revokes a human named as sub user:<name> wherever a token names them: owner or act', async () => {
+    const store = await RevocationStore.open({ stateDir: dir, clock });
+    await store.revoke(req({ kind: 'sub', value: 'user:alice@plant.example' }));
+    expect(store.isRevoked(subject({ owner: 'alice@plant.example' }))).toBe('TOKEN_REVOKED');
+    expect(store.isRevoked(subject({ owner: 'carol', actSub: ['user:Alice@plant.example'] }))).toBe('TOKEN_REVOKED');
+    expect(store.isRevoked(subject({ owner: 'carol', actSub: ['bob'] }))).toBeUndefined();
+    await store.close();
+  });
+
+  it('revoking a workload refuses tokens of other agents that act through it', async () => {
+    const store = await RevocationStore.open({ stateDir: dir, clock });
+    await store.revoke(req({ kind: 'sub', value: A }));
+    expect(store.isRevoked(subject({ workloadId: B, actSub: [A, 'alice'] }))).toBe('TOKEN_REVOKED');
+    await store.close();
+  });
+
+  it('ends a task for every agent working on it (operator), or for one owner’s agents only', async () => {
+    const store = await RevocationStore.open({ stateDir: dir, clock });
+    await store.revoke(req({ kind: 'task', value: 'T1', owner: 'ALICE', source: 'owner', by: 'alice' }));
+    expect(store.isRevoked(subject({ taskId: 'T1' }))).toBe('TOKEN_REVOKED');
+    expect(store.isRevoked(subject({ workloadId: B, taskId: 'T1' }))).toBe('TOKEN_REVOKED');
+    expect(store.isRevoked(subject({ workloadId: B, taskId: 'T1', owner: 'bob' }))).toBeUndefined();
+    expect(store.isRevoked(subject({ taskId: 'T2' }))).toBeUndefined();
+    await store.revoke(req({ kind: 'task', value: 'T1' }));
+    expect(store.isRevoked(subject({ workloadId: B, taskId: 'T1', owner: 'bob' }))).toBe('TOKEN_REVOKED');
+    await store.close();
+  });
+
+  it('revokes a task only for the workload that completed it (older records)', async () => {
     const store = await RevocationStore.open({ stateDir: dir, clock });
     await store.revoke(req({ kind: 'task', value: 'T1', workloadId: A, source: 'agent', by: A }));
     expect(store.isRevoked(subject({ taskId: 'T1' }))).toBe('TOKEN_REVOKED');
@@ -133,15 +173,17 @@ describe('RevocationStore', () => {
 });
 
 describe('parseRevocationBody', () => {
-  it('accepts exactly one of jti, sub, owner with a reason', () => {
+  it('accepts exactly one of jti, sub (a SPIFFE ID or user:<human>), owner, task with a reason', () => {
     expect(parseRevocationBody({ jti: 'x', reason: 'r' })).toEqual({ kind: 'jti', value: 'x', reason: 'r' });
     expect(parseRevocationBody({ sub: A, reason: 'r' })).toMatchObject({ kind: 'sub' });
+    expect(parseRevocationBody({ sub: 'user:alice@plant.example', reason: 'r' })).toEqual({ kind: 'sub', value: 'user:alice@plant.example', reason: 'r' });
+    expect(parseRevocationBody({ task: 'T1', reason: 'r' })).toEqual({ kind: 'task', value: 'T1', reason: 'r' });
   });
   it.each([
     [{ reason: 'r' }, /exactly one/],
     [{ jti: 'x', sub: A, reason: 'r' }, /exactly one/],
     [{ jti: 'x' }, /"reason"/],
-    [{ sub: 'not-spiffe', reason: 'r' }, /SPIFFE/],
+    [{ sub: 'not-spiffe', reason: 'r' }, /SPIFFE ID .* or a human as user:<name>/],
     [{ jti: 'x', reason: 'r', extra: 1 }, /unknown field "extra"/],
     [[], /JSON object/],
   ])('rejects %j with a precise message', (body, msg) => {
@@ -160,6 +202,16 @@ describe('TokenRegistry with revocations', () => {
     // Effective before the fsync completes.
     expect(reg.current(A)).toBe('TOKEN_REVOKED');
     await pending;
+    await store.close();
+  });
+
+  it('kills a bound delegated token the moment the human it acts for is revoked', async () => {
+    const store = await RevocationStore.open({ stateDir: dir, clock });
+    const reg = new TokenRegistry({ clock, revocations: store });
+    const s = subject({ owner: 'carol', actSub: ['alice@plant.example'] });
+    reg.put(A, s);
+    await store.revoke(req({ kind: 'sub', value: 'user:ALICE@plant.example' }));
+    expect(reg.current(A)).toBe('TOKEN_REVOKED');
     await store.close();
   });
 

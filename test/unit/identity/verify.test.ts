@@ -234,6 +234,8 @@ describe('verifyAccessToken', () => {
     ['scope of numbers', { scope: [1, 2] }, 'scope'],
     ['roles not an array', { roles: 'admin' }, 'roles'],
     ['act without sub', { act: { act: { sub: 'x' } } }, 'act'],
+    ['act naming its own subject (delegation a no-op)', { act: { sub: SUB } }, 'act'],
+    ['act naming its own subject deeper in the chain, another spelling', { act: { sub: 'bob', act: { sub: 'SPIFFE://Plant.Example/agent/optimizer' } } }, 'act'],
     ['empty jti', { jti: '' }, 'jti'],
   ])('rejects a token with %s', async (_name, patch, claim) => {
     const clock = new ManualClock();
