@@ -105,4 +105,5 @@ function encodeDecisionBody(d: CommandDecisionProps, w: protobuf.Writer): void {
   if (d.subject != null && has.call(d, 'subject')) w.raw(identityField(d.subject));
   if (d.command != null && has.call(d, 'command')) pb.CommandInfo.encode(d.command, w.uint32(18).fork()).ldelim();
   if (d.decision != null && has.call(d, 'decision')) pb.DecisionInfo.encode(d.decision, w.uint32(26).fork()).ldelim();
+  if (d.mcp != null && has.call(d, 'mcp')) pb.McpCall.encode(d.mcp, w.uint32(/* id 10, wire type 2 */ 82).fork()).ldelim();
 }

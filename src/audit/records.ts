@@ -4,6 +4,7 @@
 // Never copy a token or a key into a record: Subject carries only the token id and thumbprint.
 import { createHash } from 'node:crypto';
 import type { Command, Decision, Protocol, Subject, TypedValue } from '../core/command.js';
+import type { McpCallInfo } from '../core/pipeline.js';
 import type { Reason } from '../core/reasons.js';
 import type { Revocation } from '../identity/revocation.js';
 import type { FreezeChange } from '../freeze/store.js';
@@ -88,10 +89,23 @@ export function decisionRecord(
   cmd: Command,
   subject: Subject | undefined,
   decision: Decision,
-  extra?: { unitId?: number; transactionId?: number },
+  extra?: { unitId?: number; transactionId?: number; mcp?: McpCallInfo },
 ): AuditEvent {
+  const mcp = extra?.mcp;
   return {
     decision: {
+      ...(mcp !== undefined
+        ? {
+            mcp: {
+              clientName: mcp.clientName,
+              clientVersion: mcp.clientVersion,
+              protocolVersion: mcp.protocolVersion,
+              mcpSessionId: mcp.mcpSessionId,
+              tool: mcp.tool,
+              arguments: mcp.arguments,
+            },
+          }
+        : {}),
       subject: subject ? identityOf(subject) : null,
       command: commandInfo(cmd, extra),
       decision: {

@@ -1,5 +1,6 @@
 // OCSF-shaped export of audit records for SIEMs (OCSF schema 1.1): command decisions and outcomes
-// as API Activity (class 6003), token events and revocations as Authorize Session (class 3003).
+// as API Activity (class 6003; an MCP tool call names its client app, tool and arguments), token
+// events and revocations as Authorize Session (class 3003).
 // Other events (sessions, bundles, violations, checkpoints) stay in the NDJSON only. Pure: maps the
 // collector's JSON form of a record (ndjson.ts), so lines can be regenerated from the NDJSON after
 // a crash. Every line keeps the gateway id, seq and leaf hash (metadata.log_name / sequence,
@@ -78,18 +79,28 @@ export function toOcsf(r: Json): Json | undefined {
     const c = (d.command ?? {}) as Json;
     const dec = (d.decision ?? {}) as Json;
     const allowed = dec.effect === 'ALLOW';
+    // An MCP tool call (docs/mcp.md, Audit): the API is the tool, called by the MCP client app;
+    // the Command it became (and the protocol it ran over) stays in resources and unmapped.
+    const mcp = d.mcp as Json | undefined;
     return {
       ...base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[c.operation] ?? [99, 'Other']),
       ...status(allowed, dec.reason ?? '', dec.ruleId ? `rule ${String(dec.ruleId)}` : undefined),
       actor: {
         ...actor(d.subject, c.sessionId),
+        ...(mcp ? { app_name: `${String(mcp.clientName ?? '')} ${String(mcp.clientVersion ?? '')}`.trim() } : {}),
         authorizations: [{ decision: allowed ? 'allow' : 'deny', policy: { uid: dec.ruleId ?? '', version: String(dec.bundleRevision ?? 0) } }],
       },
-      api: {
-        operation: c.service || `${String(c.protocol ?? '')} fc ${String(c.functionCode ?? 0)} ${String(c.operation ?? '')}`.trim(),
-        service: { name: c.protocol ?? '' },
-        request: { uid: String(c.transactionId ?? 0) },
-      },
+      api: mcp
+        ? {
+            operation: `tools/call ${String(mcp.tool ?? '')}`,
+            service: { name: 'mcp', version: mcp.protocolVersion ?? '' },
+            request: { uid: String(mcp.mcpSessionId ?? ''), data: { tool: mcp.tool ?? '', arguments: mcp.arguments ?? '' } },
+          }
+        : {
+            operation: c.service || `${String(c.protocol ?? '')} fc ${String(c.functionCode ?? 0)} ${String(c.operation ?? '')}`.trim(),
+            service: { name: c.protocol ?? '' },
+            request: { uid: String(c.transactionId ?? 0) },
+          },
       resources: [
         { uid: c.assetId ?? '', type: 'asset' },
         ...((c.points ?? []) as string[]).map((p) => ({
@@ -98,7 +109,10 @@ export function toOcsf(r: Json): Json | undefined {
           ...(c.values?.[p] !== undefined ? { data: { value: c.values[p] } } : c.typedValues?.[p] !== undefined ? { data: { value: c.typedValues[p] } } : {}),
         })),
       ],
-      unmapped: { ...unmapped, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues },
+      unmapped: {
+        ...unmapped, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues,
+        ...(mcp ? { command_protocol: c.protocol, function_code: c.functionCode } : {}),
+      },
     };
   }
   if (r.outcome) {

@@ -2,7 +2,12 @@
 // identity, policy, interlocks, approvals and audit never see wire bytes.
 import type { Reason } from './reasons.js';
 
-export type Protocol = 'modbus' | 'opcua';
+/**
+ * The protocol a session speaks. `mcp` is a session of the MCP front (docs/mcp.md): its Commands
+ * carry the protocol of the asset's upstream (`modbus` or `opcua`), whose addressing their targets
+ * use, so that policy resolves and judges them exactly as it does the other fronts' commands.
+ */
+export type Protocol = 'modbus' | 'opcua' | 'mcp';
 export type Operation = 'read' | 'write' | 'call' | 'browse' | 'subscribe' | 'diagnostic' | 'admin';
 export type ModbusTable = 'coil' | 'discrete' | 'holding' | 'input';
 

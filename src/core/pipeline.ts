@@ -24,6 +24,22 @@ export interface Session {
 export interface WireInfo {
   unitId?: number;
   transactionId?: number;
+  /** The MCP tool call a Command came from (docs/mcp.md, Audit). */
+  mcp?: McpCallInfo;
+}
+
+/** Who asked through MCP and what they asked, as the audit records it (never a token). */
+export interface McpCallInfo {
+  /** clientInfo.name / version the MCP client declared (initialize, or the request's envelope). */
+  clientName: string;
+  clientVersion: string;
+  /** The MCP protocol revision of the request. */
+  protocolVersion: string;
+  /** The MCP session id (2025 revisions) or '' (stateless 2026-07-28 requests). */
+  mcpSessionId: string;
+  tool: string;
+  /** The tool's arguments as JSON text, cut at a bound (docs/mcp.md, Audit). */
+  arguments: string;
 }
 
 export type OutcomeStatus = 'ok' | 'exception' | 'upstream_unavailable' | 'upstream_timeout';

@@ -10,6 +10,7 @@ import { parseYamlWith } from '../core/yaml.js';
 import { plaintextListenerSchema } from '../identity/static-ip.js';
 import { freezeConfigSchema } from '../freeze/config.js';
 import { consoleConfigSchema } from '../admin/console/config.js';
+import { mcpListenerSchema } from '../../protocols/mcp/config.js';
 
 const host = z.string().min(1);
 const port = z.number().int().min(0).max(65535);
@@ -43,6 +44,8 @@ const schema = z.strictObject({
      * when absent). Every session is `static-ip+token` (docs/identity.md §6).
      */
     modbus_plain: plaintextListenerSchema.optional(),
+    /** MCP (Streamable HTTP over TLS) for LLM agents: tools generated from the bundle (docs/mcp.md). */
+    mcp: mcpListenerSchema.optional(),
   }),
   /** The gateway's OPC UA application identity (RSA certificate; see docs/opcua.md). */
   opcua: z

@@ -19,12 +19,13 @@ import { VerifiedTokenCache } from '../identity/token-cache.js';
 import { RevocationStore, type Revocation } from '../identity/revocation.js';
 import { startOperatorApi } from '../admin/operator-api.js';
 import type { OpcuaService } from '../../protocols/opcua/service.js';
+import type { McpFrontHandle } from '../../protocols/mcp/start.js';
 import { PlantgateError } from '../core/errors.js';
 import { TokenError } from '../identity/token-error.js';
 import { verifyAccessToken } from '../identity/verify.js';
 import { ApprovalStore } from '../approvals/store.js';
 import { FreezeStore } from '../freeze/store.js';
-import { InterlockEngine, processInputs } from '../interlocks/engine.js';
+import { InterlockEngine, processInputs, type InterlockTrip } from '../interlocks/engine.js';
 import { ProcessImage, type ProcessInputSpec } from '../interlocks/process-image.js';
 import { PolicyMemory } from '../policy/memory.js';
 import { DEFAULT_STEP_BASE_MAX_AGE_MS, DEFAULT_STEP_BASE_POLL_MS, type BundlePayload } from '../policy/payload.js';
@@ -70,6 +71,8 @@ export interface GatewayHandle {
   operatorApi?: { host: string; port: number };
   /** The agent-facing OPC UA endpoint, when configured; ready once every OPC UA server is connected and mirrored. */
   opcua?: { endpointUrl: string; whenReady(): Promise<void> };
+  /** The MCP front (docs/mcp.md), when configured: where it listens and the resource URI tokens name. */
+  mcp?: { host: string; port: number; resource: string };
   /** Resolves when every upstream PLC endpoint has at least one live connection. */
   upstreamsReady(): Promise<void>;
   /** Reloads the configured bundle; `trigger` ('sighup', 'operator <sub>') is recorded in the audit and the bundle status. */
@@ -217,6 +220,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   };
 
   let bundleFile = config.policy.bundle_file;
+  // Started further down; a bundle loaded later tells its clients their tools changed.
+  let mcp: McpFrontHandle | undefined;
   const bundleStatus = new BundleStatus();
   // The last-known-good copy is, after every load, the bundle that is active: its bytes give the digest and key id.
   const lkgFile = path.join(config.state_dir, 'policy', 'bundle.lkg.jws');
@@ -251,6 +256,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       );
       appendSafely(bundleRecord({ kind: 'loaded', revision: result.revision, source, digest: fp.digest, keyId: fp.keyId, detail: `trigger: ${trigger}` }));
       logger.info({ revision: result.revision, source: result.source, trigger }, 'policy bundle active');
+      mcp?.changed();
     } else {
       bundleStatus.refused(clock.now(), trigger, bundleFile, result.code, result.message);
       appendSafely(
@@ -292,6 +298,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   });
 
   const approvals = await ApprovalStore.open({ stateDir: path.join(config.state_dir, 'approvals'), logger });
+  // The MCP front tells an agent which interlock refused its command and on what live values.
+  const trips = new WeakMap<object, InterlockTrip>();
   const pipeline = new EnforcementPipeline({
     policy,
     tokens,
@@ -304,6 +312,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     approvals,
     freezes,
     onTrip: (session, cmd, subject, trip) => {
+      trips.set(cmd, trip);
       appendSafely(interlockTripRecord({ sessionId: session.id, subject, assetId: cmd.assetId, trip }));
       logger.warn(
         { session: session.id, workload: session.workloadId, asset: cmd.assetId, interlock: trip.interlockId, reason: trip.reason, inputs: trip.inputs },
@@ -534,6 +543,20 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     });
   }
 
+  // MCP (issue 22): LLM agents' tool calls become Commands through the same pipeline and upstreams.
+  mcp =
+    config.listeners.mcp === undefined
+      ? undefined
+      : await (await import('../../protocols/mcp/start.js')).startMcpFront({
+          config: config.listeners.mcp, tls: tlsFiles, pipeline: agentPipeline, route, opcua, opcuaUpstreams: config.opcua_upstreams,
+          policy, tokens, tokenCache, clock, leewaySec: config.identity.leeway_sec, logger, gatewayId: config.gateway_id,
+          interlockDetail: (cmd) => trips.get(cmd)?.detail,
+          onTokenAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
+          onTokenRejected: (reason, detail, subject) => appendSafely(tokenRecord({ kind: 'rejected', sessionId: '', subject, reason, detail: `MCP: ${detail}` })),
+        });
+  // A revoked token's tool list is gone: its clients are told, its sessions closed.
+  revocations.on('revoked', () => mcp?.changed());
+
   const shipper =
     config.audit.collector === undefined
       ? undefined
@@ -600,6 +623,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     processImage: () => (safety === 'broken' ? undefined : safety?.image),
     operatorApi: operatorApi && config.listeners.operator_api && { host: config.listeners.operator_api.host, port: operatorApi.port },
     opcua: opcua && { endpointUrl: opcua.endpointUrl, whenReady: opcua.whenReady },
+    ...(mcp !== undefined ? { mcp: mcp.address } : {}),
     upstreamsReady: async () => {
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
       // Interlocked commands are refused until their inputs have been read once.
@@ -628,6 +652,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
         // A reload in flight (SIGHUP, operator, distribution) finishes before anything closes.
         ['bundle loads', () => loading],
         ['bundle source', () => bundleSource?.close()],
+        ['mcp', () => mcp?.close()],
         ['opcua', () => opcua?.close()],
         ['modbus listener (drain)', () => listener.close(drainMs)],
         ['plaintext modbus listener (drain)', () => plainListener?.close(drainMs)],

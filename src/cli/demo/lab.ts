@@ -60,6 +60,8 @@ export interface Lab {
   credentials(agent: DemoAgent): Promise<AgentCredentials>;
   /** A token for the agent from the development issuer, bound to its certificate. */
   token(agent: DemoAgent, opts?: LabTokenOptions): Promise<string>;
+  /** A token for the gateway's MCP front (aud = its resource URI); `bound` ties it to the agent's certificate. */
+  mcpToken(agent: DemoAgent, opts?: LabTokenOptions & { bound?: boolean; aud?: string }): Promise<string>;
   operatorToken: LabFiles['operatorToken'];
   /** Where the gateway's audit spool is, and the verifier key of its checkpoints. */
   spoolDir: string;
@@ -140,8 +142,8 @@ export interface LabFiles {
   operatorToken(opts?: { sub?: string; roles?: string[]; now?: number }): Promise<string>;
   /** The gateway config for a simulator and a collector at these ports (0 = ephemeral listeners). */
   gatewayYaml(p: GatewayYamlPorts): string;
-  /** Mints a development token for the agent, bound to the certificate given (DER or PEM). */
-  mintFor(agent: DemoAgent, cert: Buffer | string, opts?: LabTokenOptions): Promise<string>;
+  /** Mints a development token for the agent, bound to the certificate given (DER or PEM; none: a bearer token). */
+  mintFor(agent: DemoAgent, cert: Buffer | string | undefined, opts?: LabTokenOptions & { aud?: string }): Promise<string>;
   /** A collector config writing under the state dir. */
   collectorYaml(port: number): string;
 }
@@ -169,13 +171,13 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
       privateJwk: issuerKey,
       iss: DEV_ISSUER,
       sub: DEMO_AGENTS[agent],
-      aud: payload.audience,
+      aud: t.aud ?? payload.audience,
       owner: t.owner ?? 'alice@plant.example',
       ...(t.act !== undefined ? { act: t.act } : {}),
       task: { id: t.taskId ?? `demo-${agent}`, purpose: { optimizer: 'optimize tank level setpoint', reporter: 'shift report', planner: 'plan a tank drain' }[agent] },
       scope: t.scope ?? (agent === 'reporter' ? ['read'] : ['read', 'write']),
       ttlSec: t.ttlSec ?? 300,
-      certThumbprint: certificateThumbprint(new X509Certificate(cert)),
+      ...(cert !== undefined ? { certThumbprint: certificateThumbprint(new X509Certificate(cert)) } : {}),
       now: t.now,
     });
   const credentials = async (agent: DemoAgent): Promise<AgentCredentials> => {
@@ -298,6 +300,8 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
     gateway,
     credentials: files.credentials,
     token: files.token,
+    mcpToken: async (agent, t = {}) =>
+      files.mintFor(agent, t.bound ? (await files.credentials(agent)).cert : undefined, { ...t, aud: t.aud ?? gateway.mcp?.resource ?? '' }),
     operatorToken: files.operatorToken,
     spoolDir: config.audit.spool_dir,
     auditVerifierKey: files.auditVerifierKey,
@@ -332,6 +336,7 @@ interface GatewayYamlPorts {
   modbusPort?: number;
   agentApiPort?: number;
   opsPort?: number;
+  mcpPort?: number;
   /** The OPC UA front and its upstream to the simulator's OPC UA face. */
   opcua?: { endpointUrl: string; gateway: { cert: string; key: string }; simCert: string; agentCerts: string[]; port?: number };
 }
@@ -388,6 +393,7 @@ listeners:
   agent_api: { host: 127.0.0.1, port: ${p.agentApiPort ?? 0} }
   operator_api: { host: 127.0.0.1, port: 0 }
   ops: { host: 127.0.0.1, port: ${p.opsPort ?? 0} }
+  mcp: { host: 127.0.0.1, port: ${p.mcpPort ?? 0} }
 ${p.opcua ? `  opcua: { host: 127.0.0.1, port: ${p.opcua.port ?? 0} }\n` : ''}upstreams:
   - asset: plc1
     host: 127.0.0.1

@@ -68,6 +68,15 @@ const decisionInfo = fc.record({
   shadows: fc.array(fc.record({ reason: text, ruleId: text, principal: text }), { maxLength: 3 }),
 });
 
+const mcpCall = fc.record({
+  clientName: text,
+  clientVersion: text,
+  protocolVersion: text,
+  mcpSessionId: text,
+  tool: text,
+  arguments: text,
+});
+
 /** What the log stamps, with the extremes: seq 0, large seqs, negative and huge times, no prev_hash. */
 const header = fc.record({
   schemaVersion: fc.constantFrom(0, 1, 2, 300),
@@ -91,6 +100,8 @@ describe('audit record encoder', () => {
             subject: fc.constantFrom('shared', 'fresh', 'absent', 'null'),
             command: fc.option(command, { nil: undefined }),
             decision: fc.option(decisionInfo, { nil: undefined }),
+            // Commands from MCP tool calls carry the call (docs/mcp.md, Audit).
+            mcp: fc.option(mcpCall, { nil: undefined }),
           }),
           { minLength: 1, maxLength: 6 },
         ),
@@ -104,6 +115,7 @@ describe('audit record encoder', () => {
             else if (e.subject === 'null') d.subject = null;
             if (e.command) d.command = e.command;
             if (e.decision) d.decision = e.decision;
+            if (e.mcp) d.mcp = e.mcp;
             const rec: AuditRecordProps = { decision: d, ...h };
             expect(Buffer.from(encoder.encodeLeafInput(rec))).toEqual(reference(rec));
           }

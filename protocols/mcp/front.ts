@@ -1,0 +1,490 @@
+// The agent-facing MCP front (docs/mcp.md): Streamable HTTP over TLS on its own listener, built on
+// the official MCP TypeScript SDK. Owns the listener, the HTTP checks in front of MCP (Host, Origin,
+// body size, bearer token, per-token rate), the RFC 9728 metadata, MCP sessions (2025 revisions)
+// and stateless requests (2026-07-28), the tools and resources each caller sees, and telling
+// clients when their tool list changed. It decides nothing about commands: each tool call becomes
+// Commands asked of the pipeline (commands.ts), the same seam every front uses.
+import { randomUUID } from 'node:crypto';
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  OAuthError,
+  OAuthErrorCode,
+  ProtocolError,
+  ProtocolErrorCode,
+  ResourceNotFoundError,
+  Server,
+  WebStandardStreamableHTTPServerTransport,
+  bearerAuthChallengeResponse,
+  createMcpHandler,
+  getOAuthProtectedResourceMetadataUrl,
+  isLegacyRequest,
+  validateHostHeader,
+  validateOriginHeader,
+  type AuthInfo,
+  type McpHttpHandler,
+  type OAuthProtectedResourceMetadata,
+  type ServerContext,
+} from '@modelcontextprotocol/server';
+import { toNodeHandler } from '@modelcontextprotocol/node';
+import { LRUCache } from 'lru-cache';
+import type { Clock } from '../../src/core/clock.js';
+import type { Command, Subject } from '../../src/core/command.js';
+import { silentLogger, type Logger } from '../../src/core/log.js';
+import type { CommandPipeline, McpCallInfo, Session } from '../../src/core/pipeline.js';
+import type { BundleAsset, BundlePayload } from '../../src/policy/payload.js';
+import { TokenBucket } from '../../src/policy/rate.js';
+import { authenticate, McpAuthError, type McpAuthDeps, type McpCaller } from './auth.js';
+import { ASSETS_URI, buildCatalog, LIST_TOOL, pointUri, type Catalog } from './catalog.js';
+import { ToolCalls, type CallContext, type McpUpstreams, type ToolResult } from './commands.js';
+import type { McpListenerConfig } from './config.js';
+
+export interface McpFrontOptions {
+  config: McpListenerConfig;
+  tls: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer };
+  pipeline: CommandPipeline;
+  upstreams: McpUpstreams;
+  /** The active bundle (tools are generated from it); undefined in safe mode. */
+  bundle(): BundlePayload | undefined;
+  auth: Omit<McpAuthDeps, 'requireClientCertificate'>;
+  /** The interlock's account of a command it refused (gateway: from the pipeline's onTrip). */
+  interlockDetail?(cmd: Command): string | undefined;
+  grantTtlMin?: number;
+  /** Shown to clients (serverInfo) and in the metadata document. */
+  gatewayId: string;
+  version: string;
+  clock: Clock;
+  logger?: Logger;
+}
+
+/** What a request's AuthInfo carries past the SDK to our handlers (never the token). */
+interface CallerInfo {
+  caller: McpCaller;
+}
+
+/** An MCP session of the 2025 protocol revisions: one SDK server and transport, bound to one workload. */
+interface LegacySession {
+  session: Session;
+  transport: WebStandardStreamableHTTPServerTransport;
+  server: Server;
+  certThumbprint: string;
+  /** The subject of its latest request: a revocation of it closes the session. */
+  subject: Subject;
+}
+
+/** A live HTTP exchange (SSE streams included) and whose token it runs on. */
+interface Live {
+  res: ServerResponse;
+  subject: Subject;
+}
+
+const MAX_ARGUMENT_TEXT = 2048;
+const CORS_HEADERS = 'authorization, content-type, mcp-session-id, mcp-protocol-version, last-event-id';
+
+async function send(res: ServerResponse, r: Response, extra: Record<string, string> = {}): Promise<void> {
+  if (res.headersSent) return;
+  const headers: Record<string, string> = { ...extra };
+  for (const [k, v] of r.headers) headers[k] = v;
+  const body = Buffer.from(await r.arrayBuffer());
+  headers['content-length'] = String(body.length);
+  res.writeHead(r.status, headers);
+  res.end(body);
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): Promise<void> {
+  return send(res, Response.json(body, { status, headers }));
+}
+
+export class McpFront {
+  private readonly opts: McpFrontOptions;
+  private readonly logger: Logger;
+  private readonly calls: ToolCalls;
+  private readonly server: https.Server;
+  private readonly modern: McpHttpHandler;
+  private readonly node: ReturnType<typeof toNodeHandler>;
+  private readonly auth: McpAuthDeps;
+  /** Legacy sessions by their wire id (Mcp-Session-Id), least recently used dropped first. */
+  private readonly sessions: LRUCache<string, LegacySession>;
+  /** Stateless (2026-07-28) callers: one audited session per token. */
+  private readonly tokenSessions: LRUCache<string, Session>;
+  private readonly buckets: LRUCache<string, TokenBucket>;
+  private readonly catalogs = new WeakMap<BundlePayload, LRUCache<string, Catalog>>();
+  private readonly live = new Set<Live>();
+  private sessionSeq = 0;
+  private resource = '';
+  private resourceUrl: URL | undefined;
+  private metadataUrl = '';
+  private allowedHosts: string[] = [];
+
+  constructor(opts: McpFrontOptions) {
+    this.opts = opts;
+    this.logger = opts.logger ?? silentLogger;
+    this.auth = { ...opts.auth, requireClientCertificate: opts.config.require_client_certificate };
+    this.calls = new ToolCalls({
+      pipeline: opts.pipeline,
+      upstreams: opts.upstreams,
+      ...(opts.interlockDetail !== undefined ? { interlockDetail: opts.interlockDetail } : {}),
+      ...(opts.grantTtlMin !== undefined ? { grantTtlMin: opts.grantTtlMin } : {}),
+    });
+    const maxBody = opts.config.max_body_bytes;
+    this.modern = createMcpHandler(() => this.buildServer(undefined), {
+      // 2025-era traffic goes to our sessionful wiring (legacy()), never to a stateless fallback.
+      legacy: 'reject',
+      maxRequestBodySize: maxBody,
+      onerror: (err) => this.logger.debug({ err: err.message }, 'MCP request refused by the SDK'),
+    });
+    this.node = toNodeHandler({ fetch: (req, o) => this.route(req, o) }, { maxRequestBodySize: maxBody, onerror: (err) => this.logger.error({ err: err.message }, 'MCP request failed') });
+    this.sessions = new LRUCache<string, LegacySession>({
+      max: opts.config.max_sessions,
+      ttl: opts.config.session_idle_ms,
+      ttlAutopurge: true,
+      updateAgeOnGet: true,
+      dispose: (s, _id, why) => {
+        void s.transport.close().catch(() => undefined);
+        opts.pipeline.sessionClosed(s.session, why === 'delete' ? 'closed' : why === 'expire' ? 'idle' : why);
+      },
+    });
+    this.tokenSessions = new LRUCache<string, Session>({
+      max: 10_000,
+      dispose: (s, _jti, why) => opts.pipeline.sessionClosed(s, why === 'expire' ? 'token expired' : why),
+      ttlAutopurge: true,
+    });
+    this.buckets = new LRUCache<string, TokenBucket>({ max: 10_000 });
+    this.server = https.createServer(
+      // A client certificate is asked for, not required: bearer-only MCP clients are the common case
+      // (docs/mcp.md); one that is presented must verify (auth.ts).
+      { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+      (req, res) => {
+        this.handle(req, res).catch((err: unknown) => {
+          this.logger.error({ err: (err as Error).message }, 'MCP handler failed');
+          if (!res.headersSent) void json(res, 500, { error: 'server_error', error_description: 'internal error' });
+          else res.destroy();
+        });
+      },
+    );
+    // Slow clients must not hold sockets forever before they have sent a request.
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 30_000;
+  }
+
+  async listen(): Promise<{ host: string; port: number; resource: string }> {
+    const { host, port } = this.opts.config;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const bound = (this.server.address() as { port: number }).port;
+    const urlHost = host.includes(':') ? `[${host}]` : host;
+    this.resource = (this.opts.config.resource ?? `https://${urlHost}:${bound}/mcp`).replace(/\/$/, '');
+    this.resourceUrl = new URL(this.resource);
+    this.metadataUrl = getOAuthProtectedResourceMetadataUrl(this.resourceUrl);
+    this.allowedHosts = this.opts.config.allowed_hosts ?? [this.resourceUrl.hostname];
+    return { host, port: bound, resource: this.resource };
+  }
+
+  /** The resource URI tokens must name as their audience. */
+  get resourceUri(): string {
+    return this.resource;
+  }
+
+  // ------------------------------------------------------------ HTTP in front of MCP
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const remoteAddress = `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`;
+    // DNS rebinding: a browser tricked into calling us under another name sends that name as Host.
+    const host = validateHostHeader(req.headers.host, this.allowedHosts);
+    if (!host.ok) {
+      this.opts.pipeline.violation({ protocol: 'mcp', remoteAddress }, 'PROTOCOL_VIOLATION', 'HOST', `Host ${JSON.stringify(req.headers.host ?? '')} not allowed: ${host.message}`);
+      return json(res, 403, { error: 'forbidden', error_description: `PROTOCOL_VIOLATION: Host header not allowed (${host.errorCode})` });
+    }
+    const path = new URL(req.url ?? '/', 'https://x').pathname.replace(/\/$/, '') || '/';
+    if (path === new URL(this.metadataUrl).pathname || path === '/.well-known/oauth-protected-resource') return this.metadata(req, res);
+    if (path !== (this.resourceUrl!.pathname.replace(/\/$/, '') || '/')) {
+      return json(res, 404, { error: 'not_found', error_description: `no ${req.method ?? ''} ${path} here: MCP is at ${this.resource}` });
+    }
+    // Cross-site requests from a browser carry Origin; only configured origins may call MCP.
+    const origin = validateOriginHeader(req.headers.origin, this.opts.config.allowed_origins);
+    if (!origin.ok) {
+      this.opts.pipeline.violation({ protocol: 'mcp', remoteAddress }, 'PROTOCOL_VIOLATION', 'ORIGIN', `Origin ${JSON.stringify(req.headers.origin ?? '')} not allowed: ${origin.message}`);
+      return json(res, 403, { error: 'forbidden', error_description: `PROTOCOL_VIOLATION: Origin ${req.headers.origin ?? ''} is not allowed to call this MCP server` });
+    }
+    if (req.headers.origin !== undefined && req.headers.origin !== '') {
+      res.setHeader('access-control-allow-origin', req.headers.origin);
+      res.setHeader('access-control-expose-headers', 'mcp-session-id, www-authenticate');
+      res.setHeader('vary', 'Origin');
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, { 'access-control-allow-methods': 'GET, POST, DELETE', 'access-control-allow-headers': CORS_HEADERS, 'access-control-max-age': '600' });
+        res.end();
+        return;
+      }
+    }
+
+    let caller: McpCaller;
+    try {
+      caller = await authenticate(req, this.resource, this.auth);
+    } catch (err) {
+      if (!(err instanceof McpAuthError)) throw err;
+      if (err.status === 503) return json(res, 503, { error: 'temporarily_unavailable', error_description: `${err.reason}: ${err.message}` });
+      // RFC 6750 §3 and RFC 9728 §5.1: the challenge names our metadata so a client can find the
+      // authorization server; the description starts with our reason code.
+      return send(res, bearerAuthChallengeResponse(new OAuthError(OAuthErrorCode.InvalidToken, `${err.reason}: ${err.message}`), { resourceMetadataUrl: this.metadataUrl }));
+    }
+
+    const subject = caller.subject;
+    const spec = this.opts.config.rate_limit;
+    let bucket = this.buckets.get(subject.jti);
+    const now = this.opts.clock.now();
+    if (bucket === undefined) this.buckets.set(subject.jti, (bucket = new TokenBucket(spec, now)));
+    if (bucket.tokensAt(now) < 1) {
+      this.logger.debug({ workload: subject.workloadId, jti: subject.jti }, 'MCP request over the per-token rate');
+      return json(
+        res,
+        429,
+        { error: 'rate_limited', error_description: `RATE_LIMITED: more than ${spec.count} requests per ${spec.per_sec} s with this token; slow down` },
+        { 'retry-after': String(Math.max(1, Math.ceil(spec.per_sec / spec.count))) },
+      );
+    }
+    bucket.take(now);
+
+    const live: Live = { res, subject };
+    this.live.add(live);
+    res.on('close', () => this.live.delete(live));
+    const info: CallerInfo = { caller };
+    const authInfo: AuthInfo = {
+      // The SDK's AuthInfo has a slot for the raw token; it stays empty: nothing past this point needs it.
+      token: '',
+      clientId: subject.workloadId,
+      scopes: subject.scopes,
+      expiresAt: Math.floor(subject.expiresAtMs / 1000),
+      resource: this.resourceUrl!,
+      resourceMetadataUrl: this.metadataUrl,
+      extra: info as unknown as Record<string, unknown>,
+    };
+    (req as IncomingMessage & { auth?: AuthInfo }).auth = authInfo;
+    // An event stream's headers go out at once: Node would hold them until the first event (a
+    // keep-alive 15 s later), and a client waiting for its stream to open would wait that long.
+    const writeHead = res.writeHead.bind(res) as (status: number, headers?: Record<string, string>) => ServerResponse;
+    res.writeHead = ((status: number, headers?: Record<string, string>) => {
+      const r = writeHead(status, headers);
+      if (headers?.['content-type']?.startsWith('text/event-stream') === true) res.flushHeaders();
+      return r;
+    }) as typeof res.writeHead;
+    await this.node(req as never, res as never);
+  }
+
+  /** RFC 9728 protected-resource metadata: where tokens for this resource come from. */
+  private metadata(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
+    const doc: OAuthProtectedResourceMetadata & { tls_client_certificate_bound_access_tokens: boolean } = {
+      resource: this.resource,
+      // The token issuers the active bundle trusts are the plant's authorization servers.
+      authorization_servers: (this.opts.bundle()?.issuers ?? []).map((i) => i.iss),
+      scopes_supported: ['read', 'write', 'call'],
+      bearer_methods_supported: ['header'],
+      resource_name: `plantgate ${this.opts.gatewayId}`,
+      // RFC 8705 §3.4 / RFC 9728 §2: certificate-bound tokens are honoured.
+      tls_client_certificate_bound_access_tokens: true,
+    };
+    return json(res, 200, doc, { 'access-control-allow-origin': '*', 'cache-control': 'max-age=60' });
+  }
+
+  /** 2026-07-28 requests go to the SDK's per-request handler; 2025-era ones to their session. */
+  private async route(request: Request, o?: { authInfo?: AuthInfo }): Promise<Response> {
+    if (!(await isLegacyRequest(request, undefined, { maxRequestBodySize: this.opts.config.max_body_bytes }))) return this.modern.fetch(request, o);
+    const caller = (o?.authInfo?.extra as CallerInfo | undefined)?.caller;
+    if (caller === undefined) return Response.json({ error: 'unauthorized' }, { status: 401 });
+    const sid = request.headers.get('mcp-session-id');
+    if (sid !== null) {
+      const s = this.sessions.get(sid);
+      // A session belongs to the workload (and certificate) that opened it: anyone else, and any
+      // unknown id, is told it does not exist (MCP: 404 means start a new session).
+      if (s === undefined || s.session.workloadId !== caller.subject.workloadId || s.certThumbprint !== caller.certThumbprint) {
+        return Response.json({ jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null }, { status: 404 });
+      }
+      s.subject = caller.subject;
+      return s.transport.handleRequest(request, { authInfo: o!.authInfo! });
+    }
+    // No session id: only an initialize may start one (the transport answers anything else 400).
+    const entry = {} as LegacySession;
+    const session = this.newSession(caller);
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      maxRequestBodySize: this.opts.config.max_body_bytes,
+      onsessioninitialized: (id) => {
+        this.sessions.set(id, entry);
+        this.opts.pipeline.sessionOpened(session);
+      },
+      onsessionclosed: (id) => {
+        this.sessions.delete(id);
+      },
+    });
+    const server = this.buildServer(entry);
+    Object.assign(entry, { session, transport, server, certThumbprint: caller.certThumbprint, subject: caller.subject });
+    await server.connect(transport);
+    return transport.handleRequest(request, { authInfo: o!.authInfo! });
+  }
+
+  private newSession(caller: McpCaller): Session {
+    return {
+      id: `mcp-${++this.sessionSeq}`,
+      protocol: 'mcp',
+      workloadId: caller.subject.workloadId,
+      certThumbprint: caller.certThumbprint,
+      remoteAddress: caller.remoteAddress,
+      assurance: caller.assurance,
+      subject: caller.subject,
+    };
+  }
+
+  /** The audited session a stateless request runs in: one per token, closed when it expires. */
+  private tokenSession(caller: McpCaller): Session {
+    let s = this.tokenSessions.get(caller.subject.jti);
+    if (s === undefined) {
+      s = this.newSession(caller);
+      this.tokenSessions.set(caller.subject.jti, s, { ttl: Math.max(1, caller.subject.expiresAtMs - this.opts.clock.now()) });
+      this.opts.pipeline.sessionOpened(s);
+    }
+    return s;
+  }
+
+  // ------------------------------------------------------------ MCP
+
+  /** The tools and resources a caller sees under the active bundle (cached per token). */
+  private catalog(subject: Subject): Catalog | undefined {
+    const payload = this.opts.bundle();
+    if (payload === undefined) return undefined;
+    let byToken = this.catalogs.get(payload);
+    if (byToken === undefined) this.catalogs.set(payload, (byToken = new LRUCache<string, Catalog>({ max: 1000 })));
+    let c = byToken.get(subject.jti);
+    if (c === undefined) {
+      c = buildCatalog(payload, subject, (a) => this.reachable(a));
+      byToken.set(subject.jti, c);
+    }
+    return c;
+  }
+
+  private reachable(asset: BundleAsset): boolean {
+    return asset.protocol === 'modbus' ? this.opts.upstreams.modbus(asset.id) !== undefined : this.opts.upstreams.opcua(asset.id) !== undefined;
+  }
+
+  private static callerOf(ctx: ServerContext): McpCaller {
+    const caller = (ctx.http?.authInfo?.extra as CallerInfo | undefined)?.caller;
+    // Every request passed authenticate() before the SDK saw it; without a caller nothing runs.
+    if (caller === undefined) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, 'unauthenticated request');
+    return caller;
+  }
+
+  private callContext(server: Server, legacy: LegacySession | undefined, caller: McpCaller, tool: string, args: unknown): CallContext {
+    const base = legacy?.session ?? this.tokenSession(caller);
+    const client = server.getClientVersion();
+    let argText = JSON.stringify(args ?? {});
+    if (argText.length > MAX_ARGUMENT_TEXT) argText = `${argText.slice(0, MAX_ARGUMENT_TEXT)}…`;
+    const mcp: McpCallInfo = {
+      clientName: client?.name ?? '',
+      clientVersion: client?.version ?? '',
+      protocolVersion: server.getNegotiatedProtocolVersion() ?? '',
+      mcpSessionId: legacy?.session.id ?? '',
+      tool,
+      arguments: argText,
+    };
+    // The caller's own token for this request, whatever the session's previous requests carried.
+    return { session: { ...base, subject: caller.subject, certThumbprint: caller.certThumbprint, assurance: caller.assurance }, mcp };
+  }
+
+  private listResult(c: Catalog): ToolResult {
+    return { content: [{ type: 'text', text: JSON.stringify({ assets: c.summary }, null, 1) }], structuredContent: { assets: c.summary } };
+  }
+
+  private buildServer(legacy: LegacySession | undefined): Server {
+    const server = new Server(
+      { name: 'plantgate', title: `plantgate ${this.opts.gatewayId}`, version: this.opts.version },
+      {
+        capabilities: { tools: { listChanged: true }, resources: { listChanged: true } },
+        instructions:
+          'Tools of an industrial plant, through the plantgate enforcement gateway. Every call is checked against the plant\'s policy, safety interlocks and approvals, and recorded in a tamper-evident audit log. A refused call returns isError with a reason code and what to do next; never try to work around a refusal.',
+      },
+    );
+    const catalogOf = (ctx: ServerContext): Catalog => {
+      const c = this.catalog(McpFront.callerOf(ctx).subject);
+      if (c === undefined) throw new ProtocolError(ProtocolErrorCode.InternalError, 'BUNDLE_UNAVAILABLE: the gateway has no valid policy bundle; no tools now');
+      return c;
+    };
+    server.setRequestHandler('tools/list', (_req, ctx) => ({ tools: catalogOf(ctx).tools }));
+    server.setRequestHandler('tools/call', async (req, ctx) => {
+      const caller = McpFront.callerOf(ctx);
+      const c = catalogOf(ctx);
+      const name = req.params.name;
+      const target = c.byName.get(name);
+      if (target === undefined) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Tool ${name} not found (call tools/list or ${LIST_TOOL} for yours)`);
+      const args = req.params.arguments ?? {};
+      const result = await this.calls.call(this.callContext(server, legacy, caller, name, args), target, args, () => this.listResult(c));
+      return server.projectCallToolResult(result, undefined);
+    });
+    server.setRequestHandler('resources/list', (_req, ctx) => {
+      const c = catalogOf(ctx);
+      return {
+        resources: [
+          { uri: ASSETS_URI, name: 'assets', title: 'Assets and points', description: 'The plant assets you may use, their points and what you may do with them.', mimeType: 'application/json' },
+          ...c.points.map((p) => ({ uri: p.uri, name: p.name, title: p.title, description: p.description, mimeType: p.mimeType })),
+        ],
+      };
+    });
+    server.setRequestHandler('resources/templates/list', () => ({
+      resourceTemplates: [{ uriTemplate: `${ASSETS_URI}/{asset}/points/{point}`, name: 'point', title: 'Live point value', description: 'The live value of a point, read through the gateway (a read command, checked and audited).', mimeType: 'application/json' }],
+    }));
+    server.setRequestHandler('resources/read', async (req, ctx) => {
+      const caller = McpFront.callerOf(ctx);
+      const c = catalogOf(ctx);
+      const uri = req.params.uri;
+      if (uri === ASSETS_URI) return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify({ assets: c.summary }) }] };
+      const m = /^plantgate:\/\/assets\/([^/]+)\/points\/([^/]+)$/.exec(uri);
+      const asset = m === null ? undefined : this.opts.bundle()?.assets.find((a) => a.id === decodeURIComponent(m[1]!));
+      const point = m === null ? undefined : decodeURIComponent(m[2]!);
+      // Any point of the asset is read through the pipeline, listed for this caller or not: policy decides.
+      if (asset === undefined || point === undefined || asset.points[point] === undefined || !this.reachable(asset)) throw new ResourceNotFoundError(uri);
+      const r = await this.calls.readPoint(this.callContext(server, legacy, caller, 'resources/read', { uri }), asset, point);
+      const def = asset.points[point]!;
+      const body = r.ok ? { asset: asset.id, point, value: def.type === 'bool' ? r.value !== 0 : r.value, ...(def.unit ? { unit: def.unit } : {}) } : { asset: asset.id, point, error: r.text };
+      return { contents: [{ uri: pointUri(asset.id, point), mimeType: 'application/json', text: JSON.stringify(body) }] };
+    });
+    return server;
+  }
+
+  // ------------------------------------------------------------ changes
+
+  /** Tells every client its tool list may have changed (a new bundle, a revocation). */
+  toolsChanged(): void {
+    this.modern.notify.toolsChanged();
+    this.modern.notify.resourcesChanged();
+    for (const s of this.sessions.values()) {
+      s.server.sendToolListChanged().catch(() => undefined);
+      s.server.sendResourceListChanged().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A revocation took effect: clients are told their lists changed, then the sessions and streams
+   * running on a now-revoked token are closed (their next request is refused 401).
+   */
+  revoked(): void {
+    this.toolsChanged();
+    const dead = (s: Subject) => typeof this.opts.auth.current(s) === 'string';
+    for (const [id, s] of this.sessions.entries()) if (dead(s.subject)) this.sessions.delete(id);
+    const streams = [...this.live].filter((l) => dead(l.subject));
+    // A moment for the notification to leave before the stream closes.
+    if (streams.length > 0) setTimeout(() => streams.forEach((l) => l.res.destroy()), 100).unref();
+  }
+
+  async close(): Promise<void> {
+    this.sessions.clear();
+    this.tokenSessions.clear();
+    await this.modern.close();
+    await new Promise<void>((resolve) => {
+      this.server.closeAllConnections();
+      this.server.close(() => resolve());
+    });
+  }
+}

@@ -1,0 +1,87 @@
+// Starts the MCP front from the gateway's parts (docs/mcp.md): the pipeline every front uses, the
+// Modbus upstream routes and OPC UA upstream sessions the other fronts use, and the gateway's one
+// token verification and revocation state. Wiring only: what the front does lives in front.ts.
+import type { Clock } from '../../src/core/clock.js';
+import type { Command, Subject } from '../../src/core/command.js';
+import type { Logger } from '../../src/core/log.js';
+import type { CommandPipeline } from '../../src/core/pipeline.js';
+import type { Reason } from '../../src/core/reasons.js';
+import { DEFAULT_GRANT_TTL_MS } from '../../src/approvals/store.js';
+import type { TrustedIssuers } from '../../src/identity/issuers.js';
+import type { TokenRegistry } from '../../src/identity/registry.js';
+import type { VerifiedTokenCache } from '../../src/identity/token-cache.js';
+import type { BundlePayload } from '../../src/policy/payload.js';
+import type { UpstreamRoute } from '../modbus/listener.js';
+import type { OpcuaService } from '../opcua/service.js';
+import type { OpcuaAccess } from './commands.js';
+import type { McpListenerConfig } from './config.js';
+import { McpFront } from './front.js';
+
+export interface StartMcpOptions {
+  config: McpListenerConfig;
+  tls: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer };
+  pipeline: CommandPipeline;
+  route(assetId: string): UpstreamRoute | undefined;
+  /** The gateway's OPC UA service, when it runs one: its upstream sessions serve OPC UA assets. */
+  opcua: OpcuaService | undefined;
+  opcuaUpstreams: readonly { asset: string; object_node?: string }[];
+  /** The active policy (PolicyState): the bundle, its issuers and token lifetime bound. */
+  policy: { payload: BundlePayload | undefined; issuers: TrustedIssuers | undefined; engine: { maxTokenTtlSec: number } | undefined };
+  tokens: TokenRegistry;
+  tokenCache: VerifiedTokenCache;
+  clock: Clock;
+  leewaySec: number;
+  logger: Logger;
+  gatewayId: string;
+  interlockDetail(cmd: Command): string | undefined;
+  onTokenAccepted(subject: Subject): boolean;
+  onTokenRejected(reason: Reason, detail: string, subject: Subject): void;
+}
+
+export interface McpFrontHandle {
+  front: McpFront;
+  address: { host: string; port: number; resource: string };
+  /** A new bundle or a revocation: clients re-list their tools; dead tokens' sessions close. */
+  changed(): void;
+  close(): Promise<void>;
+}
+
+export const PLANTGATE_VERSION = '0.1.0';
+
+export async function startMcpFront(o: StartMcpOptions): Promise<McpFrontHandle> {
+  // OPC UA assets are reached through the sessions the OPC UA service opened at start.
+  const opcua: Map<string, OpcuaAccess> =
+    o.opcua === undefined ? new Map() : (await import('./opcua-access.js')).opcuaAccesses(o.opcua.upstreams, o.policy.payload?.assets ?? [], o.opcuaUpstreams);
+  const front = new McpFront({
+    config: o.config,
+    tls: o.tls,
+    pipeline: o.pipeline,
+    upstreams: { modbus: (id) => o.route(id), opcua: (id) => opcua.get(id) },
+    bundle: () => o.policy.payload,
+    auth: {
+      trust: () => {
+        const { issuers, engine } = o.policy;
+        return issuers === undefined || engine === undefined ? undefined : { issuers, maxTokenTtlSec: engine.maxTokenTtlSec };
+      },
+      cache: o.tokenCache,
+      current: (s) => o.tokens.check(s),
+      clock: o.clock,
+      leewaySec: o.leewaySec,
+      onAccepted: o.onTokenAccepted,
+      onRejected: (workloadId, thumbprint, reason, detail) =>
+        o.onTokenRejected(reason, detail, {
+          workloadId, owner: '', taskId: '', taskPurpose: '', jti: '', roles: [], scopes: [],
+          assurance: 'none', certThumbprint: thumbprint, issuer: '', expiresAtMs: 0, issuedAtMs: 0,
+        }),
+    },
+    interlockDetail: o.interlockDetail,
+    grantTtlMin: DEFAULT_GRANT_TTL_MS / 60_000,
+    gatewayId: o.gatewayId,
+    version: PLANTGATE_VERSION,
+    clock: o.clock,
+    logger: o.logger,
+  });
+  const address = await front.listen();
+  o.logger.info({ mcp: address }, 'MCP front listening');
+  return { front, address, changed: () => front.revoked(), close: () => front.close() };
+}
