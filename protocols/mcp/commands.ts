@@ -134,7 +134,8 @@ export class ToolCalls {
   }
 
   private denial(d: Decision, cmd: Command, c: DenialContext): string {
-    const interlock = d.interlockId !== undefined ? this.deps.interlockDetail?.(cmd) : undefined;
+    // The interlock's own line starts with its id, which the sentence already names.
+    const interlock = d.interlockId !== undefined ? this.deps.interlockDetail?.(cmd)?.replace(/^interlock [^:]*: /, '') : undefined;
     return explainDenial(d, { ...c, ...(interlock !== undefined ? { interlock } : {}), ...(this.deps.grantTtlMin !== undefined ? { grantTtlMin: this.deps.grantTtlMin } : {}) });
   }
 

@@ -472,7 +472,8 @@ export class McpFront {
   revoked(): void {
     this.toolsChanged();
     const dead = (s: Subject) => typeof this.opts.auth.current(s) === 'string';
-    for (const [id, s] of this.sessions.entries()) if (dead(s.subject)) this.sessions.delete(id);
+    const closing = [...this.sessions.entries()].filter(([, s]) => dead(s.subject)).map(([id]) => id);
+    for (const id of closing) this.sessions.delete(id);
     const streams = [...this.live].filter((l) => dead(l.subject));
     // A moment for the notification to leave before the stream closes.
     if (streams.length > 0) setTimeout(() => streams.forEach((l) => l.res.destroy()), 100).unref();

@@ -77,12 +77,24 @@ export function writeRequest(def: PointDef, value: number): Request | { refused:
   return { fc: 16, address: def.address, quantity: 2, values };
 }
 
-/** The point's engineering value from the PLC's answer to readRequest(def); NaN if undecodable. */
+/**
+ * The point's engineering value from the PLC's answer to readRequest(def), at the point's
+ * resolution (a register of 538 with scale 0.1 reads 53.8, not 53.800000000000004); NaN if
+ * undecodable. An agent reads this value; what policy judges is the Command, not this number.
+ */
 export function valueFromResponse(def: PointDef, res: Response): number {
-  if ('values' in res) {
-    const v = res.values as Array<number | boolean>;
-    const first = Number(v[0] ?? NaN);
-    return decodePoint(def, first, pointWidth(def.type) === 2 ? Number(v[1] ?? NaN) : 0);
-  }
-  return NaN;
+  if (!('values' in res)) return NaN;
+  const v = res.values as Array<number | boolean>;
+  const value = decodePoint(def, Number(v[0] ?? NaN), pointWidth(def.type) === 2 ? Number(v[1] ?? NaN) : 0);
+  if (def.type === 'float32' || !Number.isFinite(value)) return value;
+  const digits = Math.max(decimalsOf(def.scale ?? 1), decimalsOf(def.offset ?? 0));
+  return digits === 0 ? value : Number(value.toFixed(Math.min(digits, 15)));
+}
+
+/** Decimal places of a scale or offset as written (0.1 → 1, 0.25 → 2, 2 → 0). */
+function decimalsOf(n: number): number {
+  const text = String(n);
+  const e = /e-(\d+)$/.exec(text);
+  if (e !== null) return Number(e[1]) + (text.split('e')[0]!.split('.')[1]?.length ?? 0);
+  return text.split('.')[1]?.length ?? 0;
 }

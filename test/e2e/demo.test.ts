@@ -27,9 +27,15 @@ describe('plantgate demo', () => {
     }
     expect(r.stdout).toMatch(/optimizer UA Read .*ALLOWED/);
     expect(r.stdout).toMatch(/UA Write .*VALUE_OUT_OF_BOUNDS .*BadUserAccessDenied/);
+    // The MCP agent (issue 22): a read, an out-of-bounds write, an interlocked write, an approval round trip.
+    expect(r.stdout).toMatch(/optimizer MCP read_plc1 tank1\.level .*ALLOWED/);
+    expect(r.stdout).toMatch(/MCP write_plc1_tank1_setpoint 95 .*VALUE_OUT_OF_BOUNDS/);
+    expect(r.stdout).toMatch(/MCP write_plc1_pump1_run true .*INTERLOCK/);
+    expect(r.stdout).toMatch(/planner +MCP write_plc1_valve1_open true .*APPROVAL_REQUIRED/);
+    expect(r.stdout).toMatch(/planner +MCP write_plc1_valve1_open true .*ALLOWED/);
     expect(r.stdout).toMatch(/SOC stream: \d+ records/);
     expect(r.stdout).toMatch(/Audit log verified: tree of \d+ records, \d+ signed checkpoints/);
-    // The whole demo (Modbus and OPC UA) takes ~20 s alone, far more on a loaded 2-core machine.
+    // The whole demo (Modbus, OPC UA and MCP) takes ~20 s alone, far more on a loaded 2-core machine.
   }, 120_000);
 
   it('--keep-running writes demo.json so another Modbus client can use the gateway, and stops on SIGINT', async () => {

@@ -30,6 +30,7 @@ export function register(program: Command): void {
       out(`  simulator  modbus://127.0.0.1:${lab.sim.port} (water-treatment plant, unit 1)`);
       out(`  gateway    modbus+tls://127.0.0.1:${lab.gateway.modbus.port}   agent API https://127.0.0.1:${lab.gateway.agentApi.port}/v1/token`);
       if (lab.opcua) out(`  opc ua     ${lab.opcua.endpointUrl} (gateway front)   PLC face ${lab.opcua.simEndpointUrl}`);
+      if (lab.gateway.mcp) out(`  mcp        ${lab.gateway.mcp.resource} (Streamable HTTP, bearer tokens with aud = this URL)`);
       out(`  collector  tls://127.0.0.1:${lab.collector.port} → ${lab.collectorDir}`);
       out('');
       const print = (r: StepResult) =>
@@ -44,6 +45,9 @@ export function register(program: Command): void {
           const { runOpcuaScript } = await import('../demo/opcua-script.js');
           results.push(...(await runOpcuaScript(lab, print)));
         }
+        // An LLM agent through the MCP front: what it is told when refused is printed under the step.
+        const { runMcpScript } = await import('../demo/mcp-script.js');
+        results.push(...(await runMcpScript(lab, print, (text) => out(`      ↳ ${text}`))));
         const shipped = await lab.waitShipped();
         out('');
         out(`SOC stream: ${shipped.records} records, chain verified by the collector, in ${shipped.file}`);
@@ -55,6 +59,7 @@ export function register(program: Command): void {
             ca: lab.pki.ca.cert,
             agents: lab.pki.agents,
             token: { optimizer: await lab.token('optimizer', { ttlSec: 900 }) },
+            ...(lab.gateway.mcp ? { mcp: { url: lab.gateway.mcp.resource, token: { optimizer: await lab.mcpToken('optimizer', { ttlSec: 900 }) } } } : {}),
             config: lab.configFile,
             bundle: lab.bundleFile,
           };

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { PointDef } from '../../../src/policy/payload.js';
 import { decodePoint } from '../../../src/policy/values.js';
-import { typeRange, writeRequest } from '../../../protocols/mcp/modbus-points.js';
+import { readRequest, typeRange, valueFromResponse, writeRequest } from '../../../protocols/mcp/modbus-points.js';
 
 const numericPoint: fc.Arbitrary<PointDef> = fc.record({
   table: fc.constant('holding' as const),
@@ -62,5 +62,13 @@ describe('MCP point writes as Modbus requests', () => {
   it('refuse writes to input registers and discrete inputs (Modbus cannot write them)', () => {
     expect(writeRequest({ table: 'input', address: 0, type: 'uint16' }, 1)).toMatchObject({ refused: 'UNSUPPORTED_FUNCTION' });
     expect(writeRequest({ table: 'discrete', address: 0, type: 'bool' }, 1)).toMatchObject({ refused: 'UNSUPPORTED_FUNCTION' });
+  });
+
+  it('read a scaled register at the point\'s resolution (538 × 0.1 reads 53.8)', () => {
+    const def: PointDef = { table: 'input', address: 0, type: 'uint16', scale: 0.1 };
+    expect(readRequest(def)).toEqual({ fc: 4, address: 0, quantity: 1 });
+    expect(valueFromResponse(def, { fc: 4, values: [538] })).toBe(53.8);
+    expect(valueFromResponse({ table: 'holding', address: 0, type: 'int16', scale: 0.25, offset: -40 }, { fc: 3, values: [0xffff] })).toBe(-40.25);
+    expect(valueFromResponse({ table: 'coil', address: 0, type: 'bool' }, { fc: 1, values: [true] })).toBe(1);
   });
 });

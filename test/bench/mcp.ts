@@ -1,0 +1,153 @@
+// The MCP front through the whole gateway (issue 22): `plantgate serve` runs as a child process with
+// full enforcement (the demo bundle's identity, policy, interlocks; audit durable before each write)
+// in front of the simulated plant. One MCP agent (the official SDK's client over HTTPS, bearer
+// token) calls the read tool for one point; the same workload reads the same register over the
+// gateway's own Modbus/TCP Security path; and a bare HTTPS round trip on the MCP listener (its
+// metadata document) stands for the HTTP cost. Target (issue 22): a read tool call at p50 ≤ 2 ms and
+// ≤ 1.5 × (Modbus read through the gateway + HTTP round trip). Also reports the 2026-07-28
+// (stateless) revision, a durable write, and the gateway's CPU per call.
+// Run after build:
+//   node dist/test/bench/mcp.js [--quick]
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { connectModbusAgent, putToken } from '../../src/cli/demo/agent.js';
+import { PACKAGE_ROOT, prepareLabFiles } from '../../src/cli/demo/lab.js';
+import { connectMcpAgent, tlsFetch, type McpAgent } from '../../src/cli/demo/mcp-agent.js';
+import { startSimulator } from '../../src/sim/server.js';
+import { cpuSeconds, freePort, spawnCli, stop, waitForReady } from './processes.js';
+
+const quick = process.argv.includes('--quick');
+const N = Number(process.env.BENCH_MCP_N ?? 0) || (quick ? 1000 : 3000);
+const REPEATS = quick ? 1 : 3;
+const WARMUP = quick ? 1000 : 3000;
+const cpuUsOf = (pid: number): number => cpuSeconds(pid) * 1e6;
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+interface Figures {
+  p50: number;
+  p99: number;
+  cpuUs: number;
+}
+
+/** N sequential round trips after a warm-up, REPEATS times; the median run's figures (µs). */
+async function timeIt(op: () => Promise<void>, pid: number): Promise<Figures> {
+  for (let i = 0; i < WARMUP; i++) await op();
+  const runs: Figures[] = [];
+  for (let r = 0; r < REPEATS; r++) {
+    const us: number[] = new Array(N);
+    const cpu0 = cpuUsOf(pid);
+    for (let i = 0; i < N; i++) {
+      const t0 = performance.now();
+      await op();
+      us[i] = (performance.now() - t0) * 1000;
+    }
+    const cpuUs = (cpuUsOf(pid) - cpu0) / N;
+    us.sort((a, b) => a - b);
+    runs.push({ p50: pct(us, 50), p99: pct(us, 99), cpuUs });
+  }
+  runs.sort((a, b) => a.p50 - b.p50);
+  return runs[Math.floor(runs.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-bench-mcp-'));
+  const files = await prepareLabFiles({ stateDir: dir });
+  const sim = await startSimulator({ plant: path.join(PACKAGE_ROOT, 'fixtures/plants/water-treatment.yaml'), host: '127.0.0.1', port: 0 });
+  const [opsPort, mcpPort, modbusPort, agentApiPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const yaml = files
+    .gatewayYaml({ simPort: sim.port, collectorPort: 1, opsPort, modbusPort, agentApiPort, mcpPort })
+    // A plant's checkpoint cadence (the lab signs every 16 records for the demo), no collector
+    // (shipping is not on a command's path), and a per-token rate far above what one agent sends
+    // here: the bench measures latency, not the limiter.
+    .replace(/checkpoint_every_records: \d+/, 'checkpoint_every_records: 1000')
+    .replace(/checkpoint_every_ms: \d+/, 'checkpoint_every_ms: 60000')
+    .replace(/ {2}collector:.*\n/, '')
+    .replace(/ {2}mcp: \{ host: 127\.0\.0\.1, port: (\d+) \}/, '  mcp: { host: 127.0.0.1, port: $1, rate_limit: 1000000/1s }');
+  const configFile = path.join(dir, 'gateway.yaml');
+  await writeFile(configFile, yaml);
+
+  const gateway = spawnCli(['serve', '--config', configFile]);
+  const agents: McpAgent[] = [];
+  let closeModbus = async () => undefined as unknown;
+  try {
+    await waitForReady(opsPort);
+    const pid = gateway.pid!;
+    const resource = `https://127.0.0.1:${mcpPort}/mcp`;
+    const creds = await files.credentials('optimizer');
+
+    const put = await putToken('127.0.0.1', agentApiPort, creds, await files.token('optimizer', { ttlSec: 900 }));
+    if (put.status !== 200) throw new Error(`agent API refused the token: ${JSON.stringify(put.body)}`);
+    const modbus = await connectModbusAgent('127.0.0.1', modbusPort, creds);
+    closeModbus = () => modbus.close();
+    const mcpToken = await files.mintFor('optimizer', undefined, { aud: resource, ttlSec: 900 });
+    const legacy = await connectMcpAgent({ url: resource, ca: creds.ca, token: mcpToken, name: 'bench', version: '1' });
+    const modern = await connectMcpAgent({ url: resource, ca: creds.ca, token: mcpToken, era: 'modern', name: 'bench', version: '1' });
+    agents.push(legacy, modern);
+    const http = tlsFetch({ ca: creds.ca });
+
+    const modbusRead = async () => {
+      const r = await modbus.client.readInputRegisters(0, 1);
+      if (r.data.length !== 1) throw new Error('short Modbus answer');
+    };
+    const httpRoundTrip = async () => {
+      const r = await http.fetch(`https://127.0.0.1:${mcpPort}/.well-known/oauth-protected-resource/mcp`);
+      if (r.status !== 200) throw new Error(`metadata answered ${r.status}`);
+      await r.arrayBuffer();
+    };
+    // Every answer is checked: a refusal must not pass as a fast call.
+    const readTool = (a: McpAgent) => async () => {
+      const r = (await a.client.callTool({ name: 'read_plc1', arguments: { points: ['tank1.level'] } })) as { isError?: boolean };
+      if (r.isError) throw new Error('the read tool was refused');
+    };
+    let v = 0;
+    const writeTool = async () => {
+      const r = (await legacy.client.callTool({ name: 'write_plc1_tank1_setpoint', arguments: { value: 40 + (v++ % 20) } })) as { isError?: boolean };
+      if (r.isError) throw new Error('the write tool was refused');
+    };
+
+    const rows: [string, Figures][] = [];
+    const m = await timeIt(modbusRead, pid);
+    rows.push(['Modbus/TCP Security read through the gateway (FC 4, tank1.level)', m]);
+    const h = await timeIt(httpRoundTrip, pid);
+    rows.push(['HTTPS round trip on the MCP listener (metadata GET)', h]);
+    const r25 = await timeIt(readTool(legacy), pid);
+    rows.push(['MCP read tool call, 2025-11-25 session (read_plc1 tank1.level)', r25]);
+    const r26 = await timeIt(readTool(modern), pid);
+    rows.push(['MCP read tool call, 2026-07-28 stateless', r26]);
+    rows.push(['MCP write tool call, 2025-11-25 (tank1.setpoint, durable audit)', await timeIt(writeTool, pid)]);
+
+    const f = (x: number) => `${(x / 1000).toFixed(3)} ms`;
+    console.log(`\n### MCP through the gateway (${quick ? 'quick' : 'full'}: ${N} sequential calls × ${REPEATS}, median run)\n`);
+    console.log('| operation | p50 | p99 | gateway CPU / call |');
+    console.log('|---|---|---|---|');
+    for (const [name, x] of rows) console.log(`| ${name} | ${f(x.p50)} | ${f(x.p99)} | ${x.cpuUs.toFixed(0)} µs |`);
+    const budget = m.p50 + h.p50;
+    console.log('');
+    console.log('| target (issue 22) | figure | met |');
+    console.log('|---|---|---|');
+    for (const [name, x] of [['2025-11-25', r25], ['2026-07-28', r26]] as const) {
+      console.log(`| read tool call p50 ≤ 2 ms (${name}) | ${f(x.p50)} | ${x.p50 <= 2000 ? 'yes' : 'no'} |`);
+      console.log(`| read tool call p50 ≤ 1.5 × (Modbus read + HTTP round trip = ${f(budget)}) (${name}) | ${(x.p50 / budget).toFixed(2)}× | ${x.p50 <= 1.5 * budget ? 'yes' : 'no'} |`);
+    }
+    console.log(`\nmachine: ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(2)}`);
+  } finally {
+    for (const a of agents) await a.close();
+    await closeModbus();
+    await stop(gateway);
+    await sim.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
