@@ -299,6 +299,7 @@ const APPROVAL_ERROR_STATUS: Record<ApprovalError['code'], [number, Reason]> = {
   NOT_PENDING: [409, 'APPROVAL_INVALID'],
   EXPIRED: [409, 'APPROVAL_INVALID'],
   SAME_PERSON: [403, 'APPROVAL_INVALID'],
+  ALREADY_APPROVED: [409, 'APPROVAL_INVALID'],
   BAD_REASON: [400, 'PROTOCOL_VIOLATION'],
   STORE_UNAVAILABLE: [503, 'AUDIT_UNAVAILABLE'],
 };
@@ -371,6 +372,9 @@ export function approvalView(r: ApprovalRequest): Record<string, unknown> {
     owner: r.owner,
     task: { id: r.taskId, purpose: r.taskPurpose },
     ...(r.actSub !== undefined ? { act: r.actSub } : {}),
+    approvers_required: r.approvers ?? 1,
+    distinct_from: r.distinctFrom ?? ['owner', 'requester'],
+    approvals: (r.approvals ?? []).map((a) => ({ by: a.by, at: iso(a.atMs), reason: a.reason })),
     requested_at: iso(r.requestedAtMs),
     expires_at: iso(r.expiresAtMs),
     ...(r.decidedBy !== undefined ? { decided_by: r.decidedBy, decided_at: iso(r.decidedAtMs), reason: r.reason } : {}),

@@ -1,6 +1,9 @@
-// Pending approval requests and the single-use grants they become (DESIGN §6). Owns the life of
-// an approval: requested (first attempt denied APPROVAL_REQUIRED) → approved by an operator who is
-// not the agent's owner → consumed by the agent's identical retry, or rejected, or expired.
+// Pending approval requests and the single-use grants they become (docs/safety.md, Approvals). Owns
+// the life of an approval: requested (first attempt denied APPROVAL_REQUIRED) → approved by N
+// distinct operators, none of them the requester (the agent or a human it acts for) nor, unless the
+// rule says otherwise, its owner, all compared in canonical form (src/core/principal.ts) → consumed
+// by the agent's identical retry before its execute-by deadline, or rejected, or expired (a request
+// not fully approved by its approve-by deadline lapses).
 // Bounded (an agent cannot flood operators or memory) and persisted: requests and grants survive
 // a gateway restart, and so does the fact that a grant was used, so a restart never revives one.
 // Never decides policy: the pipeline asks it only for commands a rule marked approval: required.
@@ -11,6 +14,7 @@ import { z } from 'zod';
 import type { Command, Subject } from '../core/command.js';
 import { writeFileAtomic } from '../core/files.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { samePrincipal } from '../core/principal.js';
 import { commandDigest } from './digest.js';
 
 export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'consumed' | 'expired';
@@ -37,8 +41,16 @@ export interface ApprovalRequest {
   actSub?: string[];
   jti: string;
   requestedAtMs: number;
-  /** A pending request lapses at this time. */
+  /** The approve-by deadline: a request not fully approved by then lapses. */
   expiresAtMs: number;
+  /** Distinct people who must approve (N-person rule); absent in older state = 1. */
+  approvers?: number;
+  /** Who may not approve besides the requester: the owner (absent in older state = the owner). */
+  distinctFrom?: ApprovalExclusion[];
+  /** How long the grant lives after the last approval: the execute-by deadline. */
+  executeWithinMs?: number;
+  /** The approvals given so far, in order. */
+  approvals?: { by: string; atMs: number; reason: string }[];
   decidedBy?: string;
   decidedAtMs?: number;
   reason?: string;
@@ -47,7 +59,18 @@ export interface ApprovalRequest {
   consumedAtMs?: number;
 }
 
-export type ApprovalErrorCode = 'NOT_FOUND' | 'NOT_PENDING' | 'EXPIRED' | 'SAME_PERSON' | 'BAD_REASON' | 'STORE_UNAVAILABLE';
+export type ApprovalErrorCode = 'NOT_FOUND' | 'NOT_PENDING' | 'EXPIRED' | 'SAME_PERSON' | 'ALREADY_APPROVED' | 'BAD_REASON' | 'STORE_UNAVAILABLE';
+
+/** Who else may not approve (docs/safety.md): the token's owner; the requester is always excluded. */
+export type ApprovalExclusion = 'owner' | 'requester';
+
+/** What the rule asks of an approval (the policy decision's `approval`). */
+export interface ApprovalRequirement {
+  approvers: number;
+  distinct_from: ApprovalExclusion[];
+  approve_within_sec?: number;
+  execute_within_sec?: number;
+}
 
 export class ApprovalError extends Error {
   readonly code: ApprovalErrorCode;
@@ -97,6 +120,10 @@ const requestSchema = z.object({
   jti: z.string(),
   requestedAtMs: z.number(),
   expiresAtMs: z.number(),
+  approvers: z.number().int().min(1).optional(),
+  distinctFrom: z.array(z.enum(['owner', 'requester'])).optional(),
+  executeWithinMs: z.number().int().min(1).optional(),
+  approvals: z.array(z.object({ by: z.string(), atMs: z.number(), reason: z.string() })).optional(),
   decidedBy: z.string().optional(),
   decidedAtMs: z.number().optional(),
   reason: z.string().optional(),
@@ -107,6 +134,18 @@ const stateSchema = z.object({ format: z.literal(1), requests: z.array(requestSc
 
 function targetText(t: Command['targets'][number]): string {
   return t.nodeId !== undefined ? `node ${t.nodeId}` : `${t.table ?? '?'} ${t.address ?? '?'} x${t.count ?? 1}`;
+}
+
+/**
+ * Why `who` may not approve or reject `r`, or undefined. The requester (the agent, any human it acts
+ * for) never may; the owner may not unless the rule left them out of distinct_from. Names are
+ * compared in canonical form: no spelling of the owner's name is another person.
+ */
+export function excludedReason(r: ApprovalRequest, who: string): string | undefined {
+  if (samePrincipal(who, r.workloadId)) return 'is the requesting agent';
+  if ((r.actSub ?? []).some((h) => samePrincipal(h, who))) return 'is a human the agent acts for';
+  if ((r.distinctFrom ?? ['owner']).includes('owner') && samePrincipal(who, r.owner)) return `is the agent's owner (${r.owner})`;
+  return undefined;
 }
 
 /** The grant belongs to this workload, owner and task: another agent, or the same agent on another task, cannot use it. */
@@ -247,7 +286,7 @@ export class ApprovalStore {
    * just rejected) gets that request's id, not a new one. undefined when the store is full (the
    * command is still denied; operators are not flooded).
    */
-  request(cmd: Command, subject: Subject, ruleId: string, nowMs: number): string | undefined {
+  request(cmd: Command, subject: Subject, ruleId: string, nowMs: number, requirement?: ApprovalRequirement): string | undefined {
     if (this.sweep(nowMs)) void this.persist().catch(() => undefined);
     const digest = commandDigest(cmd);
     for (const r of this.open.get(digest) ?? []) {
@@ -282,7 +321,11 @@ export class ApprovalStore {
       ...(subject.actSub !== undefined && subject.actSub.length > 0 ? { actSub: [...subject.actSub] } : {}),
       jti: subject.jti,
       requestedAtMs: nowMs,
-      expiresAtMs: nowMs + this.pendingTtlMs,
+      expiresAtMs: nowMs + (requirement?.approve_within_sec !== undefined ? requirement.approve_within_sec * 1000 : this.pendingTtlMs),
+      approvers: requirement?.approvers ?? 1,
+      distinctFrom: requirement?.distinct_from ?? ['owner', 'requester'],
+      ...(requirement?.execute_within_sec !== undefined ? { executeWithinMs: requirement.execute_within_sec * 1000 } : {}),
+      approvals: [],
     };
     this.add(r);
     void this.persist().catch(() => undefined);
@@ -290,18 +333,24 @@ export class ApprovalStore {
   }
 
   /**
-   * An operator approves: the request becomes a grant valid for grantTtl. Two-person rule: the
-   * approver may not be the agent's owner, the agent itself, or a human it acts for. Resolves
-   * once the grant is on disk (a grant the operator was told about must survive a restart).
+   * An operator approves. With the N-person rule the request stays pending until N distinct people
+   * approved; the last approval makes it a grant valid until its execute-by deadline. Resolves once
+   * the change is on disk (a grant the operator was told about must survive a restart).
    */
   async approve(id: string, approver: string, reason: string, nowMs: number): Promise<ApprovalRequest> {
     const r = this.decidable(id, approver, reason, nowMs);
-    const before = { ...r };
-    r.status = 'approved';
-    r.decidedBy = approver;
-    r.decidedAtMs = nowMs;
-    r.reason = reason;
-    r.grantExpiresAtMs = nowMs + this.grantTtlMs;
+    if ((r.approvals ?? []).some((a) => samePrincipal(a.by, approver))) {
+      throw new ApprovalError('ALREADY_APPROVED', `'${approver}' already approved request '${id}': the N-person rule needs another person`);
+    }
+    const before = { ...r, approvals: [...(r.approvals ?? [])] };
+    r.approvals = [...(r.approvals ?? []), { by: approver, atMs: nowMs, reason }];
+    if (r.approvals.length >= (r.approvers ?? 1)) {
+      r.status = 'approved';
+      r.decidedBy = approver;
+      r.decidedAtMs = nowMs;
+      r.reason = reason;
+      r.grantExpiresAtMs = nowMs + (r.executeWithinMs ?? this.grantTtlMs);
+    }
     return this.commit(r, before);
   }
 
@@ -325,8 +374,9 @@ export class ApprovalStore {
     if (typeof reason !== 'string' || reason.trim() === '' || reason.length > MAX_REASON) {
       throw new ApprovalError('BAD_REASON', `a reason (1..${MAX_REASON} characters) is required`);
     }
-    if (approver === r.owner || approver === r.workloadId || (r.actSub ?? []).includes(approver)) {
-      throw new ApprovalError('SAME_PERSON', `two-person rule: '${approver}' is the agent's owner or acts through it; another operator must decide`);
+    const excluded = excludedReason(r, approver);
+    if (excluded !== undefined) {
+      throw new ApprovalError('SAME_PERSON', `two-person rule: '${approver}' ${excluded}; another operator must decide`);
     }
     return r;
   }
@@ -337,10 +387,10 @@ export class ApprovalStore {
     } catch (err) {
       // Not on disk: undo, so no grant exists that a restart would silently forget.
       Object.assign(r, before);
-      delete r.decidedBy;
-      delete r.decidedAtMs;
-      delete r.reason;
-      delete r.grantExpiresAtMs;
+      if (before.decidedBy === undefined) delete r.decidedBy;
+      if (before.decidedAtMs === undefined) delete r.decidedAtMs;
+      if (before.reason === undefined) delete r.reason;
+      if (before.grantExpiresAtMs === undefined) delete r.grantExpiresAtMs;
       throw new ApprovalError('STORE_UNAVAILABLE', `approval state not durable: ${(err as Error).message}`);
     }
     return { ...r };

@@ -270,7 +270,8 @@ export function interlockTripRecord(t: {
 }
 
 export function approvalRecord(a: {
-  kind: 'requested' | 'approved' | 'rejected' | 'consumed';
+  /** endorsed: one of the N approvals a request needs (it stays pending). */
+  kind: 'requested' | 'endorsed' | 'approved' | 'rejected' | 'consumed';
   id: string;
   digest: string;
   ruleId: string;

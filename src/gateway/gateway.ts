@@ -90,7 +90,7 @@ export interface GatewayHandle {
   close(drainMs?: number, onStep?: (step: string) => void): Promise<void>;
 }
 
-function approvalRecordOf(kind: 'requested' | 'approved' | 'rejected' | 'consumed', r: ApprovalRequest, by?: string): AuditEvent {
+function approvalRecordOf(kind: 'requested' | 'endorsed' | 'approved' | 'rejected' | 'consumed', r: ApprovalRequest, by?: string): AuditEvent {
   return approvalRecord({
     kind,
     id: r.id,
@@ -482,6 +482,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
             },
             onApprovalDecided: (request, operator) => {
               if (request.status === 'approved' || request.status === 'rejected') appendSafely(approvalRecordOf(request.status, request, operator.sub));
+              // One of N approvals: recorded with who gave it, the request stays pending.
+              else if (request.status === 'pending' && (request.approvals ?? []).length > 0) appendSafely(approvalRecordOf('endorsed', { ...request, reason: request.approvals!.at(-1)!.reason }, operator.sub));
               logger.info({ approval: request.id, status: request.status, by: operator.sub, asset: request.assetId, workload: request.workloadId }, 'approval decided');
             },
             onRefused: (c) =>

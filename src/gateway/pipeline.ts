@@ -129,7 +129,7 @@ export class EnforcementPipeline implements CommandPipeline {
           const request = approvals.get(grant);
           if (request !== undefined) this.deps.onApproval?.('consumed', request);
         } else {
-          const id = approvals.request(cmd, subject, decision.ruleId, now);
+          const id = approvals.request(cmd, subject, decision.ruleId, now, (decision as PolicyDecision).approval);
           if (id !== undefined) {
             decision = { ...decision, approvalId: id };
             // Repeated attempts while a request is pending reuse it: only a new one is an event.

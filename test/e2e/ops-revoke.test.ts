@@ -52,7 +52,7 @@ describe('plantgate revoke', () => {
   it('exits 2 naming the problem when no target or no reason is given', async () => {
     const none = await revoke([...conn, '--reason', 'x']);
     expect(none.code).toBe(2);
-    expect(none.stderr).toContain('exactly one of --jti, --sub or --owner');
+    expect(none.stderr).toContain('exactly one of --jti, --sub, --owner or --task');
     const noReason = await revoke([...conn, '--jti', 'abc']);
     expect(noReason.code).toBe(2);
     expect(noReason.stderr).toContain('--reason is required');

@@ -105,17 +105,9 @@ export function decisionsPage(c: Chrome, rows: DecisionRow[], f: DecisionFilter,
 
 // ---- approvals ----
 
-/** Fields a store with N-person approvals may add to a request (shown when present). */
-interface MultiApproval {
-  approvers?: number;
-  approvals?: Array<{ by: string; atMs?: number; reason?: string }>;
-  approveByMs?: number;
-  executeByMs?: number;
-}
-
 export function approvalsPage(c: Chrome, pending: ApprovalRequest[], decided: ApprovalRequest[], sameAsOperator: (r: ApprovalRequest) => string | undefined): Html {
   const s = c.session;
-  const row = (r: ApprovalRequest & MultiApproval): Html => {
+  const row = (r: ApprovalRequest): Html => {
     const blocked = sameAsOperator(r);
     const needed = r.approvers ?? 1;
     const given = r.approvals ?? [];
@@ -126,7 +118,7 @@ export function approvalsPage(c: Chrome, pending: ApprovalRequest[], decided: Ap
 <dt>owner</dt><dd>${r.owner}</dd><dt>task</dt><dd>${r.taskId}: ${r.taskPurpose}</dd>
 <dt>requested</dt><dd>${iso(r.requestedAtMs)} (${age(c.nowMs - r.requestedAtMs)} ago)</dd>
 <dt>expires</dt><dd>${iso(r.expiresAtMs)} (in ${age(r.expiresAtMs - c.nowMs)})</dd>
-<dt>approvers</dt><dd class="rule">${needed > 1 ? html`${needed}-person rule: ${given.length} of ${needed} given${given.length ? ` (${given.map((g) => g.by).join(', ')})` : ''}; ` : ''}the approver may not be the owner (${r.owner}), the agent itself, or a human it acts for</dd></dl>
+<dt>approvers</dt><dd class="rule">${needed > 1 ? html`${needed}-person rule: ${given.length} of ${needed} given${given.length ? ` (${given.map((g) => g.by).join(', ')})` : ''}; ` : ''}the approver may not be ${(r.distinctFrom ?? ['owner']).includes('owner') ? `the owner (${r.owner}), ` : ''}the agent itself, or a human it acts for</dd></dl>
 ${blocked !== undefined
   ? html`<p class="blocked">You cannot decide this request: ${blocked}. Another operator must.</p>`
   : html`<form method="post" action="/console/approvals/${r.id}/decide" class="decide">${csrfField(s)}

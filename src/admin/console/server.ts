@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { ApprovalError, type ApprovalRequest } from '../../approvals/store.js';
+import { ApprovalError, excludedReason, type ApprovalRequest } from '../../approvals/store.js';
 import { CHECKPOINT_DIR, checkpointFileName, type AuditLog } from '../../audit/log.js';
 import { PlantgateError } from '../../core/errors.js';
 import { samePrincipal } from '../../core/principal.js';
@@ -176,16 +176,13 @@ export async function createConsole(api: OperatorApiDeps, deps: ConsoleDeps): Pr
       const now = api.clock.now();
       const all = api.approvals?.list(now, { status: 'all' }) ?? [];
       const me = s.operator.sub;
-      const blocked = (r: ApprovalRequest): string | undefined =>
-        samePrincipal(me, r.owner)
-          ? `you are the agent's owner (${r.owner})`
-          : samePrincipal(me, r.workloadId)
-            ? 'you are the requesting agent'
-            : (r.actSub ?? []).some((h) => samePrincipal(h, me))
-              ? 'the agent acts for you'
-              : !s.operator.isOperator
-                ? 'deciding approvals needs the operator role'
-                : undefined;
+      // The store's own rule (excludedReason): requester always, owner unless the rule left them out.
+      const blocked = (r: ApprovalRequest): string | undefined => {
+        const excluded = excludedReason(r, me);
+        if (excluded !== undefined) return `you ${excluded.replace(/^is /, 'are ')}`;
+        if ((r.approvals ?? []).some((a) => samePrincipal(a.by, me))) return 'you approved it already';
+        return s.operator.isOperator ? undefined : 'deciding approvals needs the operator role';
+      };
       return approvalsPage(chrome(s), all.filter((r) => r.status === 'pending'), all.filter((r) => r.status !== 'pending').slice(0, 20), blocked);
     },
     freezes: async (s) => {
@@ -263,7 +260,16 @@ export async function createConsole(api: OperatorApiDeps, deps: ConsoleDeps): Pr
           const now = api.clock.now();
           const r = verdict === 'approve' ? await api.approvals.approve(m[1]!, s.operator.sub, reason, now) : await api.approvals.reject(m[1]!, s.operator.sub, reason, now);
           api.onApprovalDecided?.(r, asOperator(s.operator));
-          flash(s, true, verdict === 'approve' ? `Approved ${r.id}: the agent may send that exact command once, until ${new Date(r.grantExpiresAtMs ?? 0).toISOString()}.` : `Rejected ${r.id}.`);
+          const more = (r.approvers ?? 1) - (r.approvals ?? []).length;
+          flash(
+            s,
+            true,
+            verdict === 'reject'
+              ? `Rejected ${r.id}.`
+              : r.status === 'pending'
+                ? `Approved ${r.id}: ${more} more approval(s) from other people needed.`
+                : `Approved ${r.id}: the agent may send that exact command once, until ${new Date(r.grantExpiresAtMs ?? 0).toISOString()}.`,
+          );
         } catch (err) {
           if (!(err instanceof ApprovalError)) throw err;
           refused(s, 'POST', `/console/approvals/${m[1]}/${verdict}`, req, 'APPROVAL_INVALID', err.code);

@@ -126,6 +126,44 @@ describe('approval store', () => {
     expect(await code(store.reject(id, OPERATOR, 'changed my mind', clock.now()))).toBe('NOT_PENDING');
   });
 
+  it('refuses the owner approving their own agent’s command under any spelling of their name', async () => {
+    const id = store.request(setpoint(60), { ...AGENT, owner: 'alice@plant.example', actSub: ['Carol@plant.example'] }, 'r', clock.now())!;
+    for (const who of ['ALICE@Plant.Example', 'user:alice@plant.example', ' alice@plant.example ', 'ａｌｉｃｅ@plant.example', 'user:CAROL@PLANT.EXAMPLE']) {
+      expect(await code(store.approve(id, who, 'mine', clock.now()))).toBe('SAME_PERSON');
+      expect(await code(store.reject(id, who, 'mine', clock.now()))).toBe('SAME_PERSON');
+    }
+    expect(store.get(id)?.status).toBe('pending');
+  });
+
+  it('N-person rule: stays pending until N distinct people approved; the same person twice (any spelling) does not count', async () => {
+    const id = store.request(setpoint(60), AGENT, 'r', clock.now(), { approvers: 2, distinct_from: ['owner', 'requester'] })!;
+    expect(await store.approve(id, 'bob@plant.example', 'checked valve', clock.now())).toMatchObject({ status: 'pending', approvals: [{ by: 'bob@plant.example' }] });
+    expect(store.consume(setpoint(60), AGENT, clock.now())).toBeUndefined();
+    expect(await code(store.approve(id, 'BOB@plant.example', 'again', clock.now()))).toBe('ALREADY_APPROVED');
+    const done = await store.approve(id, 'dana@plant.example', 'second pair of eyes', clock.now());
+    expect(done).toMatchObject({ status: 'approved', decidedBy: 'dana@plant.example', approvals: [{ by: 'bob@plant.example' }, { by: 'dana@plant.example' }] });
+    expect(store.consume(setpoint(60), AGENT, clock.now())).toBe(id);
+  });
+
+  it('keeps the approve-by and execute-by deadlines of the rule', async () => {
+    const id = store.request(setpoint(60), AGENT, 'r', clock.now(), { approvers: 1, distinct_from: ['owner', 'requester'], approve_within_sec: 60, execute_within_sec: 10 })!;
+    expect(store.get(id)?.expiresAtMs).toBe(clock.now() + 60_000);
+    clock.advance(30_000);
+    const granted = await store.approve(id, OPERATOR, 'ok', clock.now());
+    expect(granted.grantExpiresAtMs).toBe(clock.now() + 10_000);
+    clock.advance(10_000);
+    expect(store.consume(setpoint(60), AGENT, clock.now())).toBeUndefined();
+    const late = store.request(setpoint(61), AGENT, 'r', clock.now(), { approvers: 1, distinct_from: ['owner', 'requester'], approve_within_sec: 60 })!;
+    clock.advance(60_000);
+    expect(await code(store.approve(late, OPERATOR, 'too late', clock.now()))).toBe('EXPIRED');
+  });
+
+  it('lets the owner approve only when the rule leaves them out of distinct_from; never the requester', async () => {
+    const id = store.request(setpoint(60), AGENT, 'r', clock.now(), { approvers: 1, distinct_from: ['requester'] })!;
+    expect(await code(store.approve(id, AGENT.workloadId, 'me', clock.now()))).toBe('SAME_PERSON');
+    expect(await store.approve(id, AGENT.owner, 'my own plant, my call', clock.now())).toMatchObject({ status: 'approved' });
+  });
+
   it('keeps a rejected command denied under the same request id, then lets a new request open', async () => {
     const id = store.request(setpoint(60), AGENT, 'r', clock.now())!;
     await store.reject(id, OPERATOR, 'not during the filter backwash', clock.now());
