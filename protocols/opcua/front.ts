@@ -55,7 +55,7 @@ import type { Command, Decision, Operation, Subject, Target, TypedValue } from '
 import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
 import { opcuaStatusFor, type Reason } from '../../src/core/reasons.js';
 import { certificateThumbprint, parseSubjectAltNames } from '../../src/identity/cert.js';
-import { JwtOPCUAServer, jwtSessionIdentity, type JwtVerifier } from './jwt-token.js';
+import { JwtOPCUAServer, jwtSessionIdentity, type JwtServerHooks, type JwtVerifier } from './jwt-token.js';
 import { assetModel } from './mapping.js';
 import { REF, type MirrorModel, type MirrorNode, type Unmirrored } from './mirror.js';
 
@@ -125,6 +125,8 @@ export interface OpcuaFrontOptions {
   jwtAsPassword?: boolean;
   /** Agent application certificates refused at OpenSecureChannel (audited by the service). */
   onCertificateRefused?: (refusal: CertificateRefusal) => void;
+  /** The workload an agent's application certificate proves (jwt-token.ts JwtServerHooks.identify). */
+  identify?: JwtServerHooks['identify'];
 }
 
 /** An agent's application certificate refused while opening a secure channel. */
@@ -362,6 +364,7 @@ export class OpcuaFront {
       jwt: {
         verify: opts.verify,
         passwordToken: opts.jwtAsPassword === true,
+        ...(opts.identify !== undefined ? { identify: opts.identify } : {}),
         onActivated: (s) => this.sessionFor(s),
         onRejected: (s, reason, message) => {
           const cert = s.channel?.clientCertificate;

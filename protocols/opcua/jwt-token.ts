@@ -47,7 +47,7 @@ import {
 import type { Subject } from '../../src/core/command.js';
 import { PlantgateError } from '../../src/core/errors.js';
 import type { Reason } from '../../src/core/reasons.js';
-import { identityFromCertificate } from '../../src/identity/cert.js';
+import { identityFromCertificate, type CertificateIdentity } from '../../src/identity/cert.js';
 
 export const JWT_ISSUED_TOKEN_TYPE = 'http://opcfoundation.org/UA/UserToken#JWT';
 export const JWT_POLICY_ID = 'plantgate-jwt';
@@ -82,6 +82,11 @@ export interface JwtServerHooks {
   verify: JwtVerifier;
   /** Also accept the JWT as the password of a UserNameIdentityToken (encrypted, or on SignAndEncrypt). */
   passwordToken?: boolean;
+  /**
+   * The workload a client application certificate proves (docs/opcua.md, "The applicationUri
+   * rule"); default: its only URI SAN, which must be a SPIFFE ID. Throws (NO_IDENTITY) when none.
+   */
+  identify?: (cert: X509Certificate) => CertificateIdentity;
   /** After a successful ActivateSession; `rotated` when the session already had an identity. */
   onActivated?: (session: ServerSession, identity: JwtSessionIdentity, rotated: boolean) => void;
   /** An ActivateSession refused: which reason, and a message fit for the audit (never the token). */
@@ -287,7 +292,7 @@ export class JwtOPCUAServer extends OPCUAServer {
     try {
       const der = channel.clientCertificate;
       if (!der) throw new Error('no client certificate on the secure channel');
-      const id = identityFromCertificate(new X509Certificate(der));
+      const id = (this.jwtHooks.identify ?? identityFromCertificate)(new X509Certificate(der));
       who = { workloadId: id.workloadId, certThumbprint: id.thumbprint, remoteAddress: channel.remoteAddress ?? '' };
       // A role extension that cannot be read made identityFromCertificate throw (NO_IDENTITY).
       if (id.role !== undefined) who.certRole = id.role;

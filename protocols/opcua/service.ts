@@ -15,6 +15,7 @@ import { OPCUACertificateManager, StatusCodes, type Variant } from 'node-opcua';
 import type { Clock } from '../../src/core/clock.js';
 import { silentLogger, type Logger } from '../../src/core/log.js';
 import type { CommandPipeline } from '../../src/core/pipeline.js';
+import { certificateThumbprint, identityFromCertificate, roleFromCertificate, type CertificateIdentity } from '../../src/identity/cert.js';
 import { OpcuaFront, certificateSummary, type FrontAsset, type FrontMethod } from './front.js';
 import type { JwtVerifier } from './jwt-token.js';
 import { frontAssetFromMap, NodeMappingError, type OpcuaAssetMap } from './mapping.js';
@@ -46,8 +47,13 @@ export interface OpcuaServiceOptions {
   certificateFile: string;
   privateKeyFile: string;
   applicationUri: string;
-  /** Agents' application certificates (PEM or DER files) allowed to open a secure channel. */
-  trustedAgentCertificates: string[];
+  /**
+   * Agents' application certificates (PEM or DER files) allowed to open a secure channel. A bare
+   * file: its URI SAN (applicationUri) is the agent's SPIFFE ID. `{ cert, workload }`: a pinned
+   * certificate whose applicationUri is not a SPIFFE ID (a tool's own, e.g. open62541's) proves
+   * `workload` (docs/opcua.md, "The applicationUri rule").
+   */
+  trustedAgentCertificates: (string | { cert: string; workload: string })[];
   /** Where the front's and the upstreams' certificate stores live (under the gateway's state dir). */
   pkiDir: string;
   upstreams: OpcuaUpstreamConfig[];
@@ -107,7 +113,20 @@ export async function startOpcuaService(opts: OpcuaServiceOptions): Promise<Opcu
   const assets = serviceAssets(opts.assets, opts.upstreams);
   const frontPki = new OPCUACertificateManager({ rootFolder: path.join(opts.pkiDir, 'front'), automaticallyAcceptUnknownCertificate: false });
   await frontPki.initialize();
-  for (const f of opts.trustedAgentCertificates) await frontPki.trustCertificate(await der(f));
+  // Certificates pinned to a workload by the operator, by thumbprint.
+  const assigned = new Map<string, string>();
+  for (const entry of opts.trustedAgentCertificates) {
+    const bytes = await der(typeof entry === 'string' ? entry : entry.cert);
+    await frontPki.trustCertificate(bytes);
+    if (typeof entry !== 'string') assigned.set(certificateThumbprint(new X509Certificate(bytes)), entry.workload);
+  }
+  const identify = (cert: X509Certificate): CertificateIdentity => {
+    const workloadId = assigned.get(certificateThumbprint(cert));
+    if (workloadId === undefined) return identityFromCertificate(cert);
+    // An unreadable role extension throws NO_IDENTITY here too (never "no role").
+    const role = roleFromCertificate(cert);
+    return { workloadId, thumbprint: certificateThumbprint(cert), ...(role !== undefined ? { role } : {}) };
+  };
 
   const upstreams = new Map<string, OpcuaUpstream>();
   // A node belongs to the asset whose server the front mirrored it from.
@@ -127,6 +146,7 @@ export async function startOpcuaService(opts: OpcuaServiceOptions): Promise<Opcu
     verify: opts.verify,
     clock: opts.clock,
     jwtAsPassword: opts.jwtAsPassword === true,
+    identify,
     onCertificateRefused: (r) =>
       opts.pipeline.violation(
         { protocol: 'opcua', remoteAddress: r.remoteAddress },

@@ -53,8 +53,14 @@ const schema = z.strictObject({
       application_uri: z.string().min(1),
       cert: file,
       key: file,
-      /** Agents' application certificates allowed to open a secure channel. */
-      trusted_agent_certs: z.array(file).default([]),
+      /**
+       * Agents' application certificates allowed to open a secure channel: a file (its URI SAN is
+       * the agent's SPIFFE ID), or { cert, workload } to pin a certificate whose applicationUri is
+       * not one (docs/opcua.md, "The applicationUri rule").
+       */
+      trusted_agent_certs: z
+        .array(z.union([file, z.strictObject({ cert: file, workload: z.string().regex(/^spiffe:\/\/[^/\s]+\/\S+$/, 'a SPIFFE ID (spiffe://trust-domain/path)') })]))
+        .default([]),
       /** Also take the JWT as a UserName password (encrypted, or on SignAndEncrypt): docs/opcua.md. */
       jwt_as_password: z.boolean().default(false),
     })
@@ -210,7 +216,12 @@ export function parseGatewayConfig(text: string, file: string): GatewayConfig {
   parsed.audit.spool_dir = resolve(parsed.audit.spool_dir);
   if (parsed.audit.key_file !== undefined) parsed.audit.key_file = resolve(parsed.audit.key_file);
   if (parsed.opcua !== undefined) {
-    parsed.opcua = { ...parsed.opcua, cert: resolve(parsed.opcua.cert), key: resolve(parsed.opcua.key), trusted_agent_certs: parsed.opcua.trusted_agent_certs.map(resolve) };
+    parsed.opcua = {
+      ...parsed.opcua,
+      cert: resolve(parsed.opcua.cert),
+      key: resolve(parsed.opcua.key),
+      trusted_agent_certs: parsed.opcua.trusted_agent_certs.map((t) => (typeof t === 'string' ? resolve(t) : { ...t, cert: resolve(t.cert) })),
+    };
   }
   parsed.opcua_upstreams = parsed.opcua_upstreams.map((u) => ({ ...u, server_cert: resolve(u.server_cert) }));
   return parsed;

@@ -3,8 +3,10 @@
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { AttributeIds, MessageSecurityMode, OPCUACertificateManager, OPCUAClient, SecurityPolicy, StatusCodes } from 'node-opcua';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectModbusAgent, putToken } from '../../src/cli/demo/agent.js';
+import { createJwtSession } from '../../protocols/opcua/jwt-token.js';
 import { assertBuilt, run, start } from './cli.js';
 
 describe('plantgate demo', () => {
@@ -38,7 +40,7 @@ describe('plantgate demo', () => {
     // The whole demo (Modbus, OPC UA and MCP) takes ~20 s alone, far more on a loaded 2-core machine.
   }, 120_000);
 
-  it('--keep-running writes demo.json so another Modbus client can use the gateway, and stops on SIGINT', async () => {
+  it('--keep-running writes demo.json so another Modbus or OPC UA client can use the gateway, and stops on SIGINT', async () => {
     const stateDir = path.join(dir, 'kept');
     const demo = await start(['demo', '--keep-running', '--state-dir', stateDir], 'Running.', 110_000);
     try {
@@ -48,6 +50,7 @@ describe('plantgate demo', () => {
         ca: string;
         agents: Record<string, { cert: string; key: string }>;
         token: { optimizer: string };
+        opcua: { endpoint: string; namespace: string; agent: { application_uri: string; cert: string; key: string }; token: { optimizer: string } };
       };
       const creds = {
         ca: await readFile(info.ca),
@@ -60,6 +63,23 @@ describe('plantgate demo', () => {
       const level = await agent.client.readInputRegisters(0, 1);
       expect(level.data[0]).toBeGreaterThan(0);
       await agent.close();
+      // The OPC UA endpoint and the OPC UA agent's token from demo.json open a session and read the tank.
+      const ua = OPCUAClient.create({
+        applicationUri: info.opcua.agent.application_uri, securityMode: MessageSecurityMode.SignAndEncrypt, securityPolicy: SecurityPolicy.Basic256Sha256,
+        certificateFile: info.opcua.agent.cert, privateKeyFile: info.opcua.agent.key, endpointMustExist: false, connectionStrategy: { maxRetry: 0 },
+        clientCertificateManager: new OPCUACertificateManager({ rootFolder: path.join(dir, 'ua-client-pki'), automaticallyAcceptUnknownCertificate: true }),
+      });
+      await ua.connect(info.opcua.endpoint);
+      try {
+        const session = await createJwtSession(ua, info.opcua.token.optimizer);
+        const ns = ((await session.readNamespaceArray()) as string[]).indexOf(info.opcua.namespace);
+        const browsed = await session.browse(`ns=${ns};s=plc1`);
+        expect(browsed.statusCode).toBe(StatusCodes.Good);
+        expect((await session.read({ nodeId: `ns=${ns};s=tank1.level`, attributeId: AttributeIds.Value })).statusCode.isGood()).toBe(true);
+        await session.close();
+      } finally {
+        await ua.disconnect();
+      }
     } finally {
       demo.child.kill('SIGINT');
     }

@@ -7,8 +7,11 @@ import type { Command } from 'commander';
 import { parseVerifierKey } from '../../audit/note.js';
 import { verifySpool } from '../../audit/offline.js';
 import { createLogger } from '../../core/log.js';
-import { startLab } from '../demo/lab.js';
+import { DEMO_AGENTS, startLab } from '../demo/lab.js';
 import { runScript, type StepResult } from '../demo/script.js';
+
+/** The scopes the demo bundle's OPC UA rules ask (each rule requires its operation's name). */
+const OPCUA_SCOPES = ['read', 'write', 'call', 'browse', 'subscribe'];
 
 export function register(program: Command): void {
   program
@@ -60,6 +63,20 @@ export function register(program: Command): void {
             agents: lab.pki.agents,
             token: { optimizer: await lab.token('optimizer', { ttlSec: 900 }) },
             ...(lab.gateway.mcp ? { mcp: { url: lab.gateway.mcp.resource, token: { optimizer: await lab.mcpToken('optimizer', { ttlSec: 900 }) } } } : {}),
+            // An OPC UA agent: its application certificate (applicationUri = its SPIFFE ID) and a token
+            // bound to that certificate with every scope the OPC UA rules ask (docs/opcua.md, "Token scopes").
+            ...(lab.opcua
+              ? {
+                  opcua: {
+                    endpoint: lab.opcua.endpointUrl,
+                    security: 'SignAndEncrypt or Sign, Basic256Sha256 or Aes256_Sha256_RsaPss; the token as an IssuedIdentityToken (JWT) or as the UserName password',
+                    namespace: lab.opcua.namespace,
+                    server_cert: lab.opcua.gatewayCert,
+                    agent: { name: 'optimizer', application_uri: DEMO_AGENTS.optimizer, ...lab.opcua.agentFiles.optimizer },
+                    token: { optimizer: await lab.opcua.token('optimizer', { ttlSec: 900, scope: OPCUA_SCOPES }) },
+                  },
+                }
+              : {}),
             config: lab.configFile,
             bundle: lab.bundleFile,
           };

@@ -83,6 +83,8 @@ export interface LabOpcua {
   served(): { service: string; nodeId: string; values: number[]; status: string }[];
   /** Each agent's OPC UA application certificate (URI SAN = its SPIFFE ID) and key. */
   agentFiles: Record<DemoAgent, { cert: string; key: string }>;
+  /** The gateway's OPC UA application certificate (what an agent trusts for the front). */
+  gatewayCert: string;
   /** The OPC UA asset of the demo bundle and its namespace URI. */
   asset: string;
   namespace: string;
@@ -282,6 +284,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
       simEndpointUrl: ua.sim.endpointUrl,
       served: () => ua.sim.served(),
       agentFiles: ua.files.agents,
+      gatewayCert: ua.files.gateway.cert,
       asset: LAB_OPCUA_ASSET,
       namespace: LAB_OPCUA_NAMESPACE,
       token: async (agent, t) => files.mintFor(agent, await readFile(ua.files.agents[agent].cert), t),

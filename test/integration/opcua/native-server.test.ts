@@ -36,7 +36,7 @@ import { DEMO_AGENTS, prepareLabFiles, type DemoAgent, type LabFiles } from '../
 import { loadGatewayConfig } from '../../../src/gateway/config.js';
 import { startGateway, type GatewayHandle } from '../../../src/gateway/gateway.js';
 import { certificateThumbprint } from '../../../src/identity/cert.js';
-import { createAppCert, writeAppCert } from '../../../protocols/opcua/app-cert.js';
+import { createAppCert, issueOpcuaCerts, writeAppCert } from '../../../protocols/opcua/app-cert.js';
 import { JWT_PASSWORD_POLICY_ID, createJwtSession } from '../../../protocols/opcua/jwt-token.js';
 import { ACME_NS, ACME_TYPES, startAcmePlc, type AcmePlc } from './acme-plc.js';
 
@@ -59,6 +59,8 @@ describe('a third-party OPC UA server fronted natively through the real gateway'
   let clock: ManualClock;
   const agentCerts = {} as Record<DemoAgent, { cert: string; key: string }>;
   let stranger: { cert: string; key: string };
+  /** An HMI's own certificate (applicationUri urn:acme:hmi:panel1, no SPIFFE ID), pinned to the planner workload. */
+  let hmi: { cert: string; key: string };
   const clients: OPCUAClient[] = [];
   let session: ClientSession;
   let ns: number;
@@ -96,10 +98,18 @@ describe('a third-party OPC UA server fronted natively through the real gateway'
     files = await prepareLabFiles({ stateDir: dir, rules: 'rules/examples/opcua-line1/bundle.yaml', gatewayClock: clock });
     plc = await startAcmePlc(dir);
     const ua = path.join(dir, 'opcua');
-    const gw = await writeAppCert(ua, 'gateway', await createAppCert({ applicationUri: 'urn:plantgate:gateway:demo-gateway', commonName: 'demo-gateway', hosts: ['127.0.0.1', 'localhost'] }));
-    for (const name of Object.keys(DEMO_AGENTS) as DemoAgent[]) agentCerts[name] = await writeAppCert(ua, name, await createAppCert({ applicationUri: DEMO_AGENTS[name], commonName: name }));
+    // The gateway's and the agents' certificates as `plantgate pki opcua` issues them.
+    const issued = await issueOpcuaCerts(ua, {
+      gatewayUri: 'urn:plantgate:gateway:demo-gateway',
+      hosts: ['127.0.0.1', 'localhost'],
+      agents: Object.entries(DEMO_AGENTS).map(([name, spiffeId]) => ({ name, spiffeId })),
+      servers: [],
+    });
+    const gw = issued.gateway;
+    for (const name of Object.keys(DEMO_AGENTS) as DemoAgent[]) agentCerts[name] = issued.agents[name]!;
     // A well-formed agent certificate nobody put in the gateway's trust list.
     stranger = await writeAppCert(ua, 'stranger', await createAppCert({ applicationUri: 'spiffe://plant.example/agent/stranger', commonName: 'stranger' }));
+    hmi = await writeAppCert(ua, 'hmi', await createAppCert({ applicationUri: 'urn:acme:hmi:panel1', commonName: 'ACME HMI panel 1' }));
     const ca = await readFile(files.pki.ca.cert);
     const [cCert, cKey] = await Promise.all([readFile(files.pki.collector.cert), readFile(files.pki.collector.key)]);
     collector = await startCollector({ host: '127.0.0.1', port: 0, tls: { ca, cert: cCert, key: cKey }, outDir: path.join(dir, 'collector') });
@@ -123,7 +133,7 @@ opcua:
   application_uri: urn:plantgate:gateway:demo-gateway
   cert: ${JSON.stringify(gw.cert)}
   key: ${JSON.stringify(gw.key)}
-  trusted_agent_certs: [${Object.values(agentCerts).map((c) => JSON.stringify(c.cert)).join(', ')}]
+  trusted_agent_certs: [${Object.values(agentCerts).map((c) => JSON.stringify(c.cert)).join(', ')}, { cert: ${JSON.stringify(hmi.cert)}, workload: ${DEMO_AGENTS.planner} }]
   jwt_as_password: true
 opcua_upstreams:
   - asset: line1
@@ -279,19 +289,28 @@ opcua_upstreams:
     expect(plc.value('Line1.Running')).toBe(false);
   });
 
-  it('accepts the JWT as an encrypted UserName password (for clients without IssuedIdentityToken), and never one in clear outside SignAndEncrypt', async () => {
-    const jwt = await token('planner', READ_SCOPES);
-    const viaPassword = await (await connect(agent('planner'))).createSession({ type: UserTokenType.UserName, userName: 'jwt', password: jwt });
+  it('accepts the JWT as an encrypted UserName password from a tool with its own certificate (pinned to a workload), and never one in clear outside SignAndEncrypt', async () => {
+    // An HMI that cannot send an IssuedIdentityToken and whose certificate says urn:acme:hmi:panel1:
+    // the trust list pins that certificate to the planner, whose token is bound to it.
+    const asHmi = { uri: 'urn:acme:hmi:panel1', ...hmi };
+    const jwt = await files.mintFor('planner', await readFile(hmi.cert), { scope: READ_SCOPES, now: clock.now() });
+    const viaPassword = await (await connect(asHmi)).createSession({ type: UserTokenType.UserName, userName: 'jwt', password: jwt });
     expect((await viaPassword.read({ nodeId: node('Line1.Speed'), attributeId: AttributeIds.Value })).statusCode).toBe(StatusCodes.Good);
-    // Same checks as an IssuedIdentityToken: another agent's token is refused.
-    await expect((await connect(agent('planner'))).createSession({ type: UserTokenType.UserName, userName: 'jwt', password: await token('reporter') })).rejects.toThrow(/BadIdentityTokenRejected/);
+    const opened = (await shipped()).filter((r) => (r as { session?: { kind?: string; subject?: { workloadId?: string; certThumbprint?: string } } }).session?.kind === 'open');
+    expect(opened.map((r) => (r as { session: { subject: { workloadId: string; certThumbprint: string } } }).session.subject)).toContainEqual(
+      expect.objectContaining({ workloadId: DEMO_AGENTS.planner, certThumbprint: certificateThumbprint(new X509Certificate(await readFile(hmi.cert))) }),
+    );
+    // Same checks as an IssuedIdentityToken: a token bound to another certificate, or of another agent, is refused.
+    await expect((await connect(asHmi)).createSession({ type: UserTokenType.UserName, userName: 'jwt', password: await token('planner') })).rejects.toThrow(/BadIdentityTokenRejected/);
+    await expect((await connect(asHmi)).createSession({ type: UserTokenType.UserName, userName: 'jwt', password: await files.mintFor('reporter', await readFile(hmi.cert), { now: clock.now() }) })).rejects.toThrow(/BadIdentityTokenRejected/);
     // A client that puts the JWT in clear on a Sign-only channel is refused before verification.
-    const plain = await connect(agent('planner'), MessageSecurityMode.Sign);
+    const plain = await connect(asHmi, MessageSecurityMode.Sign);
     (plain as unknown as { createUserIdentityToken: unknown }).createUserIdentityToken = (_c: unknown, _i: unknown, cb: (e: null, d: unknown) => void) =>
       cb(null, { userIdentityToken: new UserNameIdentityToken({ policyId: JWT_PASSWORD_POLICY_ID, userName: 'jwt', password: Buffer.from(jwt), encryptionAlgorithm: null }), userTokenSignature: {} });
     await expect(plain.createSession()).rejects.toThrow(/BadIdentityToken/);
     const violations = (await shipped()).flatMap((r) => (r.violation ? [r.violation] : []));
-    expect(violations.some((v) => v.detail?.includes('neither encrypted to this server') && v.detail.includes(`applicationUri '${DEMO_AGENTS.planner}'`))).toBe(true);
+    expect(violations.some((v) => v.detail?.includes('neither encrypted to this server') && v.detail.includes("applicationUri 'urn:acme:hmi:panel1'"))).toBe(true);
+    expect(violations.some((v) => v.detail?.startsWith('TOKEN_BINDING_MISMATCH ActivateSession'))).toBe(true);
   });
 
   it('refuses an untrusted application certificate at the secure channel and audits it with thumbprint, subject, applicationUri and peer address', async () => {
