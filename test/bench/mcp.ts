@@ -8,6 +8,8 @@
 // (stateless) revision, a durable write, and the gateway's CPU per call.
 // Run after build:
 //   node dist/test/bench/mcp.js [--quick]
+// Profiling: BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/mcpprof" (written when the
+// gateway exits at the end of the run); BENCH_MCP_ONLY=1 measures the MCP read tool call only.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
   const configFile = path.join(dir, 'gateway.yaml');
   await writeFile(configFile, yaml);
 
-  const gateway = spawnCli(['serve', '--config', configFile]);
+  const gateway = spawnCli(['serve', '--config', configFile], {}, (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean));
   const agents: McpAgent[] = [];
   let closeModbus = async () => undefined as unknown;
   try {
@@ -110,6 +112,11 @@ async function main(): Promise<void> {
       if (r.isError) throw new Error('the write tool was refused');
     };
 
+    if (process.env.BENCH_MCP_ONLY) {
+      const x = await timeIt(readTool(legacy), pid);
+      console.log(`MCP read tool call (2025-11-25): p50 ${(x.p50 / 1000).toFixed(3)} ms, gateway CPU ${x.cpuUs.toFixed(0)} µs / call`);
+      return;
+    }
     const rows: [string, Figures][] = [];
     const m = await timeIt(modbusRead, pid);
     rows.push(['Modbus/TCP Security read through the gateway (FC 4, tank1.level)', m]);
