@@ -23,7 +23,14 @@ export class ApiError extends Error {
 }
 
 const PointWrite = z.strictObject({ value: z.number().finite() });
-const ClockStep = z.strictObject({ ms: z.number().int().min(1).max(24 * 3600_000) });
+/**
+ * One step runs every 100 ms tick of it while the API (and the Modbus listener) waits: an hour is
+ * a fraction of a second on a busy plant, a day several seconds. Longer spans are several steps.
+ */
+export const MAX_API_STEP_MS = 3_600_000;
+const ClockStep = z.strictObject({
+  ms: z.number().int().min(1).max(MAX_API_STEP_MS, `at most ${MAX_API_STEP_MS} ms (one hour) per step; step again for more`),
+});
 
 function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   const r = schema.safeParse(body);

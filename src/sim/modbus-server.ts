@@ -114,7 +114,12 @@ interface Conn {
   /** Answers held back by a latency fault, in request order, each with the time it is due. */
   delayed: Array<{ adu: Buffer; due: number }>;
   timer: NodeJS.Timeout | undefined;
+  /** No further request is read or answered; the connection ends once its answers have left. */
+  closing: boolean;
 }
+
+/** How long a closing connection may take to hand its last answers to a peer that does not read. */
+const FLUSH_BEFORE_CLOSE_MS = 5000;
 
 export class ModbusServer {
   private readonly server: net.Server;
@@ -167,6 +172,27 @@ export class ModbusServer {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
+  /**
+   * Ends a connection the way a PLC does: every answer already produced (delayed ones included)
+   * leaves first, then FIN. The stream cannot be trusted past this point, so nothing more is read.
+   */
+  private finish(c: Conn): void {
+    if (c.closing) return;
+    c.closing = true;
+    c.socket.pause();
+    if (c.delayed.length === 0) this.endAfterFlush(c);
+  }
+
+  private endAfterFlush(c: Conn): void {
+    const timer = setTimeout(() => this.destroy(c), FLUSH_BEFORE_CLOSE_MS);
+    timer.unref();
+    // end() uncorks: the answers of the burst in progress leave before the FIN.
+    c.socket.end(() => {
+      clearTimeout(timer);
+      this.destroy(c);
+    });
+  }
+
   private destroy(c: Conn): void {
     if (c.timer !== undefined) clearTimeout(c.timer);
     c.timer = undefined;
@@ -177,14 +203,14 @@ export class ModbusServer {
 
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
-    const c: Conn = { socket, peer: `${socket.remoteAddress}:${socket.remotePort}`, delayed: [], timer: undefined };
+    const c: Conn = { socket, peer: `${socket.remoteAddress}:${socket.remotePort}`, delayed: [], timer: undefined, closing: false };
     this.conns.add(c);
     this.logger.debug({ peer: c.peer }, 'modbus client connected');
     const decoder = new FrameDecoder(
       (frame) => this.answer(c, frame),
       (err: ModbusFrameError) => {
         this.logger.debug({ peer: c.peer, code: err.code, err: err.message }, 'malformed frame; closing connection');
-        this.destroy(c);
+        this.finish(c);
       },
     );
     socket.on('data', (chunk: Buffer) => {
@@ -205,13 +231,13 @@ export class ModbusServer {
   }
 
   private answer(c: Conn, frame: Frame): void {
-    if (c.socket.destroyed) return;
+    if (c.closing || c.socket.destroyed) return;
     const fc = frame.functionCode;
     // Function codes 0 and >= 0x80 cannot be answered with an exception (the exception bit is
     // the high bit): no PLC can make sense of them, so treat them like a framing error.
     if (fc === 0 || fc >= 0x80) {
       this.logger.debug({ fc }, 'request with an impossible function code; closing connection');
-      this.destroy(c);
+      this.finish(c);
       return;
     }
     this.requests++;
@@ -235,7 +261,7 @@ export class ModbusServer {
     if (v !== undefined && (v.action === 'disconnect' || v.action === 'no-answer')) {
       if (diag !== undefined) diag.noResponse++;
       log.record(c.peer, tid, unitId, fc, req, v.action === 'disconnect' ? 'disconnected' : 'no-answer', undefined, v.faultId);
-      if (v.action === 'disconnect') this.destroy(c);
+      if (v.action === 'disconnect') this.finish(c);
       return;
     }
     let pdu: Buffer;
@@ -271,7 +297,7 @@ export class ModbusServer {
       // Never let one request take the process down; this connection is no longer trustworthy.
       this.logger.error({ err: (err as Error).message, fc }, 'simulator could not answer; closing connection');
       log.record(c.peer, tid, unitId, fc, req, 'disconnected', undefined, undefined);
-      this.destroy(c);
+      this.finish(c);
       return;
     }
     if (exception !== undefined && diag !== undefined) {
@@ -307,7 +333,8 @@ export class ModbusServer {
         const { adu } = c.delayed.shift()!;
         if (!c.socket.destroyed) c.socket.write(adu);
       }
-      this.armDelayed(c);
+      if (c.closing && c.delayed.length === 0) this.endAfterFlush(c);
+      else this.armDelayed(c);
     }, Math.max(0, head.due - Date.now()));
   }
 }

@@ -82,9 +82,10 @@ export class PlantRuntime {
     // Modbus/TCP devices addressed directly (not through a gateway) are asked with unit id 0xFF
     // (Modbus Messaging on TCP/IP §4.4.2); a single-PLC plant answers it as itself.
     if (this.tables.length === 1 && this.byUnit[0xff] === undefined) this.byUnit[0xff] = this.tables[0];
-    const animated = this.models.length > 0 || this.blocks.length > 0 || this.sensors.size > 0;
-    if (!isAdvanceable(clock) && animated) {
-      this.timer = setInterval(() => this.advance(), opts.tickMs ?? MODEL_STEP_MS);
+    // Followed even when nothing in the plant moves by itself: scenarios, fault durations and
+    // plant logic run on the ticks too.
+    if (!isAdvanceable(clock)) {
+      this.timer = setInterval(() => this.follow(), opts.tickMs ?? MODEL_STEP_MS);
       this.timer.unref();
     }
   }
@@ -105,10 +106,22 @@ export class PlantRuntime {
     return () => this.tickListeners.delete(listener);
   }
 
-  /** Runs every whole tick up to the clock's now. */
+  /**
+   * Follows a clock that moves by itself (system, --speed): runs the ticks up to its now, except
+   * that a gap longer than MAX_CATCH_UP_MS (a suspended machine) is skipped, not simulated.
+   */
+  private follow(): void {
+    const now = this.clock.now();
+    if (now - this.lastTickMs > MAX_CATCH_UP_MS) {
+      this.lastTickMs = now - MAX_CATCH_UP_MS;
+      for (const m of this.models) m.skipTo(this.lastTickMs);
+    }
+    this.advance();
+  }
+
+  /** Runs every whole tick up to the clock's now, however far away. */
   advance(): void {
     const now = this.clock.now();
-    if (now - this.lastTickMs > MAX_CATCH_UP_MS) this.lastTickMs = now - MAX_CATCH_UP_MS;
     while (this.lastTickMs + MODEL_STEP_MS <= now) {
       this.lastTickMs += MODEL_STEP_MS;
       this.tick(this.lastTickMs);

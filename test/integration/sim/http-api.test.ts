@@ -83,6 +83,18 @@ describe('simulator HTTP API', () => {
     expect(await err('GET', '/api/nothing')).toEqual([404, 'NOT_FOUND', 'path']);
   });
 
+  it('steps the plant by the whole time asked for, and refuses a step over an hour naming ms', async () => {
+    const before = sim.clock.now();
+    expect(await call('PUT', '/api/points/valve.command', { value: 100 })).toMatchObject({ status: 200 });
+    expect(await call('POST', '/api/clock/step', { ms: 30 * 60_000 })).toEqual({ status: 200, json: { now: before + 30 * 60_000 } });
+    // 30 minutes on a 30 s lag: the outlet is at 0.6 × 100 + 20 = 80 °C (± noise).
+    expect(sim.readTrue('temp.pv')).toBeCloseTo(80, 0);
+    const tooLong = await call('POST', '/api/clock/step', { ms: 24 * 3_600_000 });
+    expect([tooLong.status, tooLong.json.error.code, tooLong.json.error.field]).toEqual([400, 'INVALID_FIELD', 'ms']);
+    expect(tooLong.json.error.message).toMatch(/3600000/);
+    expect(sim.clock.now()).toBe(before + 30 * 60_000);
+  });
+
   it('refuses to step a plant that runs on a real clock', async () => {
     const live = await startSimulator({ plant: HEAT_LOOP });
     const liveApi = await startSimApi(live);

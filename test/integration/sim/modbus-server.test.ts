@@ -209,6 +209,29 @@ describe('PLC simulator over Modbus/TCP', () => {
     expect(await again.request({ fc: 1, address: 0, quantity: 3 })).toEqual({ fc: 1, values: [false, false, false] });
   });
 
+  it('answers every good request of a segment before closing on the bad frame that follows them', async () => {
+    const r = await raw();
+    const closed = once(r.socket, 'close');
+    const received: Buffer[] = [];
+    r.socket.on('data', (c: Buffer) => received.push(Buffer.from(c)));
+    r.socket.write(
+      Buffer.concat([
+        encodeFrame(1, 1, encodeRequest({ fc: 6, address: 0, value: 600 })),
+        encodeFrame(2, 1, encodeRequest({ fc: 4, address: 0, quantity: 1 })),
+        Buffer.from([0, 3, 0, 7, 0, 6, 1, 3, 0, 0, 0, 1]), // protocol id 7: the stream is broken here
+      ]),
+    );
+    await closed;
+    const frames: Frame[] = [];
+    const d = new FrameDecoder((f) => frames.push({ ...f, pdu: Buffer.from(f.pdu) }), () => undefined);
+    d.push(Buffer.concat(received));
+    expect(frames.map((f) => [f.transactionId, f.pdu.toString('hex')])).toEqual([
+      [1, '0600000258'],
+      [2, '040201f4'],
+    ]);
+    expect(sim.read('tank1.setpoint')).toBe(60);
+  });
+
   it('closes a connection that sends a function code with the exception bit set', async () => {
     const bad = await raw();
     const closed = once(bad.socket, 'close');

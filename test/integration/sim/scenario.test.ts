@@ -4,7 +4,9 @@ import { resolve } from 'node:path';
 import ModbusSerial from 'modbus-serial';
 import { ManualClock } from '../../../src/core/clock.js';
 import { startSimulator, type SimHandle } from '../../../src/sim/modbus-server.js';
+import { parsePlant } from '../../../src/sim/plant.js';
 import { parseScenario, runScenario } from '../../../src/sim/scenario.js';
+import { ScaledClock } from '../../../src/sim/sim-clock.js';
 
 const ModbusRTU = ModbusSerial.default;
 const HEAT_LOOP = resolve(import.meta.dirname, '../../../fixtures/plants/heat-loop.yaml');
@@ -80,5 +82,24 @@ describe('scenario runs', () => {
     sim.step(1000);
     expect(run.records[0].error).toMatch(/valve\.command: 7000/);
     expect(run.records[1].actions).toEqual(['set pump.run = 1']);
+  });
+});
+
+describe('scenario runs on a plant without a process', () => {
+  // A third-party PLC described by its point map only: nothing moves by itself, yet a scenario's
+  // steps must still fire as plant time passes (real clock or --speed).
+  const STATIC = ['plant: static', 'plcs:', '  - id: plc', '    unit_id: 1', '    points:', '      setpoint: { table: holding, address: 0, type: uint16 }'].join('\n');
+
+  it('runs every step under a sped-up clock and finishes', async () => {
+    const plant = parsePlant(STATIC, 'static.yaml');
+    const sim = await startSimulator({ plant, clock: new ScaledClock(50), tickMs: 5 });
+    try {
+      const scenario = parseScenario(['scenario: s', 'steps:', '  - at: 0s', '    set: { setpoint: 1 }', '  - at: 1s', '    set: { setpoint: 2 }', '  - at: 2s', '    set: { setpoint: 3 }'].join('\n'), 's.yaml', plant);
+      const records = await runScenario(sim, scenario).done;
+      expect(records.map((r) => r.atMs)).toEqual([0, 1000, 2000]);
+      expect(sim.read('setpoint')).toBe(3);
+    } finally {
+      await sim.close();
+    }
   });
 });
