@@ -46,9 +46,32 @@ function targetsOf(req: Request): Target[] {
     case 24:
       // The FIFO's length is only known to the PLC; the pointer register is the target.
       return [{ table: 'holding', address: req.address, count: 1 }];
+    case 8:
+      return [{ subFunction: req.subFunction }];
+    case 43:
+      return [meiTarget(req.meiType, req.data)];
     default:
+      // 7, 11, 12, 17: the function code is all there is to select on.
       return [];
   }
+}
+
+const MEI_READ_DEVICE_ID = 14;
+/** Last object id of each Read Device ID category (v1.1b3 §6.21): basic, regular, extended. */
+const CATEGORY_END: Record<number, number> = { 1: 0x02, 2: 0x7f, 3: 0xff };
+
+/**
+ * FC 43 as policy sees it. For Read Device Identification the objects it reads: code 4 reads one
+ * object; a stream (codes 1..3) reads from the object id to the end of its category, and a device
+ * restarts an id outside the category at 0 (v1.1b3 §6.21), so the range does too.
+ */
+function meiTarget(meiType: number, data: Buffer): Target {
+  if (meiType !== MEI_READ_DEVICE_ID) return { meiType };
+  const code = data[0]!;
+  const id = data[1]!;
+  if (code === 4) return { meiType, objectFrom: id, objectTo: id };
+  const end = CATEGORY_END[code]!;
+  return { meiType, objectFrom: id <= end ? id : 0, objectTo: end };
 }
 
 function rawValuesOf(req: Request): number[] | undefined {

@@ -18,6 +18,7 @@ import { commandFromRequest } from './command.js';
 import {
   FrameDecoder,
   ModbusFrameError,
+  classifyFunctionCode,
   decodeRequest,
   encodeFrame,
   exceptionPdu,
@@ -141,12 +142,26 @@ class AgentConnection {
     this.violated = true;
     this.opts.pipeline.violation(this.session, reason, code, message);
     this.opts.logger.warn({ session: this.session.id, workload: this.session.workloadId, code }, 'protocol violation; closing');
-    this.socket.destroy();
+    // The requests before the bad bytes were read, decided and may have run on the PLC: their
+    // answers leave first (a write that happened is never left unanswered), then the connection
+    // ends. Nothing after the violation is read. Bounded: upstream requests time out.
+    void this.drain().then(() => this.endAfterFlush());
+  }
+
+  private endAfterFlush(): void {
+    if (this.closed) return;
+    const timer = setTimeout(() => this.socket.destroy(), this.opts.frameTimeoutMs);
+    timer.unref();
+    // end() uncorks, so answers written in this turn leave before the close.
+    this.socket.end(() => {
+      clearTimeout(timer);
+      this.socket.destroy();
+    });
   }
 
   private onFrame(frame: Frame): void {
     this.frames++;
-    if (this.closed || this.socket.destroyed) return;
+    if (this.violated || this.closed || this.socket.destroyed) return;
     // Function code 0 does not exist and one with the high bit set is an exception answer: neither
     // can be answered with an exception (fc | 0x80 would be ambiguous or impossible), so the agent
     // is not speaking Modbus: a violation, not a deny.
@@ -162,18 +177,21 @@ class AgentConnection {
     try {
       request = decodeRequest(frame.pdu);
     } catch (err) {
-      if (err instanceof ModbusFrameError && err.reason === 'UNSUPPORTED_FUNCTION') {
-        // An unknown function code is a deny, not a broken stream: answer 0x01 and carry on.
-        const slot = this.open(frame);
-        const cmd: Command = {
-          sessionId: this.session.id, protocol: 'modbus', unitId: frame.unitId, assetId: '',
-          operation: 'admin', functionCode: frame.functionCode, targets: [], points: [],
-        };
-        this.opts.pipeline.refuse(this.session, cmd, 'UNSUPPORTED_FUNCTION', { unitId: frame.unitId, transactionId: frame.transactionId });
-        this.finish(slot, exceptionPdu(frame.functionCode, ModbusException.ILLEGAL_FUNCTION));
+      if (!(err instanceof ModbusFrameError)) {
+        this.onViolation(new ModbusFrameError('BAD_PDU', String(err)));
         return;
       }
-      this.onViolation(err instanceof ModbusFrameError ? err : new ModbusFrameError('BAD_PDU', String(err)));
+      // A well-framed request the spec refuses is answered like a PLC answers it, on the same
+      // connection: an unknown function code 0x01 (UNSUPPORTED_FUNCTION), a bad quantity, byte
+      // count or value 0x03 and a range past 65535 0x02 (PROTOCOL_VIOLATION). Only framing closes.
+      const slot = this.open(frame);
+      const cmd: Command = {
+        sessionId: this.session.id, protocol: 'modbus', unitId: frame.unitId, assetId: '',
+        operation: classifyFunctionCode(frame.functionCode) ?? 'admin', functionCode: frame.functionCode, targets: [], points: [],
+      };
+      this.opts.logger.debug({ session: this.session.id, code: err.code, err: err.message }, 'request refused by the codec');
+      this.opts.pipeline.refuse(this.session, cmd, err.reason, { unitId: frame.unitId, transactionId: frame.transactionId });
+      this.finish(slot, exceptionPdu(frame.functionCode, err.exceptionCode));
       return;
     }
     const slot = this.open(frame);

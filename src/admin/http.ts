@@ -2,7 +2,16 @@
 // Owns nothing else; never logs bodies (they may carry tokens).
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
-/** Reads at most `max` bytes; resolves undefined (and destroys the request) when the body is larger. */
+/**
+ * How much of an oversized body is read and thrown away so the client can read the 413: a socket
+ * closed with unread data in it is reset, and a reset discards the answer before the client sees it.
+ */
+const DISCARD_LIMIT = 1024 * 1024;
+
+/**
+ * Reads at most `max` bytes; resolves undefined when the body is larger. The rest of such a body is
+ * read and dropped (up to DISCARD_LIMIT, then the connection is destroyed), never buffered.
+ */
 export function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -10,8 +19,9 @@ export function readBody(req: IncomingMessage, max: number): Promise<string | un
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > max) {
-        resolve(undefined);
-        req.destroy();
+        chunks.length = 0;
+        resolve(undefined); // once: later calls (and 'end') do not change a settled promise
+        if (size > max + DISCARD_LIMIT) req.destroy();
         return;
       }
       chunks.push(chunk);

@@ -6,7 +6,7 @@
 // The audit log stays the record of truth; this is a convenience view that forgets.
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../core/clock.js';
-import type { Command, Decision } from '../core/command.js';
+import { targetText, type Command, type Decision } from '../core/command.js';
 import type { CommandPipeline, Outcome, Session, WireInfo } from '../core/pipeline.js';
 import { modbusExceptionFor, type Reason } from '../core/reasons.js';
 
@@ -74,10 +74,6 @@ export interface DecisionView {
   audit_seq?: number;
   /** The Modbus exception the agent received for a deny (0 for allows and OPC UA). */
   modbus_exception: number;
-}
-
-function targetText(t: Command['targets'][number]): string {
-  return t.nodeId !== undefined ? `node ${t.nodeId}` : `${t.table ?? '?'} ${t.address ?? '?'} x${t.count ?? 1}`;
 }
 
 function view(s: Slot): DecisionView {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import type { Command, Subject } from '../core/command.js';
+import { targetText, type Command, type Subject } from '../core/command.js';
 import { writeFileAtomic } from '../core/files.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { samePrincipal } from '../core/principal.js';
@@ -131,10 +131,6 @@ const requestSchema = z.object({
   consumedAtMs: z.number().optional(),
 });
 const stateSchema = z.object({ format: z.literal(1), requests: z.array(requestSchema) });
-
-function targetText(t: Command['targets'][number]): string {
-  return t.nodeId !== undefined ? `node ${t.nodeId}` : `${t.table ?? '?'} ${t.address ?? '?'} x${t.count ?? 1}`;
-}
 
 /**
  * Why `who` may not approve or reject `r`, or undefined. The requester (the agent, any human it acts

@@ -24,6 +24,23 @@ export interface Target {
   browsePath?: string;
   /** OPC UA: the attribute read or written when it is not Value (`DisplayName`); absent = Value. */
   attribute?: string;
+  /**
+   * Modbus function codes without register addresses (docs/policy.md, "Diagnostics and device
+   * identification"): FC 8's sub-function; FC 43's MEI type and, for MEI 14, the device
+   * identification objects the request reads (first..last, inclusive).
+   */
+  subFunction?: number;
+  meiType?: number;
+  objectFrom?: number;
+  objectTo?: number;
+}
+
+/** A target in one line for people (approval lists, recent decisions). */
+export function targetText(t: Target): string {
+  if (t.nodeId !== undefined) return `node ${t.nodeId}`;
+  if (t.subFunction !== undefined) return `sub-function ${t.subFunction}`;
+  if (t.meiType !== undefined) return t.objectFrom === undefined ? `MEI ${t.meiType}` : `MEI ${t.meiType} objects ${t.objectFrom}..${t.objectTo ?? t.objectFrom}`;
+  return `${t.table ?? '?'} ${t.address ?? '?'} x${t.count ?? 1}`;
 }
 
 /**

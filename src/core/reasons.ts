@@ -33,6 +33,8 @@ export const REASONS = [
   'UNSUPPORTED_FUNCTION',
   'UPSTREAM_UNAVAILABLE',
   'UPSTREAM_TIMEOUT',
+  // A Modbus unit id that no asset of the bundle answers to: a gateway has no path there (0x0A).
+  'NO_ROUTE',
   // What the PLC itself would refuse, answered by the gateway before policy (an OPC UA server's own
   // status codes, docs/opcua.md "Status codes"): the target does not exist, is read-only, or the
   // value or the method's arguments do not fit what the PLC declares.
@@ -65,8 +67,9 @@ export const ModbusException = {
 } as const;
 
 /**
- * DESIGN §8: 0x01 for a function or operation not allowed, 0x02 for a target not allowed,
- * 0x03 for a value not allowed, 0x0A upstream unreachable, 0x0B upstream timeout.
+ * docs/troubleshooting.md: 0x01 for a function or operation not allowed, 0x02 for a target not
+ * allowed, 0x03 for a value not allowed, 0x0A no path (upstream unreachable or a unit id no asset
+ * answers to), 0x0B upstream timeout.
  * Every reason not listed answers 0x01: the agent may not do this, whatever the detail.
  */
 const MODBUS_EXCEPTION_FOR: Partial<Record<Reason, number>> = {
@@ -80,6 +83,7 @@ const MODBUS_EXCEPTION_FOR: Partial<Record<Reason, number>> = {
   ARGUMENTS_MISSING: ModbusException.ILLEGAL_DATA_VALUE,
   TOO_MANY_ARGUMENTS: ModbusException.ILLEGAL_DATA_VALUE,
   UPSTREAM_UNAVAILABLE: ModbusException.GATEWAY_PATH_UNAVAILABLE,
+  NO_ROUTE: ModbusException.GATEWAY_PATH_UNAVAILABLE,
   UPSTREAM_TIMEOUT: ModbusException.GATEWAY_TARGET_FAILED_TO_RESPOND,
 };
 
@@ -111,6 +115,7 @@ export function httpStatusFor(reason: Reason): number {
     case 'TOO_MANY_ARGUMENTS':
       return 400;
     case 'UNKNOWN_TARGET':
+    case 'NO_ROUTE':
       return 404;
     default:
       return 403;

@@ -102,6 +102,9 @@ export class EnforcementPipeline implements CommandPipeline {
     if (subject.certThumbprint !== undefined && subject.certThumbprint !== session.certThumbprint) {
       return { subject, decision: deny('TOKEN_BINDING_MISMATCH', '', revision) };
     }
+    // A unit id no asset answers to has no path behind the gateway (0x0A, as a Modbus gateway
+    // answers), told apart from a target the rules do not allow; only once identity is settled.
+    if (cmd.protocol === 'modbus' && cmd.assetId === '') return { subject, decision: deny('NO_ROUTE', '', revision) };
     const now = clock.now();
     // Emergency freeze before policy: no rule, scope or approval can outweigh an operator's freeze.
     const frozen = this.deps.freezes?.check(cmd, subject, now);

@@ -8,6 +8,7 @@ export type TokenDetail =
   | 'MALFORMED'
   | 'TOO_LARGE'
   | 'ALG_NOT_ALLOWED'
+  | 'CRIT_UNSUPPORTED'
   | 'UNKNOWN_ISSUER'
   | 'UNKNOWN_KID'
   | 'BAD_SIGNATURE'

@@ -163,15 +163,22 @@ export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promis
   // The header and issuer are read unverified only to choose the key; jwtVerify below re-checks
   // both (algorithms, issuer) against the signature before anything is trusted.
   let alg: unknown;
+  let crit: unknown;
   let iss: unknown;
   try {
-    alg = decodeProtectedHeader(jwt).alg;
+    ({ alg, crit } = decodeProtectedHeader(jwt));
     iss = decodeJwt(jwt).iss;
   } catch (err) {
     throw invalid('MALFORMED', 'token is not a well-formed compact JWT', undefined, err);
   }
   if (typeof alg !== 'string' || !(ALLOWED_ALGORITHMS as readonly string[]).includes(alg)) {
     throw invalid('ALG_NOT_ALLOWED', `token algorithm ${JSON.stringify(alg)} not allowed (only ${ALLOWED_ALGORITHMS.join(', ')})`);
+  }
+  // RFC 7515 §4.1.11: a verifier must refuse a token whose "crit" names an extension it does not
+  // process, and this gateway processes none (jose would refuse it too, under a code it shares
+  // with an unsupported algorithm).
+  if (crit !== undefined) {
+    throw invalid('CRIT_UNSUPPORTED', `token header "crit" names extensions this gateway does not process: ${JSON.stringify(crit)}`, 'crit');
   }
   if (iss === undefined) throw invalid('MISSING_CLAIM', 'token is missing required claim "iss"', 'iss');
   if (!isNonEmptyString(iss)) throw invalid('INVALID_CLAIM', 'token claim "iss" must be a non-empty string', 'iss');

@@ -26,7 +26,7 @@
 // NO_MATCHING_RULE with rule id ''. Monitor rules never change the effect: each covering monitor
 // rule adds a shadow finding per failing check (or ALLOWED when it would allow what is denied).
 import type { JSONWebKeySet } from 'jose';
-import type { Command, Decision, ModbusTable, Operation, ShadowFinding, Subject } from '../core/command.js';
+import type { Command, Decision, ModbusTable, Operation, ShadowFinding, Subject, Target } from '../core/command.js';
 import { mustBeDurable } from '../core/command.js';
 import { canonicalPrincipal } from '../core/principal.js';
 import type { Reason } from '../core/reasons.js';
@@ -120,6 +120,10 @@ interface CompiledRule {
   /** null = the command's operation name. */
   scope: string | null;
   functionCodes: ReadonlySet<number> | null;
+  /** Selectors of commands without register addresses (FC 8 sub-functions, FC 43 MEI types and objects). */
+  subFunctions: ReadonlySet<number> | null;
+  meiTypes: ReadonlySet<number> | null;
+  objectIds: Int32Array | null;
   monitor: boolean;
   windows: readonly CompiledWindow[] | null;
   freezes: readonly CompiledWindow[] | null;
@@ -928,12 +932,19 @@ function subjectMatches(rule: CompiledRule, s: Subject): boolean {
   return true;
 }
 
-/** Every target lies inside one merged interval of the rule's coverage for its table. */
+/**
+ * Every target lies inside one merged interval of the rule's coverage for its table; a command
+ * without register addresses is covered by its function code and selectors (coversFunction).
+ */
 function covers(entry: RuleEntry, asset: CompiledAsset, cmd: Command): boolean {
   const targets = cmd.targets;
-  if (targets.length === 0) return false;
+  if (targets.length === 0) return coversFunction(entry.rule, cmd.functionCode, undefined);
   for (let i = 0; i < targets.length; i++) {
     const t = targets[i]!;
+    if (t.table === undefined && t.nodeId === undefined) {
+      if (!coversFunction(entry.rule, cmd.functionCode, t)) return false;
+      continue;
+    }
     if (t.nodeId !== undefined) {
       // A rule's node selectors cover any node they name, in or outside the point map.
       if (entry.nodes !== null && selectorFor(entry.nodes, t, cmd.operation) !== undefined) continue;
@@ -958,6 +969,20 @@ function covers(entry: RuleEntry, asset: CompiledAsset, cmd: Command): boolean {
     const iv = entry.cover[t.table];
     if (iv === undefined || !inIntervals(iv, t.address, t.address + count - 1)) return false;
   }
+  return true;
+}
+
+/**
+ * Modbus diagnostics and device identification (FC 7, 8, 11, 12, 17, 43; docs/policy.md): only a
+ * rule naming the function code covers them, never one that allows its operation wholesale; each
+ * selector the rule gives (sub-functions, MEI types, object ids) must include the command's.
+ */
+function coversFunction(rule: CompiledRule, fc: number, t: Target | undefined): boolean {
+  if (rule.functionCodes === null || !rule.functionCodes.has(fc)) return false;
+  if (t === undefined) return true;
+  if (t.subFunction !== undefined && rule.subFunctions !== null && !rule.subFunctions.has(t.subFunction)) return false;
+  if (t.meiType !== undefined && rule.meiTypes !== null && !rule.meiTypes.has(t.meiType)) return false;
+  if (t.objectFrom !== undefined && rule.objectIds !== null && !inIntervals(rule.objectIds, t.objectFrom, t.objectTo ?? t.objectFrom)) return false;
   return true;
 }
 
@@ -1063,6 +1088,9 @@ function compileRule(r: BundleRule, order: number, windows: Map<string, Compiled
     minAssurance: r.subject.assurance === undefined ? 0 : ASSURANCE_LEVEL[r.subject.assurance]!,
     scope: r.require_scope ?? null,
     functionCodes: r.function_codes ? new Set(r.function_codes) : null,
+    subFunctions: r.sub_functions ? new Set(r.sub_functions) : null,
+    meiTypes: r.mei_types ? new Set(r.mei_types) : null,
+    objectIds: r.object_ids ? mergeIntervals(r.object_ids.map((o): [number, number] => [o.from, o.to])) : null,
     monitor: r.mode === 'monitor',
     windows: pick(r.windows),
     // Only a monitor rule checks its freezes itself; an enforcing rule's bind the whole asset.

@@ -114,8 +114,17 @@ export interface BundleRule {
   /** OPC UA assets: nodes by NodeId or browse path (globs), per attribute, with typed bounds. */
   nodes?: NodeSelectorDef[];
   ranges: AddressRange[];
-  /** Allow-list of Modbus function codes; absent = any code of the rule's operations. */
+  /**
+   * Allow-list of Modbus function codes; absent = any code of the rule's operations. A code without
+   * register addresses (7, 8, 11, 12, 17, 43) is covered only by a rule that names it here.
+   */
   function_codes?: number[];
+  /** FC 8: the diagnostics sub-functions the rule covers; absent = any. */
+  sub_functions?: number[];
+  /** FC 43: the MEI types the rule covers; absent = any. */
+  mei_types?: number[];
+  /** FC 43/14: the device identification objects a request may read (inclusive ranges); absent = any. */
+  object_ids?: { from: number; to: number }[];
   /** The token must carry this scope (or '*'); absent = the command's operation name ('write'). */
   require_scope?: string;
   /** Engineering-unit bounds per point name. */
@@ -295,6 +304,9 @@ const ruleSchema = z.strictObject({
     z.strictObject({ table: z.enum(MODBUS_TABLES), from: u16, to: u16 }).refine((r) => r.from <= r.to, 'from > to'),
   ),
   function_codes: z.array(z.number().int().min(1).max(127)).optional(),
+  sub_functions: z.array(u16).optional(),
+  mei_types: z.array(z.number().int().min(0).max(255)).optional(),
+  object_ids: z.array(z.strictObject({ from: z.number().int().min(0).max(255), to: z.number().int().min(0).max(255) }).refine((r) => r.from <= r.to, 'from > to')).optional(),
   require_scope: z.string().min(1).optional(),
   bounds: z.record(z.string(), z.strictObject({ min: finite.optional(), max: finite.optional() })),
   mode: z.enum(MODES).optional(),

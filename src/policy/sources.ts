@@ -79,6 +79,9 @@ const RULE_KEYS = [
   'nodes',
   'ranges',
   'function_codes',
+  'sub_functions',
+  'mei_types',
+  'object_ids',
   'require_scope',
   'bounds',
   'max_step',
@@ -117,6 +120,9 @@ const FUNCTION_CODE_OPERATION: ReadonlyMap<number, RuleOperation> = new Map([
   [17, 'diagnostic'],
   [43, 'diagnostic'],
 ]);
+
+/** Function codes without register addresses: a rule covers them only by naming them (docs/policy.md). */
+const UNADDRESSED_FUNCTION_CODES: ReadonlySet<number> = new Set([7, 8, 11, 12, 17, 43]);
 
 /** Paths in messages are relative to the working directory when below it, so they are clickable. */
 function displayPath(abs: string): string {
@@ -1270,8 +1276,12 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     nodes = compileNodeSelectors(f, f.valueNode(np), `${field}.nodes`, operations);
     if (nodes === undefined) bad();
   }
-  if (pp === undefined && rgp === undefined && np === undefined) {
-    f.fail(n, field, 'covers nothing: give points, ranges or nodes');
+  const unaddressed = () => {
+    const list = e.get('function_codes');
+    return list !== undefined && isSeq(list.value) && list.value.items.some((i) => isScalar(i) && UNADDRESSED_FUNCTION_CODES.has(Number(i.value)));
+  };
+  if (pp === undefined && rgp === undefined && np === undefined && !unaddressed()) {
+    f.fail(n, field, `covers nothing: give points, ranges or nodes, or function_codes naming one of ${[...UNADDRESSED_FUNCTION_CODES].join(', ')}`);
     bad();
   }
 
@@ -1299,6 +1309,23 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
         functionCodes!.push(fc);
       });
     }
+  }
+
+  // Selectors of the function codes without addresses: each needs its function code named.
+  const selectors: Partial<Record<'sub_functions' | 'mei_types' | 'object_ids', { from: number; to: number }[]>> = {};
+  for (const [key, fc, max] of [['sub_functions', 8, 0xffff], ['mei_types', 43, 0xff], ['object_ids', 43, 0xff]] as const) {
+    const sp = e.get(key);
+    if (sp === undefined) continue;
+    const list = compileIdList(f, f.valueNode(sp), `${field}.${key}`, max);
+    if (list === undefined) bad();
+    else if (!(functionCodes ?? []).includes(fc)) {
+      f.fail(sp.key, `${field}.${key}`, `selects function code ${fc}, which the rule's function_codes must name`);
+      bad();
+    } else selectors[key] = list;
+  }
+  if (selectors.object_ids !== undefined && selectors.mei_types !== undefined && !selectors.mei_types.some((r) => r.from <= 14 && 14 <= r.to)) {
+    f.fail(e.get('object_ids')!.key, `${field}.object_ids`, 'object ids are read by MEI type 14 (Read Device Identification), which mei_types leaves out');
+    bad();
   }
 
   const requireScope = f.str(n, e, 'require_scope', `${field}.require_scope`, false);
@@ -1453,6 +1480,9 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
   const rule: BundleRule = { id, description, subject, assets, operations, points, ranges, bounds };
   if (nodes !== undefined) rule.nodes = nodes;
   if (functionCodes) rule.function_codes = functionCodes;
+  if (selectors.sub_functions) rule.sub_functions = expandIds(selectors.sub_functions);
+  if (selectors.mei_types) rule.mei_types = expandIds(selectors.mei_types);
+  if (selectors.object_ids) rule.object_ids = selectors.object_ids;
   if (requireScope !== undefined) rule.require_scope = requireScope;
   if (Object.keys(maxStep).length > 0) rule.max_step = maxStep;
   if (windowLists.windows) rule.windows = windowLists.windows;
@@ -1462,6 +1492,33 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
   if (approval) rule.approval = approval;
   if (mode === 'monitor') rule.mode = mode;
   return { rule, file: f, field, idNode: e.get('id')!.value!, assetNodes, pointNodes, ...(np ? { nodesNode: np.key } : {}), boundNodes, stepNodes, windowRefs };
+}
+
+const ID_RANGE_RE = /^(0x[0-9a-fA-F]+|[0-9]+)\.\.(0x[0-9a-fA-F]+|[0-9]+)$/;
+
+/** A list of ids, each an integer or an inclusive range `a..b` (decimal or 0x hex), in 0..max. */
+function compileIdList(f: SourceFile, node: Node, field: string, max: number): { from: number; to: number }[] | undefined {
+  const items = f.seq(node, field, `integers or ranges like 0..2, in 0..${max}`);
+  if (items === undefined) return undefined;
+  if (items.length === 0) return f.fail(node, field, 'must name at least one id');
+  const out: { from: number; to: number }[] = [];
+  let ok = true;
+  items.forEach((item, i) => {
+    const v = isScalar(item) ? item.value : undefined;
+    const m = typeof v === 'string' ? ID_RANGE_RE.exec(v.trim()) : null;
+    const from = typeof v === 'number' ? v : m !== null ? Number(m[1]) : NaN;
+    const to = typeof v === 'number' ? v : m !== null ? Number(m[2]) : NaN;
+    if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > max || from > to) {
+      ok = f.fail(item, `${field}[${i}]`, `must be an integer or a range a..b with 0 <= a <= b <= ${max}`) ?? false;
+    } else out.push({ from, to });
+  });
+  return ok ? out : undefined;
+}
+
+function expandIds(ranges: { from: number; to: number }[]): number[] {
+  const out = new Set<number>();
+  for (const r of ranges) for (let v = r.from; v <= r.to; v++) out.add(v);
+  return [...out].sort((a, b) => a - b);
 }
 
 /** `{ rate: 6/m, per: [workload, asset] }`: one budget per distinct value of the keys (none: one for the rule). */

@@ -46,6 +46,10 @@ const commandSchema = z.strictObject({
   address: z.number().int().min(0).max(65535).optional(),
   count: z.number().int().min(1).max(2000).optional(),
   values: z.array(z.number().int().min(0).max(65535)).optional(),
+  /** Modbus without addresses: FC 8's sub-function; FC 43's MEI type and, for MEI 14, the objects read [first, last]. */
+  sub_function: z.number().int().min(0).max(65535).optional(),
+  mei_type: z.number().int().min(0).max(255).optional(),
+  objects: z.tuple([z.number().int().min(0).max(255), z.number().int().min(0).max(255)]).optional(),
   /** OPC UA: a node by NodeId (nsu=<uri>;<identifier>, or bare in the asset's namespace) and/or browse path. */
   node: z.string().min(1).optional(),
   path: z.string().startsWith('/').optional(),
@@ -218,6 +222,8 @@ function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
   const k = c.command;
   const op = k.operation as Operation;
   const base: Command = { sessionId: 'policy-test', protocol: 'modbus', assetId: '', operation: op, functionCode: 0, targets: [], points: [] };
+  if (k.function_code !== undefined && k.table === undefined && k.address === undefined) return unaddressedCommand(engine, base, k);
+  if (k.sub_function !== undefined || k.mei_type !== undefined || k.objects !== undefined) return 'sub_function, mei_type and objects go with a function_code without table and address';
   if (k.table !== undefined || k.function_code !== undefined || k.address !== undefined) {
     if (k.points !== undefined) return 'give either points or function_code/table/address, not both';
     if (k.table === undefined || k.address === undefined || k.function_code === undefined) return 'a raw command needs function_code, table and address';
@@ -262,6 +268,33 @@ function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
   base.functionCode = op === 'write'
     ? t.table === 'coil' ? (t.count === 1 ? 5 : 15) : t.count === 1 ? 6 : 16
     : op === 'read' ? READ_FC[t.table!] : 0;
+  return base;
+}
+
+/**
+ * A Modbus command without register addresses (diagnostics, device identification), as the
+ * gateway's adapter builds it: FC 8 carries its sub-function, FC 43 its MEI type and the objects read.
+ */
+function unaddressedCommand(engine: PolicyEngine, base: Command, k: TestCase['command']): Command | string {
+  const fc = k.function_code!;
+  const unit = k.unit_id ?? (k.asset !== undefined ? engine.asset(k.asset)?.unit_id : undefined);
+  if (unit === undefined) return `give unit_id or a known asset (got '${k.asset ?? ''}')`;
+  if (k.points !== undefined) return 'give either points or a function_code, not both';
+  if ((k.sub_function !== undefined) !== (fc === 8)) return fc === 8 ? 'FC 8 gives its sub_function' : 'sub_function goes with function_code 8';
+  if ((k.mei_type !== undefined) !== (fc === 43)) return fc === 43 ? 'FC 43 gives its mei_type' : 'mei_type goes with function_code 43';
+  if (k.objects !== undefined && k.mei_type !== 14) return 'objects go with mei_type 14 (Read Device Identification)';
+  base.functionCode = fc;
+  if (k.sub_function !== undefined) base.targets = [{ subFunction: k.sub_function }];
+  if (k.mei_type !== undefined) {
+    const t: Target = { meiType: k.mei_type };
+    if (k.objects !== undefined) {
+      t.objectFrom = k.objects[0];
+      t.objectTo = k.objects[1];
+    }
+    base.targets = [t];
+  }
+  base.unitId = unit;
+  engine.resolveModbus(base, unit);
   return base;
 }
 

@@ -1,6 +1,7 @@
 // Agents that break the protocol or cannot prove who they are, against the whole gateway over real
-// TLS: every malformed frame of fixtures/frames closes that one connection (or, for a function code
-// the gateway merely does not support, is answered 0x01) and is audited; a slowloris agent holds
+// TLS: every malformed frame of fixtures/frames is audited and either closes that one connection
+// (broken framing) or is answered with the exception a PLC gives on the same connection (a PDU the
+// spec refuses); a slowloris agent holds
 // nothing up; a certificate without a SPIFFE ID or from another CA gets no session at all. Through
 // all of it a well-behaved agent on its own connection keeps reading the plant.
 import 'reflect-metadata';
@@ -118,22 +119,26 @@ describe('hostile agents against the gateway', () => {
     // A read on the same connection after the bad frame: answered only if the connection survived.
     const probeTid = 0x7e57;
     const probe = Buffer.from([probeTid >> 8, probeTid & 0xff, 0, 0, 0, 6, 1, 4, 0, 0, 0, 1]);
-    if (c.expect === 'UNSUPPORTED_FUNCTION' && c.bytes[7] !== 0 && c.bytes[7] < 0x80) {
-      // A well-formed request for a function the gateway does not support: a deny, answered with
-      // exception 0x01 under the agent's transaction id, and the connection stays usable.
+    const pduError = c.expect === 'UNSUPPORTED_FUNCTION' || c.expect === 'BAD_PDU';
+    if (pduError && c.bytes[7] !== 0 && c.bytes[7] < 0x80) {
+      // A well-framed request the spec refuses: a deny, answered under the agent's transaction id
+      // with the exception a PLC gives (0x01 unknown function, 0x03 bad quantity / byte count /
+      // value, 0x02 a range past 65535), and the connection stays usable.
       agent.socket.write(probe);
       const [answer, next] = await within(agent.receive(2), 5000, 'two answers');
       expect(answer.transactionId).toBe(c.bytes.readUInt16BE(0));
-      expect([...answer.pdu]).toEqual([c.bytes[7] | 0x80, 0x01]);
+      const exception = c.expect === 'UNSUPPORTED_FUNCTION' ? 0x01 : c.file === 'fc3-address-overflow.hex' ? 0x02 : 0x03;
+      expect([...answer.pdu]).toEqual([c.bytes[7] | 0x80, exception]);
       expect(next.transactionId).toBe(probeTid);
       expect(next.pdu[0]).toBe(0x04);
       agent.socket.destroy();
       const records = await auditRecords(lab.gateway.audit, from);
       const reasons = records.flatMap((r) => (r.decision?.decision ? [r.decision.decision.reason] : []));
-      expect(reasons[0]).toBe('UNSUPPORTED_FUNCTION');
+      expect(reasons[0]).toBe(c.expect === 'UNSUPPORTED_FUNCTION' ? 'UNSUPPORTED_FUNCTION' : 'PROTOCOL_VIOLATION');
+      expect(violations(records)).toEqual([]);
     } else {
-      // Broken framing, a PDU that breaks the spec, or a function code that cannot even carry an
-      // exception answer (0, or one with the exception bit set): the stream is closed.
+      // Broken framing, or a function code that cannot even carry an exception answer (0, or one
+      // with the exception bit set): the stream is closed.
       agent.socket.write(probe);
       await within(agent.closed, 5000, 'the gateway to close the connection');
       const records = await auditRecords(lab.gateway.audit, from);

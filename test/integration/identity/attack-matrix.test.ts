@@ -7,7 +7,7 @@
 // snippet in the issue-8 report does; the "after bundle reload" case calls tokens.retainTrusted
 // itself, as the gateway's reloadBundle will.
 import https from 'node:https';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -328,6 +328,21 @@ describe('identity attack matrix: tokens refused at the agent API with the preci
 
   it('17. oversized token (bounded size) → TOKEN_INVALID TOO_LARGE', async () => {
     await expectRefused(await sign(goodClaims({ pad: 'x'.repeat(MAX_TOKEN_LENGTH) })), 'TOKEN_INVALID', 'TOO_LARGE');
+  });
+
+  it('17a. a body over the agent API\'s 16 KiB bound → HTTP 413 with a reason, not a connection reset', async () => {
+    const answer = await put('x'.repeat(17 * 1024));
+    expect(answer.status).toBe(413);
+    expect(answer.body.reason).toBe('TOKEN_INVALID');
+    // The connection that was refused is not needed: the next PUT on a new one works as always.
+    await expectRefused(`${b64({ alg: 'none', typ: 'JWT' })}.${b64(goodClaims())}.`, 'TOKEN_INVALID', 'ALG_NOT_ALLOWED');
+  });
+
+  it('17b. a header "crit" extension the gateway does not understand → TOKEN_INVALID CRIT_UNSUPPORTED', async () => {
+    // Signed by hand: jose's signer itself refuses an extension it does not know.
+    const input = `${b64({ alg: 'EdDSA', typ: 'JWT', kid: issuerKey.kid, crit: ['exp-critical'], 'exp-critical': true })}.${b64(goodClaims())}`;
+    const signature = cryptoSign(null, Buffer.from(input), createPrivateKey({ key: issuerKey as import('node:crypto').JsonWebKey, format: 'jwk' })).toString('base64url');
+    await expectRefused(`${input}.${signature}`, 'TOKEN_INVALID', 'CRIT_UNSUPPORTED');
   });
 });
 

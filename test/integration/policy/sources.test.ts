@@ -105,7 +105,7 @@ describe('broken policy sources are rejected with file:line:col and field', () =
 
   it('names an unknown field instead of ignoring a typo', async () => {
     const { dir, messages } = await compileBroken([...GOOD_RULE.slice(0, 4), '    pionts: ["*"]']);
-    expect(messages).toContain(`${dir}/rules.yaml:6:5: rules[0].pionts: unknown field 'pionts' (expected id, description, subject, asset, assets, operations, points, nodes, ranges, function_codes, require_scope, bounds, max_step, windows, freezes, rate_limit, cross_zone, approval, mode)`);
+    expect(messages).toContain(`${dir}/rules.yaml:6:5: rules[0].pionts: unknown field 'pionts' (expected id, description, subject, asset, assets, operations, points, nodes, ranges, function_codes, sub_functions, mei_types, object_ids, require_scope, bounds, max_step, windows, freezes, rate_limit, cross_zone, approval, mode)`);
   });
 
   it('names a duplicate rule id and where the first one is', async () => {
