@@ -149,5 +149,18 @@ export function toOcsf(r: Json): Json | undefined {
       unmapped: { ...unmapped, kind: v.kind, value: v.value, source: v.source, revoked_at_unix_ms: v.revokedAtUnixMs },
     };
   }
+  if (r.freeze) {
+    // An operator's emergency freeze (docs/operator.md): a change to what may run, as Entity
+    // Management of the freeze itself (Create / Update for a two-person vote / Delete).
+    const f = r.freeze as Json;
+    const activity: [number, string] = f.kind === 'frozen' ? [1, 'Create'] : f.kind === 'unfreeze_requested' ? [3, 'Update'] : [4, 'Delete'];
+    return {
+      ...base(r, 3004, 'Entity Management', 3, 'Identity & Access Management', activity),
+      ...status(true, 'EMERGENCY_FREEZE', `${String(f.kind)} ${String(f.scope)}${f.value ? ` ${String(f.value)}` : ''}: ${String(f.reason ?? '')}`),
+      actor: { user: { uid: f.by ?? '', name: f.by ?? '' } },
+      entity: { uid: f.freezeId ?? '', name: `${String(f.scope)} ${String(f.value ?? '')}`.trim(), type: 'emergency_freeze' },
+      unmapped: { ...unmapped, kind: f.kind, scope: f.scope, value: f.value, mode: f.mode, frozen_by: f.frozenBy, expires_at_unix_ms: f.expiresAtUnixMs, unfreeze_by: f.unfreezeBy, unfreeze_needed: f.unfreezeNeeded },
+    };
+  }
   return undefined;
 }
