@@ -268,15 +268,15 @@ export function plcsPage(c: Chrome, upstreams: UpstreamRow[], inputs: InputRow[]
     html`<table><thead><tr><th>asset</th><th>endpoint</th><th>state</th><th>reconnects</th></tr></thead><tbody>
 ${upstreams.map((u) => html`<tr class="${u.up ? 'up' : 'down'}"><td>${u.asset}</td><td>${u.endpoint}</td><td>${u.up ? 'up' : 'DOWN'}</td><td>${u.reconnects}</td></tr>`)}
 </tbody></table>
-<h2>Interlock inputs (read by the gateway itself)</h2>
+<h2>Process inputs the gateway reads itself (interlock inputs, max_step bases)</h2>
 ${inputs === undefined
-  ? html`<p class="empty">The active bundle has no interlocks.</p>`
+  ? html`<p class="empty">The active bundle has no interlocks and no max_step: the gateway reads no process values itself.</p>`
   : inputs === 'broken'
     ? html`<p class="flash error">The bundle's interlocks could not be set up: every state-changing command is refused.</p>`
     : html`<table><thead><tr><th>input</th><th>value</th><th>age</th><th>max age</th><th>state</th></tr></thead><tbody>
 ${inputs.map((i) => {
   const fresh = Number.isFinite(i.ageMs) && i.ageMs <= i.maxAgeMs;
-  return html`<tr class="${fresh ? 'up' : 'down'}"><td>${i.name}</td><td>${Number.isNaN(i.value) ? 'never read' : i.value}</td><td>${Number.isFinite(i.ageMs) ? `${Math.round(i.ageMs)} ms` : '—'}</td><td>${i.maxAgeMs} ms</td><td>${fresh ? 'fresh' : 'STALE (interlocked commands refused)'}</td></tr>`;
+  return html`<tr class="${fresh ? 'up' : 'down'}"><td>${i.name}</td><td>${Number.isNaN(i.value) ? 'never read' : i.value}</td><td>${Number.isFinite(i.ageMs) ? `${Math.round(i.ageMs)} ms` : '—'}</td><td>${i.maxAgeMs} ms</td><td>${fresh ? 'fresh' : 'STALE (commands that depend on it are refused)'}</td></tr>`;
 })}</tbody></table>`}`,
   );
 }
