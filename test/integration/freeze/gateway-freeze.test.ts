@@ -1,6 +1,6 @@
 // The emergency freeze through the real gateway: Modbus/TCP Security connections (modbus-serial over
-// mutual TLS) and OPC UA sessions (node-opcua, SignAndEncrypt, JWT) that are already open when an
-// operator freezes on the operator API. The bound is proved as "the very next command after the
+// mutual TLS), OPC UA sessions (node-opcua, SignAndEncrypt, JWT) and MCP sessions (the MCP SDK's
+// client) that are already open when an operator freezes on the operator API. The bound is proved as "the very next command after the
 // freeze call returns is refused" (no wall clock): each test awaits the API answer, then sends.
 // The collector's copy of the audit stream is what the assertions read.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import { callOperatorApi, type ApiAnswer } from '../../../src/cli/commands/appro
 import { connectModbusAgent, putToken, type ModbusAgent } from '../../../src/cli/demo/agent.js';
 import { DEMO_AGENTS, DEMO_OPERATOR, startLab, type DemoAgent, type Lab } from '../../../src/cli/demo/lab.js';
 import { createJwtSession } from '../../../protocols/opcua/jwt-token.js';
+import { connectMcpAgent } from '../../../src/cli/demo/mcp-agent.js';
 import { modbusError } from '../safety/gateway-harness.js';
 
 const SETPOINT = 0; // holding register of tank1.setpoint (x10)
@@ -28,7 +29,7 @@ interface Seen {
   freeze?: Record<string, unknown>;
 }
 
-describe('emergency freeze through the real gateway (Modbus and OPC UA)', () => {
+describe('emergency freeze through the real gateway (Modbus, OPC UA and MCP)', () => {
   let dir: string;
   let lab: Lab;
   let optimizer: ModbusAgent;
@@ -162,6 +163,27 @@ describe('emergency freeze through the real gateway (Modbus and OPC UA)', () => 
     await unfreeze(id);
     expect(await uaWrite('tank1.setpoint', 50)).toBe(StatusCodes.Good.value);
     expect((await nextDecision('opcua', 'tank1.setpoint')).reason).toBe('ALLOWED');
+  });
+
+  it('refuses the very next MCP tool call in an open MCP session (isError, EMERGENCY_FREEZE), the PLC never sees it', async () => {
+    const mcp = await connectMcpAgent({ url: lab.gateway.mcp!.resource, ca: (await lab.credentials('optimizer')).ca, token: await lab.mcpToken('optimizer'), era: 'legacy', name: 'freeze-test-llm', version: '1' });
+    try {
+      const write = async (value: number) => (await mcp.client.callTool({ name: 'write_plc1_tank1_setpoint', arguments: { value } })) as { isError?: boolean; content: { text: string }[] };
+      expect((await write(58)).isError).toBeFalsy();
+      expect(lab.sim.read('tank1.setpoint')).toBeCloseTo(58);
+      const id = await freeze({ asset: 'plc1', reason: 'agents over MCP too' });
+      const refused = await write(62);
+      expect(refused.isError).toBe(true);
+      expect(refused.content[0]!.text).toMatch(/^EMERGENCY_FREEZE/);
+      expect(lab.sim.read('tank1.setpoint')).toBeCloseTo(58);
+      expect(await next((s) => s.kind === 'decision' && s.reason === 'EMERGENCY_FREEZE')).toMatchObject({ freezeId: id, points: ['tank1.setpoint'] });
+      await unfreeze(id);
+      expect((await write(62)).isError).toBeFalsy();
+      // MCP tool calls run as Modbus commands upstream: take this one's record off the queue.
+      expect((await next((s) => s.kind === 'decision' && s.protocol === 'modbus')).reason).toBe('ALLOWED');
+    } finally {
+      await mcp.close();
+    }
   });
 
   it('is not overridden by an approval granted for the exact command, nor by a token carrying every scope and role', async () => {
