@@ -33,8 +33,8 @@ const range = (c: DenialContext): string => {
 
 const retryLater = 'Retry later; if it keeps failing, tell the plant\'s operators.';
 
-// Keyed by reason code text, so reasons other engineers add get a sentence here when they land
-// (CHANGE_FREEZE, EMERGENCY_FREEZE are the agreed names); any other reason gets the generic one.
+// Keyed by reason code text; test/unit/mcp/explain.test.ts holds it to src/core/reasons.ts, so a
+// new reason gets its sentence here (until it does, the generic one below answers).
 const SENTENCES: Record<string, Explain> = {
   NO_IDENTITY: (_d, c) => `The gateway could not establish who you are, so it refused to ${c.action}. Connect with a valid client certificate or none at all.`,
   NO_TOKEN: (_d, c) => `No access token came with the request to ${c.action}. Send your token as "Authorization: Bearer <token>".`,
@@ -49,11 +49,15 @@ const SENTENCES: Record<string, Explain> = {
   VALUE_OUT_OF_BOUNDS: (d, c) => `The value is outside what ${d.ruleId ? `rule ${d.ruleId}` : 'the point'} allows, so the gateway refused to ${c.action}${c.detail ? ` (${c.detail})` : ''}.${range(c)}`,
   STEP_TOO_LARGE: (d, c) =>
     `The change is larger than rule ${d.ruleId} allows in one write${c.grant?.maxStep !== undefined ? ` (at most ${c.grant.maxStep}${c.unit ? ` ${c.unit}` : ''} from the last known value)` : ''}, so the gateway refused to ${c.action}. Read the point and move it in smaller steps.`,
+  STEP_BASE_STALE: (d, c) =>
+    `Rule ${d.ruleId} limits each write's step from the PLC's current value, and the gateway has no fresh reading of it, so it refused to ${c.action}. Retry in a few seconds.`,
   RATE_LIMITED: (d, c) => `Rule ${d.ruleId} limits how often you may do this, and the limit is reached, so the gateway refused to ${c.action}. Wait before retrying.`,
   INTERLOCK: (d, c) =>
     `A safety interlock (${d.interlockId ?? 'unnamed'}) refuses to ${c.action}: ${c.interlock ?? 'its condition holds on the live process values'}. Do not retry until the process state has changed; read the interlock's inputs to see when.`,
   INTERLOCK_INPUT_STALE: (d, c) =>
     `The safety interlock ${d.interlockId ?? ''} cannot prove it is safe to ${c.action}: ${c.interlock ?? 'its live inputs are not fresh'}. Retry in a few seconds.`.replace('  ', ' '),
+  INTERLOCK_INPUT_IMPLAUSIBLE: (d, c) =>
+    `The safety interlock ${d.interlockId ?? ''} does not trust its live inputs (a plausibility check failed), so it refused to ${c.action}. Do not retry; tell the plant's operators a sensor needs checking.`.replace('  ', ' '),
   APPROVAL_REQUIRED: (d, c) =>
     d.approvalId
       ? `Rule ${d.ruleId} lets you ${c.action} only with a human operator's approval. Approval request ${d.approvalId} is pending: a plant operator (not your owner) approves it on the gateway's operator API (\`plantgate approvals approve ${d.approvalId}\`). Once it is approved, call ${c.tool} again with exactly the same arguments${c.grantTtlMin !== undefined ? ` within ${c.grantTtlMin} minutes` : ''}; the approval is good for one call.`
@@ -67,6 +71,11 @@ const SENTENCES: Record<string, Explain> = {
   UPSTREAM_UNAVAILABLE: (_d, c) => `The PLC could not be reached, so the gateway could not ${c.action}. ${retryLater}`,
   UPSTREAM_TIMEOUT: (_d, c) =>
     `The PLC did not answer in time, so it is unknown whether it did ${c.action}. Read the point back before you try again.`,
+  UNKNOWN_TARGET: (_d, c) => `The PLC has no such point or node, so the gateway refused to ${c.action}. Call list_assets for the points you may use.`,
+  NOT_WRITABLE: (_d, c) => `The PLC does not let that point be written, so the gateway refused to ${c.action}.`,
+  TYPE_MISMATCH: (_d, c) => `The value's type is not the one the PLC declares for the point, so the gateway refused to ${c.action}. Send a value of the type the tool's schema names.`,
+  ARGUMENTS_MISSING: (_d, c) => `The method needs more arguments than were given, so the gateway refused to ${c.action}. Send every argument the tool's schema requires.`,
+  TOO_MANY_ARGUMENTS: (_d, c) => `The method takes fewer arguments than were given, so the gateway refused to ${c.action}.`,
   CHANGE_FREEZE: (d, c) => `A change freeze of the plant's policy (rule ${d.ruleId}) forbids you to ${c.action} now. Retry after the freeze.`,
   EMERGENCY_FREEZE: (_d, c) => `The plant's operators have frozen all writes, so the gateway refused to ${c.action}. Do not retry until they lift the freeze.`,
 };

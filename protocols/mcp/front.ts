@@ -49,6 +49,8 @@ export interface McpFrontOptions {
   /** The interlock's account of a command it refused (gateway: from the pipeline's onTrip). */
   interlockDetail?(cmd: Command): string | undefined;
   grantTtlMin?: number;
+  /** Every HTTP answer's status (metrics: 401 token refused, 403 Host/Origin, 413 body, 429 rate). */
+  onAnswered?(status: number): void;
   /** Shown to clients (serverInfo) and in the metadata document. */
   gatewayId: string;
   version: string;
@@ -191,7 +193,14 @@ export class McpFront {
 
   // ------------------------------------------------------------ HTTP in front of MCP
 
+  /** MCP sessions (2025 revisions) open now. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const onAnswered = this.opts.onAnswered;
+    if (onAnswered !== undefined) res.once('finish', () => onAnswered(res.statusCode));
     const remoteAddress = `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`;
     // DNS rebinding: a browser tricked into calling us under another name sends that name as Host.
     const host = validateHostHeader(req.headers.host, this.allowedHosts);
@@ -554,13 +563,12 @@ export class McpFront {
   // ------------------------------------------------------------ changes
 
   /** Tells every client its tool list may have changed (a new bundle, a revocation). */
-  toolsChanged(): void {
+  toolsChanged(): Promise<unknown> {
     this.modern.notify.toolsChanged();
     this.modern.notify.resourcesChanged();
-    for (const s of this.sessions.values()) {
-      s.server.sendToolListChanged().catch(() => undefined);
-      s.server.sendResourceListChanged().catch(() => undefined);
-    }
+    const sent: Promise<unknown>[] = [];
+    for (const s of this.sessions.values()) sent.push(s.server.sendToolListChanged(), s.server.sendResourceListChanged());
+    return Promise.allSettled(sent);
   }
 
   /**
@@ -568,10 +576,12 @@ export class McpFront {
    * running on a now-revoked token are closed (their next request is refused 401).
    */
   revoked(): void {
-    this.toolsChanged();
     const dead = (s: Subject) => typeof this.opts.auth.current(s) === 'string';
     const closing = [...this.sessions.entries()].filter(([, s]) => dead(s.subject)).map(([id]) => id);
-    for (const id of closing) this.sessions.delete(id);
+    // Sessions close once their notification is written.
+    void this.toolsChanged().then(() => {
+      for (const id of closing) this.sessions.delete(id);
+    });
     const streams = [...this.live].filter((l) => dead(l.subject));
     // A moment for the notification to leave before the stream closes.
     if (streams.length > 0) setTimeout(() => streams.forEach((l) => l.res.destroy()), 100).unref();

@@ -1,6 +1,7 @@
 // Starts the MCP front from the gateway's parts (docs/mcp.md): the pipeline every front uses, the
 // Modbus upstream routes and OPC UA upstream sessions the other fronts use, and the gateway's one
 // token verification and revocation state. Wiring only: what the front does lives in front.ts.
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../../src/core/clock.js';
 import type { Command, Subject } from '../../src/core/command.js';
 import type { Logger } from '../../src/core/log.js';
@@ -34,6 +35,8 @@ export interface StartMcpOptions {
   logger: Logger;
   gatewayId: string;
   interlockDetail(cmd: Command): string | undefined;
+  /** The gateway's Prometheus registry (docs/mcp.md, Metrics). */
+  registry?: Registry;
   onTokenAccepted(subject: Subject): boolean;
   onTokenRejected(reason: Reason, detail: string, subject: Subject): void;
 }
@@ -52,7 +55,9 @@ export async function startMcpFront(o: StartMcpOptions): Promise<McpFrontHandle>
   // OPC UA assets are reached through the sessions the OPC UA service opened at start.
   const opcua: Map<string, OpcuaAccess> =
     o.opcua === undefined ? new Map() : (await import('./opcua-access.js')).opcuaAccesses(o.opcua.upstreams, o.policy.payload?.assets ?? [], o.opcuaUpstreams);
-  const front = new McpFront({
+  const registers = o.registry === undefined ? [] : [o.registry];
+  const answers = new Counter({ name: 'plantgate_mcp_requests_total', help: 'MCP front HTTP answers by status (401 token refused, 403 Host or Origin, 413 body, 429 per-token rate)', labelNames: ['status'], registers });
+  const front: McpFront = new McpFront({
     config: o.config,
     tls: o.tls,
     pipeline: o.pipeline,
@@ -76,10 +81,19 @@ export async function startMcpFront(o: StartMcpOptions): Promise<McpFrontHandle>
     },
     interlockDetail: o.interlockDetail,
     grantTtlMin: DEFAULT_GRANT_TTL_MS / 60_000,
+    onAnswered: (status) => answers.inc({ status: String(status) }),
     gatewayId: o.gatewayId,
     version: PLANTGATE_VERSION,
     clock: o.clock,
     logger: o.logger,
+  });
+  new Gauge({
+    name: 'plantgate_mcp_sessions',
+    help: 'Open MCP sessions (2025 protocol revisions)',
+    registers,
+    collect() {
+      this.set(front.sessionCount);
+    },
   });
   const address = await front.listen();
   o.logger.info({ mcp: address }, 'MCP front listening');

@@ -552,7 +552,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       : await (await import('../../protocols/mcp/start.js')).startMcpFront({
           config: config.listeners.mcp, tls: tlsFiles, pipeline: agentPipeline, route, opcua, opcuaUpstreams: config.opcua_upstreams,
           policy, tokens, tokenCache, clock, leewaySec: config.identity.leeway_sec, logger, gatewayId: config.gateway_id,
-          interlockDetail: (cmd) => trips.get(cmd)?.detail,
+          interlockDetail: (cmd) => trips.get(cmd)?.detail, registry: metrics.registry,
           onTokenAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
           onTokenRejected: (reason, detail, subject) => appendSafely(tokenRecord({ kind: 'rejected', sessionId: '', subject, reason, detail: `MCP: ${detail}` })),
         });

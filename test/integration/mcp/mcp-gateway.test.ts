@@ -150,19 +150,31 @@ describe('the MCP front through the real gateway', () => {
     expect(read.isError).toBeFalsy();
   });
 
-  it('refuses a revoked token on its next request, and closes its session', async () => {
-    const token = await lab.mcpToken('reporter');
-    const a = await agent('reporter', { token });
-    expect((await call(a, 'read_plc1', { points: ['tank1.level'] })).isError).toBeFalsy();
+  it('a revocation tells clients their tools changed, and the revoked token is refused on its next request', async () => {
+    const legacyToken = await lab.mcpToken('reporter');
+    const modernToken = await lab.mcpToken('reporter');
+    let legacyChanged!: () => void;
+    let modernChanged!: () => void;
+    const legacyNotified = new Promise<void>((r) => (legacyChanged = r));
+    const modernNotified = new Promise<void>((r) => (modernChanged = r));
+    const legacy = await agent('reporter', { token: legacyToken, onToolsChanged: () => legacyChanged() });
+    const modern = await agent('reporter', { token: modernToken, era: 'modern', onToolsChanged: () => modernChanged() });
+    expect((await call(legacy, 'read_plc1', { points: ['tank1.level'] })).isError).toBeFalsy();
+    await Promise.all([legacy.notifications, modern.notifications]);
     const api = lab.gateway.operatorApi!;
-    const revoked = await callOperatorApi({ api: `https://${api.host}:${api.port}/`, token: await lab.operatorToken(), ca }, 'POST', 'v1/revocations', {
-      jti: decodeJwt(token).jti, reason: 'test: agent misbehaved',
-    });
-    expect(revoked.status).toBe(201);
-    const r = await raw({ token });
+    const revoke = async (token: string) =>
+      callOperatorApi({ api: `https://${api.host}:${api.port}/`, token: await lab.operatorToken(), ca }, 'POST', 'v1/revocations', {
+        jti: decodeJwt(token).jti, reason: 'test: agent misbehaved',
+      });
+    expect((await revoke(legacyToken)).status).toBe(201);
+    await legacyNotified;
+    const r = await raw({ token: legacyToken });
     expect(r.status).toBe(401);
     expect(r.headers.get('www-authenticate')).toContain('TOKEN_REVOKED');
-    await expect(a.client.callTool({ name: 'read_plc1', arguments: { points: ['tank1.level'] } })).rejects.toThrow();
+    await expect(legacy.client.callTool({ name: 'read_plc1', arguments: { points: ['tank1.level'] } })).rejects.toThrow();
+    expect((await revoke(modernToken)).status).toBe(201);
+    await modernNotified;
+    await expect(modern.client.callTool({ name: 'read_plc1', arguments: { points: ['tank1.level'] } })).rejects.toThrow();
   });
 
   it('refuses a request from a browser Origin it was not configured for (403), audited as a violation', async () => {

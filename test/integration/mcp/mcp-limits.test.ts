@@ -58,6 +58,11 @@ describe('bounds the MCP front puts on callers', () => {
     expect((await post(await lab.mcpToken('optimizer', { now: clock.now() }))).status).toBe(200);
     clock.advance(20_000);
     expect((await post(token)).status).toBe(200);
+    // What a plant's monitoring sees.
+    const ops = lab.gateway.ops!;
+    const metrics = await (await fetch(`http://${ops.host}:${ops.port}/metrics`)).text();
+    expect(metrics).toMatch(/^plantgate_mcp_requests_total\{status="429"\} 1$/m);
+    expect(metrics).toMatch(/^plantgate_mcp_sessions \d+$/m);
   });
 
   it('answers 413 to a body over max_body_bytes without reading it', async () => {
