@@ -71,6 +71,7 @@ const SENTENCES: Record<string, Explain> = {
   UPSTREAM_UNAVAILABLE: (_d, c) => `The PLC could not be reached, so the gateway could not ${c.action}. ${retryLater}`,
   UPSTREAM_TIMEOUT: (_d, c) =>
     `The PLC did not answer in time, so it is unknown whether it did ${c.action}. Read the point back before you try again.`,
+  NO_ROUTE: (_d, c) => `No asset of the plant's policy answers there, so the gateway has no path to ${c.action}. Call list_assets for the assets you may use.`,
   UNKNOWN_TARGET: (_d, c) => `The PLC has no such point or node, so the gateway refused to ${c.action}. Call list_assets for the points you may use.`,
   NOT_WRITABLE: (_d, c) => `The PLC does not let that point be written, so the gateway refused to ${c.action}.`,
   TYPE_MISMATCH: (_d, c) => `The value's type is not the one the PLC declares for the point, so the gateway refused to ${c.action}. Send a value of the type the tool's schema names.`,
