@@ -7,7 +7,7 @@
 // time (O(log n)), the new stored hashes are fsynced to tree.hashes with the record's batch, and every
 // N records or T milliseconds a signed checkpoint of the tree so far is appended as a record and,
 // once durable, written to checkpoints/<size>.checkpoint (where a witness's cosignature joins it).
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { writeFileAtomic } from '../core/files.js';
@@ -21,10 +21,12 @@ import { DigestArena } from './digest-arena.js';
 import { FrameArena, forEachRecord } from './frame-arena.js';
 import { RecordRing } from './record-ring.js';
 import { RecordEncoder } from './record-encoder.js';
-import type { AuditEvent } from './records.js';
+import { restartRecord, type AuditEvent } from './records.js';
 import { SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
 import { CHECKPOINT_DIR, checkpointFileName, readEvidence } from './evidence.js';
-import { FRAME_HEADER_BYTES, LostRecord, MAX_RECORD_BYTES, Spool, type SpoolEntry } from './spool.js';
+import { FRAME_HEADER_BYTES, fsyncDir, LostRecord, MAX_RECORD_BYTES, Spool, type SpoolEntry } from './spool.js';
+import { OPEN_FILE, OpenWork, workChange, type WorkChange } from './open-work.js';
+import { decodeRecord } from './schema.js';
 import { TreeStore } from './tree-store.js';
 
 export { CHECKPOINT_DIR, checkpointFileName } from './evidence.js';
@@ -80,6 +82,8 @@ interface Batch {
   checkpoints: { size: number; note: string }[];
   bytes: number;
   waiters: Waiter[];
+  /** Sessions opened/closed and durable decisions/outcomes in this batch (open-work.ts). */
+  changes: WorkChange[];
 }
 
 /** A durable record read back: its exact bytes, or (a lost record, docs/audit.md Recovery) only its leaf hash. */
@@ -135,6 +139,10 @@ export class AuditLog {
   private readonly digests = new DigestArena();
   private failure: AuditError | undefined;
   private closed = false;
+  /** Open sessions and outcome-pending writes as of the durable point (open-work.ts). */
+  private work = new OpenWork();
+  /** open.json writes, one after another (each newer than the last). */
+  private workWrites: Promise<void> = Promise.resolve();
   /** tree.hashes writes, in batch order, each after its batch's records are durable. */
   private treeWrites: Promise<void> = Promise.resolve();
   private batches = 0;
@@ -145,6 +153,8 @@ export class AuditLog {
   private readonly recent: RecordRing;
   private readonly listeners = new Set<() => void>();
   private lastCheckpoint: { size: number; note: string } | undefined;
+  /** Checkpoint files with no witness cosignature yet (the newest ones; see uncosignedCheckpoints). */
+  private readonly uncosigned = new Set<number>();
   /**
    * First seq after the last checkpoint record appended (durable or not), and when, on the log's
    * clock. The checkpoint record itself does not count towards the next one.
@@ -266,6 +276,14 @@ export class AuditLog {
       await treeOpened.store.close();
       throw new AuditError('checkpoints: everyRecords must be an integer >= 1 and everyMs > 0');
     }
+    let crash: { work: OpenWork; lastTimeMs: number } | undefined;
+    try {
+      crash = await uncleanStop(opts.dir, spool, recovered.nextSeq);
+    } catch (err) {
+      await spool.close();
+      await treeOpened.store.close();
+      throw err instanceof AuditError ? err : new AuditError(`audit spool: ${(err as Error).message}`, { cause: err });
+    }
     logger.info(
       {
         dir: opts.dir,
@@ -277,7 +295,7 @@ export class AuditLog {
       },
       'audit spool opened',
     );
-    return new AuditLog(
+    const log = new AuditLog(
       spool,
       opts.gatewayId,
       opts.clock,
@@ -291,6 +309,38 @@ export class AuditLog {
       lastCheckpoint,
       opts.lazyFlushMs ?? 10,
     );
+    for (const size of await uncosignedFiles(join(opts.dir, CHECKPOINT_DIR), recovered.nextSeq)) log.uncosigned.add(size);
+    if (crash) log.recordUncleanStop(crash.work, crash.lastTimeMs, recovered.truncatedBytes);
+    return log;
+  }
+
+  /**
+   * After an unclean stop (docs/audit.md, Crash evidence): one RestartEvent naming the writes whose
+   * decision was durable and whose outcome is not recorded, then a close record for each session
+   * left open. They are appended before anything else the gateway writes.
+   */
+  private recordUncleanStop(work: OpenWork, lastTimeMs: number, tornBytes: number): void {
+    this.work = work;
+    const sessions = [...work.sessions.values()];
+    const lastSeq = this.nextSeqValue - 1;
+    const seq = this.append(
+      restartRecord({ lastSeq, lastTimeMs, outcomeUnknown: [...work.pending].sort((a, b) => a - b), sessionsClosed: sessions.map((s) => s.id), tornBytes }),
+    );
+    for (const s of sessions) {
+      this.append({
+        session: {
+          kind: 'close',
+          sessionId: s.id,
+          protocol: s.protocol,
+          remoteAddress: s.remote,
+          listener: '',
+          subject: s.workload ? { workloadId: s.workload } : null,
+          reason: '',
+          detail: `closed at restart: the gateway stopped uncleanly after seq ${lastSeq} (restart record seq ${seq})`,
+        },
+      });
+    }
+    this.logger.warn({ lastSeq, outcomeUnknown: work.pending.size, sessionsClosed: sessions.length }, 'audit: the gateway stopped uncleanly; recorded the writes with unknown outcome and closed the open sessions');
   }
 
   get nextSeq(): number {
@@ -418,6 +468,7 @@ export class AuditLog {
       throw new AuditError(`no checkpoint of size ${size} to cosign: ${(err as Error).message}`, { cause: err });
     }
     const updated = addSignatureLines(note, [line]);
+    this.uncosigned.delete(size);
     if (updated === note) return;
     await writeFileAtomic(file, updated);
     if (this.lastCheckpoint?.size === size) this.lastCheckpoint = { size, note: updated };
@@ -464,6 +515,8 @@ export class AuditLog {
     const b = this.pending;
     b.frameLengths.push(frameBytes);
     b.bytes += frameBytes;
+    const change = workChange(seq, rec);
+    if (change !== undefined) b.changes.push(change);
     // setImmediate or a short timer, never a microtask: everything appended in this turn of the
     // event loop, including other connections' I/O callbacks, joins the same write and fsync.
     this.scheduleFlush();
@@ -500,7 +553,7 @@ export class AuditLog {
   }
 
   private newBatch(): Batch {
-    return { firstSeq: this.nextSeqValue, frameLengths: [], checkpoints: [], bytes: 0, waiters: [] };
+    return { firstSeq: this.nextSeqValue, frameLengths: [], checkpoints: [], bytes: 0, waiters: [], changes: [] };
   }
 
   private async flush(): Promise<void> {
@@ -535,6 +588,7 @@ export class AuditLog {
       this.treeWrites.catch((err: unknown) => this.fail(err, this.pending, 'audit tree.hashes write failed'));
       this.batches++;
       this.durableNext = batch.firstSeq + batch.frameLengths.length;
+      for (const c of batch.changes) this.work.apply(c);
       this.remember(frames, batch.frameLengths);
       for (const w of batch.waiters) w.resolve(w.seq);
       // The checkpoint file exists before the shipper sends its record, so a witness's cosignature
@@ -549,13 +603,32 @@ export class AuditLog {
       // A checkpoint file vouches, at recovery, for the tree hashes up to its size (see open).
       await this.syncTree();
       await writeFileAtomic(join(this.spool.dir, CHECKPOINT_DIR, checkpointFileName(cp.size)), cp.note);
+      // Bounds what a restart after a crash replays to find open sessions and pending writes.
+      await this.saveOpenWork();
     } catch (err) {
       // The checkpoint is durable as a record in the spool; only the convenience copy is missing.
       this.logger.error({ err, size: cp.size }, 'audit: cannot write checkpoint file');
     }
     if (!this.lastCheckpoint || cp.size > this.lastCheckpoint.size) this.lastCheckpoint = cp;
+    this.uncosigned.add(cp.size);
   }
 
+  /**
+   * Sizes of checkpoints no witness has cosigned yet, oldest first: the shipper asks the collector
+   * for them again after a crash or an outage lost a cosignature on the way back. Those of the
+   * newest UNCOSIGNED_SCAN checkpoint files at start, and every one signed since.
+   */
+  uncosignedCheckpoints(): number[] {
+    return [...this.uncosigned].sort((a, b) => a - b);
+  }
+
+
+  /** Writes open.json: the open work as of the durable point (never an older state over a newer one). */
+  private saveOpenWork(): Promise<void> {
+    const p = this.workWrites.then(() => writeFileAtomic(join(this.spool.dir, OPEN_FILE), this.work.toJson(this.durableNext)));
+    this.workWrites = p.catch(() => undefined);
+    return p;
+  }
 
   /** Fsyncs tree.hashes once the writes queued so far are done. */
   private async syncTree(): Promise<void> {
@@ -641,6 +714,8 @@ export class AuditLog {
       // Acknowledged records may be deleted next: their tree hashes must be on disk first.
       await this.syncTree();
       await this.spool.writeAckState(seq, entryLeafHash(rec));
+      // Records up to `seq` may be deleted next: what they opened must be known without them.
+      await this.saveOpenWork();
       this.acked = seq;
       const deleted = await this.spool.deleteThrough(seq);
       if (deleted > 0) this.logger.debug({ ackedSeq: seq, deleted }, 'audit spool: deleted acknowledged segments');
@@ -663,11 +738,77 @@ export class AuditLog {
     }
     this.closed = true;
     await this.ackChain;
+    // A clean stop: the next open finds this and writes no restart record.
+    if (!this.failure) await writeFileAtomic(join(this.spool.dir, STOP_FILE), `${JSON.stringify({ next_seq: this.nextSeqValue })}\n`).catch(() => undefined);
+    await this.workWrites;
     await this.spool.close();
     await this.treeWrites.catch(() => undefined);
     await this.tree.close();
     this.notify();
   }
+}
+
+const STOP_FILE = 'stopped.json';
+
+/**
+ * Whether the last stop was unclean (no stopped.json naming the spool's end), consuming the marker;
+ * if so, the open work at the end of the spool: open.json, then every record after it replayed.
+ */
+async function uncleanStop(dir: string, spool: Spool, nextSeq: number): Promise<{ work: OpenWork; lastTimeMs: number } | undefined> {
+  const marker = join(dir, STOP_FILE);
+  let clean = false;
+  try {
+    const v = JSON.parse(await readFile(marker, 'utf8')) as { next_seq?: unknown };
+    clean = v.next_seq === nextSeq;
+  } catch {
+    clean = false;
+  }
+  // Whatever happens from here on, the next stop must write it anew.
+  await rm(marker, { force: true });
+  await fsyncDir(dir);
+  if (clean || nextSeq === 0) return undefined;
+  const snapshot = await readFile(join(dir, OPEN_FILE), 'utf8').then(OpenWork.fromJson, () => undefined);
+  const first = spool.firstSeq(nextSeq);
+  const from = snapshot && snapshot.seq <= nextSeq && snapshot.seq >= first ? snapshot.seq : first;
+  const work = snapshot && from === snapshot.seq ? snapshot.work : new OpenWork();
+  let lastTimeMs = 0;
+  for (let seq = from; seq < nextSeq; ) {
+    const entries = await spool.read(seq, 1024);
+    if (entries.length === 0) break;
+    for (const e of entries) {
+      if (!(e instanceof LostRecord)) {
+        const rec = decodeRecord(e);
+        const c = workChange(seq, rec);
+        if (c) work.apply(c);
+        lastTimeMs = Number(rec.timeUnixMs);
+      }
+      seq++;
+    }
+  }
+  if (from >= nextSeq && first < nextSeq) {
+    const [last] = await spool.read(nextSeq - 1, 1);
+    if (last && !(last instanceof LostRecord)) lastTimeMs = Number(decodeRecord(last).timeUnixMs);
+  }
+  return { work, lastTimeMs };
+}
+
+/** How many of the newest checkpoint files are looked at for a missing cosignature when the log opens. */
+const UNCOSIGNED_SCAN = 256;
+
+/** Sizes of the newest checkpoint files carrying only the gateway's own signature. */
+async function uncosignedFiles(dir: string, nextSeq: number): Promise<number[]> {
+  const names = (await readdir(dir)).filter((n) => /^\d{16}\.checkpoint$/.test(n)).sort().slice(-UNCOSIGNED_SCAN);
+  const out: number[] = [];
+  for (const name of names) {
+    const size = Number(name.slice(0, 16));
+    if (size >= nextSeq) continue;
+    try {
+      if (parseNote(await readFile(join(dir, name), 'utf8')).sigs.length < 2) out.push(size);
+    } catch {
+      // not a note: nothing a witness could cosign
+    }
+  }
+  return out;
 }
 
 /** The newest checkpoint note in `dir` whose size the spool still covers. */

@@ -50,6 +50,30 @@ export function decodeRecord(bytes: Uint8Array): DecodedRecord {
     i.maxAgeMs = num(i.maxAgeMs);
   }
   if (r.approval) r.approval.expiresAtUnixMs = num(r.approval.expiresAtUnixMs);
+  if (r.auditGap) {
+    const g = r.auditGap;
+    g.firstSeq = num(g.firstSeq);
+    g.lastSeq = num(g.lastSeq);
+    g.lastCheckpointSize = num(g.lastCheckpointSize);
+    g.unknownHashes = num(g.unknownHashes);
+  }
+  if (r.restart) {
+    const x = r.restart;
+    x.lastSeq = num(x.lastSeq);
+    x.lastTimeUnixMs = num(x.lastTimeUnixMs);
+    x.outcomeUnknown = (x.outcomeUnknown ?? []).map(num);
+    x.tornBytes = num(x.tornBytes);
+  }
+  if (r.dropped) {
+    const d = r.dropped;
+    d.count = num(d.count);
+    d.denials = num(d.denials);
+    d.firstUnixMs = num(d.firstUnixMs);
+    d.lastUnixMs = num(d.lastUnixMs);
+    const by = d.byEvent ?? {};
+    for (const k of Object.keys(by)) by[k] = num(by[k]);
+  }
+  if (r.sinkAlert) r.sinkAlert.streamSeq = num(r.sinkAlert.streamSeq);
   if (r.freeze) {
     r.freeze.frozenAtUnixMs = num(r.freeze.frozenAtUnixMs);
     r.freeze.expiresAtUnixMs = num(r.freeze.expiresAtUnixMs);

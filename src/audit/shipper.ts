@@ -218,7 +218,22 @@ export class Shipper extends EventEmitter {
     this.st.connected = true;
     this.logger.info({ nextSeq }, 'audit shipper connected');
     this.emit('connected', nextSeq);
+    await this.askCosignatures(socket, nextSeq);
     this.kick();
+  }
+
+  /**
+   * Checkpoints whose records the collector already stored and whose cosignature never came back
+   * (a crash or an outage in between): asked again, before any record (docs/audit.md, Crash evidence).
+   */
+  private async askCosignatures(socket: tls.TLSSocket, nextSeq: number): Promise<void> {
+    const frames: Uint8Array[] = [];
+    for (const size of this.opts.log.uncosignedCheckpoints()) {
+      if (size >= nextSeq) break;
+      const note = await this.opts.log.checkpointNote(size);
+      if (note !== undefined) frames.push(pb.ShipperFrame.encodeDelimited({ cosignRequest: { note } }).finish());
+    }
+    if (frames.length > 0 && socket === this.socket && !socket.destroyed) socket.write(Buffer.concat(frames));
   }
 
   private kick(): void {
@@ -284,6 +299,8 @@ export class Shipper extends EventEmitter {
     this.closed = true;
     this.unsubscribe();
     if (this.timer) clearTimeout(this.timer);
+    // Cosignatures already received are stored before the gateway goes on to close its log.
+    await this.cosignChain;
     const socket = this.socket;
     this.socket = undefined;
     this.streaming = false;

@@ -69,8 +69,9 @@ export class TreeStore {
     firstSeqOnDisk: number,
     readLeaves: (from: number, to: number) => Promise<Uint8Array[]>,
     trustedLeaves = Number.MAX_SAFE_INTEGER,
+    file = TREE_FILE,
   ): Promise<{ store: TreeStore; frontier: Frontier; rebuiltLeaves: number }> {
-    const path = join(dir, TREE_FILE);
+    const path = join(dir, file);
     const handle = await open(path, 'a+');
     try {
       const { size } = await handle.stat();

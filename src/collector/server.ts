@@ -14,7 +14,9 @@ import tls from 'node:tls';
 import { systemClock, type Clock } from '../core/clock.js';
 import { writeFileAtomic } from '../core/files.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import type { Cosigner } from '../audit/checkpoint.js';
+import { openCheckpoint, type Cosigner } from '../audit/checkpoint.js';
+import { treeHash } from '../audit/merkle.js';
+import { TreeStore } from '../audit/tree-store.js';
 import { FrameReader } from '../audit/framing.js';
 import { fromHex, hashEquals, leafHash, toHex } from '../audit/hash.js';
 import { Frontier } from '../audit/merkle.js';
@@ -104,6 +106,12 @@ interface Gateway {
   state: GatewayState;
   /** Time of the newest stored record: a lost record's line is filed at it (no time of its own). */
   lastTimeMs: number;
+  /**
+   * The tree's stored hashes, <out>/<gateway>.tree.hashes, in step with the state: the witness can
+   * compute its root at any earlier size (a cosignature asked again) and `audit prove --collector`
+   * proofs for records the gateway deleted. Undefined when it could not be rebuilt.
+   */
+  tree: TreeStore | undefined;
   out: GatewayOutput;
   statePath: string;
   conn: Connection | undefined;
@@ -288,10 +296,13 @@ export class Collector extends EventEmitter {
         const sp = statePath(this.opts.outDir, id);
         const out = await GatewayOutput.open(this.opts.outDir, id, this.opts.output?.layout ?? 'single', this.opts.output?.ocsf ?? false);
         try {
-          const state = await recoverGateway(out, await readState(sp), this.logger.child({ gatewayId: id }));
+          const saved = await readState(sp);
+          const logger = this.logger.child({ gatewayId: id });
+          const state = await recoverGateway(out, saved, logger);
           const last = await out.last('ndjson');
           const lastTimeMs = typeof last?.json.timeUnixMs === 'number' ? last.json.timeUnixMs : this.clock.now();
-          return { id, state, lastTimeMs, out, statePath: sp, conn: undefined, verifier: this.configured?.get(id)?.verifier };
+          const tree = state.frontier ? await openTree(this.opts.outDir, id, out, state, saved.nextSeq, logger) : undefined;
+          return { id, state, lastTimeMs, tree, out, statePath: sp, conn: undefined, verifier: this.configured?.get(id)?.verifier };
         } catch (err) {
           await out.close();
           throw err;
@@ -328,6 +339,8 @@ export class Collector extends EventEmitter {
       let checkpoint = gw.state.checkpoint;
       let problem: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'> | undefined;
       const notices: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'>[] = [];
+      const treeHashes: Uint8Array[] = [];
+      const requests: string[] = [];
       let timeMs = gw.lastTimeMs;
       for (const f of frames) {
         let bytes: Uint8Array | undefined;
@@ -337,6 +350,10 @@ export class Collector extends EventEmitter {
           const frame = pb.ShipperFrame.decode(f);
           bytes = frame.record ?? undefined;
           lost = frame.lost ?? undefined;
+          if (frame.cosignRequest && !bytes && !lost) {
+            requests.push(frame.cosignRequest.note ?? '');
+            continue;
+          }
           if (bytes) rec = decodeRecord(bytes);
         } catch {
           rec = undefined;
@@ -350,7 +367,7 @@ export class Collector extends EventEmitter {
             problem = { kind: seq > nextSeq ? 'gap' : hash.length !== 32 ? 'malformed' : 'replay', message: `lost-record frame for seq ${seq}, expected ${nextSeq}`, expectedSeq: nextSeq, gotSeq: seq };
             break;
           }
-          frontier?.append(hash);
+          if (frontier) for (const h of frontier.append(hash)) treeHashes.push(h);
           const json = lostRecordJson(gw.id, seq, hash, timeMs);
           entries.push({ timeMs, ndjson: JSON.stringify(json) });
           stored.push(json);
@@ -408,7 +425,7 @@ export class Collector extends EventEmitter {
         const notice = noticeOf(rec);
         if (notice) notices.push(notice);
         const hash = leafHash(bytes);
-        frontier?.append(hash);
+        if (frontier) for (const h of frontier.append(hash)) treeHashes.push(h);
         timeMs = Number(rec.timeUnixMs);
         const json = recordToJson(rec, hash);
         const ocsf = gw.out.ocsf ? toOcsf(json) : undefined;
@@ -419,6 +436,14 @@ export class Collector extends EventEmitter {
       }
       if (entries.length > 0) {
         await gw.out.append(entries);
+        // The tree's hashes are on disk before the state that counts them.
+        if (gw.tree && frontier) {
+          await gw.tree.append(treeHashes);
+          await gw.tree.sync();
+        } else if (gw.tree) {
+          await gw.tree.close();
+          gw.tree = undefined;
+        }
         const state: GatewayState = { ...gw.state, nextSeq, lastHash, frontier, checkpoint };
         await writeState(gw.statePath, state);
         gw.state = state;
@@ -429,6 +454,10 @@ export class Collector extends EventEmitter {
         if (this.opts.witness) await this.cosign(conn, gw, cosigned);
       }
       for (const n of notices) await this.alert(conn, n);
+      for (const note of requests) {
+        const p = this.cosignAgain(conn, gw, note);
+        if (p) problem ??= p;
+      }
       if (problem) {
         await this.alert(conn, problem);
         return;
@@ -450,6 +479,34 @@ export class Collector extends EventEmitter {
     // The SOC's copy of the newest witnessed checkpoint, with both signatures: what `plantgate
     // audit verify old.checkpoint new.checkpoint` and any signed-note tool take.
     if (newest !== undefined) await writeFileAtomic(gw.out.checkpointPath(), newest);
+  }
+
+  /**
+   * A gateway asks again for the cosignature of a checkpoint whose record this collector already
+   * stored (it lost the first one in a crash or an outage: docs/audit.md, Crash evidence). Cosigned
+   * when its signature verifies and its root is the root of the tree of the records stored here;
+   * a checkpoint that contradicts them is an inconsistent_checkpoint alert. Later ones are cosigned
+   * when their records arrive; without a witness key or the tree, nothing is done.
+   */
+  private cosignAgain(conn: Connection, gw: Gateway, note: string): Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'> | undefined {
+    const witness = this.opts.witness;
+    if (!witness || !gw.verifier || !gw.tree) return undefined;
+    let cp;
+    try {
+      cp = openCheckpoint(note, gw.verifier);
+    } catch (err) {
+      return { kind: 'bad_signature', message: `cosignature asked for a checkpoint that does not verify: ${(err as Error).message}` };
+    }
+    if (cp.size >= gw.state.nextSeq) return undefined;
+    const root = gw.tree.withReader((read) => treeHash(cp.size, read));
+    if (!hashEquals(root, cp.root)) {
+      return { kind: 'inconsistent_checkpoint', message: `the gateway asks to cosign a checkpoint of size ${cp.size} whose root differs from the tree of the records stored here: history was rewritten`, expected: toHex(root), actual: toHex(cp.root) };
+    }
+    const line = witness.cosign(cp.body, Math.floor(this.clock.now() / 1000));
+    this.st.cosignatures++;
+    if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ cosignature: { treeSize: cp.size, rootHash: cp.root, line } }).finish());
+    this.emit('cosigned', gw.id, cp.size, line);
+    return undefined;
   }
 
   /** Records an alert; anything but a notice also closes the stream (nothing past it is stored). */
@@ -495,6 +552,7 @@ export class Collector extends EventEmitter {
     for (const p of this.gateways.values()) {
       const gw = await p.catch(() => undefined);
       await gw?.out.close();
+      await gw?.tree?.close();
     }
     this.gateways.clear();
     await this.alerts?.close();
@@ -545,6 +603,38 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const c = new Collector(opts);
   await c.listen();
   return c;
+}
+
+/** The collector's copy of a gateway's tree hashes, rebuilt from the NDJSON `hash` fields where it lags. */
+export function collectorTreeFile(gatewayId: string): string {
+  return `${gatewayId}.tree.hashes`;
+}
+
+async function openTree(outDir: string, id: string, out: GatewayOutput, state: GatewayState, savedNextSeq: number, logger: Logger): Promise<TreeStore | undefined> {
+  try {
+    const { store, frontier } = await TreeStore.open(
+      outDir,
+      state.nextSeq,
+      0,
+      async (from, to) => {
+        const hashes: Uint8Array[] = [];
+        for await (const line of out.linesFrom('ndjson', from)) {
+          if (line.seq >= to) break;
+          if (line.seq !== from + hashes.length) throw new Error(`the NDJSON lacks seq ${from + hashes.length}`);
+          hashes.push(fromHex(line.hash));
+        }
+        return hashes;
+      },
+      // The state file is written after the tree file's fsync: hashes up to it are on disk.
+      savedNextSeq,
+      collectorTreeFile(id),
+    );
+    if (!hashEquals(frontier.root(), state.frontier!.root())) throw new Error('its root differs from the state file\'s tree');
+    return store;
+  } catch (err) {
+    logger.error({ err: (err as Error).message }, 'collector: cannot keep the tree hashes of this gateway; old checkpoints are not cosigned again and proofs need the NDJSON');
+    return undefined;
+  }
 }
 
 /**

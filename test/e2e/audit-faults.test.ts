@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_GATEWAY_ID } from '../../src/cli/demo/lab.js';
-import { allowedWriteValues, auditRig, servedWrites, type AuditRig } from './audit-harness.js';
+import { allowedWriteValues, auditRig, servedWrites, writeLoad, type AuditRig } from './audit-harness.js';
 import { assertBuilt, run } from './cli.js';
 
 let dir: string;
@@ -27,37 +27,6 @@ async function modbusError(p: Promise<unknown>): Promise<number | 'ok'> {
     if (code === undefined) throw err;
     return code;
   }
-}
-
-/** Writes distinct in-bounds setpoints from `loops` connections until stop() is called or the gateway dies. */
-function writeLoad(agents: Awaited<ReturnType<AuditRig['agent']>>[], firstValue: number) {
-  let next = firstValue;
-  let answered = 0;
-  let stopped = false;
-  const confirmed: number[] = [];
-  const waiters: { n: number; resolve: () => void }[] = [];
-  const loops = agents.map(async (a) => {
-    while (!stopped) {
-      const v = next++;
-      try {
-        await a.client.writeRegister(0, v);
-        confirmed.push(v);
-      } catch {
-        // the gateway went away mid-command, or denied it: not confirmed to the agent
-      }
-      answered++;
-      for (const w of waiters.splice(0)) if (answered >= w.n) w.resolve();
-      else waiters.push(w);
-    }
-  });
-  return {
-    confirmed,
-    reached: (n: number) => new Promise<void>((resolve) => (answered >= n ? resolve() : waiters.push({ n, resolve }))),
-    stop: async () => {
-      stopped = true;
-      await Promise.allSettled(loops);
-    },
-  };
 }
 
 describe('audit faults (real gateway process)', () => {

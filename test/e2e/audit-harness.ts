@@ -215,3 +215,35 @@ export function writeSeqs(records: DecodedRecord[], into = new Map<number, numbe
   }
   return into;
 }
+
+/** Writes distinct in-bounds setpoints from `loops` connections until stop() is called or the gateway dies. */
+export function writeLoad(agents: Awaited<ReturnType<AuditRig['agent']>>[], firstValue: number) {
+  let next = firstValue;
+  let answered = 0;
+  let stopped = false;
+  const confirmed: number[] = [];
+  const waiters: { n: number; resolve: () => void }[] = [];
+  const loops = agents.map(async (a) => {
+    while (!stopped) {
+      const v = next++;
+      try {
+        await a.client.writeRegister(0, v);
+        confirmed.push(v);
+      } catch {
+        // the gateway went away mid-command, or denied it: not confirmed to the agent
+      }
+      answered++;
+      for (const w of waiters.splice(0)) if (answered >= w.n) w.resolve();
+      else waiters.push(w);
+    }
+  });
+  return {
+    confirmed,
+    reached: (n: number) => new Promise<void>((resolve) => (answered >= n ? resolve() : waiters.push({ n, resolve }))),
+    stop: async () => {
+      stopped = true;
+      await Promise.allSettled(loops);
+    },
+  };
+}
+

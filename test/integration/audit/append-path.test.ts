@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DigestArena } from '../../../src/audit/digest-arena.js';
 import { AuditError } from '../../../src/audit/errors.js';
 import { leafHash } from '../../../src/audit/hash.js';
+import { decodeRecord } from '../../../src/audit/schema.js';
 import { AuditLog } from '../../../src/audit/log.js';
 import { MemoryHashStore } from '../../../src/audit/merkle.js';
 import { decisionRecord, outcomeRecord, violationRecord, type AuditEvent } from '../../../src/audit/records.js';
@@ -139,7 +140,13 @@ describe('audit append path', () => {
     expect(log.isFull()).toBe(true);
     await log.close();
     const again = await AuditLog.open({ dir, gatewayId: 'gw-1', clock });
-    expect(again.nextSeq).toBe(1); // only what was durable, and a chain that verifies on open
+    // Only what was durable, and a chain that verifies on open; a failed log did not stop cleanly:
+    // seq 1 is the restart record saying the log ended at seq 0.
+    expect(again.nextSeq).toBe(2);
+    await again.sync();
+    const [restart] = await again.readFrom(1, 1);
+    const r = decodeRecord(restart.bytes).restart;
+    expect([r?.kind, r?.lastSeq]).toEqual(['unclean_stop', 0]);
     await again.close();
   });
 
