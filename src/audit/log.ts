@@ -731,12 +731,15 @@ export class AuditLog {
     if (this.cpTimer) clearInterval(this.cpTimer);
     // A last checkpoint, so every record written is covered by a signed tree head.
     this.checkpointNow();
+    // From here on appends are refused, so the flush below is the last write of the spool: a record
+    // slipped in later would be flushed by a timer after the files closed, without its tree hashes.
+    this.closed = true;
     try {
       await this.sync();
     } catch {
       // already failed: waiters were rejected; nothing more can be made durable
     }
-    this.closed = true;
+    if (this.lazyTimer !== undefined) clearTimeout(this.lazyTimer);
     await this.ackChain;
     // A clean stop: the next open finds this and writes no restart record.
     if (!this.failure) await writeFileAtomic(join(this.spool.dir, STOP_FILE), `${JSON.stringify({ next_seq: this.nextSeqValue })}\n`).catch(() => undefined);
