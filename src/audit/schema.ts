@@ -33,7 +33,11 @@ export function num(v: unknown): number {
 
 /** Decodes a record and normalises its 64-bit fields to numbers. Throws on malformed bytes. */
 export function decodeRecord(bytes: Uint8Array): DecodedRecord {
-  const r = pb.AuditRecord.decode(bytes);
+  return normalizeLongs(pb.AuditRecord.decode(bytes));
+}
+
+/** Turns a record's 64-bit fields (Long when decoded or built from an object) into numbers. */
+export function normalizeLongs(r: DecodedRecord): DecodedRecord {
   r.seq = num(r.seq);
   r.timeUnixMs = num(r.timeUnixMs);
   if (r.decision?.decision) r.decision.decision.bundleRevision = num(r.decision.decision.bundleRevision);

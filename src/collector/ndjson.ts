@@ -1,8 +1,9 @@
 // The collector's JSON mapping of an audit record (proto3 JSON field names, enums by name, 64-bit
-// values as numbers, hashes as hex) plus the record's own leaf hash. Pure: used for the NDJSON
-// output and by anything that shows records to a person.
-import { toHex } from '../audit/hash.js';
-import { pb, type DecodedRecord } from '../audit/schema.js';
+// values as numbers, hashes as hex) plus the record's own leaf hash, and its inverse. Pure: used
+// for the NDJSON output, by anything that shows records to a person, and by tools that read the
+// NDJSON back (policy learn / replay).
+import { fromHex, toHex } from '../audit/hash.js';
+import { normalizeLongs, pb, type DecodedRecord } from '../audit/schema.js';
 
 const TO_OBJECT = { longs: Number, enums: String, bytes: String, oneofs: true } as const;
 
@@ -28,4 +29,16 @@ export function recordToJson(record: DecodedRecord, hash: Uint8Array): Record<st
 /** The line of a record the gateway lost (docs/audit.md, Recovery): its seq and leaf hash only. */
 export function lostRecordJson(gatewayId: string, seq: number, hash: Uint8Array, timeMs: number): Record<string, unknown> {
   return { gatewayId, seq, time: new Date(timeMs).toISOString(), timeUnixMs: timeMs, lost: true, hash: toHex(hash) };
+}
+
+/**
+ * The record a line of recordToJson stands for (the extra `time` and `hash` are ignored). Throws
+ * when the line is not a record (protobufjs' fromObject names the field). A lostRecordJson line
+ * stands for no record: check `lost` first.
+ */
+export function recordFromJson(json: Record<string, unknown>): DecodedRecord {
+  const { prevHash, ...rest } = json;
+  const r = pb.AuditRecord.fromObject(rest);
+  if (typeof prevHash === 'string') r.prevHash = fromHex(prevHash);
+  return normalizeLongs(r);
 }

@@ -3,12 +3,14 @@
 // `N passed, N failed`; exit 0 all passed, 1 a case failed, 2 a test file or source is invalid.
 import type { Command } from 'commander';
 import { findTestFiles, runPolicyTests } from '../../policy/testing.js';
+import { registerLearn } from './policy-learn.js';
+import { registerReplay } from './policy-replay.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 const err = (s: string): void => void process.stderr.write(`${s}\n`);
 
 export function register(program: Command): void {
-  const policy = program.command('policy').description('policy tools: test');
+  const policy = program.command('policy').description('policy tools: test, learn (draft rules from recorded traffic), replay (what a candidate bundle would change)');
   policy
     .command('test')
     .description('run policy test cases (YAML files in tests/ directories below DIR, or one file)')
@@ -44,4 +46,6 @@ export function register(program: Command): void {
       out(`${passed} passed, ${failed} failed${run.errors.length > 0 ? `, ${run.errors.length} error(s)` : ''}`);
       process.exitCode = run.errors.length > 0 ? 2 : failed > 0 ? 1 : 0;
     });
+  registerLearn(policy);
+  registerReplay(policy);
 }

@@ -113,6 +113,8 @@ export interface LabOptions {
   /** Plant file and policy entry file, relative to the package root; default the demo plant. */
   plant?: string;
   rules?: string;
+  /** `monitor`: the demo bundle in shadow mode (denies reported, not enforced), e.g. to observe traffic. */
+  bundleMode?: 'monitor';
   /** Edits the generated gateway config before it is loaded (tests of limits and failures). */
   patchConfig?: (yaml: string) => string;
   /**
@@ -150,7 +152,7 @@ export interface LabFiles {
   collectorYaml(port: number): string;
 }
 
-export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules' | 'gatewayClock'>): Promise<LabFiles> {
+export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules' | 'gatewayClock' | 'bundleMode'>): Promise<LabFiles> {
   const stateDir = path.resolve(opts.stateDir);
   await mkdir(stateDir, { recursive: true });
   const pki = await initPki(path.join(stateDir, 'pki'), {
@@ -160,6 +162,7 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
   const policyKey = await generateSigningKey({ alg: 'EdDSA', name: 'policy' });
   const policyKeyFiles = await writeSigningKey(path.join(stateDir, 'keys'), 'policy', policyKey);
   const payload = await compileSources(path.join(PACKAGE_ROOT, opts.rules ?? 'rules/demo/bundle.yaml'), { now: (opts.gatewayClock ?? systemClock).now(), revision: 1 });
+  if (opts.bundleMode !== undefined) payload.mode = opts.bundleMode;
   const bundleFile = path.join(stateDir, 'bundle.jws');
   await writeBundleFile(bundleFile, await signBundle(payload, policyKey.privateJwk, policyKey.kid));
   const issuerKey = JSON.parse(await readFile(path.join(PACKAGE_ROOT, 'fixtures/keys/dev-issuer.private.jwk.json'), 'utf8')) as JWK;

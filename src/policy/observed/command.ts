@@ -1,0 +1,129 @@
+// A recorded command decision (an audit record, docs/audit.md) turned back into what the
+// enforcement chain saw: the protocol-neutral Command, the Subject and the decision it got. Shared
+// by `policy learn` and `policy replay`. Owns only that mapping; resolving targets to points is the
+// engine's (against whichever bundle the caller decides with). Never invents identity: a record
+// without a subject gives none, and what the audit does not carry (the token's zone claim, its
+// validity period) is left unset.
+import type { Assurance, Command, ModbusTable, Operation, Protocol, Subject, Target } from '../../core/command.js';
+import { pb, type DecodedRecord } from '../../audit/schema.js';
+import type { PolicyEngine } from '../engine.js';
+
+export interface RecordedDecision {
+  effect: 'allow' | 'deny';
+  reason: string;
+  ruleId: string;
+  /** Shadow mode: what a monitor rule or bundle would have denied with ('' when nothing). */
+  shadowReason: string;
+  shadowRuleId: string;
+  interlockId: string;
+  approvalId: string;
+  /** The delegating human whose rules decided a deny (`user:alice`), or ''. */
+  principal: string;
+  bundleRevision: number;
+}
+
+export interface ObservedCommand {
+  gatewayId: string;
+  seq: number;
+  timeMs: number;
+  cmd: Command;
+  /** undefined when the record names no identity (refused before one was established). */
+  subject: Subject | undefined;
+  recorded: RecordedDecision;
+}
+
+const TABLES: ReadonlySet<string> = new Set<ModbusTable>(['coil', 'discrete', 'holding', 'input']);
+
+/** The command decision a record holds, or undefined for every other kind of record. */
+export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
+  const d = r.decision;
+  const info = d?.command;
+  const dec = d?.decision;
+  if (!d || !info || !dec) return undefined;
+  const protocol = info.protocol as Protocol;
+  const targets: Target[] = [];
+  for (const t of info.targets ?? []) {
+    // proto3 leaves defaults out: a Modbus target's address 0 and an OPC UA target's empty table.
+    if (protocol === 'opcua' || (t.nodeId ?? '') !== '') targets.push({ nodeId: t.nodeId ?? '' });
+    else if (TABLES.has(t.table ?? '')) targets.push({ table: t.table as ModbusTable, address: t.address ?? 0, count: t.count ?? 0 });
+  }
+  const cmd: Command = {
+    sessionId: info.sessionId ?? '',
+    protocol,
+    assetId: info.assetId ?? '',
+    operation: info.operation as Operation,
+    functionCode: info.functionCode ?? 0,
+    targets,
+    points: info.points ?? [],
+  };
+  if (protocol === 'modbus') cmd.unitId = info.unitId ?? 0;
+  if (info.service) cmd.service = info.service;
+  if (info.rawValues && info.rawValues.length > 0) cmd.rawValues = info.rawValues;
+  if (info.values && Object.keys(info.values).length > 0) cmd.values = info.values;
+  const id = d.subject;
+  let subject: Subject | undefined;
+  if (id) {
+    subject = {
+      workloadId: id.workloadId ?? '',
+      owner: id.owner ?? '',
+      taskId: id.taskId ?? '',
+      taskPurpose: id.taskPurpose ?? '',
+      jti: id.jti ?? '',
+      roles: id.roles ?? [],
+      scopes: id.scopes ?? [],
+      assurance: (id.assurance || 'none') as Assurance,
+      issuer: id.issuer ?? '',
+      // The audit keeps no token lifetime: the token was checked when the command was decided.
+      expiresAtMs: Number.POSITIVE_INFINITY,
+      issuedAtMs: 0,
+    };
+    if (id.actSub && id.actSub.length > 0) subject.actSub = id.actSub;
+    if (id.certThumbprint) subject.certThumbprint = id.certThumbprint;
+  }
+  return {
+    gatewayId: r.gatewayId ?? '',
+    seq: r.seq as number,
+    timeMs: r.timeUnixMs as number,
+    cmd,
+    subject,
+    recorded: {
+      effect: dec.effect === pb.Effect.ALLOW ? 'allow' : 'deny',
+      reason: dec.reason ?? '',
+      ruleId: dec.ruleId ?? '',
+      shadowReason: dec.shadowReason ?? '',
+      shadowRuleId: dec.shadowRuleId ?? '',
+      interlockId: dec.interlockId ?? '',
+      approvalId: dec.approvalId ?? '',
+      principal: dec.principal ?? '',
+      bundleRevision: (dec.bundleRevision as number) ?? 0,
+    },
+  };
+}
+
+/** A one-line description of a command for people: `write fc 6 holding 0 [450] (tank1.setpoint=45)`. */
+export function describeCommand(cmd: Command): string {
+  const parts: string[] = [cmd.operation];
+  if (cmd.protocol === 'modbus') parts.push(`fc ${cmd.functionCode}`);
+  else if (cmd.service) parts.push(cmd.service);
+  for (const t of cmd.targets) {
+    if (t.nodeId !== undefined) parts.push(t.nodeId);
+    else parts.push(`${t.table} ${t.address}${(t.count ?? 1) > 1 ? `+${t.count}` : ''}`);
+  }
+  if (cmd.rawValues) parts.push(`[${cmd.rawValues.slice(0, 8).join(',')}${cmd.rawValues.length > 8 ? ',…' : ''}]`);
+  const named = cmd.values ? Object.entries(cmd.values).map(([k, v]) => `${k}=${Number(v.toPrecision(12))}`) : cmd.points;
+  if (named.length > 0) parts.push(`(${named.slice(0, 6).join(', ')}${named.length > 6 ? ', …' : ''})`);
+  return parts.join(' ');
+}
+
+/**
+ * Resolves a recorded command's targets against `engine`'s bundle as the gateway would have
+ * (asset, points and, for Modbus writes, values decoded from the raw registers again).
+ */
+export function resolveWith(engine: PolicyEngine, cmd: Command): void {
+  if (cmd.protocol === 'modbus') {
+    delete cmd.values;
+    engine.resolveModbus(cmd, cmd.unitId ?? -1);
+  } else {
+    engine.resolveOpcua(cmd);
+  }
+}

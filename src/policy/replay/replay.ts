@@ -1,0 +1,335 @@
+// `policy replay`: re-decides recorded commands against a candidate bundle with the gateway's own
+// engines and clock semantics (docs/policy.md, "Replay"): each command is decided at its recorded
+// time by the candidate's PolicyEngine (windows, rate buckets and last values move as they would
+// have on that gateway had the candidate been live), then by its interlocks on the inputs the
+// audit recorded for that command (an interlock trip record); where the audit holds no inputs the
+// interlock's verdict is reported unknown, never guessed. Decisions made before policy (identity,
+// protocol, a full spool) cannot change with a bundle and are kept as recorded.
+// Owns the comparison and its bounded summary; never writes anything and never talks to a PLC.
+import type { Subject } from '../../core/command.js';
+import type { DecodedRecord } from '../../audit/schema.js';
+import { InterlockEngine, processInputs, type InterlockTrip, type ProcessValues } from '../../interlocks/engine.js';
+import { PolicyEngine } from '../engine.js';
+import type { BundlePayload } from '../payload.js';
+import { describeCommand, observedCommand, resolveWith, type ObservedCommand } from '../observed/command.js';
+
+export type ChangeKind = 'newly-denied' | 'newly-allowed' | 'reason-changed';
+export const CHANGE_KINDS: readonly ChangeKind[] = ['newly-denied', 'newly-allowed', 'reason-changed'];
+
+/** Reasons decided by policy, interlocks or approvals: the ones a candidate bundle can change. */
+const REDECIDED: ReadonlySet<string> = new Set([
+  'ALLOWED',
+  'SCOPE_MISSING',
+  'NO_MATCHING_RULE',
+  'OUTSIDE_WINDOW',
+  'VALUE_OUT_OF_BOUNDS',
+  'STEP_TOO_LARGE',
+  'RATE_LIMITED',
+  'INTERLOCK',
+  'INTERLOCK_INPUT_STALE',
+  'APPROVAL_REQUIRED',
+  'CROSS_ZONE',
+  'BUNDLE_UNAVAILABLE',
+  'CHANGE_FREEZE',
+]);
+
+/** Far past any audit: the candidate's validity period is a deployment matter, not replay's. */
+export const NEVER_EXPIRES_SEC = 8_640_000_000_000;
+const MAX_GATEWAYS = 1024;
+const MAX_PENDING_TRIPS = 10_000;
+
+export interface Verdict {
+  effect: 'allow' | 'deny';
+  reason: string;
+  ruleId: string;
+  interlockId?: string;
+  /** Shadow mode: the would-deny reason. */
+  shadow?: string;
+}
+
+export interface ChangedCommand {
+  kind: ChangeKind;
+  gatewayId: string;
+  seq: number;
+  time: string;
+  workload: string;
+  asset: string;
+  operation: string;
+  command: string;
+  recorded: Verdict;
+  candidate: Verdict;
+}
+
+export interface ChangeGroup {
+  kind: ChangeKind | 'interlock-unknown';
+  workload: string;
+  asset: string;
+  operation: string;
+  points: string;
+  recorded: string;
+  candidate: string;
+  count: number;
+  first: { gatewayId: string; seq: number; time: string };
+  last: { gatewayId: string; seq: number; time: string };
+}
+
+export interface ReplayOptions {
+  /** Changed commands listed one by one, per kind (the rest are counted in their groups). */
+  maxListed: number;
+  /** Distinct change groups kept (the rest counted). */
+  maxGroups: number;
+}
+
+export const DEFAULT_REPLAY_OPTIONS: ReplayOptions = { maxListed: 1000, maxGroups: 10_000 };
+
+/** Sees every changed command (before listing and grouping), e.g. for learn's check. */
+export type ChangeListener = (kind: ChangeKind, oc: ObservedCommand, recorded: Verdict, candidate: Verdict) => void;
+
+export interface ReplaySummary {
+  commands: number;
+  unchanged: number;
+  newlyDenied: number;
+  newlyAllowed: number;
+  reasonChanged: number;
+  /** Still allowed, by another rule. */
+  ruleChanged: number;
+  /** Decided before policy (identity, protocol, audit): kept as recorded, by reason. */
+  notRedecided: Record<string, number>;
+  /** The candidate's policy allows, an interlock guards it and the audit holds no inputs for it. */
+  interlockUnknown: number;
+}
+
+/** The replay image: the interlock inputs one recorded command carried, nothing else. */
+class RecordedInputs implements ProcessValues {
+  readonly values: Float64Array;
+  readonly readAtMs: Float64Array;
+  readonly maxAgeMs: Float64Array;
+  readonly names: readonly string[];
+  private readonly slots = new Map<string, number>();
+
+  constructor(inputs: { asset: string; point: string; maxAgeMs: number }[]) {
+    const names: string[] = [];
+    const maxAge: number[] = [];
+    for (const i of inputs) {
+      const name = `${i.asset}/${i.point}`;
+      if (this.slots.has(name)) continue;
+      this.slots.set(name, names.length);
+      names.push(name);
+      maxAge.push(i.maxAgeMs);
+    }
+    this.names = names;
+    this.values = new Float64Array(names.length).fill(Number.NaN);
+    this.readAtMs = new Float64Array(names.length).fill(Number.NaN);
+    this.maxAgeMs = Float64Array.from(maxAge);
+  }
+
+  slot(asset: string, point: string): number {
+    return this.slots.get(`${asset}/${point}`) ?? -1;
+  }
+
+  /**
+   * Sets the inputs one command's trip record carried (every other input stays unknown) until
+   * clear(): the image is unknown between commands, so a value never outlives its command.
+   */
+  load(trip: NonNullable<DecodedRecord['interlockTrip']>, timeMs: number): void {
+    for (const i of trip.inputs ?? []) {
+      const s = this.slots.get(i.point ?? '');
+      const age = i.ageMs as number;
+      if (s === undefined || age < 0) continue;
+      this.values[s] = i.value ?? Number.NaN;
+      this.readAtMs[s] = timeMs - age;
+    }
+  }
+
+  clear(): void {
+    this.values.fill(Number.NaN);
+    this.readAtMs.fill(Number.NaN);
+  }
+}
+
+interface GatewayState {
+  policy: PolicyEngine;
+  interlocks: InterlockEngine | undefined;
+  inputs: RecordedInputs | undefined;
+}
+
+export class Replay {
+  readonly summary: ReplaySummary = {
+    commands: 0,
+    unchanged: 0,
+    newlyDenied: 0,
+    newlyAllowed: 0,
+    reasonChanged: 0,
+    ruleChanged: 0,
+    notRedecided: {},
+    interlockUnknown: 0,
+  };
+  readonly changes: ChangedCommand[] = [];
+  /** Changed commands not listed (past maxListed), per kind. */
+  readonly unlisted: Record<ChangeKind, number> = { 'newly-denied': 0, 'newly-allowed': 0, 'reason-changed': 0 };
+  private readonly listed: Record<ChangeKind, number> = { 'newly-denied': 0, 'newly-allowed': 0, 'reason-changed': 0 };
+  private readonly groups = new Map<string, ChangeGroup>();
+  groupsDropped = 0;
+  private readonly gateways = new Map<string, GatewayState>();
+  private lastGatewayId: string | undefined;
+  private lastGateway: GatewayState | undefined;
+  private readonly payload: BundlePayload;
+  /** Interlock trip records waiting for the decision record of their command, by session. */
+  private readonly trips = new Map<string, { timeMs: number; trip: NonNullable<DecodedRecord['interlockTrip']> }>();
+
+  /**
+   * Compiles the candidate once to surface its problems (BundleError, InterlockError) before
+   * anything is read; each gateway of the audit then gets engines of its own.
+   */
+  constructor(
+    candidate: BundlePayload,
+    private readonly opts: ReplayOptions = DEFAULT_REPLAY_OPTIONS,
+    private readonly onChange?: ChangeListener,
+  ) {
+    this.payload = { ...candidate, expires_at: NEVER_EXPIRES_SEC };
+    this.engines();
+  }
+
+  private engines(): GatewayState {
+    const policy = PolicyEngine.fromPayload(this.payload);
+    const defs = this.payload.interlocks ?? [];
+    if (defs.length === 0) return { policy, interlocks: undefined, inputs: undefined };
+    const inputs = new RecordedInputs(processInputs(defs, this.payload.assets));
+    return { policy, interlocks: new InterlockEngine(defs, this.payload.assets, inputs), inputs };
+  }
+
+  private gateway(id: string): GatewayState | undefined {
+    // Audits are long runs of one gateway's records.
+    if (id === this.lastGatewayId) return this.lastGateway;
+    let g = this.gateways.get(id);
+    this.lastGatewayId = id;
+    this.lastGateway = g;
+    if (g === undefined) {
+      if (this.gateways.size >= MAX_GATEWAYS) return undefined;
+      this.gateways.set(id, (g = this.engines()));
+      this.lastGateway = g;
+    }
+    return g;
+  }
+
+  /** Feeds one record (any kind; records of one gateway in seq order). */
+  add(r: DecodedRecord): void {
+    const trip = r.interlockTrip;
+    if (trip) {
+      if (this.trips.size >= MAX_PENDING_TRIPS) this.trips.clear();
+      this.trips.set(trip.sessionId ?? '', { timeMs: r.timeUnixMs as number, trip });
+      return;
+    }
+    const oc = observedCommand(r);
+    if (oc === undefined) return;
+    const gw = this.gateway(oc.gatewayId);
+    if (gw === undefined) throw new Error(`more than ${MAX_GATEWAYS} gateways in the audit: replay them in parts`);
+    this.summary.commands++;
+    const rec = oc.recorded;
+    const pending = this.trips.get(oc.cmd.sessionId);
+    const recordedTrip = pending !== undefined && pending.timeMs === oc.timeMs ? pending.trip : undefined;
+    if (pending !== undefined) this.trips.delete(oc.cmd.sessionId);
+    if (!REDECIDED.has(rec.reason) || oc.subject === undefined) {
+      this.summary.notRedecided[rec.reason] = (this.summary.notRedecided[rec.reason] ?? 0) + 1;
+      return;
+    }
+    const candidate = this.decide(gw, oc, oc.subject, recordedTrip);
+    if (candidate === 'interlock-unknown') {
+      this.summary.interlockUnknown++;
+      this.group('interlock-unknown', oc, this.verdictOf(oc), { effect: 'allow', reason: 'ALLOWED', ruleId: '' });
+      return;
+    }
+    let kind: ChangeKind | undefined;
+    if (rec.effect === 'allow' && candidate.effect === 'deny') kind = 'newly-denied';
+    else if (rec.effect === 'deny' && candidate.effect === 'allow') kind = 'newly-allowed';
+    else if (rec.effect === 'deny' && rec.reason !== candidate.reason) kind = 'reason-changed';
+    if (kind === undefined) {
+      this.summary.unchanged++;
+      if (rec.effect === 'allow' && rec.ruleId !== candidate.ruleId) this.summary.ruleChanged++;
+      return;
+    }
+    const recorded = this.verdictOf(oc);
+    if (kind === 'newly-denied') this.summary.newlyDenied++;
+    else if (kind === 'newly-allowed') this.summary.newlyAllowed++;
+    else this.summary.reasonChanged++;
+    this.onChange?.(kind, oc, recorded, candidate);
+    this.group(kind, oc, recorded, candidate);
+    if (this.listed[kind] >= this.opts.maxListed) {
+      this.unlisted[kind]++;
+      return;
+    }
+    this.listed[kind]++;
+    this.changes.push({
+      kind,
+      gatewayId: oc.gatewayId,
+      seq: oc.seq,
+      time: new Date(oc.timeMs).toISOString(),
+      workload: oc.subject.workloadId,
+      asset: oc.cmd.assetId,
+      operation: oc.cmd.operation,
+      command: describeCommand(oc.cmd),
+      recorded,
+      candidate,
+    });
+  }
+
+  private verdictOf(oc: ObservedCommand): Verdict {
+    const r = oc.recorded;
+    const v: Verdict = { effect: r.effect, reason: r.reason, ruleId: r.ruleId };
+    if (r.interlockId) v.interlockId = r.interlockId;
+    if (r.shadowReason) v.shadow = r.shadowReason;
+    return v;
+  }
+
+  /** The candidate's verdict on one recorded command, in the pipeline's order. */
+  private decide(gw: GatewayState, oc: ObservedCommand, subject: Subject, trip: NonNullable<DecodedRecord['interlockTrip']> | undefined): Verdict | 'interlock-unknown' {
+    const { cmd } = oc;
+    resolveWith(gw.policy, cmd);
+    const d = gw.policy.decide(cmd, subject, oc.timeMs);
+    const v: Verdict = { effect: d.effect, reason: d.reason, ruleId: d.ruleId };
+    if (d.shadow) v.shadow = d.shadow.reason;
+    // Interlocks hold whatever policy says, also over an approval (src/gateway/pipeline.ts).
+    if ((d.effect === 'allow' || d.reason === 'APPROVAL_REQUIRED') && gw.interlocks !== undefined) {
+      if (trip !== undefined) gw.inputs!.load(trip, oc.timeMs);
+      const t: InterlockTrip | undefined = gw.interlocks.check(cmd, oc.timeMs);
+      if (trip !== undefined) gw.inputs!.clear();
+      if (t !== undefined) {
+        // Inputs never recorded for this command: the audit cannot say what the interlock saw.
+        if (t.inputs.some((i) => i.ageMs < 0)) return 'interlock-unknown';
+        return { effect: 'deny', reason: t.reason, ruleId: d.ruleId, interlockId: t.interlockId };
+      }
+    }
+    // A grant consumed at the time would have been consumed under the candidate too.
+    if (d.reason === 'APPROVAL_REQUIRED' && oc.recorded.effect === 'allow' && oc.recorded.approvalId !== '') {
+      return { effect: 'allow', reason: 'ALLOWED', ruleId: d.ruleId };
+    }
+    return v;
+  }
+
+  private group(kind: ChangeGroup['kind'], oc: ObservedCommand, recorded: Verdict, candidate: Verdict): void {
+    const show = (v: Verdict): string =>
+      `${v.effect} ${v.reason}${v.ruleId ? ` (${v.ruleId})` : ''}${v.interlockId ? ` interlock ${v.interlockId}` : ''}${v.shadow ? ` shadow ${v.shadow}` : ''}`;
+    const points = oc.cmd.points.join(',');
+    const rec = show(recorded);
+    const cand = kind === 'interlock-unknown' ? 'allowed by policy; interlock inputs not in the audit' : show(candidate);
+    const key = `${kind}\u0000${oc.subject?.workloadId}\u0000${oc.cmd.assetId}\u0000${oc.cmd.operation}\u0000${points}\u0000${rec}\u0000${cand}`;
+    const at = { gatewayId: oc.gatewayId, seq: oc.seq, time: new Date(oc.timeMs).toISOString() };
+    const g = this.groups.get(key);
+    if (g !== undefined) {
+      g.count++;
+      g.last = at;
+      return;
+    }
+    if (this.groups.size >= this.opts.maxGroups) {
+      this.groupsDropped++;
+      return;
+    }
+    this.groups.set(key, { kind, workload: oc.subject?.workloadId ?? '', asset: oc.cmd.assetId, operation: oc.cmd.operation, points, recorded: rec, candidate: cand, count: 1, first: at, last: at });
+  }
+
+  /** Change groups, largest first within each kind. */
+  changeGroups(): ChangeGroup[] {
+    const order = [...CHANGE_KINDS, 'interlock-unknown'];
+    return [...this.groups.values()].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind) || b.count - a.count);
+  }
+}
