@@ -40,6 +40,7 @@ bench: build
 	node dist/test/bench/opcua.js $(if $(QUICK),--quick,)
 	node dist/test/bench/mcp.js $(if $(QUICK),--quick,)
 	node dist/test/bench/footprint.js $(if $(QUICK),--quick,)
+	node dist/test/bench/replay.js $(if $(QUICK),--quick,)
 
 lint: $(NPM_STAMP)
 	npm run proto

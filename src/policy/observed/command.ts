@@ -4,7 +4,7 @@
 // engine's (against whichever bundle the caller decides with). Never invents identity: a record
 // without a subject gives none, and what the audit does not carry (the token's zone claim, its
 // validity period) is left unset.
-import type { Assurance, Command, ModbusTable, Operation, Protocol, Subject, Target } from '../../core/command.js';
+import type { Assurance, Command, ModbusTable, Operation, Protocol, Subject, Target, TypedValue } from '../../core/command.js';
 import { pb, type DecodedRecord } from '../../audit/schema.js';
 import type { PolicyEngine } from '../engine.js';
 
@@ -44,8 +44,12 @@ export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
   const targets: Target[] = [];
   for (const t of info.targets ?? []) {
     // proto3 leaves defaults out: a Modbus target's address 0 and an OPC UA target's empty table.
-    if (protocol === 'opcua' || (t.nodeId ?? '') !== '') targets.push({ nodeId: t.nodeId ?? '' });
-    else if (TABLES.has(t.table ?? '')) targets.push({ table: t.table as ModbusTable, address: t.address ?? 0, count: t.count ?? 0 });
+    if (protocol === 'opcua' || (t.nodeId ?? '') !== '') {
+      const target: Target = { nodeId: t.nodeId ?? '' };
+      if (t.browsePath) target.browsePath = t.browsePath;
+      if (t.attribute) target.attribute = t.attribute;
+      targets.push(target);
+    } else if (TABLES.has(t.table ?? '')) targets.push({ table: t.table as ModbusTable, address: t.address ?? 0, count: t.count ?? 0 });
   }
   const cmd: Command = {
     sessionId: info.sessionId ?? '',
@@ -60,6 +64,8 @@ export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
   if (info.service) cmd.service = info.service;
   if (info.rawValues && info.rawValues.length > 0) cmd.rawValues = info.rawValues;
   if (info.values && Object.keys(info.values).length > 0) cmd.values = info.values;
+  const typed = info.typedValues ? typedValuesOf(info.typedValues) : undefined;
+  if (typed !== undefined) cmd.typedValues = typed;
   const id = d.subject;
   let subject: Subject | undefined;
   if (id) {
@@ -98,6 +104,24 @@ export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
       bundleRevision: (dec.bundleRevision as number) ?? 0,
     },
   };
+}
+
+/**
+ * Typed values back from the record's JSON text (src/audit/records.ts, typedValuesText). A value
+ * cut for length is left out (policy then judges it missing: fail closed); a 64-bit integer, a
+ * time or a byte string comes back as the string it was written as.
+ */
+function typedValuesOf(text: Record<string, string>): Record<string, TypedValue> | undefined {
+  let out: Record<string, TypedValue> | undefined;
+  for (const [name, t] of Object.entries(text)) {
+    try {
+      const v = JSON.parse(t) as unknown;
+      if (v !== null) (out ??= {})[name] = v as TypedValue;
+    } catch {
+      // cut for length: not the value any more
+    }
+  }
+  return out;
 }
 
 /** A one-line description of a command for people: `write fc 6 holding 0 [450] (tank1.setpoint=45)`. */

@@ -4,7 +4,8 @@
 // have on that gateway had the candidate been live), then by its interlocks on the inputs the
 // audit recorded for that command (an interlock trip record); where the audit holds no inputs the
 // interlock's verdict is reported unknown, never guessed. Decisions made before policy (identity,
-// protocol, a full spool) cannot change with a bundle and are kept as recorded.
+// protocol, a full spool, a freeze) cannot change with a bundle and are kept as recorded, and so
+// are cross-zone verdicts (the token's zone claim is not in the audit).
 // Owns the comparison and its bounded summary; never writes anything and never talks to a PLC.
 import type { Subject } from '../../core/command.js';
 import type { DecodedRecord } from '../../audit/schema.js';
@@ -93,7 +94,10 @@ export interface ReplaySummary {
   reasonChanged: number;
   /** Still allowed, by another rule. */
   ruleChanged: number;
-  /** Decided before policy (identity, protocol, audit): kept as recorded, by reason. */
+  /**
+   * Kept as recorded, by reason: decided before policy (identity, protocol, a full spool, a freeze),
+   * or on the token's zone claim (CROSS_ZONE), which the audit does not hold.
+   */
   notRedecided: Record<string, number>;
   /** The candidate's policy allows, an interlock guards it and the audit holds no inputs for it. */
   interlockUnknown: number;
@@ -229,11 +233,17 @@ export class Replay {
     const pending = this.trips.get(oc.cmd.sessionId);
     const recordedTrip = pending !== undefined && pending.timeMs === oc.timeMs ? pending.trip : undefined;
     if (pending !== undefined) this.trips.delete(oc.cmd.sessionId);
-    if (!REDECIDED.has(rec.reason) || oc.subject === undefined) {
-      this.summary.notRedecided[rec.reason] = (this.summary.notRedecided[rec.reason] ?? 0) + 1;
+    const subject = oc.subject;
+    let kept: string | undefined;
+    if (!REDECIDED.has(rec.reason) || subject === undefined) kept = rec.reason;
+    // The token's zone claim is not in the audit: a command judged on it cannot be judged again.
+    else if (rec.reason === 'CROSS_ZONE' || rec.shadowReason === 'CROSS_ZONE') kept = 'CROSS_ZONE';
+    if (kept !== undefined || subject === undefined) {
+      const k = kept ?? rec.reason;
+      this.summary.notRedecided[k] = (this.summary.notRedecided[k] ?? 0) + 1;
       return;
     }
-    const candidate = this.decide(gw, oc, oc.subject, recordedTrip);
+    const candidate = this.decide(gw, oc, subject, recordedTrip);
     if (candidate === 'interlock-unknown') {
       this.summary.interlockUnknown++;
       this.group('interlock-unknown', oc, this.verdictOf(oc), { effect: 'allow', reason: 'ALLOWED', ruleId: '' });
@@ -264,7 +274,7 @@ export class Replay {
       gatewayId: oc.gatewayId,
       seq: oc.seq,
       time: new Date(oc.timeMs).toISOString(),
-      workload: oc.subject.workloadId,
+      workload: subject.workloadId,
       asset: oc.cmd.assetId,
       operation: oc.cmd.operation,
       command: describeCommand(oc.cmd),

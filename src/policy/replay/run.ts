@@ -137,7 +137,7 @@ export function renderTable(r: ReplayReport): string {
       ['newly allowed', fmt(s.newlyAllowed), 'denied at the time, allowed by the candidate'],
       ['reason changed', fmt(s.reasonChanged), 'denied either way, for another reason'],
       ['interlock unknown', fmt(s.interlockUnknown), 'policy allows; an interlock guards it and the audit holds no inputs for it'],
-      ['not re-decided', fmt(notRedecided.reduce((n, [, c]) => n + c, 0)), notRedecided.length > 0 ? `decided before policy: ${notRedecided.map(([k, c]) => `${k} ${fmt(c)}`).join(', ')}` : ''],
+      ['not re-decided', fmt(notRedecided.reduce((n, [, c]) => n + c, 0)), notRedecided.length > 0 ? `kept as recorded (decided before policy, or on the token's zone): ${notRedecided.map(([k, c]) => `${k} ${fmt(c)}`).join(', ')}` : ''],
     ]),
   );
   if (r.groups.length > 0) {

@@ -88,14 +88,17 @@ describe('policy replay against the demo bundle', () => {
     expect(replay.changes.map((c) => [c.seq, c.candidate.reason])).toEqual([[2, 'APPROVAL_REQUIRED']]);
   });
 
-  it('keeps decisions made before policy as recorded (no token, a protocol violation)', () => {
+  it('keeps decisions made before policy, and those on the token\'s zone, as recorded', () => {
     const rec = new Recorder();
     rec.decision(T0, modbus('write', 6, 'holding', 0, [950]), optimizer, denied('NO_TOKEN'));
     rec.decision(T0, modbus('write', 6, 'holding', 0, [950]), undefined, denied('NO_IDENTITY'));
     rec.decision(T0, modbus('read', 3, 'holding', 0), optimizer, denied('PROTOCOL_VIOLATION'));
+    // Judged on the token's zone claim, which the audit does not keep.
+    rec.decision(T0, modbus('read', 3, 'holding', 0), optimizer, denied('CROSS_ZONE', 'agents-read-plant'));
+    rec.decision(T0, modbus('read', 3, 'holding', 0), optimizer, shadowed('CROSS_ZONE', 'agents-read-plant'));
     const replay = new Replay(demo);
     for (const r of rec.records) replay.add(r);
-    expect(replay.summary.notRedecided).toEqual({ NO_TOKEN: 1, NO_IDENTITY: 1, PROTOCOL_VIOLATION: 1 });
+    expect(replay.summary.notRedecided).toEqual({ NO_TOKEN: 1, NO_IDENTITY: 1, PROTOCOL_VIOLATION: 1, CROSS_ZONE: 2 });
     expect(replay.summary.unchanged + replay.summary.newlyDenied + replay.summary.newlyAllowed).toBe(0);
   });
 
