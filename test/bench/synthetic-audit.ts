@@ -52,8 +52,8 @@ function command(i: number): { cmd: Command; subject: Subject; decision: Decisio
   if (k === 17) return { cmd: modbus('write', 6, 'holding', 0, 1, ['tank1.setpoint'], [950], { 'tank1.setpoint': 95 }), subject: OPTIMIZER, decision: deny('VALUE_OUT_OF_BOUNDS', 'optimizer-setpoint') };
   if (k === 18) return { cmd: modbus('write', 5, 'coil', 1, 1, ['valve1.open'], [0xff00], { 'valve1.open': 1 }), subject: PLANNER, decision: deny('APPROVAL_REQUIRED', 'planner-drain') };
   const speed = 1000 + ((i >> 4) % 5) * 20;
-  // The gateway never knows the pump's speed before the assistant's first step: max_step denies.
-  if ((i >> 4) % 2 === 0) return { cmd: modbus('write', 6, 'holding', 1, 1, ['pump1.speed'], [speed], { 'pump1.speed': speed }), subject: ASSISTANT, decision: deny('STEP_TOO_LARGE', 'assistant-speed-for-operator') };
+  // max_step measures from the PLC's value the gateway read: sometimes too old to measure from.
+  if ((i >> 4) % 2 === 0) return { cmd: modbus('write', 6, 'holding', 1, 1, ['pump1.speed'], [speed], { 'pump1.speed': speed }), subject: ASSISTANT, decision: deny('STEP_BASE_STALE', 'assistant-speed-for-operator') };
   return { cmd: modbus('write', 6, 'holding', 1, 1, ['pump1.speed'], [speed], { 'pump1.speed': speed }), subject: OPTIMIZER, decision: allow('optimizer-setpoint', true) };
 }
 

@@ -53,7 +53,7 @@ function render(r: LearnReport, o: LearnOptions): string {
     out.push(`  refuses ${fmt(c.refused)} learned command(s)${c.expectedRefusals > 0 ? `, and ${fmt(c.expectedRefusals)} left out or not learned (expected)` : ''}`);
     for (const x of c.refusals.slice(0, 20)) out.push(`    ${fmt(x.count).padStart(8)}  ${x.reason}${x.ruleId ? ` (${x.ruleId})` : ''}, e.g. ${x.example.gatewayId} seq ${x.example.seq} ${x.example.time} ${x.example.workload} ${x.example.command}`);
     if (c.newlyAllowed > 0) out.push(`  allows ${fmt(c.newlyAllowed)} command(s) that were denied at the time: replay the draft to see them`);
-    if (c.interlockUnknown > 0) out.push(`  ${fmt(c.interlockUnknown)} command(s) guarded by an interlock whose inputs the audit does not hold`);
+    if (c.unknown > 0) out.push(`  ${fmt(c.unknown)} command(s) need a process value the audit does not hold (interlock inputs, max_step bases): replay the draft to see them`);
     out.push(`  policy test: ${c.tests.passed} passed, ${c.tests.failed} failed`);
     for (const f of c.tests.failures) out.push(`    ${f}`);
   }

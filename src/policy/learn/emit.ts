@@ -91,9 +91,11 @@ function rulesFile(learned: LearnedPolicy, header: string, o: LearnOptions): str
     const node = item as YAMLMap;
     node.commentBefore = r.evidence.map((l) => ` ${l}`).join('\n');
     node.spaceBefore = i > 0;
-    for (const key of ['subject', 'operations', 'points', 'function_codes', 'rate_limit', 'windows']) flow(node.get(key, true));
-    const ranges = node.get('ranges', true);
-    if (isSeq(ranges)) for (const x of ranges.items) flow(x);
+    for (const key of ['subject', 'operations', 'points', 'function_codes', 'windows']) flow(node.get(key, true));
+    for (const key of ['ranges', 'rate_limit']) {
+      const list = node.get(key, true);
+      if (isSeq(list)) for (const x of list.items) flow(x);
+    }
     const bounds = node.get('bounds', true);
     if (isMap(bounds)) for (const b of bounds.items) flow(b.value);
   });

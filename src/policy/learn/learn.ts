@@ -50,7 +50,8 @@ export interface LearnCheck {
   refused: number;
   /** Commands denied at the time that the draft would allow. */
   newlyAllowed: number;
-  interlockUnknown: number;
+  /** Commands whose verdict needs a process value the audit does not hold (interlock inputs, step bases). */
+  unknown: number;
   tests: { passed: number; failed: number; failures: string[] };
   scan: ScanTotals;
 }
@@ -164,7 +165,7 @@ async function check(run: LearnRun, learned: LearnedPolicy, files: WrittenFiles,
     refusals: [...refusals.values()].sort((a, b) => b.count - a.count),
     refused,
     newlyAllowed: replay.summary.newlyAllowed,
-    interlockUnknown: replay.summary.interlockUnknown,
+    unknown: replay.summary.interlockUnknown + replay.summary.stepBaseUnknown,
     tests,
     scan,
   };

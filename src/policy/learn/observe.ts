@@ -215,7 +215,7 @@ export class Observations {
     this.learned++;
     const maps = this.assets.get(cmd.assetId)!;
     const example: Example = { gatewayId: oc.gatewayId, seq: oc.seq, timeMs: oc.timeMs, cmd, subject: subject! };
-    this.addTo(subject!.workloadId, maps, example, oc.recorded.shadowReason === 'CROSS_ZONE');
+    this.addTo(subject!.workloadId, maps, example, oc.recorded.shadowReasons.includes('CROSS_ZONE'));
     // A delegated command is allowed only if the human's rules allow it too (docs/policy.md, Delegation).
     if (subject!.actSub) for (const a of subject!.actSub) this.addTo(principalFor(a), maps, example, false);
   }

@@ -52,7 +52,7 @@ export interface RuleSource {
   function_codes?: number[];
   bounds?: Record<string, { min: number; max: number }>;
   windows?: string[];
-  rate_limit?: { per_subject: string };
+  rate_limit?: { rate: string; per: string[] }[];
 }
 
 export interface LearnedRule {
@@ -307,7 +307,8 @@ export function learnRules(obs: Observations, o: LearnOptions): LearnedPolicy {
       const q = p99(g.perMinute, g.activeMinutes);
       const busiest = Math.max(...g.perMinute.keys());
       const limit = Math.max(1, Math.ceil((q * (100 + o.rateMarginPct)) / 100));
-      source.rate_limit = { per_subject: `${limit}/m` };
+      // Per workload: one budget per principal, as the traffic was counted (per gateway, per minute).
+      source.rate_limit = [{ rate: `${limit}/m`, per: ['workload'] }];
       lines.push(`  rate: p99 ${q}/min over ${fmt(g.activeMinutes)} active minute${g.activeMinutes === 1 ? '' : 's'} (busiest ${busiest}) + ${o.rateMarginPct} % -> ${limit}/m`);
     }
     const w = detectWindow(g, o);

@@ -15,6 +15,8 @@ export interface RecordedDecision {
   /** Shadow mode: what a monitor rule or bundle would have denied with ('' when nothing). */
   shadowReason: string;
   shadowRuleId: string;
+  /** Every shadow finding's reason (monitor rules and bundle; ALLOWED where a trial would allow). */
+  shadowReasons: string[];
   interlockId: string;
   approvalId: string;
   /** The delegating human whose rules decided a deny (`user:alice`), or ''. */
@@ -98,6 +100,8 @@ export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
       ruleId: dec.ruleId ?? '',
       shadowReason: dec.shadowReason ?? '',
       shadowRuleId: dec.shadowRuleId ?? '',
+      // Records from before the findings list carry the first one only.
+      shadowReasons: dec.shadows && dec.shadows.length > 0 ? dec.shadows.map((f) => f.reason ?? '') : dec.shadowReason ? [dec.shadowReason] : [],
       interlockId: dec.interlockId ?? '',
       approvalId: dec.approvalId ?? '',
       principal: dec.principal ?? '',

@@ -1,16 +1,20 @@
 // `policy replay`: re-decides recorded commands against a candidate bundle with the gateway's own
-// engines and clock semantics (docs/policy.md, "Replay"): each command is decided at its recorded
-// time by the candidate's PolicyEngine (windows, rate buckets and last values move as they would
-// have on that gateway had the candidate been live), then by its interlocks on the inputs the
-// audit recorded for that command (an interlock trip record); where the audit holds no inputs the
-// interlock's verdict is reported unknown, never guessed. Decisions made before policy (identity,
-// protocol, a full spool, a freeze) cannot change with a bundle and are kept as recorded, and so
-// are cross-zone verdicts (the token's zone claim is not in the audit).
+// engines and clock semantics (docs/policy.md, "From monitor mode to enforce"). Each command is
+// decided at its recorded time by the candidate's PolicyEngine against a PolicyMemory of that
+// gateway, then by the candidate's interlocks on the inputs the audit recorded for that command
+// (an interlock trip record), and committed as the pipeline commits (src/gateway/pipeline.ts):
+// the candidate's rate budgets are spent by what the candidate would have forwarded; a step base
+// moves when the PLC acknowledged a write (the recorded outcome). A verdict that needs a process
+// value the audit does not hold (an interlock input, a fresh max_step base the gateway read from
+// the PLC) is reported unknown, never guessed. Decisions made before policy (identity, protocol,
+// a full spool, a freeze) cannot change with a bundle and are kept as recorded, and so are
+// cross-zone verdicts (the token's zone claim is not in the audit).
 // Owns the comparison and its bounded summary; never writes anything and never talks to a PLC.
-import type { Subject } from '../../core/command.js';
+import { mustBeDurable, type Subject } from '../../core/command.js';
 import type { DecodedRecord } from '../../audit/schema.js';
 import { InterlockEngine, processInputs, type InterlockTrip, type ProcessValues } from '../../interlocks/engine.js';
 import { PolicyEngine } from '../engine.js';
+import { PolicyMemory, type Forwarding, type WriteResult } from '../memory.js';
 import type { BundlePayload } from '../payload.js';
 import { describeCommand, observedCommand, resolveWith, type ObservedCommand } from '../observed/command.js';
 
@@ -25,6 +29,7 @@ const REDECIDED: ReadonlySet<string> = new Set([
   'OUTSIDE_WINDOW',
   'VALUE_OUT_OF_BOUNDS',
   'STEP_TOO_LARGE',
+  'STEP_BASE_STALE',
   'RATE_LIMITED',
   'INTERLOCK',
   'INTERLOCK_INPUT_STALE',
@@ -38,6 +43,11 @@ const REDECIDED: ReadonlySet<string> = new Set([
 export const NEVER_EXPIRES_SEC = 8_640_000_000_000;
 const MAX_GATEWAYS = 1024;
 const MAX_PENDING_TRIPS = 10_000;
+/** Forwarded writes waiting for their outcome record, per gateway; the oldest settle 'unknown' past it. */
+const MAX_PENDING_OUTCOMES = 100_000;
+
+/** Verdicts that need a process value the audit does not hold. */
+export type Unknown = 'interlock-unknown' | 'step-base-unknown';
 
 export interface Verdict {
   effect: 'allow' | 'deny';
@@ -62,7 +72,7 @@ export interface ChangedCommand {
 }
 
 export interface ChangeGroup {
-  kind: ChangeKind | 'interlock-unknown';
+  kind: ChangeKind | Unknown;
   workload: string;
   asset: string;
   operation: string;
@@ -101,6 +111,11 @@ export interface ReplaySummary {
   notRedecided: Record<string, number>;
   /** The candidate's policy allows, an interlock guards it and the audit holds no inputs for it. */
   interlockUnknown: number;
+  /**
+   * The candidate measures a max_step from the PLC's value, which the gateway read from the PLC
+   * and the audit does not hold (STEP_BASE_STALE where the gateway decided otherwise).
+   */
+  stepBaseUnknown: number;
 }
 
 /** The replay image: the interlock inputs one recorded command carried, nothing else. */
@@ -151,11 +166,24 @@ class RecordedInputs implements ProcessValues {
   }
 }
 
+/** A command the gateway forwarded whose outcome record is still to come. */
+interface PendingOutcome {
+  /** What the candidate's forwarding changed: settled with the recorded outcome. */
+  plan?: Forwarding;
+  /** What it wrote, when the candidate would not have forwarded it: the PLC's values all the same. */
+  writes?: { asset: string; point: string; value: number }[];
+}
+
 interface GatewayState {
   policy: PolicyEngine;
+  memory: PolicyMemory;
   interlocks: InterlockEngine | undefined;
   inputs: RecordedInputs | undefined;
+  /** By decision seq. */
+  pending: Map<number, PendingOutcome>;
 }
+
+const RESULT_OF: Record<string, WriteResult> = { ok: 'acknowledged', exception: 'refused', not_forwarded: 'refused' };
 
 export class Replay {
   readonly summary: ReplaySummary = {
@@ -167,6 +195,7 @@ export class Replay {
     ruleChanged: 0,
     notRedecided: {},
     interlockUnknown: 0,
+    stepBaseUnknown: 0,
   };
   readonly changes: ChangedCommand[] = [];
   /** Changed commands not listed (past maxListed), per kind. */
@@ -197,9 +226,12 @@ export class Replay {
   private engines(): GatewayState {
     const policy = PolicyEngine.fromPayload(this.payload);
     const defs = this.payload.interlocks ?? [];
-    if (defs.length === 0) return { policy, interlocks: undefined, inputs: undefined };
-    const inputs = new RecordedInputs(processInputs(defs, this.payload.assets));
-    return { policy, interlocks: new InterlockEngine(defs, this.payload.assets, inputs), inputs };
+    const state: GatewayState = { policy, memory: new PolicyMemory(), interlocks: undefined, inputs: undefined, pending: new Map() };
+    if (defs.length > 0) {
+      state.inputs = new RecordedInputs(processInputs(defs, this.payload.assets));
+      state.interlocks = new InterlockEngine(defs, this.payload.assets, state.inputs);
+    }
+    return state;
   }
 
   private gateway(id: string): GatewayState | undefined {
@@ -224,6 +256,8 @@ export class Replay {
       this.trips.set(trip.sessionId ?? '', { timeMs: r.timeUnixMs as number, trip });
       return;
     }
+    const outcome = r.outcome;
+    if (outcome) return this.settle(r.gatewayId ?? '', outcome.decisionSeq as number, outcome.status ?? '', r.timeUnixMs as number);
     const oc = observedCommand(r);
     if (oc === undefined) return;
     const gw = this.gateway(oc.gatewayId);
@@ -237,16 +271,17 @@ export class Replay {
     let kept: string | undefined;
     if (!REDECIDED.has(rec.reason) || subject === undefined) kept = rec.reason;
     // The token's zone claim is not in the audit: a command judged on it cannot be judged again.
-    else if (rec.reason === 'CROSS_ZONE' || rec.shadowReason === 'CROSS_ZONE') kept = 'CROSS_ZONE';
+    else if (rec.reason === 'CROSS_ZONE' || rec.shadowReasons.includes('CROSS_ZONE')) kept = 'CROSS_ZONE';
     if (kept !== undefined || subject === undefined) {
       const k = kept ?? rec.reason;
       this.summary.notRedecided[k] = (this.summary.notRedecided[k] ?? 0) + 1;
       return;
     }
     const candidate = this.decide(gw, oc, subject, recordedTrip);
-    if (candidate === 'interlock-unknown') {
-      this.summary.interlockUnknown++;
-      this.group('interlock-unknown', oc, this.verdictOf(oc), { effect: 'allow', reason: 'ALLOWED', ruleId: '' });
+    if (candidate === 'interlock-unknown' || candidate === 'step-base-unknown') {
+      if (candidate === 'interlock-unknown') this.summary.interlockUnknown++;
+      else this.summary.stepBaseUnknown++;
+      this.group(candidate, oc, this.verdictOf(oc), { effect: 'allow', reason: 'ALLOWED', ruleId: '' });
       return;
     }
     let kind: ChangeKind | undefined;
@@ -291,29 +326,68 @@ export class Replay {
     return v;
   }
 
-  /** The candidate's verdict on one recorded command, in the pipeline's order. */
-  private decide(gw: GatewayState, oc: ObservedCommand, subject: Subject, trip: NonNullable<DecodedRecord['interlockTrip']> | undefined): Verdict | 'interlock-unknown' {
-    const { cmd } = oc;
+  /**
+   * The candidate's verdict on one recorded command, in the pipeline's order, and its commit: what
+   * the candidate would have forwarded spends its budgets now; the writes the gateway did forward
+   * wait for their recorded outcome (settle), the others are settled refused at once (the PLC never
+   * got them).
+   */
+  private decide(gw: GatewayState, oc: ObservedCommand, subject: Subject, trip: NonNullable<DecodedRecord['interlockTrip']> | undefined): Verdict | Unknown {
+    const { cmd, recorded } = oc;
     resolveWith(gw.policy, cmd);
-    const d = gw.policy.decide(cmd, subject, oc.timeMs);
-    const v: Verdict = { effect: d.effect, reason: d.reason, ruleId: d.ruleId };
+    const d = gw.policy.decide(cmd, subject, oc.timeMs, gw.memory);
+    let v: Verdict | Unknown = { effect: d.effect, reason: d.reason, ruleId: d.ruleId };
     if (d.shadow) v.shadow = d.shadow.reason;
+    // The gateway read the base from the PLC; the audit kept only the verdict it led to.
+    if (d.reason === 'STEP_BASE_STALE' && recorded.reason !== 'STEP_BASE_STALE') v = 'step-base-unknown';
     // Interlocks hold whatever policy says, also over an approval (src/gateway/pipeline.ts).
-    if ((d.effect === 'allow' || d.reason === 'APPROVAL_REQUIRED') && gw.interlocks !== undefined) {
+    else if ((d.effect === 'allow' || d.reason === 'APPROVAL_REQUIRED') && gw.interlocks !== undefined) {
       if (trip !== undefined) gw.inputs!.load(trip, oc.timeMs);
       const t: InterlockTrip | undefined = gw.interlocks.check(cmd, oc.timeMs);
       if (trip !== undefined) gw.inputs!.clear();
-      if (t !== undefined) {
-        // Inputs never recorded for this command: the audit cannot say what the interlock saw.
-        if (t.inputs.some((i) => i.ageMs < 0)) return 'interlock-unknown';
-        return { effect: 'deny', reason: t.reason, ruleId: d.ruleId, interlockId: t.interlockId };
-      }
+      // Inputs never recorded for this command: the audit cannot say what the interlock saw.
+      if (t !== undefined) v = t.inputs.some((i) => i.ageMs < 0) ? 'interlock-unknown' : { effect: 'deny', reason: t.reason, ruleId: d.ruleId, interlockId: t.interlockId };
     }
     // A grant consumed at the time would have been consumed under the candidate too.
-    if (d.reason === 'APPROVAL_REQUIRED' && oc.recorded.effect === 'allow' && oc.recorded.approvalId !== '') {
-      return { effect: 'allow', reason: 'ALLOWED', ruleId: d.ruleId };
+    if (typeof v === 'object' && v.reason === 'APPROVAL_REQUIRED' && recorded.effect === 'allow' && recorded.approvalId !== '') {
+      v = { effect: 'allow', reason: 'ALLOWED', ruleId: d.ruleId };
+    }
+    const forwardedThen = recorded.effect === 'allow';
+    const outcomeComes = forwardedThen && mustBeDurable(cmd.operation);
+    // Unknown verdicts commit as the gateway did: it forwarded the command or it did not.
+    const forwardsNow = typeof v === 'object' ? v.effect === 'allow' : forwardedThen;
+    const plan = forwardsNow ? d.forward : undefined;
+    if (plan !== undefined) gw.memory.forwarded(plan, oc.timeMs);
+    if (outcomeComes) {
+      const pending: PendingOutcome = {};
+      if (plan !== undefined) pending.plan = plan;
+      else if (cmd.operation === 'write' && cmd.values !== undefined) pending.writes = Object.entries(cmd.values).map(([point, value]) => ({ asset: cmd.assetId, point, value }));
+      if (pending.plan !== undefined || pending.writes !== undefined) this.expect(gw, oc.seq, pending);
+    } else if (plan !== undefined) {
+      gw.memory.settled(plan, forwardedThen ? 'acknowledged' : 'refused', oc.timeMs);
     }
     return v;
+  }
+
+  private expect(gw: GatewayState, seq: number, pending: PendingOutcome): void {
+    if (gw.pending.size >= MAX_PENDING_OUTCOMES) {
+      // Outcomes come within a request timeout; one this late was lost: what the PLC holds is unknown.
+      const [oldest, p] = gw.pending.entries().next().value as [number, PendingOutcome];
+      gw.pending.delete(oldest);
+      if (p.plan !== undefined) gw.memory.settled(p.plan, 'unknown', 0);
+    }
+    gw.pending.set(seq, pending);
+  }
+
+  /** An outcome record: the PLC's answer to a forwarded command settles what it wrote. */
+  private settle(gatewayId: string, decisionSeq: number, status: string, timeMs: number): void {
+    const gw = this.gateways.get(gatewayId);
+    const p = gw?.pending.get(decisionSeq);
+    if (gw === undefined || p === undefined) return;
+    gw.pending.delete(decisionSeq);
+    const result = RESULT_OF[status] ?? 'unknown';
+    if (p.plan !== undefined) gw.memory.settled(p.plan, result, timeMs);
+    else if (result === 'acknowledged') for (const w of p.writes ?? []) gw.memory.observe(w.asset, w.point, w.value, timeMs);
   }
 
   private group(kind: ChangeGroup['kind'], oc: ObservedCommand, recorded: Verdict, candidate: Verdict): void {
@@ -321,7 +395,10 @@ export class Replay {
       `${v.effect} ${v.reason}${v.ruleId ? ` (${v.ruleId})` : ''}${v.interlockId ? ` interlock ${v.interlockId}` : ''}${v.shadow ? ` shadow ${v.shadow}` : ''}`;
     const points = oc.cmd.points.join(',');
     const rec = show(recorded);
-    const cand = kind === 'interlock-unknown' ? 'allowed by policy; interlock inputs not in the audit' : show(candidate);
+    const cand =
+      kind === 'interlock-unknown' ? 'allowed by policy; interlock inputs not in the audit'
+      : kind === 'step-base-unknown' ? "max_step needs the PLC's value, not in the audit"
+      : show(candidate);
     const key = `${kind}\u0000${oc.subject?.workloadId}\u0000${oc.cmd.assetId}\u0000${oc.cmd.operation}\u0000${points}\u0000${rec}\u0000${cand}`;
     const at = { gatewayId: oc.gatewayId, seq: oc.seq, time: new Date(oc.timeMs).toISOString() };
     const g = this.groups.get(key);
@@ -339,7 +416,7 @@ export class Replay {
 
   /** Change groups, largest first within each kind. */
   changeGroups(): ChangeGroup[] {
-    const order = [...CHANGE_KINDS, 'interlock-unknown'];
+    const order = [...CHANGE_KINDS, 'interlock-unknown', 'step-base-unknown'];
     return [...this.groups.values()].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind) || b.count - a.count);
   }
 }

@@ -121,7 +121,7 @@ describe('learning rules from recorded traffic', () => {
       for (let i = 0; i < n; i++) rec.decision(T0 + m * 60_000 + i * 1000, modbus('read', 4, 'input', 0), optimizer, allowed());
     }
     const { learned } = learnFrom(rec);
-    expect(learned.rules[0]!.source.rate_limit).toEqual({ per_subject: '15/m' });
+    expect(learned.rules[0]!.source.rate_limit).toEqual([{ rate: '15/m', per: ['workload'] }]);
     expect(learned.rules[0]!.evidence.join('\n')).toContain('p99 10/min over 100 active minutes (busiest 40)');
   });
 

@@ -77,6 +77,37 @@ describe('policy replay against the demo bundle', () => {
     expect(replay.changeGroups().find((g) => g.kind === 'interlock-unknown')).toMatchObject({ count: 1, points: 'pump1.run' });
   });
 
+  it('measures max_step from the PLC value of the last acknowledged write, and reports a base too old to use as unknown', () => {
+    const rec = new Recorder();
+    const assistant = agent('assistant', { actSub: ['alice@plant.example'] });
+    const speed = (rpm: number) => modbus('write', 6, 'holding', 1, [rpm]);
+    rec.decision(T0, speed(1000), optimizer, allowed('optimizer-setpoint')); // acknowledged at T0 + 1: the base
+    rec.decision(T0 + 2000, speed(1050), assistant, allowed('assistant-speed-for-operator')); // a step of 50
+    rec.decision(T0 + 3000, speed(1200), assistant, allowed('assistant-speed-for-operator')); // 150 from 1050
+    rec.decision(T0 + 20_000, speed(1100), assistant, allowed('assistant-speed-for-operator')); // base 18 s old
+    const replay = new Replay(demo);
+    for (const r of rec.records) replay.add(r);
+    expect(replay.summary).toMatchObject({ commands: 4, unchanged: 2, newlyDenied: 1, stepBaseUnknown: 1 });
+    expect(replay.changes.map((c) => [c.command, c.candidate.reason])).toEqual([['write fc 6 holding 1 [1200] (pump1.speed=1200)', 'STEP_TOO_LARGE']]);
+  });
+
+  it('spends no rate budget on a command the candidate\'s interlock refuses', () => {
+    const rec = new Recorder();
+    const run = modbus('write', 5, 'coil', 0, [0xff00]);
+    const candidate: BundlePayload = structuredClone(demo);
+    candidate.rules.find((r) => r.id === 'optimizer-pump')!.rate_limit = { per_subject: { count: 1, per_sec: 3600 } };
+    // Three refused starts on a full tank, then the one start the budget allows.
+    for (let i = 0; i < 3; i++) {
+      rec.trip(T0 + i * 1000, run, optimizer, [{ point: 'plc1/tank1.level', value: 95, ageMs: 100, maxAgeMs: 2000 }]);
+      rec.decision(T0 + i * 1000, run, optimizer, { ...denied('INTERLOCK', 'optimizer-pump'), interlockId: 'tank1-overfill' });
+    }
+    rec.trip(T0 + 5000, run, optimizer, [{ point: 'plc1/tank1.level', value: 40, ageMs: 100, maxAgeMs: 2000 }]);
+    rec.decision(T0 + 5000, run, optimizer, { ...denied('INTERLOCK', 'older-rule'), interlockId: 'older-interlock' });
+    const replay = new Replay(candidate);
+    for (const r of rec.records) replay.add(r);
+    expect(replay.summary).toMatchObject({ unchanged: 3, newlyAllowed: 1 });
+  });
+
   it('keeps a grant consumed at the time: the approved drain stays allowed, an unapproved one is APPROVAL_REQUIRED', () => {
     const rec = new Recorder();
     const planner = agent('planner');
