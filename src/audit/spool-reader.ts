@@ -10,7 +10,7 @@ import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { decodeRecord, type DecodedRecord } from './schema.js';
-import { FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from './spool.js';
+import { FRAME_HEADER_BYTES, LOST_FLAG, MAX_RECORD_BYTES } from './spool-scan.js';
 
 const SEGMENT_RE = /^\d{16}\.seg$/;
 const CHUNK_BYTES = 4 << 20;
@@ -70,7 +70,10 @@ export async function* spoolBatches(
         let pos = 0;
         let yielded = 0;
         while (have - pos >= FRAME_HEADER_BYTES) {
-          const len = buf.readUInt32BE(pos);
+          const raw = buf.readUInt32BE(pos);
+          // A lost-record marker (audit recover --accept-loss): the seq is known, the record is not.
+          const lost = (raw & LOST_FLAG) !== 0;
+          const len = lost ? (raw & ~LOST_FLAG) >>> 0 : raw;
           if (len === 0 || len > MAX_RECORD_BYTES) {
             onProblem({ where: `${name}@${filePos + pos}`, message: len === 0 ? 'zero-filled frame: the rest of the segment is unreadable' : `frame length ${len} is not a record: the rest of the segment is unreadable`, tornTail: false });
             stop = true;
@@ -78,7 +81,10 @@ export async function* spoolBatches(
           }
           if (have - pos - FRAME_HEADER_BYTES < len) break;
           const bytes = buf.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + len);
-          if (crc32(bytes) !== buf.readUInt32BE(pos + 4)) {
+          if (lost) {
+            const seq = len >= 8 ? Number(bytes.readBigUInt64BE(0)) : -1;
+            onProblem({ where: `${name}@${filePos + pos}`, message: `record ${seq} was lost (an AUDIT_GAP record declares it): not read`, tornTail: false });
+          } else if (crc32(bytes) !== buf.readUInt32BE(pos + 4)) {
             onProblem({ where: `${name}@${filePos + pos}`, message: 'record bytes do not match their CRC (changed on disk): skipped', tornTail: false });
           } else {
             try {

@@ -84,6 +84,8 @@ export async function* ndjsonBatches(files: readonly { path: string; bytes: numb
             }
             if (json === null || typeof json !== 'object' || Array.isArray(json)) {
               onProblem({ where: `${file.path}:${line}`, message: eof && nl === have ? 'the last line is not JSON (torn, or a write in progress): skipped' : 'not a JSON object: skipped' });
+            } else if ((json as { lost?: unknown }).lost === true) {
+              onProblem({ where: `${file.path}:${line}`, message: `record ${String((json as { seq?: unknown }).seq)} was lost by the gateway (an AUDIT_GAP record declares it): not read` });
             } else {
               try {
                 records.push(recordFromJson(json as Record<string, unknown>));

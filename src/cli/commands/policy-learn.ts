@@ -106,7 +106,7 @@ export function registerLearn(policy: Command): void {
           now: Date.now(),
         });
         process.stdout.write(render(report, options));
-        if (report.scan.problemCount > 0) process.stderr.write(`plantgate policy learn: ${report.scan.problemCount} damaged input record(s); the draft is learned from what could be read\n`);
+        if (report.scan.problemCount > 0) process.stderr.write(`plantgate policy learn: ${report.scan.problemCount} damaged or lost input record(s); the draft is learned from what could be read\n`);
         process.exitCode = report.scan.problemCount > 0 ? 1 : 0;
       } catch (err) {
         if (err instanceof UsageError || err instanceof LearnError || err instanceof EmitError) {

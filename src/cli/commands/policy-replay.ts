@@ -52,7 +52,7 @@ export function registerReplay(policy: Command): void {
           progress: progressSink(opts.quiet),
         });
         process.stdout.write(opts.json ? renderJson(report) : renderTable(report));
-        if (report.scan.problemCount > 0) process.stderr.write(`plantgate policy replay: ${report.scan.problemCount} damaged input record(s); the replay covers what could be read\n`);
+        if (report.scan.problemCount > 0) process.stderr.write(`plantgate policy replay: ${report.scan.problemCount} damaged or lost input record(s); the replay covers what could be read\n`);
         process.exitCode = report.failed || report.scan.problemCount > 0 ? 1 : 0;
       } catch (err) {
         if (err instanceof UsageError || err instanceof CandidateError || err instanceof BundleError || err instanceof InterlockError) {

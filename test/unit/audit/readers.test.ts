@@ -11,8 +11,9 @@ import { leafHash } from '../../../src/audit/hash.js';
 import { decisionRecord } from '../../../src/audit/records.js';
 import { decodeRecord, encodeRecord, SCHEMA_VERSION, type DecodedRecord } from '../../../src/audit/schema.js';
 import { encodeSpoolFrame } from '../../../src/audit/spool.js';
+import { encodeLostFrame } from '../../../src/audit/spool-scan.js';
 import { spoolBatches, spoolSegments, type SpoolReadProblem } from '../../../src/audit/spool-reader.js';
-import { recordFromJson, recordToJson } from '../../../src/collector/ndjson.js';
+import { lostRecordJson, recordFromJson, recordToJson } from '../../../src/collector/ndjson.js';
 import { ndjsonBatches } from '../../../src/collector/ndjson-reader.js';
 import { InputError, openAuditInputs } from '../../../src/policy/observed/input.js';
 import { cmd, allow, subject } from './fixtures.js';
@@ -86,6 +87,16 @@ describe('the spool reader', () => {
     ]);
   });
 
+  it('names a record lost by the gateway (audit recover marker) and reads on', async () => {
+    const d = path.join(dir, 'lost');
+    await mkdir(d);
+    const first = encodeSpoolFrame(record(0));
+    await writeFile(path.join(d, '0000000000000000.seg'), Buffer.concat([first, encodeLostFrame(1, leafHash(record(1))), encodeSpoolFrame(record(2))]));
+    const { seqs, problems } = await readAll(d);
+    expect(seqs).toEqual([0, 2]);
+    expect(problems).toEqual([{ where: `0000000000000000.seg@${first.length}`, message: 'record 1 was lost (an AUDIT_GAP record declares it): not read', tornTail: false }]);
+  });
+
   it('stops a segment at a length that cannot be a frame (zero-filled tail)', async () => {
     const d = path.join(dir, 'zeros');
     await mkdir(d);
@@ -114,15 +125,17 @@ describe('the collector NDJSON reader', () => {
     );
   });
 
-  it('reports a line that is not a record by file and line, and reads the rest (a last line without newline too)', async () => {
+  it('reports a line that is not a record (or a lost one) by file and line, and reads the rest (a last line without newline too)', async () => {
     const file = path.join(dir, 'gw-r.ndjson');
     const line = (s: number) => JSON.stringify(recordToJson(decodeRecord(record(s)), leafHash(record(s))));
-    await writeFile(file, `${line(0)}\n{"seq": "not a number"\n${line(1)}\n[1,2]\n${line(2)}`);
+    const lost = JSON.stringify(lostRecordJson('gw-r', 3, leafHash(record(3)), 0));
+    await writeFile(file, `${line(0)}\n{"seq": "not a number"\n${line(1)}\n[1,2]\n${lost}\n${line(2)}`);
     const problems: { where: string; message: string }[] = [];
     const seqs: number[] = [];
     for await (const b of ndjsonBatches([{ path: file, bytes: 0 }], (p) => problems.push(p))) for (const r of b.records) seqs.push(r.seq as number);
     expect(seqs).toEqual([0, 1, 2]);
-    expect(problems.map((p) => p.where)).toEqual([`${file}:2`, `${file}:4`]);
+    expect(problems.map((p) => p.where)).toEqual([`${file}:2`, `${file}:4`, `${file}:5`]);
+    expect(problems[2]!.message).toBe('record 3 was lost by the gateway (an AUDIT_GAP record declares it): not read');
   });
 });
 
