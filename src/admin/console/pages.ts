@@ -117,7 +117,8 @@ export function approvalsPage(c: Chrome, pending: ApprovalRequest[], decided: Ap
 <dt>requester</dt><dd>${r.workloadId}${r.actSub ? html` acting for ${r.actSub.join(' → ')}` : ''}</dd>
 <dt>owner</dt><dd>${r.owner}</dd><dt>task</dt><dd>${r.taskId}: ${r.taskPurpose}</dd>
 <dt>requested</dt><dd>${iso(r.requestedAtMs)} (${age(c.nowMs - r.requestedAtMs)} ago)</dd>
-<dt>expires</dt><dd>${iso(r.expiresAtMs)} (in ${age(r.expiresAtMs - c.nowMs)})</dd>
+<dt>approve by</dt><dd>${iso(r.expiresAtMs)} (in ${age(r.expiresAtMs - c.nowMs)})</dd>
+${r.executeWithinMs !== undefined ? html`<dt>execute by</dt><dd>within ${age(r.executeWithinMs)} of the last approval</dd>` : ''}
 <dt>approvers</dt><dd class="rule">${needed > 1 ? html`${needed}-person rule: ${given.length} of ${needed} given${given.length ? ` (${given.map((g) => g.by).join(', ')})` : ''}; ` : ''}the approver may not be ${(r.distinctFrom ?? ['owner']).includes('owner') ? `the owner (${r.owner}), ` : ''}the agent itself, or a human it acts for</dd></dl>
 ${blocked !== undefined
   ? html`<p class="blocked">You cannot decide this request: ${blocked}. Another operator must.</p>`
