@@ -53,21 +53,25 @@ export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
       targets.push(target);
     } else if (TABLES.has(t.table ?? '')) targets.push({ table: t.table as ModbusTable, address: t.address ?? 0, count: t.count ?? 0 });
   }
+  // Every Command and Subject built here has the same shape (absent = undefined, not missing), so
+  // the engine's property loads stay monomorphic over millions of replayed commands.
+  const modbus = protocol === 'modbus';
   const cmd: Command = {
     sessionId: info.sessionId ?? '',
     protocol,
+    unitId: modbus ? (info.unitId ?? 0) : undefined,
     assetId: info.assetId ?? '',
     operation: info.operation as Operation,
     functionCode: info.functionCode ?? 0,
+    service: info.service || undefined,
     targets,
     points: info.points ?? [],
+    rawValues: info.rawValues && info.rawValues.length > 0 ? info.rawValues : undefined,
+    // Modbus values are decoded again from the raw registers by the bundle that decides
+    // (resolveWith); an OPC UA front's values are the record's.
+    values: !modbus && info.values && hasKeys(info.values) ? info.values : undefined,
+    typedValues: info.typedValues && hasKeys(info.typedValues) ? typedValuesOf(info.typedValues) : undefined,
   };
-  if (protocol === 'modbus') cmd.unitId = info.unitId ?? 0;
-  if (info.service) cmd.service = info.service;
-  if (info.rawValues && info.rawValues.length > 0) cmd.rawValues = info.rawValues;
-  if (info.values && Object.keys(info.values).length > 0) cmd.values = info.values;
-  const typed = info.typedValues ? typedValuesOf(info.typedValues) : undefined;
-  if (typed !== undefined) cmd.typedValues = typed;
   const id = d.subject;
   let subject: Subject | undefined;
   if (id) {
@@ -77,16 +81,17 @@ export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
       taskId: id.taskId ?? '',
       taskPurpose: id.taskPurpose ?? '',
       jti: id.jti ?? '',
+      actSub: id.actSub && id.actSub.length > 0 ? id.actSub : undefined,
       roles: id.roles ?? [],
       scopes: id.scopes ?? [],
       assurance: (id.assurance || 'none') as Assurance,
+      certThumbprint: id.certThumbprint || undefined,
       issuer: id.issuer ?? '',
+      zone: undefined,
       // The audit keeps no token lifetime: the token was checked when the command was decided.
       expiresAtMs: Number.POSITIVE_INFINITY,
       issuedAtMs: 0,
     };
-    if (id.actSub && id.actSub.length > 0) subject.actSub = id.actSub;
-    if (id.certThumbprint) subject.certThumbprint = id.certThumbprint;
   }
   return {
     gatewayId: r.gatewayId ?? '',
@@ -108,6 +113,11 @@ export function observedCommand(r: DecodedRecord): ObservedCommand | undefined {
       bundleRevision: (dec.bundleRevision as number) ?? 0,
     },
   };
+}
+
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
 }
 
 /**
@@ -149,7 +159,7 @@ export function describeCommand(cmd: Command): string {
  */
 export function resolveWith(engine: PolicyEngine, cmd: Command): void {
   if (cmd.protocol === 'modbus') {
-    delete cmd.values;
+    cmd.values = undefined;
     engine.resolveModbus(cmd, cmd.unitId ?? -1);
   } else {
     engine.resolveOpcua(cmd);
