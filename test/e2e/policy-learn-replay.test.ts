@@ -4,13 +4,14 @@
 // over the same traffic from the gateway's spool, refuses only the write it left out; signed and
 // loaded into the gateway it enforces the learned envelope; `policy replay` of the traffic against
 // the demo bundle lists exactly the commands the demo bundle would have denied.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import { connectModbusAgent, exceptionCodeOf, putToken, type ModbusAgent } from '../../src/cli/demo/agent.js';
 import { startLab, type DemoAgent, type Lab } from '../../src/cli/demo/lab.js';
+import { agent, allowed, denied, modbus, Recorder, T0 } from '../unit/policy/recorded.js';
 import { assertBuilt, run } from './cli.js';
 
 interface JsonRecord {
@@ -138,6 +139,11 @@ describe('policy learn and replay on traffic recorded by the real gateway in mon
     expect(r.changes.every((c) => c.kind === 'newly-denied' && c.recorded.shadow === c.candidate.reason)).toBe(true);
     expect(r.summary.newly_allowed + r.summary.reason_changed).toBe(0);
 
+    // Monitor mode let everything through: nothing can be newly allowed.
+    const allowedOnly = await run(['policy', 'replay', '--bundle', 'rules/demo/bundle.yaml', '--from', ndjson, '--quiet', '--fail-on', 'newly-allowed']);
+    expect(allowedOnly.code).toBe(0);
+    expect(allowedOnly.stdout).toContain('ok: no newly-allowed (--fail-on)');
+
     const table = await run(['policy', 'replay', '--bundle', 'rules/demo/bundle.yaml', '--from', ndjson, '--quiet']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/newly denied\s+10/);
@@ -179,5 +185,79 @@ describe('policy learn and replay refuse bad usage with exit 2 and a message nam
     const r = await run(args as string[]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
+  });
+});
+
+describe('policy replay exit codes and progress on a recorded spool', () => {
+  let dir: string;
+  let spool: string;
+
+  beforeAll(async () => {
+    assertBuilt();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-replay-exit-'));
+    spool = path.join(dir, 'spool');
+    await mkdir(spool);
+    // Under an older bundle: a setpoint of 50 % refused (the demo bundle allows it), a read allowed.
+    const rec = new Recorder();
+    rec.decision(T0, modbus('write', 6, 'holding', 0, [500]), agent('optimizer'), denied('NO_MATCHING_RULE'));
+    rec.decision(T0 + 1000, modbus('read', 4, 'input', 0), agent('reporter', { scopes: ['read'] }), allowed('agents-read-plant'));
+    await rec.writeSpool(spool);
+  });
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const replay = (...extra: string[]): ReturnType<typeof run> => run(['policy', 'replay', '--bundle', 'rules/demo/bundle.yaml', '--from', spool, ...extra]);
+
+  it('exits 0 when no --fail-on condition holds, and 1 when one does', async () => {
+    const none = await replay('--quiet', '--fail-on', 'newly-denied');
+    expect(none.code).toBe(0);
+    expect(none.stdout).toMatch(/newly allowed\s+1\b/);
+    expect(none.stdout).toContain('ok: no newly-denied (--fail-on)');
+
+    const holds = await replay('--quiet', '--fail-on', 'newly-allowed');
+    expect(holds.code).toBe(1);
+    expect(holds.stdout).toContain('FAIL: newly-allowed (--fail-on)');
+
+    const json = await replay('--quiet', '--json', '--fail-on', 'newly-denied', 'newly-allowed');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ fail_on: ['newly-denied', 'newly-allowed'], failed: true, summary: { newly_allowed: 1, newly_denied: 0 } });
+
+    // Without --fail-on a change is a finding, not a failure.
+    expect((await replay('--quiet')).code).toBe(0);
+  });
+
+  it('exits 1 naming the damage when a record of the input cannot be read, and replays the rest', async () => {
+    const damaged = path.join(dir, 'damaged');
+    await mkdir(damaged);
+    const seg = await readFile(path.join(spool, `${'0'.repeat(16)}.seg`));
+    // A byte of the first record flipped: its CRC fails, and valid records follow it.
+    seg[12] = seg[12]! ^ 0xff;
+    await writeFile(path.join(damaged, `${'0'.repeat(16)}.seg`), seg);
+    const r = await run(['policy', 'replay', '--bundle', 'rules/demo/bundle.yaml', '--from', damaged, '--quiet', '--json']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('1 damaged or lost input record(s); the replay covers what could be read');
+    const j = JSON.parse(r.stdout) as { input_problems: { count: number; first: { where: string }[] }; summary: { commands: number } };
+    expect(j.input_problems.count).toBe(1);
+    expect(j.input_problems.first[0]!.where).toContain('0000000000000000.seg');
+    expect(j.summary.commands).toBe(1);
+  });
+
+  it('prints a progress line on stderr (records, bytes, rate, memory) unless --quiet', async () => {
+    const r = await replay('--json');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^replay: 3 records, [\d.]+ MiB of [\d.]+ MiB \(100%\), [\d,]+ records\/s, rss [\d.]+ MiB$/m);
+    expect((await replay('--json', '--quiet')).stderr).toBe('');
+  });
+
+  it.each([
+    ['replay', /--fail-on <kinds\.\.\.>[\s\S]*Exit codes: 0 replayed[\s\S]*1 a --fail-on condition holds[\s\S]*2 bad usage/],
+    ['learn', /--min-writes <n>[\s\S]*--margin <percent>[\s\S]*Exit codes: 0 drafted[\s\S]*2 bad usage/],
+  ])('policy %s --help describes its options and exit codes', async (command, text) => {
+    const r = await run(['policy', command, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: plantgate policy ${command}`);
+    expect(r.stdout).toMatch(text);
   });
 });

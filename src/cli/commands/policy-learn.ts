@@ -29,7 +29,7 @@ const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 function render(r: LearnReport, o: LearnOptions): string {
   const out: string[] = [];
   const p = r.scan.progress;
-  out.push(`read      ${fmt(r.scan.records)} records (${fmt(r.scan.inRange)} in range${r.scan.duplicates > 0 ? `, ${fmt(r.scan.duplicates)} duplicates skipped` : ''}) in ${p.seconds.toFixed(1)} s, ${fmt(p.recordsPerSec)} records/s, peak rss ${(p.peakRssBytes / (1 << 20)).toFixed(0)} MiB`);
+  out.push(`read      ${fmt(r.scan.records)} records (${fmt(r.scan.inRange)} in range${r.scan.duplicates > 0 ? `, ${fmt(r.scan.duplicates)} duplicates skipped` : ''}) in ${p.seconds.toFixed(1)} s (${p.cpuSeconds.toFixed(1)} s CPU), ${fmt(p.recordsPerSec)} records/s, peak rss ${(p.peakRssBytes / (1 << 20)).toFixed(0)} MiB`);
   out.push(`learned   ${fmt(r.learned.rules.length)} rules and ${r.learned.windows.length} windows from ${fmt(r.commandsLearned)} commands`);
   out.push(`wrote     ${r.files.entry}`, `          ${r.files.rules}`);
   if (r.files.tests) out.push(`          ${r.files.tests} (${r.files.testCases} cases)`);
@@ -81,6 +81,7 @@ export function registerLearn(policy: Command): void {
     .option('--no-check', 'do not replay the traffic against the draft nor run its policy test')
     .option('--force', 'replace files already in --out')
     .option('-q, --quiet', 'no progress line on stderr')
+    .addHelpText('after', '\nExit codes: 0 drafted, 1 an input record was damaged or lost (the draft is learned from what could be read), 2 bad usage, base sources that do not compile, or a file in the way.\nSee docs/policy.md, "From monitor mode to enforce".')
     .action(async (opts: Opts) => {
       try {
         const range = timeRange(opts.since, opts.until);

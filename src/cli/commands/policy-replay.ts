@@ -33,6 +33,7 @@ export function registerReplay(policy: Command): void {
     .option('--json', 'print the report as JSON (for CI) instead of the table')
     .option('--max-listed <n>', 'changed commands listed one by one, per kind', String(DEFAULT_REPLAY_OPTIONS.maxListed))
     .option('-q, --quiet', 'no progress line on stderr')
+    .addHelpText('after', '\nExit codes: 0 replayed (no --fail-on condition holds), 1 a --fail-on condition holds or an input record was damaged or lost, 2 bad usage or a candidate that does not load.\nSee docs/policy.md, "From monitor mode to enforce".')
     .action(async (opts: Opts) => {
       try {
         const failOn = (opts.failOn ?? []).map((f) => {

@@ -18,6 +18,7 @@ export class Progress {
   private records = 0;
   private bytes = 0;
   private readonly started = performance.now();
+  private readonly startedCpu = process.cpuUsage();
   private lastShown = 0;
   private shown = false;
 
@@ -46,11 +47,25 @@ export class Progress {
     return `${this.what}: ${fmtInt(this.records)} records, ${fmtBytes(this.bytes)} of ${fmtBytes(this.totalBytes)}${pct}, ${fmtInt(this.records / sec)} records/s, rss ${fmtBytes(process.memoryUsage.rss())}`;
   }
 
-  /** Ends the line and returns the totals (peak RSS: the whole process's, from the kernel). */
-  finish(): { records: number; bytes: number; seconds: number; recordsPerSec: number; peakRssBytes: number } {
+  /**
+   * Ends the line and returns the totals. Peak RSS is the whole process's, from the kernel; CPU
+   * seconds are the process's (every thread, GC included) since the pass began, so the rate per
+   * CPU second holds on a machine shared with other work, where the wall-clock rate does not.
+   */
+  finish(): { records: number; bytes: number; seconds: number; recordsPerSec: number; cpuSeconds: number; recordsPerCpuSec: number; peakRssBytes: number } {
     const now = performance.now();
     if (this.sink && (this.shown || !this.sink.isTTY)) this.sink.write(`${this.sink.isTTY ? '\r\x1b[K' : ''}${this.line(now)}\n`);
     const seconds = (now - this.started) / 1000;
-    return { records: this.records, bytes: this.bytes, seconds, recordsPerSec: seconds > 0 ? this.records / seconds : 0, peakRssBytes: process.resourceUsage().maxRSS * 1024 };
+    const cpu = process.cpuUsage(this.startedCpu);
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+    return {
+      records: this.records,
+      bytes: this.bytes,
+      seconds,
+      recordsPerSec: seconds > 0 ? this.records / seconds : 0,
+      cpuSeconds,
+      recordsPerCpuSec: cpuSeconds > 0 ? this.records / cpuSeconds : 0,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
   }
 }

@@ -125,7 +125,7 @@ export function renderTable(r: ReplayReport): string {
   for (const i of r.inputs) out.push(`input      ${i}`);
   if (r.range.since || r.range.until) out.push(`range      ${r.range.since ?? 'start'} .. ${r.range.until ?? 'end'}`);
   out.push(
-    `read       ${fmt(r.scan.records)} records (${fmt(r.scan.inRange)} in range${r.scan.duplicates > 0 ? `, ${fmt(r.scan.duplicates)} duplicates skipped` : ''}) in ${r.scan.progress.seconds.toFixed(1)} s, ${fmt(r.scan.progress.recordsPerSec)} records/s, peak rss ${(r.scan.progress.peakRssBytes / (1 << 20)).toFixed(0)} MiB`,
+    `read       ${fmt(r.scan.records)} records (${fmt(r.scan.inRange)} in range${r.scan.duplicates > 0 ? `, ${fmt(r.scan.duplicates)} duplicates skipped` : ''}) in ${r.scan.progress.seconds.toFixed(1)} s (${r.scan.progress.cpuSeconds.toFixed(1)} s CPU), ${fmt(r.scan.progress.recordsPerSec)} records/s, peak rss ${(r.scan.progress.peakRssBytes / (1 << 20)).toFixed(0)} MiB`,
   );
   out.push('');
   const notRedecided = Object.entries(s.notRedecided).sort((a, b) => b[1] - a[1]);
@@ -184,6 +184,8 @@ export function renderJson(r: ReplayReport): string {
         duplicates_skipped: r.scan.duplicates,
         seconds: Number(r.scan.progress.seconds.toFixed(3)),
         records_per_sec: Math.round(r.scan.progress.recordsPerSec),
+        cpu_seconds: Number(r.scan.progress.cpuSeconds.toFixed(3)),
+        records_per_cpu_sec: Math.round(r.scan.progress.recordsPerCpuSec),
         peak_rss_bytes: r.scan.progress.peakRssBytes,
         summary: {
           commands: s.commands,

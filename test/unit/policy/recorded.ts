@@ -1,8 +1,11 @@
 // Recorded traffic for the learn / replay unit tests: commands, subjects and decisions turned into
 // audit records through the real record builders and the real codec (encode, then decode), as
 // they would come out of a spool.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { decisionRecord, interlockTripRecord, outcomeRecord, type AuditEvent } from '../../../src/audit/records.js';
 import { decodeRecord, encodeRecord, SCHEMA_VERSION, type DecodedRecord } from '../../../src/audit/schema.js';
+import { encodeSpoolFrame } from '../../../src/audit/spool.js';
 import type { Command, Decision, Subject } from '../../../src/core/command.js';
 
 export const T0 = Date.UTC(2026, 0, 15, 12, 0, 0); // a Thursday
@@ -28,12 +31,15 @@ export const shadowed = (reason: Decision['reason'], ruleId = ''): Decision => (
 export class Recorder {
   seq = 0;
   readonly records: DecodedRecord[] = [];
+  /** The records as the gateway encoded them. */
+  readonly encoded: Uint8Array[] = [];
   constructor(readonly gatewayId = 'gw-1') {}
 
   private put(timeMs: number, event: AuditEvent): DecodedRecord {
     const bytes = encodeRecord({ schemaVersion: SCHEMA_VERSION, gatewayId: this.gatewayId, seq: this.seq++, timeUnixMs: timeMs, prevHash: new Uint8Array(32), ...event });
     const r = decodeRecord(bytes);
     this.records.push(r);
+    this.encoded.push(bytes);
     return r;
   }
 
@@ -45,5 +51,12 @@ export class Recorder {
 
   trip(timeMs: number, cmd: Command, subject: Subject, inputs: { point: string; value: number; ageMs: number; maxAgeMs: number }[], reason: 'INTERLOCK' | 'INTERLOCK_INPUT_STALE' = 'INTERLOCK'): DecodedRecord {
     return this.put(timeMs, interlockTripRecord({ sessionId: cmd.sessionId, subject, assetId: cmd.assetId, trip: { reason, interlockId: 'tank1-overfill', point: 'pump1.run', detail: '', inputs } }));
+  }
+
+  /** The records as one spool segment in `dir` (the gateway's framing: length, CRC, record). */
+  async writeSpool(dir: string): Promise<string> {
+    const file = path.join(dir, `${'0'.repeat(16)}.seg`);
+    await writeFile(file, Buffer.concat(this.encoded.map((b) => encodeSpoolFrame(b))));
+    return file;
   }
 }
