@@ -33,10 +33,29 @@ export function buildProgram(): Command {
     register(program);
   }
   for (const sub of program.commands) sub.exitOverride();
+  program.hook('preAction', (_root, action) => {
+    brokenPipe = SERVICES.has(action.name()) && action.parent === program && (action.name() !== 'demo' || action.opts().keepRunning === true) ? 'ignore' : 'exit';
+  });
   return program;
 }
 
+/** Commands that run until stopped: their stdout is a log, and the gateway's audit is the record. */
+const SERVICES = new Set(['serve', 'sim', 'collector', 'demo']);
+let brokenPipe: 'exit' | 'ignore' = 'exit';
+
+// `plantgate … | head`: the reader went away. A one-shot command ends at once, quietly, with the exit
+// code it had so far (a write to a closed pipe is not its failure); a service keeps serving and
+// its further output goes nowhere (pino drops its own log lines on EPIPE the same way).
+function quietOnBrokenPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+    if (brokenPipe === 'exit') process.exit(process.exitCode ?? 0);
+  });
+}
+
 async function main(): Promise<void> {
+  quietOnBrokenPipe(process.stdout);
+  quietOnBrokenPipe(process.stderr);
   const program = buildProgram();
   try {
     await program.parseAsync(process.argv);

@@ -35,6 +35,16 @@ function keyNodeAt(doc: Document, path: Path, key: string): Node | undefined {
   return nodeAt(doc, path);
 }
 
+/**
+ * Where a field sits in a YAML text (its node's line and column, or its nearest parent's), for
+ * problems found after the schema passed (a file the field names that cannot be read).
+ */
+export function yamlLocator(text: string): (path: Path) => { line: number; col: number } {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  return (path) => lc.linePos(nodeAt(doc, path)?.range?.[0] ?? 0);
+}
+
 export function parseYamlWith<S extends z.ZodType>(schema: S, text: string, file: string): z.output<S> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });

@@ -113,9 +113,34 @@ function stepBaseInputs(payload: BundlePayload, points: { asset: string; point: 
   return points.map(({ asset, point }) => ({ asset, point, def: payload.assets.find((a) => a.id === asset)!.points[point]!, pollMs, maxAgeMs }));
 }
 
+/** What a start opened so far, each with its close: a failed start closes them, newest first. */
+type Opened = Array<[string, () => unknown]>;
+
+/**
+ * Starts every part, or none: a start that fails part-way (a port in use, a file that cannot be
+ * read, a damaged spool) closes what it had opened — listeners, PLC connections, pollers, the
+ * spool — before it rejects, so the process can exit instead of half-running (docs/deployment.md).
+ */
 export async function startGateway(config: GatewayConfig, options: { clock?: Clock; logger?: Logger } = {}): Promise<GatewayHandle> {
-  const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger('plantgate');
+  const opened: Opened = [];
+  try {
+    return await startParts(config, { ...options, logger }, opened);
+  } catch (err) {
+    for (const [name, close] of opened.reverse()) {
+      try {
+        await close();
+      } catch (closeErr) {
+        logger.warn({ part: name, err: (closeErr as Error).message }, 'closing a part of a failed start failed');
+      }
+    }
+    throw err;
+  }
+}
+
+async function startParts(config: GatewayConfig, options: { clock?: Clock; logger: Logger }, opened: Opened): Promise<GatewayHandle> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger;
   const [ca, cert, key] = await Promise.all([readFile(config.tls.ca), readFile(config.tls.cert), readFile(config.tls.key)]);
   const tlsFiles = { ca, cert, key };
 
@@ -136,6 +161,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     logger,
     checkpoints,
   });
+  opened.push(['audit log', () => audit.close()]);
 
   /** Records an event that gates nothing by itself; false (and an error log) when the spool refuses it. */
   const appendSafely = (event: AuditEvent): boolean => {
@@ -157,6 +183,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   });
   await policy.init();
   const revocations = await RevocationStore.open({ stateDir: path.join(config.state_dir, 'identity'), clock, leewaySec: config.identity.leeway_sec });
+  opened.push(['revocations', () => revocations.close()]);
   // Emergency freezes are in force from the first command: loaded before any listener opens.
   const freezes = await FreezeStore.open({
     stateDir: path.join(config.state_dir, 'freeze'),
@@ -170,6 +197,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       await audit.appendDurable(freezeRecord(c)).catch((err: unknown) => logger.error({ err: (err as Error).message, freeze: c.freeze.id }, 'audit record of a freeze change refused'));
     },
   });
+  opened.push(['freezes', () => freezes.close()]);
   // The bundle's own revocations are in force before its rules are (set as the bundle is activated).
   policy.onActivate = (p) => revocations.setBundleRevocations(p.revocations ?? [], p.issued_at);
   const tokens = new TokenRegistry({
@@ -181,6 +209,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   // Interlocks read live values through the gateway's own connections (one per PLC, not the
   // agents'), rebuilt whenever a bundle becomes active.
   let safety: { image: ProcessImage; interlocks: InterlockEngine } | 'broken' | undefined;
+  opened.push(['process image', () => (safety !== undefined && safety !== 'broken' ? safety.image.close() : undefined)]);
   // Declared here: the first bundle load (below) builds the process image before OPC UA starts.
   let opcua: OpcuaService | undefined;
   // Rate budgets and step bases outlive bundle reloads (docs/policy.md, Decide, then commit).
@@ -282,6 +311,8 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     },
     logger,
   });
+  opened.push(['bundle source', () => bundleSource?.close()]);
+  opened.push(['bundle loads', () => ((closing = true), loading)]);
 
   const pools = new Map<string, { pool: UpstreamPool; unitId: number | undefined }>();
   const tokenCache = new VerifiedTokenCache({ clock });
@@ -298,6 +329,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
   });
 
   const approvals = await ApprovalStore.open({ stateDir: path.join(config.state_dir, 'approvals'), logger });
+  opened.push(['approvals', () => approvals.close()]);
   // The MCP front tells an agent which interlock refused its command and on what live values.
   const trips = new WeakMap<object, InterlockTrip>();
   const pipeline = new EnforcementPipeline({
@@ -331,6 +363,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     const pool = new UpstreamPool({ host: u.host, port: u.port, connections: u.connections, timeoutMs: u.timeout_ms, logger });
     pools.set(u.asset, { pool, unitId: u.unit_id });
   }
+  opened.push(['upstream pools', () => pools.forEach(({ pool }) => pool.close())]);
   // Routes are rebuilt when a bundle becomes active (the PLC-side unit id defaults to the asset's
   // unit id in the bundle), so the per-command lookup is one Map get.
   let routes = new Map<string, UpstreamRoute>();
@@ -365,6 +398,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
     logger,
     limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
   });
+  opened.push(['modbus listener', () => listener.close()]);
   const modbus = await listener.listen();
   const plainConfig = config.listeners.modbus_plain;
   const staticIdentities = plainConfig === undefined ? undefined : StaticIdentityMap.fromConfig(plainConfig);
@@ -380,6 +414,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           logger,
           limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
         });
+  opened.push(['plaintext modbus listener', () => plainListener?.close()]);
   const modbusPlain = await plainListener?.listen();
   if (modbusPlain !== undefined) logger.warn({ modbusPlain }, 'plaintext Modbus listener with static source-address identities is on (assurance static-ip+token)');
 
@@ -412,6 +447,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
       },
     },
   );
+  opened.push(['agent api', () => agentApi.close()]);
 
   // Legacy static-IP devices cannot reach the mTLS agent API: an operator registers their tokens.
   const registerStatic =
@@ -492,6 +528,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
               ),
           },
         );
+  opened.push(['operator api', () => operatorApi?.close()]);
 
   // OPC UA agents present their JWT in ActivateSession: verified here exactly like a Modbus agent's
   // token on the agent API, and bound to the session (Session.subject) rather than the workload.
@@ -543,6 +580,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
         return subject;
       },
     });
+    opened.push(['opcua', () => opcua?.close()]);
   }
 
   // MCP (issue 22): LLM agents' tool calls become Commands through the same pipeline and upstreams.
@@ -556,6 +594,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           onTokenAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
           onTokenRejected: (reason, detail, subject) => appendSafely(tokenRecord({ kind: 'rejected', sessionId: '', subject, reason, detail: `MCP: ${detail}` })),
         });
+  opened.push(['mcp', () => mcp?.close()]);
   // A revoked token's tool list is gone: its clients are told, its sessions closed.
   revocations.on('revoked', () => mcp?.changed());
 
@@ -570,6 +609,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           gatewayId: config.gateway_id,
           logger,
         });
+  opened.push(['shipper', () => shipper?.close()]);
 
   let listenersUp = true;
   const ops =
@@ -586,6 +626,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           },
           metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
         });
+  opened.push(['ops api', () => ops?.close()]);
 
   const nats = config.audit.nats;
   const natsSink =
@@ -602,6 +643,7 @@ export async function startGateway(config: GatewayConfig, options: { clock?: Clo
           tls: nats.tls ? { ca, cert, key } : undefined,
           logger,
         });
+  opened.push(['nats sink', () => natsSink?.close()]);
 
   logger.info(
     { modbus, agentApi: { host: config.listeners.agent_api.host, port: agentApi.port }, ops: ops && { host: config.listeners.ops?.host, port: ops.port }, gateway: config.gateway_id },

@@ -122,7 +122,10 @@ export class PolicyState {
     try {
       jws = await readBundleFile(file);
     } catch (err) {
-      return { ok: false, code: 'MISSING', message: (err as Error).message };
+      // Only a file that is not there is MISSING; an oversize one says so (TOO_LARGE).
+      if (err instanceof BundleError) return { ok: false, code: err.code, message: err.message };
+      const errno = (err as NodeJS.ErrnoException).code;
+      return { ok: false, code: errno === 'ENOENT' ? 'MISSING' : 'UNREADABLE', message: (err as Error).message };
     }
     try {
       // Equal revision is allowed: a restart reloads the bundle it already accepted.

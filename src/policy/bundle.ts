@@ -54,9 +54,8 @@ export interface VerifyOptions {
 }
 
 export async function verifyBundle(jws: string, trusted: readonly TrustedKey[], opts: VerifyOptions): Promise<BundlePayload> {
-  if (typeof jws !== 'string' || jws.length > MAX_BUNDLE_BYTES) {
-    throw new BundleError('MALFORMED', `not a bundle (a JWS string of at most ${MAX_BUNDLE_BYTES} bytes)`);
-  }
+  if (typeof jws !== 'string') throw new BundleError('MALFORMED', 'not a bundle (a JWS string)');
+  if (jws.length > MAX_BUNDLE_BYTES) throw new BundleError('TOO_LARGE', `${jws.length} bytes (limit ${MAX_BUNDLE_BYTES})`);
   const compact = jws.trim();
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
@@ -67,6 +66,12 @@ export async function verifyBundle(jws: string, trusted: readonly TrustedKey[], 
   }
   if (header.typ !== BUNDLE_JWS_TYPE) {
     throw new BundleError('BAD_TYPE', `typ is ${JSON.stringify(header.typ)}, expected '${BUNDLE_JWS_TYPE}'`);
+  }
+  // Said before any key is looked up or signature checked, so the refusal names the attempt (alg
+  // none, HMAC keyed with the public key, an alg the pinned key does not sign with) instead of a
+  // bare UNKNOWN_KEY or BAD_SIGNATURE.
+  if (header.alg !== 'EdDSA' && header.alg !== 'ES256') {
+    throw new BundleError('ALG_NOT_ALLOWED', `alg ${quoted(header.alg)} is not allowed (EdDSA or ES256 only)`);
   }
   const kid = header.kid;
   const pinned = typeof kid === 'string' ? trusted.find((t) => t.kid === kid) : undefined;
@@ -82,6 +87,9 @@ export async function verifyBundle(jws: string, trusted: readonly TrustedKey[], 
     alg = algForJwk(pinned.publicJwk);
   } catch (err) {
     throw new BundleError('UNKNOWN_KEY', `pinned key '${kid}' is unusable: ${(err as Error).message}`, { cause: err });
+  }
+  if (header.alg !== alg) {
+    throw new BundleError('ALG_NOT_ALLOWED', `alg ${quoted(header.alg)} is not allowed: pinned key '${kid}' signs with ${alg} only`);
   }
   let payloadBytes: Uint8Array;
   try {
@@ -114,6 +122,10 @@ export async function verifyBundle(jws: string, trusted: readonly TrustedKey[], 
   return p;
 }
 
+function quoted(v: unknown): string {
+  return typeof v === 'string' ? `'${v.slice(0, 32)}'` : String(v);
+}
+
 /** Decodes a bundle's header and payload WITHOUT verifying anything: for `bundle inspect` only. */
 export function decodeBundleUnverified(jws: string): { header: Record<string, unknown>; payload: unknown } {
   const parts = jws.trim().split('.');
@@ -131,7 +143,7 @@ export async function readBundleFile(file: string): Promise<string> {
   const fh = await open(file, 'r');
   try {
     const { size } = await fh.stat();
-    if (size > MAX_BUNDLE_BYTES) throw new BundleError('MALFORMED', `${file} is ${size} bytes (limit ${MAX_BUNDLE_BYTES})`);
+    if (size > MAX_BUNDLE_BYTES) throw new BundleError('TOO_LARGE', `${file} is ${size} bytes (limit ${MAX_BUNDLE_BYTES})`);
     return (await fh.readFile('utf8')).trim();
   } finally {
     await fh.close();

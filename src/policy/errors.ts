@@ -7,6 +7,10 @@ export type BundleErrorCode =
   | 'UNKNOWN_KEY'
   | 'RETIRED_KEY'
   | 'BAD_SIGNATURE'
+  /** The header names another alg than the pinned key's (`none`, HS256, …): alg confusion. */
+  | 'ALG_NOT_ALLOWED'
+  /** Larger than MAX_BUNDLE_BYTES: refused before it is read or parsed. */
+  | 'TOO_LARGE'
   | 'ROLLBACK'
   | 'NOT_YET_VALID'
   | 'EXPIRED'

@@ -6,11 +6,11 @@
 // and never touches the active policy: a source failing (unreachable, refused, torn file) leaves
 // the active bundle, and the last-known-good copy behind it, exactly as they were.
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../core/log.js';
-import { readBundleFile, writeBundleFile } from './bundle.js';
+import { BundleError, readBundleFile, writeBundleFile } from './bundle.js';
 import { FetchError, fetchBundle } from './fetch.js';
 
 /** What the gateway lends a source: its verifier, its activation and its refusal bookkeeping. */
@@ -107,11 +107,16 @@ export class FileBundleSource extends EventEmitter<FileSourceEvents> implements 
     try {
       if (this.sameFile) {
         // A rename-away or delete fires too: nothing to load, the active bundle stays.
-        const exists = await readFile(this.opts.file).then(() => true, () => false);
+        const exists = await stat(this.opts.file).then(() => true, () => false);
         outcome = !exists ? 'missing' : (await this.hooks.activate(`watch ${this.opts.file}`)) ? 'activated' : 'activation-failed';
       } else {
-        const jws = await readBundleFile(this.opts.file).catch(() => undefined);
-        outcome = jws === undefined ? 'missing' : await offerBundle(jws, `watch ${this.opts.file}`, this.hooks);
+        const trigger = `watch ${this.opts.file}`;
+        const jws = await readBundleFile(this.opts.file).catch((err: unknown) => err);
+        if (jws instanceof BundleError) {
+          // There but refused unread (TOO_LARGE): said like any other refusal, not taken for missing.
+          this.hooks.onRefused(jws.code, jws.message, trigger);
+          outcome = 'refused';
+        } else outcome = typeof jws !== 'string' ? 'missing' : await offerBundle(jws, trigger, this.hooks);
       }
     } catch (err) {
       this.hooks.logger.error({ file: this.opts.file, err: (err as Error).message }, 'bundle file change could not be handled');

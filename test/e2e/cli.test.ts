@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareLabFiles } from '../../src/cli/demo/lab.js';
 import { assertBuilt, run } from './cli.js';
 
 describe('plantgate CLI', () => {
@@ -59,26 +60,15 @@ describe('plantgate CLI', () => {
     expect(r.stderr).toMatch(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:8:\\d+: upstreams\\[0\\]\\.timout_ms: unknown field`));
   });
 
-  it('config check accepts a valid file and exits 0', async () => {
+  it('config check accepts a working configuration (real certificates, keys and bundle) and exits 0', async () => {
+    // config check opens every file serve would (src/gateway/preflight.ts): the lab's PKI, policy key
+    // and signed bundle make a configuration that passes for real.
+    const lab = await prepareLabFiles({ stateDir: path.join(dir, 'lab') });
     const file = path.join(dir, 'ok.yaml');
-    await writeFile(
-      file,
-      [
-        'gateway_id: gw1',
-        'state_dir: ./state',
-        'tls: { ca: ca.crt, cert: gw.crt, key: gw.key }',
-        'listeners:',
-        '  modbus_tls: { host: 127.0.0.1, port: 802 }',
-        '  agent_api: { host: 127.0.0.1, port: 8443 }',
-        'upstreams:',
-        '  - { asset: plc1, host: 127.0.0.1, port: 502 }',
-        'policy: { bundle_file: b.jws, trusted_keys: [k.jwks.json] }',
-        'audit: { spool_dir: ./spool }',
-        '',
-      ].join('\n'),
-    );
+    await writeFile(file, lab.gatewayYaml({ simPort: 1502, collectorPort: 1 }));
     const r = await run(['config', 'check', file]);
     expect(r.stderr).toBe('');
+    expect(r.stdout).toContain(`${file}: ok`);
     expect(r.code).toBe(0);
   });
 

@@ -1,10 +1,39 @@
-// `plantgate serve --config FILE`: run the gateway until SIGINT/SIGTERM.
+// `plantgate serve --config FILE`: run the gateway until SIGINT/SIGTERM. It starts fully (every
+// listener bound, ready) or exits non-zero having released everything it opened, naming the
+// cause: 2 for the configuration (schema, preflight, a listener address in use), 1 at run time.
 import type { Command } from 'commander';
 import { SourceErrors } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
-import { loadGatewayConfig } from '../../gateway/config.js';
+import { loadGatewayConfig, type GatewayConfig } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/gateway.js';
+import { listenerAddresses, preflight } from '../../gateway/preflight.js';
 import { describeDamage, SpoolDamageError } from '../../audit/spool.js';
+
+/** Errors of binding a listener that mean the configuration names an address this host cannot give. */
+const BIND_ERRORS: Record<string, string> = { EADDRINUSE: 'is in use', EACCES: 'needs privileges to bind', EADDRNOTAVAIL: 'is not an address of this machine' };
+
+/** The listener field a bind error is about (the error carries the address and port it tried). */
+function bindFailure(config: GatewayConfig, err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e.syscall !== 'listen' || e.code === undefined || BIND_ERRORS[e.code] === undefined) return undefined;
+  const candidates = listenerAddresses(config).filter((x) => x.port === e.port);
+  const l = candidates.find((x) => x.host === e.address) ?? candidates[0];
+  const field = l === undefined ? 'a listener' : l.field.join('.');
+  return `${config.file}: ${field}: ${e.address ?? '?'}:${e.port ?? '?'} ${BIND_ERRORS[e.code]}`;
+}
+
+/**
+ * Ends a start that failed: what the gateway opened is closed already; if anything still holds
+ * the event loop, the process exits anyway rather than run without serving.
+ */
+function fail(code: 1 | 2, message: string): void {
+  process.stderr.write(`plantgate serve: ${message}\n`);
+  process.exitCode = code;
+  setTimeout(() => {
+    process.stderr.write(`plantgate serve: still open after the failed start, closed by exiting: ${process.getActiveResourcesInfo().join(', ')}\n`);
+    process.exit(code);
+  }, 2000).unref();
+}
 
 export function register(program: Command): void {
   program
@@ -23,18 +52,24 @@ export function register(program: Command): void {
         }
         throw err;
       }
+      // The same checks as `config check`, before anything is opened (docs/configuration.md).
+      const report = await preflight(config);
+      for (const w of report.warnings) process.stderr.write(`warning: ${w.message}\n`);
+      if (report.errors.length > 0) {
+        for (const e of report.errors) process.stderr.write(`${e.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
       const logger = createLogger('plantgate');
       let gateway;
       try {
         gateway = await startGateway(config, { logger });
       } catch (err) {
         // A damaged spool: say what is wrong and the documented way out, and do not start.
-        if (err instanceof SpoolDamageError) {
-          process.stderr.write(`plantgate serve: ${describeDamage(err.dir, err.scan, opts.config)}\n`);
-          process.exitCode = 1;
-          return;
-        }
-        throw err;
+        if (err instanceof SpoolDamageError) return fail(1, describeDamage(err.dir, err.scan, opts.config));
+        const bind = bindFailure(config, err);
+        if (bind !== undefined) return fail(2, bind);
+        return fail(1, `could not start: ${(err as Error).message}`);
       }
       const onHup = () => {
         logger.info('SIGHUP: reloading configuration and bundle');

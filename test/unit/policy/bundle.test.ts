@@ -1,6 +1,9 @@
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { BundleError, decodeBundleUnverified, signBundle, verifyBundle, type BundleErrorCode } from '../../../src/policy/bundle.js';
+import { CompactSign, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { BundleError, decodeBundleUnverified, MAX_BUNDLE_BYTES, readBundleFile, signBundle, verifyBundle, type BundleErrorCode } from '../../../src/policy/bundle.js';
 import { demoPayload, NOW_MS } from './fixtures.js';
 
 async function keyPair(alg: 'EdDSA' | 'ES256' = 'EdDSA'): Promise<{ priv: JWK; pub: JWK }> {
@@ -76,7 +79,6 @@ describe('signed policy bundles', () => {
   });
 
   it('refuses a JWS of another type with BAD_TYPE', async () => {
-    const { CompactSign, importJWK } = await import('jose');
     const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(demoPayload())))
       .setProtectedHeader({ alg: 'EdDSA', kid: 'policy-1', typ: 'JWT' })
       .sign(await importJWK(policyKey.priv, 'EdDSA'));
@@ -84,7 +86,6 @@ describe('signed policy bundles', () => {
   });
 
   it('refuses a correctly signed payload that is not a bundle with MALFORMED', async () => {
-    const { CompactSign, importJWK } = await import('jose');
     const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify({ ...demoPayload(), rules: 'all' })))
       .setProtectedHeader({ alg: 'EdDSA', kid: 'policy-1', typ: 'plantgate-bundle+jws' })
       .sign(await importJWK(policyKey.priv, 'EdDSA'));
@@ -94,6 +95,51 @@ describe('signed policy bundles', () => {
   it('refuses garbage with MALFORMED, never a crash', async () => {
     for (const junk of ['', 'abc', 'a.b.c', '..', 'eyJhbGciOiJFZERTQSJ9..', `${'x'.repeat(10)}.${'y'.repeat(10)}`]) {
       expect(await refusal(verifyBundle(junk, trusted, { now: NOW_MS }))).toMatch(/MALFORMED|BAD_TYPE/);
+    }
+  });
+
+  // Algorithm confusion: a header naming another alg than the pinned key's is refused as such,
+  // before any signature is checked, so the audit says what the attacker tried.
+  it('refuses an unsigned bundle (alg none) with ALG_NOT_ALLOWED', async () => {
+    const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const jws = `${b64({ alg: 'none', kid: 'policy-1', typ: 'plantgate-bundle+jws' })}.${b64(demoPayload())}.`;
+    const err = await verifyBundle(jws, trusted, { now: NOW_MS }).catch((e: unknown) => e as BundleError);
+    expect(err).toBeInstanceOf(BundleError);
+    expect((err as BundleError).code).toBe('ALG_NOT_ALLOWED');
+    expect((err as BundleError).message).toContain("alg 'none'");
+    expect((err as BundleError).message).toContain('EdDSA');
+  });
+
+  it('refuses an HS256 bundle keyed with the pinned public key (alg confusion) with ALG_NOT_ALLOWED', async () => {
+    // The classic attack: HMAC with the public key's bytes as the secret.
+    const secret = new TextEncoder().encode(JSON.stringify(policyKey.pub));
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(demoPayload())))
+      .setProtectedHeader({ alg: 'HS256', kid: 'policy-1', typ: 'plantgate-bundle+jws' })
+      .sign(secret);
+    expect(await refusal(verifyBundle(jws, trusted, { now: NOW_MS }))).toBe('ALG_NOT_ALLOWED');
+  });
+
+  it('refuses an ES256 header under a pinned Ed25519 key with ALG_NOT_ALLOWED', async () => {
+    const ec = await keyPair('ES256');
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(demoPayload())))
+      .setProtectedHeader({ alg: 'ES256', kid: 'policy-1', typ: 'plantgate-bundle+jws' })
+      .sign(await importJWK(ec.priv, 'ES256'));
+    expect(await refusal(verifyBundle(jws, trusted, { now: NOW_MS }))).toBe('ALG_NOT_ALLOWED');
+  });
+
+  it('refuses a bundle over the size limit with TOO_LARGE, from a string or a file, without reading it', async () => {
+    expect(await refusal(verifyBundle('x'.repeat(MAX_BUNDLE_BYTES + 1), trusted, { now: NOW_MS }))).toBe('TOO_LARGE');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-bundle-'));
+    try {
+      const file = path.join(dir, 'huge.jws');
+      await writeFile(file, '');
+      await truncate(file, 50 * 1024 * 1024); // sparse: 50 MB on paper
+      const err = await readBundleFile(file).catch((e: unknown) => e as BundleError);
+      expect(err).toBeInstanceOf(BundleError);
+      expect((err as BundleError).code).toBe('TOO_LARGE');
+      expect((err as BundleError).message).toContain(String(50 * 1024 * 1024));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
