@@ -3,10 +3,9 @@
 // setpoint outside its bounds and a pump start the overfill interlock forbids, and opens the drain
 // valve only after an operator approved it on the operator API — each with the decision the SOC
 // stream recorded and the sentence the agent was given.
-import { callOperatorApi } from '../commands/approvals.js';
 import type { Lab } from './lab.js';
 import { connectMcpAgent, type McpAgent } from './mcp-agent.js';
-import { decisionsFrom, type StepResult } from './script.js';
+import { decisionsFrom, operatorApproves, type StepResult } from './script.js';
 
 interface ToolAnswer {
   content?: { type: string; text?: string }[];
@@ -62,25 +61,7 @@ export async function runMcpScript(lab: Lab, print: (r: StepResult) => void, exp
     const planner = await connect('planner');
     const first = await step(planner, 'planner', 'LLM opens the drain valve', 'write_plc1_valve1_open', { value: true }, 'APPROVAL_REQUIRED');
     const approval = (first.structuredContent?.approval as { id?: string } | undefined)?.id;
-    const api = lab.gateway.operatorApi;
-    if (api === undefined) throw new Error('the demo gateway has no operator API');
-    const approved =
-      approval === undefined
-        ? { status: 0, body: {} as Record<string, unknown> }
-        : await callOperatorApi({ api: `https://${api.host}:${api.port}/`, token: await lab.operatorToken(), ca }, 'POST', `v1/approvals/${approval}/approve`, {
-            reason: 'drain requested by the planning assistant, checked on site',
-          });
-    const ok = approved.status === 200;
-    const r: StepResult = {
-      step: 'operator approves (operator API)',
-      agent: 'operator',
-      command: `approve ${approval?.slice(0, 8) ?? '(none)'}`,
-      answer: `HTTP ${approved.status}`,
-      decision: ok ? 'grant' : 'none',
-      reason: ok ? 'APPROVED' : String(approved.body.reason ?? ''),
-      expected: 'APPROVED',
-      ok,
-    };
+    const r = await operatorApproves(lab, approval, 'operator approves (operator API)', 'drain requested by the planning assistant, checked on site');
     results.push(r);
     print(r);
     await step(planner, 'planner', 'LLM retries the same call', 'write_plc1_valve1_open', { value: true }, 'ALLOWED');

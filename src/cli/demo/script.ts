@@ -47,6 +47,29 @@ export function decisionsFrom(lab: Lab): { next(): Promise<Decided> } {
   };
 }
 
+/** Where the demo's operator reaches the operator API, with a fresh operator token. */
+async function operatorTarget(lab: Lab): Promise<{ api: string; token: string; ca: Buffer }> {
+  const api = lab.gateway.operatorApi;
+  if (api === undefined) throw new Error('the demo gateway has no operator API');
+  return { api: `https://${api.host}:${api.port}/`, token: await lab.operatorToken(), ca: (await lab.credentials('planner')).ca };
+}
+
+/** The demo's operator approves a pending request on the operator API (no id: nothing to approve, a failed step). */
+export async function operatorApproves(lab: Lab, id: string | undefined, step: string, reason: string): Promise<StepResult> {
+  const approved = id === undefined ? { status: 0, body: {} as Record<string, unknown> } : await callOperatorApi(await operatorTarget(lab), 'POST', `v1/approvals/${id}/approve`, { reason });
+  const ok = approved.status === 200;
+  return {
+    step,
+    agent: 'operator',
+    command: `approve ${id?.slice(0, 8) ?? '(none)'}`,
+    answer: `HTTP ${approved.status}`,
+    decision: ok ? 'grant' : 'none',
+    reason: ok ? 'APPROVED' : String(approved.body.reason ?? ''),
+    expected: 'APPROVED',
+    ok,
+  };
+}
+
 const hex = (code: number) => `exception 0x${code.toString(16).padStart(2, '0')}`;
 
 export async function runScript(lab: Lab, print: (r: StepResult) => void): Promise<StepResult[]> {
@@ -144,23 +167,9 @@ export async function runScript(lab: Lab, print: (r: StepResult) => void): Promi
         await a.client.writeCoil(1, true);
         return 'ok';
       });
-      const operatorApi = lab.gateway.operatorApi;
-      if (operatorApi === undefined) throw new Error('the demo gateway has no operator API');
-      const target = { api: `https://${operatorApi.host}:${operatorApi.port}/`, token: await lab.operatorToken(), ca: plannerCreds.ca };
-      const pending = await callOperatorApi(target, 'GET', 'v1/approvals?status=pending');
+      const pending = await callOperatorApi(await operatorTarget(lab), 'GET', 'v1/approvals?status=pending');
       const list = (pending.body.approvals ?? []) as Array<{ id: string }>;
-      const approved = list[0] ? await callOperatorApi(target, 'POST', `v1/approvals/${list[0].id}/approve`, { reason: 'drain for inspection, checked on site' }) : pending;
-      const ok = approved.status === 200;
-      const r: StepResult = {
-        step: 'operator approves',
-        agent: 'operator',
-        command: `approve ${list[0]?.id.slice(0, 8) ?? '(none)'}`,
-        answer: `HTTP ${approved.status}`,
-        decision: ok ? 'grant' : 'none',
-        reason: ok ? 'APPROVED' : String(approved.body.reason ?? ''),
-        expected: 'APPROVED',
-        ok,
-      };
+      const r = await operatorApproves(lab, list[0]?.id, 'operator approves', 'drain for inspection, checked on site');
       results.push(r);
       print(r);
       await modbusStep(planner, 'planner', 'retry the identical command', 'FC5 valve1.open := on', 'ALLOWED', async (a) => {
@@ -177,19 +186,14 @@ export async function runScript(lab: Lab, print: (r: StepResult) => void): Promi
 
     // Emergency freeze: an operator stops every write to plc1 at once; the optimizer's next write on
     // its open connection is refused whatever its token and the rules say, until an operator lifts it.
-    const operatorTarget = async () => {
-      const o = lab.gateway.operatorApi;
-      if (o === undefined) throw new Error('the demo gateway has no operator API');
-      return { api: `https://${o.host}:${o.port}/`, token: await lab.operatorToken(), ca: optimizerCreds.ca };
-    };
-    const frozen = await callOperatorApi(await operatorTarget(), 'POST', 'v1/freezes', { asset: 'plc1', reason: 'demo: leak reported on tank 1', expires_in_sec: 3600 });
+    const frozen = await callOperatorApi(await operatorTarget(lab), 'POST', 'v1/freezes', { asset: 'plc1', reason: 'demo: leak reported on tank 1', expires_in_sec: 3600 });
     const freezeId = String((frozen.body.freeze as { id?: string } | undefined)?.id ?? '');
     operatorStep('operator freezes plc1 (emergency)', 'freeze --asset plc1', frozen.status, 201, 'FROZEN', frozen.body);
     await modbusStep(optimizer, 'optimizer', 'write during the freeze', 'FC6 tank1.setpoint := 55.0 %', 'EMERGENCY_FREEZE', async (a) => {
       await a.client.writeRegister(0, 550);
       return 'ok';
     });
-    const lifted = await callOperatorApi(await operatorTarget(), 'POST', `v1/freezes/${encodeURIComponent(freezeId)}/unfreeze`, { reason: 'demo: leak fixed' });
+    const lifted = await callOperatorApi(await operatorTarget(lab), 'POST', `v1/freezes/${encodeURIComponent(freezeId)}/unfreeze`, { reason: 'demo: leak fixed' });
     operatorStep('operator lifts the freeze', `unfreeze ${freezeId.slice(0, 10)}`, lifted.status, 200, 'UNFROZEN', lifted.body);
     await modbusStep(optimizer, 'optimizer', 'the same write after the freeze', 'FC6 tank1.setpoint := 55.0 %', 'ALLOWED', async (a) => {
       await a.client.writeRegister(0, 550);
