@@ -2,7 +2,7 @@
 // Streamable HTTP with TLS, presenting a bearer token, and the agent's certificate when asked
 // (RFC 8705 certificate-bound tokens). Node's own fetch cannot take a CA or a client certificate,
 // so requests go through undici's fetch with an Agent that carries them.
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { Client, StreamableHTTPClientTransport, type AuthProvider } from '@modelcontextprotocol/client';
 import { Agent, fetch as undiciFetch } from 'undici';
 
 export interface McpAgentOptions {
@@ -11,6 +11,11 @@ export interface McpAgentOptions {
   ca: Buffer;
   /** The bearer token; a function is asked before every request (token refresh). */
   token?: string | (() => string);
+  /**
+   * Instead of `token`: the SDK's own token seam, asked before every request and told of a 401
+   * (a client that discovers where its tokens come from: docs/mcp.md, Connecting a client).
+   */
+  authProvider?: AuthProvider;
   /** Client certificate and key, for mutual TLS. */
   cert?: Buffer;
   key?: Buffer;
@@ -70,7 +75,7 @@ export async function connectMcpAgent(o: McpAgentOptions): Promise<McpAgent> {
       ...(o.onToolsChanged ? { listChanged: { tools: { onChanged: () => o.onToolsChanged!(), autoRefresh: false } } } : {}),
     },
   );
-  const transport = new StreamableHTTPClientTransport(new URL(o.url), { fetch: f });
+  const transport = new StreamableHTTPClientTransport(new URL(o.url), { fetch: f, ...(o.authProvider ? { authProvider: o.authProvider } : {}) });
   try {
     await client.connect(transport);
   } catch (err) {

@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { discoverOAuthProtectedResourceMetadata, extractWWWAuthenticateParams, type AuthProvider, type OAuthProtectedResourceMetadata } from '@modelcontextprotocol/client';
 import { decodeJwt, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callOperatorApi } from '../../../src/cli/commands/approvals.js';
@@ -115,6 +116,35 @@ describe('the MCP front through the real gateway', () => {
     expect(challenge).toMatch(/^Bearer /);
     expect(challenge).toContain(`resource_metadata="${new URL('/.well-known/oauth-protected-resource/mcp', url).href}"`);
     expect(challenge).toContain('NO_TOKEN');
+  });
+
+  it('lets the SDK\'s client discover from the 401 where tokens for this resource come from, then connect with one', async () => {
+    // What a client does with no token yet: the 401's challenge names the metadata, the metadata
+    // names the resource (the token's aud) and the plant's issuer, which mints the token.
+    let token: string | undefined;
+    let challenge: ReturnType<typeof extractWWWAuthenticateParams> | undefined;
+    let discovered: OAuthProtectedResourceMetadata | undefined;
+    const authProvider: AuthProvider = {
+      token: async () => token,
+      onUnauthorized: async ({ response, serverUrl, fetchFn }) => {
+        challenge = extractWWWAuthenticateParams(response);
+        discovered = await discoverOAuthProtectedResourceMetadata(serverUrl, { resourceMetadataUrl: challenge.resourceMetadataUrl! }, fetchFn);
+        if (discovered.authorization_servers?.includes(DEV_ISSUER)) token = await lab.mcpToken('reporter', { aud: discovered.resource });
+      },
+    };
+    const a = await connectMcpAgent({ url, ca, authProvider, name: 'discovering-llm', version: '1' });
+    agents.push(a);
+    expect(challenge).toMatchObject({ error: 'invalid_token' });
+    expect(challenge?.resourceMetadataUrl?.href).toBe(new URL('/.well-known/oauth-protected-resource/mcp', url).href);
+    expect(discovered).toMatchObject({ resource: url, authorization_servers: [DEV_ISSUER] });
+    expect((await a.client.listTools()).tools.map((t) => t.name)).toContain('read_plc1');
+    // The SDK's well-known probing (no challenge at hand) finds the same document.
+    const { fetch: f, dispatcher } = tlsFetch({ ca });
+    try {
+      expect(await discoverOAuthProtectedResourceMetadata(url, {}, f)).toEqual(discovered);
+    } finally {
+      await dispatcher.close();
+    }
   });
 
   it('refuses a token minted for another audience (the gateway\'s Modbus audience) with TOKEN_INVALID, audited', async () => {
