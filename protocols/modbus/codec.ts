@@ -4,7 +4,7 @@
 // simulator.
 // It owns bytes ↔ frames ↔ PDU objects and nothing else: it never opens a socket, starts a timer,
 // logs, or decides whether a command is allowed. Every malformed input ends in a ModbusFrameError
-// with a stable `code`; no other exception may escape (DESIGN §10: no crash on malformed input).
+// with a stable `code`; no other exception may escape (docs/architecture.md, Invariants: no crash on malformed input).
 // Hot path: the decoder hands out subarray views, copies only frames that straddle chunks, and
 // reads length fields only after checking them against the bytes actually present.
 import { PlantgateError } from '../../src/core/errors.js';

@@ -1,4 +1,4 @@
-// Turns one decoded Modbus request into the protocol-neutral Command (DESIGN §3). Pure and cheap:
+// Turns one decoded Modbus request into the protocol-neutral Command (docs/architecture.md, Seams). Pure and cheap:
 // it runs once per request on the hot path.
 import type { Command, ModbusTable, Operation, Target } from '../../src/core/command.js';
 import { classifyFunctionCode, type Request } from './codec.js';

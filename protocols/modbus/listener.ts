@@ -431,7 +431,7 @@ export interface ModbusPlainListenerOptions extends Omit<ModbusListenerOptions, 
 }
 
 /**
- * Plaintext Modbus/TCP for legacy lab devices (DESIGN §4, off unless configured): the identity is
+ * Plaintext Modbus/TCP for legacy lab devices (docs/identity.md, "Legacy plaintext Modbus"; off unless configured): the identity is
  * the exact source address, looked up in a static map; every session is `static-ip+token`, so
  * every decision and record says so and policy can demand `mtls+token` instead. An unlisted
  * address is a NO_IDENTITY violation and the connection is closed before a byte is read.

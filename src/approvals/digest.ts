@@ -1,4 +1,4 @@
-// The command digest an approval is bound to (DESIGN §3, §6): a stable, canonical SHA-256 over
+// The command digest an approval is bound to (docs/safety.md, Approvals; docs/architecture.md, Seams): a stable, canonical SHA-256 over
 // what the command does to the plant: asset, operation, targets in order, and the written values
 // (raw wire values and engineering values). Owns that canonical form; must never include what
 // does not change the effect (session, transaction id, function code: FC 5 and FC 15 writing the

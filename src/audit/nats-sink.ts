@@ -1,4 +1,4 @@
-// Ships the spool to NATS JetStream, for fleets (DESIGN §7: an existing streaming engine, not a
+// Ships the spool to NATS JetStream, for fleets (docs/audit.md, "Fleets: NATS JetStream": an existing streaming engine, not a
 // home-made cluster). Same contract as the TLS shipper: records go out in seq order as they become
 // durable, exactly the bytes that were hashed; a JetStream publish ack (the stream stored it) is
 // the acknowledgement, handed to the log as a cumulative markAcked over the contiguous prefix of

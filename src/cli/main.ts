@@ -2,7 +2,7 @@
 // The flag bounds V8's young generation (default up to 3 × 16 MB): measured with
 // test/bench/footprint.js, the gateway's RSS stays ~112-115 MB instead of ~131-134 MB under load,
 // at the same CPU per command. It must be a process flag (V8 sizes the heap before any JS runs).
-// The `plantgate` command. Exit codes (DESIGN §11): 0 ok, 1 failure, 2 bad usage or bad config.
+// The `plantgate` command. Exit codes (docs/architecture.md, "Exit codes and processes"): 0 ok, 1 failure, 2 bad usage or bad config.
 import { Command, CommanderError } from 'commander';
 import { register as registerApprovals } from './commands/approvals.js';
 import { register as registerAudit } from './commands/audit.js';

@@ -1,4 +1,4 @@
-// The protocol-neutral model every middle step sees (DESIGN §3). Protocol adapters build Commands;
+// The protocol-neutral model every middle step sees (docs/architecture.md, Seams). Protocol adapters build Commands;
 // identity, policy, interlocks, approvals and audit never see wire bytes.
 import type { Reason } from './reasons.js';
 
@@ -137,7 +137,7 @@ export interface Decision {
   durable: boolean;
 }
 
-/** Operations that change the process: audited durably before forwarding (DESIGN §7). */
+/** Operations that change the process: audited durably before forwarding (docs/architecture.md, Invariants). */
 export function mustBeDurable(op: Operation): boolean {
   return op === 'write' || op === 'call' || op === 'diagnostic' || op === 'admin';
 }

@@ -1,4 +1,4 @@
-// Typed errors. Every error that can end in a deny carries a reason code (DESIGN §3), so the
+// Typed errors. Every error that can end in a deny carries a reason code (src/core/reasons.ts), so the
 // caller turns it into a Decision without looking at the message.
 import type { Reason } from './reasons.js';
 

@@ -1,4 +1,4 @@
-// One logger factory. Secrets never reach a log line (DESIGN §10): three layers, because any one
+// One logger factory. Secrets never reach a log line (docs/architecture.md, Invariants): three layers, because any one
 // of them alone has holes.
 //  1. REDACT_PATHS: pino's fast-redact censors the field names under which a token or key travels
 //     (cheap; only covers the top level and one level down).

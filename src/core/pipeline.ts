@@ -1,5 +1,5 @@
-// The seam between protocol adapters and the enforcement chain (DESIGN §1, STYLE: rodbus's
-// AuthorizationHandler). An adapter settles identity at the handshake, builds a Command per request
+// The seam between protocol adapters and the enforcement chain (docs/architecture.md, Seams;
+// after rodbus's AuthorizationHandler). An adapter settles identity at the handshake, builds a Command per request
 // and asks this interface; it never looks inside identity, policy or audit.
 import type { Assurance, Command, Decision, Protocol, Subject } from './command.js';
 import type { Reason } from './reasons.js';

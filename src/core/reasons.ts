@@ -1,4 +1,4 @@
-// The one table of reason codes (DESIGN §3) and how each is answered on every surface.
+// The one table of reason codes (docs/architecture.md, Seams) and how each is answered on every surface.
 // The wire answer, the audit record, the metric label and the log line all come from this value:
 // never match on error message text.
 

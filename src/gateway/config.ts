@@ -109,7 +109,7 @@ const schema = z.strictObject({
     bundle_file: file,
     /** Pinned policy-signing keys (public JWKS files). A bundle signed by any other key is refused. */
     trusted_keys: z.array(file).min(1),
-    /** Allow reads under an expired bundle (DESIGN §5 safe mode). */
+    /** Allow reads under an expired bundle (docs/configuration.md; safe mode: docs/architecture.md, Invariants). */
     reads_when_expired: z.boolean().default(true),
     // --- bundle lifecycle (issue 9): key rotation and distribution ---
     /** Key ids still pinned but rotated out: a bundle signed by one is refused (RETIRED_KEY). */

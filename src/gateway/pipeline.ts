@@ -1,7 +1,9 @@
-// The enforcement chain, read top to bottom as the path of one command (DESIGN §1):
-// bundle → resolve points → identity → policy → audit (durable for writes) → Decision.
+// The enforcement chain, read top to bottom as the path of one command (docs/architecture.md,
+// "The path of one command"): bundle → resolve points → identity → emergency freeze → policy →
+// interlocks → approval → audit (durable for writes) → Decision; policy memory is committed only
+// once every gate said yes (docs/policy.md, "Decide, then commit").
 // Every step that cannot prove what it must turns into a deny with its reason; nothing here throws
-// to the adapter. Interlocks and approvals slot in after policy in later issues.
+// to the adapter.
 import type { Clock } from '../core/clock.js';
 import type { Command, Decision, Subject } from '../core/command.js';
 import { deny } from '../core/command.js';
@@ -171,7 +173,7 @@ export class EnforcementPipeline implements CommandPipeline {
   }
 
   /**
-   * Writes the decision record. Allowed writes wait for the fsync (DESIGN §7); if the record cannot
+   * Writes the decision record. Allowed writes wait for the fsync (docs/architecture.md, Invariants); if the record cannot
    * be written, the command is denied AUDIT_UNAVAILABLE: what cannot be audited does not run.
    */
   private record(session: Session, cmd: Command, subject: Subject, decision: Decision, wire: WireInfo, startedMs: number): Decision | Promise<Decision> {

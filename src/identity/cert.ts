@@ -1,4 +1,4 @@
-// Workload identity from an X.509 client certificate (DESIGN §4): the SPIFFE ID in the URI SAN,
+// Workload identity from an X.509 client certificate (docs/identity.md): the SPIFFE ID in the URI SAN,
 // the Modbus/TCP Security role extension when present, and the RFC 8705 thumbprint that binds
 // tokens to this certificate.
 // Owns extraction only. It never trusts a certificate by itself: chain validation is the TLS

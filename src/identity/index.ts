@@ -1,4 +1,4 @@
-// Workload identity and access tokens (DESIGN §4). Re-exports only; each module has one job.
+// Workload identity and access tokens (docs/identity.md). Re-exports only; each module has one job.
 export * from './spiffe.js';
 export * from './cert.js';
 export * from './token-error.js';

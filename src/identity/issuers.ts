@@ -1,4 +1,4 @@
-// Trusted token issuers and their public keys, as named in the policy bundle (DESIGN §4, §5).
+// Trusted token issuers and their public keys, as named in the policy bundle (docs/identity.md, docs/policy.md).
 // Owns building the offline key lookup; it never fetches keys over the network (a gateway on a
 // plant network must not depend on reaching an identity provider to decide a command).
 import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';

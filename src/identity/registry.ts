@@ -1,4 +1,4 @@
-// The token registry (DESIGN §4 "Presentation"): Modbus has no place for a token, so an agent PUTs
+// The token registry (docs/identity.md, "Present the token, then speak Modbus"): Modbus has no place for a token, so an agent PUTs
 // its current JWT to the agent API and every command on its mTLS connections uses that token.
 // Owns the binding workload identity → current verified Subject, the per-identity bound on live
 // tokens, and answering per command whether that Subject may still act (expiry, revocation, a key

@@ -1,4 +1,4 @@
-// Token revocation (DESIGN §4 "Revocation"): by jti, by sub (a workload or a human), by owner, and
+// Token revocation (docs/identity.md, Revocation): by jti, by sub (a workload or a human), by owner, and
 // by task, from the policy bundle and from the operator and agent APIs. Owns the revocation index,
 // its append-only file in the state directory and the `revoked` event. It never verifies tokens and
 // never decides anything but "is this Subject revoked".

@@ -1,4 +1,4 @@
-// Static source-address identities for the plaintext Modbus listener (DESIGN §4): a labelled
+// Static source-address identities for the plaintext Modbus listener (docs/identity.md, "Legacy plaintext Modbus"): a labelled
 // compensating control for legacy lab devices that cannot speak TLS. Off unless configured; every
 // session it yields carries assurance `static-ip+token`, so every decision and audit record says so
 // and policy can demand `mtls+token` instead. An address is not a proof of identity: this exists so

@@ -1,4 +1,4 @@
-// Access-token verification (DESIGN §4): signature against the bundle's trusted issuers, then every
+// Access-token verification (docs/identity.md): signature against the bundle's trusted issuers, then every
 // claim we rely on, then the binding to the session's certificate (RFC 8705).
 // Owns turning a JWT string into a Subject or a TokenError. It never logs or stores the token, and
 // never lets an unexpected error through as anything but a deny-able TokenError.

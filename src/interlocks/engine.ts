@@ -1,4 +1,4 @@
-// The interlock check on the command path (DESIGN §6): does this command touch a guarded point,
+// The interlock check on the command path (docs/safety.md, Interlocks): does this command touch a guarded point,
 // and if so, does the live process image say it must not run? Owns matching commands to
 // interlocks and judging freshness. Indexed by asset and point at load, so a command no interlock
 // guards costs two Map lookups; allocates only when it trips. Never forwards on doubt: a stale,

@@ -1,4 +1,4 @@
-// The interlock predicate language (DESIGN §6): a tokenizer, a recursive-descent parser with a
+// The interlock predicate language (docs/safety.md, "The condition language"): a tokenizer, a recursive-descent parser with a
 // type check, a printer, and a compiler to a closure tree. Owns the syntax and its meaning; must
 // never use eval or Function, never throw anything but ParseError on any input string, and never
 // let an undefined result read as "false" (a deny condition that cannot be evaluated trips).

@@ -1,4 +1,4 @@
-// The PLC simulator's public surface (DESIGN §9): load a plant, run it, serve it over Modbus/TCP,
+// The PLC simulator's public surface (docs/simulator.md): load a plant, run it, serve it over Modbus/TCP,
 // drive its clock, inject faults, run scenarios, and read what actually reached the PLC.
 export { loadPlant, parsePlant, findPoint, TABLES, POINT_TYPES, KNOWN_MODELS } from './plant.js';
 export type { Plant, PlcDef, PointDef, PointType, WordOrder, SourcePos, UnknownUnitPolicy } from './plant.js';

@@ -1,4 +1,4 @@
-// The simulator's OPC UA face (DESIGN §9, issue 4): serves a running plant's points as OPC UA
+// The simulator's OPC UA face (docs/opcua.md, "The simulator's OPC UA face"): serves a running plant's points as OPC UA
 // variables, values live from the same PlantRuntime the Modbus face serves, so a write over either
 // protocol is seen by both. It plays an OPC UA PLC: it never decides policy and accepts any client
 // certificate and anonymous sessions (the gateway's upstream session is one of them).

@@ -1,5 +1,5 @@
 // Development token minting for `plantgate token mint`, tests and the demo: produces exactly the
-// token shape verify.ts requires (DESIGN §4). Never used by the gateway itself.
+// token shape verify.ts requires (docs/identity.md). Never used by the gateway itself.
 import { randomUUID } from 'node:crypto';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import type { SigningAlg } from './keys.js';

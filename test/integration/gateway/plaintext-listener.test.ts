@@ -1,4 +1,4 @@
-// The plaintext Modbus listener with static source-address identities (DESIGN §4, legacy lab use)
+// The plaintext Modbus listener with static source-address identities (docs/identity.md, "Legacy plaintext Modbus")
 // over real sockets through the whole lab: identity from the exact source address, tokens bound to
 // "no certificate", the weaker assurance on every decision record, and no crossing between a
 // token registered for the mTLS identity and one registered for the static identity.

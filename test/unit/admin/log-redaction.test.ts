@@ -1,4 +1,4 @@
-// No token or private key reaches a log line (DESIGN §10), whatever field or depth it travels in,
+// No token or private key reaches a log line (docs/architecture.md, Invariants), whatever field or depth it travels in,
 // and the non-secret identifiers an operator needs (jti, workload, thumbprint) stay readable.
 import { generateKeyPairSync } from 'node:crypto';
 import { Writable } from 'node:stream';
