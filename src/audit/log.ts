@@ -21,7 +21,7 @@ import { DigestArena } from './digest-arena.js';
 import { FrameArena, forEachRecord } from './frame-arena.js';
 import { RecordRing } from './record-ring.js';
 import { RecordEncoder } from './record-encoder.js';
-import { restartRecord, type AuditEvent } from './records.js';
+import { droppedRecord, restartRecord, type AuditEvent } from './records.js';
 import { SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
 import { CHECKPOINT_DIR, checkpointFileName, readEvidence } from './evidence.js';
 import { FRAME_HEADER_BYTES, fsyncDir, LostRecord, MAX_RECORD_BYTES, Spool, type SpoolEntry } from './spool.js';
@@ -66,8 +66,27 @@ export interface AuditLogOptions {
 /** Minimum time between two writes of the acknowledged point (see markAcked). */
 const ACK_PERSIST_MS = 100;
 
-/** Bytes kept free below maxBytes: isFull() turns true before a record could be refused. */
-const FULL_HEADROOM = 64 * 1024;
+/**
+ * A full spool, fully accounted (docs/audit.md, Full spool): writes are refused once the spool reaches
+ * maxBytes less two reserves of 1/16 each. One is kept for the records of reads, the other for the
+ * records of denials. The records that must be written whatever happens (the outcome of a write
+ * already forwarded, checkpoints, the log's own events: few, and bounded by the writes in flight)
+ * may take any room left below maxBytes, so a flood of denials never crowds them out.
+ */
+export const RESERVE_SHARE = 16;
+/** The smallest spool whose reserves hold a useful number of records (config check refuses less). */
+export const MIN_SPOOL_BYTES = 256 * 1024;
+
+/** Which part of the spool a record may use: see RESERVE_SHARE. */
+type Room = 'change' | 'read' | 'deny' | 'must';
+
+const EFFECT_DENY = 2;
+
+/** The event fields of an AuditRecord: a dropped record is counted under its kind. */
+const EVENT_KINDS = [
+  'decision', 'outcome', 'session', 'token', 'bundle', 'violation', 'checkpoint', 'revocation',
+  'interlockTrip', 'approval', 'freeze', 'auditGap', 'restart', 'dropped', 'sinkAlert',
+] as const;
 
 interface Waiter {
   seq: number;
@@ -116,6 +135,10 @@ export interface AuditLogStats {
   failed: boolean;
   /** Size of the last durable signed checkpoint, -1 before any. */
   checkpointSize: number;
+  /** Writes are refused: the spool reached its bound for them (or failed, or closed). */
+  full: boolean;
+  /** Records refused for want of room since start (each counted in a RecordsDroppedEvent once there is room). */
+  dropped: number;
 }
 
 export class AuditLog {
@@ -139,6 +162,16 @@ export class AuditLog {
   private readonly digests = new DigestArena();
   private failure: AuditError | undefined;
   private closed = false;
+  /** Bytes kept for reads, and for records that must be written (see RESERVE_SHARE). */
+  private readonly reserve: number;
+  /** Bytes of must-write records appended beyond the writes' bound since the spool last dropped below it. */
+  private reserveUse = 0;
+  /** Records refused for want of room and not yet reported in a RecordsDroppedEvent. */
+  private drops: { count: number; denials: number; firstMs: number; lastMs: number; byEvent: Record<string, number> } | undefined;
+  private droppedTotal = 0;
+  private reportingDrops = false;
+  /** Spool size at which the last write's record was refused (isFull until the spool shrinks below it). */
+  private writeRefusedAt = Infinity;
   /** Open sessions and outcome-pending writes as of the durable point (open-work.ts). */
   private work = new OpenWork();
   /** open.json writes, one after another (each newer than the last). */
@@ -214,6 +247,7 @@ export class AuditLog {
   ) {
     this.nextSeqValue = recovered.nextSeq;
     this.durableNext = recovered.nextSeq;
+    this.reserve = Math.floor(maxBytes / RESERVE_SHARE);
     // 8,192 records of ~300 bytes fit in 4 MiB; a window of larger records just holds fewer.
     this.recent = new RecordRing(cacheRecords, 4 << 20, recovered.nextSeq);
     this.lastHash = recovered.lastHash;
@@ -380,6 +414,8 @@ export class AuditLog {
       segments: this.spool.segmentCount(),
       failed: this.failure !== undefined,
       checkpointSize: this.lastCheckpoint?.size ?? -1,
+      full: this.isFull(),
+      dropped: this.droppedTotal,
     };
   }
 
@@ -388,7 +424,10 @@ export class AuditLog {
    * with AUDIT_UNAVAILABLE while reads go on. Also true once the log has failed or closed.
    */
   isFull(): boolean {
-    return this.failure !== undefined || this.closed || this.bytes() + FULL_HEADROOM > this.maxBytes;
+    if (this.failure !== undefined || this.closed) return true;
+    const used = this.bytes();
+    // A write refused a few bytes short of the bound keeps the spool full until records are deleted.
+    return used >= this.maxBytes - 2 * this.reserve || used >= this.writeRefusedAt;
   }
 
   /** The last durable signed checkpoint (with any cosignatures stored since), if any. */
@@ -477,6 +516,8 @@ export class AuditLog {
   private appendRecord(event: AuditEvent): number {
     if (this.failure) throw this.failure;
     if (this.closed) throw new AuditError('audit log is closed');
+    // Records refused for want of room are reported, exactly counted, first thing once there is room.
+    if (this.drops !== undefined && !this.reportingDrops) this.reportDrops();
     const seq = this.nextSeqValue;
     // Stamped onto the caller's event rather than a spread copy: this runs twice per command, and
     // every builder hands over a fresh object (records.ts), so nothing else sees the fields.
@@ -495,9 +536,27 @@ export class AuditLog {
       // Recovery would take a longer frame for a torn tail and cut it (and all after it) off.
       throw new AuditError(`audit record of ${recordBytes} bytes exceeds the limit of ${MAX_RECORD_BYTES}`);
     }
-    if (this.bytes() + FRAME_HEADER_BYTES + recordBytes > this.maxBytes) {
+    const room = this.roomOf(rec);
+    const n = FRAME_HEADER_BYTES + recordBytes;
+    const used = this.bytes();
+    const writesBound = this.maxBytes - 2 * this.reserve;
+    if (used <= writesBound) this.reserveUse = 0;
+    if (used < this.writeRefusedAt) this.writeRefusedAt = Infinity;
+    // reserveUse counts what denials and must-write records took past the writes' bound, so the
+    // reads' reserve stays theirs.
+    const fits =
+      room === 'change'
+        ? used + n <= writesBound
+        : used + n <= this.maxBytes &&
+          (room === 'must' ||
+            (room === 'read' ? used - this.reserveUse + n <= this.maxBytes - this.reserve : used + n <= writesBound || this.reserveUse + n <= this.reserve));
+    if (!fits) {
+      // A refused write is decided again as a denial, and that is recorded: only other records are dropped.
+      if (room === 'change') this.writeRefusedAt = used;
+      else if (!this.reportingDrops) this.countDrop(rec);
       throw new AuditError(`audit spool is full (${this.maxBytes} bytes): the collector has not acknowledged enough records`);
     }
+    if ((room === 'must' || room === 'deny') && used + n > writesBound) this.reserveUse += n;
     // The arenas keep the frame and the stored hashes (leaf, then the nodes it completes) in
     // order until the batch is flushed; the batch itself holds only the frame's length.
     let frameBytes: number;
@@ -521,6 +580,51 @@ export class AuditLog {
     // event loop, including other connections' I/O callbacks, joins the same write and fsync.
     this.scheduleFlush();
     return seq;
+  }
+
+  /** Where a record may go when the spool fills up (see RESERVE_SHARE). */
+  private roomOf(rec: AuditRecordProps): Room {
+    const d = rec.decision;
+    if (d != null) {
+      const info = d.decision;
+      if (info != null && info.effect === EFFECT_DENY) return 'deny';
+      return info?.durable ? 'change' : 'read';
+    }
+    // The outcome of a write whose decision is durable: what the PLC did with it must be on record.
+    if (rec.outcome != null) return this.work.pending.has(Number(rec.outcome.decisionSeq ?? 0)) ? 'must' : 'read';
+    // A count of dropped records waits in the denials' room: anywhere else each drop would be
+    // reported at once, one record per dropped record.
+    if (rec.dropped != null) return 'deny';
+    if (rec.checkpoint != null || rec.restart != null || rec.auditGap != null || rec.sinkAlert != null) return 'must';
+    return 'read';
+  }
+
+  private countDrop(rec: AuditRecordProps): void {
+    const now = this.clock.now();
+    const d = (this.drops ??= { count: 0, denials: 0, firstMs: now, lastMs: now, byEvent: {} });
+    d.count++;
+    d.lastMs = now;
+    if (rec.decision?.decision?.effect === EFFECT_DENY) d.denials++;
+    const kind = EVENT_KINDS.find((k) => rec[k] != null) ?? 'unknown';
+    d.byEvent[kind] = (d.byEvent[kind] ?? 0) + 1;
+    this.droppedTotal++;
+    if (d.count === 1) this.logger.error({ kind }, 'audit spool full: dropping records that do not fit; they are counted and reported once there is room');
+  }
+
+  /** Appends the RecordsDroppedEvent of the records dropped so far, if it fits now. */
+  private reportDrops(): void {
+    const d = this.drops;
+    if (d === undefined) return;
+    this.reportingDrops = true;
+    try {
+      this.appendRecord(droppedRecord(d));
+      this.drops = undefined;
+      this.logger.warn({ dropped: d.count, denials: d.denials }, 'audit: records dropped while the spool was full are now on record (count)');
+    } catch {
+      // still no room: tried again with the next record, and after the next deletion
+    } finally {
+      this.reportingDrops = false;
+    }
   }
 
   /** Same as append, and resolves only after the batch containing it is written and fsynced. */
@@ -718,6 +822,7 @@ export class AuditLog {
       await this.saveOpenWork();
       this.acked = seq;
       const deleted = await this.spool.deleteThrough(seq);
+      if (deleted > 0 && this.drops !== undefined && !this.closed && !this.failure) this.reportDrops();
       if (deleted > 0) this.logger.debug({ ackedSeq: seq, deleted }, 'audit spool: deleted acknowledged segments');
     };
     const p = this.ackChain.then(run);

@@ -40,7 +40,7 @@ export function identityOf(s: Subject): IdentityProps {
   return id;
 }
 
-export function commandInfo(cmd: Command, extra?: { unitId?: number; transactionId?: number }): CommandInfoProps {
+export function commandInfo(cmd: Command, extra?: { unitId?: number; transactionId?: number }, remoteAddress = ''): CommandInfoProps {
   return {
     sessionId: cmd.sessionId,
     protocol: cmd.protocol,
@@ -55,6 +55,7 @@ export function commandInfo(cmd: Command, extra?: { unitId?: number; transaction
     typedValues: cmd.typedValues === undefined ? {} : typedValuesText(cmd.typedValues),
     unitId: extra?.unitId ?? 0,
     transactionId: extra?.transactionId ?? 0,
+    remoteAddress,
   };
 }
 
@@ -90,6 +91,8 @@ export function decisionRecord(
   subject: Subject | undefined,
   decision: Decision,
   extra?: { unitId?: number; transactionId?: number; mcp?: McpCallInfo },
+  /** The agent's address:port (the SOC's src_endpoint). */
+  remoteAddress = '',
 ): AuditEvent {
   const mcp = extra?.mcp;
   return {
@@ -107,7 +110,7 @@ export function decisionRecord(
           }
         : {}),
       subject: subject ? identityOf(subject) : null,
-      command: commandInfo(cmd, extra),
+      command: commandInfo(cmd, extra, remoteAddress),
       decision: {
         effect: decision.effect === 'allow' ? pb.Effect.ALLOW : pb.Effect.DENY,
         reason: decision.reason,
@@ -133,6 +136,11 @@ export function outcomeRecord(o: {
   exceptionCode?: number;
   upstreamLatencyUs?: number;
   transactionId?: number;
+  /** Who and what, so an outcome names the agent and the points without its decision record. */
+  workloadId?: string;
+  assetId?: string;
+  points?: string[];
+  operation?: string;
 }): AuditEvent {
   return {
     outcome: {
@@ -142,6 +150,10 @@ export function outcomeRecord(o: {
       upstreamLatencyUs: o.upstreamLatencyUs ?? 0,
       sessionId: o.sessionId,
       transactionId: o.transactionId ?? 0,
+      workloadId: o.workloadId ?? '',
+      assetId: o.assetId ?? '',
+      points: o.points ?? [],
+      operation: o.operation ?? '',
     },
   };
 }

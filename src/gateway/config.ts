@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { plaintextListenerSchema } from '../identity/static-ip.js';
+import { MIN_SPOOL_BYTES } from '../audit/log.js';
 import { freezeConfigSchema } from '../freeze/config.js';
 import { consoleConfigSchema } from '../admin/console/config.js';
 import { mcpListenerSchema } from '../../protocols/mcp/config.js';
@@ -152,7 +153,12 @@ const schema = z.strictObject({
     .default({ leeway_sec: 30, max_identities: 10_000, max_tokens_per_identity: 8, max_connections_per_workload: 8 }),
   audit: z.strictObject({
     spool_dir: file,
-    max_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+    /** At least 256 KiB: 1/16 is kept for reads' records and 1/16 for denials' when the spool is full (docs/audit.md, Full spool). */
+    max_bytes: z
+      .number()
+      .int()
+      .min(MIN_SPOOL_BYTES, `must be at least ${MIN_SPOOL_BYTES} (256 KiB): 1/16 of it is kept for the records of reads and 1/16 for those of denials when the spool is full`)
+      .default(256 * 1024 * 1024),
     /** When the spool is nearly full: deny state-changing commands first (reads go on while the headroom lasts) or everything. */
     when_full: z.enum(['deny_writes', 'deny_all']).default('deny_writes'),
     /** Ed25519 key (private JWK or PEM) that signs checkpoints; the verifier key comes from `plantgate audit key`. */

@@ -321,7 +321,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
   const metrics = new GatewayMetrics({
     spool: () => {
       const s = audit.stats();
-      return { depthRecords: audit.depthRecords(), bytes: s.bytes, nextSeq: s.nextSeq, ackedSeq: s.ackedSeq, durableSeq: s.durableSeq, failed: s.failed };
+      return { depthRecords: audit.depthRecords(), bytes: s.bytes, nextSeq: s.nextSeq, ackedSeq: s.ackedSeq, durableSeq: s.durableSeq, failed: s.failed, full: s.full, dropped: s.dropped };
     },
     bundle: () => (policy.engine ? { revision: policy.engine.revision, createdAtMs: policy.engine.notBeforeMs } : undefined),
     upstreams: () => [...pools].map(([asset, { pool }]) => ({ asset, endpoint: pool.endpoint, up: pool.isUp, reconnects: pool.reconnects() })),
@@ -621,7 +621,8 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
           readiness: () => {
             const checks = {
               bundle: policy.engine !== undefined && policy.engine.expiresAtMs > clock.now(),
-              audit: !audit.stats().failed,
+              // Unavailable while it refuses writes: full (until the collector acknowledges) or failed.
+              audit: !audit.isFull(),
               listeners: listenersUp,
             };
             return { ready: checks.bundle && checks.audit && checks.listeners, checks };

@@ -7,7 +7,7 @@ import type { Command, Decision } from '../core/command.js';
 import type { Outcome } from '../core/pipeline.js';
 
 export interface MetricSources {
-  spool(): { depthRecords: number; bytes: number; nextSeq: number; ackedSeq: number; durableSeq: number; failed: boolean };
+  spool(): { depthRecords: number; bytes: number; nextSeq: number; ackedSeq: number; durableSeq: number; failed: boolean; full?: boolean; dropped?: number };
   bundle(): { revision: number; createdAtMs: number } | undefined;
   upstreams(): Array<{ asset: string; endpoint: string; up: boolean; reconnects: number }>;
   tokenCache(): { hits: number; misses: number };
@@ -204,6 +204,26 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.set(sources.spool().failed ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'plantgate_audit_full',
+      help: '1 while the audit spool refuses writes for want of room (writes, calls and diagnostics are denied AUDIT_UNAVAILABLE)',
+      registers,
+      collect() {
+        this.set(sources.spool().full ? 1 : 0);
+      },
+    });
+    let droppedSeen = 0;
+    new Counter({
+      name: 'plantgate_audit_records_dropped_total',
+      help: 'Audit records a full spool could not take; each is counted in a RecordsDroppedEvent record once there is room',
+      registers,
+      collect() {
+        // The log counts; the counter follows it at each scrape.
+        const total = sources.spool().dropped ?? 0;
+        if (total > droppedSeen) this.inc(total - droppedSeen);
+        droppedSeen = Math.max(droppedSeen, total);
       },
     });
     new Gauge({

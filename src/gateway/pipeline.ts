@@ -183,7 +183,7 @@ export class EnforcementPipeline implements CommandPipeline {
     if (decision.effect === 'allow' && (decision.durable || this.deps.auditWhenFull === 'deny_all') && audit.isFull()) {
       decision = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
     }
-    const rec = decisionRecord(cmd, subject, decision, wire);
+    const rec = decisionRecord(cmd, subject, decision, wire, session.remoteAddress);
     if (decision.effect === 'allow' && decision.durable) {
       const decidedMs = performance.now();
       // A consumed grant is on disk before the command runs, so a crash cannot make it reusable.
@@ -197,7 +197,7 @@ export class EnforcementPipeline implements CommandPipeline {
         },
         (err: unknown) => {
           logger.error({ err: (err as Error).message }, 'audit record not durable; denying');
-          const refused = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+          const refused = this.recordRefusal(session, cmd, subject, decision, wire);
           metrics?.decided(cmd, refused, (decidedMs - startedMs) / 1000);
           return refused;
         },
@@ -208,10 +208,24 @@ export class EnforcementPipeline implements CommandPipeline {
       decision.auditSeq = audit.append(rec);
     } catch (err) {
       logger.error({ err: (err as Error).message }, 'audit unavailable; denying');
-      final = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+      final = decision.effect === 'allow' ? this.recordRefusal(session, cmd, subject, decision, wire) : deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
     }
     metrics?.decided(cmd, final, (performance.now() - startedMs) / 1000);
     return final;
+  }
+
+  /**
+   * An allowed command whose record the spool refused is denied AUDIT_UNAVAILABLE, and that denial
+   * is recorded in the room kept for denials (a full log counts it as dropped: docs/audit.md, Full spool).
+   */
+  private recordRefusal(session: Session, cmd: Command, subject: Subject, decision: Decision, wire: WireInfo): Decision {
+    const refused = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
+    try {
+      refused.auditSeq = this.deps.audit.append(decisionRecord(cmd, subject, refused, wire, session.remoteAddress));
+    } catch {
+      // counted by the log, reported in a RecordsDroppedEvent once there is room
+    }
+    return refused;
   }
 
   outcome(session: Session, cmd: Command, decision: Decision, outcome: Outcome): void {
@@ -228,6 +242,10 @@ export class EnforcementPipeline implements CommandPipeline {
         status: outcome.status,
         exceptionCode: outcome.exceptionCode,
         upstreamLatencyUs: outcome.latencyUs,
+        workloadId: session.workloadId,
+        assetId: cmd.assetId,
+        points: cmd.points,
+        operation: cmd.operation,
       }),
     );
   }

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_GATEWAY_ID } from '../../src/cli/demo/lab.js';
-import { allowedWriteValues, auditRig, servedWrites, writeLoad, type AuditRig } from './audit-harness.js';
-import { assertBuilt, run } from './cli.js';
+import { allowedWriteValues, auditRig, collectedThrough, servedWrites, socLines, writeLoad, type AuditRig } from './audit-harness.js';
+import { assertBuilt, run, waitReady } from './cli.js';
 
 let dir: string;
 let rig: AuditRig | undefined;
@@ -97,48 +97,56 @@ describe('audit faults (real gateway process)', () => {
     expect(notes.some((n) => n.includes('— soc.example/witness '))).toBe(true);
   });
 
-  it('with the spool full, denies writes with AUDIT_UNAVAILABLE and serves reads, then recovers once the collector acknowledges', async () => {
+  it('with the spool full, audits every one of 1,000 denied writes (a record each, or an exact count once there is room), keeps room for reads, reports not ready, and recovers once the collector acknowledges', { timeout: 180_000 }, async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'plantgate-full-'));
-    // 160 KiB: 20 KiB segments; the headroom (64 KiB) leaves room for reads and their records.
-    rig = await auditRig(dir, { maxBytes: 160 * 1024 });
+    // The smallest spool config check accepts: 32 KiB segments, 16 KiB kept for reads and 16 KiB for denials.
+    rig = await auditRig(dir, { maxBytes: 256 * 1024 });
     const gw = await rig.startGateway(); // no collector: nothing is acknowledged, nothing deleted
     const agent = await rig.agent();
+    const readyz = async () => (await fetch(`http://127.0.0.1:${rig!.ports.ops}/readyz`)).json() as Promise<{ status: string; checks: Record<string, boolean> }>;
+    let denied = 0;
+    const write = async (v: number) => {
+      const r = await modbusError(agent.client.writeRegister(0, v));
+      if (r === 0x01) denied++;
+      return r;
+    };
     let v = 200;
-    let denied: number | 'ok' = 'ok';
-    for (let i = 0; i < 5000 && denied === 'ok'; i++) denied = await modbusError(agent.client.writeRegister(0, 200 + (v++ % 600)));
-    expect(denied).toBe(0x01);
+    let answer: number | 'ok' = 'ok';
+    for (let i = 0; i < 5000 && answer === 'ok'; i++) answer = await write(200 + (v++ % 600));
+    expect(answer).toBe(0x01);
+    expect(await readyz()).toMatchObject({ status: 'not ready', checks: { audit: false } });
     const before = servedWrites(rig.sim).length;
-    // Reads go on while writes are refused.
+    for (let i = 0; i < 1000; i++) expect(await write(500)).toBe(0x01);
+    // Reads go on: 1,000 denials did not take the room kept for them.
     const read = await agent.client.readHoldingRegisters(0, 1);
     expect(read.data).toHaveLength(1);
-    expect(await modbusError(agent.client.writeRegister(0, 500))).toBe(0x01);
     expect(servedWrites(rig.sim).length).toBe(before);
 
     await rig.startCollector();
-    let recovered = false;
-    for (let i = 0; i < 200 && !recovered; i++) {
-      recovered = (await modbusError(agent.client.writeRegister(0, 444))) === 'ok';
-      if (!recovered) await new Promise<void>((r) => rig!.collector!.once('record', () => r()));
-    }
-    expect(recovered).toBe(true);
+    // Ready again once acknowledged segments are deleted (a dropped denial ships nothing, so the
+    // collector's records are no event to wait on).
+    await waitReady(rig.ports.ops);
+    expect(await write(444)).toBe('ok');
     expect(servedWrites(rig.sim)).toContain(444);
     await agent.close();
     await gw.stop();
+    // What the stop wrote after the shipper closed goes out on the next start.
+    const last = (await rig.spoolRecords()).at(-1)!.seq as number;
+    const again = await rig.startGateway();
+    await collectedThrough(rig, last);
+    await again.stop();
 
-    // The refusals are on record: in the collector's output once acknowledged (their segments may
-    // already be deleted from the spool), or still in the spool.
-    const records = await rig.spoolRecords();
-    const reasons = records.flatMap((r) => (r.decision?.decision ? [r.decision.decision.reason] : []));
-    const shipped = await readFile(path.join(rig.collectorDir, `${LAB_GATEWAY_ID}.ndjson`), 'utf8');
-    const shippedReasons = shipped.trim().split('\n').flatMap((l) => {
-      const d = (JSON.parse(l) as { decision?: { decision?: { reason?: string } } }).decision?.decision;
-      return d?.reason ? [d.reason] : [];
-    });
-    expect([...reasons, ...shippedReasons]).toContain('AUDIT_UNAVAILABLE');
-    // Nothing corrupted: acknowledged segments were deleted, the rest verifies against tree.hashes.
+    // Every denial is on the SOC's record: as its own record, or counted in a RecordsDroppedEvent.
+    const soc = await socLines(rig);
+    const recordedDenials = soc.filter((l) => l.decision?.decision?.reason === 'AUDIT_UNAVAILABLE' && l.decision.command?.operation === 'write').length;
+    const dropped = soc.filter((l) => l.dropped).reduce((n, l) => n + (l.dropped.denials ?? 0), 0);
+    expect(recordedDenials + dropped).toBe(denied);
+    expect(denied).toBeGreaterThan(1000);
+    expect(dropped).toBeGreaterThan(0); // 1,000 denials do not all fit in 16 KiB
+    // Each RecordsDroppedEvent is an alert at the SOC.
+    expect(rig.collector!.stats().alerts.records_dropped).toBe(soc.filter((l) => l.dropped).length);
     const verify = await run(['audit', 'verify', rig.spoolDir, '--key', rig.files.auditVerifierKey]);
     expect(verify.stdout).toMatch(/^OK spool/m);
     expect(verify.code).toBe(0);
-    expect(rig.collector!.stats().alerts).toEqual({});
   });
 });

@@ -49,12 +49,14 @@ describe('plantgate CLI', () => {
         'upstreams:',
         '  - { asset: plc1, host: 127.0.0.1, port: 502, timout_ms: 100 }',
         'policy: { bundle_file: b.jws, trusted_keys: [k.jwks.json] }',
-        'audit: { spool_dir: ./spool }',
+        'audit: { spool_dir: ./spool, max_bytes: 65536 }',
         '',
       ].join('\n'),
     );
     const r = await run(['config', 'check', file]);
     expect(r.code).toBe(2);
+    // A spool too small for the room a full spool keeps for reads and denials (docs/audit.md, Full spool).
+    expect(r.stderr).toMatch(/:10:\d+: audit\.max_bytes: must be at least 262144/);
     expect(r.stderr).toContain(`${file}:5:`);
     expect(r.stderr).toContain('listeners.modbus_tls.port');
     expect(r.stderr).toMatch(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:8:\\d+: upstreams\\[0\\]\\.timout_ms: unknown field`));

@@ -6,7 +6,8 @@ import { AuditError } from '../../../src/audit/errors.js';
 import { hashEquals, leafHash, ZERO_HASH } from '../../../src/audit/hash.js';
 import { AuditLog } from '../../../src/audit/log.js';
 import { SpoolDamageError } from '../../../src/audit/spool.js';
-import { bundleRecord, outcomeRecord, violationRecord } from '../../../src/audit/records.js';
+import { bundleRecord, decisionRecord, outcomeRecord, violationRecord } from '../../../src/audit/records.js';
+import { allow, cmd, subject } from '../../unit/audit/fixtures.js';
 import { decodeRecord } from '../../../src/audit/schema.js';
 import { ManualClock } from '../../../src/core/clock.js';
 
@@ -168,6 +169,103 @@ describe('AuditLog', () => {
     expect(log.nextSeq).toBe(n);
     await log.sync();
     expect(log.bytes()).toBeLessThanOrEqual(2000);
+    await log.close();
+  });
+
+  it('on a full spool, keeps room for reads whatever the denials take, and reports the denials it had to drop with their exact count once there is room', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, maxBytes: 256 * 1024, segmentBytes: 8 * 1024 });
+    const write = () => decisionRecord(cmd, subject, allow);
+    const denial = () => decisionRecord(cmd, subject, { ...allow, effect: 'deny', reason: 'AUDIT_UNAVAILABLE', durable: false });
+    const read = () => decisionRecord({ ...cmd, operation: 'read' }, subject, { ...allow, durable: false });
+    let writes = 0;
+    for (;;) {
+      try {
+        log.append(write());
+      } catch (err) {
+        expect(err).toBeInstanceOf(AuditError);
+        break;
+      }
+      writes++;
+    }
+    expect(log.stats().dropped).toBe(0); // a refused write is decided again as a denial, not dropped
+    let recorded = 0;
+    let refused = 0;
+    for (let i = 0; i < 1000; i++) {
+      try {
+        log.append(denial());
+        recorded++;
+      } catch {
+        refused++;
+      }
+    }
+    expect(recorded).toBeGreaterThan(10);
+    expect(refused).toBeGreaterThan(0);
+    expect(log.stats().dropped).toBe(refused);
+    // The room kept for reads is still there.
+    let reads = 0;
+    for (let i = 0; i < 10; i++) {
+      log.append(read());
+      reads++;
+    }
+    expect(reads).toBe(10);
+    await log.sync();
+    expect(log.bytes()).toBeLessThanOrEqual(256 * 1024);
+    // Acknowledged segments are deleted: what was still uncounted goes on record at once. (A drop
+    // record is smaller than a denial, so one may already have fitted in the last bytes of the room.)
+    const beforeAck = log.stats().nextSeq;
+    await log.markAcked(writes);
+    await log.sync();
+    expect(log.stats().nextSeq).toBeGreaterThan(beforeAck);
+    const all = await log.readFrom(log.firstSeq, 100_000);
+    const dropped = all.map((r) => decodeRecord(r.bytes).dropped).filter((d) => d != null);
+    expect(dropped.reduce((n, d) => n + Number(d.count), 0)).toBe(refused);
+    expect(dropped.reduce((n, d) => n + Number(d.denials), 0)).toBe(refused);
+    expect(dropped.every((d) => d.reason === 'AUDIT_UNAVAILABLE' && Number(d.byEvent?.decision) === Number(d.count))).toBe(true);
+    await log.close();
+  });
+
+  it('on a full spool, still writes the outcomes of writes already forwarded however many denials came first, and takes writes again once records are deleted', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, maxBytes: 256 * 1024, segmentBytes: 8 * 1024 });
+    const write = () => decisionRecord(cmd, subject, allow);
+    const denial = () => decisionRecord(cmd, subject, { ...allow, effect: 'deny', reason: 'AUDIT_UNAVAILABLE', durable: false });
+    // Writes in flight: decided and durable, their outcomes not yet known.
+    const inFlight: number[] = [];
+    for (let i = 0; i < 50; i++) inFlight.push(await log.appendDurable(write()));
+    let writes = inFlight.length;
+    for (;;) {
+      try {
+        log.append(write());
+        writes++;
+      } catch {
+        break;
+      }
+    }
+    expect(log.isFull()).toBe(true);
+    // Denials take their room until it is gone, but never the room the reads keep.
+    let denials = 0;
+    for (let i = 0; i < 2000; i++) {
+      try {
+        log.append(denial());
+        denials++;
+      } catch {
+        /* counted as dropped */
+      }
+    }
+    expect(log.stats().dropped).toBeGreaterThan(0);
+    // The outcomes of the writes in flight are records that must be written: denials never take their room.
+    await log.sync();
+    const droppedDenials = log.stats().dropped;
+    expect(droppedDenials).toBe(2000 - denials);
+    for (const seq of inFlight) log.append(outcomeRecord({ decisionSeq: seq, sessionId: 's-1', status: 'ok' }));
+    expect(log.stats().dropped).toBe(droppedDenials);
+    expect(() => log.append(write())).toThrow(AuditError);
+    await log.sync();
+    expect(log.bytes()).toBeLessThanOrEqual(256 * 1024);
+    // Once acknowledged records are deleted, writes are taken again.
+    await log.markAcked(writes - 1);
+    await log.sync();
+    expect(log.isFull()).toBe(false);
+    expect(log.append(write())).toBeGreaterThan(0);
     await log.close();
   });
 

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandFromRequest } from '../../../protocols/modbus/command.js';
 import { decodeRequest } from '../../../protocols/modbus/codec.js';
 import { connectModbusAgent, exceptionCodeOf, type ModbusAgent } from '../../../src/cli/demo/agent.js';
-import { DEMO_AGENTS, startLab, type Lab } from '../../../src/cli/demo/lab.js';
+import { DEMO_AGENTS, LAB_GATEWAY_ID, startLab, type Lab } from '../../../src/cli/demo/lab.js';
+import { readSpool } from '../../../src/audit/offline.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import type { Session } from '../../../src/core/pipeline.js';
 import { loadGatewayConfig } from '../../../src/gateway/config.js';
@@ -160,9 +161,9 @@ describe('a full audit spool', () => {
       stateDir: dir,
       gatewayClock: clock,
       clock: new ManualClock(Date.now()),
-      // Room for the bundle, token and session records and a few commands, then full: the
-      // collector acknowledges, but the spool only frees whole acknowledged segments.
-      patchConfig: (yaml) => yaml.replace('\naudit:\n', '\naudit:\n  max_bytes: 2048\n'),
+      // The smallest spool config check accepts; the collector is stopped below, so nothing is
+      // acknowledged or deleted and reads fill it.
+      patchConfig: (yaml) => yaml.replace('\naudit:\n', '\naudit:\n  max_bytes: 262144\n'),
     });
     await authenticate(lab, 'optimizer', clock.now());
     optimizer = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, await lab.credentials('optimizer'));
@@ -176,8 +177,10 @@ describe('a full audit spool', () => {
 
   it('denies commands it cannot audit with 0x01 and AUDIT_UNAVAILABLE; the PLC is untouched', async () => {
     // Reads are audited too: fill the spool with them until the gateway refuses one.
+    await lab.waitShipped();
+    await lab.collector.close();
     let refusedAfter = -1;
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 5000; i++) {
       const code = await optimizer.client.readInputRegisters(0, 1).then(() => undefined, exceptionCodeOf);
       if (code !== undefined) {
         expect(code).toBe(0x01);
@@ -212,19 +215,20 @@ describe('a full audit spool', () => {
     expect(decision.reason).toBe('AUDIT_UNAVAILABLE');
   });
 
-  it('keeps the records it did ship valid in the SOC’s NDJSON: every seq, in order, hash-chained', async () => {
-    const shipped = await lab.waitShipped();
-    const lines = (await readFile(shipped.file, 'utf8'))
+  it('keeps the records it did ship valid in the SOC’s NDJSON, and has the refusals on record in the spool', async () => {
+    const lines = (await readFile(path.join(lab.collectorDir, `${LAB_GATEWAY_ID}.ndjson`), 'utf8'))
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { seq: number; prevHash: string; hash: string; decision?: { decision?: { reason?: string }; command?: { rawValues?: number[] } } });
-    expect(lines.length).toBe(shipped.records);
     expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i));
     for (let i = 1; i < lines.length; i++) expect(lines[i].prevHash).toBe(lines[i - 1].hash);
-    // Commands were audited until the spool filled; the refused write (700) left no record, or (when
-    // its refusal still fitted in the spool's headroom) a record of the refusal — never an allow.
-    expect(lines.some((l) => l.decision?.decision?.reason === 'ALLOWED')).toBe(true);
-    const write700 = lines.filter((l) => l.decision?.command?.rawValues?.[0] === 700).map((l) => l.decision?.decision?.reason);
+    // Commands were audited until the spool filled, and the refused write (700) is on record, as a
+    // refusal, in the room a full spool keeps for denials.
+    await lab.gateway.audit.sync();
+    const { records } = await readSpool(lab.spoolDir);
+    expect(records.some((r) => r.record?.decision?.decision?.reason === 'ALLOWED')).toBe(true);
+    const write700 = records.flatMap((r) => (r.record?.decision?.command?.rawValues?.[0] === 700 ? [r.record.decision.decision?.reason] : []));
+    expect(write700.length).toBeGreaterThan(0);
     expect(write700.every((r) => r === 'AUDIT_UNAVAILABLE')).toBe(true);
   });
 });
