@@ -11,9 +11,11 @@
 // wraps the server engine's read/write/call/browse (whose context carries the session) and the
 // CreateMonitoredItems service. Items without a session are in-process (node-opcua's own) and pass.
 //
-// Values: each variable answers from a copy the upstream feeds (subscription notifications); an
-// allowed write that the server accepted replaces the copy at once, so a read after a write returns
-// the written value (the server's next notification then takes over).
+// Values: each variable answers from a copy the upstream feeds (subscription notifications); the
+// gate answers an allowed Value read from that copy and forwards an allowed write to the upstream
+// itself (node-opcua's read and write paths would reach the same copy and upstream with more work
+// per item: docs/opcua.md, Costs). A write the server accepted replaces the copy at once, so a
+// read after a write returns the written value (the server's next notification then takes over).
 import { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
@@ -29,6 +31,7 @@ import {
   QualifiedName,
   SecurityPolicy,
   StatusCodes,
+  TimestampsToReturn,
   Variant,
   VariantArrayType,
   coerceNodeId,
@@ -288,7 +291,26 @@ function rankFits(valueRank: number, v: Variant): boolean {
   }
 }
 
+const CURRENT_READ = 0x01;
 const CURRENT_WRITE = 0x02;
+
+/** Whether a read names a data encoding (structures only; none of the copies' built-in values has one). */
+function hasEncoding(e: unknown): boolean {
+  if (e === undefined || e === null) return false;
+  return typeof e === 'string' ? e !== '' : Boolean((e as { name?: string | null }).name);
+}
+
+/** A read answered from the copy, with the timestamps the request asked for (OPC 10000-4 §7.40). */
+function answer(copy: DataValue, ts: TimestampsToReturn | undefined, now: Date): DataValue {
+  const source = ts === TimestampsToReturn.Source || ts === TimestampsToReturn.Both;
+  const server = ts === TimestampsToReturn.Server || ts === TimestampsToReturn.Both;
+  return new DataValue({
+    value: copy.value,
+    statusCode: copy.statusCode,
+    ...(source && copy.sourceTimestamp ? { sourceTimestamp: copy.sourceTimestamp, sourcePicoseconds: copy.sourcePicoseconds } : {}),
+    ...(server ? { serverTimestamp: now } : {}),
+  });
+}
 /** WriteMask bits per attribute (OPC 10000-3 §8.60) for the attributes an agent might write. */
 const WRITE_MASK_BIT: Partial<Record<number, number>> = {
   [AttributeIds.AccessLevel]: 1 << 0,
@@ -535,18 +557,9 @@ export class OpcuaFront {
           v.bindVariable(
             {
               timestamped_get: () => this.byTarget.get(target)?.copy ?? new DataValue({ statusCode: StatusCodes.BadNodeIdUnknown }),
-              set: (variant: Variant, callback: (err: Error | null, status?: StatusCode) => void) => {
-                // Reached only through the gated engine.write: the pipeline has allowed it.
-                this.opts.upstream.write(target, variant).then(
-                  (status) => {
-                    // Read your writes: the written value is the copy until the server says otherwise.
-                    const n = this.byTarget.get(target);
-                    if (status.isGood() && n !== undefined) n.copy = new DataValue({ value: variant, statusCode: StatusCodes.Good, sourceTimestamp: new Date(), serverTimestamp: new Date() });
-                    callback(null, status);
-                  },
-                  () => callback(null, StatusCodes.BadCommunicationError),
-                );
-              },
+              // The gate forwards allowed writes itself (forwardWrite); whatever reaches node-opcua's
+              // own write path for a mirrored node went around the gate: refused (fail closed).
+              set: (_variant: Variant, callback: (err: Error | null, status?: StatusCode) => void) => callback(null, StatusCodes.BadUserAccessDenied),
             } as never,
             true,
           );
@@ -778,6 +791,32 @@ export class OpcuaFront {
     return undefined;
   }
 
+  /**
+   * An allowed write to the node's server, straight from the gate (node-opcua's write path would
+   * only hand it to the same upstream): a Value the server accepted replaces the copy at once, so
+   * a read right after it answers the written value (read your writes).
+   */
+  private async forwardWrite(context: ISessionContext, g: Gated, d: Decision, w: WriteValue): Promise<StatusCode> {
+    const target = g.cmd.targets[0]!.nodeId!;
+    const variant = w.value!.value!;
+    const t0 = performance.now();
+    let status: StatusCode;
+    try {
+      status = await this.opts.upstream.write(target, variant, w.attributeId);
+    } catch {
+      status = StatusCodes.BadCommunicationError;
+    }
+    if (status.isGood() && w.attributeId === AttributeIds.Value) {
+      const n = this.byTarget.get(target);
+      if (n?.copy !== undefined) {
+        const now = new Date();
+        n.copy = new DataValue({ value: variant, statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
+      }
+    }
+    this.outcome(context, g, d, status, t0);
+    return status;
+  }
+
   /** Why a call is refused before policy (unknown method, argument count or types), or undefined. */
   private callProblem(objectId: NodeId, node: FrontNode | undefined, inputs: Variant[]): { reason: Reason; operation: string; argumentResults?: StatusCode[] } | undefined {
     if (node === undefined || node.mirror.nodeClass !== 'Method') return { reason: 'UNKNOWN_TARGET', operation: 'call' };
@@ -802,38 +841,64 @@ export class OpcuaFront {
 
     engine.read = async (context: ISessionContext, req: ReadRequestOptions): Promise<DataValue[]> => {
       const items = req.nodesToRead ?? [];
-      const gates = items.map((it) => {
+      const gates: (Gated | undefined)[] = new Array(items.length);
+      const nodes: (FrontNode | undefined)[] = new Array(items.length);
+      for (let i = 0; i < items.length; i++) {
+        const it = items[i]!;
         const nodeId = coerceNodeId(it.nodeId ?? 'i=0');
         // Metadata (browse name, data type, access level, …) is not process data: only Values are Commands.
-        if (!this.isOurs(nodeId) || (it.attributeId ?? AttributeIds.Value) !== AttributeIds.Value || this.isMetadata(nodeId)) return undefined;
+        if (!this.isOurs(nodeId) || (it.attributeId ?? AttributeIds.Value) !== AttributeIds.Value || this.isMetadata(nodeId)) continue;
         const node = this.nodes.get(nodeId.toString());
-        // Objects and methods have no Value: node-opcua answers BadAttributeIdInvalid, nothing is read.
-        if (node !== undefined && node.mirror.nodeClass !== 'Variable') return undefined;
-        return this.ask(context, (s) => this.command(s, 'Read', 'read', nodeId), node === undefined ? 'UNKNOWN_TARGET' : undefined);
-      });
+        // Objects and methods have no Value (BadAttributeIdInvalid), an unreadable variable none to
+        // give (BadNotReadable): node-opcua answers, nothing is read.
+        if (node !== undefined && (node.mirror.nodeClass !== 'Variable' || ((node.mirror.accessLevel ?? 1) & CURRENT_READ) === 0)) continue;
+        nodes[i] = node;
+        gates[i] = this.ask(context, (s) => this.command(s, 'Read', 'read', nodeId), node === undefined ? 'UNKNOWN_TARGET' : undefined);
+      }
       const decisions = await OpcuaFront.decided(gates);
-      const allowedIdx: number[] = [];
-      for (let i = 0; i < items.length; i++) if (gates[i] === undefined || decisions[i]!.effect === 'allow') allowedIdx.push(i);
-      const t0 = performance.now();
-      const values = allowedIdx.length === 0 ? [] : await read(context, { ...req, nodesToRead: allowedIdx.map((i) => items[i]!) } as ReadRequestOptions);
-      const out: DataValue[] = items.map((_it, i) => new DataValue({ statusCode: OpcuaFront.denied(decisions[i], 'read') }));
-      allowedIdx.forEach((i, k) => {
-        out[i] = values[k]!;
+      const out: DataValue[] = new Array(items.length);
+      const engineIdx: number[] = [];
+      const now = new Date();
+      for (let i = 0; i < items.length; i++) {
         const g = gates[i];
-        if (g !== undefined) this.outcome(context, g, decisions[i]!, values[k]!.statusCode, t0);
-      });
+        if (g === undefined) {
+          engineIdx.push(i);
+          continue;
+        }
+        const d = decisions[i]!;
+        if (d.effect !== 'allow') {
+          out[i] = new DataValue({ statusCode: OpcuaFront.denied(d, 'read') });
+          continue;
+        }
+        const node = nodes[i]!;
+        const it = items[i]!;
+        // A part of an array or another encoding: node-opcua cuts it from the same copy.
+        if (node.copy === undefined || it.indexRange?.isDefined?.() || hasEncoding(it.dataEncoding)) {
+          engineIdx.push(i);
+          continue;
+        }
+        out[i] = answer(node.copy, req.timestampsToReturn, now);
+        // A read is one record (docs/audit.md): the allow stands for a Good answer from the copy;
+        // only an answer that is not Good (the server unreachable, a bad value) adds its outcome.
+        if (!node.copy.statusCode.isGood()) this.outcome(context, g, d, node.copy.statusCode, performance.now());
+      }
+      if (engineIdx.length > 0) {
+        const t0 = performance.now();
+        const values = await read(context, { ...req, nodesToRead: engineIdx.map((i) => items[i]!) } as ReadRequestOptions);
+        engineIdx.forEach((i, k) => {
+          out[i] = values[k]!;
+          const g = gates[i];
+          if (g !== undefined) this.outcome(context, g, decisions[i]!, values[k]!.statusCode, t0);
+        });
+      }
       return out;
     };
 
     engine.write = async (context: ISessionContext, nodesToWrite: WriteValue[]): Promise<StatusCode[]> => {
-      // Non-Value attributes go straight to the server (node-opcua's front nodes hold copies only).
-      const direct: boolean[] = new Array(nodesToWrite.length).fill(false);
-      const gates = nodesToWrite.map((w, i) => {
+      const gates = nodesToWrite.map((w) => {
         const nodeId = coerceNodeId(w.nodeId);
         if (!this.isOurs(nodeId)) return undefined;
         const node = this.nodes.get(nodeId.toString());
-        const problem = this.writeProblem(node, w);
-        direct[i] = problem === undefined && w.attributeId !== AttributeIds.Value;
         return this.ask(
           context,
           (s) => {
@@ -847,28 +912,23 @@ export class OpcuaFront {
             }
             return c;
           },
-          problem,
+          this.writeProblem(node, w),
         );
       });
       const decisions = await OpcuaFront.decided(gates);
-      const allowedIdx: number[] = [];
-      for (let i = 0; i < nodesToWrite.length; i++) if (gates[i] === undefined || (decisions[i]!.effect === 'allow' && !direct[i])) allowedIdx.push(i);
-      const t0 = performance.now();
       const out: StatusCode[] = nodesToWrite.map((_w, i) => OpcuaFront.denied(decisions[i], 'write'));
-      const [statuses] = await Promise.all([
-        allowedIdx.length === 0 ? [] : write(context, allowedIdx.map((i) => nodesToWrite[i]!)),
-        ...nodesToWrite.map(async (w, i) => {
-          if (!direct[i] || decisions[i]?.effect !== 'allow') return;
-          const g = gates[i]!;
-          out[i] = await this.opts.upstream.write(g.cmd.targets[0]!.nodeId!, w.value!.value!, w.attributeId);
-          this.outcome(context, g, decisions[i]!, out[i]!, t0);
-        }),
-      ]);
-      allowedIdx.forEach((i, k) => {
-        out[i] = statuses[k]!;
+      const engineIdx: number[] = [];
+      const forwards: Promise<void>[] = [];
+      for (let i = 0; i < nodesToWrite.length; i++) {
         const g = gates[i];
-        if (g !== undefined) this.outcome(context, g, decisions[i]!, statuses[k]!, t0);
-      });
+        if (g === undefined) engineIdx.push(i);
+        else if (decisions[i]!.effect === 'allow') forwards.push(this.forwardWrite(context, g, decisions[i]!, nodesToWrite[i]!).then((s) => void (out[i] = s)));
+      }
+      if (engineIdx.length > 0) {
+        const statuses = await write(context, engineIdx.map((i) => nodesToWrite[i]!));
+        engineIdx.forEach((i, k) => (out[i] = statuses[k]!));
+      }
+      await Promise.all(forwards);
       return out;
     };
 

@@ -1,9 +1,12 @@
-// OPC UA through the whole gateway (issue 4): `plantgate serve` runs as a child process with its
-// OPC UA front and an upstream session to the simulator's OPC UA face, full enforcement on (the
-// demo bundle's identity, policy and interlocks, audit durable before each write). One agent
-// session (SignAndEncrypt, Basic256Sha256, its application certificate, a JWT in ActivateSession
-// through the project's client helper) reads and writes through the gateway; the same agent reads
-// and writes directly against the simulator. Reports p50/p99 of sequential round trips, the
+// OPC UA through the whole gateway (issue 4, issue 21): `plantgate serve` runs as a child process
+// with its OPC UA front and an upstream session to the simulator's OPC UA face, full enforcement on
+// (the demo bundle's identity, policy and interlocks, audit durable before each write). The
+// simulated PLC runs in a process of its own (opcua-plc.ts), as a PLC is a device of its own: a
+// "direct" session to a server inside the bench's own process would cross no process boundary at
+// all (its requests are served on the agent's own event loop), which no real direct session does.
+// One agent session (SignAndEncrypt, Basic256Sha256, its application certificate, a JWT in
+// ActivateSession through the project's client helper) reads and writes through the gateway; the
+// same agent reads and writes directly against the PLC, in the same run. Reports p50/p99 of sequential round trips, the
 // gateway's CPU time per command (from /proc/<pid>/stat: less sensitive to other load on the
 // machine than wall-clock latency), its RSS idle and after the run, and start-to-ready time.
 // Run after build:
@@ -14,19 +17,19 @@
 //   BENCH_GATEWAY_PIDFILE    file that receives the gateway's pid once it is ready (perf record -p)
 //   BENCH_GATEWAY_LOG        file that receives the gateway's stdout/stderr (e.g. --trace-deopt)
 //   BENCH_OPCUA_N, BENCH_OPCUA_WARMUP  round trips per measured run, and before the first one
+//   BENCH_OPCUA_ONLY         read | write: measure (and profile) one operation only
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { AttributeIds, DataType, MessageSecurityMode, OPCUACertificateManager, OPCUAClient, SecurityPolicy, StatusCodes, type ClientSession } from 'node-opcua';
 import { DEMO_AGENTS, LAB_GATEWAY_ID, LAB_GATEWAY_OPCUA_URI, LAB_OPCUA_NAMESPACE, PACKAGE_ROOT, prepareLabFiles } from '../../src/cli/demo/lab.js';
-import { startSimulator } from '../../src/sim/server.js';
-import { startOpcuaSimulator } from '../../src/sim/opcua-server.js';
 import { createAppCert, writeAppCert } from '../../protocols/opcua/app-cert.js';
 import { createJwtSession } from '../../protocols/opcua/jwt-token.js';
+import { readSpool } from '../../src/audit/offline.js';
 
 const quick = process.argv.includes('--quick');
 // BENCH_OPCUA_N overrides the round trips per run (a longer run for a steady-state profile).
@@ -111,6 +114,26 @@ async function waitReady(opsPort: number, child: ChildProcess, output: () => str
   }
 }
 
+/** p50 of appending one record-sized block with O_DSYNC in `dir` (what the spool does per batch), µs. */
+async function dsyncAppendP50(dir: string): Promise<number> {
+  const file = path.join(dir, 'dsync-probe.bin');
+  const fh = await open(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_DSYNC, 0o600);
+  const block = Buffer.alloc(300, 1);
+  const us: number[] = [];
+  try {
+    for (let i = 0; i < 200; i++) {
+      const t0 = performance.now();
+      await fh.write(block);
+      us.push((performance.now() - t0) * 1000);
+    }
+  } finally {
+    await fh.close();
+    await rm(file, { force: true });
+  }
+  us.sort((a, b) => a - b);
+  return pct(us, 50);
+}
+
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
@@ -157,7 +180,6 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-bench-opcua-'));
   const files = await prepareLabFiles({ stateDir: dir });
   // The simulated plant, served over Modbus (plc1, and the interlock poll) and OPC UA (plc1-ua).
-  const sim = await startSimulator({ plant: path.join(PACKAGE_ROOT, 'fixtures/plants/water-treatment.yaml'), host: '127.0.0.1', port: 0 });
   const uaDir = path.join(dir, 'opcua');
   const [gwCert, simCert, agentCert] = await Promise.all([
     createAppCert({ applicationUri: LAB_GATEWAY_OPCUA_URI, commonName: LAB_GATEWAY_ID, hosts: ['127.0.0.1', 'localhost'] }),
@@ -167,10 +189,19 @@ async function main(): Promise<void> {
   const gwFiles = await writeAppCert(uaDir, 'gateway', gwCert!);
   const simFiles = await writeAppCert(uaDir, 'sim', simCert!);
   const agentFiles = await writeAppCert(uaDir, 'agent-optimizer', agentCert!);
-  const uaSim = await startOpcuaSimulator({
-    runtime: sim.runtime, host: '127.0.0.1', port: 0, security: 'secure',
-    certificateFile: simFiles.cert, privateKeyFile: simFiles.key, pkiDir: path.join(uaDir, 'sim-pki'),
+  const plc = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'dist/test/bench/opcua-plc.js'), simFiles.cert, simFiles.key, path.join(uaDir, 'sim-pki')], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const plcReady = await new Promise<{ modbusPort: number; endpointUrl: string }>((resolve, reject) => {
+    let buf = '';
+    plc.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      // node-opcua writes its warnings to stdout too: the ready line is the JSON one.
+      const line = buf.split('\n').find((l) => l.startsWith('{"modbusPort"'));
+      if (line !== undefined) resolve(JSON.parse(line) as { modbusPort: number; endpointUrl: string });
+    });
+    plc.once('exit', (code) => reject(new Error(`the PLC process exited (${code}) before listening`)));
   });
+  const sim = { port: plcReady.modbusPort };
+  const uaSim = { endpointUrl: plcReady.endpointUrl };
 
   const [opsPort, uaPort] = await Promise.all([freePort(), freePort()]);
   const yaml = files
@@ -203,7 +234,7 @@ async function main(): Promise<void> {
     // part of every CPU-per-command figure below, so it is shown on its own.
     const idle0 = cpuUsOf(pid);
     const idleT0 = performance.now();
-    await new Promise((r) => setTimeout(r, quick ? 1000 : 3000));
+    await new Promise((r) => setTimeout(r, Number(process.env.BENCH_OPCUA_IDLE_MS ?? 0) || (quick ? 1000 : 3000)));
     const idleCpuPct = ((cpuUsOf(pid) - idle0) / ((performance.now() - idleT0) * 1000)) * 100;
 
     const jwt = await files.mintFor('optimizer', await readFile(agentFiles.cert), { scope: ['read', 'write'], ttlSec: 900 });
@@ -240,8 +271,12 @@ async function main(): Promise<void> {
 
     const cpuReads0 = process.cpuUsage();
     const rows: [string, Figures, Figures][] = [];
-    rows.push(['read (tank1.level)', await timeIt(read(direct)), await timeIt(read(via), pid)]);
-    rows.push(['write (tank1.setpoint, durable audit)', await timeIt(write(direct)), await timeIt(write(via), pid)]);
+    // BENCH_OPCUA_ONLY=read|write: one operation only (a profile of just that path).
+    const only = process.env.BENCH_OPCUA_ONLY;
+    if (only !== 'write') rows.push(['read (tank1.level)', await timeIt(read(direct)), await timeIt(read(via), pid)]);
+    // The floor of a durable write on this disk, measured on the spool's file system in this run.
+    const disk = only === 'read' ? undefined : await dsyncAppendP50(dir);
+    if (only !== 'read') rows.push(['write (tank1.setpoint, durable audit)', await timeIt(write(direct)), await timeIt(write(via), pid)]);
     const benchCpu = process.cpuUsage(cpuReads0);
     const rssAfter = rssOf(pid);
     const spool = out.includes('"level":50') ? ' (gateway logged errors)' : '';
@@ -268,7 +303,28 @@ async function main(): Promise<void> {
     console.log(`| RSS idle (after ready) | ${mb(rssIdle)} |`);
     console.log(`| CPU idle (no commands) | ${idleCpuPct.toFixed(1)} % of a core |`);
     console.log(`| RSS after ${rows.length * 2 * N * REPEATS} commands | ${mb(rssAfter)} |`);
-    console.log(`\nbench process (agent clients + simulator) CPU: ${((benchCpu.user + benchCpu.system) / 1000).toFixed(0)} ms; machine has ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(2)}`);
+    console.log(`\nbench process (agent clients) CPU: ${((benchCpu.user + benchCpu.system) / 1000).toFixed(0)} ms; machine has ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(2)}`);
+
+    // Where a write's time goes: its upstream leg (each outcome record's upstream latency: the
+    // gateway's session to the PLC and back) and the disk's durable append, the rest is the front.
+    const w = rows.find(([name]) => name.startsWith('write'));
+    if (w !== undefined && disk !== undefined) {
+      const exited = new Promise((r) => gateway.once('exit', r));
+      gateway.kill('SIGTERM');
+      await exited;
+      const { records } = await readSpool(path.join(dir, 'spool'));
+      const ups = records.flatMap((r) => (r.record?.outcome?.status === 'ok' ? [Number(r.record.outcome.upstreamLatencyUs)] : [])).slice(-N * REPEATS);
+      ups.sort((a, b) => a - b);
+      const up = pct(ups, 50);
+      const g = w[2].p50;
+      console.log('');
+      console.log('| a write through the gateway (p50) | figure |');
+      console.log('|---|---|');
+      console.log(`| through the gateway | ${f(g)} |`);
+      console.log(`| upstream leg: the gateway's session to the PLC and back (outcome records) | ${f(up)} (direct from the agent: ${f(w[1].p50)}) |`);
+      console.log(`| durable audit floor: one O_DSYNC append of a record on the spool's disk, this run | ${f(disk)} |`);
+      console.log(`| the rest: front (decode, gate, policy, audit encode, answer) and scheduling | ${f(Math.max(0, g - up - disk))} |`);
+    }
   } finally {
     for (const c of clients) {
       await c.session.close().catch(() => undefined);
@@ -281,8 +337,9 @@ async function main(): Promise<void> {
     }
     // The gateway's own output (e.g. with --trace-deopt in BENCH_GATEWAY_NODE_ARGS), for reading later.
     if (process.env.BENCH_GATEWAY_LOG) await writeFile(process.env.BENCH_GATEWAY_LOG, out);
-    await uaSim.close();
-    await sim.close();
+    const plcExited = new Promise((r) => plc.once('exit', r));
+    plc.kill('SIGTERM');
+    await plcExited;
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -16,6 +16,7 @@ import {
   LocalizedText,
   MessageSecurityMode,
   NodeClass,
+  NumericRange,
   OPCUACertificateManager,
   OPCUAClient,
   QualifiedName,
@@ -221,6 +222,23 @@ opcua_upstreams:
     expect(audited.decision?.reason).toBe('ALLOWED');
     expect(audited.command?.targets?.[0]).toMatchObject({ nodeId: `nsu=${ACME_NS};s=Line1.Recipe`, browsePath: '/Line1/Recipe' });
     expect(audited.command?.typedValues?.['/Line1/Recipe']).toBe('"B-200"');
+  });
+
+  it('answers a read with the timestamps it asked for, and a part of an array for an index range', async () => {
+    expect(await write(session, 'Line1.Setpoints', DataType.Double, [10, 20, 30], VariantArrayType.Array)).toBe(StatusCodes.Good);
+    const both = await read(session, 'Line1.Setpoints'); // node-opcua's read asks for Both
+    expect(both.sourceTimestamp).toBeInstanceOf(Date);
+    expect(both.serverTimestamp).toBeInstanceOf(Date);
+    const neither = await session.readVariableValue(node('Line1.Setpoints')); // asks for Neither
+    expect(neither.statusCode).toBe(StatusCodes.Good);
+    expect(neither.sourceTimestamp).toBeNull();
+    expect(neither.serverTimestamp).toBeNull();
+    const part = await session.read({ nodeId: node('Line1.Setpoints'), attributeId: AttributeIds.Value, indexRange: new NumericRange('1:2') });
+    expect(part.statusCode).toBe(StatusCodes.Good);
+    expect(Array.from(part.value.value as Float64Array)).toEqual([20, 30]);
+    // A read-only node reads like any other; each read is decided and audited.
+    expect((await read(session, 'Line1.SerialNumber')).statusCode).toBe(StatusCodes.Good);
+    expect((await decisions('read', '/Line1/Setpoints')).at(-1)?.decision?.reason).toBe('ALLOWED');
   });
 
   it('reads and writes a variable of every built-in scalar type (SByte … UInt64, Float, ByteString, LocalizedText, Guid, …)', async () => {
