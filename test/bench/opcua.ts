@@ -6,9 +6,11 @@
 // all (its requests are served on the agent's own event loop), which no real direct session does.
 // One agent session (SignAndEncrypt, Basic256Sha256, its application certificate, a JWT in
 // ActivateSession through the project's client helper) reads and writes through the gateway; the
-// same agent reads and writes directly against the PLC, in the same run. Reports p50/p99 of sequential round trips, the
-// gateway's CPU time per command (from /proc/<pid>/stat: less sensitive to other load on the
-// machine than wall-clock latency), its RSS idle and after the run, and start-to-ready time.
+// same agent reads and writes directly against the PLC, in the same run, direct and gateway round
+// trips alternating block by block. Reports p50/p99 of sequential round trips, the load average,
+// the PLC's CPU per direct command and the gateway's CPU time per command (from /proc/<pid>/stat:
+// less sensitive to other load on the machine than wall-clock latency), its RSS idle and after the
+// run, and start-to-ready time.
 // Run after build:
 //   node dist/test/bench/opcua.js [--quick]
 // Knobs for profiling (docs/opcua.md, "Where an OPC UA command's CPU goes"):
@@ -141,7 +143,7 @@ function pct(sorted: number[], p: number): number {
 interface Figures {
   p50: number;
   p99: number;
-  /** Gateway CPU µs per command (through the gateway only). */
+  /** CPU µs per command: the gateway's through it, the PLC's for a direct one. */
   cpuUs?: number;
   /** The same, split by thread and user/system (µs per command). */
   split?: CpuSplit;
@@ -149,31 +151,59 @@ interface Figures {
   all?: number[];
 }
 
-/** N sequential round trips after a warm-up, REPEATS times; the median run's percentiles. */
-async function timeIt(op: () => Promise<void>, gatewayPid?: number): Promise<Figures> {
-  const runs: Figures[] = [];
-  for (let i = 0; i < WARMUP; i++) await op();
-  for (let r = 0; r < REPEATS; r++) {
-    const us: number[] = new Array(N);
-    const cpu0 = gatewayPid === undefined ? 0 : cpuUsOf(gatewayPid);
-    const split0 = gatewayPid === undefined ? undefined : cpuSplitOf(gatewayPid);
-    for (let i = 0; i < N; i++) {
+/** Blocks per run: direct and gateway round trips alternate block by block. */
+const BLOCKS = 10;
+
+/**
+ * Direct and through-the-gateway round trips of one operation, after a warm-up of each, in
+ * alternating blocks (REPEATS runs of BLOCKS blocks of N/BLOCKS round trips each way), so both
+ * see the same load on a shared machine: measured one after the other, a change of load between
+ * them would pass for a difference of the gateway. Percentiles over every round trip of a side;
+ * the gateway's CPU counted over its blocks only, the PLC's over the direct blocks.
+ */
+async function compare(direct: () => Promise<void>, via: () => Promise<void>, pids: { gateway: number; plc: number }): Promise<{ direct: Figures; via: Figures }> {
+  for (let i = 0; i < WARMUP; i++) await direct();
+  for (let i = 0; i < WARMUP; i++) await via();
+  const per = Math.max(1, Math.floor(N / BLOCKS));
+  const us = { direct: [] as number[], via: [] as number[] };
+  const cpu = { direct: 0, via: 0 };
+  const split: CpuSplit = { mainUser: 0, mainSys: 0, others: 0 };
+  const all: number[] = [];
+  const block = async (op: () => Promise<void>, out: number[]) => {
+    for (let i = 0; i < per; i++) {
       const t0 = performance.now();
       await op();
-      us[i] = (performance.now() - t0) * 1000;
+      out.push((performance.now() - t0) * 1000);
     }
-    const cpu = gatewayPid === undefined ? undefined : (cpuUsOf(gatewayPid) - cpu0) / N;
-    let split: CpuSplit | undefined;
-    if (gatewayPid !== undefined && split0 !== undefined) {
-      const s1 = cpuSplitOf(gatewayPid);
-      split = { mainUser: (s1.mainUser - split0.mainUser) / N, mainSys: (s1.mainSys - split0.mainSys) / N, others: (s1.others - split0.others) / N };
+  };
+  for (let r = 0; r < REPEATS; r++) {
+    let runCpu = 0;
+    for (let b = 0; b < BLOCKS; b++) {
+      const p0 = cpuUsOf(pids.plc);
+      await block(direct, us.direct);
+      cpu.direct += cpuUsOf(pids.plc) - p0;
+      const g0 = cpuUsOf(pids.gateway);
+      const s0 = cpuSplitOf(pids.gateway);
+      await block(via, us.via);
+      const g = cpuUsOf(pids.gateway) - g0;
+      const s1 = cpuSplitOf(pids.gateway);
+      cpu.via += g;
+      runCpu += g;
+      split.mainUser += s1.mainUser - s0.mainUser;
+      split.mainSys += s1.mainSys - s0.mainSys;
+      split.others += s1.others - s0.others;
     }
-    us.sort((a, b) => a - b);
-    runs.push({ p50: pct(us, 50), p99: pct(us, 99), cpuUs: cpu, split });
+    all.push(runCpu / (per * BLOCKS));
   }
-  const all = runs.map((r) => r.cpuUs ?? NaN);
-  runs.sort((a, b) => a.p50 - b.p50);
-  return { ...runs[Math.floor(runs.length / 2)]!, all };
+  const n = per * BLOCKS * REPEATS;
+  const figures = (xs: number[]): Figures => {
+    xs.sort((a, b) => a - b);
+    return { p50: pct(xs, 50), p99: pct(xs, 99) };
+  };
+  return {
+    direct: { ...figures(us.direct), cpuUs: cpu.direct / n },
+    via: { ...figures(us.via), cpuUs: cpu.via / n, split: { mainUser: split.mainUser / n, mainSys: split.mainSys / n, others: split.others / n }, all },
+  };
 }
 
 async function main(): Promise<void> {
@@ -273,23 +303,30 @@ async function main(): Promise<void> {
     const rows: [string, Figures, Figures][] = [];
     // BENCH_OPCUA_ONLY=read|write: one operation only (a profile of just that path).
     const only = process.env.BENCH_OPCUA_ONLY;
-    if (only !== 'write') rows.push(['read (tank1.level)', await timeIt(read(direct)), await timeIt(read(via), pid)]);
+    const load0 = os.loadavg()[0]!;
+    const pids = { gateway: pid, plc: plc.pid! };
+    const row = async (name: string, op: (c: { session: ClientSession; ns: number }) => () => Promise<void>) => {
+      const r = await compare(op(direct), op(via), pids);
+      rows.push([name, r.direct, r.via]);
+    };
+    if (only !== 'write') await row('read (tank1.level)', read);
     // The floor of a durable write on this disk, measured on the spool's file system in this run.
     const disk = only === 'read' ? undefined : await dsyncAppendP50(dir);
-    if (only !== 'read') rows.push(['write (tank1.setpoint, durable audit)', await timeIt(write(direct)), await timeIt(write(via), pid)]);
+    if (only !== 'read') await row('write (tank1.setpoint, durable audit)', write);
     const benchCpu = process.cpuUsage(cpuReads0);
     const rssAfter = rssOf(pid);
     const spool = out.includes('"level":50') ? ' (gateway logged errors)' : '';
 
     const f = (x: number) => `${(x / 1000).toFixed(2)} ms`;
-    console.log(`\n### OPC UA through the gateway (${quick ? 'quick' : 'full'}: ${N} sequential round trips × ${REPEATS}, median run)${spool}\n`);
-    console.log('| operation | direct p50 | direct p99 | gateway p50 | gateway p99 | gateway ÷ direct (p50) | gateway CPU / command |');
-    console.log('|---|---|---|---|---|---|---|');
+    const load = `load average ${load0.toFixed(2)} at the start of the measured runs, ${os.loadavg()[0]!.toFixed(2)} at their end, ${os.cpus().length} cores`;
+    console.log(`\n### OPC UA through the gateway (${quick ? 'quick' : 'full'}: ${N * REPEATS} sequential round trips each way, direct and gateway alternating in blocks of ${Math.floor(N / BLOCKS)}; ${load})${spool}\n`);
+    console.log('| operation | direct p50 | direct p99 | gateway p50 | gateway p99 | gateway ÷ direct (p50) | PLC CPU / direct command | gateway CPU / command |');
+    console.log('|---|---|---|---|---|---|---|---|');
     for (const [name, d, g] of rows) {
-      console.log(`| ${name} | ${f(d.p50)} | ${f(d.p99)} | ${f(g.p50)} | ${f(g.p99)} | ${(g.p50 / d.p50).toFixed(2)}× | ${g.cpuUs!.toFixed(0)} µs |`);
+      console.log(`| ${name} | ${f(d.p50)} | ${f(d.p99)} | ${f(g.p50)} | ${f(g.p99)} | ${(g.p50 / d.p50).toFixed(2)}× | ${d.cpuUs!.toFixed(0)} µs | ${g.cpuUs!.toFixed(0)} µs |`);
     }
     console.log('');
-    console.log('| gateway CPU / command, by thread (median run) | main thread user | main thread system | other threads (GC, compiler, libuv pool) |');
+    console.log('| gateway CPU / command, by thread | main thread user | main thread system | other threads (GC, compiler, libuv pool) |');
     console.log('|---|---|---|---|');
     for (const [name, , g] of rows) {
       const sp = g.split!;
@@ -302,7 +339,7 @@ async function main(): Promise<void> {
     console.log(`| start to ready (/readyz 200, OPC UA front listening) | ${readyMs.toFixed(0)} ms |`);
     console.log(`| RSS idle (after ready) | ${mb(rssIdle)} |`);
     console.log(`| CPU idle (no commands) | ${idleCpuPct.toFixed(1)} % of a core |`);
-    console.log(`| RSS after ${rows.length * 2 * N * REPEATS} commands | ${mb(rssAfter)} |`);
+    console.log(`| RSS after ${rows.length * (N * REPEATS + WARMUP)} commands through it | ${mb(rssAfter)} |`);
     console.log(`\nbench process (agent clients) CPU: ${((benchCpu.user + benchCpu.system) / 1000).toFixed(0)} ms; machine has ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(2)}`);
 
     // Where a write's time goes: its upstream leg (each outcome record's upstream latency: the
@@ -313,7 +350,7 @@ async function main(): Promise<void> {
       gateway.kill('SIGTERM');
       await exited;
       const { records } = await readSpool(path.join(dir, 'spool'));
-      const ups = records.flatMap((r) => (r.record?.outcome?.status === 'ok' ? [Number(r.record.outcome.upstreamLatencyUs)] : [])).slice(-N * REPEATS);
+      const ups = records.flatMap((r) => (r.record?.outcome?.status === 'ok' ? [Number(r.record.outcome.upstreamLatencyUs)] : [])).slice(-Math.floor(N / BLOCKS) * BLOCKS * REPEATS);
       ups.sort((a, b) => a - b);
       const up = pct(ups, 50);
       const g = w[2].p50;
