@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callOperatorApi } from '../../../src/cli/commands/approvals.js';
 import { DEV_ISSUER, PACKAGE_ROOT, startLab, type DemoAgent, type Lab } from '../../../src/cli/demo/lab.js';
 import { connectMcpAgent, tlsFetch, type McpAgent } from '../../../src/cli/demo/mcp-agent.js';
-import { signBundle, writeBundleFile } from '../../../src/policy/bundle.js';
+import { decodeBundleUnverified, readBundleFile, signBundle, writeBundleFile } from '../../../src/policy/bundle.js';
+import type { BundlePayload } from '../../../src/policy/payload.js';
 import { compileSources } from '../../../src/policy/sources.js';
 import { setTankLevel } from '../safety/gateway-harness.js';
 
@@ -78,6 +79,23 @@ describe('the MCP front through the real gateway', () => {
     } finally {
       await dispatcher.close();
     }
+  };
+
+  /**
+   * Connects the SDK's client holding `token` and returns the challenge of the 401 it was given.
+   * The client is told it has no other token, so it gives up and never connects.
+   */
+  const sdkRefusal = async (token: string): Promise<ReturnType<typeof extractWWWAuthenticateParams>> => {
+    let challenge: ReturnType<typeof extractWWWAuthenticateParams> | undefined;
+    const authProvider: AuthProvider = {
+      token: async () => token,
+      onUnauthorized: async ({ response }) => {
+        challenge = extractWWWAuthenticateParams(response);
+        throw new Error('no other token');
+      },
+    };
+    await expect(connectMcpAgent({ url, ca, authProvider })).rejects.toThrow('no other token');
+    return challenge ?? {};
   };
 
   beforeAll(async () => {
@@ -154,7 +172,7 @@ describe('the MCP front through the real gateway', () => {
     expect(r.headers.get('www-authenticate')).toContain('TOKEN_INVALID');
     const rejected = await recordsSince(from, (x) => x.token?.kind === 'rejected');
     expect(rejected.at(-1)?.token).toMatchObject({ reason: 'TOKEN_INVALID', detail: 'MCP: AUD_MISMATCH' });
-    await expect(agent('optimizer', { token: await lab.token('optimizer') })).rejects.toThrow();
+    expect(await sdkRefusal(await lab.token('optimizer'))).toMatchObject({ error: 'invalid_token', errorDescription: expect.stringMatching(/^TOKEN_INVALID: /) });
   });
 
   it('refuses an expired token with TOKEN_EXPIRED', async () => {
@@ -162,6 +180,7 @@ describe('the MCP front through the real gateway', () => {
     const r = await raw({ token: expired });
     expect(r.status).toBe(401);
     expect(r.headers.get('www-authenticate')).toContain('TOKEN_EXPIRED');
+    expect(await sdkRefusal(expired)).toMatchObject({ error: 'invalid_token', errorDescription: expect.stringMatching(/^TOKEN_EXPIRED: /) });
   });
 
   it('refuses a certificate-bound token without its certificate, and accepts it over mutual TLS', async () => {
@@ -202,6 +221,7 @@ describe('the MCP front through the real gateway', () => {
     expect(r.status).toBe(401);
     expect(r.headers.get('www-authenticate')).toContain('TOKEN_REVOKED');
     await expect(legacy.client.callTool({ name: 'read_plc1', arguments: { points: ['tank1.level'] } })).rejects.toThrow();
+    expect(await sdkRefusal(legacyToken)).toMatchObject({ error: 'invalid_token', errorDescription: expect.stringMatching(/^TOKEN_REVOKED: /) });
     expect((await revoke(modernToken)).status).toBe(201);
     await modernNotified;
     await expect(modern.client.callTool({ name: 'read_plc1', arguments: { points: ['tank1.level'] } })).rejects.toThrow();
@@ -215,6 +235,11 @@ describe('the MCP front through the real gateway', () => {
     const v = await recordsSince(from, (x) => x.violation != null);
     expect(v.at(-1)?.violation).toMatchObject({ protocol: 'mcp' });
     expect(v.at(-1)?.violation?.detail).toContain('evil.example');
+    // The SDK's client from such a page gets no session, so it can call no tool.
+    const before = writesServed();
+    const refused = connectMcpAgent({ url, ca, token: await lab.mcpToken('optimizer'), headers: { origin: 'https://evil.example' } });
+    await expect(refused).rejects.toMatchObject({ status: 403 });
+    expect(writesServed()).toBe(before);
   });
 
   it('refuses a Host header naming another server (DNS rebinding), 403', async () => {
@@ -255,6 +280,36 @@ describe('the MCP front through the real gateway', () => {
     expect(byName.has('write_plc1_control_auto')).toBe(false);
     const read = byName.get('read_plc1')?.inputSchema.properties?.points as { items: { enum: string[] } };
     expect(read.items.enum).toContain('tank1.level');
+  });
+
+  it('lets every numeric write tool reach the PLC at its schema\'s minimum and maximum, and refuses one step beyond with VALUE_OUT_OF_BOUNDS', async () => {
+    // The schema's bounds are the rules' as the engine applies them: its edges pass the real
+    // pipeline, one step of the point's resolution outside does not (and never reaches the PLC).
+    const { payload } = decodeBundleUnverified(await readBundleFile(lab.bundleFile)) as { payload: BundlePayload };
+    const plc1 = payload.assets.find((x) => x.id === 'plc1')!;
+    const a = await agent('optimizer');
+    const numeric = (await a.client.listTools()).tools.flatMap((t) => {
+      const v = t.inputSchema.properties?.value as { minimum?: number; maximum?: number } | undefined;
+      const point = /^Write (\S+) on plc1$/.exec(t.title ?? '')?.[1];
+      return point !== undefined && v?.minimum !== undefined && v.maximum !== undefined ? [{ tool: t.name, point, min: v.minimum, max: v.maximum }] : [];
+    });
+    expect(numeric.map((n) => n.point).sort()).toEqual(['pump1.speed', 'tank1.setpoint']);
+    for (const { tool, point, min, max } of numeric) {
+      const step = plc1.points[point]!.scale ?? 1;
+      const kept = lab.sim.read(point);
+      for (const edge of [min, max]) {
+        const r = await call(a, tool, { value: edge });
+        expect(r.isError, `${tool} ${edge}: ${r.content[0]?.text}`).toBeFalsy();
+        expect(lab.sim.read(point)).toBeCloseTo(edge, 6);
+      }
+      for (const beyond of [min - step, max + step]) {
+        const before = writesServed();
+        const r = await call(a, tool, { value: beyond });
+        expect(r.structuredContent, `${tool} ${beyond}`).toMatchObject({ reason: 'VALUE_OUT_OF_BOUNDS' });
+        expect(writesServed()).toBe(before);
+      }
+      lab.sim.write(point, kept);
+    }
   });
 
   it('tells the planner that opening the drain valve needs an approval', async () => {
@@ -325,6 +380,7 @@ describe('the MCP front through the real gateway', () => {
   it('refuses an interlocked write with INTERLOCK, naming the interlock and the live value; the PLC never sees it', async () => {
     await setTankLevel(lab, 91);
     const before = writesServed();
+    const from = records.length;
     const a = await agent('optimizer');
     const r = await call(a, 'write_plc1_pump1_run', { value: true });
     expect(r.isError).toBe(true);
@@ -333,6 +389,11 @@ describe('the MCP front through the real gateway', () => {
     expect(r.structuredContent).toMatchObject({ reason: 'INTERLOCK', interlock: 'tank1-overfill' });
     expect(writesServed()).toBe(before);
     expect(lab.sim.read('pump1.run')).toBe(0);
+    expect((await decisionsSince(from)).at(-1)?.decision).toMatchObject({
+      decision: { effect: 'DENY', reason: 'INTERLOCK', interlockId: 'tank1-overfill' },
+      command: { operation: 'write', points: ['pump1.run'] },
+      mcp: { tool: 'write_plc1_pump1_run', arguments: '{"value":true}' },
+    });
     await setTankLevel(lab, 50);
   });
 
