@@ -253,7 +253,7 @@ export class ToolCalls {
         // Not a request a Modbus agent could send: recorded as the write it tried to be.
         const cmd: Command = {
           sessionId: ctx.session.id, protocol: 'modbus', unitId: asset.unit_id, assetId: asset.id, operation: 'write', functionCode: writeFunctionCode(def),
-          targets: [{ table: def.table, address: def.address, count: pointWidth(def.type) }], points: [point], ...(Number.isNaN(value) ? {} : { values: { [point]: value } }),
+          targets: [{ table: def.table, address: def.address, count: pointWidth(def) }], points: [point], ...(Number.isNaN(value) ? {} : { values: { [point]: value } }),
         };
         return req === undefined
           ? refusal(cmd, 'PROTOCOL_VIOLATION', `"value" must be ${def.type === 'bool' ? 'true or false' : 'a finite number'}`)

@@ -26,13 +26,13 @@ export function isWritable(def: PointDef): boolean {
 }
 
 export function readRequest(def: PointDef): Request {
-  return { fc: READ_FC[def.table], address: def.address, quantity: pointWidth(def.type) };
+  return { fc: READ_FC[def.table], address: def.address, quantity: pointWidth(def) };
 }
 
 /** The function code a write of this point uses (FC 5 coil, FC 6 one register, FC 16 two). */
 export function writeFunctionCode(def: PointDef): 5 | 6 | 16 {
   if (def.table === 'coil') return 5;
-  return pointWidth(def.type) === 1 ? 6 : 16;
+  return pointWidth(def) === 1 ? 6 : 16;
 }
 
 /** Lowest and highest engineering value the point's type can carry. */
@@ -85,7 +85,7 @@ export function writeRequest(def: PointDef, value: number): Request | { refused:
 export function valueFromResponse(def: PointDef, res: Response): number {
   if (!('values' in res)) return NaN;
   const v = res.values as Array<number | boolean>;
-  const value = decodePoint(def, Number(v[0] ?? NaN), pointWidth(def.type) === 2 ? Number(v[1] ?? NaN) : 0);
+  const value = decodePoint(def, Number(v[0] ?? NaN), pointWidth(def) === 2 ? Number(v[1] ?? NaN) : 0);
   if (def.type === 'float32' || !Number.isFinite(value)) return value;
   const digits = Math.max(decimalsOf(def.scale ?? 1), decimalsOf(def.offset ?? 0));
   return digits === 0 ? value : Number(value.toFixed(Math.min(digits, 15)));

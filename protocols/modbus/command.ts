@@ -61,17 +61,17 @@ const MEI_READ_DEVICE_ID = 14;
 const CATEGORY_END: Record<number, number> = { 1: 0x02, 2: 0x7f, 3: 0xff };
 
 /**
- * FC 43 as policy sees it. For Read Device Identification the objects it reads: code 4 reads one
- * object; a stream (codes 1..3) reads from the object id to the end of its category, and a device
- * restarts an id outside the category at 0 (v1.1b3 §6.21), so the range does too.
+ * FC 43 as policy sees it. For Read Device Identification the objects it may read: code 4 one
+ * object; a stream (codes 1..3) reads to the end of its category from the object id, or from 0
+ * when the device does not have that object (v1.1b3 §6.21), which only the device knows: so a
+ * stream may read its whole category from 0 up.
  */
 function meiTarget(meiType: number, data: Buffer): Target {
   if (meiType !== MEI_READ_DEVICE_ID) return { meiType };
   const code = data[0]!;
   const id = data[1]!;
   if (code === 4) return { meiType, objectFrom: id, objectTo: id };
-  const end = CATEGORY_END[code]!;
-  return { meiType, objectFrom: id <= end ? id : 0, objectTo: end };
+  return { meiType, objectFrom: 0, objectTo: CATEGORY_END[code]! };
 }
 
 function rawValuesOf(req: Request): number[] | undefined {

@@ -1,5 +1,5 @@
 // The OPC UA data type of a point (issue 4, typed writes): one rule shared by the gateway's front
-// (protocols/opcua/mapping.ts) and the simulator's OPC UA face (src/sim/opcua-face.ts), so a point
+// (protocols/opcua/mapping.ts) and the simulator's OPC UA face (src/assets/opcua-face.ts), so a point
 // has the same type on the PLC and on the gateway and agent code written against one works against
 // the other. Pure, no imports.
 //

@@ -369,6 +369,16 @@ export function parseExpr(src: string): Expr {
   return e;
 }
 
+/**
+ * Parses a value: a number or a condition (plant logic sets a point to either, docs/simulator.md
+ * "PLC logic"). Same syntax, bounds and errors as parseExpr, without requiring a boolean.
+ */
+export function parseValue(src: string): Expr {
+  if (typeof src !== 'string') throw new ParseError('EXPR_SYNTAX', 1, 1, 'expression must be a string');
+  if (src.length > MAX_EXPR_LENGTH) throw new ParseError('EXPR_TOO_COMPLEX', 1, 1, `expression is longer than ${MAX_EXPR_LENGTH} characters`);
+  return new Parser(tokenize(src)).parse();
+}
+
 /** Every point the expression names, in first-use order, without repeats. */
 export function pointsOf(e: Expr): PointRef[] {
   const out: PointRef[] = [];

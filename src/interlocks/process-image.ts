@@ -197,7 +197,7 @@ export class ProcessImage {
       };
       for (const { spec, slot } of bucket) {
         const a = spec.def.address;
-        const w = table === 'coil' || table === 'discrete' ? 1 : pointWidth(spec.def.type);
+        const w = table === 'coil' || table === 'discrete' ? 1 : pointWidth(spec.def);
         if (members.length > 0 && (a - end > maxGap || a + w - start > MAX_QUANTITY[table])) flush();
         if (members.length === 0) start = a;
         end = Math.max(end, a + w);
@@ -376,7 +376,7 @@ export class ProcessImage {
     }
     g.last = 'ok';
     for (const m of g.members) {
-      const second = pointWidth(m.def.type) === 2 ? (words[m.offset + 1] ?? NaN) : 0;
+      const second = pointWidth(m.def) === 2 ? (words[m.offset + 1] ?? NaN) : 0;
       const v = decodePoint(m.def, words[m.offset]!, second);
       this.values[m.slot] = v;
       // An undecodable value keeps no timestamp: it must not count as fresh.

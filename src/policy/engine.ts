@@ -48,6 +48,7 @@ import {
 } from './payload.js';
 import type { KeyedRate, RateSpec } from './rate.js';
 import { decodePoint } from './values.js';
+import { textFromWords } from '../assets/points.js';
 import { compileWindows, type CompiledWindow } from './windows.js';
 import { checkArguments, checkValue, compileSelectors, numericOf, selectorFor, type CompiledSelector } from './opcua-nodes.js';
 
@@ -94,7 +95,7 @@ interface CompiledPoint {
   name: string;
   def: PointDef;
   index: number;
-  width: 1 | 2;
+  width: number;
 }
 
 /** One rate limit of a rule: a budget per distinct value of its keys, kept in the PolicyMemory. */
@@ -189,6 +190,8 @@ interface CompiledAsset {
   points: CompiledPoint[];
   /** Address → point per table; a 32-bit point appears under both of its addresses. */
   byAddress: Record<ModbusTable, Map<number, CompiledPoint>>;
+  /** Modbus: merged read-only intervals per table (as `cover`), null when the device has none. */
+  readOnly: Record<ModbusTable, Int32Array> | null;
   byNodeId: Map<string, CompiledPoint>;
   byName: Map<string, CompiledPoint>;
   /** OPC UA: methods (rule coverage index = points.length + k) and the object node browse rules cover. */
@@ -404,6 +407,11 @@ export class PolicyEngine {
     for (let i = 0; i < count; i++) {
       const p = map.get(t.address + i);
       if (p === undefined || p.def.address !== t.address + i) continue;
+      if (p.def.type === 'string') {
+        // A string written whole reaches bounds-free policy and the audit as its text.
+        if (i + p.width <= count) (cmd.typedValues ??= {})[p.name] = textFromWords(p.def.length ?? 2, raw, i);
+        continue;
+      }
       const second = p.width === 2 ? (i + 1 < count ? raw[i + 1]! : NaN) : 0;
       const v = decodePoint(p.def, raw[i]!, second);
       if (Number.isNaN(v)) continue;
@@ -456,6 +464,8 @@ export class PolicyEngine {
     this.monitorLimited = null;
     const asset = this.assetsById.get(cmd.assetId);
     if (asset === undefined) return this.denied(cmd, subject, asset, 'NO_MATCHING_RULE', '', undefined);
+    // What the device itself refuses is not a policy choice: no rule, and no monitor mode, lets it through.
+    if (op === 'write' && asset.readOnly !== null && writesReadOnly(asset.readOnly, cmd)) return this.deny('NOT_WRITABLE', '');
     if (op === 'write') this.collectWritten(asset, cmd);
     else this.writtenN = 0;
     // A change freeze binds every rule of the asset: no rule is even asked.
@@ -986,6 +996,27 @@ function coversFunction(rule: CompiledRule, fc: number, t: Target | undefined): 
   return true;
 }
 
+/** A Modbus write's written range (its last target: FC 23 reads first) touches a read-only address. */
+function writesReadOnly(readOnly: Record<ModbusTable, Int32Array>, cmd: Command): boolean {
+  const t = cmd.targets[cmd.targets.length - 1];
+  if (t === undefined || t.table === undefined || t.address === undefined) return false;
+  const iv = readOnly[t.table];
+  const from = t.address;
+  const to = t.address + (t.count ?? 1) - 1;
+  // The last interval starting at or before `to` is the only one that can reach back to `from`.
+  let lo = 0;
+  let hi = (iv.length >> 1) - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (iv[mid * 2]! <= to) {
+      found = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found >= 0 && iv[found * 2 + 1]! >= from;
+}
+
 /** Every bounded input of every called method is present and inside its bounds (missing = deny). */
 function argumentsWithinBounds(asset: CompiledAsset, cmd: Command): boolean {
   const targets = cmd.targets;
@@ -1019,7 +1050,7 @@ function compileAsset(a: BundleAsset): CompiledAsset {
   const byNodeId = new Map<string, CompiledPoint>();
   const byName = new Map<string, CompiledPoint>();
   for (const [name, def] of Object.entries(a.points)) {
-    const p: CompiledPoint = { name, def, index: points.length, width: pointWidth(def.type) };
+    const p: CompiledPoint = { name, def, index: points.length, width: pointWidth(def) };
     points.push(p);
     byName.set(name, p);
     for (let k = 0; k < p.width; k++) {
@@ -1047,6 +1078,12 @@ function compileAsset(a: BundleAsset): CompiledAsset {
     methods.push(m);
     methodByNodeId.set(def.node_id, m);
   }
+  let readOnly: Record<ModbusTable, Int32Array> | null = null;
+  if (a.read_only !== undefined && a.read_only.length > 0) {
+    const spans: Record<ModbusTable, [number, number][]> = { coil: [], discrete: [], holding: [], input: [] };
+    for (const r of a.read_only) spans[r.table].push([r.from, r.to]);
+    readOnly = { coil: mergeIntervals(spans.coil), discrete: mergeIntervals(spans.discrete), holding: mergeIntervals(spans.holding), input: mergeIntervals(spans.input) };
+  }
   return {
     id: a.id,
     zone: a.zone,
@@ -1054,6 +1091,7 @@ function compileAsset(a: BundleAsset): CompiledAsset {
     protocol: a.protocol,
     points,
     byAddress,
+    readOnly,
     byNodeId,
     byName,
     methods,

@@ -23,7 +23,7 @@ export const RULE_OPERATIONS = ['read', 'write', 'call', 'browse', 'subscribe', 
 export type RuleOperation = (typeof RULE_OPERATIONS)[number];
 
 export const MODBUS_TABLES = ['coil', 'discrete', 'holding', 'input'] as const;
-export const POINT_TYPES = ['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32'] as const;
+export const POINT_TYPES = ['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32', 'string'] as const;
 export type PointType = (typeof POINT_TYPES)[number];
 export const CRITICALITIES = ['low', 'medium', 'high', 'critical'] as const;
 export const ASSURANCES = ['none', 'static-ip+token', 'mtls+token'] as const satisfies readonly Assurance[];
@@ -36,6 +36,8 @@ export interface PointDef {
   table: ModbusTable;
   address: number;
   type: PointType;
+  /** Strings: characters, two per register (the first in the high byte). */
+  length?: number;
   word_order?: 'big' | 'little';
   scale?: number;
   offset?: number;
@@ -77,6 +79,11 @@ export interface BundleAsset {
   object_node?: string;
   /** OPC UA: methods by name. */
   methods?: Record<string, MethodDef>;
+  /**
+   * Modbus: holding registers and coils the device lets clients read but not write (the plant
+   * file's `read-only` ranges and `read_only` points); a write touching one is NOT_WRITABLE.
+   */
+  read_only?: AddressRange[];
 }
 
 export interface AddressRange {
@@ -225,6 +232,7 @@ export const pointDefSchema = z.strictObject({
   table: z.enum(MODBUS_TABLES),
   address: u16,
   type: z.enum(POINT_TYPES),
+  length: z.number().int().min(1).max(246).optional(),
   word_order: z.enum(['big', 'little']).optional(),
   scale: finite.optional(),
   offset: finite.optional(),
@@ -358,6 +366,7 @@ export const bundlePayloadSchema = z.strictObject({
       points: z.record(z.string(), pointDefSchema),
       object_node: z.string().min(1).optional(),
       methods: z.record(z.string(), methodSchema).optional(),
+      read_only: z.array(z.strictObject({ table: z.enum(MODBUS_TABLES), from: u16, to: u16 }).refine((r) => r.from <= r.to, 'from > to')).optional(),
     }),
   ),
   rules: z.array(ruleSchema),
@@ -410,9 +419,10 @@ export function payloadProblems(value: unknown): string | null {
   return null;
 }
 
-/** Registers per point type: 32-bit values span two consecutive addresses. */
-export function pointWidth(type: PointType): 1 | 2 {
-  return type === 'int32' || type === 'uint32' || type === 'float32' ? 2 : 1;
+/** Registers a point spans: two for 32-bit values, one per two characters of a string, else one. */
+export function pointWidth(def: { type: PointType; length?: number }): number {
+  if (def.type === 'string') return Math.ceil((def.length ?? 2) / 2);
+  return def.type === 'int32' || def.type === 'uint32' || def.type === 'float32' ? 2 : 1;
 }
 
 export type { Operation };

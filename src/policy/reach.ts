@@ -70,7 +70,7 @@ function hasScope(scopes: readonly string[], required: string): boolean {
 }
 
 function inRanges(rule: BundleRule, def: PointDef): boolean {
-  const last = def.address + pointWidth(def.type) - 1;
+  const last = def.address + pointWidth(def) - 1;
   for (let a = def.address; a <= last; a++) {
     if (!rule.ranges.some((r) => r.table === def.table && r.from <= a && a <= r.to)) return false;
   }

@@ -9,8 +9,8 @@ import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { ModbusTable } from '../core/command.js';
 import { SourceError, SourceErrors } from '../core/errors.js';
-import { loadPlant, type Plant } from '../sim/plant.js';
-import { describeOpcua } from '../sim/opcua-face.js';
+import { loadPlant, parseRange, type Plant } from '../assets/plant.js';
+import { describeOpcua } from '../assets/opcua-face.js';
 import { nodeIdProblem } from './node-id.js';
 import { parseDurationSec } from './duration.js';
 import { parseRate, RATE_KEYS, type KeyedRate, type RateKey } from './rate.js';
@@ -741,9 +741,11 @@ async function compileAssets(
     // Which PLC of the plant file: `plc:`, default the asset id (an OPC UA asset of a PLC that also
     // has a Modbus asset needs its own id, so it names the PLC).
     const plcName = f.str(node, e, 'plc', `${field}.plc`, false);
-    // An OPC UA server describes itself (the gateway browses it): its asset needs no point map.
-    const from = f.str(node, e, 'points_from', `${field}.points_from`, protocol !== 'opcua');
-    let pointMap: Record<string, PointDef> | undefined = protocol === 'opcua' && from === undefined && !e.has('points_from') ? {} : undefined;
+    // An OPC UA server describes itself (the gateway browses it), and rules that name only address
+    // ranges need no names: such an asset needs no point map.
+    const from = f.str(node, e, 'points_from', `${field}.points_from`, false);
+    let pointMap: Record<string, PointDef> | undefined = from === undefined && !e.has('points_from') ? {} : undefined;
+    let readOnly: AddressRange[] | undefined;
     let face: ReturnType<typeof describeOpcua>[number] | undefined;
     if (from !== undefined && id !== undefined) {
       const fromNode = e.get('points_from')!.value!;
@@ -769,13 +771,16 @@ async function compileAssets(
           f.fail(where, plcName !== undefined ? `${field}.plc` : `${field}.points_from`, `plant '${plant.name}' has no PLC with id '${plcId}' (has ${plant.plcs.map((p) => p.id).join(', ')})`);
         } else {
           pointMap = {};
+          readOnly = plc.registers.filter((r) => r.readOnly).map((r) => ({ table: r.table, from: r.from, to: r.to }));
           for (const p of plc.points) {
             const def: PointDef = { table: p.table, address: p.address, type: p.type };
-            if (p.words === 2) def.word_order = p.wordOrder;
+            if (p.length !== undefined) def.length = p.length;
+            if (p.type !== 'string' && p.words === 2) def.word_order = p.wordOrder;
             if (p.scale !== 1) def.scale = p.scale;
             if (p.offset !== 0) def.offset = p.offset;
             if (p.unit !== undefined) def.unit = p.unit;
             pointMap[p.name] = def;
+            if (p.readOnly === true) readOnly.push({ table: p.table, from: p.address, to: p.address + p.words - 1 });
           }
           if (unitId !== undefined && protocol === 'modbus' && plc.unitId !== unitId) {
             f.fail(e.get('unit_id')!.value, `${field}.unit_id`, `${unitId} differs from PLC '${plcId}' unit_id ${plc.unitId} in the plant file`);
@@ -863,6 +868,7 @@ async function compileAssets(
     }
     if (id && zone && criticality && protocol && unitId !== undefined && pointMap && opcuaOk) {
       const asset: BundleAsset = { id, zone, criticality, protocol, unit_id: unitId, points: pointMap };
+      if (protocol === 'modbus' && readOnly !== undefined && readOnly.length > 0) asset.read_only = readOnly;
       if (protocol === 'opcua') {
         asset.namespace = namespace!;
         if (objectNode !== undefined) asset.object_node = objectNode;
@@ -1245,10 +1251,19 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
   const ranges: AddressRange[] = [];
   const rgp = e.get('ranges');
   if (rgp) {
-    const items = f.seq(f.valueNode(rgp), `${field}.ranges`, 'of { table, from, to }');
+    const items = f.seq(f.valueNode(rgp), `${field}.ranges`, 'of holding[0..99] or { table, from, to }');
     if (items === undefined) bad();
     for (const [i, item] of (items ?? []).entries()) {
       const rf = `${field}.ranges[${i}]`;
+      if (isScalar(item)) {
+        // The plant file's form (src/assets/plant.ts): holding[0..99], coil[7].
+        const r = typeof item.value === 'string' ? parseRange(item.value, false) : 'must be a range like holding[0..99] or { table, from, to }';
+        if (typeof r === 'string') {
+          f.fail(item, rf, r);
+          bad();
+        } else ranges.push({ table: r.table, from: r.from, to: r.to });
+        continue;
+      }
       const re = f.map(item, rf, RANGE_KEYS, 'with table, from, to (inclusive)');
       if (re === undefined) {
         bad();

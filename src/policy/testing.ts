@@ -344,7 +344,7 @@ function modbusTargets(asset: BundleAsset, names: string[], write: boolean): Tar
   const defs = names.map((n) => ({ n, d: asset.points[n]! })).sort((a, b) => a.d.table.localeCompare(b.d.table) || a.d.address - b.d.address);
   const targets: Target[] = [];
   for (const { d } of defs) {
-    const width = pointWidth(d.type);
+    const width = pointWidth(d);
     const last = targets[targets.length - 1];
     if (last && last.table === d.table && last.address! + last.count! === d.address) last.count! += width;
     else targets.push({ table: d.table, address: d.address, count: width });

@@ -23,21 +23,29 @@ const selector = {
   /** Applies to each matching request with this probability (seeded). */
   probability: z.number().min(0).max(1).optional(),
 };
+/** Every fault may end by itself after this much plant time (ms), like a count ends it after N requests. */
+const lasting = { duration_ms: z.number().int().min(1).max(365 * 24 * 3_600_000).optional() };
 const ms = z.number().min(0).max(600_000);
 
 export const MALFORMATIONS = ['protocol-id', 'length', 'transaction-id', 'unit-id', 'function-code', 'byte-count', 'truncated', 'garbage'] as const;
 export type Malformation = (typeof MALFORMATIONS)[number];
 
 export const FaultSpecSchema = z.discriminatedUnion('kind', [
-  /** Close the connection instead of answering. */
-  z.strictObject({ kind: z.literal('disconnect'), ...selector }),
-  /** Receive, never answer (the client times out). */
-  z.strictObject({ kind: z.literal('timeout'), ...selector }),
+  /** Close the connection instead of answering (the answers before it are sent first). */
+  z.strictObject({ kind: z.literal('disconnect'), ...selector, ...lasting }),
+  /** Receive, never answer (the client times out). Nothing is executed. */
+  z.strictObject({ kind: z.literal('timeout'), ...selector, ...lasting }),
+  /**
+   * Execute the request, then lose the answer: no answer (then: silence) or the connection closes
+   * (then: disconnect). The write happened; the client cannot know it did.
+   */
+  z.strictObject({ kind: z.literal('lost-answer'), ...selector, ...lasting, then: z.enum(['silence', 'disconnect']).default('silence') }),
   /** Answer late: fixed ms, uniform min_ms..max_ms, normal mean_ms ± stddev_ms, or exponential mean_ms. */
   z
     .strictObject({
       kind: z.literal('latency'),
       ...selector,
+      ...lasting,
       distribution: z.enum(['fixed', 'uniform', 'normal', 'exponential']).default('fixed'),
       ms: ms.optional(),
       min_ms: ms.optional(),
@@ -60,17 +68,17 @@ export const FaultSpecSchema = z.discriminatedUnion('kind', [
       }
     }),
   /** Answer with this exception code instead of executing (nothing is written). */
-  z.strictObject({ kind: z.literal('exception'), ...selector, code: z.number().int().min(1).max(255) }),
+  z.strictObject({ kind: z.literal('exception'), ...selector, ...lasting, code: z.number().int().min(1).max(255) }),
   /** The unit does not answer at all (answer: none), or its gateway answers 0x0B (answer: exception). */
-  z.strictObject({ kind: z.literal('offline'), unit: unit.optional(), plc: z.string().min(1).optional(), answer: z.enum(['none', 'exception']).default('none') }),
+  z.strictObject({ kind: z.literal('offline'), ...lasting, unit: unit.optional(), plc: z.string().min(1).optional(), answer: z.enum(['none', 'exception']).default('none') }),
   /** Send a broken response frame instead of the real answer (the request is executed). */
-  z.strictObject({ kind: z.literal('malformed'), ...selector, corruption: z.enum(MALFORMATIONS) }),
+  z.strictObject({ kind: z.literal('malformed'), ...selector, ...lasting, corruption: z.enum(MALFORMATIONS) }),
   /** The sensor reads a frozen value (given, or the current one) while the process goes on. */
-  z.strictObject({ kind: z.literal('stuck'), point: z.string().min(1), value: z.number().finite().optional() }),
+  z.strictObject({ kind: z.literal('stuck'), ...lasting, point: z.string().min(1), value: z.number().finite().optional() }),
   /** The sensor reads truth + rate_per_s × seconds since the fault started. */
-  z.strictObject({ kind: z.literal('drift'), point: z.string().min(1), rate_per_s: z.number().finite() }),
+  z.strictObject({ kind: z.literal('drift'), ...lasting, point: z.string().min(1), rate_per_s: z.number().finite() }),
   /** The valve does not move, whatever it is commanded (point: its command or position). */
-  z.strictObject({ kind: z.literal('valve-stuck'), point: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('valve-stuck'), ...lasting, point: z.string().min(1) }),
 ]);
 
 export type FaultSpec = z.input<typeof FaultSpecSchema>;
@@ -116,18 +124,21 @@ export interface ActiveFault {
   hits: number;
   remaining: number | undefined;
   sinceMs: number;
+  /** Plant time it ends by itself (duration_ms), if it does. */
+  untilMs: number | undefined;
 }
 
 /** What the server does with one request. */
 export interface Verdict {
-  action: 'answer' | 'exception' | 'no-answer' | 'disconnect' | 'malformed';
+  /** lost-silence / lost-disconnect: execute, then send nothing / close the connection. */
+  action: 'answer' | 'exception' | 'no-answer' | 'disconnect' | 'malformed' | 'lost-silence' | 'lost-disconnect';
   code: number;
   corruption: Malformation | undefined;
   delayMs: number;
   faultId: string | undefined;
 }
 
-const REQUEST_KINDS = new Set(['disconnect', 'timeout', 'latency', 'exception', 'offline', 'malformed']);
+const REQUEST_KINDS = new Set(['disconnect', 'timeout', 'lost-answer', 'latency', 'exception', 'offline', 'malformed']);
 
 interface Compiled {
   fault: ActiveFault;
@@ -173,8 +184,22 @@ export class FaultSet {
   private readonly rng: Rng;
   private readonly listeners = new Set<(event: 'added' | 'removed', fault: ActiveFault) => void>();
 
+  /** Faults with a duration still active: the tick listener looks only while there are some. */
+  private timed = 0;
+
   constructor(private readonly runtime: PlantRuntime) {
     this.rng = new Rng(deriveSeed(runtime.seed, 1));
+    runtime.onTick((now) => {
+      if (this.timed > 0) this.expire(now);
+    });
+  }
+
+  /** Removes every fault whose duration has run out by plant time `nowMs`. */
+  expire(nowMs: number): void {
+    if (this.timed === 0) return;
+    for (const c of [...this.active.values()]) {
+      if (c.fault.untilMs !== undefined && c.fault.untilMs <= nowMs) this.remove(c.fault.id);
+    }
   }
 
   /** No request-level fault is active: the server's fast path. */
@@ -188,6 +213,7 @@ export class FaultSet {
   }
 
   list(): ActiveFault[] {
+    this.expire(this.runtime.now());
     return [...this.active.values()].map((c) => c.fault);
   }
 
@@ -200,6 +226,7 @@ export class FaultSet {
       hits: 0,
       remaining: 'count' in spec ? spec.count : undefined,
       sinceMs: this.runtime.now(),
+      untilMs: spec.duration_ms === undefined ? undefined : this.runtime.now() + spec.duration_ms,
     };
     const c: Compiled = { fault, unitId: this.unitOf(spec), fcs: undefined, ranges: undefined };
     if ('fc' in spec && spec.fc !== undefined) c.fcs = new Set(spec.fc);
@@ -208,6 +235,7 @@ export class FaultSet {
     this.applyToProcess(spec, fault.sinceMs);
     this.nextId++;
     this.active.set(fault.id, c);
+    if (fault.untilMs !== undefined) this.timed++;
     if (REQUEST_KINDS.has(spec.kind)) this.compiled = [...this.compiled, c];
     for (const l of this.listeners) l('added', fault);
     return fault;
@@ -217,6 +245,7 @@ export class FaultSet {
     const c = this.active.get(id);
     if (c === undefined) return false;
     this.active.delete(id);
+    if (c.fault.untilMs !== undefined) this.timed--;
     this.compiled = this.compiled.filter((x) => x !== c);
     const spec = c.fault.spec;
     if (spec.kind === 'stuck' || spec.kind === 'drift') this.runtime.clearSensor(spec.point, spec.kind);
@@ -241,6 +270,7 @@ export class FaultSet {
    */
   match(unitId: number, fc: number, req: Request | undefined): Verdict {
     const v: Verdict = { action: 'answer', code: 0, corruption: undefined, delayMs: 0, faultId: undefined };
+    this.expire(this.runtime.now());
     let expired: string[] | undefined;
     for (const c of this.compiled) {
       if (!this.matches(c, unitId, fc, req)) continue;
@@ -263,6 +293,9 @@ export class FaultSet {
             break;
           case 'timeout':
             v.action = 'no-answer';
+            break;
+          case 'lost-answer':
+            v.action = spec.then === 'disconnect' ? 'lost-disconnect' : 'lost-silence';
             break;
           case 'exception':
             v.action = 'exception';
@@ -287,6 +320,7 @@ export class FaultSet {
    * semantics and are not consumed here).
    */
   offline(unitId: number): boolean {
+    this.expire(this.runtime.now());
     for (const c of this.compiled) if (c.fault.spec.kind === 'offline' && c.unitId === unitId) return true;
     return false;
   }
@@ -367,7 +401,7 @@ export class FaultSet {
       case 'valve-stuck': {
         this.resolve(spec.point, 'point');
         const v = this.runtime.valve(spec.point);
-        if (v === undefined) throw new FaultSpecError('point', `${spec.point} is not the command or position of a valve block`);
+        if (v === undefined) throw new FaultSpecError('point', `${spec.point} is not the command or position of a valve (a valve block, or the water-tank model's valve1.open)`);
         v.stuck = true;
         return;
       }

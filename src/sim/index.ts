@@ -1,9 +1,9 @@
 // The PLC simulator's public surface (docs/simulator.md): load a plant, run it, serve it over Modbus/TCP,
 // drive its clock, inject faults, run scenarios, and read what actually reached the PLC.
-export { loadPlant, parsePlant, findPoint, TABLES, POINT_TYPES, KNOWN_MODELS } from './plant.js';
-export type { Plant, PlcDef, PointDef, PointType, WordOrder, SourcePos, UnknownUnitPolicy } from './plant.js';
-export { BLOCK_KINDS, BLOCK_PARAMS, type BlockKind, type ProcessBlockDef } from './process-def.js';
-export { wordsToRaw, rawToWords, rawToEngineering, engineeringToRaw, engineeringToRawClamped, wordsToEngineering, engineeringToWords } from './points.js';
+export { loadPlant, parsePlant, findPoint, TABLES, POINT_TYPES, KNOWN_MODELS } from '../assets/plant.js';
+export type { Plant, PlcDef, PointDef, PointType, WordOrder, SourcePos, UnknownUnitPolicy } from '../assets/plant.js';
+export { BLOCK_KINDS, BLOCK_PARAMS, type BlockKind, type ProcessBlockDef } from '../assets/process-def.js';
+export { wordsToRaw, rawToWords, rawToEngineering, engineeringToRaw, engineeringToRawClamped, wordsToEngineering, engineeringToWords } from '../assets/points.js';
 export { PlcTables } from './tables.js';
 export { createModel, WaterTankModel, WATER_TANK, MODEL_STEP_MS, type ProcessModel } from './model.js';
 export { PlantRuntime, UnknownPointError, type RuntimeOptions } from './runtime.js';

@@ -18,12 +18,13 @@ import {
   type Frame,
   type Request,
 } from '../../protocols/modbus/codec.js';
-import { corruptFrame, FaultSet, type ActiveFault, type FaultSpec } from './faults.js';
+import { corruptFrame, FaultSet, requestRanges, type ActiveFault, type FaultSpec } from './faults.js';
 import { DiagnosticCounters, handleRequest } from './modbus-handler.js';
-import { loadPlant, type Plant, type PointDef } from './plant.js';
+import { loadPlant, type Plant, type PointDef } from '../assets/plant.js';
 import { deriveSeed, Rng } from './random.js';
 import { DEFAULT_LOG_CAPACITY, RequestLog, type ServedRequest } from './request-log.js';
-import { PlantRuntime } from './runtime.js';
+import { PlantRuntime, type PlantSnapshot } from './runtime.js';
+import type { PlcTables } from './tables.js';
 
 export interface PointValue {
   /** "plcId/name" */
@@ -34,11 +35,14 @@ export interface PointValue {
   table: PointDef['table'];
   address: number;
   type: PointDef['type'];
-  unit: string | undefined;
-  /** As a client reads it. */
-  value: number;
+  /** Engineering unit, null when the point has none (the key is always there in JSON). */
+  unit: string | null;
+  /** As a client reads it: a number, or the text of a string point. */
+  value: number | string;
   /** The process's own value when a sensor fault or noise differs from it. */
-  trueValue: number;
+  trueValue: number | string;
+  /** A holding register or coil clients may read but not write. */
+  readOnly: boolean;
 }
 
 export interface PlcEndpoint {
@@ -104,7 +108,19 @@ export interface SimulatorOptions {
   seed?: number;
   /** Served-request log size (entries kept); 0 keeps none (subscribers still see every entry). */
   logCapacity?: number;
+  /** Connections the PLC accepts at once (real ones take 4..16); beyond it a new one is closed at once. Default: the plant's, else unbounded. */
+  maxConnections?: number;
+  /** A connection idle this long (wall ms) is closed, as PLCs do. Default: the plant's, else never. */
+  idleTimeoutMs?: number;
   logger?: Logger;
+}
+
+export interface ConnectionStats {
+  open: number;
+  /** Refused because maxConnections were open. */
+  refused: number;
+  /** Closed after idleTimeoutMs without a request. */
+  idleClosed: number;
 }
 
 /** One client connection: answers leave in request order even when a fault delays some. */
@@ -122,42 +138,60 @@ interface Conn {
 const FLUSH_BEFORE_CLOSE_MS = 5000;
 
 export class ModbusServer {
-  private readonly server: net.Server;
+  /** The listener; a new one each listen(), so a stopped PLC comes back on the same port. */
+  private server: net.Server | undefined;
   private readonly conns = new Set<Conn>();
   private requests = 0;
+  private readonly stats: ConnectionStats = { open: 0, refused: 0, idleClosed: 0 };
   private readonly garbage: Rng;
   /** FC 8 counters by unit id (only units a PLC answers). */
-  private readonly diag: (DiagnosticCounters | undefined)[];
+  private diag: (DiagnosticCounters | undefined)[] = [];
 
   constructor(
     private readonly runtime: PlantRuntime,
     private readonly logger: Logger,
     readonly faults: FaultSet = new FaultSet(runtime),
     readonly log: RequestLog = new RequestLog(runtime),
+    private readonly limits: { maxConnections?: number; idleTimeoutMs?: number } = {},
   ) {
-    this.server = net.createServer((socket) => this.accept(socket));
     this.garbage = new Rng(deriveSeed(runtime.seed, 2));
-    this.diag = runtime.byUnit.map((t) => (t === undefined ? undefined : new DiagnosticCounters()));
+    this.resetCounters();
+  }
+
+  /** FC 8's counters back to 0, as after a device restart. */
+  resetCounters(): void {
+    this.diag = this.runtime.byUnit.map((t) => (t === undefined ? undefined : new DiagnosticCounters()));
     // A single-PLC plant answers 0xFF as itself: same device, same counters.
-    runtime.byUnit.forEach((t, unit) => {
+    this.runtime.byUnit.forEach((t, unit) => {
       if (t !== undefined) this.diag[unit] = this.diag[t.plc.unitId];
     });
   }
 
   listen(host: string, port: number): Promise<number> {
+    if (this.server?.listening === true) return Promise.reject(new Error('the Modbus listener is already running'));
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(port, host, () => {
-        this.server.off('error', onError);
-        this.server.on('error', (err) => this.logger.error({ err: err.message }, 'modbus listener error'));
-        resolve((this.server.address() as net.AddressInfo).port);
+      server.once('error', onError);
+      server.listen(port, host, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.logger.error({ err: err.message }, 'modbus listener error'));
+        resolve((server.address() as net.AddressInfo).port);
       });
     });
   }
 
+  get listening(): boolean {
+    return this.server?.listening === true;
+  }
+
   requestCount(): number {
     return this.requests;
+  }
+
+  connectionStats(): ConnectionStats {
+    return { ...this.stats, open: this.conns.size };
   }
 
   dropConnections(): number {
@@ -168,8 +202,9 @@ export class ModbusServer {
 
   close(): Promise<void> {
     this.dropConnections();
-    if (!this.server.listening) return Promise.resolve();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    const server = this.server;
+    if (server === undefined || !server.listening) return Promise.resolve();
+    return new Promise((resolve) => server.close(() => resolve()));
   }
 
   /**
@@ -203,13 +238,31 @@ export class ModbusServer {
 
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
-    const c: Conn = { socket, peer: `${socket.remoteAddress}:${socket.remotePort}`, delayed: [], timer: undefined, closing: false };
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const max = this.limits.maxConnections;
+    if (max !== undefined && this.conns.size >= max) {
+      // Like a PLC whose connection slots are taken: the TCP connection opens and is closed at once.
+      this.stats.refused++;
+      this.logger.debug({ peer, max }, 'connection limit reached; closing the new connection');
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
+    const c: Conn = { socket, peer, delayed: [], timer: undefined, closing: false };
     this.conns.add(c);
     this.logger.debug({ peer: c.peer }, 'modbus client connected');
+    if (this.limits.idleTimeoutMs !== undefined) {
+      socket.setTimeout(this.limits.idleTimeoutMs, () => {
+        this.stats.idleClosed++;
+        this.logger.debug({ peer: c.peer }, 'idle connection closed');
+        this.finish(c);
+      });
+    }
     const decoder = new FrameDecoder(
       (frame) => this.answer(c, frame),
       (err: ModbusFrameError) => {
         this.logger.debug({ peer: c.peer, code: err.code, err: err.message }, 'malformed frame; closing connection');
+        this.log.record(c.peer, 0, 0, 0, undefined, 'framing-error', undefined, undefined, { error: { code: err.code, message: err.message } });
         this.finish(c);
       },
     );
@@ -237,6 +290,8 @@ export class ModbusServer {
     // the high bit): no PLC can make sense of them, so treat them like a framing error.
     if (fc === 0 || fc >= 0x80) {
       this.logger.debug({ fc }, 'request with an impossible function code; closing connection');
+      const message = `function code ${fc} (0x${fc.toString(16).padStart(2, '0')}) is not a request`;
+      this.log.record(c.peer, frame.transactionId, frame.unitId, fc, undefined, 'framing-error', undefined, undefined, { error: { code: 'BAD_PDU', message } });
       this.finish(c);
       return;
     }
@@ -266,6 +321,7 @@ export class ModbusServer {
     }
     let pdu: Buffer;
     let exception: number | undefined;
+    let changed = false;
     if (v !== undefined && v.action === 'exception') {
       exception = v.code;
       pdu = exceptionPdu(fc, exception);
@@ -281,8 +337,10 @@ export class ModbusServer {
       pdu = exceptionPdu(fc, exception);
     } else {
       try {
+        const before = req.fc in WRITTEN ? writtenWords(tables, req) : undefined;
         const res = handleRequest(tables, req, diag, this.requests);
         if ('exception' in res) exception = res.exception;
+        else if (before !== undefined) changed = !sameWords(before, writtenWords(tables, req));
         pdu = encodeResponse(res);
       } catch (err) {
         this.logger.error({ err: (err as Error).message, fc }, 'simulator failed a request');
@@ -304,9 +362,16 @@ export class ModbusServer {
       diag.exceptions++;
       if (exception === ModbusException.SERVER_DEVICE_BUSY) diag.busy++;
     }
+    if (v !== undefined && (v.action === 'lost-silence' || v.action === 'lost-disconnect')) {
+      // Executed above; the answer never leaves (silence), or the connection goes instead of it.
+      if (diag !== undefined) diag.noResponse++;
+      log.record(c.peer, tid, unitId, fc, req, exception !== undefined ? 'exception' : 'answer-lost', exception, v.faultId, { changed });
+      if (v.action === 'lost-disconnect') this.finish(c);
+      return;
+    }
     const malformed = v !== undefined && v.action === 'malformed' && v.corruption !== undefined;
     if (malformed) adu = corruptFrame(adu, v.corruption!, () => this.garbage.next());
-    log.record(c.peer, tid, unitId, fc, req, malformed ? 'malformed' : exception !== undefined ? 'exception' : 'ok', exception, v?.faultId);
+    log.record(c.peer, tid, unitId, fc, req, malformed ? 'malformed' : exception !== undefined ? 'exception' : 'ok', exception, v?.faultId, changed ? { changed } : undefined);
     this.send(c, adu, v?.delayMs ?? 0);
   }
 
@@ -339,12 +404,29 @@ export class ModbusServer {
   }
 }
 
+/** Function codes that write, and the table they write. */
+const WRITTEN: Record<number, 'coil' | 'holding'> = { 5: 'coil', 15: 'coil', 6: 'holding', 16: 'holding', 22: 'holding', 23: 'holding' };
+
+/** A copy of what a write request addresses (its written range), to tell whether it changed anything. */
+function writtenWords(t: PlcTables, req: Request): Uint16Array | Uint8Array {
+  const ranges = requestRanges(req);
+  const r = ranges[ranges.length - 1]!;
+  const start = Math.min(r.start, 0xffff);
+  const end = Math.min(r.end, 0x10000);
+  return r.table === 'coil' ? t.coils.slice(start, end) : t.holding.slice(start, end);
+}
+
+function sameWords(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function pointValues(runtime: PlantRuntime): PointValue[] {
   const out: PointValue[] = [];
   runtime.plant.plcs.forEach((plc, i) => {
     const t = runtime.tables[i];
     for (const p of plc.points) {
-      const value = t.read(p);
+      const value = p.type === 'string' ? t.readText(p) : t.read(p);
       out.push({
         id: `${plc.id}/${p.name}`,
         plc: plc.id,
@@ -353,9 +435,10 @@ function pointValues(runtime: PlantRuntime): PointValue[] {
         table: p.table,
         address: p.address,
         type: p.type,
-        unit: p.unit,
+        unit: p.unit ?? null,
         value,
         trueValue: runtime.sensors.truth(p) ?? value,
+        readOnly: p.readOnly === true,
       });
     }
   });

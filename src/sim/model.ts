@@ -3,8 +3,9 @@
 // values. Reads its inputs from and writes its outputs to the PLC's data tables (raw words per
 // the point map); never touches sockets or frames.
 import { SourceError, SourceErrors } from '../core/errors.js';
-import type { Plant, PlcDef, PointDef } from './plant.js';
-import { engineeringToRaw } from './points.js';
+import type { Plant, PlcDef, PointDef } from '../assets/plant.js';
+import { engineeringToRaw } from '../assets/points.js';
+import type { Actuator, Stateful } from './process.js';
 import type { PlcTables } from './tables.js';
 
 export const MODEL_STEP_MS = 100;
@@ -15,11 +16,13 @@ export const MODEL_STEP_MS = 100;
  */
 export const MAX_CATCH_UP_MS = 10 * 60_000;
 
-export interface ProcessModel {
+export interface ProcessModel extends Stateful {
   /** Runs every whole model step up to nowMs (clock time), however far away. */
   advanceTo(nowMs: number): void;
   /** Forgets the time between its last step and nowMs (the runtime skipped it). */
   skipTo(nowMs: number): void;
+  /** The actuator behind a point (its command), for actuator faults; undefined if none. */
+  actuator(p: PointDef): Actuator | undefined;
 }
 
 // Water tank: a pump fills it, a valve drains it, an auto controller holds a setpoint band.
@@ -93,6 +96,8 @@ export class WaterTankModel implements ProcessModel {
   private level: number;
   private lastLevelRaw: number;
   private runForMs = 0;
+  /** The drain valve: it follows valve1.open unless a valve-stuck fault holds it where it is. */
+  private readonly valve = { stuck: false, open: false };
 
   constructor(plant: Plant, plc: PlcDef, tables: PlcTables, startMs: number) {
     this.t = tables;
@@ -122,6 +127,22 @@ export class WaterTankModel implements ProcessModel {
     if (nowMs > this.lastStepMs) this.lastStepMs = nowMs;
   }
 
+  actuator(p: PointDef): Actuator | undefined {
+    return p === this.p['valve1.open'] ? this.valve : undefined;
+  }
+
+  save(): unknown {
+    return { level: this.level, lastLevelRaw: this.lastLevelRaw, runForMs: this.runForMs, valveOpen: this.valve.open };
+  }
+
+  load(s: unknown): void {
+    const st = s as { level: number; lastLevelRaw: number; runForMs: number; valveOpen: boolean };
+    this.level = st.level;
+    this.lastLevelRaw = st.lastLevelRaw;
+    this.runForMs = st.runForMs;
+    this.valve.open = st.valveOpen;
+  }
+
   private step(dtMs: number): void {
     const t = this.t;
     const p = this.p;
@@ -140,7 +161,8 @@ export class WaterTankModel implements ProcessModel {
       const speed = Math.min(Math.max(t.read(p['pump1.speed']), 0), W.maxSpeedRpm);
       this.level += W.inflowPctPerS * (speed / W.nominalSpeedRpm) * dtS;
     }
-    if (t.readRaw(p['valve1.open']) !== 0) this.level -= W.outflowPctPerS * dtS;
+    if (!this.valve.stuck) this.valve.open = t.readRaw(p['valve1.open']) !== 0;
+    if (this.valve.open) this.level -= W.outflowPctPerS * dtS;
     this.level = Math.min(Math.max(this.level, 0), 100);
     t.write(p['tank1.level'], this.level);
     this.lastLevelRaw = t.readRaw(p['tank1.level']);

@@ -15,7 +15,7 @@
 //     <equipment>.stop()        method  s=<equipment>.stop   (speed: when `<equipment>.speed` exists)
 //     alarms.acknowledge()      method  s=alarms.acknowledge when the PLC has `*alarm*` points;
 //                                                            returns how many were active
-// The plant file has no node_id field; NodeIds are derived as above by src/sim/opcua-face.ts, which
+// The plant file has no node_id field; NodeIds are derived as above by src/assets/opcua-face.ts, which
 // the policy compiler shares (an OPC UA asset with `points_from` gets the same map).
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -37,12 +37,12 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
 import type { FrontAsset, FrontMethod } from '../../protocols/opcua/front.js';
 import { createAppCert, writeAppCert } from '../../protocols/opcua/app-cert.js';
-import { loadPlant, type Plant, type PlcDef, type PointDef } from './plant.js';
+import { loadPlant, type Plant, type PlcDef, type PointDef } from '../assets/plant.js';
 import { PlantRuntime } from './runtime.js';
 import type { FaultSet } from './faults.js';
-import { describeOpcua, writable } from './opcua-face.js';
+import { describeOpcua, writable } from '../assets/opcua-face.js';
 
-export { defaultNamespace, describeOpcua } from './opcua-face.js';
+export { defaultNamespace, describeOpcua } from '../assets/opcua-face.js';
 
 export type SimSecurity = 'none' | 'secure' | 'both';
 

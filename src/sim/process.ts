@@ -2,12 +2,23 @@
 // reading inputs from and writing outputs to the PLC's tables. Each block keeps its state in
 // full precision and adopts a value a client or harness wrote in between (like the tank model).
 // Deterministic: state changes only in step(); no clock, no randomness (noise lives in sensors.ts).
-import type { PointDef } from './plant.js';
-import type { ProcessBlockDef } from './process-def.js';
-import { engineeringToRawClamped } from './points.js';
+import type { PointDef } from '../assets/plant.js';
+import type { ProcessBlockDef } from '../assets/process-def.js';
+import { engineeringToRawClamped } from '../assets/points.js';
 import type { PlcTables } from './tables.js';
 
-export interface ProcessBlock {
+/** What a snapshot keeps of a part of the process: its own state, never the clock. */
+export interface Stateful {
+  save(): unknown;
+  load(state: unknown): void;
+}
+
+/** An actuator a fault can freeze (valve-stuck): it stops following its command. */
+export interface Actuator {
+  stuck: boolean;
+}
+
+export interface ProcessBlock extends Stateful {
   readonly def: ProcessBlockDef;
   step(dtMs: number): void;
 }
@@ -36,12 +47,18 @@ class OwnedValue {
     this.t.writeRaw(this.p, engineeringToRawClamped(this.p, v));
     this.lastRaw = this.t.readRaw(this.p);
   }
+  save(): [number, number] {
+    return [this.value, this.lastRaw];
+  }
+  load(s: [number, number]): void {
+    [this.value, this.lastRaw] = s;
+  }
 }
 
 const clamp = (v: number, lo: number, hi: number): number => Math.min(Math.max(v, lo), hi);
 
 /** A valve whose position follows its command at a finite stroke speed (travel_s for 0→100 %). */
-export class ValveBlock implements ProcessBlock {
+export class ValveBlock implements ProcessBlock, Actuator {
   /** An actuator fault: the valve does not move whatever it is commanded. */
   stuck = false;
   private readonly position: OwnedValue;
@@ -63,6 +80,13 @@ export class ValveBlock implements ProcessBlock {
     const { open_limit: open, closed_limit: closed } = this.def.points;
     if (open !== undefined) this.t.writeRaw(open, pos >= 99.5 ? 1 : 0);
     if (closed !== undefined) this.t.writeRaw(closed, pos <= 0.5 ? 1 : 0);
+  }
+  // `stuck` is a fault's, not the process's: a snapshot leaves it out.
+  save(): unknown {
+    return this.position.save();
+  }
+  load(s: unknown): void {
+    this.position.load(s as [number, number]);
   }
 }
 
@@ -111,6 +135,12 @@ export class PidBlock implements ProcessBlock {
   private error(sp: number, pv: number): number {
     return this.def.strings.action === 'direct' ? pv - sp : sp - pv;
   }
+  save(): unknown {
+    return { integral: this.integral, lastPv: this.lastPv, wasEnabled: this.wasEnabled };
+  }
+  load(s: unknown): void {
+    ({ integral: this.integral, lastPv: this.lastPv, wasEnabled: this.wasEnabled } = s as { integral: number; lastPv: number | undefined; wasEnabled: boolean });
+  }
 }
 
 /** A first-order process: output approaches gain × input + bias with time constant tau_s. */
@@ -128,6 +158,12 @@ export class LagBlock implements ProcessBlock {
     const y = this.output.get();
     // Exact discretisation of dy/dt = (target - y) / tau over dt: stable for any dt.
     this.output.set(target + (y - target) * Math.exp(-dtMs / 1000 / tau));
+  }
+  save(): unknown {
+    return this.output.save();
+  }
+  load(s: unknown): void {
+    this.output.load(s as [number, number]);
   }
 }
 
@@ -155,6 +191,12 @@ export class CounterBlock implements ProcessBlock {
     }
     this.last = now;
   }
+  save(): unknown {
+    return this.last;
+  }
+  load(s: unknown): void {
+    this.last = s as boolean;
+  }
 }
 
 /** A bool alarm on a value crossing a limit, cleared only once it is back past the hysteresis. */
@@ -173,6 +215,10 @@ export class AlarmBlock implements ProcessBlock {
     else if (below !== undefined) next = on ? v < below + hysteresis : v <= below;
     if (next !== on) this.t.writeRaw(alarm, next ? 1 : 0);
   }
+  save(): unknown {
+    return null; // the alarm's state is its point
+  }
+  load(): void {}
 }
 
 /** The runnable block for a definition; noise blocks are not run here (sensors.ts shows them). */

@@ -19,6 +19,14 @@ export class Rng {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
+  save(): [number, number | undefined] {
+    return [this.state, this.spare];
+  }
+
+  load(s: [number, number | undefined]): void {
+    [this.state, this.spare] = s;
+  }
+
   /** Standard normal (mean 0, deviation 1), Box-Muller with the second value kept for the next call. */
   gaussian(): number {
     if (this.spare !== undefined) {

@@ -17,7 +17,14 @@ export type Outcome =
   /** The connection was closed instead of answering. */
   | 'disconnected'
   /** Executed, then answered with a broken frame. */
-  | 'malformed';
+  | 'malformed'
+  /** Executed, then the answer was lost (a lost-answer fault): the client cannot know it ran. */
+  | 'answer-lost'
+  /** Not a request: the bytes broke MBAP framing (or named function code 0 / ≥ 0x80); the connection was closed. */
+  | 'framing-error';
+
+/** Outcomes after which the request was executed (a write is in the PLC's memory). */
+const EXECUTED: ReadonlySet<Outcome> = new Set(['ok', 'malformed', 'answer-lost']);
 
 const WRITE_FCS = new Set([5, 6, 15, 16, 22, 23]);
 
@@ -38,6 +45,10 @@ export class ServedRequest {
     /** The fault that decided the outcome, if any. */
     readonly faultId: string | undefined,
     private readonly runtime: PlantRuntime,
+    /** A write that was executed left some value different from before (false: it wrote what was there). */
+    readonly changed: boolean,
+    /** For a framing error: its code (BAD_PROTOCOL_ID, BAD_LENGTH, ...) and message. */
+    readonly error: { code: string; message: string } | undefined,
   ) {}
 
   /** True for a function code that writes (5, 6, 15, 16, 22, 23), whatever the outcome. */
@@ -45,9 +56,12 @@ export class ServedRequest {
     return WRITE_FCS.has(this.fc);
   }
 
-  /** True when the request changed the PLC's memory. */
+  /**
+   * True when the write was executed: the PLC's memory holds the written values now (whether or
+   * not they differ from before: see `changed`), also when its answer was broken or lost.
+   */
   get wrote(): boolean {
-    return this.isWrite && (this.outcome === 'ok' || this.outcome === 'malformed');
+    return this.isWrite && EXECUTED.has(this.outcome);
   }
 
   /** Names of the points the request touched ("plcId/name"), resolved on demand. */
@@ -85,9 +99,11 @@ export class ServedRequest {
       request,
       points: this.points,
       outcome: this.outcome,
-      exception: this.exception,
-      faultId: this.faultId,
+      exception: this.exception ?? null,
+      faultId: this.faultId ?? null,
       wrote: this.wrote,
+      changed: this.changed,
+      ...(this.error !== undefined ? { error: this.error } : {}),
     };
   }
 }
@@ -120,12 +136,21 @@ export class RequestLog {
     outcome: Outcome,
     exception: number | undefined,
     faultId: string | undefined,
+    extra?: { changed?: boolean; error?: { code: string; message: string } },
   ): void {
     this.seq++;
     if (this.ring.length === 0 && this.listeners.size === 0) return;
-    const entry = new ServedRequest(this.seq, this.runtime.clock.now(), peer, transactionId, unitId, fc, request, outcome, exception, faultId, this.runtime);
+    const entry = new ServedRequest(
+      this.seq, this.runtime.clock.now(), peer, transactionId, unitId, fc, request, outcome, exception, faultId, this.runtime,
+      extra?.changed ?? false, extra?.error,
+    );
     if (this.ring.length > 0) this.ring[this.seq % this.ring.length] = entry;
     for (const l of this.listeners) l(entry);
+  }
+
+  /** The last `n` entries still in the ring, oldest first. */
+  tail(n: number): ServedRequest[] {
+    return this.entries(Math.max(0, this.seq - n));
   }
 
   /** Entries still in the ring with seq > afterSeq, oldest first, at most limit. */

@@ -6,9 +6,10 @@
 import type { Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
 import { createModel, MAX_CATCH_UP_MS, MODEL_STEP_MS, type ProcessModel } from './model.js';
-import { findPoint, type Plant, type PlcDef, type PointDef } from './plant.js';
-import { createBlock, ValveBlock, type ProcessBlock } from './process.js';
-import { engineeringToRaw } from './points.js';
+import { findPoint, type Plant, type PlcDef, type PointDef } from '../assets/plant.js';
+import { LogicBlock } from './logic.js';
+import { createBlock, ValveBlock, type Actuator, type ProcessBlock } from './process.js';
+import { engineeringToRaw } from '../assets/points.js';
 import { Rng } from './random.js';
 import { SensorOverlay, type SensorEffects } from './sensors.js';
 import { PlcTables } from './tables.js';
@@ -37,6 +38,16 @@ export interface RuntimeOptions {
   seed?: number;
 }
 
+/**
+ * The process's state at one moment (docs/simulator.md, "Snapshots"): every PLC's memory and the
+ * inner state of models, blocks, logic and measurement noise. Not the clock, not the faults.
+ */
+export interface PlantSnapshot {
+  readonly memory: { coils: Uint8Array; discretes: Uint8Array; holding: Uint16Array; input: Uint16Array }[];
+  readonly parts: unknown[];
+  readonly sensors: unknown;
+}
+
 export interface ResolvedPoint {
   plc: PlcDef;
   point: PointDef;
@@ -53,6 +64,10 @@ export class PlantRuntime {
   readonly sensors: SensorOverlay;
   private readonly models: ProcessModel[] = [];
   private readonly blocks: ProcessBlock[] = [];
+  /** PLC logic, run after every model and block. */
+  private readonly logic: LogicBlock[] = [];
+  /** The state at start: reset() goes back to it. */
+  private readonly initial: PlantSnapshot;
   private readonly tickListeners = new Set<(nowMs: number) => void>();
   private lastTickMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -69,7 +84,10 @@ export class PlantRuntime {
     this.tables = plant.plcs.map((plc) => {
       const t = new PlcTables(plc);
       this.byUnit[plc.unitId] = t;
-      for (const p of plc.points) if (p.initial !== undefined) t.write(p, p.initial);
+      for (const p of plc.points) {
+        if (typeof p.initial === 'string') t.writeText(p, p.initial);
+        else if (p.initial !== undefined) t.write(p, p.initial);
+      }
       const model = createModel(plant, plc, t, now);
       if (model !== undefined) this.models.push(model);
       for (const def of plc.process ?? []) {
@@ -77,8 +95,10 @@ export class PlantRuntime {
         if (block !== undefined) this.blocks.push(block);
         else if (def.kind === 'noise') this.sensors.set(t, def.points.point, { noise: def.numbers.stddev }, now);
       }
+      if (plc.logic !== undefined) this.logic.push(new LogicBlock(plc.logic, t));
       return t;
     });
+    this.initial = this.snapshot();
     // Modbus/TCP devices addressed directly (not through a gateway) are asked with unit id 0xFF
     // (Modbus Messaging on TCP/IP §4.4.2); a single-PLC plant answers it as itself.
     if (this.tables.length === 1 && this.byUnit[0xff] === undefined) this.byUnit[0xff] = this.tables[0];
@@ -134,6 +154,8 @@ export class PlantRuntime {
       this.sensors.restore();
       for (const m of this.models) m.advanceTo(nowMs);
       for (const b of this.blocks) b.step(MODEL_STEP_MS);
+      // Logic reads what the process produced this tick, as a PLC's scan reads its inputs.
+      for (const l of this.logic) l.step();
       this.sensors.apply(nowMs);
       for (const l of this.tickListeners) l(nowMs);
     } finally {
@@ -161,10 +183,17 @@ export class PlantRuntime {
     return { plc: found.plc, point: found.point, tables: this.tables[this.plant.plcs.indexOf(found.plc)] };
   }
 
-  /** Engineering value of a point as a client reads it ("name" or "plcId/name"). */
+  /** Engineering value of a point as a client reads it ("name" or "plcId/name"); NaN for a string point (readText). */
   read(name: string): number {
     const { tables, point } = this.resolve(name);
     return tables.read(point);
+  }
+
+  /** The text of a string point. */
+  readText(name: string): string {
+    const { tables, point } = this.resolve(name);
+    if (point.type !== 'string') throw new PlantgateError('TYPE_MISMATCH', `${name} is a ${point.type} point, not a string`);
+    return tables.readText(point);
   }
 
   /** The process's own value of a point, behind any sensor fault or noise. */
@@ -173,10 +202,43 @@ export class PlantRuntime {
     return this.sensors.truth(point) ?? tables.read(point);
   }
 
-  /** Sets a point in engineering units, in any table (a harness may force inputs). */
-  write(name: string, value: number): void {
+  /** Sets a point in engineering units (text for a string point), in any table (a harness may force inputs). */
+  write(name: string, value: number | string): void {
     const { tables, point } = this.resolve(name);
+    if (point.type === 'string' || typeof value === 'string') {
+      if (point.type !== 'string' || typeof value !== 'string') throw new PlantgateError('TYPE_MISMATCH', `${name}: a ${point.type} point takes ${point.type === 'string' ? 'text' : 'a number'}`);
+      tables.writeText(point, value);
+      return;
+    }
     if (!this.sensors.setTruth(point, engineeringToRaw(point, value), this.now())) tables.write(point, value);
+  }
+
+  /** The process's state now (memory, models, blocks, noise); see PlantSnapshot. */
+  snapshot(): PlantSnapshot {
+    return {
+      memory: this.tables.map((t) => ({ coils: t.coils.slice(), discretes: t.discretes.slice(), holding: t.holding.slice(), input: t.input.slice() })),
+      parts: [...this.models, ...this.blocks].map((x) => x.save()),
+      sensors: this.sensors.save(),
+    };
+  }
+
+  /** Puts the process back to a snapshot of this runtime; time goes on from now (no catch-up). */
+  restore(s: PlantSnapshot): void {
+    if (s.memory.length !== this.tables.length) throw new PlantgateError('PROTOCOL_VIOLATION', 'snapshot of another plant');
+    this.tables.forEach((t, i) => {
+      const m = s.memory[i]!;
+      t.coils.set(m.coils);
+      t.discretes.set(m.discretes);
+      t.holding.set(m.holding);
+      t.input.set(m.input);
+    });
+    [...this.models, ...this.blocks].forEach((x, i) => x.load(s.parts[i]));
+    this.sensors.load(s.sensors);
+  }
+
+  /** Back to the state at start (the clock, faults and logs are the caller's). */
+  reset(): void {
+    this.restore(this.initial);
   }
 
   /** Sensor faults and noise on one point (stuck, drift); shown at once. */
@@ -189,11 +251,18 @@ export class PlantRuntime {
     this.sensors.clear(this.resolve(name).point, effect, this.now());
   }
 
-  /** The valve block whose position is this point (for actuator faults), or undefined. */
-  valve(name: string): ValveBlock | undefined {
+  /**
+   * The valve whose command or position this point is, for actuator faults: a valve block, or a
+   * model's valve (the water tank's valve1.open); undefined if none.
+   */
+  valve(name: string): Actuator | undefined {
     const { point } = this.resolve(name);
     for (const b of this.blocks) {
       if (b instanceof ValveBlock && (b.def.points.position === point || b.def.points.command === point)) return b;
+    }
+    for (const m of this.models) {
+      const a = m.actuator(point);
+      if (a !== undefined) return a;
     }
     return undefined;
   }

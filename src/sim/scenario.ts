@@ -10,7 +10,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { FaultSpecSchema } from './faults.js';
 import type { SimHandle } from './modbus-server.js';
-import { findPoint, type Plant } from './plant.js';
+import { findPoint, type Plant } from '../assets/plant.js';
 
 const DURATION_RE = /^([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };

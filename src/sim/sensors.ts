@@ -2,8 +2,8 @@
 // sensor, a drifting sensor. The tables hold the *measured* value between ticks; before each
 // process tick the true value is put back so the process (and its PID loops) integrate truth,
 // not the fault. Never touches sockets; seeded, so the same seed and steps give the same values.
-import type { PointDef } from './plant.js';
-import { engineeringToRawClamped, rawToEngineering } from './points.js';
+import type { PointDef } from '../assets/plant.js';
+import { engineeringToRawClamped, rawToEngineering } from '../assets/points.js';
 import type { Rng } from './random.js';
 import type { PlcTables } from './tables.js';
 
@@ -91,6 +91,33 @@ export class SensorOverlay {
     for (const e of this.entries.values()) {
       e.truthRaw = e.t.readRaw(e.p);
       this.show(e, nowMs, true);
+    }
+  }
+
+  /**
+   * The process's side for a snapshot: the true value behind every overlaid point, and the noise
+   * of the plant's noise blocks with its sequence. Stuck and drift are faults, not process state:
+   * a snapshot leaves them out, and a restored point reads its truth.
+   */
+  save(): unknown {
+    const entries = [...this.entries.values()].map((e) => {
+      this.adoptExternalWrite(e);
+      return { t: e.t, p: e.p, truthRaw: e.truthRaw, appliedRaw: e.appliedRaw, noise: e.effects.noise };
+    });
+    return { rng: this.rng.save(), entries };
+  }
+
+  /** Puts a saved state back (after the tables were restored): truths written, noise kept. */
+  load(s: unknown): void {
+    const st = s as { rng: [number, number | undefined]; entries: { t: PlcTables; p: PointDef; truthRaw: number; appliedRaw: number; noise: number | undefined }[] };
+    this.rng.load(st.rng);
+    this.entries.clear();
+    for (const e of st.entries) {
+      if (e.noise === undefined) {
+        e.t.writeRaw(e.p, e.truthRaw);
+        continue;
+      }
+      this.entries.set(e.p, { t: e.t, p: e.p, truthRaw: e.truthRaw, appliedRaw: e.appliedRaw, effects: { noise: e.noise } });
     }
   }
 

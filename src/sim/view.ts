@@ -3,7 +3,8 @@
 // the terminal and the refresh timer.
 import type { SimHandle } from './modbus-server.js';
 
-function fmt(v: number, type: string): string {
+function fmt(v: number | string, type: string): string {
+  if (typeof v === 'string') return JSON.stringify(v);
   if (type === 'bool') return v !== 0 ? 'ON' : 'off';
   if (Number.isInteger(v)) return String(v);
   return Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(2);

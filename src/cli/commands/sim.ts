@@ -11,7 +11,7 @@ import { FaultSpecError } from '../../sim/faults.js';
 import { startSimApi, type SimApiHandle } from '../../sim/http-api.js';
 import { startSimulator, type SimHandle } from '../../sim/modbus-server.js';
 import type { OpcuaSimHandle } from '../../sim/opcua-server.js';
-import { loadPlant, type Plant } from '../../sim/plant.js';
+import { loadPlant, type Plant } from '../../assets/plant.js';
 import { loadScenario, runScenario, type Scenario } from '../../sim/scenario.js';
 import { ScaledClock } from '../../sim/sim-clock.js';
 import { renderView } from '../../sim/view.js';

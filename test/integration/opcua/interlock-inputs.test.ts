@@ -16,7 +16,7 @@ import type { InterlockDef } from '../../../src/interlocks/payload.js';
 import { ProcessImage } from '../../../src/interlocks/process-image.js';
 import type { BundleAsset } from '../../../src/policy/payload.js';
 import { compileSources } from '../../../src/policy/sources.js';
-import { loadPlant } from '../../../src/sim/plant.js';
+import { loadPlant } from '../../../src/assets/plant.js';
 import { PlantRuntime } from '../../../src/sim/runtime.js';
 import { startOpcuaSimulator, type OpcuaSimHandle } from '../../../src/sim/opcua-server.js';
 import { createAppCert, writeAppCert } from '../../../protocols/opcua/app-cert.js';

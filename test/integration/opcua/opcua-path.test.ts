@@ -32,7 +32,7 @@ import type { Reason } from '../../../src/core/reasons.js';
 import { certificateThumbprint } from '../../../src/identity/cert.js';
 import { mintToken } from '../../../src/identity/dev/mint.js';
 import { trustedIssuersFromJwks, verifyAccessToken } from '../../../src/identity/verify.js';
-import { loadPlant } from '../../../src/sim/plant.js';
+import { loadPlant } from '../../../src/assets/plant.js';
 import { PlantRuntime } from '../../../src/sim/runtime.js';
 import { startOpcuaSimulator, type OpcuaSimHandle } from '../../../src/sim/opcua-server.js';
 import { createAppCert, writeAppCert } from '../../../protocols/opcua/app-cert.js';

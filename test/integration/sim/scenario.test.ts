@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import ModbusSerial from 'modbus-serial';
 import { ManualClock } from '../../../src/core/clock.js';
 import { startSimulator, type SimHandle } from '../../../src/sim/modbus-server.js';
-import { parsePlant } from '../../../src/sim/plant.js';
+import { parsePlant } from '../../../src/assets/plant.js';
 import { parseScenario, runScenario } from '../../../src/sim/scenario.js';
 import { ScaledClock } from '../../../src/sim/sim-clock.js';
 

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalNodeId, frontAssetFromMap, NodeMappingError } from '../../../protocols/opcua/mapping.js';
 import { parseTarget } from '../../../protocols/opcua/upstream.js';
-import { loadPlant } from '../../../src/sim/plant.js';
+import { loadPlant } from '../../../src/assets/plant.js';
 import { describeOpcua } from '../../../src/sim/opcua-server.js';
 
 const NS = 'urn:plantgate:sim:water-treatment:plc1';

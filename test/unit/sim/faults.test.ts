@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { ManualClock } from '../../../src/core/clock.js';
 import { FrameDecoder, ModbusFrameError, decodeResponse, encodeFrame, encodeResponse, validateResponse, type Frame } from '../../../protocols/modbus/codec.js';
 import { corruptFrame, FaultSet, FaultSpecError, MALFORMATIONS } from '../../../src/sim/faults.js';
-import { parsePlant } from '../../../src/sim/plant.js';
+import { parsePlant } from '../../../src/assets/plant.js';
 import { PlantRuntime } from '../../../src/sim/runtime.js';
 
 const FILE = resolve(import.meta.dirname, '../../../fixtures/plants/heat-loop.yaml');

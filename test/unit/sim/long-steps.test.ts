@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ManualClock } from '../../../src/core/clock.js';
-import { parsePlant } from '../../../src/sim/plant.js';
+import { parsePlant } from '../../../src/assets/plant.js';
 import { PlantRuntime } from '../../../src/sim/runtime.js';
 
 const FILE = resolve(import.meta.dirname, '../../../fixtures/plants/water-treatment.yaml');

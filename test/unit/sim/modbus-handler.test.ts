@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ModbusFrameError, decodeRequest, encodeRequest, encodeResponse, type Request } from '../../../protocols/modbus/codec.js';
 import { handleRequest } from '../../../src/sim/modbus-handler.js';
-import { parsePlant } from '../../../src/sim/plant.js';
+import { parsePlant } from '../../../src/assets/plant.js';
 import { PlcTables } from '../../../src/sim/tables.js';
 
 const FIXTURE = resolve(import.meta.dirname, '../../../fixtures/plants/water-treatment.yaml');

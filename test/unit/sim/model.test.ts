@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { ManualClock } from '../../../src/core/clock.js';
 import { SourceErrors } from '../../../src/core/errors.js';
 import { createModel, type ProcessModel } from '../../../src/sim/model.js';
-import { loadPlant, parsePlant, type Plant } from '../../../src/sim/plant.js';
+import { loadPlant, parsePlant, type Plant } from '../../../src/assets/plant.js';
 import { PlcTables } from '../../../src/sim/tables.js';
 
 const FIXTURE = resolve(import.meta.dirname, '../../../fixtures/plants/water-treatment.yaml');

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { PlantgateError } from '../../../src/core/errors.js';
-import type { PointDef, PointType } from '../../../src/sim/plant.js';
-import { engineeringToRaw, engineeringToWords, rawToWords, wordsToEngineering, wordsToRaw } from '../../../src/sim/points.js';
+import type { PointDef, PointType } from '../../../src/assets/plant.js';
+import { engineeringToRaw, engineeringToWords, rawToWords, wordsToEngineering, wordsToRaw } from '../../../src/assets/points.js';
 import { PlcTables } from '../../../src/sim/tables.js';
 
 function point(type: PointType, extra: Partial<PointDef> = {}): PointDef {
@@ -92,6 +92,8 @@ describe('PLC data tables', () => {
     unitId: 1,
     source: { line: 1, column: 1 },
     points: [point('uint16', { name: 'a', address: 10 }), point('float32', { name: 'f', address: 11 }), point('bool', { name: 'c', address: 3 })],
+    registers: [],
+    openMap: false,
   };
 
   it('covers a range only when every address in it belongs to a point', () => {

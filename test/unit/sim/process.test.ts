@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { ManualClock } from '../../../src/core/clock.js';
 import { SourceErrors } from '../../../src/core/errors.js';
-import { parsePlant, type Plant } from '../../../src/sim/plant.js';
+import { parsePlant, type Plant } from '../../../src/assets/plant.js';
 import { PlantRuntime } from '../../../src/sim/runtime.js';
 
 const HEAT_LOOP_FILE = resolve(import.meta.dirname, '../../../fixtures/plants/heat-loop.yaml');

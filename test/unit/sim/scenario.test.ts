@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SourceErrors } from '../../../src/core/errors.js';
-import { parsePlant } from '../../../src/sim/plant.js';
+import { parsePlant } from '../../../src/assets/plant.js';
 import { parseDuration, parseScenario } from '../../../src/sim/scenario.js';
 
 const FILE = resolve(import.meta.dirname, '../../../fixtures/plants/heat-loop.yaml');

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SourceErrors } from '../../../src/core/errors.js';
-import { findPoint, loadPlant, parsePlant } from '../../../src/sim/plant.js';
+import { findPoint, loadPlant, parsePlant } from '../../../src/assets/plant.js';
 
 const FIXTURE = resolve(import.meta.dirname, '../../../fixtures/plants/water-treatment.yaml');
 
@@ -77,7 +78,7 @@ describe('plant loader', () => {
     expect(e.errors).toHaveLength(1);
     expect(e.errors[0]).toMatchObject({ file: 'plant.yaml', line: 7, column: 53, field: 'plcs[0].points.pump1.run.type' });
     expect(e.message).toBe(
-      'plant.yaml:7:53: plcs[0].points.pump1.run.type: "boolean" is not one of: bool, int16, uint16, int32, uint32, float32',
+      'plant.yaml:7:53: plcs[0].points.pump1.run.type: "boolean" is not one of: bool, int16, uint16, int32, uint32, float32, string',
     );
   });
 
@@ -155,5 +156,126 @@ describe('plant loader', () => {
 
   it('reports an unreadable file as a source error', async () => {
     await expect(loadPlant('/nonexistent/plant.yaml')).rejects.toThrow('/nonexistent/plant.yaml:1:1: file: cannot read plant file (ENOENT)');
+  });
+});
+
+describe('the map of a third-party PLC (registers, arrays, strings, read-only, identity)', () => {
+  const REFERENCE = resolve(import.meta.dirname, '../../../fixtures/plants/reference-plc.yaml');
+
+  it('describes the 100/100/32/32 reference device with its identity in at most 15 lines', async () => {
+    expect((await readFile(REFERENCE, 'utf8')).trimEnd().split('\n').length).toBeLessThanOrEqual(15);
+    const plc = (await loadPlant(REFERENCE)).plcs[0];
+    expect(plc.points).toEqual([]);
+    expect(plc.registers.map((r) => [r.table, r.from, r.to, r.readOnly])).toEqual([
+      ['coil', 0, 99, false],
+      ['discrete', 0, 99, false],
+      ['holding', 0, 31, false],
+      ['input', 0, 31, false],
+    ]);
+    expect(plc.identity?.objects).toEqual([
+      { id: 0, value: 'Acme Controls' },
+      { id: 1, value: 'RC-100' },
+      { id: 2, value: '2.1' },
+      { id: 4, value: 'Reference PLC' },
+    ]);
+  });
+
+  const MAP = [
+    'plant: m', //                                                                        1
+    'plcs:', //                                                                           2
+    '  - id: plc', //                                                                     3
+    '    unit_id: 3', //                                                                  4
+    '    registers: [ "holding[0..99]", "holding[100..109] read-only", "coil[5]" ]', //   5
+    '    points:', //                                                                     6
+    '      temp[1..4]:      { table: input, address: 10, type: int16, scale: 0.1, unit: "°C" }', // 7
+    '      flow[0..1]:      { table: holding, address: 20, type: float32 }', //          8
+    '      pump[1..2].run:  { table: coil, address: 0, type: bool }', //                 9
+    '      slot[0..2]:      { table: holding, address: 30, type: uint16, stride: 4 }', // 10
+    '      recipe.name:     { table: holding, address: 40, type: string, length: 9, initial: BATCH-7 }', // 11
+    '      limit.max:       { table: holding, address: 50, type: uint16, read_only: true }', // 12
+    '    identity:', //                                                                   13
+    '      vendor: Acme', //                                                              14
+    '      product_code: X1', //                                                          15
+    '      revision: 3', //                                                               16
+    '      extended: { 0x80: line 4 }', //                                                17
+  ].join('\n');
+
+  it('expands arrays (index in place of the brackets, stride = width unless given) beside raw ranges', () => {
+    const plc = parsePlant(MAP, 'm.yaml').plcs[0];
+    expect(plc.points.map((p) => [p.name, p.table, p.address, p.words])).toEqual([
+      ['temp1', 'input', 10, 1],
+      ['temp2', 'input', 11, 1],
+      ['temp3', 'input', 12, 1],
+      ['temp4', 'input', 13, 1],
+      ['flow0', 'holding', 20, 2],
+      ['flow1', 'holding', 22, 2],
+      ['pump1.run', 'coil', 0, 1],
+      ['pump2.run', 'coil', 1, 1],
+      ['slot0', 'holding', 30, 1],
+      ['slot1', 'holding', 34, 1],
+      ['slot2', 'holding', 38, 1],
+      ['recipe.name', 'holding', 40, 5],
+      ['limit.max', 'holding', 50, 1],
+    ]);
+    expect(plc.points[0]).toMatchObject({ scale: 0.1, unit: '°C', source: { line: 7 } });
+    expect(plc.points.find((p) => p.name === 'recipe.name')).toMatchObject({ type: 'string', length: 9, initial: 'BATCH-7' });
+    expect(plc.points.find((p) => p.name === 'limit.max')?.readOnly).toBe(true);
+    expect(plc.registers.map((r) => [r.table, r.from, r.to, r.readOnly])).toEqual([
+      ['holding', 0, 99, false],
+      ['holding', 100, 109, true],
+      ['coil', 5, 5, false],
+    ]);
+    expect(plc.identity?.objects).toEqual([
+      { id: 0, value: 'Acme' },
+      { id: 1, value: 'X1' },
+      { id: 2, value: '3' },
+      { id: 0x80, value: 'line 4' },
+    ]);
+  });
+
+  it('names file:line:column and field for bad ranges, strings, read-only inputs and identity objects', () => {
+    const text = MAP.replace('"coil[5]"', '"coil[9..3]"')
+      .replace('type: string, length: 9, initial: BATCH-7', 'type: string, scale: 2')
+      .replace('{ table: holding, address: 50, type: uint16, read_only: true }', '{ table: input, address: 50, type: uint16, read_only: true }')
+      .replace('      revision: 3\n', '')
+      .replace('0x80: line 4', '0x20: line 4');
+    expect(errorsOf(text, 'm.yaml').errors.map((e) => e.message)).toEqual([
+      'm.yaml:11:24: plcs[0].points.recipe.name.length: is required',
+      'm.yaml:11:69: plcs[0].points.recipe.name.scale: does not apply to a string (two characters per register, the first in the high byte)',
+      'm.yaml:12:67: plcs[0].points.limit.max.read_only: input points are read-only for clients already; read_only applies to holding and coil',
+      'm.yaml:5:67: plcs[0].registers[2]: coil[9..3] must run from a lower to a higher address within 0..65535',
+      'm.yaml:14:7: plcs[0].identity.revision: is required (vendor, product_code and revision are the basic objects every device answers)',
+      'm.yaml:16:19: plcs[0].identity.extended.32: extended object ids are 0x80..0xFF (128..255)',
+    ]);
+  });
+
+  it('refuses a PLC with no addresses at all, and accepts one with an open map', () => {
+    expect(errorsOf('plant: x\nplcs:\n  - id: a\n    unit_id: 1\n').errors[0].message).toBe(
+      'plant.yaml:3:5: plcs[0]: has no addresses: give points, registers (e.g. [holding[0..99]]) or open_map: true',
+    );
+    expect(parsePlant('plant: x\nplcs:\n  - id: a\n    unit_id: 1\n    open_map: true\n', 'x.yaml').plcs[0]).toMatchObject({ openMap: true, points: [], registers: [] });
+  });
+
+  it('checks PLC logic against the PLC: unknown points, strings and syntax, each with its field', () => {
+    const text = [
+      'plant: x',
+      'plcs:',
+      '  - id: a',
+      '    unit_id: 1',
+      '    points:',
+      '      level: { table: input, address: 0, type: uint16 }',
+      '      run:   { table: coil, address: 0, type: bool }',
+      '      tag:   { table: holding, address: 0, type: string, length: 4 }',
+      '    logic:',
+      '      - { when: level > 90, set: { run: 0 } }',
+      '      - { when: levle > 90, set: { run: 0 } }',
+      '      - { set: { tag: 1 } }',
+      '      - { when: level >, set: { run: level * 2 } }',
+    ].join('\n');
+    expect(errorsOf(text, 'x.yaml').errors.map((e) => `${e.line}:${e.field}: ${e.message.split(': ').pop()}`)).toEqual([
+      '11:plcs[0].logic[1].when: levle is not a point of this PLC',
+      '12:plcs[0].logic[2].set.tag: logic sets numbers and bools, not strings',
+      expect.stringMatching(/^13:plcs\[0\]\.logic\[3\]\.when: /),
+    ]);
   });
 });
