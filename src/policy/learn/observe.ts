@@ -171,7 +171,7 @@ export class Observations {
       for (const t of MODBUS_TABLES) pointAt[t] = new Uint8Array(65536);
       const nodeIds = new Set<string>();
       for (const p of Object.values(a.points)) {
-        for (let k = 0; k < pointWidth(p.type); k++) pointAt[p.table][p.address + k] = 1;
+        for (let k = 0; k < pointWidth(p); k++) pointAt[p.table][p.address + k] = 1;
         if (p.node_id !== undefined) nodeIds.add(p.node_id);
       }
       for (const m of Object.values(a.methods ?? {})) nodeIds.add(m.node_id);

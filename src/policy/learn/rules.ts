@@ -113,7 +113,7 @@ function p99(perMinute: Map<number, number>, minutes: number): number {
   return counts[counts.length - 1] ?? 0;
 }
 
-const RAW_RANGE: Record<PointDef['type'], [number, number]> = {
+const RAW_RANGE: Record<Exclude<PointDef['type'], 'string'>, [number, number]> = {
   bool: [0, 1],
   int16: [-32768, 32767],
   uint16: [0, 65535],
@@ -136,6 +136,8 @@ function decimalsOf(step: number): number {
  * digits of the span), kept inside what the point's type can hold, and never narrower than seen.
  */
 export function envelope(min: number, max: number, def: PointDef, marginPct: number): { min: number; max: number; step: number } {
+  // A string point has no numeric bounds (its writes decode to text): what was seen is all there is.
+  if (def.type === 'string') return { min, max, step: 1 };
   const scale = def.scale ?? 1;
   const offset = def.offset ?? 0;
   const [r0, r1] = RAW_RANGE[def.type];
@@ -233,8 +235,8 @@ export function learnRules(obs: Observations, o: LearnOptions): LearnedPolicy {
       points.push(name);
       if (g.operation !== 'write') continue;
       const def = g.asset.points[name];
-      if (def === undefined || !(p.max >= p.min)) {
-        evidence.push(`  ${name}: ${fmt(p.count)} writes, no value decoded: unbounded`);
+      if (def === undefined || def.type === 'string' || !(p.max >= p.min)) {
+        evidence.push(`  ${name}: ${fmt(p.count)} writes, ${def?.type === 'string' ? 'text (a string point)' : 'no value decoded'}: unbounded`);
         continue;
       }
       if (p.undecodable > 0) {
