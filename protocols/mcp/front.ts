@@ -37,6 +37,7 @@ import { authenticate, McpAuthError, type McpAuthDeps, type McpCaller } from './
 import { ASSETS_URI, buildCatalog, LIST_TOOL, pointUri, type Catalog } from './catalog.js';
 import { ToolCalls, type CallContext, type McpUpstreams, type ToolResult } from './commands.js';
 import type { McpListenerConfig } from './config.js';
+import { DEFAULT_CONNECTION_LIMITS, guardHandshakes, type ConnectionLimits } from '../../src/identity/handshakes.js';
 
 export interface McpFrontOptions {
   config: McpListenerConfig;
@@ -56,6 +57,8 @@ export interface McpFrontOptions {
   version: string;
   clock: Clock;
   logger?: Logger;
+  /** Handshake deadline and caps (docs/configuration.md, Hostile connections); refusals are audited. */
+  limits?: ConnectionLimits;
 }
 
 /** What a request's AuthInfo carries past the SDK to our handlers (never the token). */
@@ -162,6 +165,9 @@ export class McpFront {
           else res.destroy();
         });
       },
+    );
+    guardHandshakes(this.server, opts.limits ?? DEFAULT_CONNECTION_LIMITS, (r) =>
+      opts.pipeline.violation({ remoteAddress: r.remoteAddress, protocol: 'mcp' }, r.reason, r.code, `MCP: ${r.message}`),
     );
     // Slow clients must not hold sockets forever before they have sent a request.
     this.server.headersTimeout = 10_000;

@@ -17,6 +17,7 @@ import type { OpcuaService } from '../opcua/service.js';
 import type { OpcuaAccess } from './commands.js';
 import type { McpListenerConfig } from './config.js';
 import { McpFront } from './front.js';
+import type { ConnectionLimits } from '../../src/identity/handshakes.js';
 
 export interface StartMcpOptions {
   config: McpListenerConfig;
@@ -39,6 +40,7 @@ export interface StartMcpOptions {
   registry?: Registry;
   onTokenAccepted(subject: Subject): boolean;
   onTokenRejected(reason: Reason, detail: string, subject: Subject): void;
+  limits?: ConnectionLimits;
 }
 
 export interface McpFrontHandle {
@@ -86,6 +88,7 @@ export async function startMcpFront(o: StartMcpOptions): Promise<McpFrontHandle>
     version: PLANTGATE_VERSION,
     clock: o.clock,
     logger: o.logger,
+    limits: o.limits,
   });
   new Gauge({
     name: 'plantgate_mcp_sessions',

@@ -12,6 +12,7 @@ import type { CommandPipeline, Session } from '../../src/core/pipeline.js';
 import { modbusExceptionFor, ModbusException, type Reason } from '../../src/core/reasons.js';
 import type { Command, Decision } from '../../src/core/command.js';
 import { identityFromTlsSocket } from '../../src/identity/cert.js';
+import { DEFAULT_CONNECTION_LIMITS, guardHandshakes, type ConnectionLimits } from '../../src/identity/handshakes.js';
 import type { ConnectionLimiter } from '../../src/identity/limits.js';
 import type { StaticIdentityMap } from '../../src/identity/static-ip.js';
 import { commandFromRequest } from './command.js';
@@ -41,7 +42,8 @@ export interface ModbusListenerOptions {
   route(assetId: string): UpstreamRoute | undefined;
   /** Requests in flight per agent connection before the gateway stops reading from it. */
   maxInFlightPerConnection?: number;
-  handshakeTimeoutMs?: number;
+  /** Handshake deadline and caps (TLS listener), idle timeout (both): docs/configuration.md, Hostile connections. */
+  limits?: ConnectionLimits;
   /** Bound on connections per workload identity. */
   limiter?: ConnectionLimiter;
   /**
@@ -103,10 +105,20 @@ class AgentConnection {
         this.onViolation(new ModbusFrameError('BAD_PDU', `request could not be handled: ${(err as Error).message}`));
       }
     });
+    let why = 'closed';
+    // An agent that holds a connection and sends nothing holds a slot of its workload's limit and
+    // a socket: after the idle timeout it is closed (it reconnects when it has work).
+    if (opts.limits.idleTimeoutMs > 0) {
+      socket.setTimeout(opts.limits.idleTimeoutMs, () => {
+        if (this.inFlight > 0) return; // waiting on the PLC is not idleness; the upstream timeout bounds it
+        why = 'idle';
+        socket.destroy();
+      });
+    }
     socket.on('close', () => {
       this.closed = true;
       this.idleWaiter?.();
-      opts.pipeline.sessionClosed(session, 'closed');
+      opts.pipeline.sessionClosed(session, why);
     });
     socket.on('error', (err) => opts.logger.debug({ session: session.id, err: err.message }, 'agent socket error'));
   }
@@ -292,7 +304,7 @@ class AgentConnection {
   }
 }
 
-type ListenerSettings = ModbusListenerOptions & { maxInFlightPerConnection: number; frameTimeoutMs: number; logger: Logger };
+type ListenerSettings = ModbusListenerOptions & { maxInFlightPerConnection: number; frameTimeoutMs: number; logger: Logger; limits: ConnectionLimits };
 
 /**
  * What both agent-facing Modbus listeners share once a connection has an identity: the
@@ -306,7 +318,7 @@ abstract class AgentListenerBase {
   private sweepTimer: NodeJS.Timeout | undefined;
 
   protected constructor(options: Omit<ModbusListenerOptions, 'tls'>) {
-    this.opts = { maxInFlightPerConnection: 64, frameTimeoutMs: 10_000, logger: silentLogger, ...options } as ListenerSettings;
+    this.opts = { maxInFlightPerConnection: 64, frameTimeoutMs: 10_000, logger: silentLogger, limits: DEFAULT_CONNECTION_LIMITS, ...options } as ListenerSettings;
   }
 
   protected async bind(server: net.Server): Promise<{ host: string; port: number }> {
@@ -393,12 +405,9 @@ export class ModbusTlsListener extends AgentListenerBase {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
-      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
     });
+    guardHandshakes(server, opts.limits, (r) => opts.pipeline.violation({ remoteAddress: r.remoteAddress }, r.reason, r.code, r.message));
     server.on('secureConnection', (socket) => this.onConnection(socket));
-    server.on('tlsClientError', (err, socket) => {
-      opts.pipeline.violation({ remoteAddress: socket.remoteAddress ?? '' }, 'NO_IDENTITY', 'TLS_HANDSHAKE', err.message);
-    });
     return this.bind(server);
   }
 
@@ -425,7 +434,7 @@ export class ModbusTlsListener extends AgentListenerBase {
   }
 }
 
-export interface ModbusPlainListenerOptions extends Omit<ModbusListenerOptions, 'tls' | 'handshakeTimeoutMs'> {
+export interface ModbusPlainListenerOptions extends Omit<ModbusListenerOptions, 'tls'> {
   /** Source address → workload (listeners.modbus_plain.identities). */
   identities: StaticIdentityMap;
 }

@@ -14,7 +14,7 @@ import { VerifiedTokenCache, type TokenRegistry } from '../identity/registry.js'
 import { verifyAccessToken } from '../identity/verify.js';
 import { RevocationError, type Revocation, type RevocationStore } from '../identity/revocation.js';
 import { decodeProtectedHeader } from 'jose';
-import { listen, pathOf, readBody as readBounded, sendJson, type RunningServer } from './http.js';
+import { listen, pathOf, readBody as readBounded, sendJson, type HandshakeBounds, type RunningServer } from './http.js';
 import type { RecentDecisions } from './recent-decisions.js';
 
 /** What the agent API needs from the gateway: the active policy's trust settings and the audit. */
@@ -43,6 +43,7 @@ export interface AgentApiOptions {
   host: string;
   port: number;
   tls: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer };
+  handshakes?: HandshakeBounds;
 }
 
 export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): Promise<RunningServer> {
@@ -58,7 +59,7 @@ export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): 
       });
     },
   );
-  return listen(server, opts.host, opts.port);
+  return listen(server, opts.host, opts.port, opts.handshakes);
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps, cache: VerifiedTokenCache): Promise<void> {

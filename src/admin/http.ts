@@ -1,6 +1,8 @@
 // Small HTTP helpers shared by the admin APIs: bounded body reading and JSON answers.
 // Owns nothing else; never logs bodies (they may carry tokens).
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Server as TlsServer } from 'node:tls';
+import { guardHandshakes, type ConnectionLimits, type HandshakeRefusal } from '../identity/handshakes.js';
 
 /**
  * How much of an oversized body is read and thrown away so the client can read the 413: a socket
@@ -61,8 +63,18 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Listens and hands back the bound port and a close that also ends kept-alive connections. */
-export async function listen(server: Server, host: string, port: number): Promise<RunningServer> {
+/** An HTTPS listener's handshake bounds and where a refused handshake is reported (the audit). */
+export interface HandshakeBounds {
+  limits: ConnectionLimits;
+  onRefused(r: HandshakeRefusal): void;
+}
+
+/**
+ * Listens and hands back the bound port and a close that also ends kept-alive connections. An
+ * HTTPS server with `handshakes` gets the handshake deadline and caps (src/identity/handshakes.ts).
+ */
+export async function listen(server: Server, host: string, port: number, handshakes?: HandshakeBounds): Promise<RunningServer> {
+  if (handshakes !== undefined && server instanceof TlsServer) guardHandshakes(server, handshakes.limits, handshakes.onRefused);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

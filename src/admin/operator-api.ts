@@ -28,7 +28,7 @@ import type { TokenRegistry } from '../identity/registry.js';
 import { samePrincipal } from '../core/principal.js';
 import { isHumanPrincipal, parseRevocationBody, RevocationError, type Revocation, type RevocationRequest, type RevocationStore } from '../identity/revocation.js';
 import { ApprovalError, type ApprovalRequest, type ApprovalStatus, type ApprovalStore } from '../approvals/store.js';
-import { listen, pathOf, readBody, readJsonBody, sendJson, type RunningServer } from './http.js';
+import { listen, pathOf, readBody, readJsonBody, sendJson, type HandshakeBounds, type RunningServer } from './http.js';
 import { handleFreeze, matchFreezeRoute, type FreezeApiDeps } from './freeze-api.js';
 import { createConsole, type ConsoleDeps } from './console/server.js';
 
@@ -71,6 +71,7 @@ export interface OperatorApiOptions {
    * certificate sign-in.
    */
   tls: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
+  handshakes?: HandshakeBounds;
 }
 
 const MAX_BODY = 4 * 1024;
@@ -86,7 +87,7 @@ export async function startOperatorApi(opts: OperatorApiOptions, deps: OperatorA
       sendJson(res, 500, { error: 'internal error' });
     });
   });
-  const running = await listen(server, opts.host, opts.port);
+  const running = await listen(server, opts.host, opts.port, opts.handshakes);
   return {
     port: running.port,
     close: async () => {

@@ -12,6 +12,7 @@ import { MIN_SPOOL_BYTES } from '../audit/log.js';
 import { freezeConfigSchema } from '../freeze/config.js';
 import { consoleConfigSchema } from '../admin/console/config.js';
 import { mcpListenerSchema } from '../../protocols/mcp/config.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../identity/handshakes.js';
 
 const host = z.string().min(1);
 const port = z.number().int().min(0).max(65535);
@@ -151,6 +152,15 @@ const schema = z.strictObject({
       max_connections_per_workload: z.number().int().min(1).max(1024).default(8),
     })
     .default({ leeway_sec: 30, max_identities: 10_000, max_tokens_per_identity: 8, max_connections_per_workload: 8 }),
+  /** Hostile connections on the TLS listeners (docs/configuration.md, Hostile connections). */
+  connections: z
+    .strictObject({
+      handshake_timeout_ms: z.number().int().min(100).max(120_000).default(DEFAULT_CONNECTION_LIMITS.handshakeTimeoutMs),
+      max_pending_handshakes: z.number().int().min(1).max(65_536).default(DEFAULT_CONNECTION_LIMITS.maxPendingHandshakes),
+      max_pending_handshakes_per_source: z.number().int().min(1).max(65_536).default(DEFAULT_CONNECTION_LIMITS.maxPendingHandshakesPerSource),
+      idle_timeout_ms: z.number().int().min(0).max(86_400_000).default(DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
+    })
+    .prefault({}),
   audit: z.strictObject({
     spool_dir: file,
     /** At least 256 KiB: 1/16 is kept for reads' records and 1/16 for denials' when the spool is full (docs/audit.md, Full spool). */
@@ -205,6 +215,17 @@ const checkedSchema = schema.superRefine((c, ctx) => {
 });
 
 export type GatewayConfig = z.output<typeof schema> & { file: string };
+
+/** The `connections` block as the listeners take it. */
+export function connectionLimits(config: GatewayConfig): ConnectionLimits {
+  const c = config.connections;
+  return {
+    handshakeTimeoutMs: c.handshake_timeout_ms,
+    maxPendingHandshakes: c.max_pending_handshakes,
+    maxPendingHandshakesPerSource: c.max_pending_handshakes_per_source,
+    idleTimeoutMs: c.idle_timeout_ms,
+  };
+}
 
 
 export function parseGatewayConfig(text: string, file: string): GatewayConfig {

@@ -15,6 +15,7 @@ import { startNatsSink } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
+import type { HandshakeRefusal } from '../identity/handshakes.js';
 import { ConnectionLimiter } from '../identity/limits.js';
 import { TokenRegistry } from '../identity/registry.js';
 import { VerifiedTokenCache } from '../identity/token-cache.js';
@@ -35,7 +36,7 @@ import { ModbusPlainListener, ModbusTlsListener, type UpstreamRoute } from '../.
 import { registerStaticToken, StaticIdentityMap } from '../identity/static-ip.js';
 import type { Subject } from '../core/command.js';
 import { UpstreamPool } from '../../protocols/modbus/upstream.js';
-import type { GatewayConfig } from './config.js';
+import { connectionLimits, type GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { EnforcementPipeline } from './pipeline.js';
 // Operator and agent API views (issue 6): bundle status for GET /v1/bundle, recent decisions for GET /v1/decisions.
@@ -391,6 +392,13 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     return { issuers, audience: engine.audience, maxTokenTtlSec: engine.maxTokenTtlSec };
   };
 
+  // Handshake deadline and caps on every TLS listener, idle timeout on Modbus (docs/configuration.md, Hostile connections).
+  const limits = connectionLimits(config);
+  /** An HTTPS listener's refused handshakes, audited like the Modbus listener's, naming the listener. */
+  const handshakes = (listenerName: string) => ({
+    limits,
+    onRefused: (r: HandshakeRefusal) => pipeline.violation({ remoteAddress: r.remoteAddress }, r.reason, r.code, `${listenerName}: ${r.message}`),
+  });
   const listener = new ModbusTlsListener({
     host: config.listeners.modbus_tls.host,
     port: config.listeners.modbus_tls.port,
@@ -398,6 +406,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     pipeline: agentPipeline,
     route,
     logger,
+    limits,
     limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
   });
   opened.push(['modbus listener', () => listener.close()]);
@@ -414,6 +423,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
           pipeline: agentPipeline,
           route,
           logger,
+          limits,
           limiter: new ConnectionLimiter({ maxPerWorkload: config.identity.max_connections_per_workload }),
         });
   opened.push(['plaintext modbus listener', () => plainListener?.close()]);
@@ -421,7 +431,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
   if (modbusPlain !== undefined) logger.warn({ modbusPlain }, 'plaintext Modbus listener with static source-address identities is on (assurance static-ip+token)');
 
   const agentApi = await startAgentApi(
-    { host: config.listeners.agent_api.host, port: config.listeners.agent_api.port, tls: tlsFiles },
+    { host: config.listeners.agent_api.host, port: config.listeners.agent_api.port, tls: tlsFiles, handshakes: handshakes('agent_api') },
     {
       trust,
       tokens,
@@ -478,6 +488,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
             port: config.listeners.operator_api.port,
             // The console's certificate sign-in: ask browsers for a client certificate only when some operator has one.
             tls: { cert, key, ...(config.console.enabled && config.console.certificate_operators.length > 0 ? { ca } : {}) },
+            handshakes: handshakes('operator_api'),
           },
           {
             trust,
@@ -590,7 +601,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     config.listeners.mcp === undefined
       ? undefined
       : await (await import('../../protocols/mcp/start.js')).startMcpFront({
-          config: config.listeners.mcp, tls: tlsFiles, pipeline: agentPipeline, route, opcua, opcuaUpstreams: config.opcua_upstreams,
+          config: config.listeners.mcp, tls: tlsFiles, pipeline: agentPipeline, route, opcua, opcuaUpstreams: config.opcua_upstreams, limits,
           policy, tokens, tokenCache, clock, leewaySec: config.identity.leeway_sec, logger, gatewayId: config.gateway_id,
           interlockDetail: (cmd) => trips.get(cmd)?.detail, registry: metrics.registry,
           onTokenAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
