@@ -10,7 +10,8 @@
 // Run after build:
 //   node dist/test/bench/mcp.js [--quick]
 // Profiling: BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/mcpprof" (written when the
-// gateway exits at the end of the run); BENCH_MCP_ONLY=1 measures the MCP read tool call only.
+// gateway exits at the end of the run); BENCH_MCP_ONLY=1 measures the MCP read tool call only
+// (BENCH_MCP_ONLY=modern: on the 2026-07-28 revision).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,7 +25,7 @@ import { cpuSeconds, freePort, spawnCli, stop, waitForReady } from './processes.
 const quick = process.argv.includes('--quick');
 const N = Number(process.env.BENCH_MCP_N ?? 0) || (quick ? 1000 : 3000);
 const REPEATS = quick ? 1 : 3;
-const WARMUP = quick ? 1000 : 3000;
+const WARMUP = quick ? N : 3000; // quick: as many as it measures (BENCH_MCP_N shortens both on a busy machine)
 const cpuUsOf = (pid: number): number => cpuSeconds(pid) * 1e6;
 
 function pct(sorted: number[], p: number): number {
@@ -160,8 +161,9 @@ async function main(): Promise<void> {
     };
 
     if (process.env.BENCH_MCP_ONLY) {
-      const x = await timeIt(readTool(legacy), pid);
-      console.log(`MCP read tool call (2025-11-25): p50 ${(x.p50 / 1000).toFixed(3)} ms, gateway CPU ${x.cpuUs.toFixed(0)} µs / call, client CPU ${x.clientUs.toFixed(0)} µs / call`);
+      const modernOnly = process.env.BENCH_MCP_ONLY === 'modern';
+      const x = await timeIt(readTool(modernOnly ? modern : legacy), pid);
+      console.log(`MCP read tool call (${modernOnly ? '2026-07-28' : '2025-11-25'}): p50 ${(x.p50 / 1000).toFixed(3)} ms, gateway CPU ${x.cpuUs.toFixed(0)} µs / call, client CPU ${x.clientUs.toFixed(0)} µs / call`);
       return;
     }
     const rows: [string, Figures][] = [];
