@@ -129,6 +129,21 @@ describe('policy learn and replay on traffic recorded by the real gateway in mon
     expect(r.summary.interlock_unknown).toBe(2);
   });
 
+  it('learned with --min-writes 1, allows every command of the traffic but the write of a token without the write scope', async () => {
+    const everyWrite = path.join(dir, 'learned-every-write');
+    const learned = await run(['policy', 'learn', '--from', lab.spoolDir, '--base', 'rules/demo/bundle.yaml', '--out', everyWrite, '--min-writes', '1', '--no-check', '--quiet']);
+    expect(learned.code).toBe(0);
+    expect(learned.stdout).not.toContain('left out');
+    const replay = await run(['policy', 'replay', '--bundle', path.join(everyWrite, 'bundle.yaml'), '--from', lab.spoolDir, '--json', '--quiet']);
+    expect(replay.code).toBe(0);
+    const r = JSON.parse(replay.stdout) as ReplayJson;
+    expect(r.summary.commands).toBe(40);
+    // A rule requires the operation's scope: allowing a read-only token to write is for a reviewer.
+    expect(r.changes.map((c) => [c.workload.split('/').pop(), c.candidate.reason])).toEqual([['reporter', 'NO_MATCHING_RULE']]);
+    expect(r.summary.newly_denied).toBe(1);
+    expect(r.summary.unchanged + r.summary.interlock_unknown).toBe(39);
+  });
+
   it('lists exactly the commands the demo bundle denies when the traffic is replayed against it', async () => {
     const replay = await run(['policy', 'replay', '--bundle', 'rules/demo/bundle.yaml', '--from', ndjson, '--json', '--quiet', '--fail-on', 'newly-denied']);
     expect(replay.code).toBe(1);
