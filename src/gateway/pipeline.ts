@@ -16,7 +16,7 @@ import type { TokenRegistry } from '../identity/registry.js';
 import type { ApprovalRequest, ApprovalStore } from '../approvals/store.js';
 import type { InterlockEngine, InterlockTrip } from '../interlocks/engine.js';
 import type { FreezeStore } from '../freeze/store.js';
-import type { PolicyDecision } from '../policy/engine.js';
+import type { PolicyDecision, PolicyEngine } from '../policy/engine.js';
 import { PolicyMemory, type Forwarding } from '../policy/memory.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { PolicyState } from './policy-state.js';
@@ -46,6 +46,12 @@ export interface PipelineDeps {
   memory?: PolicyMemory;
 }
 
+/** A decision and who it was made for. */
+interface Decided {
+  subject: Subject;
+  decision: Decision;
+}
+
 /**
  * What is known of a session before (or without) a token: the certificate identity. Records of
  * commands refused for want of a token still say which workload tried.
@@ -73,6 +79,12 @@ export class EnforcementPipeline implements CommandPipeline {
   authorize(session: Session, cmd: Command, wire: WireInfo): Decision | Promise<Decision> {
     const started = performance.now();
     const decided = this.decide(session, cmd);
+    if (decided instanceof Promise) return decided.then((d) => this.commit(session, cmd, d, wire, started));
+    return this.commit(session, cmd, decided, wire, started);
+  }
+
+  /** The last gates: the command's tokens are spent when it goes on, and the decision is recorded. */
+  private commit(session: Session, cmd: Command, decided: Decided, wire: WireInfo, started: number): Decision | Promise<Decision> {
     const forward = decided.decision.effect === 'allow' ? (decided.decision as PolicyDecision).forward : undefined;
     if (forward === undefined) return this.record(session, cmd, decided.subject, decided.decision, wire, started);
     // Decide, then commit (docs/policy.md): every gate said yes, so the command's tokens are spent
@@ -89,7 +101,7 @@ export class EnforcementPipeline implements CommandPipeline {
     return d;
   }
 
-  private decide(session: Session, cmd: Command): { subject: Subject; decision: Decision } {
+  private decide(session: Session, cmd: Command): Decided | Promise<Decided> {
     const { policy, tokens, clock } = this.deps;
     const engine = policy.engine;
     if (engine === undefined) return { subject: certificateSubject(session), decision: deny('BUNDLE_UNAVAILABLE') };
@@ -108,21 +120,55 @@ export class EnforcementPipeline implements CommandPipeline {
     // answers), told apart from a target the rules do not allow; only once identity is settled.
     if (cmd.protocol === 'modbus' && cmd.assetId === '') return { subject, decision: deny('NO_ROUTE', '', revision) };
     const now = clock.now();
+    const decision = this.policyDecision(engine, cmd, subject, now);
+    // An interlock with `confirm` has its inputs read again before a command it guards goes on
+    // (a bounded wait); only for commands policy would let through, so a refused agent cannot
+    // make the gateway read the PLC. Freeze and policy are asked again after the wait (pure, cheap):
+    // what changed meanwhile (a freeze, a spent budget) counts.
+    if (decision.effect === 'allow' || decision.reason === 'APPROVAL_REQUIRED') {
+      const interlocks = this.deps.interlocks?.();
+      let confirming: { done: Promise<void>; after: number } | undefined;
+      try {
+        confirming = interlocks === undefined || interlocks === 'broken' ? undefined : interlocks.confirm(cmd);
+      } catch (err) {
+        // No confirming read: the check below finds the inputs unconfirmed and denies.
+        this.deps.logger.error({ err: (err as Error).message }, 'interlock confirming read failed');
+        confirming = { done: Promise.resolve(), after: Infinity };
+      }
+      if (confirming !== undefined) {
+        const { after } = confirming;
+        return confirming.done.then(() => {
+          const later = clock.now();
+          return this.afterPolicy(session, cmd, subject, this.policyDecision(engine, cmd, subject, later), later, after);
+        });
+      }
+    }
+    return this.afterPolicy(session, cmd, subject, decision, now, Infinity);
+  }
+
+  /** The emergency freeze, then the policy engine; never throws. */
+  private policyDecision(engine: PolicyEngine, cmd: Command, subject: Subject, now: number): Decision {
+    const revision = engine.revision;
     // Emergency freeze before policy: no rule, scope or approval can outweigh an operator's freeze.
     const frozen = this.deps.freezes?.check(cmd, subject, now);
-    if (frozen !== undefined) return { subject, decision: { ...deny('EMERGENCY_FREEZE', '', revision), freezeId: frozen.id } };
-    let decision: Decision;
+    if (frozen !== undefined) return { ...deny('EMERGENCY_FREEZE', '', revision), freezeId: frozen.id };
     try {
-      decision = engine.decide(cmd, subject, now, this.memory);
+      return engine.decide(cmd, subject, now, this.memory);
     } catch (err) {
       // Fail closed: a policy bug is a deny, never a forward.
       this.deps.logger.error({ err: (err as Error).message, asset: cmd.assetId }, 'policy evaluation failed');
-      decision = deny('NO_MATCHING_RULE', '', revision);
+      return deny('NO_MATCHING_RULE', '', revision);
     }
+  }
+
+  /** Interlocks and approvals, after policy. `confirmedAfter`: inputs of a confirming interlock must be read by a later request. */
+  private afterPolicy(session: Session, cmd: Command, subject: Subject, policyDecision: Decision, now: number, confirmedAfter: number): Decided {
+    let decision = policyDecision;
+    const revision = decision.bundleRevision;
     // Interlocks hold whatever policy says, also over an approval: a human cannot approve a
     // command into an unsafe process state.
     if (decision.effect === 'allow' || decision.reason === 'APPROVAL_REQUIRED') {
-      const trip = this.checkInterlocks(session, cmd, subject, now);
+      const trip = this.checkInterlocks(session, cmd, subject, now, confirmedAfter);
       if (trip !== undefined) return { subject, decision: { ...deny(trip.reason, decision.ruleId, revision), interlockId: trip.interlockId } };
     }
     if (decision.reason === 'APPROVAL_REQUIRED') {
@@ -147,7 +193,7 @@ export class EnforcementPipeline implements CommandPipeline {
     return { subject, decision };
   }
 
-  private checkInterlocks(session: Session, cmd: Command, subject: Subject, now: number): InterlockTrip | undefined {
+  private checkInterlocks(session: Session, cmd: Command, subject: Subject, now: number, confirmedAfter: number): InterlockTrip | undefined {
     const interlocks = this.deps.interlocks?.();
     if (interlocks === undefined) return undefined;
     let trip: InterlockTrip | undefined;
@@ -156,7 +202,7 @@ export class EnforcementPipeline implements CommandPipeline {
       trip = { reason: 'INTERLOCK_INPUT_STALE', interlockId: '', point: '', inputs: [], detail: 'the bundle has interlocks the gateway could not set up' } as InterlockTrip;
     } else {
       try {
-        trip = interlocks.check(cmd, now);
+        trip = interlocks.check(cmd, now, confirmedAfter);
       } catch (err) {
         this.deps.logger.error({ err: (err as Error).message }, 'interlock evaluation failed');
         trip = { reason: 'INTERLOCK_INPUT_STALE', interlockId: '', point: '', inputs: [], detail: 'interlock evaluation failed' } as InterlockTrip;

@@ -15,6 +15,11 @@
 //       max_age: 2s
 //       inputs:                           # optional per-input overrides
 //         tank1.level: { poll: 250ms, max_age: 1s }
+//       confirm: 300ms                    # optional: read the inputs again before each guarded command
+//       plausible:                        # optional: checks that fail closed (INTERLOCK_INPUT_IMPLAUSIBLE)
+//         - { input: tank1.level, changes_within: 30s, while: pump1.running }
+//         - { input: tank1.level, max_rate: 2 }          # engineering units per second
+//         - { agree: [tank1.level, tank1.level_b], within: 2 }
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, Scalar, type Node, type Pair } from 'yaml';
 import { SourceError } from '../core/errors.js';
 import type { BundleAsset, PointDef } from '../policy/payload.js';
@@ -23,11 +28,15 @@ import {
   DEFAULT_MAX_AGE_MS,
   DEFAULT_POLL_MS,
   GUARDED_OPERATIONS,
+  MAX_CONFIRM_MS,
+  MIN_CONFIRM_MS,
   MIN_POLL_MS,
   type GuardedOperation,
+  type InputRef,
   type InterlockDef,
   type InterlockGuard,
   type InterlockInput,
+  type PlausibilityDef,
 } from './payload.js';
 
 /** Where the node came from: the display path used in messages, and the file's line counter. */
@@ -38,7 +47,8 @@ export interface SourceContext {
   text?: string;
 }
 
-const INTERLOCK_KEYS = ['id', 'description', 'asset', 'guards', 'operations', 'deny_when', 'poll', 'max_age', 'inputs'];
+const INTERLOCK_KEYS = ['id', 'description', 'asset', 'guards', 'operations', 'deny_when', 'poll', 'max_age', 'inputs', 'confirm', 'plausible'];
+const PLAUSIBLE_KEYS = ['input', 'changes_within', 'while', 'max_rate', 'agree', 'within'];
 const INPUT_KEYS = ['poll', 'max_age'];
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
 const WRITABLE_TABLES = new Set(['coil', 'holding']);
@@ -162,6 +172,10 @@ export function compileInterlocks(
     };
     const defaultPoll = duration(valueOf('poll'), `${field}.poll`) ?? DEFAULT_POLL_MS;
     const defaultMaxAge = duration(valueOf('max_age'), `${field}.max_age`);
+    const confirm = duration(valueOf('confirm'), `${field}.confirm`);
+    if (confirm !== undefined && (confirm < MIN_CONFIRM_MS || confirm > MAX_CONFIRM_MS)) {
+      fail(valueOf('confirm'), `${field}.confirm`, `${confirm}ms is outside ${MIN_CONFIRM_MS}ms..${MAX_CONFIRM_MS}ms (one PLC round trip; a command must never hang)`);
+    }
 
     // deny_when
     let expr: Expr | undefined;
@@ -207,58 +221,185 @@ export function compileInterlocks(
         }
       }
     }
-    if (expr !== undefined && asset !== undefined && condNode) {
+    // Every input the condition (and the plausibility checks) name, with its poll rate and bound.
+    const seen = new Set<string>();
+    const addInput = (a: BundleAsset, name: string, where0: Node): void => {
+      const key = `${a.id}/${name}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      const o = overrides.get(key);
+      if (o) o.used = true;
+      const poll = o?.poll ?? defaultPoll;
+      const maxAge = o?.maxAge ?? defaultMaxAge ?? Math.max(DEFAULT_MAX_AGE_MS, 3 * poll);
+      const where = o?.node ?? where0;
+      if (poll < MIN_POLL_MS) pushAt(errors, ctx, where, 1, 1, `${field}.inputs.${key}.poll`, `${poll}ms is faster than the minimum ${MIN_POLL_MS}ms`);
+      // A bound tighter than the poll interval would make the input stale between every two polls.
+      if (maxAge <= poll) pushAt(errors, ctx, where, 1, 1, `${field}.inputs.${key}.max_age`, `${maxAge}ms must be longer than the poll interval ${poll}ms`);
+      inputs.push({ asset: a.id, point: name, poll_ms: poll, max_age_ms: maxAge });
+    };
+    /** The points of an expression, resolved against the assets; false (and errors) when one is unknown. */
+    const resolvePoints = (e: Expr, node: Node, f: string): boolean => {
       let ok = true;
-      const seen = new Set<string>();
-      const walk = (e: Expr): void => {
-        if (e.kind === 'point') {
-          const a = e.ref.asset === undefined ? asset : assetsById.get(e.ref.asset);
+      const walk = (x: Expr): void => {
+        if (x.kind === 'point') {
+          const a = x.ref.asset === undefined ? asset! : assetsById.get(x.ref.asset);
           if (a === undefined) {
             ok = false;
-            const hint = isPointOf(asset, e.ref.asset!) ? ` (to divide, write '${e.ref.asset} / ${e.ref.name}' with spaces)` : '';
-            pushAt(errors, ctx, condNode, e.line, e.col, `${field}.deny_when`, `unknown asset '${e.ref.asset}' in '${e.ref.asset}/${e.ref.name}'${hint}`);
+            const hint = isPointOf(asset!, x.ref.asset!) ? ` (to divide, write '${x.ref.asset} / ${x.ref.name}' with spaces)` : '';
+            pushAt(errors, ctx, node, x.line, x.col, f, `unknown asset '${x.ref.asset}' in '${x.ref.asset}/${x.ref.name}'${hint}`);
             return;
           }
-          if (a.points[e.ref.name] === undefined) {
+          if (a.points[x.ref.name] === undefined) {
             ok = false;
-            pushAt(errors, ctx, condNode, e.line, e.col, `${field}.deny_when`, `asset '${a.id}' has no point '${e.ref.name}'`);
+            pushAt(errors, ctx, node, x.line, x.col, f, `asset '${a.id}' has no point '${x.ref.name}'`);
             return;
           }
-          const key = `${a.id}/${e.ref.name}`;
-          if (seen.has(key)) return;
-          seen.add(key);
-          const o = overrides.get(key);
-          if (o) o.used = true;
-          const poll = o?.poll ?? defaultPoll;
-          const maxAge = o?.maxAge ?? defaultMaxAge ?? Math.max(DEFAULT_MAX_AGE_MS, 3 * poll);
-          const where = o?.node ?? condNode;
-          if (poll < MIN_POLL_MS) pushAt(errors, ctx, where, 1, 1, `${field}.inputs.${key}.poll`, `${poll}ms is faster than the minimum ${MIN_POLL_MS}ms`);
-          // A bound tighter than the poll interval would make the input stale between every two polls.
-          if (maxAge <= poll) pushAt(errors, ctx, where, 1, 1, `${field}.inputs.${key}.max_age`, `${maxAge}ms must be longer than the poll interval ${poll}ms`);
-          inputs.push({ asset: a.id, point: e.ref.name, poll_ms: poll, max_age_ms: maxAge });
+          addInput(a, x.ref.name, node);
           return;
         }
-        if (e.kind === 'neg' || e.kind === 'not') walk(e.operand);
-        else if (e.kind === 'arith' || e.kind === 'cmp' || e.kind === 'and' || e.kind === 'or') {
-          walk(e.left);
-          walk(e.right);
+        if (x.kind === 'neg' || x.kind === 'not') walk(x.operand);
+        else if (x.kind === 'arith' || x.kind === 'cmp' || x.kind === 'and' || x.kind === 'or') {
+          walk(x.left);
+          walk(x.right);
         }
       };
-      walk(expr);
+      walk(e);
+      return ok;
+    };
+    if (expr !== undefined && asset !== undefined && condNode) {
+      if (!resolvePoints(expr, condNode, `${field}.deny_when`)) expr = undefined;
+    }
+    const plausible = asset === undefined ? [] : compilePlausible(valueOf('plausible'), `${field}.plausible`, asset, assetsById, fail, resolvePoints, addInput, ctx, errors, duration);
+    if (asset !== undefined) {
       for (const [key, o] of overrides) {
-        if (!o.used) fail(o.node, `${field}.inputs.${key}`, `'${key}' is not used by deny_when`);
+        if (!o.used) fail(o.node, `${field}.inputs.${key}`, `'${key}' is not used by deny_when or plausible`);
       }
-      if (!ok) expr = undefined;
     }
 
     if (id !== undefined && asset !== undefined && expr !== undefined && guards.length > 0 && pointsOf(expr).length > 0) {
-      interlocks.push({ id, description, asset: asset.id, operations, guards, deny_when: printExpr(expr), inputs });
+      interlocks.push({
+        id, description, asset: asset.id, operations, guards, deny_when: printExpr(expr), inputs,
+        ...(confirm !== undefined ? { confirm_ms: confirm } : {}),
+        ...(plausible !== undefined && plausible.length > 0 ? { plausible } : {}),
+      });
     } else if (expr !== undefined && pointsOf(expr).length === 0) {
       fail(condNode, `${field}.deny_when`, 'names no point: an interlock must depend on live process values');
     }
     return undefined;
   });
   return { interlocks, errors };
+}
+
+/**
+ * `plausible:` of one interlock: checks of its inputs that fail closed. Each names its points like
+ * deny_when does (`tank1.level`, `plc2/level`); they become inputs the gateway polls. undefined
+ * when the list has problems (they are reported).
+ */
+function compilePlausible(
+  node: Node | null | undefined,
+  field: string,
+  asset: BundleAsset,
+  assetsById: Map<string, BundleAsset>,
+  fail: (n: Node | null | undefined, field: string, problem: string) => undefined,
+  resolvePoints: (e: Expr, node: Node, field: string) => boolean,
+  addInput: (a: BundleAsset, name: string, where: Node) => void,
+  ctx: SourceContext,
+  errors: SourceError[],
+  duration: (n: Node | null | undefined, f: string) => number | undefined,
+): PlausibilityDef[] | undefined {
+  if (node === undefined || node === null) return [];
+  if (!isSeq(node)) return fail(node, field, 'must be a list of checks, e.g. { input: tank1.level, changes_within: 30s, while: pump1.running }');
+  const out: PlausibilityDef[] = [];
+  let ok = true;
+  const ref = (n: Node | null | undefined, f: string): InputRef | undefined => {
+    const text = isScalar(n) && typeof n.value === 'string' ? n.value.trim() : undefined;
+    const m = text === undefined ? null : /^(?:([A-Za-z0-9][A-Za-z0-9_.:-]*)\/)?([A-Za-z_][A-Za-z0-9_.]*)$/.exec(text);
+    if (m === null) return fail(n, f, 'must be a point name (tank1.level) or asset/point (plc2/header.pressure)');
+    const a = m[1] === undefined ? asset : assetsById.get(m[1]);
+    if (a === undefined) return fail(n, f, `unknown asset '${m[1]}'`);
+    if (a.points[m[2]!] === undefined) return fail(n, f, `asset '${a.id}' has no point '${m[2]}'`);
+    addInput(a, m[2]!, n!);
+    return { asset: a.id, point: m[2]! };
+  };
+  (node.items as (Node | null)[]).forEach((item, i) => {
+    const f = `${field}[${i}]`;
+    if (!isMap(item)) {
+      ok = fail(item, f, 'must be a mapping: { input, changes_within, while } or { input, max_rate } or { agree: [a, b], within }') ?? false;
+      return;
+    }
+    const e = new Map<string, Node>();
+    for (const pair of item.items as Pair<Node, Node | null>[]) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '';
+      if (!PLAUSIBLE_KEYS.includes(key)) {
+        ok = fail(pair.key, `${f}.${key}`, `unknown field '${key}' (expected ${PLAUSIBLE_KEYS.join(', ')})`) ?? false;
+        continue;
+      }
+      e.set(key, pair.value ?? pair.key);
+    }
+    const num = (key: string, positive: boolean, what: string): number | undefined => {
+      const n = e.get(key);
+      if (!isScalar(n) || typeof n.value !== 'number' || !Number.isFinite(n.value) || n.value < 0 || (positive && n.value === 0)) {
+        return fail(n, `${f}.${key}`, `must be a number ${positive ? '> 0' : '>= 0'} (${what})`);
+      }
+      return n.value;
+    };
+    if (e.has('agree')) {
+      const list = e.get('agree')!;
+      if (!isSeq(list) || list.items.length !== 2) {
+        ok = fail(list, `${f}.agree`, 'must name exactly two points (two sensors of one quantity)') ?? false;
+        return;
+      }
+      const a = ref(list.items[0] as Node, `${f}.agree[0]`);
+      const b = ref(list.items[1] as Node, `${f}.agree[1]`);
+      const within = num('within', false, 'engineering units');
+      if (e.has('input') || e.has('changes_within') || e.has('max_rate') || e.has('while')) ok = fail(item, f, 'agree takes only within') ?? false;
+      if (a === undefined || b === undefined || within === undefined) ok = false;
+      else out.push({ kind: 'agree', inputs: [a, b], within });
+      return;
+    }
+    const input = e.has('input') ? ref(e.get('input'), `${f}.input`) : fail(item, `${f}.input`, 'is required (or agree: [a, b])');
+    if (input === undefined) {
+      ok = false;
+      return;
+    }
+    if (e.has('changes_within') === e.has('max_rate')) {
+      ok = fail(item, f, 'give one of changes_within (a stuck sensor) or max_rate (a jumping one)') ?? false;
+      return;
+    }
+    if (e.has('max_rate')) {
+      const rate = num('max_rate', true, 'engineering units per second');
+      if (e.has('while') || e.has('within')) ok = fail(item, f, 'max_rate takes no while or within') ?? false;
+      if (rate === undefined) ok = false;
+      else out.push({ kind: 'rate', input, max_per_sec: rate });
+      return;
+    }
+    const within = duration(e.get('changes_within'), `${f}.changes_within`);
+    if (within === undefined) {
+      ok = false;
+      return;
+    }
+    let whileText: string | undefined;
+    const wn = e.get('while');
+    if (wn !== undefined) {
+      const text = isScalar(wn) && (typeof wn.value === 'string' || typeof wn.value === 'boolean') ? String(wn.value) : undefined;
+      if (text === undefined) {
+        ok = fail(wn, `${f}.while`, 'must be a condition like deny_when (pump1.running or valve1.open)') ?? false;
+        return;
+      }
+      try {
+        const w = parseExpr(text);
+        if (!resolvePoints(w, wn, `${f}.while`)) ok = false;
+        else whileText = printExpr(w);
+      } catch (err) {
+        if (!(err instanceof ParseError)) throw err;
+        pushAt(errors, ctx, wn, err.line, err.col, `${f}.while`, err.problem);
+        ok = false;
+        return;
+      }
+    }
+    out.push({ kind: 'changes', input, within_ms: within, ...(whileText !== undefined ? { while: whileText } : {}) });
+  });
+  return ok ? out : undefined;
 }
 
 /**

@@ -97,6 +97,8 @@ interface PollGroup {
   nextDueMs: number;
   inFlight: Promise<void> | undefined;
   last: string;
+  /** A confirming read in flight (readFresh), shared by commands that arrived before it was sent. */
+  fresh?: { seq: number; promise: Promise<void> };
 }
 
 /** The inputs of one OPC UA asset read at one rate: one Read request per poll. */
@@ -122,10 +124,25 @@ export class ProcessImage {
   readonly readAtMs: Float64Array;
   /** Freshness bound per slot. */
   readonly maxAgeMs: Float64Array;
+  /**
+   * History for plausibility checks: when each value last changed (the read that first showed
+   * the new value; NaN until read), and the value and time of the read before the current one.
+   */
+  readonly changedAtMs: Float64Array;
+  readonly previousValues: Float64Array;
+  readonly previousReadAtMs: Float64Array;
+  /**
+   * The number of the request that read each value (requests are numbered as they are sent): a
+   * confirming read is known to be newer than a command by number, whatever the clock's resolution.
+   */
+  readonly readSeq: Float64Array;
+  private sentRequests = 0;
   /** "asset/point" per slot, for trip records. */
   readonly names: readonly string[];
   private readonly specs: readonly ProcessInputSpec[];
   private readonly slots = new Map<string, number>();
+  /** Called after every poll answer that set values (the send time of that read): plausibility tracking. */
+  private readonly updateListeners: ((atMs: number) => void)[] = [];
   private readonly groups: PollGroup[] = [];
   private readonly nodeGroups: NodeGroup[] = [];
   private readonly pools = new Map<string, { pool: UpstreamPool; unitId: number } | undefined>();
@@ -147,6 +164,10 @@ export class ProcessImage {
     const n = specs.length;
     this.values = new Float64Array(n).fill(NaN);
     this.readAtMs = new Float64Array(n).fill(NaN);
+    this.changedAtMs = new Float64Array(n).fill(NaN);
+    this.previousValues = new Float64Array(n).fill(NaN);
+    this.previousReadAtMs = new Float64Array(n).fill(NaN);
+    this.readSeq = new Float64Array(n).fill(NaN);
     this.maxAgeMs = new Float64Array(n);
     this.names = specs.map((s) => `${s.asset}/${s.point}`);
     specs.forEach((s, i) => {
@@ -281,8 +302,9 @@ export class ProcessImage {
     return Promise.all([...this.groups.map((g) => g.inFlight ?? this.poll(g, now)), ...this.nodeGroups.map((g) => g.inFlight ?? this.pollNodes(g, now))]).then(() => undefined);
   }
 
-  private pollNodes(g: NodeGroup, now: number): Promise<void> {
-    g.nextDueMs = now + g.pollMs;
+  /** One Read of the group's nodes; `scheduled` false: a confirming read outside the poll schedule. */
+  private pollNodes(g: NodeGroup, now: number, scheduled = true): Promise<void> {
+    if (scheduled) g.nextDueMs = now + g.pollMs;
     let reader: NodeReader | undefined;
     try {
       reader = this.closed ? undefined : this.opts.opcua?.(g.asset);
@@ -295,23 +317,25 @@ export class ProcessImage {
       return Promise.resolve();
     }
     let call: Promise<Float64Array | string>;
+    const seq = ++this.sentRequests;
     try {
       call = reader.readValues(g.targets);
     } catch {
       call = Promise.resolve('failed');
     }
     const p = call.then(
-      (result) => this.onNodeValues(g, result, now),
+      (result) => this.onNodeValues(g, result, now, seq),
       // A reader must not reject; if one does, it is a failed poll like any other.
-      () => this.onNodeValues(g, 'failed', now),
+      () => this.onNodeValues(g, 'failed', now, seq),
     );
+    if (!scheduled) return p;
     g.inFlight = p;
     return p.finally(() => {
       g.inFlight = undefined;
     });
   }
 
-  private onNodeValues(g: NodeGroup, result: Float64Array | string, sentAtMs: number): void {
+  private onNodeValues(g: NodeGroup, result: Float64Array | string, sentAtMs: number, seq: number): void {
     if (typeof result === 'string') {
       if (g.last !== result) this.logger.warn({ asset: g.asset, nodes: g.targets.length, result }, 'process image OPC UA read failed');
       g.last = result;
@@ -325,12 +349,10 @@ export class ProcessImage {
         bad++;
         continue;
       }
-      const slot = g.slots[i]!;
-      this.values[slot] = v;
-      this.readAtMs[slot] = sentAtMs;
-      this.told(slot, v, sentAtMs);
+      this.record(g.slots[i]!, v, sentAtMs, seq);
     }
     g.last = bad === 0 ? 'ok' : `${bad} of ${g.slots.length} nodes not Good`;
+    this.updated(sentAtMs);
   }
 
   private poll(g: PollGroup, now: number): Promise<void> {
@@ -341,11 +363,12 @@ export class ProcessImage {
       return Promise.resolve();
     }
     let answered = false;
+    const seq = ++this.sentRequests;
     const p = new Promise<void>((resolve) => {
       route.pool.send(route.unitId, g.pdu, g.request, (result) => {
         answered = true;
         g.inFlight = undefined;
-        this.onResult(g, result, now);
+        this.onResult(g, result, now, seq);
         resolve();
       });
     });
@@ -354,7 +377,7 @@ export class ProcessImage {
     return p;
   }
 
-  private onResult(g: PollGroup, result: UpstreamResult, sentAtMs: number): void {
+  private onResult(g: PollGroup, result: UpstreamResult, sentAtMs: number, seq: number): void {
     if (result.kind !== 'response') {
       if (g.last !== result.kind) this.logger.warn({ asset: g.asset, table: g.table, fc: g.request.fc, result: result.kind }, 'process image poll failed');
       g.last = result.kind;
@@ -378,11 +401,93 @@ export class ProcessImage {
     for (const m of g.members) {
       const second = pointWidth(m.def) === 2 ? (words[m.offset + 1] ?? NaN) : 0;
       const v = decodePoint(m.def, words[m.offset]!, second);
-      this.values[m.slot] = v;
-      // An undecodable value keeps no timestamp: it must not count as fresh.
-      this.readAtMs[m.slot] = Number.isNaN(v) ? NaN : sentAtMs;
-      if (!Number.isNaN(v)) this.told(m.slot, v, sentAtMs);
+      if (Number.isNaN(v)) {
+        // An undecodable value keeps no timestamp: it must not count as fresh.
+        this.values[m.slot] = NaN;
+        this.readAtMs[m.slot] = NaN;
+      } else this.record(m.slot, v, sentAtMs, seq);
     }
+    this.updated(sentAtMs);
+  }
+
+  /**
+   * A value read at `atMs` (its request's send time). An answer older than what the slot holds (a
+   * slow poll overtaken by a confirming read) is ignored: time never runs backwards for a slot.
+   */
+  record(slot: number, value: number, atMs: number, seq = ++this.sentRequests): void {
+    if (atMs < this.readAtMs[slot]! || seq < this.readSeq[slot]!) return;
+    this.readSeq[slot] = seq;
+    const prev = this.values[slot]!;
+    if (!Number.isNaN(this.readAtMs[slot]!)) {
+      this.previousValues[slot] = prev;
+      this.previousReadAtMs[slot] = this.readAtMs[slot]!;
+    }
+    if (Number.isNaN(this.changedAtMs[slot]!) || prev !== value) this.changedAtMs[slot] = atMs;
+    this.values[slot] = value;
+    this.readAtMs[slot] = atMs;
+    this.told(slot, value, atMs);
+  }
+
+  /** Registers a listener called after each poll answer that set values. */
+  onUpdate(listener: (atMs: number) => void): void {
+    this.updateListeners.push(listener);
+  }
+
+  /** Tells the listeners a poll answer set values (polls call it; a harness feeding record() too). */
+  updated(atMs: number): void {
+    for (const l of this.updateListeners) {
+      try {
+        l(atMs);
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message }, 'process image listener failed');
+      }
+    }
+  }
+
+  /** The number of the last request sent: a value with a higher readSeq was read after this moment. */
+  readsSent(): number {
+    return this.sentRequests;
+  }
+
+  /**
+   * Reads the groups holding these slots again, whatever their schedule (a confirming read for a
+   * guarded command, docs/safety.md): resolves when the answers are in or after `timeoutMs`,
+   * whichever is first; never rejects. A confirming read sent after request number `after` is
+   * shared rather than sent again.
+   */
+  readFresh(slots: readonly number[], timeoutMs: number, after = this.sentRequests): Promise<void> {
+    const now = this.opts.clock.now();
+    const pending: Promise<void>[] = [];
+    for (const g of this.groups) if (g.members.some((m) => slots.includes(m.slot))) pending.push(this.freshRead(g, now, after));
+    for (const g of this.nodeGroups) if (Array.prototype.some.call(g.slots, (x: number) => slots.includes(x))) pending.push(this.pollNodes(g, now, false));
+    if (pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+      void Promise.all(pending).then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private freshRead(g: PollGroup, now: number, after: number): Promise<void> {
+    if (g.fresh !== undefined && g.fresh.seq > after) return g.fresh.promise;
+    const route = this.closed ? undefined : this.poolFor(g.asset);
+    if (route === undefined) return Promise.resolve();
+    const seq = ++this.sentRequests;
+    const promise = new Promise<void>((resolve) => {
+      route.pool.send(route.unitId, g.pdu, g.request, (result) => {
+        this.onResult(g, result, now, seq);
+        resolve();
+      });
+    });
+    const fresh = { seq, promise };
+    g.fresh = fresh;
+    void promise.then(() => {
+      if (g.fresh === fresh) g.fresh = undefined;
+    });
+    return promise;
   }
 
   private told(slot: number, value: number, atMs: number): void {

@@ -157,3 +157,55 @@ interlocks:
     for (const bad of ['', '0s', '1.5s', '-1s', '2 s', '1h', 's']) expect(parseDurationMs(bad)).toBeNull();
   });
 });
+
+describe('confirming reads and plausibility checks in interlock sources', () => {
+  it('compiles confirm and the three kinds of check; their points become polled inputs', () => {
+    const { interlocks, errors } = compile(`
+interlocks:
+  - id: overfill
+    asset: plc1
+    guards: ["pump1.run := 1"]
+    deny_when: tank1.level > 85
+    confirm: 300ms
+    plausible:
+      - { input: tank1.level, changes_within: 30s, while: pump1.running or valve1.open }
+      - { input: tank1.level, max_rate: 2 }
+      - { agree: [tank1.level, plc2/header.pressure], within: 1.5 }
+`);
+    expect(errors).toEqual([]);
+    expect(interlocks[0]).toMatchObject({
+      confirm_ms: 300,
+      plausible: [
+        { kind: 'changes', input: { asset: 'plc1', point: 'tank1.level' }, within_ms: 30_000, while: 'pump1.running or valve1.open' },
+        { kind: 'rate', input: { asset: 'plc1', point: 'tank1.level' }, max_per_sec: 2 },
+        { kind: 'agree', inputs: [{ asset: 'plc1', point: 'tank1.level' }, { asset: 'plc2', point: 'header.pressure' }], within: 1.5 },
+      ],
+    });
+    expect(interlocks[0]!.inputs.map((i) => `${i.asset}/${i.point}`)).toEqual(['plc1/tank1.level', 'plc1/pump1.running', 'plc1/valve1.open', 'plc2/header.pressure']);
+    expect(interlocksSchema.safeParse(interlocks).success).toBe(true);
+  });
+
+  it('names each problem of a confirm or a check with file, line, column and field', () => {
+    expect(messages(`
+interlocks:
+  - id: overfill
+    asset: plc1
+    guards: ["pump1.run := 1"]
+    deny_when: tank1.level > 85
+    confirm: 9s
+    plausible:
+      - { input: tank1.lvl, changes_within: 30s }
+      - { input: tank1.level, changes_within: 30s, max_rate: 2 }
+      - { agree: [tank1.level], within: 1 }
+      - { input: tank1.level, changes_within: 30s, while: "pump1.running ==" }
+      - { input: tank1.level, max_rate: fast }
+`)).toEqual([
+      "rules/plant/interlocks.yaml:7:14: interlocks.overfill.confirm: 9000ms is outside 10ms..5000ms (one PLC round trip; a command must never hang)",
+      "rules/plant/interlocks.yaml:9:18: interlocks.overfill.plausible[0].input: asset 'plc1' has no point 'tank1.lvl'",
+      'rules/plant/interlocks.yaml:10:9: interlocks.overfill.plausible[1]: give one of changes_within (a stuck sensor) or max_rate (a jumping one)',
+      'rules/plant/interlocks.yaml:11:18: interlocks.overfill.plausible[2].agree: must name exactly two points (two sensors of one quantity)',
+      expect.stringMatching(/^rules\/plant\/interlocks\.yaml:12:\d+: interlocks\.overfill\.plausible\[3\]\.while: /),
+      'rules/plant/interlocks.yaml:13:41: interlocks.overfill.plausible[4].max_rate: must be a number > 0 (engineering units per second)',
+    ]);
+  });
+});
