@@ -124,6 +124,12 @@ class RecordedInputs implements ProcessValues {
   readonly readAtMs: Float64Array;
   readonly maxAgeMs: Float64Array;
   readonly names: readonly string[];
+  /** No history in an audit: stuck-sensor and rate checks cannot trip on recorded inputs. */
+  readonly changedAtMs: Float64Array;
+  readonly previousValues: Float64Array;
+  readonly previousReadAtMs: Float64Array;
+  /** Recorded inputs count as the command's own (confirming) read: 1; unknown ones NaN. */
+  readonly readSeq: Float64Array;
   private readonly slots = new Map<string, number>();
 
   constructor(inputs: { asset: string; point: string; maxAgeMs: number }[]) {
@@ -140,10 +146,18 @@ class RecordedInputs implements ProcessValues {
     this.values = new Float64Array(names.length).fill(Number.NaN);
     this.readAtMs = new Float64Array(names.length).fill(Number.NaN);
     this.maxAgeMs = Float64Array.from(maxAge);
+    this.changedAtMs = new Float64Array(names.length).fill(Number.NaN);
+    this.previousValues = new Float64Array(names.length).fill(Number.NaN);
+    this.previousReadAtMs = new Float64Array(names.length).fill(Number.NaN);
+    this.readSeq = new Float64Array(names.length).fill(Number.NaN);
   }
 
   slot(asset: string, point: string): number {
     return this.slots.get(`${asset}/${point}`) ?? -1;
+  }
+
+  readsSent(): number {
+    return 0;
   }
 
   /**
@@ -157,12 +171,14 @@ class RecordedInputs implements ProcessValues {
       if (s === undefined || age < 0) continue;
       this.values[s] = i.value ?? Number.NaN;
       this.readAtMs[s] = timeMs - age;
+      this.readSeq[s] = 1;
     }
   }
 
   clear(): void {
     this.values.fill(Number.NaN);
     this.readAtMs.fill(Number.NaN);
+    this.readSeq.fill(Number.NaN);
   }
 }
 
@@ -343,7 +359,8 @@ export class Replay {
     // Interlocks hold whatever policy says, also over an approval (src/gateway/pipeline.ts).
     else if ((d.effect === 'allow' || d.reason === 'APPROVAL_REQUIRED') && gw.interlocks !== undefined) {
       if (trip !== undefined) gw.inputs!.load(trip, oc.timeMs);
-      const t: InterlockTrip | undefined = gw.interlocks.check(cmd, oc.timeMs);
+      // The recorded inputs are what the gateway judged the command on (confirmed, with `confirm`).
+      const t: InterlockTrip | undefined = gw.interlocks.check(cmd, oc.timeMs, 0);
       if (trip !== undefined) gw.inputs!.clear();
       // Inputs never recorded for this command: the audit cannot say what the interlock saw.
       if (t !== undefined) v = t.inputs.some((i) => i.ageMs < 0) ? 'interlock-unknown' : { effect: 'deny', reason: t.reason, ruleId: d.ruleId, interlockId: t.interlockId };
