@@ -7,6 +7,7 @@ import type { Command, Subject } from '../../../src/core/command.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { canonicalCommand, commandDigest } from '../../../src/approvals/digest.js';
 import { ApprovalError, ApprovalStore } from '../../../src/approvals/store.js';
+import { humanName, humanSpelling, workloadId, workloadSpelling } from '../core/spellings.js';
 
 const AGENT: Subject = {
   workloadId: 'spiffe://plant.example/agent/optimizer', owner: 'alice@plant.example', taskId: 'tune-1', taskPurpose: 'raise setpoint for the night',
@@ -212,4 +213,37 @@ describe('approval store', () => {
     expect(reopened.list(clock.now(), { status: 'all' })).toEqual([]);
     expect((await readdir(dir)).some((f) => f.startsWith('approvals.json.corrupt-'))).toBe(true);
   });
+});
+
+describe('approval identities (property)', () => {
+  // The owner, the requesting agent and every human it acts for may not approve, whatever bytes
+  // spell their names; one approver spelt twice is one person toward the N-person rule.
+  const requestArb = fc
+    .record({ owner: humanName(), act: fc.array(humanName(), { maxLength: 2 }), workload: workloadId() })
+    .chain((r) => {
+      const excluded = [...[r.owner, ...r.act].map(humanSpelling), workloadSpelling(r.workload)];
+      return fc.record({ r: fc.constant(r), who: fc.oneof(...excluded), approver: humanName('control.example').chain((a) => fc.record({ a: fc.constant(a), again: humanSpelling(a) })) });
+    });
+
+  it('no spelling of the owner, the agent or a human it acts for can approve or reject its request', async () => {
+    const store = await ApprovalStore.open({});
+    let value = 0;
+    await fc.assert(
+      fc.asyncProperty(requestArb, async ({ r, who, approver }) => {
+        const clock = new ManualClock();
+        const agent: Subject = { ...AGENT, workloadId: r.workload, owner: r.owner, ...(r.act.length > 0 ? { actSub: r.act } : {}) };
+        const id = store.request(setpoint(++value), agent, 'r', clock.now(), { approvers: 2, distinct_from: ['owner', 'requester'] })!;
+        expect(id).toBeDefined();
+        expect(await code(store.approve(id, who, 'mine', clock.now()))).toBe('SAME_PERSON');
+        expect(await code(store.reject(id, who, 'mine', clock.now()))).toBe('SAME_PERSON');
+        // Another person approves; the same person under another spelling is not a second one.
+        expect(await store.approve(id, approver.a, 'checked', clock.now())).toMatchObject({ status: 'pending' });
+        expect(await code(store.approve(id, approver.again, 'checked twice', clock.now()))).toBe('ALREADY_APPROVED');
+        expect(store.consume(setpoint(value), agent, clock.now())).toBeUndefined();
+        await store.reject(id, 'closer@control.example', 'end of the case', clock.now());
+      }),
+      { numRuns: 300 },
+    );
+    await store.close();
+  }, 120_000);
 });

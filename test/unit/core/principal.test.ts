@@ -10,6 +10,13 @@ describe('canonical principals', () => {
     expect(samePrincipal(' alice@plant.example ', 'alice@plant.example')).toBe(true);
   });
 
+  it('folds case fully: STRASSE is straße, a final ς is σ, and blanks after user: do not count', () => {
+    expect(samePrincipal('STRASSE@plant.example', 'straße@plant.example')).toBe(true);
+    expect(samePrincipal('ΟΔΟΣ@plant.example', 'οδοσ@plant.example')).toBe(true);
+    expect(samePrincipal('user: alice@plant.example', 'alice@plant.example')).toBe(true);
+    expect(samePrincipal('USER:  user:alice@plant.example', 'alice@plant.example')).toBe(true);
+  });
+
   it('keeps different people apart', () => {
     expect(samePrincipal('alice@plant.example', 'bob@plant.example')).toBe(false);
     expect(samePrincipal('alice@plant.example', 'alice@other.example')).toBe(false);

@@ -1,12 +1,14 @@
 import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import type { Subject } from '../../../src/core/command.js';
 import { TokenRegistry } from '../../../src/identity/registry.js';
 import { parseRevocationBody, RevocationError, RevocationStore, type RevocationRequest } from '../../../src/identity/revocation.js';
 import { TokenError } from '../../../src/identity/token-error.js';
+import { humanName, humanSpelling, workloadId, workloadSpelling } from '../core/spellings.js';
 
 const A = 'spiffe://plant.example/agent/optimizer';
 const B = 'spiffe://plant.example/agent/reporter';
@@ -58,6 +60,7 @@ describe('RevocationStore', () => {
     expect(store.isRevoked(subject({ workloadId: A }))).toBe('TOKEN_REVOKED');
     expect(store.isRevoked(subject({ workloadId: B }))).toBe('TOKEN_REVOKED');
     expect(store.isRevoked(subject({ owner: 'bob' }))).toBeUndefined();
+    await store.close();
   });
 
   it('revoking a human as owner refuses every token that names them in act, in any spelling', async () => {
@@ -106,6 +109,7 @@ describe('RevocationStore', () => {
     expect(store.isRevoked(subject({ taskId: 'T1' }))).toBe('TOKEN_REVOKED');
     expect(store.isRevoked(subject({ taskId: 'T2' }))).toBeUndefined();
     expect(store.isRevoked(subject({ workloadId: B, taskId: 'T1' }))).toBeUndefined();
+    await store.close();
   });
 
   it('scopes an owner’s revocation of an agent to tokens carrying that owner', async () => {
@@ -113,6 +117,7 @@ describe('RevocationStore', () => {
     await store.revoke(req({ kind: 'sub', value: A, owner: 'alice', source: 'owner', by: 'alice' }));
     expect(store.isRevoked(subject({ owner: 'alice' }))).toBe('TOKEN_REVOKED');
     expect(store.isRevoked(subject({ owner: 'bob' }))).toBeUndefined();
+    await store.close();
   });
 
   it('keeps revocations across a restart (fsynced append-only file)', async () => {
@@ -161,6 +166,7 @@ describe('RevocationStore', () => {
     store.setBundleRevocations([], issuedSec);
     expect(store.isRevoked(subject())).toBeUndefined();
     expect(() => store.setBundleRevocations([{ sub: A, owner: 'x' }], issuedSec)).toThrow(/exactly one/);
+    await store.close();
   });
 
   it('writes nothing but the revocation (no token) to disk', async () => {
@@ -257,4 +263,56 @@ describe('TokenRegistry with revocations', () => {
     expect(reg.current(A)).toBe('TOKEN_INVALID');
     expect(reg.current(B)).toMatchObject({ jti: 'k2' });
   });
+});
+
+describe('revocation of a token\'s chain (property)', () => {
+  // A token names a chain of principals: its agent (sub), its owner, and every entry of act (humans
+  // or other workloads). Revoking any of them, spelt any way the operator API and CLI accept, must
+  // refuse the token's next command; a token whose chain shares nobody with the revoked one goes on.
+  const chainArb = fc.record({
+    sub: workloadId(),
+    owner: humanName(),
+    act: fc.array(fc.oneof(humanName(), humanName(), workloadId()), { maxLength: 3 }),
+  });
+  const isWorkload = (p: string) => p.startsWith('spiffe://');
+
+  it('revoking any principal of a token\'s chain, in any spelling, refuses its next command', async () => {
+    const store = await RevocationStore.open({ stateDir: dir, clock });
+    const reg = new TokenRegistry({ clock, revocations: store });
+    await fc.assert(
+      fc.asyncProperty(
+        chainArb.chain((c) => {
+          const chain = [c.sub, c.owner, ...c.act];
+          return fc.record({
+            c: fc.constant(c),
+            victim: fc.constantFrom(...chain).chain((p) =>
+              isWorkload(p)
+                ? workloadSpelling(p).map((v) => ({ sub: v }))
+                : fc.oneof(humanSpelling(p).map((v) => ({ owner: v })), humanSpelling(p).map((v) => ({ sub: `user:${v}` }))),
+            ),
+          });
+        }),
+        async ({ c, victim }) => {
+          // Each run's tokens are issued after the leeway of every earlier run's revocation.
+          clock.advance(60_000);
+          // A bystander lives in another trust domain and mail domain: no generated revocation names it.
+          const bystander = subject({ workloadId: 'spiffe://other.example/agent/b', owner: 'dave@other.example', actSub: ['erin@other.example'], jti: 'bystander' });
+          const token = subject({ workloadId: c.sub, owner: c.owner, ...(c.act.length > 0 ? { actSub: c.act } : {}), jti: `j-${c.sub}` });
+          reg.put(c.sub, token);
+          reg.put(bystander.workloadId, bystander);
+          expect(reg.current(c.sub)).toBe(token);
+          // A spelling the operator API refuses is refused out loud (400 naming the field); every
+          // spelling it accepts must revoke.
+          const body = parseRevocationBody({ ...victim, reason: 'compromised' });
+          fc.pre(typeof body !== 'string');
+          const { kind, value } = body as Exclude<typeof body, string>;
+          await store.revoke(req({ kind, value }));
+          expect(reg.current(c.sub)).toBe('TOKEN_REVOKED');
+          expect(reg.current(bystander.workloadId)).toBe(bystander);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    await store.close();
+  }, 120_000);
 });
