@@ -1,11 +1,11 @@
-// The interlock check on the command path (docs/safety.md, Interlocks): does this command touch a
-// guarded point, and if so, does the live process image say it must not run? Owns matching commands to
-// interlocks, judging freshness (and, with `confirm`, asking for a read sent after the command
-// arrived) and plausibility (stuck, jumping, disagreeing sensors). Indexed by asset and point at
-// load, so a command no interlock guards costs two Map lookups; allocates only when it trips.
-// Never forwards on doubt: a stale, never-read, unconfirmed or undecodable input denies
-// INTERLOCK_INPUT_STALE, an implausible one INTERLOCK_INPUT_IMPLAUSIBLE, a condition that cannot be
-// evaluated (division by zero) denies INTERLOCK.
+// The interlock check on the command path (docs/safety.md, Interlocks): does this command touch
+// a guarded point, and if so, does the live process image say it must not run? Owns matching
+// commands to interlocks, judging freshness (and, with `confirm`, asking for a read sent after the
+// command arrived) and plausibility (stuck, jumping, disagreeing sensors). Indexed by asset and
+// point at load, so a command no interlock guards costs two Map lookups; allocates only when it
+// trips. Never forwards on doubt: a stale, never-read, unconfirmed or undecodable input denies
+// INTERLOCK_INPUT_STALE, an implausible one INTERLOCK_INPUT_IMPLAUSIBLE, a condition that cannot
+// be evaluated (division by zero) denies INTERLOCK.
 import type { Command, Operation } from '../core/command.js';
 import { PlantgateError } from '../core/errors.js';
 import type { BundleAsset } from '../policy/payload.js';
