@@ -319,6 +319,23 @@ describe('the MCP front through the real gateway', () => {
     expect(valve?.description).toContain('approval');
   });
 
+  it('answers list_assets with each caller\'s own points, write bounds and approvals', async () => {
+    type Summary = { assets: { asset: string; points: { name: string; unit?: string; read: boolean; write?: Record<string, unknown> }[] }[] };
+    const pointsOf = async (who: DemoAgent) => {
+      const r = await call(await agent(who), 'list_assets', {});
+      expect(r.isError).toBeFalsy();
+      const plc1 = (r.structuredContent as unknown as Summary).assets.find((x) => x.asset === 'plc1')!;
+      return new Map(plc1.points.map((pt) => [pt.name, pt]));
+    };
+    const optimizer = await pointsOf('optimizer');
+    expect(optimizer.get('tank1.setpoint')).toMatchObject({ unit: '%', read: true, write: { min: 20, max: 80, approval: false, windows: [] } });
+    expect(optimizer.get('pump1.run')?.write).toEqual({ approval: false, windows: [] });
+    expect(optimizer.get('control.auto')).toMatchObject({ read: true });
+    expect(optimizer.get('control.auto')?.write).toBeUndefined();
+    expect((await pointsOf('planner')).get('valve1.open')?.write).toMatchObject({ approval: true });
+    for (const pt of (await pointsOf('reporter')).values()) expect(pt.write, pt.name).toBeUndefined();
+  });
+
   // ------------------------------------------------------------ the path of a tool call
 
   it('reads live values through the pipeline and records the MCP client, tool and arguments with the Command', async () => {
