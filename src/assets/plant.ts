@@ -117,6 +117,7 @@ const POINT_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$/;
 const ARRAY_NAME_RE = /^([^[\]]*)\[([0-9]+)\.\.([0-9]+)\]([^[\]]*)$/;
 const MAX_ARRAY = 10_000;
 /** `holding[0..99]`, `coil[7]`, optionally followed by `read-only`. */
+const FLOW_RANGE_RE = /\[\s*(coil|discrete|holding|input)\[/;
 const RANGE_RE = /^(coil|discrete|holding|input)\[([0-9]+)(?:\.\.([0-9]+))?\](?:\s+(read-only))?$/;
 
 /**
@@ -156,9 +157,12 @@ export function parsePlant(text: string, file: string): Plant {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   const errors: SourceError[] = [];
+  const lines = doc.errors.length > 0 ? text.split('\n') : [];
   for (const e of doc.errors) {
     const p = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
-    errors.push(new SourceError(file, p.line, p.col, 'yaml', e.message.split('\n')[0]));
+    // `[holding[0..99]]` is not YAML (a flow list cannot hold a bare bracket): say how to write it.
+    const hint = FLOW_RANGE_RE.test(lines[p.line - 1] ?? '') ? ' (ranges in a [ ] list must be quoted: ["holding[0..99]"], or written as a block list: - holding[0..99])' : '';
+    errors.push(new SourceError(file, p.line, p.col, 'yaml', e.message.split('\n')[0] + hint));
   }
   if (errors.length > 0) throw new SourceErrors(errors);
   const v = new Validator(file, lc, errors);
@@ -343,7 +347,7 @@ export class Validator {
     const registers = e.has('registers') ? this.registers(e.get('registers')!, `${field}.registers`) : [];
     const openMap = this.bool(e, 'open_map', `${field}.open_map`);
     if (!e.has('points') && !e.has('registers') && openMap !== true) {
-      this.fail(map, field, 'has no addresses: give points, registers (e.g. [holding[0..99]]) or open_map: true');
+      this.fail(map, field, 'has no addresses: give points, registers (e.g. - holding[0..99]) or open_map: true');
     }
     const identityPair = e.get('identity');
     const identity = identityPair === undefined ? undefined : this.identity(identityPair.value, `${field}.identity`);
@@ -371,7 +375,7 @@ export class Validator {
     return n.value;
   }
 
-  /** `registers: [holding[0..99], coil[0..15] read-only]`: raw addresses that exist without names. */
+  /** `registers:` then `- holding[0..99]`, `- coil[0..15] read-only`: raw addresses that exist without names. */
   registers(pair: Pair<Node, Node | null>, field: string): RegisterRange[] | undefined {
     const seq = pair.value;
     if (!isSeq(seq) || seq.items.length === 0) {

@@ -4,12 +4,16 @@
 // plant. Plain node:http on loopback by default; not an attack surface meant for a plant network.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { FaultSpecError, fieldPath } from './faults.js';
 import type { SimHandle } from './modbus-server.js';
-import { UnknownPointError } from './runtime.js';
+import { UnknownPointError, type PlantSnapshot } from './runtime.js';
 
 const MAX_BODY = 64 * 1024;
+/** Snapshots kept per API (each is the plant's whole memory); the oldest goes first. */
+const MAX_SNAPSHOTS = 32;
 
 export class ApiError extends Error {
   constructor(
@@ -22,7 +26,7 @@ export class ApiError extends Error {
   }
 }
 
-const PointWrite = z.strictObject({ value: z.number().finite() });
+const PointWrite = z.strictObject({ value: z.union([z.number().finite(), z.string().max(246)]) });
 /**
  * One step runs every 100 ms tick of it while the API (and the Modbus listener) waits: an hour is
  * a fraction of a second on a busy plant, a day several seconds. Longer spans are several steps.
@@ -83,7 +87,12 @@ export interface SimApiHandle {
   close(): Promise<void>;
 }
 
-type Route = (sim: SimHandle, req: http.IncomingMessage, url: URL, param: string | undefined) => Promise<[number, unknown]> | [number, unknown];
+/** What one API server keeps besides the simulator: snapshots taken over HTTP, by id. */
+interface ApiState {
+  snapshots: LRUCache<string, PlantSnapshot>;
+}
+
+type Route = (sim: SimHandle, req: http.IncomingMessage, url: URL, param: string | undefined, state: ApiState) => Promise<[number, unknown]> | [number, unknown];
 
 const routes: { method: string; pattern: RegExp; handler: Route }[] = [
   {
@@ -134,10 +143,62 @@ const routes: { method: string; pattern: RegExp; handler: Route }[] = [
     method: 'GET',
     pattern: /^\/api\/requests$/,
     handler: (sim, _req, url) => {
+      if (url.searchParams.has('tail')) {
+        if (url.searchParams.has('after')) throw new ApiError(400, 'INVALID_FIELD', 'tail', 'give tail or after, not both');
+        return [200, { total: sim.requestCount(), entries: sim.tail(intParam(url, 'tail', 0, 10_000)) }];
+      }
       const after = intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER);
       const limit = intParam(url, 'limit', 1000, 10_000);
       const entries = sim.served(after).slice(0, limit);
       return [200, { total: sim.requestCount(), entries }];
+    },
+  },
+  { method: 'GET', pattern: /^\/api\/connections$/, handler: (sim) => [200, sim.connections()] },
+  {
+    method: 'POST',
+    pattern: /^\/api\/modbus\/stop$/,
+    handler: async (sim) => {
+      await sim.stopModbus();
+      return [200, { listening: false }];
+    },
+  },
+  {
+    method: 'POST',
+    pattern: /^\/api\/modbus\/start$/,
+    handler: async (sim) => {
+      try {
+        await sim.startModbus();
+      } catch (err) {
+        throw new ApiError(409, 'CANNOT_LISTEN', 'port', (err as Error).message);
+      }
+      return [200, { listening: true, port: sim.port }];
+    },
+  },
+  {
+    method: 'POST',
+    pattern: /^\/api\/reset$/,
+    handler: (sim) => {
+      sim.reset();
+      return [200, { reset: true }];
+    },
+  },
+  {
+    method: 'POST',
+    pattern: /^\/api\/snapshots$/,
+    handler: (sim, _req, _url, _param, state) => {
+      const id = randomUUID();
+      state.snapshots.set(id, sim.snapshot());
+      return [201, { id, kept: MAX_SNAPSHOTS }];
+    },
+  },
+  {
+    method: 'POST',
+    pattern: /^\/api\/snapshots\/([^/]+)\/restore$/,
+    handler: (sim, _req, _url, id, state) => {
+      const snapshot = state.snapshots.get(id!);
+      if (snapshot === undefined) throw new ApiError(404, 'NO_SUCH_SNAPSHOT', 'id', `no snapshot ${id} (the API keeps the last ${MAX_SNAPSHOTS})`);
+      sim.restore(snapshot);
+      return [200, { restored: id }];
     },
   },
   {
@@ -152,7 +213,7 @@ const routes: { method: string; pattern: RegExp; handler: Route }[] = [
   },
 ];
 
-async function dispatch(sim: SimHandle, req: http.IncomingMessage): Promise<[number, unknown]> {
+async function dispatch(sim: SimHandle, req: http.IncomingMessage, state: ApiState): Promise<[number, unknown]> {
   const url = new URL(req.url ?? '/', 'http://sim');
   let pathMatched = false;
   for (const r of routes) {
@@ -168,7 +229,7 @@ async function dispatch(sim: SimHandle, req: http.IncomingMessage): Promise<[num
         throw new ApiError(400, 'INVALID_FIELD', 'path', 'bad percent-encoding');
       }
     }
-    return r.handler(sim, req, url, param);
+    return r.handler(sim, req, url, param, state);
   }
   if (pathMatched) throw new ApiError(405, 'METHOD_NOT_ALLOWED', 'method', `${req.method} is not allowed on ${url.pathname}`);
   throw new ApiError(404, 'NOT_FOUND', 'path', `no such resource ${url.pathname}`);
@@ -178,14 +239,15 @@ function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof FaultSpecError) return new ApiError(400, 'INVALID_FIELD', err.field, err.message);
   if (err instanceof UnknownPointError) return new ApiError(404, 'NO_SUCH_POINT', 'point', err.message);
-  if (err instanceof Error && 'reason' in err && err.reason === 'VALUE_OUT_OF_BOUNDS') return new ApiError(400, 'VALUE_OUT_OF_BOUNDS', 'value', err.message);
+  if (err instanceof Error && 'reason' in err && (err.reason === 'VALUE_OUT_OF_BOUNDS' || err.reason === 'TYPE_MISMATCH')) return new ApiError(400, err.reason, 'value', err.message);
   return new ApiError(500, 'INTERNAL', undefined, (err as Error).message ?? 'internal error');
 }
 
 /** Serves the HTTP API for a running simulator. */
 export async function startSimApi(sim: SimHandle, opts: { host?: string; port?: number } = {}): Promise<SimApiHandle> {
+  const state: ApiState = { snapshots: new LRUCache({ max: MAX_SNAPSHOTS }) };
   const server = http.createServer((req, res) => {
-    dispatch(sim, req).then(
+    dispatch(sim, req, state).then(
       ([status, body]) => {
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(body));

@@ -6,13 +6,16 @@ export { BLOCK_KINDS, BLOCK_PARAMS, type BlockKind, type ProcessBlockDef } from 
 export { wordsToRaw, rawToWords, rawToEngineering, engineeringToRaw, engineeringToRawClamped, wordsToEngineering, engineeringToWords } from '../assets/points.js';
 export { PlcTables } from './tables.js';
 export { createModel, WaterTankModel, WATER_TANK, MODEL_STEP_MS, type ProcessModel } from './model.js';
-export { PlantRuntime, UnknownPointError, type RuntimeOptions } from './runtime.js';
+export { PlantRuntime, UnknownPointError, type RuntimeOptions, type PlantSnapshot } from './runtime.js';
 export { ScaledClock } from './sim-clock.js';
+// The clocks a harness drives the plant with (a ManualClock steps it by hand): `plantgate/sim` is
+// all a harness imports.
+export { ManualClock, systemClock, type Clock } from '../core/clock.js';
 export { Rng } from './random.js';
 export { FaultSet, FaultSpecError, FaultSpecSchema, MALFORMATIONS, corruptFrame, parseFaultSpec, type ActiveFault, type FaultSpec, type Malformation, type Verdict } from './faults.js';
 export { RequestLog, ServedRequest, DEFAULT_LOG_CAPACITY, type Outcome } from './request-log.js';
 export { handleRequest, DEVICE_IDENTITY } from './modbus-handler.js';
-export { startSimulator, ModbusServer, type SimHandle, type SimulatorOptions, type PointValue, type PlcEndpoint } from './modbus-server.js';
+export { startSimulator, ModbusServer, type SimHandle, type SimulatorOptions, type PointValue, type PlcEndpoint, type ConnectionStats } from './modbus-server.js';
 export { startSimApi, type SimApiHandle } from './http-api.js';
 export { loadScenario, parseScenario, parseDuration, runScenario, type Scenario, type ScenarioRun, type StepRecord } from './scenario.js';
 export { renderView } from './view.js';

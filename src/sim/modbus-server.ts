@@ -67,8 +67,8 @@ export interface SimHandle {
   read(pointName: string): number;
   /** The process's value behind a sensor fault or noise. */
   readTrue(pointName: string): number;
-  /** Sets a point in engineering units (any table, so a harness can force inputs). */
-  write(pointName: string, value: number): void;
+  /** Sets a point in engineering units, or the text of a string point (any table, so a harness can force inputs). */
+  write(pointName: string, value: number | string): void;
   /** Every point with its value. */
   points(): PointValue[];
   /** Advances a ManualClock by ms and runs the process model up to it. */
@@ -91,6 +91,21 @@ export interface SimHandle {
   clearServed(): void;
   /** Closes the listener and every connection (the PLC becomes unreachable); the model keeps state. */
   stopModbus(): Promise<void>;
+  /**
+   * Listens again on the same host and port after stopModbus (a PLC back from a reboot: FC 8's
+   * counters start from 0, the process keeps its state). Rejects if the port was taken meanwhile.
+   */
+  startModbus(): Promise<void>;
+  /** Connections open now, refused at the connection limit, and closed for idleness since start. */
+  connections(): ConnectionStats;
+  /** The last n entries of the served-request log, oldest first. */
+  tail(n: number): ServedRequest[];
+  /** The process's state now (memory, models, blocks, noise), to restore between test cases. */
+  snapshot(): PlantSnapshot;
+  /** Puts the process back to a snapshot; time goes on from now. Faults and logs are left alone. */
+  restore(snapshot: PlantSnapshot): void;
+  /** Back to the state the plant started in (restore of the snapshot taken at start). */
+  reset(): void;
   close(): Promise<void>;
   /** Modbus requests received since start (exceptions and unanswered included, framing errors not). */
   requestCount(): number;
@@ -108,9 +123,9 @@ export interface SimulatorOptions {
   seed?: number;
   /** Served-request log size (entries kept); 0 keeps none (subscribers still see every entry). */
   logCapacity?: number;
-  /** Connections the PLC accepts at once (real ones take 4..16); beyond it a new one is closed at once. Default: the plant's, else unbounded. */
+  /** Connections the PLC accepts at once (real ones take 4..16); beyond it a new one is closed at once. Default unbounded. */
   maxConnections?: number;
-  /** A connection idle this long (wall ms) is closed, as PLCs do. Default: the plant's, else never. */
+  /** A connection without a request for this long (wall ms) is closed, as PLCs do. Default never. */
   idleTimeoutMs?: number;
   logger?: Logger;
 }
@@ -454,7 +469,13 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimHandle>
   const runtime = new PlantRuntime(plant, clock, { tickMs: opts.tickMs, seed: opts.seed });
   const faults = new FaultSet(runtime);
   const log = new RequestLog(runtime, opts.logCapacity ?? DEFAULT_LOG_CAPACITY);
-  const server = new ModbusServer(runtime, logger, faults, log);
+  for (const [name, v] of [['maxConnections', opts.maxConnections], ['idleTimeoutMs', opts.idleTimeoutMs]] as const) {
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1)) {
+      runtime.stop();
+      throw new RangeError(`${name} must be an integer of at least 1, not ${v}`);
+    }
+  }
+  const server = new ModbusServer(runtime, logger, faults, log, { maxConnections: opts.maxConnections, idleTimeoutMs: opts.idleTimeoutMs });
   let port: number;
   try {
     port = await server.listen(host, opts.port ?? 0);
@@ -490,6 +511,16 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimHandle>
     onServed: (listener) => log.subscribe(listener),
     clearServed: () => log.clear(),
     stopModbus: () => server.close(),
+    startModbus: async () => {
+      await server.listen(host, port);
+      server.resetCounters();
+      logger.info({ host, port }, 'simulator serving Modbus/TCP again');
+    },
+    connections: () => server.connectionStats(),
+    tail: (n) => log.tail(n),
+    snapshot: () => runtime.snapshot(),
+    restore: (s) => runtime.restore(s),
+    reset: () => runtime.reset(),
     close: async () => {
       runtime.stop();
       await server.close();

@@ -1,6 +1,8 @@
 // `plantgate sim` as a plant engineer runs it: a scenario timeline at speed, step mode driven over
 // the HTTP API, faults from the command line.
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ROOT, run, start } from './cli.js';
 
@@ -63,5 +65,26 @@ describe('plantgate sim (process)', () => {
     const r = await run(['sim', '--plant', path.join(ROOT, 'fixtures/plants/water-treatment.yaml'), '--port', '0', '--scenario', SCENARIO]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${SCENARIO}:8:23: steps[0].set.loop.auto: is not a point of plant water-treatment`);
+  });
+
+  it('exits 2 for a connection limit or idle timeout that is not a positive integer', async () => {
+    const max = await run(['sim', '--plant', PLANT, '--port', '0', '--max-connections', '0']);
+    expect([max.code, max.stderr]).toEqual([2, 'plantgate sim: --max-connections must be an integer of at least 1, not "0"\n']);
+    const idle = await run(['sim', '--plant', PLANT, '--port', '0', '--idle-timeout', '5s']);
+    expect([idle.code, idle.stderr]).toEqual([2, 'plantgate sim: --idle-timeout must be milliseconds 1..2147483647, not "5s"\n']);
+  });
+
+  it('is imported by a harness as plantgate/sim (package exports), clock included', async () => {
+    // Node resolves the package's own name from inside it, through package.json "exports", as it
+    // does for a harness that installed plantgate.
+    const script = `
+      const { startSimulator, ManualClock } = await import('plantgate/sim');
+      const clock = new ManualClock(0);
+      const sim = await startSimulator({ plant: 'fixtures/plants/reference-plc.yaml', clock });
+      sim.step(1500);
+      console.log(JSON.stringify({ now: clock.now(), endpoints: sim.endpoints.map((e) => e.plc) }));
+      await sim.close();`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, timeout: 20_000 });
+    expect(JSON.parse(stdout)).toEqual({ now: 1500, endpoints: ['ref'] });
   });
 });

@@ -29,6 +29,8 @@ interface SimOptions {
   exitAfterScenario?: boolean;
   fault: string[];
   view?: boolean;
+  maxConnections?: string;
+  idleTimeout?: string;
 }
 
 function parsePort(text: string): number | undefined {
@@ -65,6 +67,8 @@ export function register(program: Command): void {
     .option('--exit-after-scenario', 'exit 0 once the scenario has run its last step')
     .option('--fault <json>', 'inject a fault at start, e.g. \'{"kind":"latency","ms":50}\' (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--view', 'show a compact live view of the points in the terminal')
+    .option('--max-connections <n>', 'connections accepted at once, like a real PLC (4..16 are common); a further one is closed at once')
+    .option('--idle-timeout <ms>', 'close a connection that sent no request for this many milliseconds, like a real PLC')
     .action(async (opts: SimOptions) => {
       const port = parsePort(opts.port);
       if (port === undefined) return usage(`--port must be an integer 0..65535, not "${opts.port}"`);
@@ -76,6 +80,10 @@ export function register(program: Command): void {
       if (opts.step === true && speed !== undefined) return usage('--step and --speed exclude each other');
       if (opts.step === true && apiPort === undefined) return usage('--step needs --api-port (time moves by POST /api/clock/step)');
       if (opts.exitAfterScenario === true && opts.scenario === undefined) return usage('--exit-after-scenario needs --scenario');
+      const maxConnections = opts.maxConnections === undefined ? undefined : Number(opts.maxConnections);
+      if (maxConnections !== undefined && !(/^[0-9]{1,5}$/.test(opts.maxConnections!) && maxConnections >= 1)) return usage(`--max-connections must be an integer of at least 1, not "${opts.maxConnections}"`);
+      const idleTimeoutMs = opts.idleTimeout === undefined ? undefined : Number(opts.idleTimeout);
+      if (idleTimeoutMs !== undefined && !(/^[0-9]{1,10}$/.test(opts.idleTimeout!) && idleTimeoutMs >= 1 && idleTimeoutMs <= 2_147_483_647)) return usage(`--idle-timeout must be milliseconds 1..2147483647, not "${opts.idleTimeout}"`);
       const faults: unknown[] = [];
       for (const [i, text] of opts.fault.entries()) {
         try {
@@ -97,7 +105,7 @@ export function register(program: Command): void {
       const clock: Clock | undefined = opts.step === true ? new ManualClock(Date.now()) : speed !== undefined ? new ScaledClock(speed) : undefined;
       let sim: SimHandle;
       try {
-        sim = await startSimulator({ plant, host: opts.host, port, logger, clock, seed: Number(opts.seed) });
+        sim = await startSimulator({ plant, host: opts.host, port, logger, clock, seed: Number(opts.seed), maxConnections, idleTimeoutMs });
       } catch (err) {
         // SourceErrors here: the plant parses but its model lacks points it needs.
         if (sourceErrors(err)) return;

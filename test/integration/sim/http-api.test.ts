@@ -70,7 +70,7 @@ describe('simulator HTTP API', () => {
     };
     expect(await err('POST', '/api/faults', { kind: 'latency', distribution: 'normal', mean_ms: 5 })).toEqual([400, 'INVALID_FIELD', 'stddev_ms']);
     expect(await err('POST', '/api/faults', { kind: 'stuck', point: 'nope' })).toEqual([400, 'INVALID_FIELD', 'point']);
-    expect(await err('PUT', '/api/points/temp.setpoint', { value: 'hot' })).toEqual([400, 'INVALID_FIELD', 'value']);
+    expect(await err('PUT', '/api/points/temp.setpoint', { value: 'hot' })).toEqual([400, 'TYPE_MISMATCH', 'value']);
     expect(await err('PUT', '/api/points/temp.setpoint', { value: 1, extra: 1 })).toEqual([400, 'INVALID_FIELD', 'extra']);
     expect(await err('PUT', '/api/points/valve.command', { value: -5 })).toEqual([400, 'VALUE_OUT_OF_BOUNDS', 'value']);
     expect(await err('PUT', '/api/points/nope', { value: 1 })).toEqual([404, 'NO_SUCH_POINT', 'point']);

@@ -251,7 +251,7 @@ describe('the map of a third-party PLC (registers, arrays, strings, read-only, i
 
   it('refuses a PLC with no addresses at all, and accepts one with an open map', () => {
     expect(errorsOf('plant: x\nplcs:\n  - id: a\n    unit_id: 1\n').errors[0].message).toBe(
-      'plant.yaml:3:5: plcs[0]: has no addresses: give points, registers (e.g. [holding[0..99]]) or open_map: true',
+      'plant.yaml:3:5: plcs[0]: has no addresses: give points, registers (e.g. - holding[0..99]) or open_map: true',
     );
     expect(parsePlant('plant: x\nplcs:\n  - id: a\n    unit_id: 1\n    open_map: true\n', 'x.yaml').plcs[0]).toMatchObject({ openMap: true, points: [], registers: [] });
   });
