@@ -1,7 +1,7 @@
 # plantgate — every target installs what it needs first.
 NPM_STAMP := node_modules/.install-stamp
 
-.PHONY: install build test test-deps demo bench lint clean
+.PHONY: install build test test-unit test-deps demo bench lint clean
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -26,6 +26,10 @@ test-deps:
 # Builds first: the end-to-end tests run the real `plantgate` CLI from dist/.
 test: build test-deps
 	npx vitest run
+
+# The fast loop: unit tests only (no build, no sockets to other processes, no system packages).
+test-unit: $(NPM_STAMP)
+	npx vitest run test/unit
 
 demo: build
 	node dist/src/cli/main.js demo

@@ -193,10 +193,8 @@ describe('hostile agents against the gateway', () => {
       const idle = await rawAgent(port, await lab.credentials('reporter'));
       const from = lab.gateway.audit.nextSeq;
       const slow = await rawAgent(port, await lab.credentials('optimizer'));
-      const started = performance.now();
       slow.socket.write(Buffer.from([0x00, 0x09, 0x00, 0x00, 0x00, 0x06, 0x01, 0x04])); // 8 of 12 bytes
       await within(slow.closed, 5000, 'the stalled connection to be closed');
-      expect(performance.now() - started).toBeGreaterThanOrEqual(95);
       const found = violations(await auditRecords(lab.gateway.audit, from));
       expect(found).toHaveLength(1);
       expect(found[0]).toMatch(/^PROTOCOL_VIOLATION FRAME_TIMEOUT/);

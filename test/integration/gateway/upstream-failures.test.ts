@@ -73,9 +73,7 @@ describe('the gateway in front of a misbehaving PLC', () => {
   it('answers 0x0B when the PLC accepts a read and never answers, and audits upstream_timeout', async () => {
     const from = lab.gateway.audit.nextSeq;
     plc.mode = 'silent';
-    const started = performance.now();
     expect(await modbusError(optimizer.client.readInputRegisters(0, 1))).toBe(0x0b);
-    expect(performance.now() - started).toBeLessThan(TIMEOUT_MS * 10);
     const found = outcomes(await auditRecords(lab.gateway.audit, from));
     expect(found).toHaveLength(1);
     expect(found[0].status).toBe('upstream_timeout');

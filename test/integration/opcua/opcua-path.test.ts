@@ -265,10 +265,8 @@ describe('OPC UA path: agent → front → upstream session → simulated PLC', 
     const plcNs = space.getNamespace(asset.namespaceUri)!;
     const hang = plcNs.addMethod(space.findNode(`ns=${plcNs.index};s=plc1`) as UAObject, { nodeId: `ns=${plcNs.index};s=hang`, browseName: 'hang' });
     hang.bindMethod((_inputs: Variant[], _context: unknown) => new Promise(() => undefined));
-    const t0 = performance.now();
     const r = await upstream.call(target('s=plc1'), target('s=hang'), []);
     expect(r.statusCode).toBe(StatusCodes.BadTimeout);
-    expect(performance.now() - t0).toBeLessThan(3000);
     expect(upstream.isUp).toBe(true);
   });
 
@@ -296,11 +294,9 @@ describe('OPC UA path: agent → front → upstream session → simulated PLC', 
     await sim.close();
     await down;
     expect(upstream.isUp).toBe(false);
-    const t0 = performance.now();
+    // BadServerNotConnected, not BadTimeout: refused from the session state, not after waiting on the PLC.
     const refused = await session.write({ nodeId: n('s=tank1.setpoint'), attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value: 50 } } });
-    const elapsed = performance.now() - t0;
     expect(refused).toBe(StatusCodes.BadServerNotConnected);
-    expect(elapsed).toBeLessThan(1000);
     expect(pipeline.outcomes.at(-1)).toMatchObject({ cmd: { operation: 'write' }, outcome: { status: 'upstream_unavailable', exceptionCode: StatusCodes.BadServerNotConnected.value } });
 
     await startSim(port);

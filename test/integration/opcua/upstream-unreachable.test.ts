@@ -5,7 +5,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { DataType, OPCUACertificateManager, StatusCodes, Variant } from 'node-opcua';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAppCert, writeAppCert } from '../../../protocols/opcua/app-cert.js';
@@ -48,10 +47,9 @@ describe('OPC UA upstream: unreachable or silent PLC', () => {
       try {
         await up.start();
         expect(up.isUp).toBe(false);
-        const t0 = performance.now();
+        // BadServerNotConnected, not BadTimeout: answered from the session state, never after waiting on a socket.
         expect(await up.write(TARGET, new Variant({ dataType: DataType.Double, value: 5 }))).toBe(StatusCodes.BadServerNotConnected);
         expect((await up.call(TARGET, TARGET, [])).statusCode).toBe(StatusCodes.BadServerNotConnected);
-        expect(performance.now() - t0).toBeLessThan(50);
       } finally {
         await up.close();
       }

@@ -114,17 +114,6 @@ describe('interlock engine', () => {
     expect(engine.check(cmd, clock.now())?.reason).toBe('INTERLOCK');
   });
 
-  it('a guarded write that passes is checked in microseconds (hot path)', () => {
-    const { clock, engine, set } = handFed([DRY_RUN]);
-    set('plc1/tank1.level', 50);
-    const cmd = writeCmd('pump1.run', 1);
-    const now = clock.now();
-    const t0 = performance.now();
-    for (let i = 0; i < 100_000; i++) engine.check(cmd, now);
-    // Generous bound for a loaded CI machine: 100k guarded checks well under a second (~µs each).
-    expect(performance.now() - t0).toBeLessThan(1000);
-  });
-
   it('refuses a bundle whose condition does not parse or names an unpolled point', () => {
     const clock = new ManualClock();
     const image = new ProcessImage({ inputs: processInputs([DRY_RUN], [PLC1]), endpoint: () => undefined, clock });
