@@ -3,7 +3,8 @@
 // address space mirroring each asset's server under the server's own namespace URIs and NodeIds
 // (mirror.ts: browse names, display names, data types, value ranks, access levels, properties,
 // methods with their arguments), the status codes an OPC UA user expects for what the server
-// itself would refuse (unknown node, read-only node, wrong type, wrong argument count), and turning
+// itself would refuse (unknown node, read-only node, wrong type, wrong argument count), the reason
+// code of a refused item in diagnostic info when the request asks for it, and turning
 // every Read (Value), Write, Call, Browse and CreateMonitoredItems item into a Command asked of the
 // pipeline. It never decides policy, and never lets an item through without an allow.
 //
@@ -24,6 +25,7 @@ import {
   CallMethodResult,
   DataType,
   DataValue,
+  DiagnosticInfo,
   LocalizedText,
   MessageSecurityMode,
   MonitoredItemCreateResult,
@@ -291,6 +293,12 @@ function rankFits(valueRank: number, v: Variant): boolean {
   }
 }
 
+/** Operation-level bits of RequestHeader.returnDiagnostics (OPC 10000-4 §7.29) the front answers. */
+const DIAG_SYMBOLIC_ID = 0x20;
+const DIAG_ADDITIONAL_INFO = 0x80;
+/** The namespace of the symbolic ids in diagnostic infos: plantgate's reason codes (docs/opcua.md, Status codes). */
+const REASON_NAMESPACE = 'urn:plantgate:reason';
+
 const CURRENT_READ = 0x01;
 const CURRENT_WRITE = 0x02;
 
@@ -357,12 +365,24 @@ export class OpcuaFront {
   private readonly sessions = new WeakMap<ServerSession, Session>();
   private readonly deniedItems = new WeakMap<MonitoredItemCreateRequest, StatusCode>();
   private readonly gatedSubscriptions = new WeakSet<Subscription>();
+  /**
+   * The reasons of a batch's refused items (undefined for items that went through), keyed by the
+   * request's item array; kept only for batches with a refusal, read when the response leaves.
+   */
+  private readonly refusals = new WeakMap<object, (Reason | undefined)[]>();
   private sessionSeq = 0;
 
   constructor(opts: OpcuaFrontOptions) {
     this.opts = opts;
     const front = this;
     this.server = new (class extends JwtOPCUAServer {
+      // Every Read, Write and Call response leaves through the sendResponse given here: the place
+      // to add the reason codes of refused items when the request asked for diagnostics.
+      protected override _apply_on_SessionObject(...[ResponseClass, message, channel, action]: Parameters<JwtOPCUAServer['_apply_on_SessionObject']>): Promise<void> {
+        return super._apply_on_SessionObject(ResponseClass, message, channel, (session, sendResponse, sendError) =>
+          action(session, (response) => sendResponse(front.withDiagnostics(message.request, response)), sendError),
+        );
+      }
       protected override _on_CreateMonitoredItemsRequest(message: Parameters<JwtOPCUAServer['_on_CreateMonitoredItemsRequest']>[0], channel: Parameters<JwtOPCUAServer['_on_CreateMonitoredItemsRequest']>[1]): void {
         front.gateSubscribe(message as unknown as { session?: ServerSession; request: { subscriptionId: number; itemsToCreate?: MonitoredItemCreateRequest[] } }).then(
           () => super._on_CreateMonitoredItemsRequest(message, channel),
@@ -769,6 +789,48 @@ export class OpcuaFront {
     return out;
   }
 
+  /** Keeps the reasons of a batch's refused items for the response's diagnostics (nothing when all went through). */
+  private noteRefusals(items: object, decisions: (Decision | undefined)[]): void {
+    let reasons: (Reason | undefined)[] | undefined;
+    for (let i = 0; i < decisions.length; i++) {
+      const d = decisions[i];
+      if (d !== undefined && d.effect !== 'allow') (reasons ??= new Array<Reason | undefined>(decisions.length).fill(undefined))[i] = d.reason;
+    }
+    if (reasons !== undefined) this.refusals.set(items, reasons);
+  }
+
+  /**
+   * A Read, Write or Call response with the reason code of each refused item in its diagnostic
+   * infos, when the request asked for operation-level diagnostics (RequestHeader.returnDiagnostics,
+   * OPC 10000-4 §7.29): the symbolic id (a string-table entry in the namespace
+   * urn:plantgate:reason) and/or the additional info; the status code alone stays what an OPC UA
+   * user expects. Items that went through get an empty DiagnosticInfo (the array matches results).
+   */
+  withDiagnostics<R>(request: unknown, response: R): R {
+    const r = request as { requestHeader?: { returnDiagnostics?: number }; nodesToRead?: object | null; nodesToWrite?: object | null; methodsToCall?: object | null };
+    const mask = r.requestHeader?.returnDiagnostics ?? 0;
+    if ((mask & (DIAG_SYMBOLIC_ID | DIAG_ADDITIONAL_INFO)) === 0) return response;
+    const items = r.nodesToRead ?? r.nodesToWrite ?? r.methodsToCall;
+    const reasons = items ? this.refusals.get(items) : undefined;
+    const res = response as { results?: unknown[] | null; diagnosticInfos?: DiagnosticInfo[] | null; responseHeader?: { stringTable?: string[] | null } };
+    if (reasons === undefined || res.responseHeader === undefined || !Array.isArray(res.results) || res.results.length !== reasons.length) return response;
+    const table = [...(res.responseHeader.stringTable ?? [])];
+    const entry = (text: string): number => {
+      const at = table.indexOf(text);
+      return at >= 0 ? at : table.push(text) - 1;
+    };
+    res.diagnosticInfos = reasons.map((reason) =>
+      reason === undefined
+        ? new DiagnosticInfo()
+        : new DiagnosticInfo({
+            ...((mask & DIAG_SYMBOLIC_ID) !== 0 ? { namespaceURI: entry(REASON_NAMESPACE), symbolicId: entry(reason) } : {}),
+            ...((mask & DIAG_ADDITIONAL_INFO) !== 0 ? { additionalInfo: `plantgate reason ${reason}` } : {}),
+          }),
+    );
+    res.responseHeader.stringTable = table;
+    return response;
+  }
+
   /** The status a denied item answers: the server's own code for what it would refuse, else BadUserAccessDenied. */
   private static denied(d: Decision | undefined, operation: string): StatusCode {
     return refusedStatus(d?.reason ?? 'NO_MATCHING_RULE', operation);
@@ -856,6 +918,7 @@ export class OpcuaFront {
         gates[i] = this.ask(context, (s) => this.command(s, 'Read', 'read', nodeId), node === undefined ? 'UNKNOWN_TARGET' : undefined);
       }
       const decisions = await OpcuaFront.decided(gates);
+      this.noteRefusals(items, decisions);
       const out: DataValue[] = new Array(items.length);
       const engineIdx: number[] = [];
       const now = new Date();
@@ -916,6 +979,7 @@ export class OpcuaFront {
         );
       });
       const decisions = await OpcuaFront.decided(gates);
+      this.noteRefusals(nodesToWrite, decisions);
       const out: StatusCode[] = nodesToWrite.map((_w, i) => OpcuaFront.denied(decisions[i], 'write'));
       const engineIdx: number[] = [];
       const forwards: Promise<void>[] = [];
@@ -966,6 +1030,7 @@ export class OpcuaFront {
         );
       });
       const decisions = await OpcuaFront.decided(gates);
+      this.noteRefusals(methodsToCall, decisions);
       const allowedIdx: number[] = [];
       for (let i = 0; i < methodsToCall.length; i++) if (gates[i] === undefined || decisions[i]!.effect === 'allow') allowedIdx.push(i);
       const t0 = performance.now();

@@ -12,6 +12,8 @@ import path from 'node:path';
 import {
   AttributeIds,
   BrowseDirection,
+  CallRequest,
+  type CallResponse,
   DataType,
   LocalizedText,
   MessageSecurityMode,
@@ -20,12 +22,17 @@ import {
   OPCUACertificateManager,
   OPCUAClient,
   QualifiedName,
+  ReadRequest,
+  type ReadResponse,
   SecurityPolicy,
   StatusCodes,
+  TimestampsToReturn,
   UserNameIdentityToken,
   UserTokenType,
   Variant,
   VariantArrayType,
+  WriteRequest,
+  type WriteResponse,
   coerceNodeId,
   type ClientSession,
   type StatusCode,
@@ -297,6 +304,56 @@ opcua_upstreams:
     expect(await reasons('call', '/Line1/Stop')).toContain('TOO_MANY_ARGUMENTS');
   });
 
+  it('tells a client that asks for diagnostics the reason code of each refused item, and one that does not only the status code', async () => {
+    const transact = <R>(request: unknown) =>
+      new Promise<R>((resolve, reject) =>
+        (session as unknown as { performMessageTransaction(r: unknown, cb: (e: Error | null, res?: unknown) => void): void }).performMessageTransaction(request, (e, res) => (e ? reject(e) : resolve(res as R))),
+      );
+    const returnDiagnostics = 0x20 | 0x80; // operation level: symbolic id and additional info
+    const speedTo = (value: number) => ({ nodeId: node('Line1.Speed'), attributeId: AttributeIds.Value, value: { value: new Variant({ dataType: DataType.Double, value }) } });
+
+    const read = await transact<ReadResponse>(
+      new ReadRequest({
+        requestHeader: { returnDiagnostics },
+        timestampsToReturn: TimestampsToReturn.Both,
+        nodesToRead: [
+          { nodeId: node('Line1.Speed'), attributeId: AttributeIds.Value },
+          { nodeId: node('Line1.Nope'), attributeId: AttributeIds.Value },
+        ],
+      }),
+    );
+    expect(read.results!.map((r) => r.statusCode)).toEqual([StatusCodes.Good, StatusCodes.BadNodeIdUnknown]);
+    const table = read.responseHeader.stringTable!;
+    const unknown = read.diagnosticInfos![1]!;
+    expect(table[unknown.symbolicId]).toBe('UNKNOWN_TARGET');
+    expect(table[unknown.namespaceURI]).toBe('urn:plantgate:reason');
+    expect(unknown.additionalInfo).toBe('plantgate reason UNKNOWN_TARGET');
+    expect(read.diagnosticInfos![0]!.additionalInfo ?? null).toBeNull(); // the allowed read
+
+    const write = await transact<WriteResponse>(
+      new WriteRequest({
+        requestHeader: { returnDiagnostics },
+        nodesToWrite: [speedTo(1800), { nodeId: node('Line1.BatchCount'), attributeId: AttributeIds.Value, value: { value: new Variant({ dataType: DataType.Int32, value: 78 }) } }],
+      }),
+    );
+    expect(write.results).toEqual([StatusCodes.BadUserAccessDenied, StatusCodes.Good]);
+    expect(write.diagnosticInfos!.map((d) => d?.additionalInfo ?? null)).toEqual(['plantgate reason VALUE_OUT_OF_BOUNDS', null]);
+
+    const call = await transact<CallResponse>(
+      new CallRequest({
+        requestHeader: { returnDiagnostics },
+        methodsToCall: [{ objectId: node('Line1'), methodId: node('Line1.Stop'), inputArguments: [new Variant({ dataType: DataType.Double, value: 1 })] }],
+      }),
+    );
+    expect(call.results![0]!.statusCode).toBe(StatusCodes.BadTooManyArguments);
+    expect(call.diagnosticInfos![0]!.additionalInfo).toBe('plantgate reason TOO_MANY_ARGUMENTS');
+
+    // Not asked for: the status code only, as from any OPC UA server.
+    const plain = await transact<WriteResponse>(new WriteRequest({ nodesToWrite: [speedTo(1800)] }));
+    expect(plain.results).toEqual([StatusCodes.BadUserAccessDenied]);
+    expect(plain.diagnosticInfos ?? []).toEqual([]);
+  });
+
   it('runs both methods through the gateway with their arguments and outputs', async () => {
     const started = await call(session, 'Line1.Start', [new Variant({ dataType: DataType.Double, value: 900 }), new Variant({ dataType: DataType.String, value: 'C-300' })]);
     expect(started.statusCode).toBe(StatusCodes.Good);
@@ -339,10 +396,13 @@ opcua_upstreams:
     expect(err).toBeInstanceOf(Error);
     expect(err!.message).toMatch(/BadSecurityChecksFailed|BadCertificateUntrusted/);
     const thumbprint = certificateThumbprint(new X509Certificate(await readFile(stranger.cert)));
+    // The refusal is recorded as the channel closes: wait for the collector to receive it.
     let refusal: Record_['violation'];
-    for (let i = 0; i < 100 && refusal === undefined; i++) {
+    for (;;) {
+      const next = new Promise((r) => collector.once('record', r));
       refusal = (await shipped()).find((r) => r.violation?.detail?.includes(thumbprint))?.violation;
-      if (refusal === undefined) await new Promise((r) => setTimeout(r, 50));
+      if (refusal !== undefined) break;
+      await next;
     }
     expect(refusal?.protocol).toBe('opcua');
     expect(refusal?.detail).toMatch(/^NO_IDENTITY OpenSecureChannel: application certificate refused \(BadCertificateUntrusted; the client was answered BadSecurityChecksFailed\)/);
