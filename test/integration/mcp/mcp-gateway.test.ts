@@ -426,7 +426,16 @@ describe('the MCP front through the real gateway', () => {
     expect(first.content[0]!.text).toContain('write_plc1_valve1_open again with exactly the same arguments');
     expect(lab.sim.read('valve1.open')).toBe(0);
 
+    // The agent cannot approve its own request: its MCP client has no such tool, and the operator
+    // API refuses its tokens (the MCP one and the gateway one alike).
+    expect((await a.client.listTools()).tools.filter((t) => /approv/i.test(t.name))).toEqual([]);
     const api = lab.gateway.operatorApi!;
+    for (const own of [await lab.mcpToken('planner'), await lab.token('planner')]) {
+      const self = await callOperatorApi({ api: `https://${api.host}:${api.port}/`, token: own, ca }, 'POST', `v1/approvals/${approval.id}/approve`, { reason: 'I approve myself' });
+      expect([401, 403]).toContain(self.status);
+    }
+    expect(lab.sim.read('valve1.open')).toBe(0);
+
     const approved = await callOperatorApi({ api: `https://${api.host}:${api.port}/`, token: await lab.operatorToken(), ca }, 'POST', `v1/approvals/${approval.id}/approve`, {
       reason: 'drain for inspection, checked on site',
     });
