@@ -141,6 +141,26 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
     expect(trip!.inputs).toEqual([{ point: 'plc1-ua/tank1.level', value: 90, ageMs: 0, maxAgeMs: 2000 }]);
   });
 
+  it('with confirm, reads the level over OPC UA again before a start: a level that rose since the last poll refuses it', async () => {
+    await setLevel(50);
+    // The same interlock asking for a confirming read (docs/safety.md, the worst-case window).
+    const confirming = new InterlockEngine([{ ...overfill, confirm_ms: 2000 }], assets, image);
+    runtime.write('plc1/tank1.level', 90); // after the gateway's last poll: the image still says 50 %
+    expect(engine.check(startPump(), clock.now())).toBeUndefined();
+    const c = confirming.confirm(startPump())!;
+    expect(c).toBeDefined();
+    // Judged before the confirming read answers: the inputs are not confirmed, so it is refused.
+    expect(confirming.check(startPump(), clock.now(), c.after)).toMatchObject({ reason: 'INTERLOCK_INPUT_STALE', interlockId: 'tank1-overfill-ua' });
+    await c.done;
+    const trip = confirming.check(startPump(), clock.now(), c.after);
+    expect(trip).toMatchObject({ reason: 'INTERLOCK', interlockId: 'tank1-overfill-ua' });
+    expect(trip!.inputs[0]).toMatchObject({ point: 'plc1-ua/tank1.level', value: 90 });
+    await setLevel(50);
+    const again = confirming.confirm(startPump())!;
+    await again.done;
+    expect(confirming.check(startPump(), clock.now(), again.after)).toBeUndefined();
+  });
+
   it('denies INTERLOCK_INPUT_STALE once the OPC UA PLC has gone away for longer than the freshness bound', async () => {
     await setLevel(30);
     const slot = image.slot('plc1-ua', 'tank1.level');
