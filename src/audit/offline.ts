@@ -6,7 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { openCheckpoint, type OpenedCheckpoint } from './checkpoint.js';
+import { openCheckpoint, type CosignatureVerifier, type OpenedCheckpoint } from './checkpoint.js';
 import { hashEquals, leafHash, toHex, ZERO_HASH } from './hash.js';
 import { CHECKPOINT_DIR } from './log.js';
 import {
@@ -20,7 +20,8 @@ import {
   verifyConsistency,
   verifyInclusion,
 } from './merkle.js';
-import type { NoteVerifier } from './note.js';
+import { parseNote, type NoteVerifier } from './note.js';
+import { scanSpool } from './recover.js';
 import { decodeRecord, type DecodedRecord } from './schema.js';
 import { FRAME_HEADER_BYTES, LOST_FLAG, MAX_RECORD_BYTES, parseFrame } from './spool-scan.js';
 import { fileHashReader, leavesCovered, TREE_FILE } from './tree-store.js';
@@ -129,15 +130,44 @@ export interface SpoolReport {
   treeSize: number;
   checkpoints: number;
   latestCheckpointSize: number;
+  /** Records lost to damage and declared by AUDIT_GAP records (audit recover), [first, last]. */
+  lost: [number, number][];
+  /** How many witnessed states the spool was checked against. */
+  witnessed: number;
   problems: Problem[];
 }
 
 /**
- * Verifies a spool: frames, seq order, prev_hash chain, tree.hashes against the records, every
- * checkpoint record and file (signature by `verifier`, root = the recomputed tree).
+ * What a witness holds of this gateway's log (docs/audit.md, Verifying a spool): a checkpoint note
+ * (signed by the gateway, with the witness's cosignature: the collector's latest.checkpoint), and/or
+ * the collector's state (<gateway>.state.json: how many records it stored, the last one's leaf hash
+ * and the last checkpoint it witnessed). The spool must extend it.
  */
-export async function verifySpool(dir: string, verifier: NoteVerifier): Promise<SpoolReport> {
+export interface Witnessed {
+  /** Where it came from, for messages (a file name). */
+  source: string;
+  note?: string;
+  records?: { count: number; lastHash: Uint8Array };
+  /** A tree size and root the witness verified (unsigned: the collector's state). */
+  tree?: { size: number; root: Uint8Array };
+}
+
+export interface VerifyOptions {
+  witnessed?: Witnessed[];
+  /** The witness's cosignature key: each witnessed note must carry its valid cosignature. */
+  witness?: CosignatureVerifier;
+}
+
+/**
+ * Verifies a spool: frames, seq order, prev_hash chain, tree.hashes against the records, every
+ * checkpoint record and file (signature by `verifier`, root = the recomputed tree); what the rest
+ * of the directory says existed (acked.json, tree.hashes, checkpoint files: the gateway's own
+ * start-up scan, spool-scan.ts) against the segments; and, given what a witness holds, that the
+ * spool's tree extends it (so a tail cut back to an older checkpoint, evidence and all, fails).
+ */
+export async function verifySpool(dir: string, verifier: NoteVerifier, opts: VerifyOptions = {}): Promise<SpoolReport> {
   const { records, problems } = await readSpool(dir);
+  const lost = lostRanges(records);
   const treeBytes = await readTreeFile(dir);
   const stored: Uint8Array[] = [];
   for (let i = 0; i + 32 <= treeBytes.length; i += 32) stored.push(treeBytes.subarray(i, i + 32));
@@ -150,7 +180,7 @@ export async function verifySpool(dir: string, verifier: NoteVerifier): Promise<
     frontier = Frontier.fromStored(firstSeq, (idx) => idx.map((i) => stored[i] ?? failMissing(i)));
   } catch (err) {
     problems.push({ where: TREE_FILE, message: `cannot rebuild the tree before seq ${firstSeq}: ${(err as Error).message}` });
-    return { ok: false, firstSeq, records: records.length, treeSize: 0, checkpoints: 0, latestCheckpointSize: -1, problems };
+    return { ok: false, firstSeq, records: records.length, treeSize: 0, checkpoints: 0, latestCheckpointSize: -1, lost, witnessed: 0, problems };
   }
   const recomputed: Uint8Array[] = stored.slice(0, storedHashCount(firstSeq));
   let prev: Uint8Array | undefined = firstSeq === 0 ? ZERO_HASH : undefined;
@@ -213,7 +243,97 @@ export async function verifySpool(dir: string, verifier: NoteVerifier): Promise<
       problems.push({ checkpointSize: opened.size, where: f.name, message: 'signed root differs from the tree recomputed from the records', expected: toHex(root), actual: toHex(opened.root) });
     }
   }
-  return { ok: problems.length === 0, firstSeq, records: records.length, treeSize, checkpoints, latestCheckpointSize: latest, problems };
+  await checkEvidence(dir, problems);
+  const leaf = (seq: number): Uint8Array | undefined => {
+    if (seq >= firstSeq) {
+      const r = records[seq - firstSeq];
+      return r?.seq === seq ? spoolLeaf(r) : undefined;
+    }
+    return stored[storedHashIndex(0, seq)];
+  };
+  for (const w of opts.witnessed ?? []) checkWitnessed(w, verifier, opts.witness, treeSize, read, leaf, problems);
+  return { ok: problems.length === 0, firstSeq, records: records.length, treeSize, checkpoints, latestCheckpointSize: latest, lost, witnessed: opts.witnessed?.length ?? 0, problems };
+}
+
+function lostRanges(records: SpoolRecord[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const r of records) {
+    if (!r.lost) continue;
+    const last = out[out.length - 1];
+    if (last !== undefined && last[1] === r.seq - 1) last[1] = r.seq;
+    else out.push([r.seq, r.seq]);
+  }
+  return out;
+}
+
+/**
+ * The gateway's own start-up scan (spool-scan.ts) weighs acked.json, tree.hashes and the checkpoint
+ * files against the segments: a deleted first segment nobody acknowledged, a deleted newest segment
+ * acked.json or tree.hashes vouch for, lost-record markers no AUDIT_GAP declares. Damage the record
+ * checks above already named is not repeated.
+ */
+async function checkEvidence(dir: string, problems: Problem[]): Promise<void> {
+  const { scan } = await scanSpool(dir);
+  const named = problems.filter((p) => p.seq !== undefined).map((p) => p.seq!);
+  for (const d of scan.damage) {
+    const first = d.first;
+    if (first === undefined ? problems.length > 0 : named.some((s) => s >= first && s < (d.end ?? first + 1))) continue;
+    problems.push({ ...(first !== undefined ? { seq: first } : {}), where: d.where, message: d.end !== undefined ? `records ${first}..${d.end - 1} are missing: ${d.message}` : d.message });
+  }
+  for (const [first, last] of scan.undeclared) {
+    problems.push({ seq: first, where: 'spool', message: `records ${first}..${last} are lost-record markers that no AUDIT_GAP record declares (audit recover was interrupted: run it again)` });
+  }
+}
+
+/** The spool must extend what the witness holds: same root at its size, same leaf at its last record. */
+function checkWitnessed(
+  w: Witnessed,
+  verifier: NoteVerifier,
+  witness: CosignatureVerifier | undefined,
+  treeSize: number,
+  read: (idx: number[]) => Uint8Array[],
+  leaf: (seq: number) => Uint8Array | undefined,
+  problems: Problem[],
+): void {
+  const behind = (n: number, what: string): void => {
+    problems.push({ where: w.source, message: `${what}, but the spool's log holds only ${treeSize} records: records ${treeSize}..${n - 1} are gone (cut back after the witness saw them)`, expected: String(n), actual: String(treeSize) });
+  };
+  const trees: { size: number; root: Uint8Array; what: string }[] = [];
+  if (w.note !== undefined) {
+    try {
+      const cp = openCheckpoint(w.note, verifier);
+      if (witness !== undefined && !cosignedBy(cp, witness)) {
+        problems.push({ checkpointSize: cp.size, where: w.source, message: `witnessed checkpoint of ${cp.size} records carries no valid cosignature by ${witness.name}` });
+      }
+      trees.push({ ...cp, what: `the witness holds a signed checkpoint of ${cp.size} records` });
+    } catch (err) {
+      problems.push({ where: w.source, message: `witnessed checkpoint: ${(err as Error).message}` });
+    }
+  }
+  if (w.tree !== undefined) trees.push({ ...w.tree, what: `the witness verified a checkpoint of ${w.tree.size} records` });
+  for (const t of trees) {
+    if (t.size > treeSize) behind(t.size, t.what);
+    else if (t.size > 0) {
+      const root = treeHash(t.size, read);
+      if (!hashEquals(root, t.root)) {
+        problems.push({ checkpointSize: t.size, where: w.source, message: `the spool's tree of ${t.size} records differs from the one the witness holds: history was rewritten`, expected: toHex(t.root), actual: toHex(root) });
+      }
+    }
+  }
+  const r = w.records;
+  if (r !== undefined && r.count > 0) {
+    if (r.count > treeSize) behind(r.count, `the witness stored ${r.count} records`);
+    else {
+      const h = leaf(r.count - 1);
+      if (h !== undefined && !hashEquals(h, r.lastHash)) {
+        problems.push({ seq: r.count - 1, where: w.source, message: `record ${r.count - 1} differs from the one the witness stored: history was rewritten`, expected: toHex(r.lastHash), actual: toHex(h) });
+      }
+    }
+  }
+}
+
+function cosignedBy(cp: OpenedCheckpoint, witness: CosignatureVerifier): boolean {
+  return parseNote(cp.note).sigs.some((s) => s.name === witness.name && witness.verify(cp.body, `\u2014 ${s.name} ${s.base64}\n`) !== undefined);
 }
 
 function failMissing(i: number): never {

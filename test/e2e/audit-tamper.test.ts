@@ -9,6 +9,8 @@ import { crc32 } from 'node:zlib';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog, CHECKPOINT_DIR, checkpointFileName } from '../../src/audit/log.js';
 import { noteSigner, verifierKey } from '../../src/audit/note.js';
+import { cosigner, cosignerVerifierKey } from '../../src/audit/checkpoint.js';
+import { cutBackTo } from '../integration/audit/spool-cut.js';
 import { outcomeRecord } from '../../src/audit/records.js';
 import { startShipper, type ShipperAlert } from '../../src/audit/shipper.js';
 import { FRAME_HEADER_BYTES } from '../../src/audit/spool.js';
@@ -144,4 +146,51 @@ describe('tampering with the audit on disk', () => {
       await collector.close();
     }
   });
+
+  it("a tail cut back to a checkpoint with every trace removed: audit verify fails given the collector's cosigned checkpoint or its state", async () => {
+    const pki = await initPki(path.join(dir, 'pki'), { agents: [] });
+    const [ca, gcert, gkey, ccert, ckey] = await Promise.all([pki.ca.cert, pki.gateway.cert, pki.gateway.key, pki.collector.cert, pki.collector.key].map((f) => readFile(f, 'utf8')));
+    const witnessKey = generateKeyPairSync('ed25519').privateKey;
+    const wkey = cosignerVerifierKey('soc.example/witness', witnessKey);
+    const soc = path.join(dir, 'soc');
+    const collector = await startCollector({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { ca, cert: ccert, key: ckey },
+      outDir: soc,
+      gateways: [{ id: 'gw-1', verifierKey: vkey, identity: pki.gateway.spiffeId }],
+      witness: cosigner('soc.example/witness', witnessKey),
+    });
+    const spoolDir = path.join(dir, 'spool');
+    try {
+      await spool(spoolDir, 40);
+      const log = await AuditLog.open({ dir: spoolDir, gatewayId: 'gw-1', clock: new ManualClock() });
+      const s = startShipper({ log, host: '127.0.0.1', port: collector.port, tls: { ca, cert: gcert, key: gkey }, gatewayId: 'gw-1', reconnect: { minMs: 10, maxMs: 50 } });
+      const last = log.nextSeq - 1;
+      const latestSize = log.latestCheckpoint()!.size;
+      const cosigned = new Promise<void>((resolve) => s.on('cosigned', (size: number) => size === latestSize && resolve()));
+      const acked = new Promise<void>((resolve) => s.on('acked', (seq: number) => seq >= last && resolve()));
+      await Promise.all([cosigned, acked]);
+      await s.close();
+      await log.close();
+    } finally {
+      await collector.close();
+    }
+    const witnessed = [path.join(soc, 'gw-1.checkpoint'), path.join(soc, 'gw-1.state.json')];
+    const whole = await verify([spoolDir, '--witnessed', ...witnessed, '--witness-key', wkey]);
+    expect(whole.out).toMatch(/^OK spool .*checked against 2 witnessed state/m);
+    expect(whole.code).toBe(0);
+
+    // Cut back to the checkpoint of size 17 (its record is seq 17): newer checkpoint files,
+    // tree.hashes and acked.json cut to match. What is left is a whole log on its own.
+    await cutBackTo(spoolDir, 18, true);
+    const alone = await verify([spoolDir]);
+    expect(alone.code).toBe(0);
+    expect(alone.out).toContain('no --witnessed');
+    const cut = await verify([spoolDir, '--witnessed', ...witnessed, '--witness-key', wkey]);
+    expect(cut.code).toBe(1);
+    expect(cut.out).toMatch(new RegExp(`FAIL \\S*gw-1\\.checkpoint: the witness holds a signed checkpoint of \\d+ records, but the spool's log holds only 18 records`));
+    expect(cut.out).toMatch(/gw-1\.state\.json: the witness stored \d+ records, but the spool's log holds only 18 records: records 18\.\.\d+ are gone/);
+  });
 });
+

@@ -5,7 +5,7 @@
 // Exit codes: 0 verified/ok, 1 verification failed or I/O error, 2 bad usage.
 import { open, readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { cosignerVerifierKey } from '../../audit/checkpoint.js';
+import { cosignerVerifierKey, parseCosignerVerifierKey, type CosignatureVerifier } from '../../audit/checkpoint.js';
 import { loadEd25519PrivateKey } from '../../audit/keys.js';
 import { isKeyName, parseVerifierKey, verifierKey, type NoteVerifier } from '../../audit/note.js';
 import { writeFileAtomic } from '../../core/files.js';
@@ -15,7 +15,8 @@ import { noteSigner } from '../../audit/note.js';
 import { systemClock } from '../../core/clock.js';
 import { SourceErrors } from '../../core/errors.js';
 import { loadGatewayConfig } from '../../gateway/config.js';
-import { proveConsistency, proveInclusion, verifyCheckpointPair, verifyInclusionBundle, verifySpool, type Problem } from '../../audit/offline.js';
+import { proveConsistency, proveInclusion, verifyCheckpointPair, verifyInclusionBundle, verifySpool, type Problem, type Witnessed } from '../../audit/offline.js';
+import { readState } from '../../collector/state.js';
 
 function usage(msg: string): void {
   process.stderr.write(`plantgate audit: ${msg}\n`);
@@ -28,10 +29,21 @@ async function readVerifier(arg: string): Promise<NoteVerifier> {
   return parseVerifierKey(text);
 }
 
+/**
+ * A --witnessed file: the collector's cosigned latest.checkpoint (a signed note), or its
+ * <gateway>.state.json (records stored, last leaf hash, last witnessed checkpoint).
+ */
+async function readWitnessed(file: string): Promise<Witnessed> {
+  const text = await readFile(file, 'utf8');
+  if (!text.trimStart().startsWith('{')) return { source: file, note: text };
+  const st = await readState(file);
+  return { source: file, records: { count: st.nextSeq, lastHash: st.lastHash }, ...(st.checkpoint ? { tree: st.checkpoint } : {}) };
+}
+
 function printProblems(problems: Problem[]): void {
   for (const p of problems) {
     const at = p.seq !== undefined ? `seq ${p.seq}` : p.checkpointSize !== undefined ? `checkpoint ${p.checkpointSize}` : p.where;
-    let line = `FAIL ${at} (${p.where}): ${p.message}`;
+    let line = at === p.where ? `FAIL ${at}: ${p.message}` : `FAIL ${at} (${p.where}): ${p.message}`;
     if (p.expected !== undefined) line += `\n     expected ${p.expected}\n     actual   ${p.actual}`;
     process.stdout.write(`${line}\n`);
   }
@@ -88,21 +100,46 @@ export function register(program: Command): void {
     .argument('<inputs...>', 'spool dir | proof.json | old.checkpoint new.checkpoint')
     .requiredOption('--key <vkey>', "the gateway's verifier key (name+hash+base64), or a file holding it")
     .option('--proof <file>', 'consistency bundle for a pair of checkpoints')
+    .option('--witnessed <files...>', "with a spool: what the witness holds, which the spool must extend: the collector's <gateway>/latest.checkpoint or <gateway>.state.json")
+    .option('--witness-key <vkey>', "the witness's cosignature verifier key (or a file holding it): each --witnessed checkpoint must carry its cosignature")
     .option('--json', 'print the report as JSON')
-    .action(async (inputs: string[], opts: { key: string; proof?: string; json?: boolean }) => {
+    .action(async (inputs: string[], opts: { key: string; proof?: string; witnessed?: string[]; witnessKey?: string; json?: boolean }) => {
       let verifier: NoteVerifier;
+      let witness: CosignatureVerifier | undefined;
       try {
         verifier = await readVerifier(opts.key);
       } catch (err) {
         return usage(`--key: ${(err as Error).message}`);
       }
       try {
+        if (opts.witnessKey !== undefined) {
+          const k = opts.witnessKey;
+          witness = parseCosignerVerifierKey(/^[^+\s]+\+[0-9a-f]{8}\+/.test(k) ? k : (await readFile(k, 'utf8')).trim());
+        }
+      } catch (err) {
+        return usage(`--witness-key: ${(err as Error).message}`);
+      }
+      try {
         let problems: Problem[];
         let summary: string;
-        if (inputs.length === 1 && (await stat(inputs[0])).isDirectory()) {
-          const r = await verifySpool(inputs[0], verifier);
+        const isSpool = inputs.length === 1 && (await stat(inputs[0])).isDirectory();
+        if (!isSpool && (opts.witnessed || witness)) return usage('--witnessed and --witness-key go with a spool directory');
+        if (isSpool) {
+          const witnessed: Witnessed[] = [];
+          for (const f of opts.witnessed ?? []) {
+            try {
+              witnessed.push(await readWitnessed(f));
+            } catch (err) {
+              return usage(`--witnessed ${f}: ${(err as Error).message}`);
+            }
+          }
+          const r = await verifySpool(inputs[0], verifier, { witnessed, ...(witness ? { witness } : {}) });
           problems = r.problems;
-          summary = `spool ${inputs[0]}: records ${r.firstSeq}..${r.firstSeq + r.records - 1}, tree size ${r.treeSize}, ${r.checkpoints} checkpoints (latest ${r.latestCheckpointSize})`;
+          const lost = r.lost.map(([a, b]) => (a === b ? `${a}` : `${a}..${b}`)).join(', ');
+          summary =
+            `spool ${inputs[0]}: records ${r.firstSeq}..${r.firstSeq + r.records - 1}, tree size ${r.treeSize}, ${r.checkpoints} checkpoints (latest ${r.latestCheckpointSize})` +
+            (lost ? `, lost and declared by AUDIT_GAP: ${lost}` : '') +
+            (r.witnessed ? `, checked against ${r.witnessed} witnessed state(s)` : ' (no --witnessed: a tail cut back with every trace of it removed would not show)');
         } else if (inputs.length === 1) {
           const bundle = JSON.parse(await readFile(inputs[0], 'utf8')) as Record<string, unknown>;
           if (Array.isArray(bundle.consistency)) {

@@ -1,15 +1,18 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cosigner, openCheckpoint, parseCheckpointBody } from '../../../src/audit/checkpoint.js';
+import { cosigner, cosignerVerifierKey, openCheckpoint, parseCheckpointBody, parseCosignerVerifierKey } from '../../../src/audit/checkpoint.js';
 import { AuditLog, CHECKPOINT_DIR } from '../../../src/audit/log.js';
 import { noteSigner, parseNote, parseVerifierKey, verifierKey } from '../../../src/audit/note.js';
 import { proveConsistency, proveInclusion, verifyCheckpointPair, verifyInclusionBundle, verifySpool } from '../../../src/audit/offline.js';
 import { violationRecord } from '../../../src/audit/records.js';
 import { storedHashCount } from '../../../src/audit/merkle.js';
 import { TREE_FILE } from '../../../src/audit/tree-store.js';
+import { FRAME_HEADER_BYTES } from '../../../src/audit/spool-scan.js';
+import { leafHash } from '../../../src/audit/hash.js';
+import { cutBackTo, segments } from './spool-cut.js';
 import { ManualClock } from '../../../src/core/clock.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -190,5 +193,100 @@ describe('verifiable audit log', () => {
     expect(() => log.append(ev(2))).not.toThrow();
     await log.close();
     expect(log.isFull()).toBe(true);
+  });
+});
+
+function newWitness() {
+  const key = generateKeyPairSync('ed25519').privateKey;
+  return { ...cosigner('soc.example/witness', key), verifier: parseCosignerVerifierKey(cosignerVerifierKey('soc.example/witness', key)) };
+}
+
+describe('audit verify weighs everything the spool directory and a witness say existed', () => {
+  /** A log over several segments (8 KiB each), checkpoints every 10 records. */
+  async function segmentedLog(n: number): Promise<AuditLog> {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, maxBytes: 64 * 1024, checkpoints: { signer, everyRecords: 10, everyMs: 60_000 } });
+    for (let i = 0; i < n; i++) log.append(ev(i));
+    await log.sync();
+    return log;
+  }
+
+  it('fails a spool whose newest segment was deleted, naming the records tree.hashes vouches for', async () => {
+    const log = await segmentedLog(300);
+    await log.close();
+    const segs = await segments(dir);
+    expect(segs.length).toBeGreaterThan(2);
+    const newest = segs[segs.length - 1];
+    await unlink(join(dir, newest));
+    const report = await verifySpool(dir, verifier);
+    expect(report.ok).toBe(false);
+    expect(report.problems.map((p) => p.message).join('\n')).toMatch(new RegExp(`records ${Number(newest.slice(0, 16))}\\.\\.\\d+ are gone from the spool, yet tree\\.hashes holds`));
+  });
+
+  it('fails a spool cut back below the record acked.json says the collector acknowledged, even with tree.hashes cut to match', async () => {
+    const log = await segmentedLog(300);
+    const acked = log.nextSeq - 20;
+    await log.markAcked(acked);
+    await log.close();
+    await cutBackTo(dir, acked - 5, false);
+    await truncate(join(dir, TREE_FILE), storedHashCount(acked - 5) * 32);
+    const report = await verifySpool(dir, verifier);
+    expect(report.ok).toBe(false);
+    expect(report.problems.map((p) => p.message).join('\n')).toMatch(new RegExp(`acked\\.json says the collector acknowledged seq ${acked}`));
+  });
+
+  it('fails a spool whose first segment was deleted although nothing was acknowledged', async () => {
+    const log = await segmentedLog(300);
+    await log.close();
+    const [first, second] = await segments(dir);
+    await unlink(join(dir, first));
+    const report = await verifySpool(dir, verifier);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toContainEqual(expect.objectContaining({ seq: 0, message: expect.stringMatching(new RegExp(`records 0\\.\\.${Number(second.slice(0, 16)) - 1} are missing`)) }));
+  });
+
+  it('fails a tail cut back to a checkpoint while tree.hashes still holds the records cut', async () => {
+    const log = await writeRecords(60);
+    await log.close();
+    await cutBackTo(dir, 33, false);
+    const report = await verifySpool(dir, verifier);
+    expect(report.ok).toBe(false);
+    expect(report.problems.map((p) => p.message).join('\n')).toMatch(/tree\.hashes holds the leaf hashes of \d+ records/);
+  });
+
+  it("fails a tail cut back to a checkpoint with every trace removed, given the witness's checkpoint or the collector's record count", async () => {
+    const log = await writeRecords(60);
+    await log.close();
+    const witnessKey = newWitness();
+    const latest = log.latestCheckpoint()!;
+    const witnessed = latest.note + witnessKey.cosign(parseNote(latest.note).text, 1_767_000_000);
+    const [lastRec] = await log.readFrom(log.nextSeq - 1, 1);
+    const collectorCount = { count: log.nextSeq, lastHash: leafHash(lastRec.bytes) };
+    await cutBackTo(dir, 33, true);
+
+    // The directory alone cannot tell: what is left is a whole, consistent log (docs/audit.md says so).
+    expect((await verifySpool(dir, verifier)).problems).toEqual([]);
+    const byNote = await verifySpool(dir, verifier, { witnessed: [{ source: 'latest.checkpoint', note: witnessed }], witness: witnessKey.verifier });
+    expect(byNote.ok).toBe(false);
+    expect(byNote.problems[0].message).toMatch(new RegExp(`signed checkpoint of ${latest.size} records, but the spool's log holds only 33 records: records 33\\.\\.${latest.size - 1} are gone`));
+    const byCount = await verifySpool(dir, verifier, { witnessed: [{ source: 'gw-1.state.json', records: collectorCount }] });
+    expect(byCount.problems[0].message).toMatch(new RegExp(`the witness stored ${log.nextSeq} records`));
+  });
+
+  it('accepts a spool that extends what the witness holds, and refuses a witnessed note without the witness cosignature', async () => {
+    const log = await writeRecords(30);
+    const cp = log.latestCheckpoint()!;
+    const witnessKey = newWitness();
+    const cosigned = cp.note + witnessKey.cosign(parseNote(cp.note).text, 1_767_000_000);
+    const [rec] = await log.readFrom(cp.size, 1);
+    for (let i = 0; i < 25; i++) log.append(ev(1000 + i));
+    await log.close();
+    const fine = await verifySpool(dir, verifier, {
+      witnessed: [{ source: 'latest.checkpoint', note: cosigned }, { source: 'state', records: { count: cp.size + 1, lastHash: leafHash(rec.bytes) } }],
+      witness: witnessKey.verifier,
+    });
+    expect(fine.problems).toEqual([]);
+    expect(fine.witnessed).toBe(2);
+    const unsigned = await verifySpool(dir, verifier, { witnessed: [{ source: 'copy.checkpoint', note: cp.note }], witness: witnessKey.verifier });
+    expect(unsigned.problems[0].message).toMatch(/carries no valid cosignature by soc\.example\/witness/);
   });
 });
