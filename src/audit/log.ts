@@ -20,14 +20,16 @@ import { addSignatureLines, parseNote, type NoteSigner } from './note.js';
 import { DigestArena } from './digest-arena.js';
 import { FrameArena, forEachRecord } from './frame-arena.js';
 import { RecordRing } from './record-ring.js';
-import { RecordEncoder } from './record-encoder.js';
+import { RecordEncoder, type RecordStamp } from './record-encoder.js';
 import { droppedRecord, restartRecord, type AuditEvent } from './records.js';
-import { SCHEMA_VERSION, type AuditRecordProps } from './schema.js';
+import { SCHEMA_VERSION } from './schema.js';
 import { CHECKPOINT_DIR, checkpointFileName, readEvidence } from './evidence.js';
 import { FRAME_HEADER_BYTES, fsyncDir, LostRecord, MAX_RECORD_BYTES, Spool, type SpoolEntry } from './spool.js';
 import { OPEN_FILE, OpenWork, workChange, type WorkChange } from './open-work.js';
 import { decodeRecord } from './schema.js';
 import { TreeStore } from './tree-store.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 export { CHECKPOINT_DIR, checkpointFileName } from './evidence.js';
 
@@ -158,6 +160,7 @@ export class AuditLog {
   /** Bytes of the batch being written: neither pending nor yet in the spool's size. */
   private flushingBytes = 0;
   private readonly encoder = new RecordEncoder();
+  private readonly stamp: Mutable<RecordStamp> = { schemaVersion: SCHEMA_VERSION, gatewayId: '', seq: 0, timeUnixMs: 0, prevHash: new Uint8Array(0) };
   private readonly arena = new FrameArena();
   private readonly digests = new DigestArena();
   private failure: AuditError | undefined;
@@ -444,7 +447,7 @@ export class AuditLog {
    * Assigns seq + prev_hash, encodes, queues for the next group commit. Returns the seq.
    * Throws AuditError (AUDIT_UNAVAILABLE) when the spool is full, broken or closed.
    */
-  append(event: AuditEvent): number {
+  append(event: Readonly<AuditEvent>): number {
     const seq = this.appendRecord(event);
     if (this.cpOpts && this.nextSeqValue - this.cpNext >= this.cpOpts.everyRecords) this.appendCheckpoint();
     return seq;
@@ -513,30 +516,29 @@ export class AuditLog {
     if (this.lastCheckpoint?.size === size) this.lastCheckpoint = { size, note: updated };
   }
 
-  private appendRecord(event: AuditEvent): number {
+  private appendRecord(event: Readonly<AuditEvent>): number {
     if (this.failure) throw this.failure;
     if (this.closed) throw new AuditError('audit log is closed');
     // Records refused for want of room are reported, exactly counted, first thing once there is room.
     if (this.drops !== undefined && !this.reportingDrops) this.reportDrops();
     const seq = this.nextSeqValue;
-    // Stamped onto the caller's event rather than a spread copy: this runs twice per command, and
-    // every builder hands over a fresh object (records.ts), so nothing else sees the fields.
-    const rec = event as AuditRecordProps;
-    rec.schemaVersion = SCHEMA_VERSION;
-    rec.gatewayId = this.gatewayId;
-    rec.seq = seq;
-    rec.timeUnixMs = this.clock.now();
-    rec.prevHash = this.lastHash;
+    // The stamp goes beside the event, never onto it: the caller's object is read only. One stamp
+    // object of the log's own, refilled per record (this runs twice per command).
+    const stamp = this.stamp;
+    stamp.gatewayId = this.gatewayId;
+    stamp.seq = seq;
+    stamp.timeUnixMs = this.clock.now();
+    stamp.prevHash = this.lastHash;
     // 0x00 || record in the encoder's reused buffer: the leaf hash is one one-shot SHA-256 call
     // over it, and the record is copied once, into its spool frame.
-    const leafInput = this.encoder.encodeLeafInput(rec);
+    const leafInput = this.encoder.encodeLeafInput(stamp, event);
     const recordBytes = leafInput.length - 1;
     // Checked before the seq is taken, so a refused record leaves no gap in the chain.
     if (recordBytes > MAX_RECORD_BYTES) {
       // Recovery would take a longer frame for a torn tail and cut it (and all after it) off.
       throw new AuditError(`audit record of ${recordBytes} bytes exceeds the limit of ${MAX_RECORD_BYTES}`);
     }
-    const room = this.roomOf(rec);
+    const room = this.roomOf(event);
     const n = FRAME_HEADER_BYTES + recordBytes;
     const used = this.bytes();
     const writesBound = this.maxBytes - 2 * this.reserve;
@@ -553,7 +555,7 @@ export class AuditLog {
     if (!fits) {
       // A refused write is decided again as a denial, and that is recorded: only other records are dropped.
       if (room === 'change') this.writeRefusedAt = used;
-      else if (!this.reportingDrops) this.countDrop(rec);
+      else if (!this.reportingDrops) this.countDrop(event);
       throw new AuditError(`audit spool is full (${this.maxBytes} bytes): the collector has not acknowledged enough records`);
     }
     if ((room === 'must' || room === 'deny') && used + n > writesBound) this.reserveUse += n;
@@ -574,7 +576,7 @@ export class AuditLog {
     const b = this.pending;
     b.frameLengths.push(frameBytes);
     b.bytes += frameBytes;
-    const change = workChange(seq, rec);
+    const change = workChange(seq, event);
     if (change !== undefined) b.changes.push(change);
     // setImmediate or a short timer, never a microtask: everything appended in this turn of the
     // event loop, including other connections' I/O callbacks, joins the same write and fsync.
@@ -583,7 +585,7 @@ export class AuditLog {
   }
 
   /** Where a record may go when the spool fills up (see RESERVE_SHARE). */
-  private roomOf(rec: AuditRecordProps): Room {
+  private roomOf(rec: Readonly<AuditEvent>): Room {
     const d = rec.decision;
     if (d != null) {
       const info = d.decision;
@@ -599,7 +601,7 @@ export class AuditLog {
     return 'read';
   }
 
-  private countDrop(rec: AuditRecordProps): void {
+  private countDrop(rec: Readonly<AuditEvent>): void {
     const now = this.clock.now();
     const d = (this.drops ??= { count: 0, denials: 0, firstMs: now, lastMs: now, byEvent: {} });
     d.count++;
@@ -628,7 +630,7 @@ export class AuditLog {
   }
 
   /** Same as append, and resolves only after the batch containing it is written and fsynced. */
-  appendDurable(event: AuditEvent): Promise<number> {
+  appendDurable(event: Readonly<AuditEvent>): Promise<number> {
     let seq: number;
     try {
       seq = this.append(event);

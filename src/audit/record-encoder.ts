@@ -12,22 +12,38 @@
 // record this path does not recognise exactly, goes through the generated code unchanged; a
 // property test (test/unit/audit/record-encoder.test.ts) holds the two equal.
 //
-// The Identity cache is keyed by object identity: records.ts maps each Subject to one
-// IdentityProps object once and never mutates it; nobody else may either.
+// Sealed: inputs are read-only (the stamp the log assigns is passed beside the event, never written
+// onto it), and the fast path takes a record only when every field it carries is one it writes
+// itself; any other field, including one audit.proto gains later, sends the record to the generated
+// code. test/unit/audit/record-encoder-schema.test.ts sets every field of the schema, read by
+// reflection from audit.proto, and holds the two encoders equal.
+//
+// The Identity cache is keyed by object identity, so it holds only frozen objects: records.ts
+// freezes the IdentityProps it maps each (frozen) Subject to; an unfrozen Identity is encoded each time.
 import protobuf from 'protobufjs/minimal.js';
+import type { AuditEvent } from './records.js';
 import { pb, type AuditRecordProps, type CommandDecisionProps, type IdentityProps } from './schema.js';
+
+/** What the log stamps on every record: AuditRecord fields 1-5, which no event carries. */
+export interface RecordStamp {
+  readonly schemaVersion: number;
+  readonly gatewayId: string;
+  readonly seq: number;
+  readonly timeUnixMs: number;
+  readonly prevHash: Uint8Array;
+}
 
 const has = Object.prototype.hasOwnProperty;
 
-/** Encoded `CommandDecision.subject` fields (tag 1, wire type 2), one per IdentityProps object. */
-const identityFields = new WeakMap<IdentityProps, Uint8Array>();
+/** Encoded `CommandDecision.subject` fields (tag 1, wire type 2), one per frozen IdentityProps object. */
+const identityFields = new WeakMap<Readonly<IdentityProps>, Uint8Array>();
 
-function identityField(id: IdentityProps): Uint8Array {
+function identityField(id: Readonly<IdentityProps>): Uint8Array {
   let f = identityFields.get(id);
   if (f === undefined) {
     // finish() copies: the cached bytes own their memory, not a slice of a pooled buffer.
     f = pb.Identity.encode(id, protobuf.Writer.create().uint32(/* id 1, wire type 2 */ 10).fork()).ldelim().finish();
-    identityFields.set(id, f);
+    if (Object.isFrozen(id)) identityFields.set(id, f);
   }
   return f;
 }
@@ -39,16 +55,25 @@ export class RecordEncoder {
   private w: protobuf.Writer = protobuf.Writer.create();
 
   /**
-   * Encodes `0x00 || record`. The returned view is the encoder's own buffer and is valid only
-   * until the next call: the caller hashes it and copies `subarray(1)` (the record) out.
+   * Encodes `0x00 || record`, the record being the stamp's fields then the event's, as the generated
+   * encoder writes `{ ...stamp, ...event }`. Neither argument is modified. The returned view is the
+   * encoder's own buffer and is valid only until the next call: the caller hashes it and copies
+   * `subarray(1)` (the record) out.
    */
-  encodeLeafInput(rec: AuditRecordProps): Buffer {
+  encodeLeafInput(stamp: RecordStamp, event: Readonly<AuditEvent>): Buffer {
     let w = this.w;
     if (w.buf.length > KEEP_WRITER_BYTES) w = this.w = protobuf.Writer.create();
     w.reset();
     try {
       w.uint32(0);
-      if (!encodeDecision(rec, w)) pb.AuditRecord.encode(rec, w);
+      // Fields 1-5 come first in field order, so writing them here and the event after gives the
+      // generated encoder's bytes for the whole record.
+      if (stamp.schemaVersion !== 0) w.uint32(8).uint32(stamp.schemaVersion);
+      if (stamp.gatewayId !== '') w.uint32(18).string(stamp.gatewayId);
+      if (stamp.seq !== 0) w.uint32(24).uint64(stamp.seq);
+      if (stamp.timeUnixMs !== 0) w.uint32(32).int64(stamp.timeUnixMs);
+      if (stamp.prevHash.length) w.uint32(42).bytes(stamp.prevHash);
+      if (!encodeDecision(event, w)) pb.AuditRecord.encode(event as AuditRecordProps, w);
     } catch (err) {
       // A half-written Writer may hold open forks: start over with a fresh one.
       this.w = protobuf.Writer.create();
@@ -59,49 +84,23 @@ export class RecordEncoder {
 }
 
 /**
- * The generated AuditRecord encoder's output for a record whose event is a command decision,
- * written into `w`; false (nothing written) when `rec` is anything else. Mirrors the generated
- * code's conditions field by field (presence, own property, default value skipped).
+ * The generated encoder's output for an event that is a command decision and nothing else, written
+ * into `w`; false (nothing written) otherwise. Mirrors the generated code's conditions field by
+ * field (presence, own property, default value skipped).
  */
-function encodeDecision(rec: AuditRecordProps, w: protobuf.Writer): boolean {
-  const d = rec.decision;
-  if (
-    d == null ||
-    !has.call(rec, 'decision') ||
-    rec.session != null ||
-    rec.token != null ||
-    rec.outcome != null ||
-    rec.bundle != null ||
-    rec.violation != null ||
-    rec.checkpoint != null ||
-    rec.revocation != null ||
-    rec.interlockTrip != null ||
-    rec.approval != null ||
-    rec.freeze != null ||
-    rec.auditGap != null ||
-    rec.restart != null ||
-    rec.dropped != null ||
-    rec.sinkAlert != null ||
-    (rec as { $unknowns?: unknown }).$unknowns != null ||
-    (d as { $unknowns?: unknown }).$unknowns != null ||
-    // 64-bit fields as Long objects (never from the log, which stamps numbers): generated path.
-    (rec.seq != null && typeof rec.seq !== 'number') ||
-    (rec.timeUnixMs != null && typeof rec.timeUnixMs !== 'number')
-  ) {
-    return false;
-  }
-  if (rec.schemaVersion != null && has.call(rec, 'schemaVersion') && rec.schemaVersion !== 0) w.uint32(8).uint32(rec.schemaVersion);
-  if (rec.gatewayId != null && has.call(rec, 'gatewayId') && rec.gatewayId !== '') w.uint32(18).string(rec.gatewayId);
-  if (rec.seq != null && has.call(rec, 'seq') && rec.seq !== 0) w.uint32(24).uint64(rec.seq);
-  if (rec.timeUnixMs != null && has.call(rec, 'timeUnixMs') && rec.timeUnixMs !== 0) w.uint32(32).int64(rec.timeUnixMs);
-  if (rec.prevHash != null && has.call(rec, 'prevHash') && rec.prevHash.length) w.uint32(42).bytes(rec.prevHash);
+function encodeDecision(event: Readonly<AuditEvent>, w: protobuf.Writer): boolean {
+  const d = event.decision;
+  if (d == null || !has.call(event, 'decision')) return false;
+  // Any other field (another event, $unknowns, a field the schema gained) is the generated code's.
+  for (const k in event) if (k !== 'decision') return false;
+  for (const k in d) if (k !== 'subject' && k !== 'command' && k !== 'decision' && k !== 'mcp') return false;
   w.uint32(/* id 12, wire type 2 */ 98).fork();
   encodeDecisionBody(d, w);
   w.ldelim();
   return true;
 }
 
-function encodeDecisionBody(d: CommandDecisionProps, w: protobuf.Writer): void {
+function encodeDecisionBody(d: Readonly<CommandDecisionProps>, w: protobuf.Writer): void {
   if (d.subject != null && has.call(d, 'subject')) w.raw(identityField(d.subject));
   if (d.command != null && has.call(d, 'command')) pb.CommandInfo.encode(d.command, w.uint32(18).fork()).ldelim();
   if (d.decision != null && has.call(d, 'decision')) pb.DecisionInfo.encode(d.decision, w.uint32(26).fork()).ldelim();

@@ -16,13 +16,15 @@ export type AuditEvent = Omit<AuditRecordProps, 'schemaVersion' | 'gatewayId' | 
 
 export type OutcomeStatus = 'ok' | 'exception' | 'upstream_unavailable' | 'upstream_timeout' | 'not_forwarded';
 
-// A session's Subject object is reused for each of its commands: map it once.
-const identities = new WeakMap<Subject, IdentityProps>();
+// A session's Subject object is reused for each of its commands: map it once. Keyed by object
+// identity, so only a frozen Subject (verify.ts freezes what it returns) is cached, and the
+// IdentityProps it maps to is frozen too (record-encoder.ts caches its bytes by that object).
+const identities = new WeakMap<Subject, Readonly<IdentityProps>>();
 
-export function identityOf(s: Subject): IdentityProps {
+export function identityOf(s: Subject): Readonly<IdentityProps> {
   let id = identities.get(s);
   if (id === undefined) {
-    id = {
+    id = Object.freeze({
       workloadId: s.workloadId,
       owner: s.owner,
       taskId: s.taskId,
@@ -34,8 +36,8 @@ export function identityOf(s: Subject): IdentityProps {
       assurance: s.assurance,
       certThumbprint: s.certThumbprint ?? '',
       issuer: s.issuer,
-    };
-    identities.set(s, id);
+    });
+    if (Object.isFrozen(s)) identities.set(s, id);
   }
   return id;
 }

@@ -60,10 +60,10 @@ const certificateSubjects = new WeakMap<Session, Subject>();
 function certificateSubject(session: Session): Subject {
   let s = certificateSubjects.get(session);
   if (s === undefined) {
-    s = {
+    s = Object.freeze({
       workloadId: session.workloadId, owner: '', taskId: '', taskPurpose: '', jti: '', roles: [], scopes: [],
       assurance: session.assurance === 'static-ip+token' ? 'static-ip+token' : 'none', certThumbprint: session.certThumbprint, issuer: '', expiresAtMs: 0, issuedAtMs: 0,
-    };
+    } satisfies Subject);
     certificateSubjects.set(session, s);
   }
   return s;

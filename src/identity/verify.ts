@@ -257,5 +257,10 @@ export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promis
     if (!isNonEmptyString(payload.zone)) throw invalid('INVALID_CLAIM', 'token claim "zone" must be a non-empty string', 'zone');
     subject.zone = payload.zone;
   }
-  return subject;
+  // Shared by the token cache, the registry and every command of a session, and the audit caches
+  // its encoded identity by object: nobody may change it after verification.
+  Object.freeze(subject.roles);
+  Object.freeze(subject.scopes);
+  if (subject.actSub !== undefined) Object.freeze(subject.actSub);
+  return Object.freeze(subject);
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DigestArena } from '../../../src/audit/digest-arena.js';
 import { AuditError } from '../../../src/audit/errors.js';
-import { leafHash } from '../../../src/audit/hash.js';
+import { leafHash, ZERO_HASH } from '../../../src/audit/hash.js';
 import { decodeRecord } from '../../../src/audit/schema.js';
 import { AuditLog } from '../../../src/audit/log.js';
 import { MemoryHashStore } from '../../../src/audit/merkle.js';
@@ -67,21 +67,28 @@ async function spoolBytes(): Promise<Buffer> {
 describe('audit append path', () => {
   it('spools, hashes and ships each record as exactly the bytes the schema encodes, over many slabs and batches', async () => {
     const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, lazyFlushMs: 0 });
-    const stamped: AuditRecordProps[] = [];
+    const appended: Array<{ ev: AuditEvent; timeUnixMs: number }> = [];
     for (let i = 0; i < 2500; i++) {
       const ev: AuditEvent =
         i % 2 === 0
           ? decisionRecord(command(i), subject, allow, { unitId: 1, transactionId: i })
           : outcomeRecord({ decisionSeq: i - 1, sessionId: `sess-${i % 3}`, status: 'ok', upstreamLatencyUs: i });
-      log.append(ev);
-      // The log stamps the event it was given: what it encoded is now this object.
-      stamped.push(ev as AuditRecordProps);
+      expect(log.append(ev)).toBe(i);
+      appended.push({ ev, timeUnixMs: clock.now() });
       clock.advance(1);
       if (i % 97 === 0) await new Promise((r) => setImmediate(r)); // several group commits
     }
     await log.sync();
 
-    const expected = stamped.map((r) => encodeRecord(r));
+    // The records as the schema encodes them: each event with the stamp the log gives it (the
+    // log writes nothing onto the event), chained by the previous record's leaf hash.
+    const expected: Uint8Array[] = [];
+    let prevHash: Uint8Array = ZERO_HASH;
+    appended.forEach(({ ev, timeUnixMs }, seq) => {
+      const bytes = encodeRecord({ schemaVersion: 1, gatewayId: 'gw-1', seq, timeUnixMs, prevHash, ...ev } as AuditRecordProps);
+      expected.push(bytes);
+      prevHash = leafHash(bytes);
+    });
     const reference = new MemoryHashStore();
     for (const b of expected) reference.append(leafHash(b));
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RecordEncoder } from '../../../src/audit/record-encoder.js';
-import { decisionRecord, identityOf, outcomeRecord, sessionRecord } from '../../../src/audit/records.js';
+import { commandInfo, decisionRecord, identityOf, outcomeRecord, sessionRecord } from '../../../src/audit/records.js';
 import { pb, type AuditRecordProps, type IdentityProps } from '../../../src/audit/schema.js';
 import type { Subject } from '../../../src/core/command.js';
 import { allow, cmd, subject as baseSubject } from './fixtures.js';
@@ -13,6 +13,13 @@ import { allow, cmd, subject as baseSubject } from './fixtures.js';
 /** 0x00 || pb.AuditRecord.encode(rec): the leaf input the generated code gives. */
 function reference(rec: AuditRecordProps): Buffer {
   return Buffer.concat([Buffer.from([0]), Buffer.from(pb.AuditRecord.encode(rec).finish())]);
+}
+
+/** The fast encoder's leaf input for a whole record: the stamp (fields 1-5) beside the event. */
+function leaf(encoder: RecordEncoder, rec: AuditRecordProps): Buffer {
+  const { schemaVersion, gatewayId, seq, timeUnixMs, prevHash, ...event } = rec;
+  const stamp = { schemaVersion: schemaVersion ?? 0, gatewayId: gatewayId ?? '', seq: Number(seq ?? 0), timeUnixMs: Number(timeUnixMs ?? 0), prevHash: prevHash ?? new Uint8Array(0) };
+  return encoder.encodeLeafInput(stamp, event);
 }
 
 // Empty strings, unicode (BMP and astral), long strings whose length prefix needs two bytes.
@@ -117,7 +124,7 @@ describe('audit record encoder', () => {
             if (e.decision) d.decision = e.decision;
             if (e.mcp) d.mcp = e.mcp;
             const rec: AuditRecordProps = { decision: d, ...h };
-            expect(Buffer.from(encoder.encodeLeafInput(rec))).toEqual(reference(rec));
+            expect(Buffer.from(leaf(encoder, rec))).toEqual(reference(rec));
           }
         },
       ),
@@ -140,7 +147,7 @@ describe('audit record encoder', () => {
             { checkpoint: { treeSize: h.seq, rootHash: h.prevHash, origin: detail, note: detail }, ...h },
             h,
           ] as AuditRecordProps[]) {
-            expect(Buffer.from(encoder.encodeLeafInput(rec))).toEqual(reference(rec));
+            expect(Buffer.from(leaf(encoder, rec))).toEqual(reference(rec));
           }
         },
       ),
@@ -155,7 +162,7 @@ describe('audit record encoder', () => {
       outcome: { decisionSeq: 3, status: 'ok' },
       seq: 4,
     };
-    expect(Buffer.from(encoder.encodeLeafInput(rec))).toEqual(reference(rec));
+    expect(Buffer.from(leaf(encoder, rec))).toEqual(reference(rec));
   });
 
   it('encodes what the gateway builds: decisions with the session identity, and outcomes', () => {
@@ -164,30 +171,44 @@ describe('audit record encoder', () => {
     for (let i = 0; i < 50; i++) {
       const d = { ...decisionRecord(cmd, subject, allow, { unitId: 1, transactionId: i }), schemaVersion: 1, gatewayId: 'gw-1', seq: 2 * i, timeUnixMs: 1_768_478_400_000 + i, prevHash: new Uint8Array(32).fill(i) };
       expect(d.decision?.subject).toBe(id);
-      expect(Buffer.from(encoder.encodeLeafInput(d))).toEqual(reference(d));
+      expect(Buffer.from(leaf(encoder, d))).toEqual(reference(d));
       const o = { ...outcomeRecord({ decisionSeq: 2 * i, sessionId: 's-1', status: 'ok', upstreamLatencyUs: 420 }), seq: 2 * i + 1 };
-      expect(Buffer.from(encoder.encodeLeafInput(o))).toEqual(reference(o));
+      expect(Buffer.from(leaf(encoder, o))).toEqual(reference(o));
     }
     const s = sessionRecord({ kind: 'open', sessionId: 's-1', protocol: 'modbus', remoteAddress: '127.0.0.1:1', subject });
-    expect(Buffer.from(encoder.encodeLeafInput(s))).toEqual(reference(s));
+    expect(Buffer.from(leaf(encoder, s))).toEqual(reference(s));
+  });
+
+  it('never records a stale identity for a Subject or Identity changed after an earlier record', () => {
+    const encoder = new RecordEncoder();
+    const mutable: Subject = { ...baseSubject };
+    expect(identityOf(mutable).owner).toBe(baseSubject.owner);
+    mutable.owner = 'someone-else';
+    expect(identityOf(mutable).owner).toBe('someone-else');
+    const id: IdentityProps = { ...identityOf(subject) };
+    const rec = (): AuditRecordProps => ({ decision: { subject: id, command: commandInfo(cmd) }, seq: 1 });
+    expect(leaf(encoder, rec())).toEqual(reference(rec()));
+    id.jti = 'another-token';
+    expect(leaf(encoder, rec())).toEqual(reference(rec()));
   });
 
   it('keeps encoding correctly after a record that cannot be encoded threw', () => {
     const encoder = new RecordEncoder();
     const bad = { decision: { command: { targets: [null] } } } as unknown as AuditRecordProps;
-    expect(() => encoder.encodeLeafInput(bad)).toThrow();
+    expect(() => leaf(encoder, bad)).toThrow();
     const rec = { ...decisionRecord(cmd, subject, allow), seq: 9, gatewayId: 'gw-1' };
-    expect(Buffer.from(encoder.encodeLeafInput(rec))).toEqual(reference(rec));
+    expect(Buffer.from(leaf(encoder, rec))).toEqual(reference(rec));
   });
 
   it('encodes a record far larger than the reused buffer, then small ones again', () => {
     const encoder = new RecordEncoder();
     const big = { ...decisionRecord({ ...cmd, points: Array.from({ length: 2000 }, (_, i) => `tank${i}.level`) }, subject, allow), seq: 1 };
-    expect(Buffer.from(encoder.encodeLeafInput(big))).toEqual(reference(big));
+    expect(Buffer.from(leaf(encoder, big))).toEqual(reference(big));
     const small = { ...outcomeRecord({ decisionSeq: 1, sessionId: 's', status: 'ok' }), seq: 2 };
-    expect(Buffer.from(encoder.encodeLeafInput(small))).toEqual(reference(small));
+    expect(Buffer.from(leaf(encoder, small))).toEqual(reference(small));
   });
 });
 
 // The shared fixture, with unicode in the identity (BMP and astral), which the cached Identity bytes must carry.
-const subject: Subject = { ...baseSubject, owner: 'team-énergie', taskPurpose: 'tune pump schedule 🛠' };
+// Frozen, as verify.ts hands Subjects out: only a frozen Subject's identity is cached.
+const subject: Subject = Object.freeze({ ...baseSubject, owner: 'team-énergie', taskPurpose: 'tune pump schedule 🛠' });
