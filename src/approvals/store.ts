@@ -144,9 +144,12 @@ export function excludedReason(r: ApprovalRequest, who: string): string | undefi
   return undefined;
 }
 
-/** The grant belongs to this workload, owner and task: another agent, or the same agent on another task, cannot use it. */
+/**
+ * The grant belongs to this workload, owner and task: another agent, or the same agent on another
+ * task, cannot use it. People in canonical form, like every comparison of principals.
+ */
 function sameSubject(r: ApprovalRequest, s: Subject): boolean {
-  return r.workloadId === s.workloadId && r.owner === s.owner && r.taskId === s.taskId;
+  return samePrincipal(r.workloadId, s.workloadId) && samePrincipal(r.owner, s.owner) && r.taskId === s.taskId;
 }
 
 export class ApprovalStore {

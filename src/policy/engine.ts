@@ -26,6 +26,7 @@
 // NO_MATCHING_RULE with rule id ''. Monitor rules never change the effect: each covering monitor
 // rule adds a shadow finding per failing check (or ALLOWED when it would allow what is denied).
 import type { JSONWebKeySet } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { Command, Decision, ModbusTable, Operation, ShadowFinding, Subject, Target } from '../core/command.js';
 import { mustBeDurable } from '../core/command.js';
 import { canonicalPrincipal } from '../core/principal.js';
@@ -75,10 +76,32 @@ export interface PolicyDecision extends Decision {
 
 const SCHEME = /^[a-z][a-z0-9+.-]*:/;
 
-/** The principal a delegating `act.sub` is evaluated as: SPIFFE IDs stay, anything else is `user:<sub>`. */
-export function principalFor(actSub: string): string {
-  return SCHEME.test(actSub) ? actSub : `user:${actSub}`;
+/**
+ * Canonical names of token claims (owner, act entries; src/core/principal.ts), so that rules match a
+ * person under every spelling of their name, as approvals, revocations and freezes do. Cached and
+ * bounded: the hot path folds each spelling once.
+ */
+const canonicalNames = new LRUCache<string, string>({ max: 4096 });
+function canonicalName(raw: string): string {
+  let c = canonicalNames.get(raw);
+  if (c === undefined) canonicalNames.set(raw, (c = canonicalPrincipal(raw)));
+  return c;
 }
+
+/**
+ * The principal a delegating `act.sub` is evaluated as, in canonical form: SPIFFE IDs stay
+ * workloads, anything else is the human `user:<name>`.
+ */
+export function principalFor(actSub: string): string {
+  const name = canonicalName(actSub);
+  return SCHEME.test(name) ? name : `user:${name}`;
+}
+
+/** A rule's `subject.workload`: a human (`user:<name>`, globs kept) in canonical form, a SPIFFE pattern as written. */
+export function ruleWorkload(pattern: string): string {
+  return USER_PATTERN.test(pattern) ? `user:${canonicalPrincipal(pattern)}` : pattern;
+}
+const USER_PATTERN = /^\s*user:/i;
 
 const ASSURANCE_LEVEL: Record<string, number> = Object.fromEntries(ASSURANCES.map((a, i) => [a, i]));
 
@@ -248,9 +271,6 @@ export class PolicyEngine {
   /** Covering monitor entries with rate limits, and the principal each was met for: their budgets count forwarded commands too. */
   private monitorLimited: (RuleEntry | string)[] | null = null;
   private readonly failed: Reason[] = [];
-  /** One-entry cache of the canonical owner (consecutive commands mostly come from one token). */
-  private ownerRaw = '';
-  private ownerCanonical = '';
 
   private constructor(payload: BundlePayload, options: PolicyEngineOptions) {
     this.payload = payload;
@@ -682,18 +702,10 @@ export class PolicyEngine {
     }
     let k = '';
     if ((l.per & PER_WORKLOAD) !== 0) k += key;
-    if ((l.per & PER_OWNER) !== 0) k += `\u0000${this.canonicalOwner(s.owner)}`;
+    if ((l.per & PER_OWNER) !== 0) k += `\u0000${canonicalName(s.owner)}`;
     if ((l.per & PER_TASK) !== 0) k += `\u0000${s.taskId}`;
     if ((l.per & PER_ASSET) !== 0) k += `\u0000${assetId}`;
     return k;
-  }
-
-  private canonicalOwner(owner: string): string {
-    if (owner !== this.ownerRaw) {
-      this.ownerRaw = owner;
-      this.ownerCanonical = canonicalPrincipal(owner);
-    }
-    return this.ownerCanonical;
   }
 
   /**
@@ -926,7 +938,7 @@ function speaksAbout(entry: RuleEntry, asset: CompiledAsset, cmd: Command, s: Su
 
 function subjectMatches(rule: CompiledRule, s: Subject): boolean {
   if (!rule.matchWorkload(s.workloadId)) return false;
-  if (rule.owner !== undefined && rule.owner !== s.owner) return false;
+  if (rule.owner !== undefined && rule.owner !== canonicalName(s.owner)) return false;
   const roles = rule.roles;
   for (let i = 0; i < roles.length; i++) if (!s.roles.includes(roles[i]!)) return false;
   const scopes = rule.scopesAll;
@@ -936,7 +948,7 @@ function subjectMatches(rule: CompiledRule, s: Subject): boolean {
     const act = s.actSub;
     if (act === undefined) return false;
     let any = false;
-    for (let i = 0; i < act.length && !any; i++) any = rule.act.test(act[i]!);
+    for (let i = 0; i < act.length && !any; i++) any = rule.act.test(canonicalName(act[i]!));
     if (!any) return false;
   }
   return true;
@@ -1117,12 +1129,12 @@ function compileRule(r: BundleRule, order: number, windows: Map<string, Compiled
   return {
     id: r.id,
     order,
-    workload: r.subject.workload,
-    matchWorkload: workloadMatcher(r.subject.workload),
-    owner: r.subject.owner,
+    workload: ruleWorkload(r.subject.workload),
+    matchWorkload: workloadMatcher(ruleWorkload(r.subject.workload)),
+    owner: r.subject.owner === undefined ? undefined : canonicalPrincipal(r.subject.owner),
     roles: r.subject.roles,
     scopesAll: r.subject.scopes ?? [],
-    act: r.subject.act === undefined ? null : pointGlob(r.subject.act),
+    act: r.subject.act === undefined ? null : pointGlob(canonicalPrincipal(r.subject.act)),
     minAssurance: r.subject.assurance === undefined ? 0 : ASSURANCE_LEVEL[r.subject.assurance]!,
     scope: r.require_scope ?? null,
     functionCodes: r.function_codes ? new Set(r.function_codes) : null,

@@ -10,7 +10,8 @@
 // remove a point here; it is reported so a caller can say when and how a command could pass.
 // Pure and not on any hot path: the front computes it once per token and bundle.
 import type { Operation, Subject } from '../core/command.js';
-import { principalFor } from './engine.js';
+import { canonicalPrincipal } from '../core/principal.js';
+import { principalFor, ruleWorkload } from './engine.js';
 import { pointGlob, workloadMatcher } from './glob.js';
 import { ASSURANCES, pointWidth, type BundleAsset, type BundlePayload, type BundleRule, type PointDef } from './payload.js';
 
@@ -53,14 +54,14 @@ const OPERATIONS: readonly ReachOperation[] = ['read', 'write', 'call'];
 /** The same subject match the engine applies (engine.ts subjectMatches). */
 function subjectMatches(rule: BundleRule, s: Subject): boolean {
   const m = rule.subject;
-  if (!workloadMatcher(m.workload)(s.workloadId)) return false;
-  if (m.owner !== undefined && m.owner !== s.owner) return false;
+  if (!workloadMatcher(ruleWorkload(m.workload))(s.workloadId)) return false;
+  if (m.owner !== undefined && canonicalPrincipal(m.owner) !== canonicalPrincipal(s.owner)) return false;
   if (!m.roles.every((r) => s.roles.includes(r))) return false;
   if (m.scopes !== undefined && !m.scopes.every((x) => s.scopes.includes(x))) return false;
   if (m.assurance !== undefined && !((ASSURANCE_LEVEL[s.assurance] ?? -1) >= ASSURANCE_LEVEL[m.assurance]!)) return false;
   if (m.act !== undefined) {
-    const glob = pointGlob(m.act);
-    if (!(s.actSub ?? []).some((a) => glob.test(a))) return false;
+    const glob = pointGlob(canonicalPrincipal(m.act));
+    if (!(s.actSub ?? []).some((a) => glob.test(canonicalPrincipal(a)))) return false;
   }
   return true;
 }

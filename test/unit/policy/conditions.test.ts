@@ -184,6 +184,21 @@ describe('approval and subject matching', () => {
       expect(e2.decide(setpoint(e2, 40), { ...ok, ...bad }, NOW_MS).reason).toBe('NO_MATCHING_RULE');
     }
   });
+
+  it('compares owner, act and a human’s own rules in canonical form: another spelling of a name is the same person', () => {
+    const e = engineWith([
+      rule({ id: 'ops-agent', subject: { workload: OPT, owner: 'Ops@Plant.Example', roles: [], act: 'ALICE*' } }),
+      rule({ id: 'alice', subject: { workload: 'user:Alice@Plant.Example', roles: [] }, bounds: { 'tank1.setpoint': { max: 50 } } }),
+    ]);
+    for (const spelling of ['alice@plant.example', 'ALICE@Plant.Example', 'user:alice@plant.example', 'ａｌｉｃｅ@plant.example']) {
+      const s = subject({ owner: 'ＯＰＳ@plant.example', actSub: [spelling] });
+      expect(e.decide(setpoint(e, 45), s, NOW_MS)).toMatchObject({ effect: 'allow', ruleId: 'ops-agent' });
+      // Her own rule binds her under every spelling: its bound is the one that refuses.
+      expect(e.decide(setpoint(e, 60), s, NOW_MS)).toMatchObject({ reason: 'VALUE_OUT_OF_BOUNDS', ruleId: 'alice', principal: 'user:alice@plant.example' });
+    }
+    expect(e.decide(setpoint(e, 45), subject({ owner: 'other@plant.example', actSub: ['alice@plant.example'] }), NOW_MS).reason).toBe('NO_MATCHING_RULE');
+    expect(e.decide(setpoint(e, 45), subject({ owner: 'ops@plant.example', actSub: ['bob@plant.example'] }), NOW_MS).reason).toBe('NO_MATCHING_RULE');
+  });
 });
 
 describe('delegation', () => {

@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Command, ModbusTable, Subject } from '../../../src/core/command.js';
+import { canonicalPrincipal } from '../../../src/core/principal.js';
 import type { Reason } from '../../../src/core/reasons.js';
 import { PolicyEngine, type PolicyDecision } from '../../../src/policy/engine.js';
 import { PolicyMemory } from '../../../src/policy/memory.js';
@@ -91,12 +92,14 @@ function reference(p: BundlePayload, cmd: Command, s: Subject, now: number, last
   const evalOne = (subj: Subject, principal: string | undefined): Verdict => {
     const applies = (r: BundleRule) => {
       if (!r.operations.includes(cmd.operation as 'read')) return false;
-      if (!globRe(r.subject.workload, true).test(subj.workloadId)) return false;
-      if (r.subject.owner !== undefined && r.subject.owner !== subj.owner) return false;
+      // People (a human's rules, owner, act) are compared in canonical form (src/core/principal.ts).
+      const workload = /^user:/i.test(r.subject.workload) ? `user:${canonicalPrincipal(r.subject.workload)}` : r.subject.workload;
+      if (!globRe(workload, true).test(subj.workloadId)) return false;
+      if (r.subject.owner !== undefined && canonicalPrincipal(r.subject.owner) !== canonicalPrincipal(subj.owner)) return false;
       if (!r.subject.roles.every((x) => subj.roles.includes(x))) return false;
       if (!(r.subject.scopes ?? []).every((x) => subj.scopes.includes(x))) return false;
       if (r.subject.assurance && LEVEL[subj.assurance] < LEVEL[r.subject.assurance]) return false;
-      if (r.subject.act && !(subj.actSub ?? []).some((a) => globRe(r.subject.act!, false).test(a))) return false;
+      if (r.subject.act && !(subj.actSub ?? []).some((a) => globRe(canonicalPrincipal(r.subject.act!), false).test(canonicalPrincipal(a)))) return false;
       return cmd.targets.every((tg) => {
         for (let a = tg.address!; a < tg.address! + tg.count!; a++) {
           const n = pointAt(tg.table!, a);
@@ -160,7 +163,8 @@ function reference(p: BundlePayload, cmd: Command, s: Subject, now: number, last
   if (agent.allow === null && agent.approval === null) return finish(agent.reason, agent.denyRule);
   let approval = agent.approval;
   for (const a of s.actSub ?? []) {
-    const principal = /^[a-z][a-z0-9+.-]*:/.test(a) ? a : `user:${a}`;
+    const name = canonicalPrincipal(a);
+    const principal = /^[a-z][a-z0-9+.-]*:/.test(name) ? name : `user:${name}`;
     const h = evalOne({ ...s, workloadId: principal, roles: [], actSub: undefined }, principal);
     findings.push(...h.findings);
     if (h.allow === null && h.approval === null) return finish(h.reason, h.denyRule, principal);
@@ -180,7 +184,7 @@ describe('compiled engine vs. reference evaluator', () => {
           who: fc.constantFrom('optimizer', 'optimizer', 'optimizer', 'reporter', 'maint', 'tuner-bot'),
           roles: fc.subarray(['tuner', 'maintainer']),
           scopes: fc.constantFrom(['read', 'write'], ['read', 'write'], ['write'], ['read'], ['write', 'maintain'], ['maintain'], ['*'], []),
-          act: fc.option(fc.constantFrom(['alice'], ['alice'], ['alice-2'], ['bob'], ['alice', 'bob']), { nil: undefined, freq: 2 }),
+          act: fc.option(fc.constantFrom(['alice'], ['alice'], ['ALICE'], ['alice-2'], ['bob'], ['alice', 'bob'], ['user:Alice']), { nil: undefined, freq: 2 }),
           zone: fc.option(fc.constantFrom('treatment', 'dmz', 'office'), { nil: undefined }),
           assurance: fc.constantFrom('mtls+token', 'static-ip+token', 'none'),
           read: fc.boolean(),
