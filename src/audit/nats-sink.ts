@@ -5,24 +5,36 @@
 // acks; after any error or restart it resumes from what the stream already holds.
 // Subject `<prefix>.<site>.<gateway id>`; each message carries `Nats-Msg-Id: <gateway id>:<seq>`,
 // so JetStream drops a resent record inside the stream's duplicate window, and `Plantgate-Seq`.
-// On (re)start it reads the last message on its subject: a later seq than the spool has, or a
-// different record at that seq, is an alert and nothing is sent (the stream holds another history).
+// The bus is not trusted (docs/audit.md, "A hostile bus"): whoever can publish on the subject can
+// put anything there. A message on it that is not this gateway's own record (checked against the
+// spool by leaf hash) never stops shipping: it is an alert, written into the log itself as a
+// SinkAlertEvent (so the SOC reads it in the same verified chain), and shipping goes on after the
+// last genuine record. A foreign message squatting on the Nats-Msg-Id of a record yet to be sent
+// (JetStream would drop ours as its duplicate) is caught at the duplicate ack and ours is published
+// again under a msg id of its own.
 // Owns the NATS connection only; never deletes anything itself (the log does, after markAcked).
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import {
   connect,
+  credsAuthenticator,
   headers,
   nanos,
+  nkeyAuthenticator,
   StorageType,
+  type Authenticator,
+  type Msg,
+  type MsgHdrs,
+  type Subscription,
   type JetStreamClient,
   type JetStreamManager,
   type NatsConnection,
   type PubAck,
 } from 'nats';
 import { silentLogger, type Logger } from '../core/log.js';
-import { hashEquals, leafHash, toHex } from './hash.js';
+import { fromHex, hashEquals, leafHash, toHex } from './hash.js';
 import { entryLeafHash, type AuditLog } from './log.js';
+import { sinkAlertRecord } from './records.js';
 
 export interface NatsSinkOptions {
   log: AuditLog;
@@ -36,8 +48,10 @@ export interface NatsSinkOptions {
   subjectPrefix?: string;
   /** Create the stream (file storage, 2 min duplicate window) when it does not exist. Default false. */
   createStream?: boolean;
-  /** Mutual TLS to the NATS servers (PEM contents or file paths). */
-  tls?: { ca: string | Buffer; cert: string | Buffer; key: string | Buffer };
+  /** TLS to the NATS servers (PEM contents or file paths); cert and key for mutual TLS. */
+  tls?: { ca: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
+  /** NATS credentials: a .creds file (user JWT + nkey seed, NATS accounts) or an nkey seed file. Read once at start, never logged. */
+  auth?: { credsFile?: string; nkeySeedFile?: string };
   logger?: Logger;
   reconnect?: { minMs: number; maxMs: number };
   /** Records published and not yet acknowledged at most. Default 1024. */
@@ -49,12 +63,27 @@ export interface NatsSinkOptions {
 }
 
 export interface NatsSinkAlert {
-  kind: 'stream_ahead_of_gateway' | 'stream_chain_differs' | 'stream_wants_deleted_records';
+  /**
+   * foreign_message: a message on this gateway's subject that is not its record (shipping goes on);
+   * msg_id_taken: a foreign message held the Nats-Msg-Id of a record, which was published again under
+   * another id; stream_wants_deleted_records: the stream lacks records the spool already deleted (halts).
+   */
+  kind: 'foreign_message' | 'msg_id_taken' | 'stream_wants_deleted_records';
   message: string;
+  /** The stream's sequence of the message, when known. */
+  streamSeq?: number;
+  /** Its Plantgate-Seq header, as sent. */
+  claimedSeq?: string;
+  /** Hex leaf hash of its body. */
+  bodyHash?: string;
 }
 
 export interface NatsSinkStats {
   connected: boolean;
+  /** An alert stopped shipping (stream_wants_deleted_records) and it has not resumed since. */
+  halted: boolean;
+  /** Foreign messages and taken msg ids seen. */
+  alerts: number;
   sentSeq: number;
   ackedSeq: number;
   duplicates: number;
@@ -98,8 +127,13 @@ export class NatsSink extends EventEmitter {
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: () => void;
+  /** Msg ids published by this process whose message has not come back on the subscription yet, with their leaf hash. */
+  private readonly mine = new Map<string, string>();
+  /** Stream seqs already alerted (a foreign message is reported once per process). */
+  private readonly reported = new Set<number>();
+  private watch: Subscription | undefined;
   private readonly logger: Logger;
-  private readonly st: NatsSinkStats = { connected: false, sentSeq: -1, ackedSeq: -1, duplicates: 0, failures: 0, lastError: '' };
+  private readonly st: NatsSinkStats = { connected: false, halted: false, alerts: 0, sentSeq: -1, ackedSeq: -1, duplicates: 0, failures: 0, lastError: '' };
 
   constructor(private readonly opts: NatsSinkOptions) {
     super();
@@ -112,6 +146,41 @@ export class NatsSink extends EventEmitter {
 
   stats(): NatsSinkStats {
     return { ...this.st };
+  }
+
+  private authenticator(): { authenticator?: Authenticator } {
+    const a = this.opts.auth;
+    if (a?.credsFile) return { authenticator: credsAuthenticator(new Uint8Array(readFileSync(a.credsFile))) };
+    if (a?.nkeySeedFile) return { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(a.nkeySeedFile, 'utf8').trim())) };
+    return {};
+  }
+
+  /** A message seen on our subject: ours (published by this process) or foreign. */
+  private observe(m: Msg): void {
+    const id = m.headers?.get('Nats-Msg-Id') ?? '';
+    const hash = toHex(messageHash(m.headers, m.data));
+    if (this.mine.get(id) === hash) {
+      this.mine.delete(id);
+      return;
+    }
+    this.foreign({ claimedSeq: m.headers?.get(SEQ_HEADER) ?? '', bodyHash: hash, detail: `a message on ${this.subject} (Nats-Msg-Id "${id.slice(0, 80)}") that this gateway did not publish` });
+  }
+
+  /** Reports a message on our subject that is not our record: alert, metric (by the listener) and an audit record. */
+  private foreign(a: { streamSeq?: number; claimedSeq?: string; bodyHash?: string; detail: string }, kind: NatsSinkAlert['kind'] = 'foreign_message'): void {
+    if (a.streamSeq !== undefined) {
+      if (this.reported.has(a.streamSeq)) return;
+      this.reported.add(a.streamSeq);
+    }
+    this.st.alerts++;
+    const alert: NatsSinkAlert = { kind, message: a.detail, ...a };
+    this.logger.error(alert, 'audit NATS sink: a message on the subject is not this gateway\'s record; shipping goes on');
+    try {
+      this.opts.log.append(sinkAlertRecord({ sink: 'nats', kind, subject: this.subject, ...a }));
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'audit NATS sink: could not record the alert');
+    }
+    this.emit('alert', alert);
   }
 
   private get streamName(): string {
@@ -129,7 +198,8 @@ export class NatsSink extends EventEmitter {
           name: `plantgate-${this.opts.gatewayId}`,
           maxReconnectAttempts: -1,
           reconnectTimeWait: this.opts.reconnect?.minMs ?? 250,
-          ...(t ? { tls: { ca: pem(t.ca), cert: pem(t.cert), key: pem(t.key) } } : {}),
+          ...(t ? { tls: { ca: pem(t.ca), ...(t.cert ? { cert: pem(t.cert) } : {}), ...(t.key ? { key: pem(t.key) } : {}) } } : {}),
+          ...this.authenticator(),
         });
         const nc = this.nc;
         void (async () => {
@@ -137,6 +207,8 @@ export class NatsSink extends EventEmitter {
             if (s.type === 'disconnect' && this.streaming) this.fail(this.generation, `NATS disconnected: ${String(s.data)}`);
           }
         })().catch(() => undefined);
+        // Everything published on our subject, by anyone, while we are connected.
+        this.watch = nc.subscribe(this.subject, { callback: (err, m) => err || this.observe(m) });
       }
       if (gen !== this.generation || this.closed) return;
       const jsm = await this.nc.jetstreamManager({ timeout: this.opts.ackTimeoutMs ?? 5000 });
@@ -149,6 +221,7 @@ export class NatsSink extends EventEmitter {
       this.acked.clear();
       this.inflight = 0;
       this.streaming = true;
+      this.st.halted = false;
       this.attempt = 0;
       this.st.connected = true;
       this.logger.info({ nextSeq: next }, 'audit NATS sink streaming');
@@ -173,39 +246,45 @@ export class NatsSink extends EventEmitter {
     }
   }
 
-  /** The first seq the stream does not hold, after checking its last record is ours; undefined after an alert. */
+  /**
+   * The first seq the stream does not hold. Its last message on our subject moves the resume point
+   * only when it is our record (same leaf hash as the spool's at its seq); anything else there is
+   * foreign: alerted, and shipping resumes after the last acknowledged record (a resend inside the
+   * duplicate window is dropped by JetStream, after it the consumer sees the same record twice).
+   */
   private async resumePoint(jsm: JetStreamManager): Promise<number | undefined> {
     const log = this.opts.log;
-    let lastSeq = -1;
-    let lastData: Uint8Array | undefined;
+    let next = log.ackedSeq + 1;
+    let m: StoredMsgLike | undefined;
     try {
-      const m = await jsm.streams.getMessage(this.streamName, { last_by_subj: this.subject });
-      const h = m.header.get(SEQ_HEADER);
-      lastSeq = /^\d+$/.test(h) ? Number(h) : -1;
-      lastData = m.data;
+      m = await jsm.streams.getMessage(this.streamName, { last_by_subj: this.subject });
     } catch (err) {
       // 404: nothing on our subject yet. Any other error is a failure (retried).
       if (!/no message found|not found|404/i.test((err as Error).message)) throw err;
     }
-    if (lastSeq >= log.durableSeq) {
-      this.alert({ kind: 'stream_ahead_of_gateway', message: `stream ${this.streamName} holds seq ${lastSeq} on ${this.subject} but this gateway's spool ends at ${log.durableSeq - 1}: was the spool replaced?` });
-      return undefined;
-    }
-    if (lastSeq >= 0 && lastSeq >= log.firstSeq) {
-      const [rec] = await log.readFrom(lastSeq, 1);
-      if (!lastData || !hashEquals(leafHash(lastData), entryLeafHash(rec))) {
-        this.alert({ kind: 'stream_chain_differs', message: `the stream's record ${lastSeq} (${toHex(lastData ? leafHash(lastData) : undefined)}) is not the spool's (${toHex(entryLeafHash(rec))})` });
-        return undefined;
+    if (m) {
+      const h = m.header.get(SEQ_HEADER);
+      const lastSeq = /^\d+$/.test(h) ? Number(h) : -1;
+      const hash = messageHash(m.header, m.data);
+      if (lastSeq >= log.firstSeq && lastSeq < log.durableSeq) {
+        const [rec] = await log.readFrom(lastSeq, 1);
+        if (hashEquals(hash, entryLeafHash(rec))) {
+          next = Math.max(next, lastSeq + 1);
+          if (lastSeq > log.ackedSeq) {
+            await log.markAcked(lastSeq);
+            this.st.ackedSeq = Math.max(this.st.ackedSeq, lastSeq);
+          }
+        } else {
+          this.foreign({ streamSeq: m.seq, claimedSeq: h, bodyHash: toHex(hash), detail: `the stream's last message on ${this.subject} (stream seq ${m.seq}) claims seq ${lastSeq} but is not the spool's record ${lastSeq}` });
+        }
+      } else if (!(lastSeq >= 0 && lastSeq <= log.ackedSeq)) {
+        // (A seq at or below the acknowledged point whose record was deleted cannot be compared: it is taken as ours.)
+        this.foreign({ streamSeq: m.seq, claimedSeq: h, bodyHash: toHex(hash), detail: `the stream's last message on ${this.subject} (stream seq ${m.seq}) claims seq "${h.slice(0, 40)}", which this gateway never wrote (its spool ends at ${log.durableSeq - 1})` });
       }
     }
-    const next = Math.max(lastSeq + 1, log.ackedSeq + 1);
     if (next < log.firstSeq) {
-      this.alert({ kind: 'stream_wants_deleted_records', message: `the stream ends at seq ${lastSeq} but records before ${log.firstSeq} were deleted after an earlier acknowledgement` });
+      this.halt({ kind: 'stream_wants_deleted_records', message: `the stream needs seq ${next} but records before ${log.firstSeq} were deleted after an earlier acknowledgement` });
       return undefined;
-    }
-    if (lastSeq > log.ackedSeq) {
-      await log.markAcked(lastSeq);
-      this.st.ackedSeq = Math.max(this.st.ackedSeq, lastSeq);
     }
     return next;
   }
@@ -238,14 +317,49 @@ export class NatsSink extends EventEmitter {
         // A lost record (docs/audit.md, Recovery): an empty body and its leaf hash in a header.
         if (r.lost) h.set(LOST_HEADER, toHex(r.lost));
         this.inflight++;
-        this.js!.publish(this.subject, r.bytes, { msgID: natsMsgId(this.opts.gatewayId, r.seq), headers: h, timeout: this.opts.ackTimeoutMs ?? 5000 }).then(
-          (ack) => this.onAck(gen, r.seq, ack),
-          (err: Error) => this.fail(gen, `publish of seq ${r.seq}: ${err.message}`),
-        );
+        this.publish(gen, r.seq, r.bytes, h, entryLeafHash(r), natsMsgId(this.opts.gatewayId, r.seq));
       }
       this.cursor = recs[recs.length - 1].seq + 1;
       this.st.sentSeq = this.cursor - 1;
     }
+  }
+
+  private publish(gen: number, seq: number, body: Uint8Array, h: MsgHdrs, leaf: Uint8Array, msgID: string): void {
+    this.remember(msgID, toHex(leaf));
+    this.js!.publish(this.subject, body, { msgID, headers: h, timeout: this.opts.ackTimeoutMs ?? 5000 }).then(
+      (ack) => (ack.duplicate ? this.checkDuplicate(gen, seq, body, h, leaf, ack) : this.onAck(gen, seq, ack)),
+      (err: Error) => this.fail(gen, `publish of seq ${seq}: ${err.message}`),
+    );
+  }
+
+  private remember(msgID: string, hash: string): void {
+    this.mine.set(msgID, hash);
+    // Bounded: an entry stays only until its message comes back on the subscription.
+    const cap = 4 * (this.opts.windowRecords ?? 1024);
+    for (const k of this.mine.keys()) {
+      if (this.mine.size <= cap) break;
+      this.mine.delete(k);
+    }
+  }
+
+  /**
+   * JetStream dropped a publish as a duplicate of its msg id: it counts only when the message the
+   * stream holds under that id is this record. Otherwise someone else took the id first; the record
+   * goes out again under an id of its own.
+   */
+  private checkDuplicate(gen: number, seq: number, body: Uint8Array, h: MsgHdrs, leaf: Uint8Array, ack: PubAck): void {
+    void (async () => {
+      const jsm = await this.nc!.jetstreamManager({ timeout: this.opts.ackTimeoutMs ?? 5000 });
+      const held = await jsm.streams.getMessage(this.streamName, { seq: ack.seq });
+      const hash = messageHash(held.header, held.data);
+      if (gen !== this.generation) return;
+      if (hashEquals(hash, leaf)) return this.onAck(gen, seq, ack);
+      this.foreign(
+        { streamSeq: ack.seq, claimedSeq: held.header.get(SEQ_HEADER), bodyHash: toHex(hash), detail: `stream seq ${ack.seq} holds a message under this gateway's Nats-Msg-Id for seq ${seq} that is not its record; the record was published again as ${natsMsgId(this.opts.gatewayId, seq)}:${ack.seq}` },
+        'msg_id_taken',
+      );
+      this.publish(gen, seq, body, h, leaf, `${natsMsgId(this.opts.gatewayId, seq)}:${ack.seq}`);
+    })().catch((err: Error) => this.fail(gen, `checking the duplicate of seq ${seq}: ${err.message}`));
   }
 
   private onAck(gen: number, seq: number, ack: PubAck): void {
@@ -269,8 +383,10 @@ export class NatsSink extends EventEmitter {
     this.kick();
   }
 
-  private alert(a: NatsSinkAlert): void {
+  /** Stops shipping until a later attempt finds a way on (readiness shows it: stats().halted). */
+  private halt(a: NatsSinkAlert): void {
     this.logger.error(a, 'audit NATS sink: stream and spool disagree; not sending');
+    this.st.halted = true;
     this.emit('alert', a);
     this.fail(this.generation, a.message);
   }
@@ -310,6 +426,15 @@ export class NatsSink extends EventEmitter {
     }
     this.generation++;
   }
+}
+
+type StoredMsgLike = { seq: number; header: MsgHdrs; data: Uint8Array };
+
+/** A message's leaf hash: of its body, or, for a lost record (empty body), the one its header carries. */
+function messageHash(h: MsgHdrs | undefined, data: Uint8Array): Uint8Array {
+  const lost = h?.get(LOST_HEADER);
+  if (data.length === 0 && lost && /^[0-9a-f]{64}$/.test(lost)) return fromHex(lost);
+  return leafHash(data);
 }
 
 export function startNatsSink(opts: NatsSinkOptions): NatsSink {

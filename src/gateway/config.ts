@@ -193,7 +193,11 @@ const schema = z.strictObject({
         create_stream: z.boolean().default(false),
         /** Mutual TLS to NATS with the gateway's tls.ca/cert/key. */
         tls: z.boolean().default(false),
+        /** NATS credentials (docs/configuration.md, audit.nats): a .creds file (account JWT + nkey) or an nkey seed file. */
+        creds_file: z.string().min(1).optional(),
+        nkey_seed_file: z.string().min(1).optional(),
       })
+      .refine((n) => n.creds_file === undefined || n.nkey_seed_file === undefined, { message: 'give creds_file or nkey_seed_file, not both', path: ['nkey_seed_file'] })
       .optional(),
   }),
 });

@@ -11,7 +11,7 @@ import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
 import { approvalRecord, bundleRecord, freezeRecord, interlockTripRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
 import type { ApprovalRequest } from '../approvals/store.js';
-import { startNatsSink } from '../audit/nats-sink.js';
+import { startNatsSink, type NatsSinkAlert } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
@@ -625,6 +625,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
   opened.push(['shipper', () => shipper?.close()]);
 
   let listenersUp = true;
+  let sinkHalted = (): boolean => false;
   const ops =
     config.listeners.ops === undefined
       ? undefined
@@ -634,9 +635,11 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
               bundle: policy.engine !== undefined && policy.engine.expiresAtMs > clock.now(),
               // Unavailable while it refuses writes: full (until the collector acknowledges) or failed.
               audit: !audit.isFull(),
+              // A sink stopped by what it found on its stream (docs/audit.md, A hostile bus).
+              audit_sink: !sinkHalted(),
               listeners: listenersUp,
             };
-            return { ready: checks.bundle && checks.audit && checks.listeners, checks };
+            return { ready: checks.bundle && checks.audit && checks.audit_sink && checks.listeners, checks };
           },
           metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
         });
@@ -655,8 +658,12 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
           subjectPrefix: nats.subject_prefix,
           createStream: nats.create_stream,
           tls: nats.tls ? { ca, cert, key } : undefined,
+          auth: { credsFile: nats.creds_file, nkeySeedFile: nats.nkey_seed_file },
           logger,
         });
+  // docs/audit.md, A hostile bus: each foreign message is an audit record (the sink writes it), a log line and a count.
+  natsSink?.on('alert', (a: NatsSinkAlert) => metrics.sinkAlert(a.kind));
+  sinkHalted = () => natsSink?.stats().halted ?? false;
   opened.push(['nats sink', () => natsSink?.close()]);
 
   logger.info(

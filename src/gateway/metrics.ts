@@ -138,6 +138,7 @@ export class GatewayMetrics {
   private readonly decisionSeconds: LabelledHistogram;
   private readonly upstreamSeconds: LabelledHistogram;
   private readonly freezeChanges: Counter<'kind'>;
+  private readonly sinkAlerts: Counter<'kind'>;
 
   constructor(sources: MetricSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -226,6 +227,12 @@ export class GatewayMetrics {
         droppedSeen = Math.max(droppedSeen, total);
       },
     });
+    this.sinkAlerts = new Counter({
+      name: 'plantgate_audit_sink_alerts_total',
+      help: 'Messages on the audit sink\'s stream that were not this gateway\'s records (each also an audit SinkAlertEvent), by kind',
+      labelNames: ['kind'],
+      registers,
+    });
     new Gauge({
       name: 'plantgate_bundle_revision',
       help: 'Revision of the active policy bundle (0 when none)',
@@ -293,6 +300,11 @@ export class GatewayMetrics {
   }
 
   /** An emergency freeze changed (rare: an operator's action). */
+  /** A foreign message on the audit sink's stream (docs/audit.md, A hostile bus). */
+  sinkAlert(kind: string): void {
+    this.sinkAlerts.inc({ kind });
+  }
+
   freezeChanged(kind: string): void {
     this.freezeChanges.inc({ kind });
   }

@@ -153,6 +153,10 @@ export async function preflight(config: GatewayConfig, opts: PreflightOptions = 
   if (config.audit.key_file !== undefined) {
     await loadEd25519PrivateKey(config.audit.key_file).catch((err: unknown) => error(['audit', 'key_file'], (err as Error).message));
   }
+  for (const f of ['creds_file', 'nkey_seed_file'] as const) {
+    const file = config.audit.nats?.[f];
+    if (file !== undefined) await access(file, constants.R_OK).catch((err: unknown) => error(['audit', 'nats', f], `cannot read ${file}: ${(err as Error).message}`));
+  }
   if (config.opcua !== undefined) {
     await keyPair(['opcua', 'cert'], ['opcua', 'key'], config.opcua.cert, config.opcua.key);
     for (const [i, t] of config.opcua.trusted_agent_certs.entries()) {

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from 'nats';
+import { connect, headers as natsHeaders, nkeys, type NatsConnection } from 'nats';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { leafHash, toHex } from '../../../src/audit/hash.js';
 import { AuditLog } from '../../../src/audit/log.js';
@@ -183,7 +183,81 @@ describe('NATS JetStream audit sink', () => {
     expect((await streamed()).map((m) => m.seq)).toEqual([...Array(120).keys()]);
   });
 
-  it('refuses to publish when the stream holds a different record at its last seq (another history)', async () => {
+  it('a forged message left last on the subject is alerted and recorded, and shipping goes on instead of halting', async () => {
+    let log = await gatewayLog();
+    let s = sink(log);
+    for (let i = 0; i < 10; i++) log.append(ev(i));
+    await log.sync();
+    await ackedThrough(log, s, 9);
+    await s.close();
+    await log.close();
+    cleanup.splice(0);
+    // Anyone allowed to publish on plantgate.audit.> claims a seq far ahead of the gateway.
+    const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
+    const h = natsHeaders();
+    h.set('Plantgate-Seq', '5000');
+    const forged = await nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode('not a record'), { headers: h });
+    await nc.close();
+
+    log = await gatewayLog();
+    s = sink(log);
+    const alert = await new Promise<NatsSinkAlert>((resolve) => s.once('alert', resolve));
+    expect(alert).toMatchObject({ kind: 'foreign_message', streamSeq: forged.seq, claimedSeq: '5000' });
+    for (let i = 10; i < 20; i++) log.append(ev(i));
+    await log.sync();
+    const last = log.nextSeq - 1;
+    await ackedThrough(log, s, last);
+    const ours = (await streamed()).filter((m) => m.msgId.startsWith(`${gwId}:`));
+    expect(ours.map((m) => m.seq)).toEqual([...Array(last + 1).keys()]);
+    // The alert is in the gateway's own verified chain, shipped like every record.
+    const recs = (await log.readFrom(10, 100)).map((r) => decodeRecord(r.bytes));
+    expect(recs.find((r) => r.sinkAlert)?.sinkAlert).toMatchObject({ sink: 'nats', kind: 'foreign_message', streamSeq: forged.seq, claimedSeq: '5000' });
+    expect(s.stats()).toMatchObject({ halted: false, alerts: 1 });
+  });
+
+  it('a forged message published while the gateway streams is alerted at once', async () => {
+    const log = await gatewayLog();
+    const s = sink(log);
+    for (let i = 0; i < 5; i++) log.append(ev(i));
+    await log.sync();
+    await ackedThrough(log, s, 4);
+    const alerted = new Promise<NatsSinkAlert>((resolve) => s.once('alert', resolve));
+    const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
+    const h = natsHeaders();
+    h.set('Plantgate-Seq', '5');
+    await nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode('forged 5'), { headers: h, msgID: 'x' });
+    await nc.close();
+    expect(await alerted).toMatchObject({ kind: 'foreign_message', claimedSeq: '5' });
+    for (let i = 5; i < 10; i++) log.append(ev(i));
+    await log.sync();
+    await ackedThrough(log, s, log.nextSeq - 1);
+    expect((await streamed()).filter((m) => m.msgId.startsWith(`${gwId}:`)).map((m) => m.seq)).toEqual([...Array(log.nextSeq).keys()]);
+  });
+
+  it("a forged message taking the gateway's next Nats-Msg-Id does not make JetStream drop the real record: it is stored under an id of its own, and alerted", async () => {
+    const log = await gatewayLog();
+    const s = sink(log);
+    for (let i = 0; i < 5; i++) log.append(ev(i));
+    await log.sync();
+    await ackedThrough(log, s, 4);
+    const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
+    const h = natsHeaders();
+    h.set('Plantgate-Seq', '5');
+    const squat = await nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode('squatter'), { headers: h, msgID: natsMsgId(gwId, 5) });
+    await nc.close();
+    const alerts: NatsSinkAlert[] = [];
+    s.on('alert', (a: NatsSinkAlert) => alerts.push(a));
+    log.append(ev(5));
+    await log.sync();
+    await ackedThrough(log, s, 5);
+    expect(alerts).toContainEqual(expect.objectContaining({ kind: 'msg_id_taken', streamSeq: squat.seq }));
+    const [five] = await log.readFrom(5, 1);
+    const stored = (await streamed()).filter((m) => m.seq === 5);
+    expect(stored.map((m) => m.hash)).toContain(toHex(leafHash(five.bytes)));
+    expect(stored.find((m) => m.hash === toHex(leafHash(five.bytes)))?.msgId).toBe(`${natsMsgId(gwId, 5)}:${squat.seq}`);
+  });
+
+  it('a replaced spool under the same gateway id is alerted (the stream holds another record at that seq) and its records are shipped after it', async () => {
     const log = await gatewayLog();
     const s = sink(log);
     for (let i = 0; i < 10; i++) log.append(ev(i));
@@ -197,8 +271,55 @@ describe('NATS JetStream audit sink', () => {
     const other = await gatewayLog();
     for (let i = 0; i < 20; i++) other.append(outcomeRecord({ decisionSeq: i, sessionId: 'other', status: 'ok' }));
     await other.sync();
-    const alert = await new Promise<NatsSinkAlert>((resolve) => sink(other).once('alert', resolve));
-    expect(alert.kind).toBe('stream_chain_differs');
-    expect((await streamed()).length).toBe(10);
+    const s2 = sink(other);
+    const alert = await new Promise<NatsSinkAlert>((resolve) => s2.once('alert', resolve));
+    expect(alert).toMatchObject({ kind: 'foreign_message', claimedSeq: '9' });
+    expect(alert.message).toMatch(/is not the spool's record 9/);
+    await ackedThrough(other, s2, other.nextSeq - 1);
+    const [nine] = await other.readFrom(9, 1);
+    expect((await streamed()).filter((m) => m.seq === 9).map((m) => m.hash)).toContain(toHex(leafHash(nine.bytes)));
+  });
+
+  it('connects with an nkey seed file to a server where only this gateway may publish on its subject', async () => {
+    const user = nkeys.createUser();
+    const pub = user.getPublicKey();
+    const seedFile = join(root, `${gwId}.nk`);
+    await writeFile(seedFile, new TextDecoder().decode(user.getSeed()), { mode: 0o600 });
+    const port = await freePort();
+    const conf = join(root, `${gwId}.conf`);
+    // docs/configuration.md, audit.nats: the gateway's user publishes on its own subject and the JetStream API only.
+    await writeFile(
+      conf,
+      `listen: 127.0.0.1:${port}\njetstream { store_dir: "${join(root, `js-${gwId}`)}" }\n` +
+        `authorization { users = [\n` +
+        `  { nkey: ${pub}, permissions: { publish: { allow: ["plantgate.audit.plant-a.${gwId}", "$JS.API.INFO", "$JS.API.STREAM.INFO.PLANTGATE_AUDIT", "$JS.API.STREAM.MSG.GET.PLANTGATE_AUDIT"] }, subscribe: { allow: ["_INBOX.>", "plantgate.audit.plant-a.${gwId}"] } } }\n` +
+        `  { user: admin, password: admin }\n` +
+        `  { user: other, password: other, permissions: { publish: { allow: ["$JS.API.>"] }, subscribe: { allow: ["_INBOX.>"] } } }\n` +
+        `] }\n`,
+    );
+    const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    cleanup.push(async () => {
+      if (child.exitCode === null) await new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGKILL')));
+    });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.once('exit', (code) => reject(new Error(`nats-server exited ${code}: ${out}`)));
+      child.stderr!.on('data', (c: Buffer) => (out += c.toString()).includes('Server is ready') && resolve());
+    });
+    // The stream is made once by an administrator: the gateway has no stream-management rights.
+    const admin = await connect({ servers: `nats://127.0.0.1:${port}`, user: 'admin', pass: 'admin' });
+    await (await admin.jetstreamManager()).streams.add({ name: 'PLANTGATE_AUDIT', subjects: ['plantgate.audit.>'], duplicate_window: 120_000_000_000 });
+    await admin.close();
+    const log = await gatewayLog();
+    const s = startNatsSink({ log, gatewayId: gwId, site: 'plant-a', servers: [`nats://127.0.0.1:${port}`], auth: { nkeySeedFile: seedFile }, reconnect: { minMs: 20, maxMs: 200 }, ackTimeoutMs: 2000 });
+    cleanup.push(() => s.close());
+    for (let i = 0; i < 5; i++) log.append(ev(i));
+    await log.sync();
+    await ackedThrough(log, s, 4);
+    // Another user of the same server cannot publish on the gateway's subject.
+    const nc = await connect({ servers: `nats://127.0.0.1:${port}`, user: 'other', pass: 'other' });
+    const refused = nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode('forged'), { timeout: 1000 });
+    await expect(refused).rejects.toThrow();
+    await nc.close().catch(() => undefined);
   });
 });

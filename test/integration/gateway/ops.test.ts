@@ -37,7 +37,7 @@ describe('operations endpoints', () => {
     expect((await get(lab, '/healthz')).status).toBe(200);
     const ready = await get(lab, '/readyz');
     expect(ready.status).toBe(200);
-    expect(JSON.parse(ready.body)).toEqual({ status: 'ready', checks: { bundle: true, audit: true, listeners: true } });
+    expect(JSON.parse(ready.body)).toEqual({ status: 'ready', checks: { bundle: true, audit: true, audit_sink: true, listeners: true } });
   });
 
   it('counts commands by asset, effect and reason in Prometheus metrics', async () => {
