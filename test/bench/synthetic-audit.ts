@@ -1,5 +1,5 @@
-// A synthetic day of a busy gateway's audit, for the policy learn / replay bench and the tests of
-// their bounded memory: the demo plant's agents reading and writing (decision records, an outcome
+// A synthetic day of a busy gateway's audit, for the policy learn / replay bench (its rate and
+// memory figures, docs/policy.md): the demo plant's agents reading and writing (decision records, an outcome
 // record after each allowed write, session records now and then), some of it what the demo bundle
 // denies, written as real spool segments (framed, CRC'd, hash-chained) or as the collector's NDJSON.
 // Deterministic: the same count gives the same records.
