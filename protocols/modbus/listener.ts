@@ -60,6 +60,14 @@ interface Slot {
   transactionId: number;
   unitId: number;
   answer: Buffer | undefined;
+  /**
+   * The allowed command, waiting for its turn to reach the PLC (set once decided), and whether it
+   * may run beside other reads (a read) or must run alone (anything that can change the PLC).
+   */
+  forward: (() => void) | undefined;
+  alone: boolean;
+  /** Sent to the PLC, answer not back yet. */
+  running: boolean;
 }
 
 class AgentConnection {
@@ -75,6 +83,8 @@ class AgentConnection {
   /** When the incomplete frame now buffered started arriving (0: none). */
   partialSinceMs = 0;
   private idleWaiter: (() => void) | undefined;
+  private pumping = false;
+  private pumpAgain = false;
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
@@ -235,7 +245,8 @@ class AgentConnection {
       this.finish(slot, exceptionPdu(cmd.functionCode, ModbusException.GATEWAY_PATH_UNAVAILABLE));
       return;
     }
-    route.pool.send(route.unitId, pdu, request, (result: UpstreamResult) => {
+    slot.alone = cmd.operation !== 'read';
+    slot.forward = () => route.pool.send(route.unitId, pdu, request, (result: UpstreamResult) => {
       let answer: Buffer;
       switch (result.kind) {
         case 'response': {
@@ -257,10 +268,48 @@ class AgentConnection {
       }
       this.finish(slot, answer);
     });
+    this.pump();
+  }
+
+  /**
+   * Sends allowed commands to the PLC in the order the agent sent them, as a PLC executes one
+   * connection's requests: reads in a row may run together, but a write (or any command that can
+   * change the PLC) waits for everything before it to be answered, and everything after it waits
+   * for it. Without this a read pipelined behind a write (still waiting for its durable audit
+   * record) would overtake it and return the value from before the write. A slot still being
+   * decided holds back everything after it; a denied or refused one never reaches the PLC.
+   * Runs for a closed connection too: an allowed command whose decision is recorded is forwarded.
+   */
+  private pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    do {
+      this.pumpAgain = false;
+      let running = false;
+      for (const slot of this.slots) {
+        if (slot.answer !== undefined) continue;
+        if (slot.running) {
+          if (slot.alone) break;
+          running = true;
+          continue;
+        }
+        if (slot.forward === undefined || (slot.alone && running)) break;
+        const forward = slot.forward;
+        slot.forward = undefined;
+        slot.running = true;
+        forward();
+        if (slot.alone) break;
+        running = true;
+      }
+    } while (this.pumpAgain);
+    this.pumping = false;
   }
 
   private open(frame: Frame): Slot {
-    const slot: Slot = { transactionId: frame.transactionId, unitId: frame.unitId, answer: undefined };
+    const slot: Slot = { transactionId: frame.transactionId, unitId: frame.unitId, answer: undefined, forward: undefined, alone: false, running: false };
     this.slots.push(slot);
     this.inFlight++;
     if (this.inFlight >= this.opts.maxInFlightPerConnection && !this.paused) {
@@ -272,7 +321,10 @@ class AgentConnection {
 
   private finish(slot: Slot, answer: Buffer): void {
     slot.answer = answer;
+    slot.running = false;
     this.inFlight--;
+    // The next commands may go to the PLC now (also when the agent is gone: see pump).
+    if (this.slots.length > 1) this.pump();
     if (this.closed) return;
     // Answers written in one event-loop turn leave in one TLS record batch. The lone answer of a
     // connection with nothing else in flight (the common case: one request at a time) is written

@@ -118,6 +118,14 @@ const ARRAY_NAME_RE = /^([^[\]]*)\[([0-9]+)\.\.([0-9]+)\]([^[\]]*)$/;
 const MAX_ARRAY = 10_000;
 /** `holding[0..99]`, `coil[7]`, optionally followed by `read-only`. */
 const FLOW_RANGE_RE = /\[\s*(coil|discrete|holding|input)\[/;
+
+/**
+ * `[holding[0..99]]` is not YAML (a flow list cannot hold a bare bracket): for a YAML error on
+ * such a line (plant files and policy sources alike), how to write it; '' otherwise.
+ */
+export function rangeSyntaxHint(line: string | undefined): string {
+  return FLOW_RANGE_RE.test(line ?? '') ? ' (ranges in a [ ] list must be quoted: ["holding[0..99]"], or written as a block list: - holding[0..99])' : '';
+}
 const RANGE_RE = /^(coil|discrete|holding|input)\[([0-9]+)(?:\.\.([0-9]+))?\](?:\s+(read-only))?$/;
 
 /**
@@ -160,9 +168,7 @@ export function parsePlant(text: string, file: string): Plant {
   const lines = doc.errors.length > 0 ? text.split('\n') : [];
   for (const e of doc.errors) {
     const p = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
-    // `[holding[0..99]]` is not YAML (a flow list cannot hold a bare bracket): say how to write it.
-    const hint = FLOW_RANGE_RE.test(lines[p.line - 1] ?? '') ? ' (ranges in a [ ] list must be quoted: ["holding[0..99]"], or written as a block list: - holding[0..99])' : '';
-    errors.push(new SourceError(file, p.line, p.col, 'yaml', e.message.split('\n')[0] + hint));
+    errors.push(new SourceError(file, p.line, p.col, 'yaml', e.message.split('\n')[0] + rangeSyntaxHint(lines[p.line - 1])));
   }
   if (errors.length > 0) throw new SourceErrors(errors);
   const v = new Validator(file, lc, errors);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { ModbusTable } from '../core/command.js';
 import { SourceError, SourceErrors } from '../core/errors.js';
-import { loadPlant, parseRange, type Plant } from '../assets/plant.js';
+import { loadPlant, parseRange, rangeSyntaxHint, type Plant } from '../assets/plant.js';
 import { describeOpcua } from '../assets/opcua-face.js';
 import { nodeIdProblem } from './node-id.js';
 import { parseDurationSec } from './duration.js';
@@ -294,7 +294,7 @@ async function parseFile(abs: string, errors: SourceError[], from?: { file: Sour
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const p = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
-      errors.push(new SourceError(file.display, p.line, p.col, 'yaml', e.message.split('\n')[0]!));
+      errors.push(new SourceError(file.display, p.line, p.col, 'yaml', e.message.split('\n')[0]! + rangeSyntaxHint(text.split('\n', p.line)[p.line - 1])));
     }
     return undefined;
   }
