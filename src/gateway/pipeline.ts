@@ -123,8 +123,8 @@ export class EnforcementPipeline implements CommandPipeline {
     const decision = this.policyDecision(engine, cmd, subject, now);
     // An interlock with `confirm` has its inputs read again before a command it guards goes on
     // (a bounded wait); only for commands policy would let through, so a refused agent cannot
-    // make the gateway read the PLC. Freeze and policy are asked again after the wait (pure, cheap):
-    // what changed meanwhile (a freeze, a spent budget) counts.
+    // make the gateway read the PLC. The token, freeze and policy are asked again after the wait
+    // (pure, cheap): what changed meanwhile (a revocation, a freeze, a spent budget) counts.
     if (decision.effect === 'allow' || decision.reason === 'APPROVAL_REQUIRED') {
       const interlocks = this.deps.interlocks?.();
       let confirming: { done: Promise<void>; after: number } | undefined;
@@ -138,6 +138,8 @@ export class EnforcementPipeline implements CommandPipeline {
       if (confirming !== undefined) {
         const { after } = confirming;
         return confirming.done.then(() => {
+          const still = tokens.check(subject);
+          if (typeof still === 'string') return { subject, decision: deny(still, '', revision) };
           const later = clock.now();
           return this.afterPolicy(session, cmd, subject, this.policyDecision(engine, cmd, subject, later), later, after);
         });
