@@ -1,8 +1,14 @@
 // `plantgate pki init`: a development CA with gateway, collector and agent certificates.
+// `plantgate pki issue`: one more agent certificate under that CA (the CA and other certificates stay).
 // `plantgate pki opcua`: OPC UA application instance certificates (RSA) for the gateway, its agents
 // and the servers it fronts. Never for plant use; keys are written next to what they sign.
 import type { Command } from 'commander';
-import { initPki, PkiError, type PkiAgent } from '../../identity/dev/pki.js';
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { certificateThumbprint } from '../../identity/cert.js';
+import { initPki, issueClientCertificate, PkiError, type PkiAgent, type PkiPaths } from '../../identity/dev/pki.js';
+import { parseSpiffeId } from '../../identity/spiffe.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -60,6 +66,57 @@ export function register(program: Command): void {
         process.stdout.write(`${lines.join('\n')}\n`);
       } catch (err) {
         process.stderr.write(`plantgate pki init: ${(err as Error).message}\n`);
+        process.exitCode = err instanceof PkiError ? 2 : 1;
+      }
+    });
+
+  pki
+    .command('issue')
+    .description('issue one more agent client certificate under the existing dev CA in --dir (the CA and the other certificates stay)')
+    .requiredOption('--dir <dir>', 'the directory of plantgate pki init (ca.crt, ca.key); writes agents/<name>.crt/.key')
+    .requiredOption('--agent <name=spiffeId>', 'the agent: file name and SPIFFE ID (repeatable)', collect, [])
+    .option('--role <role>', 'Modbus/TCP Security role to put in the certificates (docs/identity.md)')
+    .option('--validity-days <days>', 'certificate validity in days', '365')
+    .option('--force', 'replace an agent certificate of the same name')
+    .addHelpText('after', '\nExample: plantgate pki issue --dir demo/pki --agent maint1=spiffe://plant.example/maintenance/laptop1\n')
+    .action(async (opts: { dir: string; agent: string[]; role?: string; validityDays: string; force?: boolean }) => {
+      const usage = (message: string): void => {
+        process.stderr.write(`plantgate pki issue: ${message}\n`);
+        process.exitCode = 2;
+      };
+      const validityDays = Number(opts.validityDays);
+      if (!Number.isInteger(validityDays) || validityDays < 1) return usage(`--validity-days '${opts.validityDays}' is not a positive whole number`);
+      const agents: PkiAgent[] = [];
+      for (const spec of opts.agent) {
+        const a = parseAgent(spec);
+        if (typeof a === 'string') return usage(a);
+        const bad = parseSpiffeId(a.spiffeId);
+        if (typeof bad === 'string') return usage(`--agent ${spec}: not a SPIFFE ID: ${bad}`);
+        agents.push(a);
+      }
+      const exists = (f: string): Promise<boolean> => access(f).then(() => true, () => false);
+      const ca = { cert: join(opts.dir, 'ca.crt'), key: join(opts.dir, 'ca.key') };
+      if (!(await exists(ca.key)) || !(await exists(ca.cert))) return usage(`${opts.dir} holds no CA (ca.crt and ca.key): create one with plantgate pki init --dir ${opts.dir}`);
+      for (const a of agents) {
+        if (opts.force !== true && (await exists(join(opts.dir, 'agents', `${a.name}.crt`)))) return usage(`${join(opts.dir, 'agents', `${a.name}.crt`)} already exists (--force replaces it)`);
+      }
+      // issueClientCertificate reads only the directory and the CA of these paths.
+      const pkiPaths = { dir: opts.dir, ca } as PkiPaths;
+      const now = Date.now();
+      try {
+        for (const a of agents) {
+          const out = await issueClientCertificate(pkiPaths, {
+            name: a.name,
+            uris: [a.spiffeId],
+            notBefore: new Date(now - 5 * 60_000), // as pki init: a few minutes of clock skew
+            notAfter: new Date(now + validityDays * 86_400_000),
+            ...(opts.role !== undefined ? { role: opts.role } : {}),
+          });
+          const x5t = certificateThumbprint(new X509Certificate(await readFile(out.cert)));
+          process.stdout.write(`agent      ${out.cert}  ${a.spiffeId}  (${a.name})  x5t#S256=${x5t}\n`);
+        }
+      } catch (err) {
+        process.stderr.write(`plantgate pki issue: ${(err as Error).message}\n`);
         process.exitCode = err instanceof PkiError ? 2 : 1;
       }
     });

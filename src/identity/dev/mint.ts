@@ -68,3 +68,40 @@ export async function mintToken(opts: MintOptions): Promise<string> {
     .setJti(opts.jti ?? randomUUID())
     .sign(key);
 }
+
+export interface OperatorMintOptions {
+  privateJwk: JWK;
+  iss: string;
+  /** The human (or service) acting: `bob@plant.example`; for the owner role, the value the agents' `owner` claim carries. */
+  sub: string;
+  aud: string | string[];
+  /** `operator` and/or `owner` (src/identity/operator.ts). */
+  roles: string[];
+  ttlSec?: number;
+  jti?: string;
+  now?: number;
+}
+
+/**
+ * An operator's bearer token for the operator API and the console (docs/operator.md): the claims
+ * verifyOperatorToken requires (iss, sub, aud, exp, iat, jti) and roles; no owner, task or scope.
+ */
+export async function mintOperatorToken(opts: OperatorMintOptions): Promise<string> {
+  const alg = algOf(opts.privateJwk);
+  if (opts.privateJwk.d === undefined) throw new Error('signing key has no private part ("d")');
+  const key = await importJWK(opts.privateJwk, alg);
+  const iat = Math.floor((opts.now ?? Date.now()) / 1000);
+  const ttl = opts.ttlSec ?? 600;
+  if (!Number.isInteger(ttl) || ttl <= 0) throw new Error(`ttl must be a positive number of seconds, got ${ttl}`);
+  const header: { alg: string; typ: string; kid?: string } = { alg, typ: 'JWT' };
+  if (opts.privateJwk.kid !== undefined) header.kid = opts.privateJwk.kid;
+  return new SignJWT({ roles: opts.roles })
+    .setProtectedHeader(header)
+    .setIssuer(opts.iss)
+    .setSubject(opts.sub)
+    .setAudience(opts.aud)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + ttl)
+    .setJti(opts.jti ?? randomUUID())
+    .sign(key);
+}

@@ -146,7 +146,11 @@ export async function initPki(dir: string, opts: InitPkiOptions): Promise<PkiPat
   validate(opts, trustDomain);
   if (!opts.overwrite) {
     const exists = await access(join(dir, 'ca.key')).then(() => true, () => false);
-    if (exists) throw new PkiError(`${join(dir, 'ca.key')} already exists; refusing to replace a CA (use overwrite)`);
+    if (exists) {
+      throw new PkiError(
+        `${join(dir, 'ca.key')} already exists; refusing to replace a CA (--force replaces it, and every certificate it signed stops being trusted; to add an agent under it: plantgate pki issue --dir ${dir} --agent NAME=SPIFFE_ID)`,
+      );
+    }
   }
   const now = opts.now ?? Date.now();
   const notBefore = new Date(now - BACKDATE_MS);

@@ -10,6 +10,7 @@ import { register as registerPki } from '../../../src/cli/commands/pki.js';
 import { register as registerKeys } from '../../../src/cli/commands/keys.js';
 import { register as registerToken } from '../../../src/cli/commands/token.js';
 import { verifyAccessToken, trustedIssuersFromJwks } from '../../../src/identity/verify.js';
+import { verifyOperatorToken } from '../../../src/identity/operator.js';
 import { certificateThumbprint } from '../../../src/identity/cert.js';
 import { ManualClock } from '../../../src/core/clock.js';
 
@@ -118,5 +119,62 @@ describe('plantgate pki / keys / token', () => {
     expect(pki.err).toMatch(/NAME=SPIFFE_ID/);
     const badId = await run(['pki', 'init', '--dir', dir, '--agent', 'x=https://not/spiffe']);
     expect(badId.code).toBe(2);
+  });
+
+  it('adds an agent under an existing CA with pki issue, and pki init refuses to replace the CA naming --force and pki issue', async () => {
+    const dir = join(await tempDir(), 'pki');
+    expect((await run(['pki', 'init', '--dir', dir])).code).toBe(0);
+    const caBefore = await readFile(join(dir, 'ca.crt'), 'utf8');
+    const again = await run(['pki', 'init', '--dir', dir]);
+    expect(again.code).toBe(2);
+    expect(again.err).toContain('--force replaces it');
+    expect(again.err).toContain(`plantgate pki issue --dir ${dir} --agent NAME=SPIFFE_ID`);
+
+    const issued = await run(['pki', 'issue', '--dir', dir, '--agent', 'maint1=spiffe://plant.example/maintenance/laptop1']);
+    expect(issued.err).toBe('');
+    expect(issued.code).toBe(0);
+    const cert = new X509Certificate(await readFile(join(dir, 'agents', 'maint1.crt')));
+    const ca = new X509Certificate(caBefore);
+    expect(cert.verify(ca.publicKey)).toBe(true);
+    expect(cert.subjectAltName).toBe('URI:spiffe://plant.example/maintenance/laptop1');
+    expect(issued.out).toContain(`x5t#S256=${certificateThumbprint(cert)}`);
+    expect(await readFile(join(dir, 'ca.crt'), 'utf8')).toBe(caBefore);
+    expect((await stat(join(dir, 'agents', 'maint1.key'))).mode & 0o777).toBe(0o600);
+
+    const twice = await run(['pki', 'issue', '--dir', dir, '--agent', 'maint1=spiffe://plant.example/maintenance/laptop1']);
+    expect([twice.code, twice.err]).toEqual([2, `plantgate pki issue: ${join(dir, 'agents', 'maint1.crt')} already exists (--force replaces it)\n`]);
+    const noCa = await run(['pki', 'issue', '--dir', await tempDir(), '--agent', 'x=spiffe://plant.example/x']);
+    expect(noCa.code).toBe(2);
+    expect(noCa.err).toMatch(/holds no CA .* plantgate pki init/);
+    const badId = await run(['pki', 'issue', '--dir', dir, '--agent', 'x=https://not/spiffe']);
+    expect(badId.code).toBe(2);
+  });
+
+  it('mints an operator token the operator API accepts (role operator, a person as sub), and refuses unknown roles', async () => {
+    const jwks = JSON.parse(await readFile(fileURLToPath(new URL('../../../fixtures/keys/dev-issuer.jwks.json', import.meta.url)), 'utf8')) as JSONWebKeySet;
+    const res = await run(['token', 'operator', '--key', DEV_KEY, '--iss', 'https://issuer.dev.plantgate.local', '--aud', 'plantgate:demo', '--sub', 'bob@plant.example']);
+    expect(res.err).toBe('');
+    expect(res.code).toBe(0);
+    const operator = await verifyOperatorToken(res.out.trim(), {
+      issuers: trustedIssuersFromJwks([{ iss: 'https://issuer.dev.plantgate.local', jwks }]),
+      audience: 'plantgate:demo',
+      maxTtlSec: 900,
+      clock: new ManualClock(Date.now()),
+    });
+    expect(operator).toMatchObject({ sub: 'bob@plant.example', roles: ['operator'], isOperator: true });
+    const bad = await run(['token', 'operator', '--key', DEV_KEY, '--iss', 'i', '--aud', 'a', '--sub', 'bob', '--role', 'admin']);
+    expect([bad.code, bad.err]).toEqual([2, 'plantgate token operator: --role "admin": the operator API knows the roles operator and owner\n']);
+  });
+
+  it('token mint --help names the scopes that work (operation names) and shows a complete example', async () => {
+    const program = new Command('plantgate').exitOverride().configureOutput({ writeOut: () => undefined });
+    registerToken(program);
+    const mint = program.commands.find((c) => c.name() === 'token')!.commands.find((c) => c.name() === 'mint')!;
+    let help = '';
+    mint.configureOutput({ writeOut: (t) => (help += t) });
+    mint.outputHelp();
+    expect(help).not.toContain('modbus:read');
+    expect(help).toContain('--scope "read write"');
+    expect(help).toContain('FC 1-4 are read, 5/6/15/16/22/23 write, 7/8/11/12/17/43 diagnostic');
   });
 });
