@@ -166,6 +166,25 @@ describe('simulator features for test harnesses', () => {
     ]);
   });
 
+  it('a stuck valve on the water-tank model: the drain commanded open does not move, so the level holds', async () => {
+    const drain = async (stuck: boolean): Promise<[number, number]> => {
+      const s = await startSimulator({ plant: WATER, clock: new ManualClock(0) });
+      try {
+        if (stuck) s.inject({ kind: 'valve-stuck', point: 'valve1.open' } as never);
+        const before = s.read('tank1.level');
+        await (await client(s.port)).writeCoil(1, true); // a client opens the drain
+        s.step(60_000);
+        return [before, s.read('tank1.level')];
+      } finally {
+        await s.close();
+      }
+    };
+    const [before, drained] = await drain(false);
+    expect(drained).toBeLessThan(before);
+    const [held, after] = await drain(true);
+    expect(after).toBe(held);
+  });
+
   it('restores a snapshot and resets to the start between test cases', async () => {
     const s = await start({ plant: WATER });
     const start0 = s.read('tank1.level');
