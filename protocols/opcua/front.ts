@@ -23,6 +23,7 @@ import {
   AttributeIds,
   BrowseResult,
   CallMethodResult,
+  CreateSessionRequest,
   DataType,
   DataValue,
   DiagnosticInfo,
@@ -32,6 +33,7 @@ import {
   NodeId,
   QualifiedName,
   SecurityPolicy,
+  ServiceFault,
   StatusCodes,
   TimestampsToReturn,
   Variant,
@@ -183,6 +185,14 @@ interface WatchedChannel {
   remoteAddress?: string;
   remotePort?: number;
   checkCertificate(certificate: Buffer | null): Promise<StatusCode>;
+}
+
+/** The part of node-opcua's ServerSecureChannelLayer the CreateSession refusal watch uses. */
+interface AnsweringChannel {
+  remoteAddress?: string;
+  remotePort?: number;
+  clientCertificate?: Buffer | null;
+  send_response(msgType: string, response: unknown, message: { request?: unknown }, callback?: unknown): void;
 }
 
 /** `address:port` of a channel's peer. */
@@ -365,6 +375,7 @@ export class OpcuaFront {
   private readonly sessions = new WeakMap<ServerSession, Session>();
   private readonly deniedItems = new WeakMap<MonitoredItemCreateRequest, StatusCode>();
   private readonly gatedSubscriptions = new WeakSet<Subscription>();
+  private readonly watchedChannels = new WeakSet<AnsweringChannel>();
   /**
    * The reasons of a batch's refused items (undefined for items that went through), keyed by the
    * request's item array; kept only for batches with a refusal, read when the response leaves.
@@ -382,6 +393,10 @@ export class OpcuaFront {
         return super._apply_on_SessionObject(ResponseClass, message, channel, (session, sendResponse, sendError) =>
           action(session, (response) => sendResponse(front.withDiagnostics(message.request, response)), sendError),
         );
+      }
+      protected override _on_CreateSessionRequest(...[message, channel]: Parameters<JwtOPCUAServer['_on_CreateSessionRequest']>): Promise<void> {
+        front.watchSessionRefusals(channel as unknown as AnsweringChannel);
+        return super._on_CreateSessionRequest(message, channel);
       }
       protected override _on_CreateMonitoredItemsRequest(message: Parameters<JwtOPCUAServer['_on_CreateMonitoredItemsRequest']>[0], channel: Parameters<JwtOPCUAServer['_on_CreateMonitoredItemsRequest']>[1]): void {
         front.gateSubscribe(message as unknown as { session?: ServerSession; request: { subscriptionId: number; itemsToCreate?: MonitoredItemCreateRequest[] } }).then(
@@ -695,6 +710,36 @@ export class OpcuaFront {
         preregister(channel);
       };
     }
+  }
+
+  /**
+   * node-opcua refuses a CreateSession (an applicationUri other than the certificate's, too many
+   * sessions, a reused nonce, an endpoint the channel does not match) with a ServiceFault on the
+   * channel and tells no one: each channel that asks for a session has its answers watched here
+   * (one instanceof per answer) so the SOC sees every refused session with its peer, the
+   * applicationUri the client announced and its certificate.
+   */
+  watchSessionRefusals(channel: AnsweringChannel): void {
+    if (this.watchedChannels.has(channel)) return;
+    this.watchedChannels.add(channel);
+    const send = channel.send_response.bind(channel);
+    channel.send_response = (msgType, response, message, callback) => {
+      if (response instanceof ServiceFault && message.request instanceof CreateSessionRequest) {
+        const status = response.responseHeader.serviceResult;
+        // A server shutting down refuses everyone: nothing about this client to record.
+        if (status !== StatusCodes.BadServerHalted) {
+          const reason: Reason = status === StatusCodes.BadCertificateUriInvalid ? 'NO_IDENTITY' : status === StatusCodes.BadTooManySessions ? 'RATE_LIMITED' : 'PROTOCOL_VIOLATION';
+          const cert = channel.clientCertificate;
+          this.opts.pipeline.violation(
+            { protocol: 'opcua', remoteAddress: peerOf(channel) },
+            reason,
+            'CreateSession',
+            `session refused (${status.name}); the client announced applicationUri '${message.request.clientDescription?.applicationUri ?? ''}'${cert ? `; application certificate ${certificateSummary(cert)}` : ''}`,
+          );
+        }
+      }
+      return send(msgType, response, message, callback);
+    };
   }
 
   // ------------------------------------------------------------ the gate

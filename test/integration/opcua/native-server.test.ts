@@ -411,6 +411,21 @@ opcua_upstreams:
     expect(refusal?.remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
+  it('refuses a session whose client announces another applicationUri than its certificate and audits it with the certificate and peer address', async () => {
+    // A trusted certificate (the optimizer's), presented by a client that calls itself something else
+    // in CreateSession (node-opcua's client announces its certificate's URI: made to announce another).
+    const spoofer = await connect({ uri: 'urn:acme:spoofed', ...agentCerts.optimizer });
+    (spoofer as unknown as { _getApplicationUri(): string })._getApplicationUri = () => 'urn:acme:spoofed';
+    await expect(createJwtSession(spoofer, await token('optimizer'))).rejects.toThrow(/BadCertificateUriInvalid/);
+    const thumbprint = certificateThumbprint(new X509Certificate(await readFile(agentCerts.optimizer.cert)));
+    const refusal = (await shipped()).find((r) => r.violation?.detail?.includes("applicationUri 'urn:acme:spoofed'"))?.violation;
+    expect(refusal?.protocol).toBe('opcua');
+    expect(refusal?.detail).toMatch(/^NO_IDENTITY CreateSession: session refused \(BadCertificateUriInvalid\)/);
+    expect(refusal?.detail).toContain(`thumbprint ${thumbprint}`);
+    expect(refusal?.detail).toContain(`applicationUri '${DEMO_AGENTS.optimizer}'`);
+    expect(refusal?.remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
   it('follows a model change of the server: a new object appears on the front without a restart', async () => {
     const objects = async () => (await session.browse('i=85')).references!.map((r) => r.browseName.name);
     expect(await objects()).not.toContain('Line2');
