@@ -15,8 +15,9 @@
 // Values: each variable answers from a copy the upstream feeds (subscription notifications); the
 // gate answers an allowed Value read from that copy and forwards an allowed write to the upstream
 // itself (node-opcua's read and write paths would reach the same copy and upstream with more work
-// per item: docs/opcua.md, Costs). A write the server accepted replaces the copy at once, so a
-// read after a write returns the written value (the server's next notification then takes over).
+// per item: docs/opcua.md, Costs). A write the server accepted replaces the copy at once and holds
+// there until the server echoes it (a notification sampled before the write may arrive after its
+// answer), so a read after a write returns the written value.
 import { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
@@ -39,6 +40,7 @@ import {
   Variant,
   VariantArrayType,
   coerceNodeId,
+  sameVariant,
   type Argument,
   type BaseNode,
   type BrowseDescriptionOptions,
@@ -303,6 +305,12 @@ function rankFits(valueRank: number, v: Variant): boolean {
   }
 }
 
+/**
+ * How long a written value holds in the front's copy against other values from the server, at the
+ * most (docs/opcua.md, "Read your writes"): ten of the upstream's 100 ms publishing cycles.
+ */
+const WRITE_HOLD_MS = 1000;
+
 /** Operation-level bits of RequestHeader.returnDiagnostics (OPC 10000-4 §7.29) the front answers. */
 const DIAG_SYMBOLIC_ID = 0x20;
 const DIAG_ADDITIONAL_INFO = 0x80;
@@ -376,6 +384,8 @@ export class OpcuaFront {
   private readonly deniedItems = new WeakMap<MonitoredItemCreateRequest, StatusCode>();
   private readonly gatedSubscriptions = new WeakSet<Subscription>();
   private readonly watchedChannels = new WeakSet<AnsweringChannel>();
+  /** Written values held in the copy until the server echoes them (at most one per node). */
+  private readonly holds = new Map<string, { written: Variant; latest?: DataValue; timer: NodeJS.Timeout }>();
   /**
    * The reasons of a batch's refused items (undefined for items that went through), keyed by the
    * request's item array; kept only for batches with a refusal, read when the response leaves.
@@ -462,11 +472,49 @@ export class OpcuaFront {
     return this.byTarget.get(target)?.assetId;
   }
 
-  /** Pushes a value from the upstream into the front's copy (feeds reads and monitored items). */
+  /**
+   * Pushes a value from the upstream into the front's copy (feeds reads and monitored items). After
+   * an accepted write the copy holds the written value until the server's notification of it
+   * arrives (holdWritten): a notification the server sampled before the write may still be waiting
+   * for its publishing cycle and arrive after the write's answer, and must not undo it.
+   */
   update(target: string, value: DataValue): void {
     const n = this.byTarget.get(target);
+    if (n === undefined || n.copy === undefined) return;
     // node-opcua clones what a getter returns: the copy must be a real DataValue.
-    if (n !== undefined && n.copy !== undefined) n.copy = value instanceof DataValue ? value : new DataValue(value);
+    const dv = value instanceof DataValue ? value : new DataValue(value);
+    const hold = this.holds.get(target);
+    if (hold !== undefined) {
+      // A bad status (the server unreachable) is news at once; another value waits for the hold's end.
+      if (dv.statusCode.isGood() && !sameVariant(hold.written, dv.value)) {
+        hold.latest = dv;
+        return;
+      }
+      clearTimeout(hold.timer);
+      this.holds.delete(target);
+    }
+    n.copy = dv;
+  }
+
+  /**
+   * Holds a written value in the copy until the server echoes it, or for at most WRITE_HOLD_MS:
+   * then the last value the server sent meanwhile (its own value, e.g. clamped) takes over.
+   */
+  private holdWritten(n: FrontNode, written: Variant): void {
+    const now = new Date();
+    n.copy = new DataValue({ value: written, statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
+    const target = n.target;
+    const previous = this.holds.get(target);
+    if (previous !== undefined) clearTimeout(previous.timer);
+    const timer = setTimeout(() => {
+      const hold = this.holds.get(target);
+      if (hold?.timer !== timer) return;
+      this.holds.delete(target);
+      const node = this.byTarget.get(target);
+      if (hold.latest !== undefined && node?.copy !== undefined) node.copy = hold.latest;
+    }, WRITE_HOLD_MS);
+    timer.unref();
+    this.holds.set(target, { written, timer });
   }
 
   /** The Command targets (canonical NodeIds) of the variables the upstream feeds, optionally of one asset. */
@@ -535,6 +583,8 @@ export class OpcuaFront {
   }
 
   private forget(n: FrontNode): void {
+    clearTimeout(this.holds.get(n.target)?.timer);
+    this.holds.delete(n.target);
     this.nodes.delete(n.ua.nodeId.toString());
     this.byTarget.delete(n.target);
   }
@@ -915,10 +965,7 @@ export class OpcuaFront {
     }
     if (status.isGood() && w.attributeId === AttributeIds.Value) {
       const n = this.byTarget.get(target);
-      if (n?.copy !== undefined) {
-        const now = new Date();
-        n.copy = new DataValue({ value: variant, statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
-      }
+      if (n?.copy !== undefined) this.holdWritten(n, variant);
     }
     this.outcome(context, g, d, status, t0);
     return status;

@@ -247,6 +247,40 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
     expect(writes.length).toBe(before);
   });
 
+  it("reads back a written value even when the server's notification of the value before it arrives after the write's answer, and the server's own value once it differs", async () => {
+    const s = await session();
+    const target = `nsu=${NS};s=tank1.setpoint`;
+    const fromServer = (value: number) => ({ value: new Variant({ dataType: DataType.Double, value }), statusCode: StatusCodes.Good, sourceTimestamp: new Date() }) as never;
+    const readSetpoint = async () => (await s.read({ nodeId: n('s=tank1.setpoint'), attributeId: AttributeIds.Value })).value.value as number;
+    const write = (value: number) => s.write({ nodeId: n('s=tank1.setpoint'), attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value } } });
+    expect(await write(3)).toBe(StatusCodes.Good);
+    front.update(target, fromServer(3)); // the server's echo
+    expect(await readSetpoint()).toBe(3);
+    expect(await write(5)).toBe(StatusCodes.Good);
+    // Sampled before the write, published after its answer (the server's publishing cycle).
+    front.update(target, fromServer(3));
+    expect(await readSetpoint()).toBe(5);
+    // The server's echo of the write, then a change of its own: reads follow the server again.
+    front.update(target, fromServer(5));
+    front.update(target, fromServer(6));
+    expect(await readSetpoint()).toBe(6);
+    // A server that keeps another value than the one written (clamped): its value takes over once the hold ends.
+    expect(await write(9)).toBe(StatusCodes.Good);
+    front.update(target, fromServer(8));
+    expect(await readSetpoint()).toBe(9);
+    let seen = await readSetpoint();
+    for (let i = 0; i < 100 && seen !== 8; i++) {
+      await new Promise((r) => setTimeout(r, 100)); // the hold lasts WRITE_HOLD_MS (1 s); nothing to await
+      seen = await readSetpoint();
+    }
+    expect(seen).toBe(8);
+    // A bad status from the server (unreachable) is shown at once, hold or not.
+    expect(await write(4)).toBe(StatusCodes.Good);
+    front.update(target, { value: new Variant({ dataType: DataType.Null }), statusCode: StatusCodes.BadServerNotConnected } as never);
+    expect((await s.read({ nodeId: n('s=tank1.setpoint'), attributeId: AttributeIds.Value })).statusCode).toBe(StatusCodes.BadServerNotConnected);
+    await s.close(); // the front's session limit is shared by the file's tests
+  });
+
   it('calls an allowed method with its arguments checked, and denies an out-of-bounds argument', async () => {
     const s = await session();
     const ok = await s.call({ objectId: n('s=plant'), methodId: n('s=pump1.start'), inputArguments: [new Variant({ dataType: DataType.Double, value: 40 })] });
