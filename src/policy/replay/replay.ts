@@ -5,8 +5,8 @@
 // (an interlock trip record), and committed as the pipeline commits (src/gateway/pipeline.ts):
 // the candidate's rate budgets are spent by what the candidate would have forwarded; a step base
 // moves when the PLC acknowledged a write (the recorded outcome). A verdict that needs a process
-// value the audit does not hold (an interlock input, a fresh max_step base the gateway read from
-// the PLC) is reported unknown, never guessed. Decisions made before policy (identity, protocol,
+// value the audit does not hold (an interlock input or its history, a fresh max_step base the
+// gateway read from the PLC) is reported unknown, never guessed. Decisions made before policy (identity, protocol,
 // a full spool, a freeze) cannot change with a bundle and are kept as recorded, and so are
 // cross-zone verdicts (the token's zone claim is not in the audit).
 // Owns the comparison and its bounded summary; never writes anything and never talks to a PLC.
@@ -33,6 +33,7 @@ const REDECIDED: ReadonlySet<string> = new Set([
   'RATE_LIMITED',
   'INTERLOCK',
   'INTERLOCK_INPUT_STALE',
+  'INTERLOCK_INPUT_IMPLAUSIBLE',
   'APPROVAL_REQUIRED',
   'CROSS_ZONE',
   'BUNDLE_UNAVAILABLE',
@@ -109,7 +110,10 @@ export interface ReplaySummary {
    * or on the token's zone claim (CROSS_ZONE), which the audit does not hold.
    */
   notRedecided: Record<string, number>;
-  /** The candidate's policy allows, an interlock guards it and the audit holds no inputs for it. */
+  /**
+   * The candidate's policy allows, an interlock guards it and the audit holds no inputs for it (or,
+   * for inputs found implausible at the time, not their history).
+   */
   interlockUnknown: number;
   /**
    * The candidate measures a max_step from the PLC's value, which the gateway read from the PLC
@@ -223,6 +227,7 @@ export class Replay {
   private lastGatewayId: string | undefined;
   private lastGateway: GatewayState | undefined;
   private readonly payload: BundlePayload;
+  private readonly interlockIds: ReadonlySet<string>;
   /** Interlock trip records waiting for the decision record of their command, by session. */
   private readonly trips = new Map<string, { timeMs: number; trip: NonNullable<DecodedRecord['interlockTrip']> }>();
 
@@ -236,6 +241,7 @@ export class Replay {
     private readonly onChange?: ChangeListener,
   ) {
     this.payload = { ...candidate, expires_at: NEVER_EXPIRES_SEC };
+    this.interlockIds = new Set((candidate.interlocks ?? []).map((d) => d.id));
     this.engines();
   }
 
@@ -358,12 +364,17 @@ export class Replay {
     if (d.reason === 'STEP_BASE_STALE' && recorded.reason !== 'STEP_BASE_STALE') v = 'step-base-unknown';
     // Interlocks hold whatever policy says, also over an approval (src/gateway/pipeline.ts).
     else if ((d.effect === 'allow' || d.reason === 'APPROVAL_REQUIRED') && gw.interlocks !== undefined) {
-      if (trip !== undefined) gw.inputs!.load(trip, oc.timeMs);
-      // The recorded inputs are what the gateway judged the command on (confirmed, with `confirm`).
-      const t: InterlockTrip | undefined = gw.interlocks.check(cmd, oc.timeMs, 0);
-      if (trip !== undefined) gw.inputs!.clear();
-      // Inputs never recorded for this command: the audit cannot say what the interlock saw.
-      if (t !== undefined) v = t.inputs.some((i) => i.ageMs < 0) ? 'interlock-unknown' : { effect: 'deny', reason: t.reason, ruleId: d.ruleId, interlockId: t.interlockId };
+      // Implausible (stuck, jumping) is judged on the inputs' history, which the audit does not
+      // hold: where the candidate keeps the interlock that said so, what it would say is unknown.
+      if (recorded.reason === 'INTERLOCK_INPUT_IMPLAUSIBLE' && this.interlockIds.has(recorded.interlockId)) v = 'interlock-unknown';
+      else {
+        if (trip !== undefined) gw.inputs!.load(trip, oc.timeMs);
+        // The recorded inputs are what the gateway judged the command on (confirmed, with `confirm`).
+        const t: InterlockTrip | undefined = gw.interlocks.check(cmd, oc.timeMs, 0);
+        if (trip !== undefined) gw.inputs!.clear();
+        // Inputs never recorded for this command: the audit cannot say what the interlock saw.
+        if (t !== undefined) v = t.inputs.some((i) => i.ageMs < 0) ? 'interlock-unknown' : { effect: 'deny', reason: t.reason, ruleId: d.ruleId, interlockId: t.interlockId };
+      }
     }
     // A grant consumed at the time would have been consumed under the candidate too.
     if (typeof v === 'object' && v.reason === 'APPROVAL_REQUIRED' && recorded.effect === 'allow' && recorded.approvalId !== '') {

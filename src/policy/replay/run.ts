@@ -136,7 +136,7 @@ export function renderTable(r: ReplayReport): string {
       ['newly denied', fmt(s.newlyDenied), 'allowed at the time, denied by the candidate'],
       ['newly allowed', fmt(s.newlyAllowed), 'denied at the time, allowed by the candidate'],
       ['reason changed', fmt(s.reasonChanged), 'denied either way, for another reason'],
-      ['interlock unknown', fmt(s.interlockUnknown), 'policy allows; an interlock guards it and the audit holds no inputs for it'],
+      ['interlock unknown', fmt(s.interlockUnknown), 'policy allows; an interlock guards it and the audit holds no inputs (or input history) for it'],
       ['step base unknown', fmt(s.stepBaseUnknown), "a max_step needs the PLC's value, which the gateway read and the audit does not hold"],
       ['not re-decided', fmt(notRedecided.reduce((n, [, c]) => n + c, 0)), notRedecided.length > 0 ? `kept as recorded (decided before policy, or on the token's zone): ${notRedecided.map(([k, c]) => `${k} ${fmt(c)}`).join(', ')}` : ''],
     ]),

@@ -49,7 +49,7 @@ export class Recorder {
     return r;
   }
 
-  trip(timeMs: number, cmd: Command, subject: Subject, inputs: { point: string; value: number; ageMs: number; maxAgeMs: number }[], reason: 'INTERLOCK' | 'INTERLOCK_INPUT_STALE' = 'INTERLOCK'): DecodedRecord {
+  trip(timeMs: number, cmd: Command, subject: Subject, inputs: { point: string; value: number; ageMs: number; maxAgeMs: number }[], reason: 'INTERLOCK' | 'INTERLOCK_INPUT_STALE' | 'INTERLOCK_INPUT_IMPLAUSIBLE' = 'INTERLOCK'): DecodedRecord {
     return this.put(timeMs, interlockTripRecord({ sessionId: cmd.sessionId, subject, assetId: cmd.assetId, trip: { reason, interlockId: 'tank1-overfill', point: 'pump1.run', detail: '', inputs } }));
   }
 

@@ -77,6 +77,28 @@ describe('policy replay against the demo bundle', () => {
     expect(replay.changeGroups().find((g) => g.kind === 'interlock-unknown')).toMatchObject({ count: 1, points: 'pump1.run' });
   });
 
+  it('reports a refusal on implausible interlock inputs as interlock unknown while the candidate keeps that interlock, and re-decides the rest', () => {
+    const rec = new Recorder();
+    const run = modbus('write', 5, 'coil', 0, [0xff00]);
+    const stuck = [{ point: 'plc1/tank1.level', value: 40, ageMs: 150, maxAgeMs: 2000 }];
+    // A level sensor stuck at 40 %: its history, which the audit does not hold, refused the start.
+    rec.trip(T0, run, optimizer, stuck, 'INTERLOCK_INPUT_IMPLAUSIBLE');
+    rec.decision(T0, run, optimizer, { ...denied('INTERLOCK_INPUT_IMPLAUSIBLE', 'optimizer-pump'), interlockId: 'tank1-overfill' });
+    // Refused by an interlock the candidate no longer has: its own interlock holds nothing against 40 %.
+    rec.trip(T0 + 1000, run, optimizer, stuck, 'INTERLOCK_INPUT_IMPLAUSIBLE');
+    rec.decision(T0 + 1000, run, optimizer, { ...denied('INTERLOCK_INPUT_IMPLAUSIBLE', 'optimizer-pump'), interlockId: 'retired-level-check' });
+    // The candidate's policy refuses before any interlock is asked.
+    rec.trip(T0 + 2000, run, agent('reporter', { scopes: ['read'] }), stuck, 'INTERLOCK_INPUT_IMPLAUSIBLE');
+    rec.decision(T0 + 2000, run, agent('reporter', { scopes: ['read'] }), { ...denied('INTERLOCK_INPUT_IMPLAUSIBLE', 'old-rule'), interlockId: 'tank1-overfill' });
+    const replay = new Replay(demo);
+    for (const r of rec.records) replay.add(r);
+    expect(replay.summary).toMatchObject({ commands: 3, interlockUnknown: 1, newlyAllowed: 1, reasonChanged: 1, notRedecided: {} });
+    expect(replay.changes.map((c) => [c.kind, c.seq, c.candidate.reason])).toEqual([
+      ['newly-allowed', 3, 'ALLOWED'],
+      ['reason-changed', 5, 'NO_MATCHING_RULE'],
+    ]);
+  });
+
   it('measures max_step from the PLC value of the last acknowledged write, and reports a base too old to use as unknown', () => {
     const rec = new Recorder();
     const assistant = agent('assistant', { actSub: ['alice@plant.example'] });
