@@ -243,6 +243,25 @@ describe('policy replay exit codes and progress on a recorded spool', () => {
     expect((await replay('--quiet')).code).toBe(0);
   });
 
+  it('replays only the commands recorded in --since .. --until, and a record given twice (spool and its copy) once', async () => {
+    const between = new Date(T0 + 500).toISOString();
+    type Scan = { records: number; records_in_range: number; duplicates_skipped: number; summary: { commands: number; newly_allowed: number } };
+    const after = await replay('--quiet', '--json', '--since', between);
+    expect(after.code).toBe(0);
+    // The read's decision and its outcome record.
+    expect(JSON.parse(after.stdout)).toMatchObject({ records_in_range: 2, summary: { commands: 1, newly_allowed: 0 } });
+    const before = await replay('--quiet', '--json', '--until', between);
+    expect(before.code).toBe(0);
+    expect(JSON.parse(before.stdout)).toMatchObject({ records_in_range: 1, summary: { commands: 1, newly_allowed: 1 } });
+
+    const twice = await run(['policy', 'replay', '--bundle', 'rules/demo/bundle.yaml', '--from', spool, spool, '--quiet', '--json']);
+    expect(twice.code).toBe(0);
+    const j = JSON.parse(twice.stdout) as Scan;
+    expect(j.records).toBe(2 * j.records_in_range);
+    expect(j.duplicates_skipped).toBe(j.records_in_range);
+    expect(j.summary.commands).toBe(2);
+  });
+
   it('exits 1 naming the damage when a record of the input cannot be read, and replays the rest', async () => {
     const damaged = path.join(dir, 'damaged');
     await mkdir(damaged);
