@@ -1,5 +1,7 @@
 // The collector's JSON mapping of an audit record (proto3 JSON field names, enums by name, 64-bit
-// values as numbers, hashes as hex) plus the record's own leaf hash, and its inverse. Pure: used
+// values as numbers, every hash in hex: prevHash, hash, checkpoint.rootHash,
+// auditGap.lastCheckpointRoot) plus the record's own leaf hash, and its inverse. A Modbus target
+// keeps address 0 (proto3 JSON would drop it as the default). Pure: used
 // for the NDJSON output, by anything that shows records to a person, and by tools that read the
 // NDJSON back (policy learn / replay).
 import { fromHex, toHex } from '../audit/hash.js';
@@ -12,6 +14,10 @@ export function recordToJson(record: DecodedRecord, hash: Uint8Array): Record<st
     record,
     TO_OBJECT,
   ) as Record<string, unknown>;
+  hexHashes(event, (b) => toHex(Buffer.from(b as string, 'base64')));
+  for (const t of ((event.decision as Json | undefined)?.command as Json | undefined)?.targets ?? []) {
+    if (t.table !== undefined) t.address ??= 0;
+  }
   // Header fields are written even when zero (seq 0, proto3 would omit it): every line is
   // self-describing for a SIEM.
   return {
@@ -38,7 +44,19 @@ export function lostRecordJson(gatewayId: string, seq: number, hash: Uint8Array,
  */
 export function recordFromJson(json: Record<string, unknown>): DecodedRecord {
   const { prevHash, ...rest } = json;
+  // Lines written before hashes were all hex carry base64 there: protobufjs reads that as it is.
+  hexHashes(rest, (h) => (typeof h === 'string' && /^[0-9a-f]{64}$/.test(h) ? fromHex(h) : h));
   const r = pb.AuditRecord.fromObject(rest);
   if (typeof prevHash === 'string') r.prevHash = fromHex(prevHash);
   return normalizeLongs(r);
+}
+
+type Json = Record<string, any>;
+
+/** The bytes fields of a record's events that hold hashes (all of them): one encoding, hex. */
+function hexHashes(event: Json, convert: (v: unknown) => unknown): void {
+  const cp = event.checkpoint as Json | undefined;
+  if (cp?.rootHash !== undefined) cp.rootHash = convert(cp.rootHash);
+  const gap = event.auditGap as Json | undefined;
+  if (gap?.lastCheckpointRoot !== undefined) gap.lastCheckpointRoot = convert(gap.lastCheckpointRoot);
 }

@@ -1,5 +1,7 @@
 // OCSF-shaped export of audit records for SIEMs (OCSF schema 1.1): command decisions and outcomes
-// as API Activity (class 6003; an MCP tool call names its client app, tool and arguments), token
+// as API Activity (class 6003: the owner is actor.user, the workload actor.app_uid, the agent's
+// address src_endpoint, the task metadata.correlation_uid; an MCP tool call names its client app,
+// tool and arguments), token
 // events and revocations as Authorize Session (class 3003).
 // Other events (sessions, bundles, violations, checkpoints) stay in the NDJSON only. Pure: maps the
 // collector's JSON form of a record (ndjson.ts), so lines can be regenerated from the NDJSON after
@@ -51,24 +53,45 @@ function status(ok: boolean, code: string, detail?: string): Json {
   };
 }
 
+/** The workload's identity as the session's user (Authorize Session: the session is the workload's). */
 function user(subject: Json | undefined): Json {
-  if (!subject) return { uid: '', name: 'unidentified', type_id: 0, type: 'Unknown' };
-  return {
-    uid: subject.workloadId ?? '',
-    name: subject.workloadId ?? '',
-    type_id: 99,
-    type: 'Workload',
-    ...(subject.owner ? { org: { name: subject.owner } } : {}),
-  };
+  if (!subject) return { name: 'unidentified', type_id: 0, type: 'Unknown' };
+  return { uid: subject.workloadId ?? '', name: subject.workloadId ?? '', type_id: 99, type: 'Workload' };
 }
 
-function actor(subject: Json | undefined, sessionId: string | undefined): Json {
+/**
+ * Who acted (docs/audit.md, OCSF mapping): `actor.user` is the accountable person, the token's
+ * owner; the workload (SPIFFE ID) that ran the command is the actor's app (`app_uid`, and
+ * `app_name` unless an MCP client names itself); a delegating human (act.sub) is `invoked_by`.
+ */
+function actor(subject: Json | undefined, sessionId: string | undefined, appName?: string): Json {
+  const workload = subject?.workloadId as string | undefined;
   return {
-    user: user(subject),
+    user: subject?.owner ? { uid: subject.owner, name: subject.owner, type_id: 1, type: 'User' } : { name: workload ? 'no owner' : 'unidentified', type_id: 0, type: 'Unknown' },
+    ...(workload ? { app_uid: workload, app_name: appName ?? workload } : appName ? { app_name: appName } : {}),
     ...(sessionId ? { session: { uid: sessionId, ...(subject?.jti ? { credential_uid: subject.jti } : {}) } } : {}),
     ...(subject?.issuer ? { idp: { name: subject.issuer } } : {}),
     ...(subject?.actSub?.length ? { invoked_by: subject.actSub.join(',') } : {}),
   };
+}
+
+/** "address:port" or "[v6]:port" as the gateway saw it → OCSF Network Endpoint. */
+function endpoint(remote: unknown): Json {
+  const m = typeof remote === 'string' ? /^\[?([^\]]*?)\]?:(\d+)$/.exec(remote) : null;
+  if (!m) return { name: typeof remote === 'string' && remote ? remote : 'unknown' };
+  return { ip: m[1], port: Number(m[2]) };
+}
+
+/** The asset and the points a command touched, with written values. */
+function resources(assetId: unknown, points: unknown, values?: Json, typedValues?: Json): Json[] {
+  return [
+    { uid: assetId ?? '', type: 'asset' },
+    ...((points ?? []) as string[]).map((p) => ({
+      uid: p,
+      type: 'point',
+      ...(values?.[p] !== undefined ? { data: { value: values[p] } } : typedValues?.[p] !== undefined ? { data: { value: typedValues[p] } } : {}),
+    })),
+  ];
 }
 
 /** The OCSF event for a record (in the collector's JSON form), or undefined when it has no mapping. */
@@ -82,14 +105,21 @@ export function toOcsf(r: Json): Json | undefined {
     // An MCP tool call (docs/mcp.md, Audit): the API is the tool, called by the MCP client app;
     // the Command it became (and the protocol it ran over) stays in resources and unmapped.
     const mcp = d.mcp as Json | undefined;
+    const task = d.subject?.taskId as string | undefined;
+    const purpose = d.subject?.taskPurpose as string | undefined;
+    const e = base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[c.operation] ?? [99, 'Other']);
+    // The task groups every command an agent ran for it: correlation_uid is what a SIEM joins on.
+    if (task) e.metadata.correlation_uid = task;
     return {
-      ...base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[c.operation] ?? [99, 'Other']),
+      ...e,
       ...status(allowed, dec.reason ?? '', dec.ruleId ? `rule ${String(dec.ruleId)}` : undefined),
+      message: `${allowed ? 'allowed' : `denied ${String(dec.reason ?? '')}`}: ${String(c.operation ?? '')} ${String(c.assetId ?? '')}${task ? ` for task ${task}${purpose ? ` (${purpose})` : ''}` : ''}`,
       actor: {
-        ...actor(d.subject, c.sessionId),
-        ...(mcp ? { app_name: `${String(mcp.clientName ?? '')} ${String(mcp.clientVersion ?? '')}`.trim() } : {}),
-        authorizations: [{ decision: allowed ? 'allow' : 'deny', policy: { uid: dec.ruleId ?? '', version: String(dec.bundleRevision ?? 0) } }],
+        ...actor(d.subject, c.sessionId, mcp ? `${String(mcp.clientName ?? '')} ${String(mcp.clientVersion ?? '')}`.trim() : undefined),
+        // A refusal before policy (identity, token, protocol) names no rule: no policy object then.
+        authorizations: [{ decision: allowed ? 'allow' : 'deny', ...(dec.ruleId ? { policy: { uid: dec.ruleId, version: String(dec.bundleRevision ?? 0) } } : {}) }],
       },
+      src_endpoint: endpoint(c.remoteAddress),
       api: mcp
         ? {
             operation: `tools/call ${String(mcp.tool ?? '')}`,
@@ -101,16 +131,9 @@ export function toOcsf(r: Json): Json | undefined {
             service: { name: c.protocol ?? '' },
             request: { uid: String(c.transactionId ?? 0) },
           },
-      resources: [
-        { uid: c.assetId ?? '', type: 'asset' },
-        ...((c.points ?? []) as string[]).map((p) => ({
-          uid: p,
-          type: 'point',
-          ...(c.values?.[p] !== undefined ? { data: { value: c.values[p] } } : c.typedValues?.[p] !== undefined ? { data: { value: c.typedValues[p] } } : {}),
-        })),
-      ],
+      resources: resources(c.assetId, c.points, c.values, c.typedValues),
       unmapped: {
-        ...unmapped, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues,
+        ...unmapped, task_id: task, task_purpose: purpose, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues,
         ...(mcp ? { command_protocol: c.protocol, function_code: c.functionCode } : {}),
       },
     };
@@ -118,10 +141,12 @@ export function toOcsf(r: Json): Json | undefined {
   if (r.outcome) {
     const o = r.outcome as Json;
     return {
-      ...base(r, 6003, 'API Activity', 6, 'Application Activity', [99, 'Other']),
+      ...base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[o.operation] ?? [99, 'Other']),
       ...status(o.status === 'ok', String(o.status ?? ''), o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : undefined),
-      actor: { session: { uid: o.sessionId ?? '' } },
+      message: `outcome ${String(o.status ?? '')} of ${String(o.operation ?? 'command')} ${String(o.assetId ?? '')} (decision seq ${String(o.decisionSeq ?? 0)})`,
+      actor: { ...(o.workloadId ? { app_uid: o.workloadId, app_name: o.workloadId } : {}), session: { uid: o.sessionId ?? '' } },
       api: { operation: 'outcome', request: { uid: String(o.transactionId ?? 0) } },
+      resources: resources(o.assetId, o.points),
       duration: Math.round(Number(o.upstreamLatencyUs ?? 0) / 1000),
       unmapped: { ...unmapped, decision_seq: o.decisionSeq ?? 0, upstream_latency_us: o.upstreamLatencyUs ?? 0 },
     };
@@ -134,9 +159,10 @@ export function toOcsf(r: Json): Json | undefined {
       ...base(r, 3003, 'Authorize Session', 3, 'Identity & Access Management', ok ? [1, 'Assign Privileges'] : [99, 'Other']),
       ...status(ok, t.reason ?? '', t.detail || undefined),
       user: user(t.subject),
+      ...(t.subject?.owner ? { actor: actor(t.subject, t.sessionId || undefined) } : {}),
       ...(t.subject?.jti ? { session: { uid: t.subject.jti, ...(t.expiresAtUnixMs ? { expiration_time: t.expiresAtUnixMs } : {}) } } : {}),
       privileges: (t.subject?.scopes ?? []) as string[],
-      unmapped: { ...unmapped, kind: t.kind, task_id: t.subject?.taskId, cert_thumbprint: t.subject?.certThumbprint },
+      unmapped: { ...unmapped, kind: t.kind, task_id: t.subject?.taskId, task_purpose: t.subject?.taskPurpose, cert_thumbprint: t.subject?.certThumbprint },
     };
   }
   if (r.revocation) {

@@ -53,7 +53,7 @@ export function register(program: Command): void {
         results.push(...(await runMcpScript(lab, print, (text) => out(`      ↳ ${text}`))));
         const shipped = await lab.waitShipped();
         out('');
-        out(`SOC stream: ${shipped.records} records, chain verified by the collector, in ${shipped.file}`);
+        out(`SOC stream: ${shipped.records} records, chain verified by the collector, in ${shipped.file} (OCSF for a SIEM: ${shipped.file.replace(/\.ndjson$/, '.ocsf.ndjson')})`);
         if (opts.keepRunning) {
           const files = {
             gateway: { modbus_tls: lab.gateway.modbus, agent_api: lab.gateway.agentApi },

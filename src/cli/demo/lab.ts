@@ -230,7 +230,9 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
 
   const collectorDir = path.join(stateDir, 'collector');
   const [collectorCert, collectorKey] = await Promise.all([readFile(pki.collector.cert), readFile(pki.collector.key)]);
-  const collector = await startCollector({ host: '127.0.0.1', port: 0, tls: { ca, cert: collectorCert, key: collectorKey }, outDir: collectorDir, logger });
+  // Like a default collector, it writes the OCSF export too (docs/audit.md, Collector output); one file
+  // per gateway (layout single) rather than per day, so the demo can name the file it prints.
+  const collector = await startCollector({ host: '127.0.0.1', port: 0, tls: { ca, cert: collectorCert, key: collectorKey }, outDir: collectorDir, output: { layout: 'single', ocsf: true }, logger });
 
   let collectedSeq = -1;
   let shippedWaiters: Array<() => void> = [];

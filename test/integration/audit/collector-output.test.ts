@@ -130,7 +130,7 @@ describe('collector output', () => {
       status: 'Success',
       status_code: 'ALLOWED',
       time: Date.UTC(2026, 0, 15, 23, 59, 59, 500),
-      actor: { user: { uid: subject.workloadId }, session: { uid: 's-1' }, authorizations: [{ decision: 'allow', policy: { uid: 'optimizer-setpoint', version: '3' } }] },
+      actor: { app_uid: subject.workloadId, user: { uid: subject.owner, type: 'User' }, session: { uid: 's-1' }, authorizations: [{ decision: 'allow', policy: { uid: 'optimizer-setpoint', version: '3' } }] },
       api: { service: { name: 'modbus' } },
       resources: [{ uid: 'plc1', type: 'asset' }, { uid: 'tank1.setpoint', type: 'point', data: { value: 60 } }],
     });

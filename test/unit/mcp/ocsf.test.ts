@@ -24,7 +24,7 @@ describe('OCSF mapping of MCP tool calls', () => {
       activity_id: 3,
       status: 'Failure',
       status_code: 'VALUE_OUT_OF_BOUNDS',
-      actor: { app_name: 'claude-code 2.1.0', user: { uid: 'spiffe://plant.example/agent/optimizer' } },
+      actor: { app_name: 'claude-code 2.1.0', app_uid: 'spiffe://plant.example/agent/optimizer', user: { uid: 'alice@plant.example', type: 'User' } },
       api: { operation: 'tools/call write_plc1_tank1_setpoint', service: { name: 'mcp', version: '2025-11-25' }, request: { data: { tool: 'write_plc1_tank1_setpoint', arguments: '{"value":95}' } } },
       resources: [{ uid: 'plc1', type: 'asset' }, { uid: 'tank1.setpoint', type: 'point', data: { value: 95 } }],
       unmapped: { command_protocol: 'modbus', function_code: 6 },
@@ -35,6 +35,6 @@ describe('OCSF mapping of MCP tool calls', () => {
     const { mcp: _mcp, ...decision } = record.decision;
     const e = toOcsf({ ...record, decision })!;
     expect(e.api).toEqual({ operation: 'modbus fc 6 write', service: { name: 'modbus' }, request: { uid: '0' } });
-    expect(e.actor.app_name).toBeUndefined();
+    expect(e.actor.app_name).toBe('spiffe://plant.example/agent/optimizer');
   });
 });
