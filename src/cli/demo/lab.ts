@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { importJWK, SignJWT, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { startCollector } from '../../collector/server.js';
@@ -14,12 +14,12 @@ import { loadGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type GatewayHandle } from '../../gateway/gateway.js';
 import { certificateThumbprint } from '../../identity/cert.js';
 import { generateSigningKey, writeSigningKey } from '../../identity/dev/keys.js';
-import { mintToken } from '../../identity/dev/mint.js';
+import { mintOperatorToken, mintToken } from '../../identity/dev/mint.js';
 import { initPki, type PkiPaths } from '../../identity/dev/pki.js';
 import { signBundle, writeBundleFile } from '../../policy/bundle.js';
 import { compileSources } from '../../policy/sources.js';
 import { startSimulator, type SimHandle } from '../../sim/server.js';
-import { X509Certificate, createPrivateKey, randomUUID } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { verifierKey } from '../../audit/note.js';
 import type { AgentCredentials } from './agent.js';
 
@@ -202,19 +202,8 @@ export async function prepareLabFiles(opts: Pick<LabOptions, 'stateDir' | 'rules
     credentials,
     mintFor,
     token: async (agent, t = {}) => mintFor(agent, (await credentials(agent)).cert, t),
-    operatorToken: async (o = {}) => {
-      const key = await importJWK(issuerKey, 'EdDSA');
-      const now = Math.floor((o.now ?? Date.now()) / 1000);
-      return new SignJWT({ roles: o.roles ?? ['operator'] })
-        .setProtectedHeader({ alg: 'EdDSA', kid: issuerKey.kid })
-        .setIssuer(DEV_ISSUER)
-        .setSubject(o.sub ?? DEMO_OPERATOR)
-        .setAudience(payload.audience)
-        .setIssuedAt(now)
-        .setExpirationTime(now + 600)
-        .setJti(randomUUID())
-        .sign(key);
-    },
+    operatorToken: (o = {}) =>
+      mintOperatorToken({ privateJwk: issuerKey, iss: DEV_ISSUER, sub: o.sub ?? DEMO_OPERATOR, aud: payload.audience, roles: o.roles ?? ['operator'], ttlSec: 600, now: o.now }),
     gatewayYaml: (p) => gatewayYaml({ pki, bundleFile, policyJwks: policyKeyFiles.jwksPath, auditKeyFile, ...p }),
     collectorYaml: (port) =>
       `listen: { host: 127.0.0.1, port: ${port} }\ntls: { ca: ${JSON.stringify(pki.ca.cert)}, cert: ${JSON.stringify(pki.collector.cert)}, key: ${JSON.stringify(pki.collector.key)} }\nout_dir: ${JSON.stringify(path.join(stateDir, 'collector'))}\n`,

@@ -39,23 +39,18 @@ function nestAct(chain: string[]): Record<string, unknown> | undefined {
   return act;
 }
 
-export async function mintToken(opts: MintOptions): Promise<string> {
+/** Signs `claims` with the registered claims every token carries (iss, sub, aud, iat, exp, jti). */
+async function signWith(
+  opts: { privateJwk: JWK; iss: string; sub: string; aud: string | string[]; ttlSec?: number; jti?: string; now?: number },
+  claims: Record<string, unknown>,
+  defaultTtlSec: number,
+): Promise<string> {
   if (opts.privateJwk.d === undefined) throw new Error('signing key has no private part ("d")');
   const alg = algOf(opts.privateJwk);
   const key = await importJWK(opts.privateJwk, alg);
   const iat = Math.floor((opts.now ?? Date.now()) / 1000);
-  const ttl = opts.ttlSec ?? 300;
+  const ttl = opts.ttlSec ?? defaultTtlSec;
   if (!Number.isInteger(ttl) || ttl <= 0) throw new Error(`ttl must be a positive number of seconds, got ${ttl}`);
-  const claims: Record<string, unknown> = {
-    owner: opts.owner,
-    task: { id: opts.task.id, purpose: opts.task.purpose },
-    scope: opts.scope.join(' '),
-  };
-  if (opts.roles !== undefined) claims.roles = opts.roles;
-  const chain = opts.act === undefined ? [] : typeof opts.act === 'string' ? [opts.act] : opts.act;
-  const act = nestAct(chain);
-  if (act !== undefined) claims.act = act;
-  if (opts.certThumbprint !== undefined) claims.cnf = { 'x5t#S256': opts.certThumbprint };
   const header: { alg: string; typ: string; kid?: string } = { alg, typ: 'JWT' };
   if (opts.privateJwk.kid !== undefined) header.kid = opts.privateJwk.kid;
   return new SignJWT(claims)
@@ -67,6 +62,20 @@ export async function mintToken(opts: MintOptions): Promise<string> {
     .setExpirationTime(iat + ttl)
     .setJti(opts.jti ?? randomUUID())
     .sign(key);
+}
+
+export async function mintToken(opts: MintOptions): Promise<string> {
+  const claims: Record<string, unknown> = {
+    owner: opts.owner,
+    task: { id: opts.task.id, purpose: opts.task.purpose },
+    scope: opts.scope.join(' '),
+  };
+  if (opts.roles !== undefined) claims.roles = opts.roles;
+  const chain = opts.act === undefined ? [] : typeof opts.act === 'string' ? [opts.act] : opts.act;
+  const act = nestAct(chain);
+  if (act !== undefined) claims.act = act;
+  if (opts.certThumbprint !== undefined) claims.cnf = { 'x5t#S256': opts.certThumbprint };
+  return signWith(opts, claims, 300);
 }
 
 export interface OperatorMintOptions {
@@ -87,21 +96,5 @@ export interface OperatorMintOptions {
  * verifyOperatorToken requires (iss, sub, aud, exp, iat, jti) and roles; no owner, task or scope.
  */
 export async function mintOperatorToken(opts: OperatorMintOptions): Promise<string> {
-  const alg = algOf(opts.privateJwk);
-  if (opts.privateJwk.d === undefined) throw new Error('signing key has no private part ("d")');
-  const key = await importJWK(opts.privateJwk, alg);
-  const iat = Math.floor((opts.now ?? Date.now()) / 1000);
-  const ttl = opts.ttlSec ?? 600;
-  if (!Number.isInteger(ttl) || ttl <= 0) throw new Error(`ttl must be a positive number of seconds, got ${ttl}`);
-  const header: { alg: string; typ: string; kid?: string } = { alg, typ: 'JWT' };
-  if (opts.privateJwk.kid !== undefined) header.kid = opts.privateJwk.kid;
-  return new SignJWT({ roles: opts.roles })
-    .setProtectedHeader(header)
-    .setIssuer(opts.iss)
-    .setSubject(opts.sub)
-    .setAudience(opts.aud)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + ttl)
-    .setJti(opts.jti ?? randomUUID())
-    .sign(key);
+  return signWith(opts, { roles: opts.roles }, 600);
 }
