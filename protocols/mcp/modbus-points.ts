@@ -5,7 +5,7 @@
 // to it by a property test (test/unit/mcp/modbus-points.test.ts).
 import type { PointDef } from '../../src/policy/payload.js';
 import { pointWidth } from '../../src/policy/payload.js';
-import { decodePoint } from '../../src/policy/values.js';
+import { decodePoint } from '../../src/assets/values.js';
 import type { Request, Response } from '../modbus/codec.js';
 
 const READ_FC = { coil: 1, discrete: 2, holding: 3, input: 4 } as const;

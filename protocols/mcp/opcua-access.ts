@@ -4,7 +4,7 @@
 // gateway runs OPC UA (node-opcua is heavy). Executes what the pipeline allowed; decides nothing.
 import { DataType, StatusCodes, Variant, type StatusCode } from 'node-opcua';
 import type { ArgumentType, BundleAsset } from '../../src/policy/payload.js';
-import { pointDataType } from '../opcua/data-type.js';
+import { pointDataType } from '../../src/assets/data-type.js';
 import { frontAssetFromMap, type OpcuaAssetMap } from '../opcua/mapping.js';
 import type { OpcuaUpstream } from '../opcua/upstream.js';
 import type { OpcuaAccess, UpstreamAnswer } from './commands.js';

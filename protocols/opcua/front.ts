@@ -68,42 +68,12 @@ import { JwtOPCUAServer, jwtSessionIdentity, type JwtServerHooks, type JwtVerifi
 import { assetModel } from './mapping.js';
 import { REF, type MirrorModel, type MirrorNode, type Unmirrored } from './mirror.js';
 
-import type { PointDataType } from './data-type.js';
+import type { FrontAsset } from '../../src/assets/opcua-face.js';
 
-export type { PointDataType } from './data-type.js';
+export type { PointDataType } from '../../src/assets/data-type.js';
 
-export interface FrontPoint {
-  /** The asset's point name (policy and audit speak of points). */
-  name: string;
-  /** NodeId identifier part as on the upstream server, e.g. `s=tank1.level` or `i=1001`. */
-  identifier: string;
-  dataType: PointDataType;
-  writable: boolean;
-}
-
-export interface FrontMethodArgument {
-  name: string;
-  dataType: PointDataType;
-}
-
-export interface FrontMethod {
-  name: string;
-  identifier: string;
-  inputs: FrontMethodArgument[];
-  outputs: FrontMethodArgument[];
-}
-
-/** An asset described by a plant file (the simulator's OPC UA face): its points and methods. */
-export interface FrontAsset {
-  assetId: string;
-  namespaceUri: string;
-  /** Browse name of the asset's folder under Objects (also the methods' parent object). */
-  folder: string;
-  /** NodeId identifier of that folder/object on the upstream, e.g. `s=plant`. */
-  folderIdentifier: string;
-  points: FrontPoint[];
-  methods: FrontMethod[];
-}
+// What an asset shows over OPC UA is part of the asset format (src/assets/opcua-face.ts).
+export type { FrontAsset, FrontMethod, FrontMethodArgument, FrontPoint } from '../../src/assets/opcua-face.js';
 
 /** Where allowed writes and calls go (the upstream session, or a test double of it). */
 export interface FrontUpstream {

@@ -5,8 +5,8 @@
 // Command or a bundle. Pure; takes the asset structurally so protocol code does not import policy.
 import { Argument, DataType, LocalizedText } from 'node-opcua';
 import { PlantgateError } from '../../src/core/errors.js';
-import { expandNodeId, identifierOf } from '../../src/policy/node-id.js';
-import { pointDataType } from './data-type.js';
+import { expandNodeId, identifierOf } from '../../src/assets/node-id.js';
+import { pointDataType } from '../../src/assets/data-type.js';
 import type { FrontAsset, FrontMethod, FrontMethodArgument, FrontPoint, PointDataType } from './front.js';
 import { REF, type MirrorModel, type MirrorNode } from './mirror.js';
 

@@ -3,7 +3,7 @@
 // language (src/interlocks/expr.ts, never eval). Parses and validates only, against the PLC's
 // points (errors name file:line:column and field); the simulator runs it (src/sim/logic.ts).
 import { isMap, isScalar, isSeq, type Node, type Pair } from 'yaml';
-import { ParseError, parseExpr, parseValue, pointsOf, type Expr } from '../interlocks/expr.js';
+import { ParseError, parseExpr, parseValue, pointsOf, type Expr } from './expr.js';
 import type { PointDef, SourcePos, Validator } from './plant.js';
 
 /** One rung: while `when` holds (always, without it), each point is set to its expression's value. */

@@ -1,9 +1,42 @@
 // The simulator's OPC UA face as data: the namespace, NodeIds, data types and methods a plant's PLCs
 // show over OPC UA. Pure and free of node-opcua, so the policy compiler derives an OPC UA asset
 // from a plant file with exactly the map the simulator serves (src/sim/opcua-server.ts).
-import { pointDataType } from '../../protocols/opcua/data-type.js';
-import type { FrontAsset, FrontMethod, FrontPoint } from '../../protocols/opcua/front.js';
+import { pointDataType, type PointDataType } from './data-type.js';
 import type { Plant, PlcDef, PointDef } from './plant.js';
+
+export interface FrontPoint {
+  /** The asset's point name (policy and audit speak of points). */
+  name: string;
+  /** NodeId identifier part as on the upstream server, e.g. `s=tank1.level` or `i=1001`. */
+  identifier: string;
+  dataType: PointDataType;
+  writable: boolean;
+}
+
+export interface FrontMethodArgument {
+  name: string;
+  dataType: PointDataType;
+}
+
+export interface FrontMethod {
+  name: string;
+  identifier: string;
+  inputs: FrontMethodArgument[];
+  outputs: FrontMethodArgument[];
+}
+
+/** An asset described by a plant file (the simulator's OPC UA face): its points and methods. */
+export interface FrontAsset {
+  assetId: string;
+  namespaceUri: string;
+  /** Browse name of the asset's folder under Objects (also the methods' parent object). */
+  folder: string;
+  /** NodeId identifier of that folder/object on the upstream, e.g. `s=plant`. */
+  folderIdentifier: string;
+  points: FrontPoint[];
+  methods: FrontMethod[];
+}
+
 
 export function defaultNamespace(plant: Plant, plc: PlcDef): string {
   return `urn:plantgate:sim:${plant.name}:${plc.id}`;

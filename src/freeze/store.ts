@@ -18,7 +18,7 @@ import type { Clock } from '../core/clock.js';
 import { mustBeDurable, type Command, type Subject } from '../core/command.js';
 import { writeFileAtomic } from '../core/files.js';
 import { canonicalPrincipal } from '../core/principal.js';
-import { workloadMatcher } from '../policy/glob.js';
+import { workloadMatcher } from '../core/glob.js';
 
 export type FreezeScope = 'site' | 'asset' | 'workload' | 'owner';
 /** `writes`: state-changing commands (write, call, diagnostic, admin). `all`: every command. */

@@ -22,8 +22,8 @@
 //         - { agree: [tank1.level, tank1.level_b], within: 2 }
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, Scalar, type Node, type Pair } from 'yaml';
 import { SourceError } from '../core/errors.js';
-import type { BundleAsset, PointDef } from '../policy/payload.js';
-import { ParseError, parseExpr, pointsOf, printExpr, type Expr } from './expr.js';
+import type { BundleAsset, PointDef } from '../assets/bundle-asset.js';
+import { ParseError, parseExpr, pointsOf, printExpr, type Expr } from '../assets/expr.js';
 import {
   DEFAULT_MAX_AGE_MS,
   DEFAULT_POLL_MS,

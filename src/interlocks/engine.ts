@@ -8,8 +8,8 @@
 // be evaluated (division by zero) denies INTERLOCK.
 import type { Command, Operation } from '../core/command.js';
 import { PlantgateError } from '../core/errors.js';
-import type { BundleAsset } from '../policy/payload.js';
-import { ParseError, compileExpr, parseExpr, type Evaluator } from './expr.js';
+import type { BundleAsset } from '../assets/bundle-asset.js';
+import { ParseError, compileExpr, parseExpr, type Evaluator } from '../assets/expr.js';
 import type { InputRef, InterlockDef } from './payload.js';
 import type { ProcessInputSpec } from './process-image.js';
 

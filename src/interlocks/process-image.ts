@@ -19,8 +19,8 @@ import type { ModbusTable } from '../core/command.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { decodeResponse, encodeRequest, isExceptionResponse, type Request } from '../../protocols/modbus/codec.js';
 import { UpstreamPool, type UpstreamResult } from '../../protocols/modbus/upstream.js';
-import { pointWidth, type PointDef } from '../policy/payload.js';
-import { decodePoint } from '../policy/values.js';
+import { pointWidth, type PointDef } from '../assets/bundle-asset.js';
+import { decodePoint } from '../assets/values.js';
 
 export interface ProcessInputSpec {
   asset: string;

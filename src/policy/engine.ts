@@ -32,7 +32,7 @@ import { mustBeDurable } from '../core/command.js';
 import { canonicalPrincipal } from '../core/principal.js';
 import type { Reason } from '../core/reasons.js';
 import { BundleError } from './errors.js';
-import { pointGlob, workloadMatcher, hasGlob } from './glob.js';
+import { pointGlob, workloadMatcher, hasGlob } from '../core/glob.js';
 import { Forwarding, NO_MEMORY, type PolicyMemory } from './memory.js';
 import {
   APPROVAL_EXCLUSIONS,
@@ -48,7 +48,7 @@ import {
   type PointDef,
 } from './payload.js';
 import type { KeyedRate, RateSpec } from './rate.js';
-import { decodePoint } from './values.js';
+import { decodePoint } from '../assets/values.js';
 import { textFromWords } from '../assets/points.js';
 import { compileWindows, type CompiledWindow } from './windows.js';
 import { checkArguments, checkValue, compileSelectors, numericOf, selectorFor, type CompiledSelector } from './opcua-nodes.js';

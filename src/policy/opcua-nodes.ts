@@ -6,7 +6,7 @@
 // never let a value through that it cannot check: a bound that does not apply to a value's type
 // fails (fail closed).
 import type { Target, TypedValue } from '../core/command.js';
-import { pathGlob, pointGlob } from './glob.js';
+import { pathGlob, pointGlob } from '../core/glob.js';
 
 /** OPC UA attribute names (OPC 10000-6 Annex A.1) a selector may name; default `Value`. */
 export const OPCUA_ATTRIBUTES = [

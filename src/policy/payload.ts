@@ -10,6 +10,10 @@ import type { BundleRevocation } from '../identity/revocation.js';
 import { RATE_KEYS, type KeyedRate, type RateSpec } from './rate.js';
 import { WEEKDAYS, windowProblem, type WindowSpec } from './windows.js';
 import { OPCUA_ATTRIBUTES, type NodeSelectorDef } from './opcua-nodes.js';
+import { ARGUMENT_TYPES, CRITICALITIES, MODBUS_TABLES, POINT_TYPES, pointWidth, type AddressRange, type ArgumentType, type BundleAsset, type MethodArgument, type MethodDef, type PointDef, type PointType } from '../assets/bundle-asset.js';
+
+// The asset part of the payload lives with the asset format (src/assets/bundle-asset.ts).
+export { ARGUMENT_TYPES, CRITICALITIES, MODBUS_TABLES, POINT_TYPES, pointWidth, type AddressRange, type ArgumentType, type BundleAsset, type MethodArgument, type MethodDef, type PointDef, type PointType };
 
 export const BUNDLE_FORMAT = 1;
 
@@ -22,77 +26,12 @@ export const DEFAULT_STEP_BASE_POLL_MS = 1000;
 export const RULE_OPERATIONS = ['read', 'write', 'call', 'browse', 'subscribe', 'diagnostic'] as const;
 export type RuleOperation = (typeof RULE_OPERATIONS)[number];
 
-export const MODBUS_TABLES = ['coil', 'discrete', 'holding', 'input'] as const;
-export const POINT_TYPES = ['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32', 'string'] as const;
-export type PointType = (typeof POINT_TYPES)[number];
-export const CRITICALITIES = ['low', 'medium', 'high', 'critical'] as const;
 export const ASSURANCES = ['none', 'static-ip+token', 'mtls+token'] as const satisfies readonly Assurance[];
 /** `monitor`: evaluated and reported as "would deny", never blocking (shadow mode). */
 export const MODES = ['enforce', 'monitor'] as const;
 export type Mode = (typeof MODES)[number];
 
-/** One named point of an asset (same shape as the simulator's plant file). */
-export interface PointDef {
-  table: ModbusTable;
-  address: number;
-  type: PointType;
-  /** Strings: characters, two per register (the first in the high byte). */
-  length?: number;
-  word_order?: 'big' | 'little';
-  scale?: number;
-  offset?: number;
-  unit?: string;
-  /** OPC UA NodeId of the point ('ns=2;s=Tank1.Level'), for OPC UA assets. */
-  node_id?: string;
-}
 
-/** OPC UA data types a method argument may have (the front declares them, the server checks them). */
-export const ARGUMENT_TYPES = ['Boolean', 'Int16', 'UInt16', 'Int32', 'UInt32', 'Float', 'Double'] as const;
-export type ArgumentType = (typeof ARGUMENT_TYPES)[number];
-
-/** One argument of an OPC UA method; min/max (inputs only) bound every call (VALUE_OUT_OF_BOUNDS). */
-export interface MethodArgument {
-  name: string;
-  type: ArgumentType;
-  min?: number;
-  max?: number;
-}
-
-/** An OPC UA method of an asset; rules name it like a point (`points: [pump1.start]`, `operations: [call]`). */
-export interface MethodDef {
-  /** Canonical NodeId `nsu=<namespace>;<identifier>`. */
-  node_id: string;
-  inputs: MethodArgument[];
-  outputs: MethodArgument[];
-}
-
-export interface BundleAsset {
-  id: string;
-  zone: string;
-  criticality: (typeof CRITICALITIES)[number];
-  protocol: 'modbus' | 'opcua';
-  unit_id: number;
-  /** OPC UA namespace URI of the asset's server (OPC UA assets). */
-  namespace?: string;
-  points: Record<string, PointDef>;
-  /** OPC UA: the asset's object node (canonical NodeId): the target a `browse` rule covers. */
-  object_node?: string;
-  /** OPC UA: methods by name. */
-  methods?: Record<string, MethodDef>;
-  /**
-   * Modbus: holding registers and coils the device lets clients read but not write (the plant
-   * file's `read-only` ranges and `read_only` points); a write touching one is NOT_WRITABLE.
-   */
-  read_only?: AddressRange[];
-}
-
-export interface AddressRange {
-  table: ModbusTable;
-  /** Inclusive. */
-  from: number;
-  /** Inclusive. */
-  to: number;
-}
 
 export interface Bounds {
   min?: number;
@@ -419,10 +358,5 @@ export function payloadProblems(value: unknown): string | null {
   return null;
 }
 
-/** Registers a point spans: two for 32-bit values, one per two characters of a string, else one. */
-export function pointWidth(def: { type: PointType; length?: number }): number {
-  if (def.type === 'string') return Math.ceil((def.length ?? 2) / 2);
-  return def.type === 'int32' || def.type === 'uint32' || def.type === 'float32' ? 2 : 1;
-}
 
 export type { Operation };

@@ -12,7 +12,7 @@
 import type { Operation, Subject } from '../core/command.js';
 import { canonicalPrincipal } from '../core/principal.js';
 import { principalFor, ruleWorkload } from './engine.js';
-import { pointGlob, workloadMatcher } from './glob.js';
+import { pointGlob, workloadMatcher } from '../core/glob.js';
 import { ASSURANCES, pointWidth, type BundleAsset, type BundlePayload, type BundleRule, type PointDef } from './payload.js';
 
 export type ReachOperation = Extract<Operation, 'read' | 'write' | 'call'>;

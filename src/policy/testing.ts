@@ -10,7 +10,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Command, ModbusTable, Operation, Subject, Target, TypedValue } from '../core/command.js';
-import { nodeIdProblem } from './node-id.js';
+import { nodeIdProblem } from '../assets/node-id.js';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { REASONS, type Reason } from '../core/reasons.js';
 import { parseYamlWith } from '../core/yaml.js';

@@ -3,7 +3,7 @@
 // value, the way a PLC's scan sets outputs from inputs. Deterministic and stateless; a value that
 // cannot be computed (division by zero, an unknown) leaves the point as it is.
 import type { LogicDef } from '../assets/logic-def.js';
-import { compileExpr, type Evaluator } from '../interlocks/expr.js';
+import { compileExpr, type Evaluator } from '../assets/expr.js';
 import { engineeringToRawClamped } from '../assets/points.js';
 import type { PointDef } from '../assets/plant.js';
 import type { ProcessBlock } from './process.js';

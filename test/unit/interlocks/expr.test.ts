@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAX_EXPR_DEPTH, ParseError, compileExpr, parseExpr, pointsOf, printExpr, type Expr, type PointRef } from '../../../src/interlocks/expr.js';
+import { MAX_EXPR_DEPTH, ParseError, compileExpr, parseExpr, pointsOf, printExpr, type Expr, type PointRef } from '../../../src/assets/expr.js';
 
 /** Evaluates `src` with the named point values; unknown names are NaN. */
 function evalWith(src: string, values: Record<string, number>): number {

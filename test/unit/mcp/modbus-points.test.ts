@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { PointDef } from '../../../src/policy/payload.js';
-import { decodePoint } from '../../../src/policy/values.js';
+import { decodePoint } from '../../../src/assets/values.js';
 import { readRequest, typeRange, valueFromResponse, writeRequest } from '../../../protocols/mcp/modbus-points.js';
 
 const numericPoint: fc.Arbitrary<PointDef> = fc.record({

@@ -9,7 +9,7 @@ import type { Command, Subject } from '../../../src/core/command.js';
 import { SourceErrors } from '../../../src/core/errors.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { compileSources } from '../../../src/policy/sources.js';
-import { expandNodeId, nodeIdProblem } from '../../../src/policy/node-id.js';
+import { expandNodeId, nodeIdProblem } from '../../../src/assets/node-id.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const NS = 'urn:plantgate:sim:water-treatment:plc1';

@@ -10,7 +10,7 @@ import type { Command, Subject, TypedValue } from '../../../src/core/command.js'
 import { SourceErrors } from '../../../src/core/errors.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { PolicyMemory } from '../../../src/policy/memory.js';
-import { pathGlob } from '../../../src/policy/glob.js';
+import { pathGlob } from '../../../src/core/glob.js';
 import { compileSources } from '../../../src/policy/sources.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseDurationSec } from '../../../src/policy/duration.js';
-import { pointGlob, workloadMatcher } from '../../../src/policy/glob.js';
-import { decodePoint } from '../../../src/policy/values.js';
+import { pointGlob, workloadMatcher } from '../../../src/core/glob.js';
+import { decodePoint } from '../../../src/assets/values.js';
 import { BundleError, verifyBundle } from '../../../src/policy/bundle.js';
 
 describe('durations in policy sources', () => {

@@ -1,7 +1,7 @@
 // Decoding written Modbus values into engineering units, per the point map. Owns the register
 // layout rules (signedness, 32-bit word order, scale/offset); must never allocate per register
 // beyond what the caller asked for, since it runs for every write.
-import type { PointDef } from './payload.js';
+import type { PointDef } from './bundle-asset.js';
 
 const f32 = new Float32Array(1);
 const f32u16 = new Uint16Array(f32.buffer);

@@ -1,7 +1,7 @@
 // The one NodeId form policy, the OPC UA front and the upstream share: `nsu=<namespace URI>;<identifier>`.
 // Namespace indexes (`ns=2;`) differ between servers and across restarts, so they never appear in a
-// bundle or a Command. Pure string work, no node-opcua: the compiler runs without it. (Candidate
-// for src/core/ once the lead moves it; protocols/opcua/mapping.ts re-exports it.)
+// bundle or a Command. Pure string work, no node-opcua: the compiler runs without it. Part of the
+// asset format (asset definitions name their nodes), so policy and the OPC UA front both read it here.
 
 const IDENTIFIER_RE = /^(?:i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=[A-Za-z0-9+/=]+)$/s;
 
