@@ -129,6 +129,26 @@ describe('policy learn and replay on traffic recorded by the real gateway in mon
     expect(r.summary.interlock_unknown).toBe(2);
   });
 
+  it('replays a signed candidate, verified against the pinned policy keys, and refuses one signed by a key it does not pin', async () => {
+    const jws = path.join(dir, 'learned.jws');
+    const pinned = path.join(lab.stateDir, 'keys', 'policy.jwks.json');
+    const verified = await run(['policy', 'replay', '--bundle', jws, '--trust', pinned, '--from', lab.spoolDir, '--json', '--quiet']);
+    expect(verified.stderr).toBe('');
+    expect(verified.code).toBe(0);
+    const r = JSON.parse(verified.stdout) as ReplayJson & { bundle: { revision: number; provenance: string } };
+    expect(r.bundle).toMatchObject({ revision: 2, provenance: expect.stringContaining('signature VERIFIED') });
+    expect(r.changes.map((c) => [c.workload.split('/').pop(), c.candidate.reason])).toEqual([
+      ['reporter', 'NO_MATCHING_RULE'],
+      ['optimizer', 'NO_MATCHING_RULE'],
+    ]);
+    const unchecked = await run(['policy', 'replay', '--bundle', jws, '--from', lab.spoolDir, '--quiet']);
+    expect(unchecked.code).toBe(0);
+    expect(unchecked.stdout).toContain('signature NOT CHECKED');
+    const foreign = await run(['policy', 'replay', '--bundle', jws, '--trust', 'fixtures/keys/dev-issuer.jwks.json', '--from', lab.spoolDir, '--quiet']);
+    expect(foreign.code).toBe(2);
+    expect(foreign.stderr).toMatch(/learned\.jws: refused: UNKNOWN_KEY/);
+  });
+
   it('learned with --min-writes 1, allows every command of the traffic but the write of a token without the write scope', async () => {
     const everyWrite = path.join(dir, 'learned-every-write');
     const learned = await run(['policy', 'learn', '--from', lab.spoolDir, '--base', 'rules/demo/bundle.yaml', '--out', everyWrite, '--min-writes', '1', '--no-check', '--quiet']);
