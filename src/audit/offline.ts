@@ -406,7 +406,7 @@ export async function proveInclusion(dir: string, seq: number): Promise<Inclusio
   const cp = await latestCheckpointNote(dir, seq + 1);
   const { records } = await readSpool(dir);
   const rec = records.find((r) => r.seq === seq);
-  if (!rec) throw new ProofError(`record ${seq} is not in the spool any more (shipped and deleted): prove it from the collector's copy (audit prove --collector)`);
+  if (!rec) throw new ProofError(`record ${seq} is not in the spool any more (shipped and deleted): prove it from the collector's copy (audit prove --collector <out_dir> --gateway <id> --seq ${seq})`);
   if (rec.lost) throw new ProofError(`record ${seq} was lost (declared by an AUDIT_GAP record): only its leaf hash remains`);
   const proof = await withTreeFile(dir, (read) => inclusionProof(seq, cp.size, read));
   return { checkpoint: cp.note, index: seq, leaf: b64(rec.bytes), inclusion: proof.map(b64) };

@@ -1,8 +1,8 @@
 // Tampering with a gateway's audit on disk, and rewriting its history: `plantgate audit verify`
 // names the seq or checkpoint, the gateway refuses to open a spool edited in place, and the
 // collector (which witnessed the original) refuses the rewritten one.
-import { generateKeyPairSync } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -147,11 +147,11 @@ describe('tampering with the audit on disk', () => {
     }
   });
 
-  it("a tail cut back to a checkpoint with every trace removed: audit verify fails given the collector's cosigned checkpoint or its state", async () => {
+  /** Ships the spool to a real collector that witnesses (cosigns) and waits for the last checkpoint's cosignature. */
+  async function shipToWitness(spoolDir: string): Promise<{ soc: string; wkey: string; last: number }> {
     const pki = await initPki(path.join(dir, 'pki'), { agents: [] });
     const [ca, gcert, gkey, ccert, ckey] = await Promise.all([pki.ca.cert, pki.gateway.cert, pki.gateway.key, pki.collector.cert, pki.collector.key].map((f) => readFile(f, 'utf8')));
     const witnessKey = generateKeyPairSync('ed25519').privateKey;
-    const wkey = cosignerVerifierKey('soc.example/witness', witnessKey);
     const soc = path.join(dir, 'soc');
     const collector = await startCollector({
       host: '127.0.0.1',
@@ -161,9 +161,7 @@ describe('tampering with the audit on disk', () => {
       gateways: [{ id: 'gw-1', verifierKey: vkey, identity: pki.gateway.spiffeId }],
       witness: cosigner('soc.example/witness', witnessKey),
     });
-    const spoolDir = path.join(dir, 'spool');
     try {
-      await spool(spoolDir, 40);
       const log = await AuditLog.open({ dir: spoolDir, gatewayId: 'gw-1', clock: new ManualClock() });
       const s = startShipper({ log, host: '127.0.0.1', port: collector.port, tls: { ca, cert: gcert, key: gkey }, gatewayId: 'gw-1', reconnect: { minMs: 10, maxMs: 50 } });
       const last = log.nextSeq - 1;
@@ -173,9 +171,16 @@ describe('tampering with the audit on disk', () => {
       await Promise.all([cosigned, acked]);
       await s.close();
       await log.close();
+      return { soc, wkey: cosignerVerifierKey('soc.example/witness', witnessKey), last };
     } finally {
       await collector.close();
     }
+  }
+
+  it("a tail cut back to a checkpoint with every trace removed: audit verify fails given the collector's cosigned checkpoint or its state", async () => {
+    const spoolDir = path.join(dir, 'spool');
+    await spool(spoolDir, 40);
+    const { soc, wkey } = await shipToWitness(spoolDir);
     const witnessed = [path.join(soc, 'gw-1.checkpoint'), path.join(soc, 'gw-1.state.json')];
     const whole = await verify([spoolDir, '--witnessed', ...witnessed, '--witness-key', wkey]);
     expect(whole.out).toMatch(/^OK spool .*checked against 2 witnessed state/m);
@@ -192,5 +197,41 @@ describe('tampering with the audit on disk', () => {
     expect(cut.out).toMatch(new RegExp(`FAIL \\S*gw-1\\.checkpoint: the witness holds a signed checkpoint of \\d+ records, but the spool's log holds only 18 records`));
     expect(cut.out).toMatch(/gw-1\.state\.json: the witness stored \d+ records, but the spool's log holds only 18 records: records 18\.\.\d+ are gone/);
   });
-});
 
+  it("proves a record the gateway already deleted from the collector's copy, and the bundle verifies like one from the spool", async () => {
+    const spoolDir = path.join(dir, 'spool');
+    await spool(spoolDir, 40);
+    const { soc, last } = await shipToWitness(spoolDir);
+    // The acknowledged records leave the spool (segments holding only acknowledged records are deleted).
+    for (const f of await readdir(spoolDir)) if (f.endsWith('.seg')) await rm(path.join(spoolDir, f));
+    const fromSpool = await run(['audit', 'prove', '--spool', spoolDir, '--seq', '12']);
+    expect(fromSpool.code).toBe(1);
+    expect(fromSpool.stderr).toContain('audit prove --collector <out_dir> --gateway <id> --seq 12');
+
+    const bundleFile = path.join(dir, 'record-12.json');
+    const proved = await run(['audit', 'prove', '--collector', soc, '--gateway', 'gw-1', '--seq', '12', '--out', bundleFile]);
+    expect(proved.stderr).toBe('');
+    expect(proved.code).toBe(0);
+    const bundle = JSON.parse(await readFile(bundleFile, 'utf8')) as { leaf: string; index: number };
+    // The leaf is the record the gateway hashed: its hash is the NDJSON line's.
+    const line = (await readFile(path.join(soc, 'gw-1.ndjson'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { seq: number; hash: string }).find((l) => l.seq === 12)!;
+    expect(createHash('sha256').update(Buffer.concat([Buffer.from([0]), Buffer.from(bundle.leaf, 'base64')])).digest('hex')).toBe(line.hash);
+    const ok = await verify([bundleFile]);
+    expect(ok.out).toMatch(/^OK inclusion bundle .*record 12/m);
+    expect(ok.code).toBe(0);
+
+    // Consistency from an old checkpoint the SOC kept, to the newest witnessed one.
+    const sinceFile = path.join(dir, 'since-8.json');
+    expect((await run(['audit', 'prove', '--collector', soc, '--gateway', 'gw-1', '--consistency', '8', '--out', sinceFile])).code).toBe(0);
+    const pair = await verify([path.join(spoolDir, CHECKPOINT_DIR, checkpointFileName(8)), path.join(soc, 'gw-1.checkpoint'), '--proof', sinceFile]);
+    expect(pair.code, pair.out).toBe(0);
+
+    // An NDJSON line changed after the fact proves nothing.
+    const ndjson = path.join(soc, 'gw-1.ndjson');
+    await writeFile(ndjson, (await readFile(ndjson, 'utf8')).replace(/"sessionId":"ok"/, '"sessionId":"ko"'));
+    const forged = await run(['audit', 'prove', '--collector', soc, '--gateway', 'gw-1', '--seq', '0']);
+    expect(forged.code).toBe(1);
+    expect(forged.stderr).toMatch(/re-encoded from the NDJSON hashes to [0-9a-f]+, but the leaf the collector stored is/);
+    expect(last).toBeGreaterThan(12);
+  });
+});

@@ -17,6 +17,7 @@ import { SourceErrors } from '../../core/errors.js';
 import { loadGatewayConfig } from '../../gateway/config.js';
 import { proveConsistency, proveInclusion, verifyCheckpointPair, verifyInclusionBundle, verifySpool, type Problem, type Witnessed } from '../../audit/offline.js';
 import { readState } from '../../collector/state.js';
+import { collectorConsistency, collectorInclusion } from '../../collector/prove.js';
 
 function usage(msg: string): void {
   process.stderr.write(`plantgate audit: ${msg}\n`);
@@ -71,20 +72,31 @@ export function register(program: Command): void {
 
   audit
     .command('prove')
-    .description('write a proof bundle from a spool: inclusion of --seq N, or consistency from --consistency OLD_SIZE, to the latest checkpoint')
-    .requiredOption('--spool <dir>', 'the gateway spool directory')
+    .description("write a proof bundle: inclusion of --seq N, or consistency from --consistency OLD_SIZE, to the latest checkpoint; from the gateway's spool, or from the collector's copy for records the gateway already deleted")
+    .option('--spool <dir>', 'the gateway spool directory')
+    .option('--collector <out_dir>', "the collector's output directory (its NDJSON, <gateway>.tree.hashes and the newest witnessed checkpoint); with --gateway")
+    .option('--gateway <id>', 'the gateway id, with --collector')
     .option('--seq <n>', 'record to prove: {"checkpoint","index","leaf","inclusion"}')
     .option('--consistency <old_size>', 'old tree size: {"old_size","old_checkpoint","checkpoint","consistency"}')
     .option('--out <file>', 'write the bundle here instead of stdout')
-    .action(async (opts: { spool: string; seq?: string; consistency?: string; out?: string }) => {
+    .action(async (opts: { spool?: string; collector?: string; gateway?: string; seq?: string; consistency?: string; out?: string }) => {
       const n = (s: string | undefined): number | undefined => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
       if ((opts.seq === undefined) === (opts.consistency === undefined)) return usage('give exactly one of --seq or --consistency');
+      if ((opts.spool === undefined) === (opts.collector === undefined)) return usage('give exactly one of --spool or --collector');
+      if ((opts.collector === undefined) !== (opts.gateway === undefined)) return usage('--collector and --gateway go together');
       const seq = n(opts.seq);
       const old = n(opts.consistency);
       if (opts.seq !== undefined && seq === undefined) return usage('--seq must be a non-negative integer');
       if (opts.consistency !== undefined && old === undefined) return usage('--consistency must be a non-negative integer');
       try {
-        const bundle = seq !== undefined ? await proveInclusion(opts.spool, seq) : await proveConsistency(opts.spool, old!);
+        const bundle =
+          opts.collector !== undefined
+            ? seq !== undefined
+              ? await collectorInclusion(opts.collector, opts.gateway!, seq)
+              : await collectorConsistency(opts.collector, opts.gateway!, old!)
+            : seq !== undefined
+              ? await proveInclusion(opts.spool!, seq)
+              : await proveConsistency(opts.spool!, old!);
         const text = `${JSON.stringify(bundle, null, 2)}\n`;
         if (opts.out) await writeFileAtomic(opts.out, text);
         else process.stdout.write(text);
