@@ -35,6 +35,7 @@ demo: build
 	node dist/src/cli/main.js demo
 
 bench: build
+	@date +%s > dist/.bench-started
 	node dist/test/bench/throughput.js $(if $(QUICK),--quick,)
 	node dist/test/bench/policy.js $(if $(QUICK),--quick,)
 	node dist/test/bench/enforcement.js $(if $(QUICK),--quick,)
@@ -45,6 +46,7 @@ bench: build
 	node dist/test/bench/mcp.js $(if $(QUICK),--quick,)
 	node dist/test/bench/footprint.js $(if $(QUICK),--quick,)
 	node dist/test/bench/replay.js $(if $(QUICK),--quick,)
+	@echo "make bench$(if $(QUICK), QUICK=1,) took $$(( $$(date +%s) - $$(cat dist/.bench-started) )) s; load average now $$(cut -d' ' -f1-3 /proc/loadavg)"
 
 lint: $(NPM_STAMP)
 	npm run proto

@@ -1,7 +1,7 @@
 // Runs plantgate parts as separate processes for benchmarks, so the load generator, the gateway
 // and the simulator each have their own event loop, as on a real gateway device.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/cli/demo/lab.js';
@@ -100,6 +100,57 @@ export function cpuSeconds(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Sets the CPU affinity of every thread of a running process (`taskset -a -p`, util-linux), so a
+ * bench can pin the process under test to one core and its load to the other, and unpin them
+ * again between tables. Threads started later inherit the affinity of the thread that starts them.
+ * Reads the affinity back (taskset -a reports success for a process that does not exist).
+ * Returns why it could not, or undefined.
+ */
+export function setAffinity(pid: number | undefined, cpus: string): string | undefined {
+  if (pid === undefined) return 'no process';
+  const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { encoding: 'utf8' });
+  if (r.error) return `taskset: ${r.error.message}`;
+  if (r.status !== 0) return `taskset -a -p -c ${cpus} ${pid}: ${r.stderr.trim() || `exit ${r.status}`}`;
+  const want = parseCpuList(cpus).join(',');
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
+      let got: string;
+      try {
+        got = affinityOf(pid, tid).join(',');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // the thread ended meanwhile
+        throw err;
+      }
+      if (got !== want) return `taskset -a -p -c ${cpus} ${pid}: thread ${tid} runs on ${got}`;
+    }
+  } catch (err) {
+    return `taskset -a -p -c ${cpus} ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
+  return undefined;
+}
+
+/** Parses a Linux CPU list ("0-2,5"), as in /proc/<pid>/status and taskset -c. */
+export function parseCpuList(list: string): number[] {
+  return list
+    .trim()
+    .split(',')
+    .filter(Boolean)
+    .flatMap((part) => {
+      const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+      if (!m) throw new Error(`"${list}" is not a CPU list`);
+      const [a, b] = [Number(m[1]), Number(m[2] ?? m[1])];
+      return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+    });
+}
+
+/** The CPUs a thread may run on (Cpus_allowed_list of /proc/<pid>/task/<tid>/status; the main thread by default). */
+export function affinityOf(pid: number, tid = pid): number[] {
+  const m = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+  if (!m) throw new Error(`no Cpus_allowed_list for ${pid}/${tid}`);
+  return parseCpuList(m[1]);
 }
 
 /** Resident set size of a process in MB, from /proc (Linux). */
