@@ -63,7 +63,8 @@ export async function authenticate(req: IncomingMessage, resource: string, deps:
   // A presented certificate is checked, never ignored: one that does not chain to the plant CA
   // (or names no single SPIFFE ID) refuses the request rather than falling back to bearer only.
   let cert: CertificateIdentity | undefined;
-  if (socket.getPeerX509Certificate?.() !== undefined) {
+  // getPeerCertificate, not getPeerX509Certificate: the latter leaks native memory per call (src/identity/cert.ts).
+  if (socket.getPeerCertificate?.()?.raw !== undefined) {
     try {
       cert = identityFromTlsSocket(socket);
     } catch (err) {

@@ -8,7 +8,7 @@
 //   is bound to it (trust on first use, kept in the state file); any other is refused afterwards.
 // Pure apart from reading the peer certificate off the socket.
 import type { TLSSocket } from 'node:tls';
-import { parseSubjectAltNames } from '../identity/cert.js';
+import { parseSubjectAltNames, peerCertificate } from '../identity/cert.js';
 import { parseSpiffeId } from '../identity/spiffe.js';
 
 export interface PeerIdentity {
@@ -17,7 +17,7 @@ export interface PeerIdentity {
 }
 
 export function peerIdentity(socket: TLSSocket): PeerIdentity {
-  const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+  const cert = socket.authorized ? peerCertificate(socket) : undefined;
   if (!cert) return { spiffeId: undefined, cn: undefined };
   const uris = (parseSubjectAltNames(cert.subjectAltName ?? '') ?? []).filter((e) => e.kind === 'URI');
   const parsed = uris.length === 1 ? parseSpiffeId(uris[0].value) : undefined;

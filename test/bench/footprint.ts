@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { putToken } from '../../src/cli/demo/agent.js';
 import { prepareLabFiles } from '../../src/cli/demo/lab.js';
 import { FrameDecoder, encodeFrame } from '../../protocols/modbus/codec.js';
-import { cpuSeconds, freePort, spawnCli, stop, waitForPort, waitForReady } from './processes.js';
+import { benchUpstreams, cpuSeconds, freePort, spawnCli, stop, waitForPort, waitForReady } from './processes.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -60,8 +60,7 @@ async function main(): Promise<void> {
     const files = await prepareLabFiles({ stateDir: dir, rules: 'rules/bench/bundle.yaml' });
     const [simPort, collectorPort, modbusPort, agentApiPort, opsPort] = await Promise.all(Array.from({ length: 5 }, freePort));
     // Plant defaults for checkpoints, one workload opening all connections, no collector.
-    const gatewayYaml = files
-      .gatewayYaml({ simPort: simPort!, collectorPort: collectorPort!, modbusPort: modbusPort!, agentApiPort: agentApiPort!, opsPort: opsPort! })
+    const gatewayYaml = benchUpstreams(files.gatewayYaml({ simPort: simPort!, collectorPort: collectorPort!, modbusPort: modbusPort!, agentApiPort: agentApiPort!, opsPort: opsPort! }))
       .replace(/checkpoint_every_records: \d+/, 'checkpoint_every_records: 1000')
       .replace(/checkpoint_every_ms: \d+/, 'checkpoint_every_ms: 60000')
       .replace(/^audit:/m, 'identity:\n  max_connections_per_workload: 64\naudit:')

@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../../src/cli/demo/lab.js';
+import { LAB_OPCUA_ASSET, PACKAGE_ROOT } from '../../src/cli/demo/lab.js';
 
 const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
 /**
@@ -48,6 +48,15 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: 
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   return child;
+}
+
+/**
+ * The lab's gateway config for the bench bundle (rules/bench/bundle.yaml): without the lab's OPC UA
+ * asset's upstream, which that bundle does not know (serve refuses an upstream asset the bundle
+ * lacks: docs/configuration.md, Checking a configuration).
+ */
+export function benchUpstreams(gatewayYaml: string): string {
+  return gatewayYaml.replace(new RegExp(`(?: {2}#[^\\n]*\\n)* {2}- asset: ${LAB_OPCUA_ASSET}\\n(?: {4}[^\\n]*\\n)*`), '');
 }
 
 /** Resolves when something accepts TCP connections on the port (the child finished starting). */

@@ -91,3 +91,19 @@ describe('parseSpiffeId', () => {
     }
   });
 });
+
+describe('peer certificates under connection churn', () => {
+  it('never reads a peer certificate with getPeerX509Certificate (Node 20 leaks ~8 KB of native memory per call)', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const path = await import('node:path');
+    const root = path.resolve(__dirname, '../../..');
+    const walk = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []));
+    const calls = [...walk(path.join(root, 'src')), ...walk(path.join(root, 'protocols'))].flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (/getPeerX509Certificate\s*\??\.?\(/.test(line.replace(/\/\/.*$/, '').replace(/^\s*\*.*$/, '')) ? [`${path.relative(root, f)}:${i + 1}`] : [])),
+    );
+    expect(calls).toEqual([]);
+  });
+});
