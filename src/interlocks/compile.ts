@@ -20,6 +20,7 @@
 //         - { input: tank1.level, changes_within: 30s, while: pump1.running }
 //         - { input: tank1.level, max_rate: 2 }          # engineering units per second
 //         - { agree: [tank1.level, tank1.level_b], within: 2 }
+import { parseDurationMs as parseDuration, POLL_DURATION } from '../core/duration.js';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, Scalar, type Node, type Pair } from 'yaml';
 import { SourceError } from '../core/errors.js';
 import type { BundleAsset, PointDef } from '../assets/bundle-asset.js';
@@ -55,10 +56,7 @@ const WRITABLE_TABLES = new Set(['coil', 'holding']);
 
 /** "250ms", "2s", "1m" → milliseconds; null for anything else (zero and negatives included). */
 export function parseDurationMs(text: string): number | null {
-  const m = /^(\d+)(ms|s|m)$/.exec(text);
-  if (!m) return null;
-  const n = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000);
-  return n > 0 && Number.isSafeInteger(n) ? n : null;
+  return parseDuration(text, POLL_DURATION);
 }
 
 /**

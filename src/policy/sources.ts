@@ -3,7 +3,8 @@
 // a human's typo needs. Must never sign, never guess a default that widens access, and never stop
 // at the first problem: a build run reports every problem it can find, each as file:line:col.
 import { readFile } from 'node:fs/promises';
-import { compileInterlocks, parseDurationMs } from '../interlocks/compile.js';
+import { compileInterlocks } from '../interlocks/compile.js';
+import { parseDurationMs, POLL_DURATION } from '../core/duration.js';
 import type { InterlockDef } from '../interlocks/payload.js';
 import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
@@ -440,7 +441,7 @@ function compileStepBase(f: SourceFile, n: Node): { max_age_ms?: number; poll_ms
   for (const [key, field] of [['max_age', 'max_age_ms'], ['poll', 'poll_ms']] as const) {
     const text = f.str(n, e, key, `limits.step_base.${key}`, false);
     if (text === undefined) continue;
-    const ms = parseDurationMs(text);
+    const ms = parseDurationMs(text, POLL_DURATION);
     if (ms === null) f.fail(f.valueNode(e.get(key)!), `limits.step_base.${key}`, `bad duration '${text}' (expected e.g. 500ms, 5s, 1m)`);
     else out[field] = ms;
   }

@@ -7,19 +7,18 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { parseDurationMs } from '../core/duration.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { FaultSpecSchema } from './faults.js';
 import type { SimHandle } from './modbus-server.js';
 import { findPoint, type Plant } from '../assets/plant.js';
 
-const DURATION_RE = /^([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
+const SCENARIO_DURATION = { units: ['ms', 's', 'min', 'h'], fractions: true, spaces: true, zero: true } as const;
 
-/** "250ms", "30s", "1.5min", "2h", or a number of seconds. */
+/** "250ms", "30s", "1.5min", "2h", or a number of seconds (src/core/duration.ts). */
 export function parseDuration(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
-  const m = DURATION_RE.exec(value.trim());
-  return m === null ? undefined : Number(m[1]) * UNIT_MS[m[2]];
+  return parseDurationMs(value, SCENARIO_DURATION) ?? undefined;
 }
 
 const Duration = z.union([z.number(), z.string()]).transform((v, ctx) => {

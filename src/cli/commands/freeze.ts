@@ -4,6 +4,7 @@
 // decides and records. Never prints the operator token.
 // Exit codes: 0 done (for unfreeze under the two-person rule: the vote is recorded), 1 the gateway
 // refused or could not be reached, 2 bad usage.
+import { parseDurationMs, POLICY_DURATION } from '../../core/duration.js';
 import type { Command } from 'commander';
 import { callOperatorApi, refusal, runOperatorCommand, target, UsageError, withConnection } from './approvals.js';
 
@@ -23,14 +24,10 @@ interface FreezeOptions {
   json?: boolean;
 }
 
-const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
-
-/** "90s", "30m", "2h", "1d" → seconds; undefined when malformed. */
+/** "90s", "30m", "2h", "1d" → seconds; undefined when malformed (src/core/duration.ts). */
 export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+)\s*([smhd])$/.exec(text.trim());
-  if (m === null) return undefined;
-  const sec = Number(m[1]) * UNITS[m[2]!]!;
-  return sec > 0 ? sec : undefined;
+  const ms = parseDurationMs(text, { ...POLICY_DURATION, spaces: true });
+  return ms === null ? undefined : ms / 1000;
 }
 
 /** One line per freeze: what is frozen, how, since when, by whom and why, and how it is lifted. */
