@@ -122,6 +122,28 @@ async function streamed(): Promise<{ seq: number; msgId: string; hash: string }[
 
 const ev = (i: number) => outcomeRecord({ decisionSeq: i, sessionId: 's', status: 'ok', upstreamLatencyUs: i });
 
+/** A gateway log with a sink that has shipped `n` records (acknowledged). */
+async function shipped(n: number): Promise<{ log: AuditLog; s: NatsSink }> {
+  const log = await gatewayLog();
+  const s = sink(log);
+  for (let i = 0; i < n; i++) log.append(ev(i));
+  await log.sync();
+  await ackedThrough(log, s, n - 1);
+  return { log, s };
+}
+
+/** Someone else publishes on the gateway's subject, claiming `seq`; returns the stream's ack. */
+async function forge(seq: string, body: string, msgID?: string): Promise<{ seq: number }> {
+  const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
+  try {
+    const h = natsHeaders();
+    h.set('Plantgate-Seq', seq);
+    return await nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode(body), { headers: h, ...(msgID ? { msgID } : {}) });
+  } finally {
+    await nc.close();
+  }
+}
+
 describe('NATS JetStream audit sink', () => {
   it('publishes every record in order to plantgate.audit.<site>.<gateway> with Nats-Msg-Id <gateway>:<seq>, and the publish ack acknowledges the spool', async () => {
     const log = await gatewayLog();
@@ -184,20 +206,12 @@ describe('NATS JetStream audit sink', () => {
   });
 
   it('a forged message left last on the subject is alerted and recorded, and shipping goes on instead of halting', async () => {
-    let log = await gatewayLog();
-    let s = sink(log);
-    for (let i = 0; i < 10; i++) log.append(ev(i));
-    await log.sync();
-    await ackedThrough(log, s, 9);
+    let { log, s } = await shipped(10);
     await s.close();
     await log.close();
     cleanup.splice(0);
     // Anyone allowed to publish on plantgate.audit.> claims a seq far ahead of the gateway.
-    const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
-    const h = natsHeaders();
-    h.set('Plantgate-Seq', '5000');
-    const forged = await nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode('not a record'), { headers: h });
-    await nc.close();
+    const forged = await forge('5000', 'not a record');
 
     log = await gatewayLog();
     s = sink(log);
@@ -216,17 +230,9 @@ describe('NATS JetStream audit sink', () => {
   });
 
   it('a forged message published while the gateway streams is alerted at once', async () => {
-    const log = await gatewayLog();
-    const s = sink(log);
-    for (let i = 0; i < 5; i++) log.append(ev(i));
-    await log.sync();
-    await ackedThrough(log, s, 4);
+    const { log, s } = await shipped(5);
     const alerted = new Promise<NatsSinkAlert>((resolve) => s.once('alert', resolve));
-    const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
-    const h = natsHeaders();
-    h.set('Plantgate-Seq', '5');
-    await nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode('forged 5'), { headers: h, msgID: 'x' });
-    await nc.close();
+    await forge('5', 'forged 5', 'x');
     expect(await alerted).toMatchObject({ kind: 'foreign_message', claimedSeq: '5' });
     for (let i = 5; i < 10; i++) log.append(ev(i));
     await log.sync();
@@ -235,16 +241,8 @@ describe('NATS JetStream audit sink', () => {
   });
 
   it("a forged message taking the gateway's next Nats-Msg-Id does not make JetStream drop the real record: it is stored under an id of its own, and alerted", async () => {
-    const log = await gatewayLog();
-    const s = sink(log);
-    for (let i = 0; i < 5; i++) log.append(ev(i));
-    await log.sync();
-    await ackedThrough(log, s, 4);
-    const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
-    const h = natsHeaders();
-    h.set('Plantgate-Seq', '5');
-    const squat = await nc.jetstream().publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode('squatter'), { headers: h, msgID: natsMsgId(gwId, 5) });
-    await nc.close();
+    const { log, s } = await shipped(5);
+    const squat = await forge('5', 'squatter', natsMsgId(gwId, 5));
     const alerts: NatsSinkAlert[] = [];
     s.on('alert', (a: NatsSinkAlert) => alerts.push(a));
     log.append(ev(5));
@@ -258,11 +256,7 @@ describe('NATS JetStream audit sink', () => {
   });
 
   it('a replaced spool under the same gateway id is alerted (the stream holds another record at that seq) and its records are shipped after it', async () => {
-    const log = await gatewayLog();
-    const s = sink(log);
-    for (let i = 0; i < 10; i++) log.append(ev(i));
-    await log.sync();
-    await ackedThrough(log, s, 9);
+    const { log, s } = await shipped(10);
     await s.close();
     await log.close();
     cleanup.splice(0);
