@@ -156,7 +156,34 @@ function checkBinding(payload: JWTPayload, ctx: VerifyContext): string | undefin
   return undefined;
 }
 
-export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promise<Subject> {
+/** What every token this gateway accepts must prove, agent or operator: the trust and the clock. */
+export interface SignedTokenContext {
+  issuers: TrustedIssuers;
+  /** The audience string(s); the token's `aud` must name one of them. */
+  audience: string | string[];
+  maxTtlSec: number;
+  leewaySec?: number;
+  clock: Clock;
+}
+
+/** A token whose signature and registered claims verified; the caller checks its own claims next. */
+export interface VerifiedToken {
+  payload: JWTPayload;
+  iss: string;
+  sub: string;
+  jti: string;
+  /** Seconds since the epoch, as in the token. */
+  exp: number;
+  iat: number;
+}
+
+/**
+ * The one JWT verification of the gateway (docs/identity.md): size, header (asymmetric algorithms
+ * only, no `crit`), a trusted issuer, the signature (jose), audience, expiry within the leeway, and
+ * `iat`, `exp`, `jti`, `sub` sane, the lifetime within the bundle's maximum. Agent tokens
+ * (verifyAccessToken) and operator tokens (operator.ts) both start here. Throws TokenError.
+ */
+export async function verifySignedToken(jwt: string, ctx: SignedTokenContext): Promise<VerifiedToken> {
   if (typeof jwt !== 'string' || jwt.length === 0) throw invalid('MALFORMED', 'token is empty');
   if (jwt.length > MAX_TOKEN_LENGTH) throw invalid('TOO_LARGE', `token is longer than ${MAX_TOKEN_LENGTH} characters`);
 
@@ -211,6 +238,11 @@ export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promis
   }
   if (!isNonEmptyString(jti)) throw invalid('INVALID_CLAIM', 'token claim "jti" must be a non-empty string', 'jti');
   if (!isNonEmptyString(sub)) throw invalid('INVALID_CLAIM', 'token claim "sub" must be a non-empty string', 'sub');
+  return { payload, iss, sub, jti, exp, iat };
+}
+
+export async function verifyAccessToken(jwt: string, ctx: VerifyContext): Promise<Subject> {
+  const { payload, iss, sub, jti, exp, iat } = await verifySignedToken(jwt, ctx);
   if (sub !== ctx.expectedSub) {
     throw invalid('SUB_MISMATCH', `token "sub" ${sub} is not the session's identity ${ctx.expectedSub}`, 'sub');
   }
