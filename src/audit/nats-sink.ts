@@ -58,6 +58,11 @@ export interface NatsSinkOptions {
   windowRecords?: number;
   /** Records read from the log per step. Default 256. */
   batchRecords?: number;
+  /**
+   * At most one SinkAlertEvent record per this many ms; foreign messages in between are counted into
+   * the next one (a flood on the bus must not fill the spool). Default 1000.
+   */
+  alertRecordEveryMs?: number;
   /** How long to wait for one publish ack. Default 5 s. */
   ackTimeoutMs?: number;
 }
@@ -132,6 +137,9 @@ export class NatsSink extends EventEmitter {
   /** Stream seqs already alerted (a foreign message is reported once per process). */
   private readonly reported = new Set<number>();
   private watch: Subscription | undefined;
+  /** While set, foreign messages are counted, not recorded one by one. */
+  private alertTimer: NodeJS.Timeout | undefined;
+  private suppressed: { count: number; kinds: Set<string> } = { count: 0, kinds: new Set() };
   private readonly logger: Logger;
   private readonly st: NatsSinkStats = { connected: false, halted: false, alerts: 0, sentSeq: -1, ackedSeq: -1, duplicates: 0, failures: 0, lastError: '' };
 
@@ -166,21 +174,49 @@ export class NatsSink extends EventEmitter {
     this.foreign({ claimedSeq: m.headers?.get(SEQ_HEADER) ?? '', bodyHash: hash, detail: `a message on ${this.subject} (Nats-Msg-Id "${id.slice(0, 80)}") that this gateway did not publish` });
   }
 
-  /** Reports a message on our subject that is not our record: alert, metric (by the listener) and an audit record. */
+  /**
+   * Reports a message on our subject that is not our record: the 'alert' event (the gateway counts
+   * it in a metric) for each, and an audit record and a log line for the first, then at most one per
+   * alertRecordEveryMs summing up the ones in between.
+   */
   private foreign(a: { streamSeq?: number; claimedSeq?: string; bodyHash?: string; detail: string }, kind: NatsSinkAlert['kind'] = 'foreign_message'): void {
     if (a.streamSeq !== undefined) {
       if (this.reported.has(a.streamSeq)) return;
+      if (this.reported.size >= 4096) this.reported.clear();
       this.reported.add(a.streamSeq);
     }
     this.st.alerts++;
     const alert: NatsSinkAlert = { kind, message: a.detail, ...a };
-    this.logger.error(alert, 'audit NATS sink: a message on the subject is not this gateway\'s record; shipping goes on');
+    this.emit('alert', alert);
+    if (this.alertTimer) {
+      this.suppressed.count++;
+      this.suppressed.kinds.add(kind);
+      return;
+    }
+    this.recordAlert(kind, a);
+    const every = this.opts.alertRecordEveryMs ?? 1000;
+    const tick = (): void => {
+      const { count, kinds } = this.suppressed;
+      if (count === 0 || this.closed) {
+        this.alertTimer = undefined;
+        return;
+      }
+      this.suppressed = { count: 0, kinds: new Set() };
+      this.recordAlert(kinds.size === 1 ? ([...kinds][0] as NatsSinkAlert['kind']) : 'foreign_message', {
+        detail: `${count} more messages on ${this.subject} that this gateway did not write (${[...kinds].join(', ')}) within ${every} ms`,
+      });
+      this.alertTimer = setTimeout(tick, every);
+    };
+    this.alertTimer = setTimeout(tick, every);
+  }
+
+  private recordAlert(kind: NatsSinkAlert['kind'], a: { streamSeq?: number; claimedSeq?: string; bodyHash?: string; detail: string }): void {
+    this.logger.error({ kind, ...a }, "audit NATS sink: a message on the subject is not this gateway's record; shipping goes on");
     try {
       this.opts.log.append(sinkAlertRecord({ sink: 'nats', kind, subject: this.subject, ...a }));
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'audit NATS sink: could not record the alert');
     }
-    this.emit('alert', alert);
   }
 
   private get streamName(): string {
@@ -416,6 +452,10 @@ export class NatsSink extends EventEmitter {
     this.streaming = false;
     this.unsubscribe();
     if (this.timer) clearTimeout(this.timer);
+    if (this.alertTimer) clearTimeout(this.alertTimer);
+    // Foreign messages counted since the last alert record are recorded before the log closes.
+    const { count, kinds } = this.suppressed;
+    if (count > 0) this.recordAlert('foreign_message', { detail: `${count} more messages on ${this.subject} that this gateway did not write (${[...kinds].join(', ')})` });
     const nc = this.nc;
     this.nc = undefined;
     if (nc && !nc.isClosed()) {

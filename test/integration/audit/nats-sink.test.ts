@@ -83,8 +83,8 @@ async function gatewayLog(): Promise<AuditLog> {
   return log;
 }
 
-function sink(log: AuditLog): NatsSink {
-  const s = startNatsSink({ log, gatewayId: gwId, site: 'plant-a', servers: [`nats://127.0.0.1:${natsPort}`], createStream: true, reconnect: { minMs: 20, maxMs: 200 }, ackTimeoutMs: 1000 });
+function sink(log: AuditLog, alertRecordEveryMs?: number): NatsSink {
+  const s = startNatsSink({ log, gatewayId: gwId, site: 'plant-a', servers: [`nats://127.0.0.1:${natsPort}`], createStream: true, reconnect: { minMs: 20, maxMs: 200 }, ackTimeoutMs: 1000, alertRecordEveryMs });
   cleanup.push(() => s.close());
   return s;
 }
@@ -238,6 +238,28 @@ describe('NATS JetStream audit sink', () => {
     await log.sync();
     await ackedThrough(log, s, log.nextSeq - 1);
     expect((await streamed()).filter((m) => m.msgId.startsWith(`${gwId}:`)).map((m) => m.seq)).toEqual([...Array(log.nextSeq).keys()]);
+  });
+
+  it('a flood of forged messages is counted exactly but recorded in a few alert records, so it cannot fill the spool', async () => {
+    const log = await gatewayLog();
+    const s = sink(log, 200);
+    log.append(ev(0));
+    await log.sync();
+    await ackedThrough(log, s, 0);
+    let seen = 0;
+    const all = new Promise<void>((resolve) => s.on('alert', () => ++seen === 300 && resolve()));
+    const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}` });
+    for (let i = 0; i < 300; i++) nc.publish(`plantgate.audit.plant-a.${gwId}`, new TextEncoder().encode(`flood ${i}`));
+    await nc.flush();
+    await nc.close();
+    await all;
+    expect(s.stats().alerts).toBe(300);
+    await s.close(); // records what was counted since the last alert record
+    await log.sync();
+    const alerts = (await log.readFrom(0, 1000)).map((r) => decodeRecord(r.bytes).sinkAlert).filter((a) => a !== undefined && a !== null);
+    expect(alerts.length).toBeLessThan(20);
+    const counted = alerts.reduce((n, a) => n + (/^(\d+) more messages/.exec(a!.detail ?? '')?.[1] ? Number(/^(\d+) more/.exec(a!.detail!)![1]) : 1), 0);
+    expect(counted).toBe(300);
   });
 
   it("a forged message taking the gateway's next Nats-Msg-Id does not make JetStream drop the real record: it is stored under an id of its own, and alerted", async () => {
