@@ -49,7 +49,7 @@ bench: build
 	@echo "make bench$(if $(QUICK), QUICK=1,) took $$(( $$(date +%s) - $$(cat dist/.bench-started) )) s; load average now $$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # The gateway's memory under connection churn: 100,000 mutual-TLS connections opened and closed
-# (QUICK=1: 10,000), RSS printed every 10,000; fails when RSS after the churn and an idle wait is
+# (QUICK=1: 10,000), RSS printed every 10,000 (1,000); fails when RSS after the churn and an idle wait is
 # more than 10 % above the idle baseline (docs/deployment.md, Memory).
 soak: build
 	node dist/test/bench/soak.js $(if $(QUICK),--quick,)
