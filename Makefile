@@ -42,6 +42,7 @@ bench: build
 	node dist/test/bench/token.js $(if $(QUICK),--quick,)
 	node dist/test/bench/sim.js $(if $(QUICK),--quick,)
 	node dist/test/bench/audit.js $(if $(QUICK),--quick,)
+	node dist/test/bench/collector.js $(if $(QUICK),--quick,)
 	node dist/test/bench/opcua.js $(if $(QUICK),--quick,)
 	node dist/test/bench/mcp.js $(if $(QUICK),--quick,)
 	node dist/test/bench/footprint.js $(if $(QUICK),--quick,)

@@ -1,0 +1,184 @@
+// Collector bench (issue 24 item 4): `node dist/test/bench/collector.js [--quick]`. How many audit
+// records one collector core verifies and stores: a real `plantgate collector` process, configured
+// as a SOC runs it (every gateway listed with its checkpoint verifier key, a witness key, daily
+// NDJSON + OCSF output), pinned to one CPU, receives spools written beforehand by real audit logs
+// (the records a read and a write produce, a signed checkpoint every 1,000 records) from real
+// shippers in this process, pinned to the other CPU. It verifies every record (chain, tree,
+// checkpoint signatures), stores NDJSON, OCSF and the tree and state files, cosigns checkpoints
+// and acknowledges. Measured from the first byte to the last acknowledgement: records/s on the
+// clock, the collector process's CPU per record (all threads, from /proc) and what that makes per
+// core, and the shippers' CPU per record (the gateway's side of shipping). One gateway, then
+// several gateways into the same collector. The output goes to tmpfs (/dev/shm) as in the
+// throughput bench: a SOC's disk is not this machine's one busy disk.
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { AuditLog } from '../../src/audit/log.js';
+import { noteSigner, verifierKey } from '../../src/audit/note.js';
+import { decisionRecord, outcomeRecord } from '../../src/audit/records.js';
+import { Shipper } from '../../src/audit/shipper.js';
+import { systemClock } from '../../src/core/clock.js';
+import type { Command, Decision, Subject } from '../../src/core/command.js';
+import { initPki, type PkiPaths } from '../../src/identity/dev/pki.js';
+import { affinityOf, cpuSeconds, freePort, setAffinity, spawnCli, stop, waitForPort } from './processes.js';
+
+const quick = process.argv.includes('--quick');
+/** Records in each scenario (split evenly over its gateways); BENCH_COLLECTOR_RECORDS overrides. */
+const RECORDS = Number(process.env.BENCH_COLLECTOR_RECORDS ?? (quick ? 60_000 : 600_000));
+const SCENARIOS = [1, 4];
+/** The target of issue 24: records verified and stored per second per core. */
+const TARGET_PER_CORE = 100_000;
+
+const subject: Subject = {
+  workloadId: 'spiffe://plant.example/agent/optimizer', owner: 'alice@plant.example', taskId: 'T-7', taskPurpose: 'optimize tank level setpoint',
+  jti: '0d6f1f4e-3b1c-4c55-9a55-4bb0d84c2a11', roles: ['agent'], scopes: ['read', 'write'], assurance: 'mtls+token',
+  certThumbprint: 'q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c', issuer: 'https://issuer.plant.example', expiresAtMs: 0, issuedAtMs: 0,
+};
+// The throughput bench's commands: FC3 reads of 10 registers, FC16 writes of 10 registers.
+const read: Command = { sessionId: 'sess-42', protocol: 'modbus', assetId: 'plc1', operation: 'read', functionCode: 3, targets: [{ table: 'holding', address: 0, count: 10 }], points: ['tank1.setpoint', 'pump1.speed'] };
+const write: Command = {
+  ...read, operation: 'write', functionCode: 16, rawValues: [600, 1000], values: { 'tank1.setpoint': 60, 'pump1.speed': 1000 },
+};
+const allowRead: Decision = { effect: 'allow', reason: 'ALLOWED', ruleId: 'agents-read-plant', bundleRevision: 7, durable: false };
+const allowWrite: Decision = { effect: 'allow', reason: 'ALLOWED', ruleId: 'optimizer-setpoint', bundleRevision: 7, durable: true };
+
+interface Gw {
+  id: string;
+  dir: string;
+  key: KeyObject;
+  records: number;
+}
+
+/** A gateway's spool as a busy gateway writes it: 9 reads to 1 write, each a decision and an outcome record. */
+async function writeSpool(root: string, id: string, records: number): Promise<Gw> {
+  const dir = path.join(root, id);
+  const key = generateKeyPairSync('ed25519').privateKey;
+  const log = await AuditLog.open({
+    dir, gatewayId: id, clock: systemClock, maxBytes: 8 * 1024 ** 3,
+    checkpoints: { signer: noteSigner(`plantgate/${id}`, key), everyRecords: 1000, everyMs: 3_600_000 },
+  });
+  for (let i = 0; log.nextSeq < records; i++) {
+    const w = i % 10 === 9;
+    const decisionSeq = log.append(decisionRecord(w ? write : read, subject, w ? allowWrite : allowRead, { unitId: 1, transactionId: i & 0xffff }));
+    log.append(outcomeRecord({ decisionSeq, sessionId: read.sessionId, status: 'ok', upstreamLatencyUs: 180, transactionId: i & 0xffff }));
+    if (i % 2000 === 0) await log.sync();
+  }
+  await log.sync();
+  const total = log.nextSeq;
+  await log.close();
+  return { id, dir, key, records: total };
+}
+
+function collectorYaml(port: number, outDir: string, pki: PkiPaths, gateways: Gw[], witnessKeyFile: string): string {
+  const list = gateways.map((g) => `  - { id: ${g.id}, verifier_key: "${verifierKey(`plantgate/${g.id}`, g.key)}", identity: "${pki.gateway.spiffeId}" }`).join('\n');
+  return [
+    `listen: { host: 127.0.0.1, port: ${port} }`,
+    `tls: { ca: ${JSON.stringify(pki.ca.cert)}, cert: ${JSON.stringify(pki.collector.cert)}, key: ${JSON.stringify(pki.collector.key)} }`,
+    `out_dir: ${JSON.stringify(outDir)}`,
+    'output: { layout: daily, ocsf: true }',
+    `witness: { name: soc.example/witness, key_file: ${JSON.stringify(witnessKeyFile)} }`,
+    'gateways:',
+    list,
+    '',
+  ].join('\n');
+}
+
+interface Outcome {
+  gateways: number;
+  records: number;
+  seconds: number;
+  collectorCpu: number;
+  shipperCpu: number;
+}
+
+/** Ships every gateway's spool to a fresh collector process and waits for the last acknowledgement. */
+async function run(root: string, pki: PkiPaths, tlsFiles: { ca: Buffer; cert: Buffer; key: Buffer }, witnessKeyFile: string, gateways: Gw[], cpus: { collector: string; bench: string } | undefined): Promise<Outcome> {
+  const outDir = await mkdtemp(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'plantgate-bench-collector-'));
+  const port = await freePort();
+  const cfg = path.join(root, `collector-${gateways.length}.yaml`);
+  await writeFile(cfg, collectorYaml(port, outDir, pki, gateways, witnessKeyFile));
+  const collector = spawnCli(['collector', '--config', cfg], {}, (process.env.BENCH_COLLECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean));
+  const logs: AuditLog[] = [];
+  const shippers: Shipper[] = [];
+  try {
+    await waitForPort(port);
+    if (cpus) {
+      const err = setAffinity(collector.pid, cpus.collector);
+      if (err) throw new Error(err);
+    }
+    for (const g of gateways) logs.push(await AuditLog.open({ dir: g.dir, gatewayId: g.id, clock: systemClock, maxBytes: 8 * 1024 ** 3 }));
+    const done = gateways.map(
+      (g, i) =>
+        new Promise<void>((resolve, reject) => {
+          // Everything in the spool, the checkpoint the writer's close appended included.
+          const last = logs[i].durableSeq - 1;
+          g.records = last + 1;
+          const s = new Shipper({ log: logs[i], host: '127.0.0.1', port, gatewayId: g.id, tls: { ...tlsFiles, servername: 'localhost' } });
+          shippers.push(s);
+          // Acknowledgements are cumulative: one may cover the last record and many before it.
+          s.on('acked', (seq: number) => {
+            if (seq >= last) resolve();
+          });
+          s.on('alert', (a: { message: string }) => reject(new Error(`shipper ${g.id}: ${a.message}`)));
+        }),
+    );
+    const c0 = cpuSeconds(collector.pid);
+    const s0 = process.cpuUsage();
+    const t0 = performance.now();
+    await Promise.all(done);
+    const seconds = (performance.now() - t0) / 1000;
+    const s = process.cpuUsage(s0);
+    return { gateways: gateways.length, records: gateways.reduce((n, g) => n + g.records, 0), seconds, collectorCpu: cpuSeconds(collector.pid) - c0, shipperCpu: (s.user + s.system) / 1e6 };
+  } finally {
+    for (const s of shippers) await s.close();
+    for (const l of logs) await l.close();
+    await stop(collector);
+    await rm(outDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'plantgate-bench-collector-'));
+  try {
+    const pki = await initPki(path.join(root, 'pki'), { agents: [], overwrite: true });
+    const tlsFiles = { ca: await readFile(pki.ca.cert), cert: await readFile(pki.gateway.cert), key: await readFile(pki.gateway.key) };
+    const witnessKeyFile = path.join(root, 'witness.pem');
+    await writeFile(witnessKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const cpuList = affinityOf(process.pid);
+    const cpus = cpuList.length >= 2 ? { collector: String(cpuList[0]), bench: String(cpuList[1]) } : undefined;
+    if (cpus) {
+      const err = setAffinity(process.pid, cpus.bench);
+      if (err) throw new Error(err);
+    }
+    const t = performance.now();
+    const spools = new Map<number, Gw[]>();
+    for (const n of SCENARIOS) {
+      const list: Gw[] = [];
+      for (let i = 0; i < n; i++) list.push(await writeSpool(root, `gw-${n}-${i + 1}`, Math.ceil(RECORDS / n)));
+      spools.set(n, list);
+    }
+    console.log(`collector bench (${quick ? 'quick' : 'full'}): spools of ${RECORDS.toLocaleString('en')} records per scenario written in ${((performance.now() - t) / 1000).toFixed(1)} s; collector ${cpus ? `pinned to CPU ${cpus.collector}, shippers on CPU ${cpus.bench}` : 'unpinned (one CPU only)'}; load average ${os.loadavg()[0].toFixed(1)}`);
+    console.log('');
+    console.log('| gateways → 1 collector | records | seconds | records/s | collector CPU µs/record | records/s per collector core | shipper CPU µs/record |');
+    console.log('|---|---|---|---|---|---|---|');
+    const outcomes: Outcome[] = [];
+    for (const n of SCENARIOS) {
+      const o = await run(root, pki, tlsFiles, witnessKeyFile, spools.get(n)!, cpus);
+      outcomes.push(o);
+      const us = (o.collectorCpu * 1e6) / o.records;
+      console.log(`| ${o.gateways} | ${o.records} | ${o.seconds.toFixed(2)} | ${Math.round(o.records / o.seconds)} | ${us.toFixed(1)} | ${Math.round(1e6 / us)} | ${((o.shipperCpu * 1e6) / o.records).toFixed(1)} |`);
+    }
+    console.log('');
+    for (const o of outcomes) {
+      const perCore = o.records / o.collectorCpu;
+      console.log(`- ${perCore >= TARGET_PER_CORE ? 'met' : 'MISSED'}: collector ≥ ${TARGET_PER_CORE.toLocaleString('en')} records/s verified and stored per core, ${o.gateways} gateway(s): ${Math.round(perCore).toLocaleString('en')}`);
+    }
+    console.log(`load average at the end ${os.loadavg()[0].toFixed(1)}`);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+await main();
