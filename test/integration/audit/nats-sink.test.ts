@@ -2,7 +2,7 @@
 // JetStream and a file store): delivery in order, acknowledgement = publish ack, resume and
 // deduplication across a gateway restart and across a NATS outage.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { natsMsgId, startNatsSink, type NatsSink, type NatsSinkAlert } from '../
 import { outcomeRecord } from '../../../src/audit/records.js';
 import { decodeRecord } from '../../../src/audit/schema.js';
 import { ManualClock } from '../../../src/core/clock.js';
+import { initPki } from '../../../src/identity/dev/pki.js';
 
 let root: string;
 let spoolDir: string;
@@ -338,4 +339,36 @@ describe('NATS JetStream audit sink', () => {
     await expect(refused).rejects.toThrow();
     await nc.close().catch(() => undefined);
   });
+
+  it('ships over mutual TLS to a server that requires client certificates', async () => {
+    const pki = await initPki(join(root, `pki-${gwId}`), { agents: [] });
+    const port = await freePort();
+    const conf = join(root, `${gwId}-tls.conf`);
+    await writeFile(
+      conf,
+      `listen: 127.0.0.1:${port}\njetstream { store_dir: "${join(root, `js-tls-${gwId}`)}" }\n` +
+        `tls { cert_file: "${pki.collector.cert}", key_file: "${pki.collector.key}", ca_file: "${pki.ca.cert}", verify: true }\n`,
+    );
+    const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    cleanup.push(async () => {
+      if (child.exitCode === null) await new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.kill('SIGKILL')));
+    });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.once('exit', (code) => reject(new Error(`nats-server exited ${code}: ${out}`)));
+      child.stderr!.on('data', (c: Buffer) => (out += c.toString()).includes('Server is ready') && resolve());
+    });
+    const log = await gatewayLog();
+    const s = startNatsSink({
+      log, gatewayId: gwId, site: 'plant-a', servers: [`tls://127.0.0.1:${port}`], createStream: true,
+      tls: { ca: pki.ca.cert, cert: pki.gateway.cert, key: pki.gateway.key }, reconnect: { minMs: 20, maxMs: 200 }, ackTimeoutMs: 2000,
+    });
+    cleanup.push(() => s.close());
+    for (let i = 0; i < 5; i++) log.append(ev(i));
+    await log.sync();
+    await ackedThrough(log, s, 4);
+    // Without a client certificate the server refuses the connection.
+    await expect(connect({ servers: `tls://127.0.0.1:${port}`, tls: { ca: await readFile(pki.ca.cert, 'utf8') }, reconnect: false, timeout: 2000 })).rejects.toThrow();
+  });
 });
+
