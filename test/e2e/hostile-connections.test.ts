@@ -170,9 +170,11 @@ describe('plantgate serve under hostile connections', () => {
       };
       console.log(`stalled handshakes: ${JSON.stringify(figures)}`);
       // Bounded: never more sockets than handshakes the caps allow in progress (4 sources × 64),
-      // plus the few being closed at accept; memory does not grow with the number of attackers.
+      // plus the few being closed at accept; memory does not grow with the number of attackers
+      // (seen: +41 and +48 MiB, most of it V8 garbage not yet collected; unbounded state for 2,000
+      // handshakes plus the reads would be far above this bound).
       expect(peak.fds - baseline.fds).toBeLessThanOrEqual(SOURCES.length * LIMITS.max_pending_handshakes_per_source + 64);
-      expect(peak.rssMiB - baseline.rssMiB).toBeLessThan(64);
+      expect(peak.rssMiB - baseline.rssMiB).toBeLessThan(96);
       expect(after.fds).toBeLessThanOrEqual(baseline.fds + 2);
 
       // Connections over a workload's limit (8) are closed at once: the gateway, not the agent, ends them.
