@@ -23,9 +23,7 @@ import { RevocationStore, type Revocation } from '../identity/revocation.js';
 import { startOperatorApi } from '../admin/operator-api.js';
 import type { OpcuaService } from '../../protocols/opcua/service.js';
 import type { McpFrontHandle } from '../../protocols/mcp/start.js';
-import { PlantgateError } from '../core/errors.js';
-import { TokenError } from '../identity/token-error.js';
-import { verifyAccessToken } from '../identity/verify.js';
+import { TokenIntake } from '../identity/intake.js';
 import { ApprovalStore } from '../approvals/store.js';
 import { FreezeStore } from '../freeze/store.js';
 import { InterlockEngine, processInputs, type InterlockTrip } from '../interlocks/engine.js';
@@ -391,6 +389,15 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     if (engine === undefined || issuers === undefined) return undefined;
     return { issuers, audience: engine.audience, maxTokenTtlSec: engine.maxTokenTtlSec };
   };
+  // One intake for tokens presented outside the agent API (OPC UA sessions, static identities):
+  // verified against the active bundle, unexpired, unrevoked, and recorded before they are used.
+  const intake = new TokenIntake({
+    trust,
+    clock,
+    leewaySec: config.identity.leeway_sec,
+    revocations,
+    onAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
+  });
 
   // Handshake deadline and caps on every TLS listener, idle timeout on Modbus (docs/configuration.md, Hostile connections).
   const limits = connectionLimits(config);
@@ -467,14 +474,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
       ? undefined
       : (workloadId: string, jwt: string) =>
           registerStaticToken(
-            {
-              tokens,
-              identities: staticIdentities,
-              trust,
-              clock,
-              leewaySec: config.identity.leeway_sec,
-              onAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
-            },
+            { tokens, identities: staticIdentities, intake },
             workloadId,
             jwt,
           );
@@ -571,27 +571,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
       pipeline: agentPipeline,
       clock,
       logger,
-      verify: async (jwt, who) => {
-        const t = trust();
-        if (t === undefined) throw new PlantgateError('BUNDLE_UNAVAILABLE', 'no valid policy bundle loaded: cannot verify tokens');
-        const subject = await verifyAccessToken(jwt, {
-          issuers: t.issuers,
-          audience: t.audience,
-          expectedSub: who.workloadId,
-          certThumbprint: who.certThumbprint,
-          certRole: who.certRole,
-          assurance: 'mtls+token',
-          maxTtlSec: t.maxTokenTtlSec,
-          leewaySec: config.identity.leeway_sec,
-          clock,
-        });
-        if (subject.expiresAtMs <= clock.now()) throw new TokenError('TOKEN_EXPIRED', 'EXPIRED', 'token has expired');
-        if (revocations.isRevoked(subject) !== undefined) throw new TokenError('TOKEN_REVOKED', 'REVOKED', 'token has been revoked');
-        if (!appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' }))) {
-          throw new PlantgateError('AUDIT_UNAVAILABLE', 'the token could not be recorded in the audit log');
-        }
-        return subject;
-      },
+      verify: (jwt, who) => intake.accept(jwt, { workloadId: who.workloadId, certThumbprint: who.certThumbprint, certRole: who.certRole, assurance: 'mtls+token' }),
     });
     opened.push(['opcua', () => opcua?.close()]);
   }

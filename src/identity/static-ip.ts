@@ -8,15 +8,12 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { decodeProtectedHeader } from 'jose';
-import type { Clock } from '../core/clock.js';
 import type { Subject } from '../core/command.js';
 import type { Session } from '../core/pipeline.js';
 import { PlantgateError } from '../core/errors.js';
-import type { TrustedIssuers } from './issuers.js';
+import type { TokenIntake } from './intake.js';
 import type { TokenRegistry } from './registry.js';
 import { parseSpiffeId } from './spiffe.js';
-import { TokenError } from './token-error.js';
-import { verifyAccessToken } from './verify.js';
 
 /**
  * Config shape, for `listeners.modbus_plain` in the gateway config (absent = off):
@@ -118,11 +115,8 @@ export class StaticIdentityMap {
 export interface StaticTokenDeps {
   tokens: TokenRegistry;
   identities: StaticIdentityMap;
-  trust(): { issuers: TrustedIssuers; audience: string | string[]; maxTokenTtlSec: number } | undefined;
-  clock: Clock;
-  leewaySec: number;
-  /** Audit first: returns false when the acceptance could not be recorded (then nothing is bound). */
-  onAccepted(subject: Subject): boolean;
+  /** Verifies, checks and records the token (intake.ts). */
+  intake: Pick<TokenIntake, 'accept'>;
 }
 
 /**
@@ -137,20 +131,7 @@ export async function registerStaticToken(deps: StaticTokenDeps, workloadId: str
   if (!deps.identities.hasWorkload(workloadId)) {
     throw new PlantgateError('NO_IDENTITY', `${workloadId} is not a static identity of the plaintext listener`);
   }
-  const trust = deps.trust();
-  if (trust === undefined) throw new PlantgateError('BUNDLE_UNAVAILABLE', 'no valid policy bundle loaded: cannot verify tokens');
-  const subject = await verifyAccessToken(jwt, {
-    issuers: trust.issuers,
-    audience: trust.audience,
-    expectedSub: workloadId,
-    assurance: STATIC_ASSURANCE,
-    maxTtlSec: trust.maxTokenTtlSec,
-    leewaySec: deps.leewaySec,
-    clock: deps.clock,
-  });
-  // Commands never run on an expired token (no leeway per command): refuse one jose let through.
-  if (subject.expiresAtMs <= deps.clock.now()) throw new TokenError('TOKEN_EXPIRED', 'EXPIRED', 'token has expired');
-  if (!deps.onAccepted(subject)) throw new PlantgateError('AUDIT_UNAVAILABLE', 'the token could not be recorded in the audit log');
+  const subject = await deps.intake.accept(jwt, { workloadId, assurance: STATIC_ASSURANCE });
   const kid = decodeProtectedHeader(jwt).kid;
   deps.tokens.put(workloadId, subject, { keyId: typeof kid === 'string' ? kid : undefined });
   return subject;
