@@ -158,7 +158,6 @@ export class AuditLog {
   private ackWrittenAt = -Infinity;
   private flushing: Promise<void> | undefined;
   /** Bytes of the batch being written: neither pending nor yet in the spool's size. */
-  private flushingBytes = 0;
   private readonly encoder = new RecordEncoder();
   private readonly stamp: Mutable<RecordStamp> = { schemaVersion: SCHEMA_VERSION, gatewayId: '', seq: 0, timeUnixMs: 0, prevHash: new Uint8Array(0) };
   private readonly arena = new FrameArena();
@@ -400,7 +399,7 @@ export class AuditLog {
   }
   /** Spool size including records not yet durable (pending, and the batch being written). */
   bytes(): number {
-    return this.spool.bytes() + this.flushingBytes + this.pending.bytes;
+    return this.spool.bytes() + this.pending.bytes;
   }
   /** Leaf hash of the last appended record (32 zero bytes before seq 0). */
   lastRecordHash(): Uint8Array {
@@ -672,16 +671,12 @@ export class AuditLog {
       // Everything the arenas hold was appended to this batch (appends run on this thread).
       const frames = this.arena.drain();
       const treeHashes = this.digests.drain();
-      // Until the spool counts them, the batch's bytes count here: a full spool refuses at its
-      // bound during a write too.
-      this.flushingBytes = batch.bytes;
+      // From here the spool counts the batch's bytes (spool.bytes()), written or not, exactly once.
       try {
         await this.spool.appendBatch(frames, batch.frameLengths, batch.firstSeq);
       } catch (err) {
         this.fail(err, batch);
         return;
-      } finally {
-        this.flushingBytes = 0;
       }
       // The batch's tree hashes are written only now that its records are durable, so a leaf in
       // tree.hashes always stands for a record that was on disk: recovery takes a spool that ends

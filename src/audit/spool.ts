@@ -138,6 +138,8 @@ export class Spool {
   private segments: Segment[] = [];
   private active: FileHandle | undefined;
   private totalBytes = 0;
+  /** Bytes of the batch being written that no segment counts yet: moved into totalBytes part by part, in the same step. */
+  private unwritten = 0;
   /** fsync calls made on segment files: lets tests and metrics see group commit at work. */
   fsyncs = 0;
 
@@ -164,8 +166,9 @@ export class Spool {
     return { spool, recovered };
   }
 
+  /** Bytes on disk, plus the part of a batch being written that is not yet (a full spool refuses at its bound during a write too). */
   bytes(): number {
-    return this.totalBytes;
+    return this.totalBytes + this.unwritten;
   }
 
   /** Oldest seq still on disk (= next seq when the spool holds nothing). */
@@ -250,9 +253,9 @@ export class Spool {
 
   /**
    * Writes one batch (frames of contiguous records starting at firstSeq, as `chunks` of whole
-   * frames back to back, `frameLengths` giving each frame's length) with one durable write.
-   * Rolls to a new segment first when the active one is full, so a batch never spans two files
-   * and only the last segment can have a torn tail.
+   * frames back to back, `frameLengths` giving each frame's length), one durable write per
+   * segment it touches: a segment keeps to segmentBytes, so a large batch is split, part after
+   * part, and only the part being written (in the newest segment) can be torn.
    */
   async appendBatch(chunks: Buffer[], frameLengths: number[], firstSeq: number): Promise<void> {
     let total = 0;
@@ -262,6 +265,15 @@ export class Spool {
     // The offsets index below must describe exactly the bytes written.
     if (framed !== total) throw new AuditError(`spool batch of ${total} bytes does not match its ${frameLengths.length} frames (${framed} bytes)`);
     const runs = coalesce(chunks);
+    this.unwritten = total;
+    try {
+      await this.writeParts(runs, frameLengths, firstSeq);
+    } finally {
+      this.unwritten = 0;
+    }
+  }
+
+  private async writeParts(runs: Buffer[], frameLengths: number[], firstSeq: number): Promise<void> {
     let i = 0;
     let byte = 0;
     while (i < frameLengths.length) {
@@ -290,6 +302,7 @@ export class Spool {
       }
       seg.size = off;
       this.totalBytes += part;
+      this.unwritten -= part;
       byte += part;
       i = j;
     }

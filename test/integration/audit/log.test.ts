@@ -301,4 +301,25 @@ describe('AuditLog', () => {
     expect(recs.map((r) => decodeRecord(r.bytes).outcome?.decisionSeq)).toEqual([...Array(50).keys()].map((i) => i + 3));
     await log.close();
   });
+
+  it('never counts a batch twice while it is written across segments, so a spool that is not full never refuses', async () => {
+    // 8 KiB segments: one batch of 300 records spans several, written part after part.
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, maxBytes: 64 * 1024 });
+    for (let i = 0; i < 300; i++) log.append(ev(i));
+    const queued = log.bytes();
+    let most = 0;
+    let flushing = true;
+    const sample = (): void => {
+      most = Math.max(most, log.bytes());
+      if (flushing) setImmediate(sample);
+    };
+    sample();
+    await log.sync();
+    flushing = false;
+    expect((await segmentFiles()).length).toBeGreaterThan(2);
+    expect(most).toBe(queued);
+    expect(log.bytes()).toBe(queued);
+    await log.close();
+  });
 });
+
