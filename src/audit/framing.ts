@@ -47,20 +47,27 @@ const RECORD_TAG = 0x12;
  */
 export function encodeRecordFrames(records: readonly Uint8Array[]): Buffer {
   let total = 0;
-  for (const r of records) {
-    const inner = 1 + varintBytes(r.length) + r.length;
-    total += varintBytes(inner) + inner;
-  }
+  for (const r of records) total += recordFrameBytes(r.length);
   const out = Buffer.allocUnsafe(total);
   let pos = 0;
-  for (const r of records) {
-    pos = writeVarint(out, pos, 1 + varintBytes(r.length) + r.length);
-    out[pos++] = RECORD_TAG;
-    pos = writeVarint(out, pos, r.length);
-    out.set(r, pos);
-    pos += r.length;
-  }
+  for (const r of records) pos = writeRecordFrame(out, pos, r, 0, r.length);
   return out;
+}
+
+/** Bytes of the stream frame (ShipperFrame { record }, length-delimited) of a record of `n` bytes. */
+export function recordFrameBytes(n: number): number {
+  const inner = 1 + varintBytes(n) + n;
+  return varintBytes(inner) + inner;
+}
+
+/** Writes the stream frame of the record `src[start, end)` at `pos`; returns the position after it. */
+export function writeRecordFrame(out: Buffer, pos: number, src: Uint8Array, start: number, end: number): number {
+  const n = end - start;
+  pos = writeVarint(out, pos, 1 + varintBytes(n) + n);
+  out[pos++] = RECORD_TAG;
+  pos = writeVarint(out, pos, n);
+  out.set(src.subarray(start, end), pos);
+  return pos + n;
 }
 
 /** Incremental reader: push() chunks as they arrive, get back the complete frames. */

@@ -770,6 +770,16 @@ export class AuditLog {
    * Durable records from `seq` on, as encoded bytes (the exact bytes that were hashed).
    * Throws AuditError when `seq` was already acknowledged and deleted.
    */
+  /**
+   * Durable records `seq` onwards (at most `max`) as the shipper's stream frames in one buffer,
+   * straight from the recent-records ring; undefined when `seq` is not there (read the spool with
+   * readFrom). The shipper's fast path: no copy per record, no entry objects.
+   */
+  readFramesFrom(seq: number, max: number): { bytes: Buffer; count: number } | undefined {
+    if (seq >= this.durableNext) return undefined;
+    return this.recent.frames(seq, Math.min(max, this.durableNext - seq));
+  }
+
   async readFrom(seq: number, max: number): Promise<LogEntry[]> {
     const first = this.firstSeq;
     if (seq < first) throw new AuditError(`records before seq ${first} are no longer in the spool (asked for ${seq})`);

@@ -6,8 +6,9 @@
 // a full mark-compact frees. Measured: RSS rose ~0.65 MB per 1,000 commands until V8's external
 // memory limit forced one (tens of MB later), and glibc kept much of what was then freed. A ring
 // allocates nothing per record.
-// Never hands out a view into the ring: `copy` returns fresh bytes, so a later append can never
-// change what a reader holds.
+// Never hands out a view into the ring: `copy` and `frames` return fresh bytes, so a later append
+// can never change what a reader holds.
+import { recordFrameBytes, writeRecordFrame } from './framing.js';
 
 export class RecordRing {
   private readonly buf: Buffer;
@@ -68,6 +69,28 @@ export class RecordRing {
     const slot = (this.slot0 + i) % this.offsets.length;
     const off = this.offsets[slot]!;
     return Buffer.from(this.buf.subarray(off, off + this.lengths[slot]!));
+  }
+
+  /**
+   * Records `seq` onwards (at most `max`) as the shipper's stream frames, written straight from the
+   * ring into one fresh buffer: the stored bytes, one copy, no object per record (docs/audit.md,
+   * Shipping). Undefined when `seq` is not held (the reader goes to the spool).
+   */
+  frames(seq: number, max: number): { bytes: Buffer; count: number } | undefined {
+    const i0 = seq - this.first;
+    if (i0 < 0 || i0 >= this.count || max <= 0) return undefined;
+    const n = Math.min(max, this.count - i0);
+    const slots = this.offsets.length;
+    let total = 0;
+    for (let i = i0; i < i0 + n; i++) total += recordFrameBytes(this.lengths[(this.slot0 + i) % slots]!);
+    const out = Buffer.allocUnsafe(total);
+    let pos = 0;
+    for (let i = i0; i < i0 + n; i++) {
+      const slot = (this.slot0 + i) % slots;
+      const off = this.offsets[slot]!;
+      pos = writeRecordFrame(out, pos, this.buf, off, off + this.lengths[slot]!);
+    }
+    return { bytes: out, count: n };
   }
 
   private evictWithin(from: number, to: number): void {

@@ -30,6 +30,8 @@ const RECORDS = Number(process.env.BENCH_COLLECTOR_RECORDS ?? (quick ? 60_000 : 
 const SCENARIOS = [1, 4];
 /** The target of issue 24: records verified and stored per second per core. */
 const TARGET_PER_CORE = 100_000;
+/** The target of issue 24 for shipping: gateway CPU per record. */
+const SHIPPER_TARGET_US = 3;
 
 const subject: Subject = {
   workloadId: 'spiffe://plant.example/agent/optimizer', owner: 'alice@plant.example', taskId: 'T-7', taskPurpose: 'optimize tank level setpoint',
@@ -51,14 +53,21 @@ interface Gw {
   records: number;
 }
 
-/** A gateway's spool as a busy gateway writes it: 9 reads to 1 write, each a decision and an outcome record. */
-async function writeSpool(root: string, id: string, records: number): Promise<Gw> {
-  const dir = path.join(root, id);
-  const key = generateKeyPairSync('ed25519').privateKey;
+function newGateway(root: string, id: string): Gw {
+  return { id, dir: path.join(root, id), key: generateKeyPairSync('ed25519').privateKey, records: 0 };
+}
+
+/**
+ * A gateway's spool as a busy gateway writes it: 9 reads to 1 write, each a decision and an outcome
+ * record. With `ship`, a shipper streams the records live as they become durable (from the log's
+ * recent-records ring, as in a running gateway: docs/audit.md, Shipping) and the spool is closed once all are acknowledged.
+ */
+async function writeSpool(g: Gw, records: number, ship?: (log: AuditLog) => { acked(seq: number): Promise<void>; close(): Promise<void> }): Promise<void> {
   const log = await AuditLog.open({
-    dir, gatewayId: id, clock: systemClock, maxBytes: 8 * 1024 ** 3,
-    checkpoints: { signer: noteSigner(`plantgate/${id}`, key), everyRecords: 1000, everyMs: 3_600_000 },
+    dir: g.dir, gatewayId: g.id, clock: systemClock, maxBytes: 8 * 1024 ** 3,
+    checkpoints: { signer: noteSigner(`plantgate/${g.id}`, g.key), everyRecords: 1000, everyMs: 3_600_000 },
   });
+  const shipper = ship?.(log);
   for (let i = 0; log.nextSeq < records; i++) {
     const w = i % 10 === 9;
     const decisionSeq = log.append(decisionRecord(w ? write : read, subject, w ? allowWrite : allowRead, { unitId: 1, transactionId: i & 0xffff }));
@@ -66,9 +75,12 @@ async function writeSpool(root: string, id: string, records: number): Promise<Gw
     if (i % 2000 === 0) await log.sync();
   }
   await log.sync();
-  const total = log.nextSeq;
+  if (shipper) {
+    await shipper.acked(log.durableSeq - 1);
+    await shipper.close();
+  }
+  g.records = log.nextSeq;
   await log.close();
-  return { id, dir, key, records: total };
 }
 
 function collectorYaml(port: number, outDir: string, pki: PkiPaths, gateways: Gw[], witnessKeyFile: string): string {
@@ -93,50 +105,102 @@ interface Outcome {
   shipperCpu: number;
 }
 
-/** Ships every gateway's spool to a fresh collector process and waits for the last acknowledgement. */
-async function run(root: string, pki: PkiPaths, tlsFiles: { ca: Buffer; cert: Buffer; key: Buffer }, witnessKeyFile: string, gateways: Gw[], cpus: { collector: string; bench: string } | undefined): Promise<Outcome> {
+type Cpus = { collector: string; bench: string } | undefined;
+type TlsFiles = { ca: Buffer; cert: Buffer; key: Buffer };
+
+/** Runs `fn` against a fresh collector process for these gateways, pinned to its CPU. */
+async function withCollector<T>(root: string, pki: PkiPaths, witnessKeyFile: string, gateways: Gw[], cpus: Cpus, fn: (port: number, pid: number | undefined) => Promise<T>): Promise<T> {
   const outDir = await mkdtemp(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'plantgate-bench-collector-'));
   const port = await freePort();
-  const cfg = path.join(root, `collector-${gateways.length}.yaml`);
+  const cfg = path.join(root, `collector-${gateways[0].id}.yaml`);
   await writeFile(cfg, collectorYaml(port, outDir, pki, gateways, witnessKeyFile));
   const collector = spawnCli(['collector', '--config', cfg], {}, (process.env.BENCH_COLLECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean));
-  const logs: AuditLog[] = [];
-  const shippers: Shipper[] = [];
   try {
     await waitForPort(port);
     if (cpus) {
       const err = setAffinity(collector.pid, cpus.collector);
       if (err) throw new Error(err);
     }
-    for (const g of gateways) logs.push(await AuditLog.open({ dir: g.dir, gatewayId: g.id, clock: systemClock, maxBytes: 8 * 1024 ** 3 }));
-    const done = gateways.map(
-      (g, i) =>
-        new Promise<void>((resolve, reject) => {
-          // Everything in the spool, the checkpoint the writer's close appended included.
-          const last = logs[i].durableSeq - 1;
-          g.records = last + 1;
-          const s = new Shipper({ log: logs[i], host: '127.0.0.1', port, gatewayId: g.id, tls: { ...tlsFiles, servername: 'localhost' } });
-          shippers.push(s);
-          // Acknowledgements are cumulative: one may cover the last record and many before it.
-          s.on('acked', (seq: number) => {
-            if (seq >= last) resolve();
-          });
-          s.on('alert', (a: { message: string }) => reject(new Error(`shipper ${g.id}: ${a.message}`)));
-        }),
-    );
-    const c0 = cpuSeconds(collector.pid);
-    const s0 = process.cpuUsage();
-    const t0 = performance.now();
-    await Promise.all(done);
-    const seconds = (performance.now() - t0) / 1000;
-    const s = process.cpuUsage(s0);
-    return { gateways: gateways.length, records: gateways.reduce((n, g) => n + g.records, 0), seconds, collectorCpu: cpuSeconds(collector.pid) - c0, shipperCpu: (s.user + s.system) / 1e6 };
+    return await fn(port, collector.pid);
   } finally {
-    for (const s of shippers) await s.close();
-    for (const l of logs) await l.close();
     await stop(collector);
     await rm(outDir, { recursive: true, force: true });
   }
+}
+
+/** A shipper of `log` to the collector at `port`, and a wait for the acknowledgement of a seq. */
+function shipper(log: AuditLog, port: number, g: Gw, tlsFiles: TlsFiles): { acked(seq: number): Promise<void>; close(): Promise<void> } {
+  const s = new Shipper({ log, host: '127.0.0.1', port, gatewayId: g.id, tls: { ...tlsFiles, servername: 'localhost' } });
+  let failure: Error | undefined;
+  s.on('alert', (a: { message: string }) => {
+    failure = new Error(`shipper ${g.id}: ${a.message}`);
+    s.emit('acked', -1);
+  });
+  return {
+    // Acknowledgements are cumulative: one may cover the last record and many before it.
+    acked: (seq) =>
+      new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (failure) reject(failure);
+          else if (s.stats().ackedSeq >= seq) resolve();
+          else s.once('acked', check);
+        };
+        check();
+      }),
+    close: () => s.close(),
+  };
+}
+
+/** Ships every gateway's spool (written beforehand) to a fresh collector process and waits for the last acknowledgement. */
+async function run(root: string, pki: PkiPaths, tlsFiles: TlsFiles, witnessKeyFile: string, gateways: Gw[], cpus: Cpus): Promise<Outcome> {
+  return withCollector(root, pki, witnessKeyFile, gateways, cpus, async (port, pid) => {
+    const logs: AuditLog[] = [];
+    const shippers: ReturnType<typeof shipper>[] = [];
+    try {
+      for (const g of gateways) logs.push(await AuditLog.open({ dir: g.dir, gatewayId: g.id, clock: systemClock, maxBytes: 8 * 1024 ** 3 }));
+      const c0 = cpuSeconds(pid);
+      const s0 = process.cpuUsage();
+      const t0 = performance.now();
+      await Promise.all(
+        gateways.map((g, i) => {
+          // Everything in the spool, the checkpoint the writer's close appended included.
+          g.records = logs[i].durableSeq;
+          const s = shipper(logs[i], port, g, tlsFiles);
+          shippers.push(s);
+          return s.acked(g.records - 1);
+        }),
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      const s = process.cpuUsage(s0);
+      return { gateways: gateways.length, records: gateways.reduce((n, g) => n + g.records, 0), seconds, collectorCpu: cpuSeconds(pid) - c0, shipperCpu: (s.user + s.system) / 1e6 };
+    } finally {
+      for (const s of shippers) await s.close();
+      for (const l of logs) await l.close();
+    }
+  });
+}
+
+/**
+ * The gateway's side of live shipping (issue 24 item 2): the same records written twice in this
+ * process, once without a shipper and once streamed live to a collector as they become durable;
+ * the difference in this process's CPU per record is what shipping costs a gateway.
+ */
+async function liveShipping(root: string, pki: PkiPaths, tlsFiles: TlsFiles, witnessKeyFile: string, cpus: Cpus): Promise<{ records: number; baseUs: number; liveUs: number }> {
+  const cpu = (since: NodeJS.CpuUsage): number => {
+    const u = process.cpuUsage(since);
+    return (u.user + u.system) / 1e6;
+  };
+  const base = newGateway(root, 'gw-live-base');
+  const b0 = process.cpuUsage();
+  await writeSpool(base, RECORDS);
+  const baseCpu = cpu(b0);
+  const live = newGateway(root, 'gw-live');
+  const liveCpu = await withCollector(root, pki, witnessKeyFile, [live], cpus, async (port) => {
+    const l0 = process.cpuUsage();
+    await writeSpool(live, RECORDS, (log) => shipper(log, port, live, tlsFiles));
+    return cpu(l0);
+  });
+  return { records: live.records, baseUs: (baseCpu * 1e6) / base.records, liveUs: (liveCpu * 1e6) / live.records };
 }
 
 async function main(): Promise<void> {
@@ -156,7 +220,11 @@ async function main(): Promise<void> {
     const spools = new Map<number, Gw[]>();
     for (const n of SCENARIOS) {
       const list: Gw[] = [];
-      for (let i = 0; i < n; i++) list.push(await writeSpool(root, `gw-${n}-${i + 1}`, Math.ceil(RECORDS / n)));
+      for (let i = 0; i < n; i++) {
+        const g = newGateway(root, `gw-${n}-${i + 1}`);
+        await writeSpool(g, Math.ceil(RECORDS / n));
+        list.push(g);
+      }
       spools.set(n, list);
     }
     console.log(`collector bench (${quick ? 'quick' : 'full'}): spools of ${RECORDS.toLocaleString('en')} records per scenario written in ${((performance.now() - t) / 1000).toFixed(1)} s; collector ${cpus ? `pinned to CPU ${cpus.collector}, shippers on CPU ${cpus.bench}` : 'unpinned (one CPU only)'}; load average ${os.loadavg()[0].toFixed(1)}`);
@@ -175,6 +243,12 @@ async function main(): Promise<void> {
       const perCore = o.records / o.collectorCpu;
       console.log(`- ${perCore >= TARGET_PER_CORE ? 'met' : 'MISSED'}: collector ≥ ${TARGET_PER_CORE.toLocaleString('en')} records/s verified and stored per core, ${o.gateways} gateway(s): ${Math.round(perCore).toLocaleString('en')}`);
     }
+    const l = await liveShipping(root, pki, tlsFiles, witnessKeyFile, cpus);
+    const shipUs = l.liveUs - l.baseUs;
+    console.log(
+      `- ${shipUs <= SHIPPER_TARGET_US ? 'met' : 'MISSED'}: shipping ≤ ${SHIPPER_TARGET_US} µs of gateway CPU per record, live: ${shipUs.toFixed(1)} µs ` +
+        `(${l.records.toLocaleString('en')} records appended, hashed, fsynced: ${l.baseUs.toFixed(1)} µs each without a shipper, ${l.liveUs.toFixed(1)} µs streamed live to the collector)`,
+    );
     console.log(`load average at the end ${os.loadavg()[0].toFixed(1)}`);
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RecordRing } from '../../../src/audit/record-ring.js';
+import { pb } from '../../../src/audit/schema.js';
 
 describe('recent-records ring', () => {
   it('returns every record it still holds byte for byte, the newest always, and nothing outside its window', () => {
@@ -33,6 +34,33 @@ describe('recent-records ring', () => {
         },
       ),
       { numRuns: 200 },
+    );
+  });
+
+  it('ships runs of held records as exactly the stream frames the generated encoder makes, and nothing it no longer holds', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 16, max: 4096 }),
+        fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 }), { minLength: 1, maxLength: 120 }),
+        fc.nat(),
+        fc.integer({ min: 1, max: 50 }),
+        (maxRecords, capacity, records, pick, max) => {
+          const ring = new RecordRing(maxRecords, capacity, 100);
+          for (const rec of records) ring.push(rec, 0, rec.length);
+          const next = 100 + records.length;
+          const oldest = ring.firstSeq();
+          expect(ring.frames(oldest - 1, max)).toBeUndefined();
+          expect(ring.frames(next, max)).toBeUndefined();
+          if (oldest === next) return;
+          const seq = oldest + (pick % (next - oldest));
+          const got = ring.frames(seq, max)!;
+          const want = records.slice(seq - 100, Math.min(seq - 100 + max, records.length));
+          expect(got.count).toBe(want.length);
+          expect(got.bytes).toEqual(Buffer.concat(want.map((r) => pb.ShipperFrame.encodeDelimited({ record: r }).finish())));
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 
