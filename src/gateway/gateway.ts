@@ -9,7 +9,7 @@ import { startOpsApi } from '../admin/ops-api.js';
 import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
-import { approvalRecord, bundleRecord, freezeRecord, interlockTripRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
+import { approvalRecord, freezeRecord, interlockTripRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
 import type { ApprovalRequest } from '../approvals/store.js';
 import { startNatsSink, type NatsSinkAlert } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
@@ -30,18 +30,18 @@ import { InterlockEngine, processInputs, type InterlockTrip } from '../interlock
 import { ProcessImage, type ProcessInputSpec } from '../interlocks/process-image.js';
 import { PolicyMemory } from '../policy/memory.js';
 import { DEFAULT_STEP_BASE_MAX_AGE_MS, DEFAULT_STEP_BASE_POLL_MS, type BundlePayload } from '../policy/payload.js';
-import { ModbusPlainListener, ModbusTlsListener, type UpstreamRoute } from '../../protocols/modbus/listener.js';
+import { ModbusPlainListener, ModbusTlsListener } from '../../protocols/modbus/listener.js';
 import { registerStaticToken, StaticIdentityMap } from '../identity/static-ip.js';
 import type { Subject } from '../core/command.js';
 import { UpstreamPool } from '../../protocols/modbus/upstream.js';
 import { connectionLimits, type GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { EnforcementPipeline } from './pipeline.js';
+import { BundleLifecycle } from './bundle-lifecycle.js';
+import { upstreamRouter } from './routes.js';
 // Operator and agent API views (issue 6): bundle status for GET /v1/bundle, recent decisions for GET /v1/decisions.
-import { BundleStatus, bundleFingerprint } from '../admin/bundle-status.js';
+import { BundleStatus } from '../admin/bundle-status.js';
 import { RecentDecisions, recordingPipeline } from '../admin/recent-decisions.js';
-import { readBundleFile } from '../policy/bundle.js';
-import { diffBundles } from '../policy/diff.js';
 import { PolicyState, readPinnedKeys } from './policy-state.js';
 // Bundle lifecycle (issue 9): distribution from a watched file or a polled HTTPS URL.
 import { startBundleSource, UrlBundleSource } from '../policy/source.js';
@@ -249,71 +249,36 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     if (previous !== undefined && previous !== 'broken') previous.image.close();
   };
 
-  let bundleFile = config.policy.bundle_file;
   // Started further down; a bundle loaded later tells its clients their tools changed.
   let mcp: McpFrontHandle | undefined;
   const bundleStatus = new BundleStatus();
-  // The last-known-good copy is, after every load, the bundle that is active: its bytes give the digest and key id.
-  const lkgFile = path.join(config.state_dir, 'policy', 'bundle.lkg.jws');
-  // One load at a time: a SIGHUP and an operator's forced reload never interleave.
-  let loading: Promise<unknown> = Promise.resolve();
-  let closing = false;
-  // The console's "what changed since the previous bundle" (since this gateway started).
-  let bundleChanges: { from: number; to: number; lines: string[] } | undefined;
-  const loadBundle = async (trigger: string): Promise<boolean> => {
-    if (closing) return false;
-    const before = policy.payload;
-    const result = await policy.load(bundleFile);
-    // A load that finishes while the gateway shuts down must not start new pollers.
-    if (closing) return false;
-    if (result.ok) {
-      const after = policy.payload;
-      if (before !== undefined && after !== undefined && after !== before) {
-        bundleChanges = { from: before.revision, to: after.revision, lines: diffBundles(before, after).map((c) => `${c.kind} ${c.what} ${c.id}${c.detail ? `: ${c.detail}` : ''}`) };
-      }
+  const bundles = new BundleLifecycle({
+    policy,
+    bundleFile: config.policy.bundle_file,
+    lkgFile: path.join(config.state_dir, 'policy', 'bundle.lkg.jws'),
+    status: bundleStatus,
+    clock,
+    logger,
+    record: appendSafely,
+    onActivated: () => {
       rebuildSafety();
       // A key removed from the bundle stops working at once, also for tokens already registered.
       if (policy.issuers) tokens.retainTrusted(policy.issuers);
-      const source = result.source === 'configured' ? bundleFile : 'last-known-good';
-      const fp = await readBundleFile(lkgFile).then(bundleFingerprint, () => ({ digest: '', keyId: '' }));
-      const p = policy.payload;
-      bundleStatus.loaded(
-        {
-          name: p?.name ?? '', revision: result.revision, issuedAtMs: (p?.issued_at ?? 0) * 1000, notBeforeMs: (p?.not_before ?? 0) * 1000,
-          expiresAtMs: (p?.expires_at ?? 0) * 1000, keyId: fp.keyId, digest: fp.digest, source, loadedAtMs: clock.now(),
-        },
-        trigger,
-      );
-      appendSafely(bundleRecord({ kind: 'loaded', revision: result.revision, source, digest: fp.digest, keyId: fp.keyId, detail: `trigger: ${trigger}` }));
-      logger.info({ revision: result.revision, source: result.source, trigger }, 'policy bundle active');
-      mcp?.changed();
-    } else {
-      bundleStatus.refused(clock.now(), trigger, bundleFile, result.code, result.message);
-      appendSafely(
-        bundleRecord({ kind: 'rejected', revision: 0, source: bundleFile, reason: 'BUNDLE_UNAVAILABLE', detail: `${result.code}: ${result.message} (trigger: ${trigger})` }),
-      );
-    }
-    return result.ok;
-  };
-  const reloadBundle = (trigger = 'reload'): Promise<boolean> => {
-    const next = loading.then(() => loadBundle(trigger));
-    loading = next.catch(() => undefined);
-    return next;
-  };
+    },
+    onLoaded: () => mcp?.changed(),
+  });
+  const reloadBundle = (trigger = 'reload'): Promise<boolean> => bundles.reload(trigger);
   await reloadBundle('start');
   // Distribution (policy.source): each new bundle is verified, written as the bundle file, then loaded.
   const bundleSource = await startBundleSource(config.policy.source, {
-    bundleFile: () => bundleFile,
+    bundleFile: () => bundles.bundleFile,
     check: (jws) => policy.check(jws),
     activate: (trigger) => reloadBundle(trigger),
-    onRefused: (code, message, trigger) => {
-      bundleStatus.refused(clock.now(), trigger, bundleFile, code, message);
-      appendSafely(bundleRecord({ kind: 'rejected', revision: 0, source: trigger, reason: 'BUNDLE_UNAVAILABLE', detail: `${code}: ${message} (trigger: ${trigger})` }));
-    },
+    onRefused: (code, message, trigger) => bundles.refused(code, message, trigger),
     logger,
   });
   opened.push(['bundle source', () => bundleSource?.close()]);
-  opened.push(['bundle loads', () => ((closing = true), loading)]);
+  opened.push(['bundle loads', () => bundles.close()]);
 
   const pools = new Map<string, { pool: UpstreamPool; unitId: number | undefined }>();
   const tokenCache = new VerifiedTokenCache({ clock });
@@ -365,22 +330,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     pools.set(u.asset, { pool, unitId: u.unit_id });
   }
   opened.push(['upstream pools', () => pools.forEach(({ pool }) => pool.close())]);
-  // Routes are rebuilt when a bundle becomes active (the PLC-side unit id defaults to the asset's
-  // unit id in the bundle), so the per-command lookup is one Map get.
-  let routes = new Map<string, UpstreamRoute>();
-  let routedEngine: unknown;
-  const route = (assetId: string): UpstreamRoute | undefined => {
-    const engine = policy.engine;
-    if (engine !== routedEngine) {
-      routedEngine = engine;
-      routes = new Map();
-      for (const [assetId, { pool, unitId }] of pools) {
-        const plcUnit = unitId ?? engine?.asset(assetId)?.unit_id;
-        if (plcUnit !== undefined) routes.set(assetId, { pool, unitId: plcUnit });
-      }
-    }
-    return routes.get(assetId);
-  };
+  const route = upstreamRouter(pools, () => policy.engine);
 
   const recordRevocation = (r: Revocation) => appendSafely(revocationRecord(r));
   const trust = () => {
@@ -506,7 +456,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
                   audit,
                   sessionTtlSec: config.console.session_ttl_sec,
                   certificateOperators: config.console.certificate_operators,
-                  bundleChanges: () => bundleChanges,
+                  bundleChanges: () => bundles.changes,
                   upstreams: () => [
                     ...[...pools].map(([asset, { pool }]) => ({ asset, endpoint: `modbus://${pool.endpoint}`, up: pool.isUp, reconnects: pool.reconnects() })),
                     ...[...(opcua?.upstreams ?? [])].map(([asset, u]) => ({ asset, endpoint: config.opcua_upstreams.find((x) => x.asset === asset)?.endpoint_url ?? '', up: u.isUp, reconnects: 0 })),
@@ -686,16 +636,16 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
       policy.setPinnedKeys(await readPinnedKeys(next.policy.trusted_keys, next.policy.retired_keys));
       // A bundle refused under the old keys may verify under the new ones: download it again.
       if (bundleSource instanceof UrlBundleSource) bundleSource.forgetEtag();
-      bundleFile = next.policy.bundle_file;
+      bundles.bundleFile = next.policy.bundle_file;
       return reloadBundle('sighup');
     },
     close: async (drainMs = 0, onStep = () => undefined) => {
       listenersUp = false;
       // In this order: stop taking work, let what is in flight finish, then flush the records.
-      closing = true;
+      const bundleLoads = bundles.close();
       const steps: Array<[string, () => unknown]> = [
         // A reload in flight (SIGHUP, operator, distribution) finishes before anything closes.
-        ['bundle loads', () => loading],
+        ['bundle loads', () => bundleLoads],
         ['bundle source', () => bundleSource?.close()],
         ['mcp', () => mcp?.close()],
         ['opcua', () => opcua?.close()],
