@@ -1,22 +1,13 @@
 // Token intake (src/identity/intake.ts): what an OPC UA session's or a static identity's token must
 // be to be accepted, in order, and that nothing is accepted the audit did not record.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import type { JSONWebKeySet, JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { AUD, devJwks, devPrivate, ISS, SUB, THUMB } from './dev-issuer.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import type { Subject } from '../../../src/core/command.js';
 import { mintToken } from '../../../src/identity/dev/mint.js';
 import { TokenIntake } from '../../../src/identity/intake.js';
 import { trustedIssuersFromJwks } from '../../../src/identity/verify.js';
 
-const fixture = (name: string): unknown => JSON.parse(readFileSync(fileURLToPath(new URL(`../../../fixtures/keys/${name}`, import.meta.url)), 'utf8'));
-const devPrivate = fixture('dev-issuer.private.jwk.json') as JWK;
-const devJwks = fixture('dev-issuer.jwks.json') as JSONWebKeySet;
-const ISS = 'https://issuer.dev.plantgate.local';
-const AUD = 'plantgate:site-a';
-const SUB = 'spiffe://plant.example/agent/optimizer';
-const THUMB = 'q3pL3Bz6qZJ0mXyS0nY7m3J1Fh8rHk2bqS0dXvH0r5Q';
 const who = { workloadId: SUB, certThumbprint: THUMB, assurance: 'mtls+token' as const };
 
 function setup(over: { bundle?: boolean; revoked?: boolean; auditUp?: boolean } = {}) {

@@ -3,20 +3,11 @@
 // registered claims, lifetime) is refused the same way whoever presents it. Before, the operator
 // API had a copy of its own that had already drifted (it let a "crit" header through).
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import type { JSONWebKeySet, JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { AUD, devJwks, devPrivate, ISS, SUB } from './dev-issuer.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { verifyOperatorToken } from '../../../src/identity/operator.js';
 import { TokenError, trustedIssuersFromJwks, verifyAccessToken } from '../../../src/identity/verify.js';
-
-const fixture = (name: string): unknown => JSON.parse(readFileSync(fileURLToPath(new URL(`../../../fixtures/keys/${name}`, import.meta.url)), 'utf8'));
-const devPrivate = fixture('dev-issuer.private.jwk.json') as JWK;
-const devJwks = fixture('dev-issuer.jwks.json') as JSONWebKeySet;
-const ISS = 'https://issuer.dev.plantgate.local';
-const AUD = 'plantgate:site-a';
-const SUB = 'spiffe://plant.example/agent/optimizer';
 
 const clock = new ManualClock(1_768_478_400_000);
 const issuers = trustedIssuersFromJwks([{ iss: ISS, jwks: devJwks }]);
