@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readSpool } from '../../src/audit/offline.js';
-import type { DecodedRecord } from '../../src/audit/schema.js';
+import { decodeRecord, type DecodedRecord } from '../../src/audit/schema.js';
 import { FRAME_HEADER_BYTES } from '../../src/audit/spool.js';
 import { assertNoSilentLoss, auditRig, collectedThrough, servedWrites, socAlerts, socLines, writeLoad, writeSeqs, type AuditRig } from './audit-harness.js';
 import { assertBuilt, run } from './cli.js';
@@ -202,13 +202,27 @@ describe('audit recovery (real gateway process)', () => {
     await writes(rig, 400, 60);
     // 3. A second crash, with the SOC still away.
     await crashUnderLoad(600, 40);
-    // 4. A byte flipped in the middle of the newest segment, among records the SOC never got.
-    const [seg] = (await segments(rig.spoolDir)).slice(-1);
-    const file = path.join(rig.spoolDir, seg);
-    const bytes = await readFile(file);
-    const f = frames(bytes).filter(([, end]) => end <= bytes.length);
-    bytes[f[Math.floor(f.length / 2)][1] - 3] ^= 0x40;
-    await writeFile(file, bytes);
+    // 4. A byte flipped among records the SOC never got: in the decision of the newest write the PLC
+    //    executed that is followed by valid frames (so it is corruption, not a torn tail). Chosen by
+    //    content, not position: under load the newest segment may hold no executed write at all.
+    const served = new Set(servedWrites(rig.sim));
+    const executedWrite = (payload: Buffer): boolean => {
+      const d = decodeRecord(payload).decision;
+      return d?.decision?.effect === 1 && d.command?.operation === 'write' && ((d.command.rawValues ?? []) as number[]).some((v) => served.has(v));
+    };
+    let flipped = false;
+    for (const seg of (await segments(rig.spoolDir)).reverse()) {
+      const file = path.join(rig.spoolDir, seg);
+      const bytes = await readFile(file);
+      const whole = frames(bytes).filter(([, end]) => end <= bytes.length);
+      const target = whole.slice(0, -1).reverse().find(([start, end]) => executedWrite(bytes.subarray(start + FRAME_HEADER_BYTES, end)));
+      if (!target) continue;
+      bytes[target[1] - 3] ^= 0x40;
+      await writeFile(file, bytes);
+      flipped = true;
+      break;
+    }
+    expect(flipped, 'no executed write followed by valid frames in the spool').toBe(true);
     await refusedStart(rig);
     await recover(rig);
     // 5. Everything left goes to the SOC.
