@@ -30,7 +30,7 @@ import {
   type Variant,
 } from 'node-opcua';
 import { silentLogger, type Logger } from '../../src/core/log.js';
-import type { NodeReader } from '../../src/interlocks/process-image.js';
+import type { NodeReader } from '../../src/core/readers.js';
 import type { FrontUpstream } from './front.js';
 import { readModel, type MirrorModel, type MirrorOptions } from './mirror.js';
 

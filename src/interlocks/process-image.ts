@@ -19,6 +19,7 @@ import type { ModbusTable } from '../core/command.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { decodeResponse, encodeRequest, isExceptionResponse, type Request } from '../../protocols/modbus/codec.js';
 import { UpstreamPool, type UpstreamResult } from '../../protocols/modbus/upstream.js';
+import type { NodeReader } from '../core/readers.js';
 import { pointWidth, type PointDef } from '../assets/bundle-asset.js';
 import { decodePoint } from '../assets/values.js';
 
@@ -28,16 +29,6 @@ export interface ProcessInputSpec {
   def: PointDef;
   pollMs: number;
   maxAgeMs: number;
-}
-
-/**
- * Reads input nodes of an OPC UA asset in one request (the gateway's own upstream session).
- * Resolves one value per target in engineering units (booleans 1/0), NaN for a node whose answer
- * is not Good; or a short word saying why nothing could be read ('unavailable', 'timeout',
- * 'failed'). Never rejects.
- */
-export interface NodeReader {
-  readValues(targets: readonly string[]): Promise<Float64Array | string>;
 }
 
 /** Where an asset's PLC is reached: the image opens its own connection there. */

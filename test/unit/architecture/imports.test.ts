@@ -84,6 +84,12 @@ describe('the import graph between areas', () => {
     expect([...(graph.get('src/core') ?? [])]).toEqual([]);
   });
 
+  it('keeps the Modbus and OPC UA fronts free of policy and interlocks (readers are a core seam)', () => {
+    for (const front of ['protocols/modbus', 'protocols/opcua']) {
+      expect([...(graph.get(front) ?? [])].filter((to) => to === 'src/policy' || to === 'src/interlocks'), front).toEqual([]);
+    }
+  });
+
   it('keeps the asset format free of policy, the simulator and the protocol fronts', () => {
     expect([...(graph.get('src/assets') ?? [])]).toEqual(['src/core']);
   });
