@@ -1,15 +1,17 @@
 // Streams the records of a spool directory (its segment files, oldest first) in bounded memory:
 // one read buffer, records handed out in batches, for offline tools that read a day of a busy
-// gateway (`plantgate policy learn|replay`, docs/policy.md). Decodes with schema.ts like every
-// other reader of the spool. Never writes to the spool, never repairs it: damage is reported with
-// the file and byte offset and reading goes on with the next frame that can be found.
+// gateway (`plantgate policy learn|replay`, docs/policy.md). Decodes with schema.ts' decoder like
+// every other reader of the spool (through bulk-decode.ts: the same records, less work each).
+// Never writes to the spool, never repairs it: damage is reported with the file and byte offset
+// and reading goes on with the next frame that can be found.
 //
 // A decoded record's `bytes` fields (prev_hash, checkpoint roots) are views into the read buffer:
 // they are valid until the consumer asks for the next batch. Copy what must outlive it.
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { decodeRecord, type DecodedRecord } from './schema.js';
+import { BulkDecoder } from './bulk-decode.js';
+import type { DecodedRecord } from './schema.js';
 import { FRAME_HEADER_BYTES, LOST_FLAG, MAX_RECORD_BYTES } from './spool-scan.js';
 
 const SEGMENT_RE = /^\d{16}\.seg$/;
@@ -50,6 +52,7 @@ export async function* spoolBatches(
   onProblem: (p: SpoolReadProblem) => void,
 ): AsyncGenerator<RecordBatch> {
   const buf = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, MAX_RECORD_BYTES + FRAME_HEADER_BYTES));
+  const decoder = new BulkDecoder();
   for (let s = 0; s < segments.length; s++) {
     const seg = segments[s]!;
     const name = seg.path.slice(seg.path.lastIndexOf('/') + 1);
@@ -88,7 +91,7 @@ export async function* spoolBatches(
             onProblem({ where: `${name}@${filePos + pos}`, message: 'record bytes do not match their CRC (changed on disk): skipped', tornTail: false });
           } else {
             try {
-              records.push(decodeRecord(bytes));
+              records.push(decoder.decode(buf, pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + len));
             } catch {
               onProblem({ where: `${name}@${filePos + pos}`, message: 'record does not decode: skipped', tornTail: false });
             }
