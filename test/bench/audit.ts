@@ -25,11 +25,13 @@ const quick = process.argv.includes('--quick');
 const N = quick ? 20_000 : 200_000;
 const SERIAL = quick ? 300 : 2_000;
 
-const subject: Subject = {
+// Frozen, as src/identity/verify.ts hands out every Subject: the audit caches a frozen Subject's
+// encoded identity, and the gateway's commands all carry one.
+const subject: Subject = Object.freeze({
   workloadId: 'spiffe://plant.example/agent/optimizer', owner: 'alice@plant.example', taskId: 'T-1', taskPurpose: 'tune',
   jti: 'b0c4f1f2-jti', actSub: [], roles: ['agent'], scopes: ['read', 'write'], assurance: 'mtls+token',
   certThumbprint: 'q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c', issuer: 'https://issuer.plant.example', expiresAtMs: 0, issuedAtMs: 0,
-};
+});
 const cmd: Command = {
   sessionId: 'sess-42', protocol: 'modbus', assetId: 'plc1', operation: 'write', functionCode: 6,
   targets: [{ table: 'holding', address: 0, count: 1 }], points: ['tank1.setpoint'], rawValues: [600], values: { 'tank1.setpoint': 60 },
