@@ -46,22 +46,31 @@ class InterningReader extends $protobuf.BufferReader {
     if (n === 0) return '';
     if (n > MAX_INTERNED_BYTES || end > this.len) return this.strict(at);
     const buf = this.buf;
-    let bits = 0;
-    let h = n;
-    for (let i = start; i < end; i++) {
-      const b = buf[i]!;
-      bits |= b;
-      h = Math.imul(h ^ b, 0x01000193);
-    }
-    if ((bits & 0x80) !== 0) return this.strict(at);
-    const slot = (h ^ (h >>> 16)) & (SLOTS - 1);
+    // The slot from the length and 8 bytes spread over the string; the comparison below checks
+    // all of them (a key was ASCII when it went in, so equal bytes are valid UTF-8).
+    let h = Math.imul(n, 0x9e3779b1);
+    h = Math.imul(h ^ buf[start]!, 0x01000193);
+    h = Math.imul(h ^ buf[start + (n >> 3)]!, 0x01000193);
+    h = Math.imul(h ^ buf[start + (n >> 2)]!, 0x01000193);
+    h = Math.imul(h ^ buf[start + ((3 * n) >> 3)]!, 0x01000193);
+    h = Math.imul(h ^ buf[start + (n >> 1)]!, 0x01000193);
+    h = Math.imul(h ^ buf[start + ((5 * n) >> 3)]!, 0x01000193);
+    h = Math.imul(h ^ buf[start + ((3 * n) >> 2)]!, 0x01000193);
+    h = Math.imul(h ^ buf[end - 1]!, 0x01000193);
+    const slot = (h ^ (h >>> 15)) & (SLOTS - 1);
     const key = this.keys[slot];
-    this.pos = end;
     if (key !== undefined && key.length === n) {
       let i = 0;
       while (i < n && key[i] === buf[start + i]) i++;
-      if (i === n) return this.strings[slot]!;
+      if (i === n) {
+        this.pos = end;
+        return this.strings[slot]!;
+      }
     }
+    let bits = 0;
+    for (let i = start; i < end; i++) bits |= buf[i]!;
+    if ((bits & 0x80) !== 0) return this.strict(at);
+    this.pos = end;
     const s = (buf as Buffer).toString('latin1', start, end);
     this.keys[slot] = Uint8Array.from(buf.subarray(start, end));
     this.strings[slot] = s;
