@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { JWK } from 'jose';
 import { FrameDecoder, encodeFrame, type Frame } from '../../../protocols/modbus/codec.js';
 import { ManualClock } from '../../../src/core/clock.js';
@@ -105,6 +105,12 @@ describe('plaintext Modbus listener with static source-address identities', () =
     });
   });
 
+  // Each case starts with no token bound to the optimizer (a workload has one binding, whichever of
+  // its mTLS or static tokens came last), so no case depends on what an earlier one registered.
+  beforeEach(() => {
+    lab.gateway.tokens.remove(OPTIMIZER);
+  });
+
   afterAll(async () => {
     await lab?.close();
     await rm(dir, { recursive: true, force: true });
@@ -167,6 +173,7 @@ describe('plaintext Modbus listener with static source-address identities', () =
     // Only the operator role may register a device token.
     const byOwner = await callOperatorApi(target(await lab.operatorToken({ roles: ['owner'], now: clock.now() })), 'PUT', path, await staticToken());
     expect(byOwner.status).toBe(403);
+    const registeredFrom = lab.gateway.audit.nextSeq;
     const answer = await callOperatorApi(target(await lab.operatorToken({ now: clock.now() })), 'PUT', path, await staticToken());
     expect(answer.status).toBe(200);
     expect(answer.body.sub).toBe(OPTIMIZER);
@@ -183,11 +190,12 @@ describe('plaintext Modbus listener with static source-address identities', () =
       expect(d.decision!.subject!.assurance).toBe('static-ip+token');
       expect(d.decision!.subject!.certThumbprint).toBe('');
     }
-    const token = (await auditRecords(lab.gateway.audit, 0)).filter((r) => r.token?.subject?.assurance === 'static-ip+token');
+    const token = (await auditRecords(lab.gateway.audit, registeredFrom)).filter((r) => r.token?.subject?.assurance === 'static-ip+token');
     expect(token.length).toBe(1);
   });
 
   it('never lets a token registered for the static identity serve an mTLS session', async () => {
+    await lab.gateway.registerStaticToken!(OPTIMIZER, await staticToken());
     let mtls: ModbusAgent | undefined;
     try {
       mtls = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, await lab.credentials('optimizer'));
