@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import { connectModbusAgent, putToken, type ModbusAgent } from '../../../src/cli/demo/agent.js';
 import { startLab, type Lab } from '../../../src/cli/demo/lab.js';
@@ -45,6 +45,15 @@ describe('decide, then commit, through the real gateway', () => {
     optimizer = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
   }, 30_000);
 
+  // Every case starts from the same plant (setpoint and tank at 50 % as the simulator starts them,
+  // auto on, pump stopped), read by the gateway, so none depends on where an earlier case left the plant.
+  beforeEach(async () => {
+    lab.sim.write('tank1.setpoint', 50);
+    lab.sim.write('tank1.level', 50);
+    lab.sim.write('pump1.run', 0);
+    await auto(true);
+  });
+
   afterAll(async () => {
     await optimizer?.close();
     await lab?.close();
@@ -52,8 +61,7 @@ describe('decide, then commit, through the real gateway', () => {
   });
 
   it('measures the first stepped write after the start from the PLC value the gateway read itself', async () => {
-    // Nothing has written the setpoint through the gateway yet: the base is what the PLC holds (50 %).
-    await auto(true);
+    // The base is what the PLC holds (50 %), whatever the gateway forwarded before.
     await writeSetpoint(53);
     expect(await decisions.next()).toMatchObject({ effect: 'allow', reason: 'ALLOWED', ruleId: 'optimizer-setpoint' });
     expect(lab.sim.read('tank1.setpoint')).toBeCloseTo(53, 5);
@@ -73,6 +81,7 @@ describe('decide, then commit, through the real gateway', () => {
   });
 
   it('denies STEP_BASE_STALE when the gateway has not read the point for longer than the step base age', async () => {
+    await plcSetpoint(74);
     gatewayClock.advance(5_001);
     expect(await modbusError(writeSetpoint(75))).toBe(0x01);
     expect(await decisions.next()).toMatchObject({ effect: 'deny', reason: 'STEP_BASE_STALE', ruleId: 'optimizer-setpoint' });
