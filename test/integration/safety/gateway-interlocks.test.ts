@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import { connectModbusAgent, putToken, type ModbusAgent } from '../../../src/cli/demo/agent.js';
 import { startLab, type Lab } from '../../../src/cli/demo/lab.js';
@@ -15,29 +15,56 @@ import { decisionRecords, modbusError, setTankLevel, type SeenDecision } from '.
 const PUMP_RUN = 0; // coil address of pump1.run
 const SETPOINT = 0; // holding register of tank1.setpoint (0.1 %)
 
+interface InterlockLab {
+  dir: string;
+  lab: Lab;
+  gatewayClock: ManualClock;
+  optimizer: ModbusAgent;
+  decisions: { next(): Promise<SeenDecision> };
+}
+
+/** A lab of its own, with the optimizer's token put and its Modbus connection open. */
+async function startInterlockLab(): Promise<InterlockLab> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-gw-interlocks-'));
+  const gatewayClock = new ManualClock(Date.now());
+  const lab = await startLab({ stateDir: dir, gatewayClock, clock: new ManualClock(Date.now()) });
+  const decisions = decisionRecords(lab);
+  const api = lab.gateway.agentApi;
+  const creds = await lab.credentials('optimizer');
+  const put = await putToken(api.host, api.port, creds, await lab.token('optimizer', { now: gatewayClock.now() }));
+  expect(put.status).toBe(200);
+  const optimizer = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
+  return { dir, lab, gatewayClock, optimizer, decisions };
+}
+
+async function closeInterlockLab(t: InterlockLab | undefined): Promise<void> {
+  if (t === undefined) return;
+  await t.optimizer.close();
+  await t.lab.close();
+  await rm(t.dir, { recursive: true, force: true });
+}
+
 describe('interlocks over Modbus through the real gateway', () => {
-  let dir: string;
+  let t: InterlockLab | undefined;
   let lab: Lab;
   let gatewayClock: ManualClock;
   let optimizer: ModbusAgent;
   let decisions: { next(): Promise<SeenDecision> };
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-gw-interlocks-'));
-    gatewayClock = new ManualClock(Date.now());
-    lab = await startLab({ stateDir: dir, gatewayClock, clock: new ManualClock(Date.now()) });
-    decisions = decisionRecords(lab);
-    const api = lab.gateway.agentApi;
-    const creds = await lab.credentials('optimizer');
-    const put = await putToken(api.host, api.port, creds, await lab.token('optimizer', { now: gatewayClock.now() }));
-    expect(put.status).toBe(200);
-    optimizer = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
+    t = await startInterlockLab();
+    ({ lab, gatewayClock, optimizer, decisions } = t);
   }, 30_000);
 
+  // Every case starts from the same plant, read by the gateway: tank at 50 %, pump and valve off.
+  beforeEach(async () => {
+    lab.sim.write('pump1.run', 0);
+    lab.sim.write('valve1.open', 0);
+    await setTankLevel(lab, 50);
+  });
+
   afterAll(async () => {
-    await optimizer?.close();
-    await lab?.close();
-    await rm(dir, { recursive: true, force: true });
+    await closeInterlockLab(t);
   });
 
   it('refuses to start the pump on a 90 % tank with INTERLOCK and exception 0x01; the pump stays off', async () => {
@@ -49,6 +76,7 @@ describe('interlocks over Modbus through the real gateway', () => {
   });
 
   it('refuses starting the pump through write-multiple-coils (FC15) too, also together with another coil', async () => {
+    await setTankLevel(lab, 90);
     expect(await modbusError(optimizer.client.writeCoils(PUMP_RUN, [true]))).toBe(0x01);
     expect((await decisions.next()).reason).toBe('INTERLOCK');
     // pump1.run and valve1.open in one request: the guarded write inside it still trips.
@@ -142,9 +170,22 @@ describe('interlocks over Modbus through the real gateway', () => {
     await optimizer.client.writeCoil(PUMP_RUN, false);
     expect((await decisions.next()).reason).toBe('ALLOWED');
   });
+});
 
-  // Last: stops the simulated PLC for good.
+// The PLC stops for good here, so this case has a lab of its own.
+describe('interlocks over Modbus through the real gateway, with the PLC gone', () => {
+  let t: InterlockLab | undefined;
+
+  beforeAll(async () => {
+    t = await startInterlockLab();
+  }, 30_000);
+
+  afterAll(async () => {
+    await closeInterlockLab(t);
+  });
+
   it('fails closed with INTERLOCK_INPUT_STALE when the PLC is gone; an unguarded write is still allowed and answered 0x0A', async () => {
+    const { lab, gatewayClock, optimizer, decisions } = t!;
     await setTankLevel(lab, 50);
     await lab.sim.stopModbus();
     gatewayClock.advance(2500);
