@@ -253,7 +253,7 @@ class AgentConnection {
           const isException = (result.pdu[0] & 0x80) !== 0;
           this.opts.pipeline.outcome(this.session, cmd, decision, isException
             ? { status: 'exception', exceptionCode: result.pdu[1], latencyUs: result.latencyUs }
-            : { status: 'ok', latencyUs: result.latencyUs });
+            : { status: 'ok', latencyUs: result.latencyUs, readValue: readValues(cmd.functionCode, result.pdu) });
           answer = result.pdu;
           break;
         }
@@ -525,4 +525,15 @@ export class ModbusPlainListener extends AgentListenerBase {
     }
     this.admit(socket, session);
   }
+}
+
+/**
+ * The values of a read answer (FC 1-4, validated by the upstream against its request) for policy's
+ * step bases (Outcome.readValue): coil or register i of the range, NaN past the byte count.
+ */
+function readValues(functionCode: number, pdu: Buffer): ((i: number) => number) | undefined {
+  const end = Math.min(pdu.length, 2 + pdu[1]!);
+  if (functionCode === 1 || functionCode === 2) return (i) => (i >= 0 && 2 + (i >> 3) < end ? (pdu[2 + (i >> 3)]! >> (i & 7)) & 1 : NaN);
+  if (functionCode === 3 || functionCode === 4) return (i) => (i >= 0 && 4 + 2 * i <= end ? pdu.readUInt16BE(2 + 2 * i) : NaN);
+  return undefined;
 }

@@ -47,7 +47,15 @@ export type OutcomeStatus = 'ok' | 'exception' | 'upstream_unavailable' | 'upstr
 export interface Outcome {
   status: OutcomeStatus;
   exceptionCode?: number;
+  /** From sending the command to the PLC to its answer. */
   latencyUs: number;
+  /**
+   * An allowed read the PLC answered (status ok): its i-th value in the order of the command's
+   * targets (Modbus: register or coil i of the range, raw; OPC UA: target i's number), NaN past
+   * the end or when not a number. Policy takes the values of max_step points from it as their
+   * base (docs/policy.md, max_step and its base).
+   */
+  readValue?: (i: number) => number;
 }
 
 export interface CommandPipeline {

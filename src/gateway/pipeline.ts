@@ -283,6 +283,14 @@ export class EnforcementPipeline implements CommandPipeline {
     if (forward !== undefined) {
       this.memory.settled(forward, outcome.status === 'ok' ? 'acknowledged' : outcome.status === 'exception' ? 'refused' : 'unknown', this.deps.clock.now());
     }
+    // A read's answer is the PLC's value of what it read: a max_step base as of when the read was
+    // sent (docs/policy.md, max_step and its base); only on the bundle the read was resolved with.
+    if (outcome.readValue !== undefined && outcome.status === 'ok' && cmd.operation === 'read') {
+      const engine = this.deps.policy.engine;
+      if (engine !== undefined && engine.revision === decision.bundleRevision) {
+        engine.observeRead(cmd, outcome.readValue, this.deps.clock.now() - outcome.latencyUs / 1000, this.memory);
+      }
+    }
     this.appendQuietly(
       outcomeRecord({
         decisionSeq: decision.auditSeq ?? 0,

@@ -384,6 +384,49 @@ export class PolicyEngine {
     return out;
   }
 
+  /**
+   * An allowed read the PLC answered (docs/policy.md, max_step and its base): each point a max_step
+   * names that the read covered whole gets the answered value as its base, as of `atMs` (when the
+   * read was sent; PolicyMemory ignores it if it knows something newer). `value(i)` is the answer's
+   * i-th value in the order of the command's targets (Outcome.readValue). Other points are not
+   * remembered, so the memory stays one entry per stepped point.
+   */
+  observeRead(cmd: Command, value: (i: number) => number, atMs: number, memory: PolicyMemory): void {
+    const stepped = (this.steppedByAsset ??= this.indexStepped()).get(cmd.assetId);
+    if (stepped === undefined) return;
+    let offset = 0;
+    for (const t of cmd.targets) {
+      if (t.nodeId !== undefined) {
+        const p = t.attribute === undefined ? stepped.byNodeId.get(t.nodeId) : undefined;
+        if (p !== undefined) memory.observe(cmd.assetId, p.name, value(offset), atMs);
+        offset++;
+        continue;
+      }
+      if (t.table === undefined || t.address === undefined) continue;
+      const count = t.count ?? 1;
+      for (const p of stepped.points) {
+        const at = p.def.address - t.address;
+        if (p.def.table !== t.table || at < 0 || at + p.width > count) continue;
+        memory.observe(cmd.assetId, p.name, decodePoint(p.def, value(offset + at), p.width === 2 ? value(offset + at + 1) : 0), atMs);
+      }
+      offset += count;
+    }
+  }
+
+  private steppedByAsset: Map<string, { points: CompiledPoint[]; byNodeId: Map<string, CompiledPoint> }> | undefined;
+
+  private indexStepped(): Map<string, { points: CompiledPoint[]; byNodeId: Map<string, CompiledPoint> }> {
+    const out = new Map<string, { points: CompiledPoint[]; byNodeId: Map<string, CompiledPoint> }>();
+    for (const { asset, point } of this.steppedPoints()) {
+      const p = this.assetsById.get(asset)!.byName.get(point)!;
+      let entry = out.get(asset);
+      if (entry === undefined) out.set(asset, (entry = { points: [], byNodeId: new Map() }));
+      entry.points.push(p);
+      if (p.def.node_id !== undefined) entry.byNodeId.set(p.def.node_id, p);
+    }
+    return out;
+  }
+
   /** The Modbus asset behind a unit id, or undefined. */
   assetIdForUnit(unitId: number): string | undefined {
     return this.modbusAssetsByUnit.get(unitId)?.id;

@@ -5,8 +5,8 @@
 //   forwarded    the final gate said yes: its tokens are spent and its written values are in flight;
 //   returned     a gate after policy refused it after all (interlock, approval, audit): tokens back;
 //   settled      the PLC answered: an acknowledged write moves the base to the written value.
-// And when the gateway reads a value itself (process image): `observe`. Answers it relays to
-// agents' reads do not move a base yet (docs/policy.md, max_step and its base).
+// And when the PLC tells a value, from the gateway's own reads (process image) or an agent's read
+// it relayed (PolicyEngine.observeRead): `observe` (docs/policy.md, max_step and its base).
 // Owns that bookkeeping only: it never decides, never does I/O, and stays bounded (budgets in LRUs,
 // bases one per point of the bundles seen).
 import { LRUCache } from 'lru-cache';
@@ -85,7 +85,7 @@ export class PolicyMemory {
   }
 
   /**
-   * A value the PLC held at `atMs` (the send time of the gateway's own read). Older than what is
+   * A value the PLC held at `atMs` (the send time of the read that returned it). Older than what is
    * known already: ignored, so a late answer never rolls a base back.
    */
   observe(asset: string, point: string, value: number, atMs: number): void {

@@ -90,6 +90,22 @@ describe('decide, then commit, through the real gateway', () => {
     expect((await decisions.next()).reason).toBe('ALLOWED');
   });
 
+  it("measures the next stepped write from the value an agent's read just relayed, not an older base the gateway read itself", async () => {
+    await plcSetpoint(50);
+    // A moment later the operator moves the setpoint to 30 %; the gateway's own base (50 %) is
+    // still young (its next poll is due in a second).
+    gatewayClock.advance(100);
+    lab.sim.write('tank1.setpoint', 30);
+    expect((await optimizer.client.readHoldingRegisters(SETPOINT, 2)).data[0]).toBe(300);
+    expect((await decisions.next()).effect).toBe('allow');
+    // 33 is a step of 3 from the 30 just read (17 from the gateway's older 50).
+    await writeSetpoint(33);
+    expect(await decisions.next()).toMatchObject({ effect: 'allow', reason: 'ALLOWED' });
+    // And a step of 8 from the PLC's 33 is still too large.
+    expect(await modbusError(writeSetpoint(41))).toBe(0x03);
+    expect((await decisions.next()).reason).toBe('STEP_TOO_LARGE');
+  });
+
   it('leaves the base where the PLC is when an interlock refuses a write policy allowed', async () => {
     await plcSetpoint(40);
     await auto(false);

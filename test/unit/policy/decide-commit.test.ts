@@ -121,6 +121,30 @@ describe('the base of max_step is the PLC value', () => {
     m.observe('plc1', 'tank1.setpoint', 40, NOW_MS);
     expect(m.point('plc1', 'tank1.setpoint')).toMatchObject({ value: 50, atMs: NOW_MS + 100 });
   });
+
+  it("an allowed read's answer is a fresh base for the stepped points it covered whole", () => {
+    const e = engineWith([rule({ id: 'sp', max_step: { 'tank1.setpoint': 5 } })]);
+    const m = new PolicyMemory();
+    m.observe('plc1', 'tank1.setpoint', 40, NOW_MS);
+    const later = NOW_MS + 6_000;
+    expect(e.decide(setpoint(e, 62), subject(), later, m).reason).toBe('STEP_BASE_STALE');
+    const read = (address: number, count: number): Command => {
+      const c: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation: 'read', functionCode: 3, targets: [{ table: 'holding', address, count }], points: [] };
+      e.resolveModbus(c, 1);
+      return c;
+    };
+    // A read of pump1.speed alone (holding 1) leaves the setpoint's base as it was.
+    e.observeRead(read(1, 1), () => 600, later - 1, m);
+    expect(e.decide(setpoint(e, 62), subject(), later, m).reason).toBe('STEP_BASE_STALE');
+    // Holding 0..1 answered 600 (60.0 %) and 1500 rpm, sent 1 ms ago: the setpoint's base is 60 %.
+    e.observeRead(read(0, 2), (i) => [600, 1500][i] ?? NaN, later - 1, m);
+    expect(base(m)).toBeCloseTo(60, 5);
+    expect(e.decide(setpoint(e, 62), subject(), later, m).effect).toBe('allow');
+    // An answer to a read sent before the newest known value (one read at `later`) is ignored.
+    m.observe('plc1', 'tank1.setpoint', 61, later);
+    e.observeRead(read(0, 1), () => 300, later - 1, m);
+    expect(base(m)).toBeCloseTo(61, 5);
+  });
 });
 
 describe('rate limits keyed by workload, owner, task and asset', () => {
