@@ -2,13 +2,15 @@
 // through mutual TLS) opens the drain valve, which rule planner-drain allows only with an
 // operator's approval; operators decide on the gateway's operator API (HTTPS, operator JWTs from
 // the trusted development issuer). The gateway runs on a ManualClock, so grants and requests expire
-// without sleeping. The last case restarts the gateway on the same state directory.
+// without sleeping. Every case makes the requests and grants it needs: before each, the gateway clock
+// steps past every earlier request, grant and token, and the planner puts a fresh token. The restart
+// case restarts the gateway on the same state directory; later cases use the restarted one.
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { JWK } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { callOperatorApi, type ApiAnswer, type ApiTarget } from '../../../src/cli/commands/approvals.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { connectModbusAgent, putToken, type AgentCredentials, type ModbusAgent } from '../../../src/cli/demo/agent.js';
@@ -50,7 +52,7 @@ describe('approvals over Modbus through the real gateway', () => {
   let clock: ManualClock;
   let creds: AgentCredentials;
   let planner: ModbusAgent;
-  let decisions: { next(): Promise<SeenDecision> };
+  let decisions: { next(): Promise<SeenDecision>; drain(): SeenDecision[] };
   let restarted: GatewayHandle | undefined;
   let gateway: () => GatewayHandle;
 
@@ -78,6 +80,12 @@ describe('approvals over Modbus through the real gateway', () => {
     await planner.client.writeCoil(VALVE, true);
     expect(lab.sim.read('valve1.open')).toBe(1);
     expect(await decisions.next()).toMatchObject({ effect: 'allow', reason: 'ALLOWED', ruleId: 'planner-drain', approvalId: grantId });
+  };
+  /** A request for opening the drain valve that an operator has approved; resolves with its id. */
+  const granted = async (): Promise<string> => {
+    const id = await refusedForApproval();
+    expect((await decide(id, 'approve')).status).toBe(200);
+    return id;
   };
   const putPlannerToken = async (token?: string) => {
     const api = gateway().agentApi;
@@ -109,6 +117,16 @@ describe('approvals over Modbus through the real gateway', () => {
     planner = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
   }, 30_000);
 
+  // Past the request lifetime (15 min), so every earlier request, grant, rejection and token has
+  // lapsed; then a fresh planner token, the valve closed, the process image read at the new time.
+  beforeEach(async () => {
+    clock.advance(15 * 60_000 + 1);
+    await putPlannerToken();
+    lab.sim.write('valve1.open', 0);
+    await gateway().processImage()?.pollNow();
+    decisions.drain();
+  });
+
   afterAll(async () => {
     await planner?.close();
     if (restarted !== undefined) {
@@ -121,10 +139,8 @@ describe('approvals over Modbus through the real gateway', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  let requestId: string;
-
   it('refuses the first attempt with APPROVAL_REQUIRED and shows operators who asks, for what, and until when', async () => {
-    requestId = await refusedForApproval();
+    const requestId = await refusedForApproval();
     expect(lab.sim.read('valve1.open')).toBe(0);
     const pending = await list();
     expect(pending).toHaveLength(1);
@@ -148,11 +164,13 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('gives the identical command sent again while waiting the same request, not a new one', async () => {
+    const requestId = await refusedForApproval();
     expect(await refusedForApproval()).toBe(requestId);
     expect((await list()).map((r) => r.id)).toEqual([requestId]);
   });
 
   it("refuses the agent's owner as approver (two-person rule): 403 APPROVAL_INVALID / SAME_PERSON", async () => {
+    const requestId = await refusedForApproval();
     const answer = await decide(requestId, 'approve', { sub: AGENT_OWNER });
     expect(answer.status).toBe(403);
     expect(answer.body).toMatchObject({ reason: 'APPROVAL_INVALID', detail: 'SAME_PERSON' });
@@ -160,6 +178,7 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('refuses an owner-role token as approver: 403, the request stays pending', async () => {
+    const requestId = await refusedForApproval();
     const answer = await decide(requestId, 'approve', { sub: 'carol@plant.example', roles: ['owner'] });
     expect(answer.status).toBe(403);
     expect(answer.body.detail).toBe('NOT_OPERATOR');
@@ -167,6 +186,7 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('refuses a bearer token that is not a valid operator token with 401', async () => {
+    const requestId = await refusedForApproval();
     const api = gateway().operatorApi!;
     const answer = await callOperatorApi({ api: `https://${api.host}:${api.port}/`, token: await lab.token('planner', { now: clock.now() }), ca: creds.ca }, 'POST', `v1/approvals/${requestId}/approve`, { reason: 'self-approval' });
     expect(answer.status).toBeGreaterThanOrEqual(401);
@@ -175,6 +195,7 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('an operator approves with a reason: the grant is short-lived (2 min)', async () => {
+    const requestId = await refusedForApproval();
     const answer = await decide(requestId, 'approve');
     expect(answer.status).toBe(200);
     const a = answer.body.approval as ApprovalView;
@@ -184,6 +205,7 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('still refuses a different value or a different target under the grant, without using it up', async () => {
+    const requestId = await granted();
     // valve1.open := 0 is another command: it opens its own request.
     const other = await refusedForApproval(planner, false);
     expect(other).not.toBe(requestId);
@@ -195,6 +217,7 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('refuses the same agent under another task or another owner: the grant is bound to the subject', async () => {
+    const requestId = await granted();
     await putPlannerToken(await plannerTokenFor({ taskId: 'another-task' }));
     expect(await refusedForApproval()).not.toBe(requestId);
     await putPlannerToken(await plannerTokenFor({ owner: 'dave@plant.example' }));
@@ -205,12 +228,15 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('allows the identical retry once: the valve opens and the grant is used up', async () => {
+    const requestId = await granted();
     await opensOnGrant(requestId);
     const consumed = await list('consumed');
     expect(consumed.find((r) => r.id === requestId)?.consumed_at).toBeDefined();
   });
 
   it('refuses a second retry and opens a new request', async () => {
+    const requestId = await granted();
+    await opensOnGrant(requestId);
     lab.sim.write('valve1.open', 0);
     const again = await refusedForApproval();
     expect(again).not.toBe(requestId);
@@ -220,9 +246,7 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('refuses the retry once the grant has expired (2 min on the gateway clock)', async () => {
-    // The planner's pending request for this command (the one the second retry opened).
-    const id = await refusedForApproval();
-    expect((await decide(id, 'approve')).status).toBe(200);
+    const id = await granted();
     clock.advance(120_001);
     const next = await refusedForApproval();
     expect(next).not.toBe(id);
@@ -241,14 +265,14 @@ describe('approvals over Modbus through the real gateway', () => {
   });
 
   it('keeps an approved grant across a gateway restart, and never revives a used one', async () => {
-    // Let the rejection above lapse so the identical command opens a new request.
-    clock.advance(15 * 60_000 + 1);
-    await putPlannerToken();
-    const id = await refusedForApproval();
-    expect((await decide(id, 'approve')).status).toBe(200);
+    // A grant used before the restart, and one approved but not yet used.
+    const used = await granted();
+    await opensOnGrant(used);
+    lab.sim.write('valve1.open', 0);
+    const id = await granted();
 
     await planner.close();
-    await lab.gateway.close();
+    await gateway().close();
     restarted = await startGateway(await loadGatewayConfig(lab.configFile), { clock, logger: silentLogger });
     await restarted.upstreamsReady();
     await putPlannerToken();
@@ -256,7 +280,7 @@ describe('approvals over Modbus through the real gateway', () => {
 
     expect((await list('approved')).map((r) => r.id)).toEqual([id]);
     await opensOnGrant(id);
-    expect((await list('consumed')).map((r) => r.id)).toContain(requestId);
+    expect((await list('consumed')).map((r) => r.id)).toContain(used);
 
     // Used before a second restart: it stays used.
     await planner.close();
