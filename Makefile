@@ -1,7 +1,7 @@
 # plantgate — every target installs what it needs first.
 NPM_STAMP := node_modules/.install-stamp
 
-.PHONY: install build test test-unit test-deps demo bench soak lint clean
+.PHONY: install build test test-unit test-shuffle test-deps demo bench soak lint clean
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -30,6 +30,13 @@ test: build test-deps
 # The fast loop: unit tests only (no build, no sockets to other processes, no system packages).
 test-unit: $(NPM_STAMP)
 	npx vitest run test/unit
+
+# Every case must pass on its own, in any order: runs the cases of each file (and the files) in a
+# shuffled order. SEED=n repeats an order; FILES=... narrows it (make test-shuffle SEED=7 FILES=test/integration).
+SEED ?= $(shell date +%s)
+test-shuffle: build test-deps
+	@echo "shuffle seed $(SEED)"
+	npx vitest run $(FILES) --sequence.shuffle --sequence.seed=$(SEED)
 
 demo: build
 	node dist/src/cli/main.js demo
