@@ -12,7 +12,7 @@ import type { Reason } from '../../src/core/reasons.js';
 import type { ArgumentType, BundleAsset, MethodDef, PointDef } from '../../src/policy/payload.js';
 import { pointWidth } from '../../src/policy/payload.js';
 import type { Grant } from '../../src/policy/reach.js';
-import { commandFromRequest } from '../modbus/command.js';
+import { commandFromRequest, readAnswerValues } from '../modbus/command.js';
 import { decodeResponse, encodeRequest, isExceptionResponse, type Request } from '../modbus/codec.js';
 import type { UpstreamRoute } from '../modbus/listener.js';
 import type { UpstreamResult } from '../modbus/upstream.js';
@@ -125,11 +125,13 @@ export class ToolCalls {
     return this.deps.pipeline.refuse(ctx.session, cmd, reason, { unitId: cmd.unitId, mcp: ctx.mcp });
   }
 
-  private outcome(ctx: CallContext, cmd: Command, d: Decision, a: UpstreamAnswer, t0: number): void {
+  /** `readValue`: an allowed read's answer, for policy's max_step bases (Outcome.readValue). */
+  private outcome(ctx: CallContext, cmd: Command, d: Decision, a: UpstreamAnswer, t0: number, readValue?: (i: number) => number): void {
     this.deps.pipeline.outcome(ctx.session, cmd, d, {
       status: a.status,
       ...(a.code !== undefined ? { exceptionCode: a.code } : {}),
       latencyUs: Math.round((performance.now() - t0) * 1000),
+      ...(readValue !== undefined && a.status === 'ok' ? { readValue } : {}),
     });
   }
 
@@ -175,7 +177,7 @@ export class ToolCalls {
       if (d.effect !== 'allow') return { ok: false, reason: d.reason, text: this.denial(d, cmd, { action, tool: ctx.mcp.tool }) };
       const t0 = performance.now();
       const a = await this.sendModbus(asset, req);
-      this.outcome(ctx, cmd, d, a, t0);
+      this.outcome(ctx, cmd, d, a, t0, a.pdu === undefined ? undefined : readAnswerValues(req.fc, a.pdu));
       if (a.status !== 'ok' || a.pdu === undefined) return ToolCalls.failed(a, action);
       const v = valueFromResponse(def, decodeResponse(req, a.pdu));
       return Number.isNaN(v) ? { ok: false, reason: 'PLC_EXCEPTION', text: `PLC_EXCEPTION: the PLC's answer for ${point} could not be decoded.` } : { ok: true, value: v };
@@ -192,7 +194,7 @@ export class ToolCalls {
     const t0 = performance.now();
     const r = access === undefined ? 'unavailable' : await access.read([nodeId]);
     const a: UpstreamAnswer = typeof r === 'string' ? { status: r === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable' } : Number.isNaN(r[0]!) ? { status: 'exception', text: 'no good value' } : { status: 'ok' };
-    this.outcome(ctx, cmd, d, a, t0);
+    this.outcome(ctx, cmd, d, a, t0, typeof r === 'string' ? undefined : (i) => r[i] ?? NaN);
     if (a.status !== 'ok' || typeof r === 'string') return ToolCalls.failed(a, action);
     return { ok: true, value: r[0]! };
   }

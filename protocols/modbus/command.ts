@@ -89,3 +89,14 @@ function rawValuesOf(req: Request): number[] | undefined {
       return undefined;
   }
 }
+
+/**
+ * The values of a read answer (FC 1-4, validated by the upstream against its request) for policy's
+ * step bases (Outcome.readValue): coil or register i of the range, NaN past the byte count.
+ */
+export function readAnswerValues(functionCode: number, pdu: Buffer): ((i: number) => number) | undefined {
+  const end = Math.min(pdu.length, 2 + pdu[1]!);
+  if (functionCode === 1 || functionCode === 2) return (i) => (i >= 0 && 2 + (i >> 3) < end ? (pdu[2 + (i >> 3)]! >> (i & 7)) & 1 : NaN);
+  if (functionCode === 3 || functionCode === 4) return (i) => (i >= 0 && 4 + 2 * i <= end ? pdu.readUInt16BE(2 + 2 * i) : NaN);
+  return undefined;
+}

@@ -15,7 +15,7 @@ import { identityFromTlsSocket } from '../../src/identity/cert.js';
 import { DEFAULT_CONNECTION_LIMITS, guardHandshakes, type ConnectionLimits } from '../../src/identity/handshakes.js';
 import type { ConnectionLimiter } from '../../src/identity/limits.js';
 import type { StaticIdentityMap } from '../../src/identity/static-ip.js';
-import { commandFromRequest } from './command.js';
+import { commandFromRequest, readAnswerValues } from './command.js';
 import {
   FrameDecoder,
   ModbusFrameError,
@@ -253,7 +253,7 @@ class AgentConnection {
           const isException = (result.pdu[0] & 0x80) !== 0;
           this.opts.pipeline.outcome(this.session, cmd, decision, isException
             ? { status: 'exception', exceptionCode: result.pdu[1], latencyUs: result.latencyUs }
-            : { status: 'ok', latencyUs: result.latencyUs, readValue: readValues(cmd.functionCode, result.pdu) });
+            : { status: 'ok', latencyUs: result.latencyUs, readValue: readAnswerValues(cmd.functionCode, result.pdu) });
           answer = result.pdu;
           break;
         }
@@ -527,13 +527,3 @@ export class ModbusPlainListener extends AgentListenerBase {
   }
 }
 
-/**
- * The values of a read answer (FC 1-4, validated by the upstream against its request) for policy's
- * step bases (Outcome.readValue): coil or register i of the range, NaN past the byte count.
- */
-function readValues(functionCode: number, pdu: Buffer): ((i: number) => number) | undefined {
-  const end = Math.min(pdu.length, 2 + pdu[1]!);
-  if (functionCode === 1 || functionCode === 2) return (i) => (i >= 0 && 2 + (i >> 3) < end ? (pdu[2 + (i >> 3)]! >> (i & 7)) & 1 : NaN);
-  if (functionCode === 3 || functionCode === 4) return (i) => (i >= 0 && 4 + 2 * i <= end ? pdu.readUInt16BE(2 + 2 * i) : NaN);
-  return undefined;
-}

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import { connectModbusAgent, putToken, type ModbusAgent } from '../../../src/cli/demo/agent.js';
 import { startLab, type Lab } from '../../../src/cli/demo/lab.js';
+import { connectMcpAgent } from '../../../src/cli/demo/mcp-agent.js';
 import { decisionRecords, modbusError, setTankLevel, type SeenDecision } from '../safety/gateway-harness.js';
 
 const PUMP_RUN = 0; // coil
@@ -104,6 +105,24 @@ describe('decide, then commit, through the real gateway', () => {
     // And a step of 8 from the PLC's 33 is still too large.
     expect(await modbusError(writeSetpoint(41))).toBe(0x03);
     expect((await decisions.next()).reason).toBe('STEP_TOO_LARGE');
+  });
+
+  it("measures the next stepped write from the value an MCP agent's read tool just returned", async () => {
+    await plcSetpoint(50);
+    gatewayClock.advance(100);
+    lab.sim.write('tank1.setpoint', 70);
+    const creds = await lab.credentials('optimizer');
+    const mcp = await connectMcpAgent({ url: lab.gateway.mcp!.resource, ca: creds.ca, token: await lab.mcpToken('optimizer', { now: gatewayClock.now() }) });
+    try {
+      const r = (await mcp.client.callTool({ name: 'read_plc1', arguments: { points: ['tank1.setpoint'] } })) as { isError?: boolean; content: { text: string }[] };
+      expect(r.isError ?? false, r.content[0]?.text).toBe(false);
+      expect(await decisions.next()).toMatchObject({ effect: 'allow', ruleId: 'agents-read-plant' });
+    } finally {
+      await mcp.close();
+    }
+    // 73 is a step of 3 from the 70 the tool returned (23 from the gateway's older 50).
+    await writeSetpoint(73);
+    expect(await decisions.next()).toMatchObject({ effect: 'allow', reason: 'ALLOWED' });
   });
 
   it('leaves the base where the PLC is when an interlock refuses a write policy allowed', async () => {
