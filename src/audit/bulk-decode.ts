@@ -12,8 +12,9 @@
 // - short ASCII strings are interned in a fixed-size table keyed by their bytes: a hit compares
 //   the bytes and hands back the string made before (ASCII is valid UTF-8, so the check
 //   protobufjs does would pass); anything else goes through protobufjs' strict read unchanged;
-// - records are built from a subclass of AuditRecord whose `event` setter deletes only members
-//   that are set (a record normally has one: deleting the 14 others did nothing but cost).
+// - records are built from a subclass of AuditRecord whose `event` setter deletes the other
+//   members only in a record that carried several (a record has one: deleting the 14 others from
+//   each new record did nothing but cost).
 import $protobuf from 'protobufjs/minimal.js';
 import { normalizeLongs, pb, type DecodedRecord } from './schema.js';
 
@@ -89,10 +90,15 @@ const EVENT = Object.getOwnPropertyDescriptor(PROTO, 'event')!;
 /** The members of the `event` oneof, found with its own getter (it names the member set). */
 const EVENT_MEMBERS = Object.keys(PROTO).filter((k) => PROTO[k] === null && EVENT.get!.call({ [k]: {} }) === k);
 
+/** Members of `event` set in the record being decoded (BulkDecoder.decode zeroes it). */
+let eventsSet = 0;
+
 /**
- * AuditRecord whose `event` setter deletes only the other members that are set (protobufjs'
- * deletes all 14 from every new record). Reads the same; AuditRecord's constructor does nothing
- * without properties (its defaults live on the prototype), so neither does this one.
+ * AuditRecord whose `event` setter deletes the other members only when the record carried more
+ * than one (protobufjs deletes all 14 others from every new record). The decoder assigns a member
+ * and then sets `event`, so at the first set no other member can be there. Reads the same;
+ * AuditRecord's constructor does nothing without properties (its defaults live on the
+ * prototype), so neither does this one.
  */
 function BulkRecord(): void {}
 BulkRecord.prototype = Object.create(PROTO, {
@@ -100,6 +106,7 @@ BulkRecord.prototype = Object.create(PROTO, {
   event: {
     get: EVENT.get,
     set(this: Record<string, unknown>, name: string): void {
+      if (++eventsSet === 1) return;
       for (let i = 0; i < EVENT_MEMBERS.length; i++) {
         const k = EVENT_MEMBERS[i]!;
         if (k !== name && this[k] != null) delete this[k];
@@ -121,6 +128,7 @@ export class BulkDecoder {
   decode(buf: Buffer, start: number, end: number): DecodedRecord {
     const r = this.reader;
     r.reset(buf, start, end);
+    eventsSet = 0;
     return normalizeLongs(decodeInto(r, undefined, undefined, undefined, new NewRecord()));
   }
 }

@@ -82,6 +82,13 @@ describe('bulk record decoding (policy learn and replay)', () => {
     expect(bulk.event).toBe('outcome');
     expect(bulk.decision).toBeNull();
     expect(bulk).toEqual(decodeRecord(two));
+    // The first event again after another: a new member, not the first one's merged into.
+    const three = Buffer.concat([two, encodeRecord({ decision: { command: { assetId: 'plc2' } } })]);
+    const again = new BulkDecoder().decode(three, 0, three.length);
+    expect(again.event).toBe('decision');
+    expect(again.outcome).toBeNull();
+    expect(again).toEqual(decodeRecord(three));
+    expect(again.decision?.decision).toBeNull();
   });
 
   it('refuses a string that is not UTF-8, short or long, as decodeRecord does', () => {
