@@ -6,31 +6,49 @@ import { ProcessImage } from '../../../src/interlocks/process-image.js';
 import { startSimulator, type SimHandle } from '../../../src/sim/modbus-server.js';
 import { PLC1 } from '../../unit/interlocks/fixtures.js';
 
+interface ImageLab {
+  sim: SimHandle;
+  clock: ManualClock;
+  image: ProcessImage;
+}
+
+/** A simulated PLC of its own and a process image polling it. */
+async function startImageLab(): Promise<ImageLab> {
+  const sim = await startSimulator({ plant: resolve(import.meta.dirname, '../../../fixtures/plants/water-treatment.yaml'), port: 0, clock: new ManualClock() });
+  const clock = new ManualClock();
+  const image = new ProcessImage({
+    inputs: [
+      { asset: 'plc1', point: 'tank1.level', def: PLC1.points['tank1.level']!, pollMs: 500, maxAgeMs: 2000 },
+      { asset: 'plc1', point: 'tank1.low_alarm', def: PLC1.points['tank1.low_alarm']!, pollMs: 500, maxAgeMs: 2000 },
+      { asset: 'plc1', point: 'pump1.running', def: PLC1.points['pump1.running']!, pollMs: 500, maxAgeMs: 2000 },
+      // The same point named by a second interlock: the stricter bound wins.
+      { asset: 'plc1', point: 'tank1.level', def: PLC1.points['tank1.level']!, pollMs: 250, maxAgeMs: 1000 },
+    ],
+    endpoint: (asset) => (asset === 'plc1' ? { host: '127.0.0.1', port: sim.port, unitId: 1 } : undefined),
+    clock,
+    timeoutMs: 500,
+  });
+  await image.ready();
+  return { sim, clock, image };
+}
+
+async function closeImageLab(t: ImageLab | undefined): Promise<void> {
+  t?.image.close();
+  await t?.sim.close();
+}
+
 describe('process image against the simulated PLC', () => {
+  let t: ImageLab | undefined;
   let sim: SimHandle;
   let clock: ManualClock;
   let image: ProcessImage;
 
   beforeAll(async () => {
-    sim = await startSimulator({ plant: resolve(import.meta.dirname, '../../../fixtures/plants/water-treatment.yaml'), port: 0, clock: new ManualClock() });
-    clock = new ManualClock();
-    image = new ProcessImage({
-      inputs: [
-        { asset: 'plc1', point: 'tank1.level', def: PLC1.points['tank1.level']!, pollMs: 500, maxAgeMs: 2000 },
-        { asset: 'plc1', point: 'tank1.low_alarm', def: PLC1.points['tank1.low_alarm']!, pollMs: 500, maxAgeMs: 2000 },
-        { asset: 'plc1', point: 'pump1.running', def: PLC1.points['pump1.running']!, pollMs: 500, maxAgeMs: 2000 },
-        // The same point named by a second interlock: the stricter bound wins.
-        { asset: 'plc1', point: 'tank1.level', def: PLC1.points['tank1.level']!, pollMs: 250, maxAgeMs: 1000 },
-      ],
-      endpoint: (asset) => (asset === 'plc1' ? { host: '127.0.0.1', port: sim.port, unitId: 1 } : undefined),
-      clock,
-      timeoutMs: 500,
-    });
-    await image.ready();
+    t = await startImageLab();
+    ({ sim, clock, image } = t);
   });
   afterAll(async () => {
-    image?.close();
-    await sim?.close();
+    await closeImageLab(t);
   });
 
   it('reads the inputs in engineering units, stamped with the gateway clock, in one request per table', async () => {
@@ -58,7 +76,21 @@ describe('process image against the simulated PLC', () => {
     expect(sim.requestCount() - before).toBe(1); // the 250 ms input group only
   });
 
+});
+
+// The PLC stops for good here, so this case has a PLC and process image of its own.
+describe('process image against a simulated PLC that stops answering', () => {
+  let t: ImageLab | undefined;
+
+  beforeAll(async () => {
+    t = await startImageLab();
+  });
+  afterAll(async () => {
+    await closeImageLab(t);
+  });
+
   it('keeps the old time when the PLC stops answering, so values go stale', async () => {
+    const { sim, clock, image } = t!;
     await image.pollNow();
     const s = image.slot('plc1', 'tank1.level');
     const readAt = image.readAtMs[s];
