@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectModbusAgent, putToken, type ModbusAgent } from '../../../src/cli/demo/agent.js';
 import { startLab, type Lab } from '../../../src/cli/demo/lab.js';
 import { ManualClock } from '../../../src/core/clock.js';
@@ -15,30 +15,56 @@ import { decisionRecords, modbusError, setTankLevel, type SeenDecision } from '.
 
 const PUMP_RUN = 0;
 
+interface FreshLab {
+  dir: string;
+  lab: Lab;
+  clock: ManualClock;
+  optimizer: ModbusAgent;
+  decisions: { next(): Promise<SeenDecision> };
+}
+
+/** A lab of its own, with the optimizer's token put and its Modbus connection open. */
+async function startFreshLab(): Promise<FreshLab> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-fresh-inputs-'));
+  const clock = new ManualClock(Date.now());
+  const lab = await startLab({ stateDir: dir, gatewayClock: clock, clock: new ManualClock(Date.now()), rules: 'fixtures/rules/semantics/bundle.yaml' });
+  const decisions = decisionRecords(lab);
+  const api = lab.gateway.agentApi;
+  const creds = await lab.credentials('optimizer');
+  expect((await putToken(api.host, api.port, creds, await lab.token('optimizer', { now: clock.now(), ttlSec: 900 }))).status).toBe(200);
+  const optimizer = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
+  return { dir, lab, clock, optimizer, decisions };
+}
+
+async function closeFreshLab(t: FreshLab | undefined): Promise<void> {
+  if (t === undefined) return;
+  await t.optimizer.close();
+  await t.lab.close();
+  await rm(t.dir, { recursive: true, force: true });
+}
+
 describe('interlock inputs read fresh and checked for plausibility, through the real gateway', () => {
-  let dir: string;
+  let t: FreshLab | undefined;
   let lab: Lab;
-  let clock: ManualClock;
-  let plantClock: ManualClock;
   let optimizer: ModbusAgent;
   let decisions: { next(): Promise<SeenDecision> };
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-fresh-inputs-'));
-    clock = new ManualClock(Date.now());
-    plantClock = new ManualClock(Date.now());
-    lab = await startLab({ stateDir: dir, gatewayClock: clock, clock: plantClock, rules: 'fixtures/rules/semantics/bundle.yaml' });
-    decisions = decisionRecords(lab);
-    const api = lab.gateway.agentApi;
-    const creds = await lab.credentials('optimizer');
-    expect((await putToken(api.host, api.port, creds, await lab.token('optimizer', { now: clock.now(), ttlSec: 900 }))).status).toBe(200);
-    optimizer = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
+    t = await startFreshLab();
+    ({ lab, optimizer, decisions } = t);
   }, 30_000);
 
   afterAll(async () => {
-    await optimizer?.close();
-    await lab?.close();
-    await rm(dir, { recursive: true, force: true });
+    await closeFreshLab(t);
+  });
+
+  // Every case starts from the same plant, read by the gateway: no faults, pump stopped (its
+  // feedback too), tank at 50 %.
+  beforeEach(async () => {
+    lab.sim.clearFaults();
+    lab.sim.write('pump1.run', 0);
+    lab.sim.step(1500);
+    await setTankLevel(lab, 50);
   });
 
   it('reads the level again before a start: a level that crossed 85 % since the last poll refuses it', async () => {
@@ -66,7 +92,22 @@ describe('interlock inputs read fresh and checked for plausibility, through the 
     expect(lab.sim.read('pump1.run')).toBe(1);
   });
 
+});
+
+// The gateway keeps what it learned about a stuck sensor, so this case has a lab of its own.
+describe('a stuck interlock input, through the real gateway', () => {
+  let t: FreshLab | undefined;
+
+  beforeAll(async () => {
+    t = await startFreshLab();
+  }, 30_000);
+
+  afterAll(async () => {
+    await closeFreshLab(t);
+  });
+
   it('refuses a start on a stuck level sensor (50 % read, 92 % true) even after the pump stopped', async () => {
+    const { lab, clock, optimizer, decisions } = t!;
     // The pump runs (its feedback follows after 1 s of plant time); the level sensor sticks at 50 %.
     lab.sim.write('pump1.run', 1);
     lab.sim.step(1500);
