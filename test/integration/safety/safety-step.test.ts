@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { SignJWT, importJWK, type JWK } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startOperatorApi } from '../../../src/admin/operator-api.js';
 import { ApprovalStore, type ApprovalRequest } from '../../../src/approvals/store.js';
 import { callOperatorApi, type ApiTarget } from '../../../src/cli/commands/approvals.js';
@@ -209,6 +209,14 @@ describe('interlocks on live process values', () => {
 });
 
 describe('human approval bound to the exact command', () => {
+  // Past the request lifetime, so every earlier request, grant and rejection has lapsed; the valve
+  // closed and the process image read at the new time.
+  beforeEach(async () => {
+    clock.advance(15 * 60_000 + 1);
+    sim.write('valve1.open', 0);
+    await image.pollNow();
+  });
+
   it('denies the first attempt APPROVAL_REQUIRED, shows it to operators, allows the identical retry once', async () => {
     const first = await send(PLANNER, openDrain);
     expect(first).toMatchObject({ effect: 'deny', reason: 'APPROVAL_REQUIRED', ruleId: 'planner-drain' });
