@@ -57,4 +57,13 @@ describe('test suite health', () => {
     );
     expect(marked).toEqual([]);
   });
+
+  it('mocks no module and stubs no global (worker processes are shared between files: vitest.config.ts, isolate)', () => {
+    const stubs = files.flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (/\bvi\.(?:mock|doMock|stubGlobal|stubEnv|useFakeTimers)\(/.test(line) ? [`${path.relative(testRoot, f)}:${i + 1}`] : [])),
+    );
+    expect(stubs).toEqual([]);
+  });
 });
