@@ -43,6 +43,7 @@ import { upstreamRouter } from './routes.js';
 import { BundleStatus } from '../admin/bundle-status.js';
 import { RecentDecisions, recordingPipeline } from '../admin/recent-decisions.js';
 import { PolicyState, readPinnedKeys } from './policy-state.js';
+import { RESOLVERS } from '../../protocols/resolvers.js';
 // Bundle lifecycle (issue 9): distribution from a watched file or a polled HTTPS URL.
 import { startBundleSource, UrlBundleSource } from '../policy/source.js';
 
@@ -181,6 +182,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     clock,
     logger,
     readsWhenExpired: config.policy.reads_when_expired,
+    resolvers: RESOLVERS,
   });
   await policy.init();
   const revocations = await RevocationStore.open({ stateDir: path.join(config.state_dir, 'identity'), clock, leewaySec: config.identity.leeway_sec });

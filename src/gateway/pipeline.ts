@@ -104,10 +104,11 @@ export class EnforcementPipeline implements CommandPipeline {
   private decide(session: Session, cmd: Command): Decided | Promise<Decided> {
     const { policy, tokens, clock } = this.deps;
     const engine = policy.engine;
-    if (engine === undefined) return { subject: certificateSubject(session), decision: deny('BUNDLE_UNAVAILABLE') };
+    const resolver = policy.resolver;
+    if (engine === undefined || resolver === undefined) return { subject: certificateSubject(session), decision: deny('BUNDLE_UNAVAILABLE') };
     const revision = engine.revision;
-    if (cmd.protocol === 'modbus') engine.resolveModbus(cmd, cmd.unitId ?? -1);
-    else engine.resolveOpcua(cmd);
+    // The protocol's own resolver, from the same bundle as the engine (src/assets/resolver.ts).
+    const routed = resolver.resolve(cmd);
 
     const subject = session.subject !== undefined ? tokens.check(session.subject) : tokens.current(session.workloadId);
     if (typeof subject === 'string') return { subject: session.subject ?? certificateSubject(session), decision: deny(subject, '', revision) };
@@ -116,9 +117,9 @@ export class EnforcementPipeline implements CommandPipeline {
     if (subject.certThumbprint !== undefined && subject.certThumbprint !== session.certThumbprint) {
       return { subject, decision: deny('TOKEN_BINDING_MISMATCH', '', revision) };
     }
-    // A unit id no asset answers to has no path behind the gateway (0x0A, as a Modbus gateway
-    // answers), told apart from a target the rules do not allow; only once identity is settled.
-    if (cmd.protocol === 'modbus' && cmd.assetId === '') return { subject, decision: deny('NO_ROUTE', '', revision) };
+    // An address no asset answers to (a Modbus unit id) has no path behind the gateway (0x0A, as a
+    // Modbus gateway answers), told apart from a target the rules do not allow; only once identity is settled.
+    if (!routed) return { subject, decision: deny('NO_ROUTE', '', revision) };
     const now = clock.now();
     const decision = this.policyDecision(engine, cmd, subject, now);
     // An interlock with `confirm` has its inputs read again before a command it guards goes on

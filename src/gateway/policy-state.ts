@@ -5,6 +5,7 @@
 // active engine is one assignment: a command sees either the old bundle or the new one.
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { bundleResolver, type CommandResolver, type ResolverFactories } from '../assets/resolver.js';
 import type { Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -37,6 +38,8 @@ export type CheckResult = { ok: true; revision: number; kid: string } | { ok: fa
 
 export class PolicyState {
   engine: PolicyEngine | undefined;
+  /** Resolution of wire addresses to the engine's assets and points (src/assets/resolver.ts), from the same bundle. */
+  resolver: CommandResolver | undefined;
   issuers: TrustedIssuers | undefined;
   /** The verified payload behind `engine` (interlocks, assets) for the parts that need more than decisions. */
   payload: BundlePayload | undefined;
@@ -52,7 +55,7 @@ export class PolicyState {
   private readonly stateFile: string;
 
   constructor(
-    private readonly opts: { stateDir: string; pinned: TrustedKey[]; clock: Clock; logger: Logger; readsWhenExpired: boolean },
+    private readonly opts: { stateDir: string; pinned: TrustedKey[]; clock: Clock; logger: Logger; readsWhenExpired: boolean; resolvers: ResolverFactories },
   ) {
     this.lkgFile = path.join(opts.stateDir, 'bundle.lkg.jws');
     this.stateFile = path.join(opts.stateDir, 'policy-state.json');
@@ -91,6 +94,7 @@ export class PolicyState {
       if (k !== undefined && k.retired !== true) return first;
       this.opts.logger.error({ kid: this.activeKid }, 'the active bundle was signed by a key that is no longer trusted: safe mode');
       this.engine = undefined;
+      this.resolver = undefined;
       this.issuers = undefined;
       this.payload = undefined;
       this.activeKid = undefined;
@@ -132,9 +136,11 @@ export class PolicyState {
       const payload = await verifyBundle(jws, this.opts.pinned, { now: this.opts.clock.now(), minRevision: this.highestRevision });
       const engine = PolicyEngine.fromPayload(payload, { readsWhenExpired: this.opts.readsWhenExpired });
       const issuers = trustedIssuersFromJwks(engine.issuers());
+      const resolver = bundleResolver(this.opts.resolvers, payload.assets);
       this.onActivate?.(payload);
       this.activeKid = String(decodeBundleUnverified(jws).header.kid);
       this.engine = engine;
+      this.resolver = resolver;
       this.issuers = issuers;
       this.payload = payload;
       if (payload.revision > this.highestRevision) {

@@ -49,7 +49,6 @@ import {
 } from './payload.js';
 import type { KeyedRate, RateSpec } from './rate.js';
 import { decodePoint } from '../assets/values.js';
-import { textFromWords } from '../assets/points.js';
 import { compileWindows, type CompiledWindow } from './windows.js';
 import { checkArguments, checkValue, compileSelectors, numericOf, selectorFor, type CompiledSelector } from './opcua-nodes.js';
 
@@ -249,9 +248,6 @@ export class PolicyEngine {
   readonly stepBaseMaxAgeMs: number;
   private readonly payload: BundlePayload;
   private readonly assetsById: Map<string, CompiledAsset>;
-  private readonly modbusAssetsByUnit: Map<number, CompiledAsset>;
-  /** OPC UA NodeId → asset, for commands that arrive without an asset id. */
-  private readonly opcuaAssetsByNode: Map<string, CompiledAsset>;
 
   // Scratch state of the decision in progress (single-threaded, so no allocation per command).
   private written = new Int32Array(128);
@@ -284,24 +280,24 @@ export class PolicyEngine {
     this.readsWhenExpired = options.readsWhenExpired ?? true;
     this.monitor = payload.mode === 'monitor';
     this.assetsById = new Map();
-    this.modbusAssetsByUnit = new Map();
-    this.opcuaAssetsByNode = new Map();
+    // Two assets behind one unit id or one node would make resolution (src/assets/resolver.ts)
+    // ambiguous: the bundle is refused.
+    const byUnit = new Map<number, string>();
+    const byNode = new Map<string, string>();
     for (const a of payload.assets) {
       const asset = compileAsset(a);
       this.assetsById.set(a.id, asset);
       if (a.protocol === 'modbus') {
-        // Two assets behind one unit id would make resolution ambiguous: refuse the bundle.
-        if (this.modbusAssetsByUnit.has(a.unit_id)) {
-          throw new BundleError('MALFORMED', `assets '${this.modbusAssetsByUnit.get(a.unit_id)!.id}' and '${a.id}' share unit id ${a.unit_id}`);
-        }
-        this.modbusAssetsByUnit.set(a.unit_id, asset);
+        const other = byUnit.get(a.unit_id);
+        if (other !== undefined) throw new BundleError('MALFORMED', `assets '${other}' and '${a.id}' share unit id ${a.unit_id}`);
+        byUnit.set(a.unit_id, a.id);
       } else {
         const nodes = [...asset.byNodeId.keys(), ...asset.methodByNodeId.keys()];
         if (asset.objectNode !== null) nodes.push(asset.objectNode);
         for (const nodeId of nodes) {
-          const other = this.opcuaAssetsByNode.get(nodeId);
-          if (other) throw new BundleError('MALFORMED', `assets '${other.id}' and '${a.id}' both map node '${nodeId}'`);
-          this.opcuaAssetsByNode.set(nodeId, asset);
+          const other = byNode.get(nodeId);
+          if (other !== undefined) throw new BundleError('MALFORMED', `assets '${other}' and '${a.id}' both map node '${nodeId}'`);
+          byNode.set(nodeId, a.id);
         }
       }
     }
@@ -358,6 +354,11 @@ export class PolicyEngine {
 
   issuers(): { iss: string; jwks: JSONWebKeySet }[] {
     return this.payload.issuers.map((i) => ({ iss: i.iss, jwks: i.jwks }));
+  }
+
+  /** The bundle's assets, as signed: what the protocols' resolvers are built from (src/assets/resolver.ts). */
+  get assets(): readonly BundleAsset[] {
+    return this.payload.assets;
   }
 
   /** The asset definition by id (zone, criticality, point map), for callers that label or poll. */
@@ -425,92 +426,6 @@ export class PolicyEngine {
       if (p.def.node_id !== undefined) entry.byNodeId.set(p.def.node_id, p);
     }
     return out;
-  }
-
-  /** The Modbus asset behind a unit id, or undefined. */
-  assetIdForUnit(unitId: number): string | undefined {
-    return this.modbusAssetsByUnit.get(unitId)?.id;
-  }
-
-  /**
-   * Fills cmd.assetId (by unit id), cmd.points (names of the points the targets touch) and, for
-   * writes, cmd.values (engineering units per written point). Written raw values belong to the
-   * last target (FC 23 carries the read range first, the write range second). A point only
-   * partly written (one half of a 32-bit value) gets no value.
-   */
-  resolveModbus(cmd: Command, unitId: number): void {
-    const asset = this.modbusAssetsByUnit.get(unitId);
-    if (!asset) {
-      cmd.assetId = '';
-      cmd.points = [];
-      return;
-    }
-    cmd.assetId = asset.id;
-    const names: string[] = [];
-    for (const t of cmd.targets) {
-      if (t.table === undefined || t.address === undefined) continue;
-      const map = asset.byAddress[t.table];
-      if (map.size === 0) continue;
-      const end = t.address + (t.count ?? 1);
-      for (let a = t.address; a < end; a++) {
-        const p = map.get(a);
-        // A 32-bit point is met at two addresses; consecutive addresses make a repeat adjacent.
-        if (p !== undefined && names[names.length - 1] !== p.name && !names.includes(p.name)) names.push(p.name);
-      }
-    }
-    cmd.points = names;
-
-    const raw = cmd.rawValues;
-    if (cmd.operation !== 'write' || !raw || cmd.targets.length === 0) return;
-    const t = cmd.targets[cmd.targets.length - 1]!;
-    if (t.table === undefined || t.address === undefined) return;
-    const map = asset.byAddress[t.table];
-    const count = Math.min(t.count ?? 1, raw.length);
-    let values: Record<string, number> | undefined;
-    for (let i = 0; i < count; i++) {
-      const p = map.get(t.address + i);
-      if (p === undefined || p.def.address !== t.address + i) continue;
-      if (p.def.type === 'string') {
-        // A string written whole reaches bounds-free policy and the audit as its text.
-        if (i + p.width <= count) (cmd.typedValues ??= {})[p.name] = textFromWords(p.def.length ?? 2, raw, i);
-        continue;
-      }
-      const second = p.width === 2 ? (i + 1 < count ? raw[i + 1]! : NaN) : 0;
-      const v = decodePoint(p.def, raw[i]!, second);
-      if (Number.isNaN(v)) continue;
-      (values ??= {})[p.name] = v;
-    }
-    if (values) cmd.values = values;
-  }
-
-  /**
-   * OPC UA: fills cmd.assetId (kept when the adapter set it, else found from the first target's
-   * NodeId) and cmd.points (names of the points whose `node_id` the targets name). A NodeId the
-   * asset does not map names no point, and no rule covers it (default deny). Values are the
-   * adapter's: cmd.values in engineering units per point name.
-   */
-  resolveOpcua(cmd: Command): void {
-    let asset = cmd.assetId !== '' ? this.assetsById.get(cmd.assetId) : undefined;
-    if (asset === undefined) {
-      const first = cmd.targets[0]?.nodeId;
-      asset = first === undefined ? undefined : this.opcuaAssetsByNode.get(first);
-    }
-    if (asset === undefined || asset.protocol !== 'opcua') {
-      cmd.assetId = '';
-      cmd.points = [];
-      return;
-    }
-    cmd.assetId = asset.id;
-    const names: string[] = [];
-    for (const t of cmd.targets) {
-      if (t.nodeId === undefined) continue;
-      // A node outside the point map (a mirrored server's) is named by its browse path; the
-      // asset's object is no point.
-      if (t.nodeId === asset.objectNode) continue;
-      const name = asset.byNodeId.get(t.nodeId)?.name ?? asset.methodByNodeId.get(t.nodeId)?.name ?? t.browsePath ?? t.nodeId;
-      if (!names.includes(name)) names.push(name);
-    }
-    cmd.points = names;
   }
 
   /**

@@ -18,6 +18,7 @@ import { PolicyEngine, type PolicyDecision } from './engine.js';
 import { PolicyMemory } from './memory.js';
 import { ASSURANCES, MODBUS_TABLES, RULE_OPERATIONS, pointWidth, type BundleAsset } from './payload.js';
 import { compileSources } from './sources.js';
+import { bundleResolver, type CommandResolver, type ResolverFactories } from '../assets/resolver.js';
 
 const isoTime = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 instant with a zone, e.g. 2026-01-15T12:00:00Z');
 
@@ -125,11 +126,12 @@ export async function findTestFiles(target: string): Promise<string[]> {
   return out;
 }
 
-export async function runPolicyTests(files: readonly string[]): Promise<TestRun> {
+/** `resolvers`: how each protocol's addresses resolve to points (protocols/resolvers.ts), as the gateway does. */
+export async function runPolicyTests(files: readonly string[], resolvers: ResolverFactories): Promise<TestRun> {
   const run: TestRun = { results: [], errors: [] };
   for (const file of files) {
     try {
-      run.results.push(...(await runFile(file)));
+      run.results.push(...(await runFile(file, resolvers)));
     } catch (err) {
       if (err instanceof SourceErrors) run.errors.push(...err.errors);
       else throw err;
@@ -138,7 +140,7 @@ export async function runPolicyTests(files: readonly string[]): Promise<TestRun>
   return run;
 }
 
-async function runFile(file: string): Promise<CaseResult[]> {
+async function runFile(file: string, resolvers: ResolverFactories): Promise<CaseResult[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -151,6 +153,7 @@ async function runFile(file: string): Promise<CaseResult[]> {
   // Cases test the rules at their own times; the validity period is a deployment matter (verify).
   payload.expires_at = Math.max(payload.expires_at, Math.ceil(Math.max(...times) / 1000) + 1);
   const engine = PolicyEngine.fromPayload(payload);
+  const resolver = bundleResolver(resolvers, payload.assets);
   const memory = new PolicyMemory();
   const decide = (cmd: Command, subj: Subject, at: number): PolicyDecision => {
     const d = engine.decide(cmd, subj, at, memory);
@@ -174,7 +177,7 @@ async function runFile(file: string): Promise<CaseResult[]> {
         memory.observe(assetId, point, v, times[i]!);
       }
     }
-    const built = buildCommand(engine, c);
+    const built = buildCommand(engine, resolver, c);
     if (typeof built === 'string') return where(`cases[${i}].command`, built);
     const subj = buildSubject(c, built.operation, times[i]!);
     let d = decide(structuredClone(built), subj, times[i]!);
@@ -218,11 +221,11 @@ function buildSubject(c: TestCase, op: Operation, at: number): Subject {
 const READ_FC: Record<ModbusTable, number> = { coil: 1, discrete: 2, holding: 3, input: 4 };
 
 /** The Command the gateway would build; a string says why the case's command is unusable. */
-function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
+function buildCommand(engine: PolicyEngine, resolver: CommandResolver, c: TestCase): Command | string {
   const k = c.command;
   const op = k.operation as Operation;
   const base: Command = { sessionId: 'policy-test', protocol: 'modbus', assetId: '', operation: op, functionCode: 0, targets: [], points: [] };
-  if (k.function_code !== undefined && k.table === undefined && k.address === undefined) return unaddressedCommand(engine, base, k);
+  if (k.function_code !== undefined && k.table === undefined && k.address === undefined) return unaddressedCommand(engine, resolver, base, k);
   if (k.sub_function !== undefined || k.mei_type !== undefined || k.objects !== undefined) return 'sub_function, mei_type and objects go with a function_code without table and address';
   if (k.table !== undefined || k.function_code !== undefined || k.address !== undefined) {
     if (k.points !== undefined) return 'give either points or function_code/table/address, not both';
@@ -233,13 +236,13 @@ function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
     base.targets = [{ table: k.table, address: k.address, count: k.count ?? k.values?.length ?? 1 }];
     if (k.values) base.rawValues = k.values;
     base.unitId = unit;
-    engine.resolveModbus(base, unit);
+    resolver.resolve(base);
     return base;
   }
   if (k.asset === undefined) return 'give asset with points';
   const asset = engine.asset(k.asset);
   if (asset === undefined) return `unknown asset '${k.asset}'`;
-  if (k.node !== undefined || k.path !== undefined || k.value !== undefined || k.arguments !== undefined) return opcuaNodeCommand(engine, asset, base, k);
+  if (k.node !== undefined || k.path !== undefined || k.value !== undefined || k.arguments !== undefined) return opcuaNodeCommand(resolver, asset, base, k);
   if (k.attribute !== undefined) return 'attribute goes with an OPC UA node';
   if (k.points === undefined) return 'give points (a list for reads, name: value for writes) or a raw command';
   const names = Array.isArray(k.points) ? k.points : Object.keys(k.points);
@@ -275,7 +278,7 @@ function buildCommand(engine: PolicyEngine, c: TestCase): Command | string {
  * A Modbus command without register addresses (diagnostics, device identification), as the
  * gateway's adapter builds it: FC 8 carries its sub-function, FC 43 its MEI type and the objects read.
  */
-function unaddressedCommand(engine: PolicyEngine, base: Command, k: TestCase['command']): Command | string {
+function unaddressedCommand(engine: PolicyEngine, resolver: CommandResolver, base: Command, k: TestCase['command']): Command | string {
   const fc = k.function_code!;
   const unit = k.unit_id ?? (k.asset !== undefined ? engine.asset(k.asset)?.unit_id : undefined);
   if (unit === undefined) return `give unit_id or a known asset (got '${k.asset ?? ''}')`;
@@ -294,7 +297,7 @@ function unaddressedCommand(engine: PolicyEngine, base: Command, k: TestCase['co
     base.targets = [t];
   }
   base.unitId = unit;
-  engine.resolveModbus(base, unit);
+  resolver.resolve(base);
   return base;
 }
 
@@ -303,7 +306,7 @@ function unaddressedCommand(engine: PolicyEngine, base: Command, k: TestCase['co
  * browse path and attribute; the point is the map's name for the node, else its browse path (else
  * its NodeId); a write's value and a call's arguments typed as given.
  */
-function opcuaNodeCommand(engine: PolicyEngine, asset: BundleAsset, base: Command, k: TestCase['command']): Command | string {
+function opcuaNodeCommand(resolver: CommandResolver, asset: BundleAsset, base: Command, k: TestCase['command']): Command | string {
   if (asset.protocol !== 'opcua') return `asset '${asset.id}' is not an OPC UA asset: node and path are for OPC UA`;
   if (k.points !== undefined) return 'give either points or node/path, not both';
   const op = base.operation;
@@ -325,7 +328,7 @@ function opcuaNodeCommand(engine: PolicyEngine, asset: BundleAsset, base: Comman
   base.assetId = asset.id;
   base.service = ({ read: 'Read', write: 'Write', call: 'Call', browse: 'Browse', subscribe: 'CreateMonitoredItems', diagnostic: 'Read' } as Record<string, string>)[op] ?? op;
   base.targets = [target];
-  engine.resolveOpcua(base);
+  resolver.resolve(base);
   const name = base.points[0] ?? nodeId;
   const typed = (v: TestValue): TypedValue => (Array.isArray(v) ? v.map(typed) : v);
   if (op === 'write') {

@@ -5,6 +5,7 @@
 import type { Command, Subject } from '../../src/core/command.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import type { BundlePayload, BundleRule, PointDef } from '../../src/policy/payload.js';
+import { resolveModbus } from '../resolve.js';
 
 const quick = process.argv.includes('--quick');
 const SIZES = [100, 1_000, 10_000];
@@ -56,7 +57,7 @@ function workload(engine: PolicyEngine, rules: number): { cmd: Command; s: Subje
     const addr = kind === 3 ? 17 : i % POINTS;
     const cmd: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation: read ? 'read' : 'write', functionCode: read ? 3 : 6, targets: [{ table: 'holding', address: addr, count: 1 }], points: [] };
     if (!read) cmd.rawValues = [k % 3 === 0 ? 2000 : 500]; // some out of bounds
-    engine.resolveModbus(cmd, 1);
+    resolveModbus(engine, cmd, 1);
     const who = kind === 3 ? 'spiffe://plant.example/maint/site/laptop' : `spiffe://plant.example/agent/a${i % agents}`;
     out.push({ cmd, s: subject(who) });
   }

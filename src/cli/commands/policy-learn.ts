@@ -8,6 +8,7 @@ import { learn, LearnError, type LearnReport } from '../../policy/learn/learn.js
 import { DEFAULT_LEARN_OPTIONS, describeLeftOut, type LearnOptions } from '../../policy/learn/rules.js';
 import { isValidTimeZone } from '../../policy/windows.js';
 import { FROM_HELP, UsageError, inputs, number, progressSink, timeRange } from './policy-audit-args.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 interface Opts {
   from: string[];
@@ -95,6 +96,7 @@ export function registerLearn(policy: Command): void {
         };
         const audit = await inputs(opts.from);
         const report = await learn({
+          resolvers: RESOLVERS,
           inputs: audit,
           inputPaths: opts.from,
           base: opts.base,

@@ -7,6 +7,7 @@ import { BundleError } from '../../policy/bundle.js';
 import { CandidateError, FAIL_ON, loadCandidate, renderJson, renderTable, replayAudit, type FailOn } from '../../policy/replay/run.js';
 import { DEFAULT_REPLAY_OPTIONS } from '../../policy/replay/replay.js';
 import { FROM_HELP, UsageError, inputs, number, progressSink, timeRange } from './policy-audit-args.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 interface Opts {
   bundle: string;
@@ -49,6 +50,7 @@ export function registerReplay(policy: Command): void {
           inputs: audit,
           range,
           options: { ...DEFAULT_REPLAY_OPTIONS, maxListed },
+          resolvers: RESOLVERS,
           failOn,
           progress: progressSink(opts.quiet),
         });

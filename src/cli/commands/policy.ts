@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { findTestFiles, runPolicyTests } from '../../policy/testing.js';
 import { registerLearn } from './policy-learn.js';
 import { registerReplay } from './policy-replay.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 const err = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -30,7 +31,7 @@ export function register(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      const run = await runPolicyTests(files);
+      const run = await runPolicyTests(files, RESOLVERS);
       for (const r of run.results) {
         if (r.passed) {
           if (opts.verbose) out(`ok    ${r.file}: ${r.name}`);

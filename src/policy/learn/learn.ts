@@ -5,7 +5,7 @@
 // steps themselves live in observe.ts, rules.ts, emit.ts and the replay.
 import path from 'node:path';
 import { SourceErrors } from '../../core/errors.js';
-import { PolicyEngine, principalFor } from '../engine.js';
+import { principalFor } from '../engine.js';
 import type { BundlePayload } from '../payload.js';
 import { compileSources } from '../sources.js';
 import { runPolicyTests } from '../testing.js';
@@ -13,10 +13,11 @@ import { describeCommand, observedCommand, type ObservedCommand } from '../obser
 import type { AuditInputs } from '../observed/input.js';
 import { Progress, type ProgressSink } from '../observed/progress.js';
 import { scanRecords, type ScanTotals, type TimeRange } from '../observed/scan.js';
-import { NEVER_EXPIRES_SEC, Replay, type ChangeKind, type Verdict } from '../replay/replay.js';
+import { Replay, type ChangeKind, type Verdict } from '../replay/replay.js';
 import { writeLearned, type WrittenFiles } from './emit.js';
 import { Observations, type NotLearned } from './observe.js';
 import { learnRules, type LearnedPolicy, type LearnOptions } from './rules.js';
+import { bundleResolver, type ResolverFactories } from '../../assets/resolver.js';
 
 export interface LearnRun {
   inputs: AuditInputs;
@@ -32,6 +33,8 @@ export interface LearnRun {
   progress?: ProgressSink;
   /** Build time of the bundles compiled here (ms). */
   now: number;
+  /** How each protocol's recorded addresses resolve to points (protocols/resolvers.ts). */
+  resolvers: ResolverFactories;
 }
 
 /** An observed command the draft refuses although it was learned from: a bug or a rate limit. */
@@ -81,7 +84,7 @@ async function compile(entry: string, now: number, what: string): Promise<Bundle
 
 export async function learn(run: LearnRun): Promise<LearnReport> {
   const basePayload = await compile(run.base, run.now, `the base sources (${run.base})`);
-  const obs = new Observations(PolicyEngine.fromPayload({ ...basePayload, expires_at: NEVER_EXPIRES_SEC }), basePayload.assets, run.options.timeZone);
+  const obs = new Observations(bundleResolver(run.resolvers, basePayload.assets), basePayload.assets, run.options.timeZone);
   const scan = await scanRecords(run.inputs, run.range, new Progress('learn', run.inputs.totalBytes, run.progress), (r) => {
     const oc = observedCommand(r);
     if (oc !== undefined) obs.add(oc);
@@ -128,7 +131,7 @@ async function check(run: LearnRun, learned: LearnedPolicy, files: WrittenFiles,
   const refusals = new Map<string, Refusal>();
   let expectedRefusals = 0;
   let refused = 0;
-  const replay = new Replay(draft, { maxListed: 0, maxGroups: 0 }, (kind: ChangeKind, oc: ObservedCommand, _rec: Verdict, cand: Verdict) => {
+  const replay = new Replay(draft, run.resolvers, { maxListed: 0, maxGroups: 0 }, (kind: ChangeKind, oc: ObservedCommand, _rec: Verdict, cand: Verdict) => {
     if (kind !== 'newly-denied') return;
     if (expected(oc)) {
       expectedRefusals++;
@@ -150,7 +153,7 @@ async function check(run: LearnRun, learned: LearnedPolicy, files: WrittenFiles,
   const scan = await scanRecords(run.inputs, run.range, new Progress('check', run.inputs.totalBytes, run.progress), (r) => replay.add(r));
   const tests = { passed: 0, failed: 0, failures: [] as string[] };
   if (files.tests !== undefined) {
-    const t = await runPolicyTests([files.tests]);
+    const t = await runPolicyTests([files.tests], run.resolvers);
     for (const r of t.results) {
       if (r.passed) tests.passed++;
       else {

@@ -5,10 +5,11 @@
 // bounded by the number of groups (capped) and the asset's size, never by the number of records.
 // Owns the statistics only; turning them into rules is rules.ts's job. Never decides anything.
 import type { Command, ModbusTable, Operation, Subject } from '../../core/command.js';
-import { principalFor, type PolicyEngine } from '../engine.js';
+import { principalFor } from '../engine.js';
 import { ASSURANCES, MODBUS_TABLES, RULE_OPERATIONS, pointWidth, type BundleAsset } from '../payload.js';
 import { ZoneClock } from '../windows.js';
 import { resolveWith, type ObservedCommand } from '../observed/command.js';
+import type { CommandResolver } from '../../assets/resolver.js';
 
 /** Past this many distinct (principal, asset, operation) groups, new ones are counted, not kept. */
 export const MAX_GROUPS = 100_000;
@@ -161,7 +162,8 @@ export class Observations {
   private readonly zone: ZoneClock;
 
   constructor(
-    private readonly base: PolicyEngine,
+    /** The base bundle's resolution: commands are learned by the points it names. */
+    private readonly base: CommandResolver,
     assets: readonly BundleAsset[],
     readonly timeZone: string,
   ) {

@@ -6,7 +6,7 @@
 // validity period) is left unset.
 import type { Assurance, Command, ModbusTable, Operation, Protocol, Subject, Target, TypedValue } from '../../core/command.js';
 import { pb, type DecodedRecord } from '../../audit/schema.js';
-import type { PolicyEngine } from '../engine.js';
+import type { CommandResolver } from '../../assets/resolver.js';
 
 export interface RecordedDecision {
   effect: 'allow' | 'deny';
@@ -154,14 +154,10 @@ export function describeCommand(cmd: Command): string {
 }
 
 /**
- * Resolves a recorded command's targets against `engine`'s bundle as the gateway would have
- * (asset, points and, for Modbus writes, values decoded from the raw registers again).
+ * Resolves a recorded command's targets against a bundle as the gateway would have (asset, points
+ * and, for Modbus writes, values decoded from the raw registers again).
  */
-export function resolveWith(engine: PolicyEngine, cmd: Command): void {
-  if (cmd.protocol === 'modbus') {
-    cmd.values = undefined;
-    engine.resolveModbus(cmd, cmd.unitId ?? -1);
-  } else {
-    engine.resolveOpcua(cmd);
-  }
+export function resolveWith(resolver: CommandResolver, cmd: Command): void {
+  if (cmd.protocol === 'modbus') cmd.values = undefined;
+  resolver.resolve(cmd);
 }

@@ -17,6 +17,7 @@ import { PolicyEngine } from '../engine.js';
 import { PolicyMemory, type Forwarding, type WriteResult } from '../memory.js';
 import type { BundlePayload } from '../payload.js';
 import { describeCommand, observedCommand, resolveWith, type ObservedCommand } from '../observed/command.js';
+import { bundleResolver, type CommandResolver, type ResolverFactories } from '../../assets/resolver.js';
 
 export type ChangeKind = 'newly-denied' | 'newly-allowed' | 'reason-changed';
 export const CHANGE_KINDS: readonly ChangeKind[] = ['newly-denied', 'newly-allowed', 'reason-changed'];
@@ -196,6 +197,7 @@ interface PendingOutcome {
 
 interface GatewayState {
   policy: PolicyEngine;
+  resolver: CommandResolver;
   memory: PolicyMemory;
   interlocks: InterlockEngine | undefined;
   inputs: RecordedInputs | undefined;
@@ -237,6 +239,8 @@ export class Replay {
    */
   constructor(
     candidate: BundlePayload,
+    /** How each protocol's recorded addresses resolve to the candidate's points (protocols/resolvers.ts). */
+    private readonly resolvers: ResolverFactories,
     private readonly opts: ReplayOptions = DEFAULT_REPLAY_OPTIONS,
     private readonly onChange?: ChangeListener,
   ) {
@@ -248,7 +252,7 @@ export class Replay {
   private engines(): GatewayState {
     const policy = PolicyEngine.fromPayload(this.payload);
     const defs = this.payload.interlocks ?? [];
-    const state: GatewayState = { policy, memory: new PolicyMemory(), interlocks: undefined, inputs: undefined, pending: new Map() };
+    const state: GatewayState = { policy, resolver: bundleResolver(this.resolvers, this.payload.assets), memory: new PolicyMemory(), interlocks: undefined, inputs: undefined, pending: new Map() };
     if (defs.length > 0) {
       state.inputs = new RecordedInputs(processInputs(defs, this.payload.assets));
       state.interlocks = new InterlockEngine(defs, this.payload.assets, state.inputs);
@@ -356,7 +360,7 @@ export class Replay {
    */
   private decide(gw: GatewayState, oc: ObservedCommand, subject: Subject, trip: NonNullable<DecodedRecord['interlockTrip']> | undefined): Verdict | Unknown {
     const { cmd, recorded } = oc;
-    resolveWith(gw.policy, cmd);
+    resolveWith(gw.resolver, cmd);
     const d = gw.policy.decide(cmd, subject, oc.timeMs, gw.memory);
     let v: Verdict | Unknown = { effect: d.effect, reason: d.reason, ruleId: d.ruleId };
     if (d.shadow) v.shadow = d.shadow.reason;

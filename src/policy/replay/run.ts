@@ -10,6 +10,7 @@ import type { AuditInputs } from '../observed/input.js';
 import { Progress, type ProgressSink } from '../observed/progress.js';
 import { scanRecords, type ScanTotals, type TimeRange } from '../observed/scan.js';
 import { CHANGE_KINDS, Replay, type ChangeGroup, type ChangeKind, type ChangedCommand, type ReplayOptions, type ReplaySummary } from './replay.js';
+import type { ResolverFactories } from '../../assets/resolver.js';
 
 export class CandidateError extends Error {
   override readonly name = 'CandidateError';
@@ -85,10 +86,11 @@ export async function replayAudit(args: {
   inputs: AuditInputs;
   range: TimeRange;
   options: ReplayOptions;
+  resolvers: ResolverFactories;
   failOn: FailOn[];
   progress?: ProgressSink;
 }): Promise<ReplayReport> {
-  const replay = new Replay(args.candidate.payload, args.options);
+  const replay = new Replay(args.candidate.payload, args.resolvers, args.options);
   const scan = await scanRecords(args.inputs, args.range, new Progress('replay', args.inputs.totalBytes, args.progress), (r) => replay.add(r));
   const s = replay.summary;
   const failed = args.failOn.some((f) => (f === 'newly-denied' ? s.newlyDenied > 0 : s.newlyAllowed > 0));

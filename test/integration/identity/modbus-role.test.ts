@@ -19,6 +19,7 @@ import { trustedIssuersFromJwks, verifyAccessToken } from '../../../src/identity
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import type { BundleRule } from '../../../src/policy/payload.js';
 import { demoPayload, NOW_MS } from '../../unit/policy/fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const OPT = 'spiffe://plant.example/agent/optimizer';
 const ISS = 'https://issuer.dev.plantgate.local';
@@ -137,7 +138,7 @@ describe('Modbus/TCP Security role from the client certificate', () => {
     const engine = PolicyEngine.fromPayload(demoPayload({ rules: [rule], expires_at: NOW_MS / 1000 + 400 * 86400 }));
     const write = (): Command => {
       const c: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation: 'write', functionCode: 6, targets: [{ table: 'holding', address: 0, count: 1 }], points: [], rawValues: [400] };
-      engine.resolveModbus(c, 1);
+      resolveModbus(engine, c, 1);
       return c;
     };
     expect(engine.decide(write(), withRole, NOW_MS)).toMatchObject({ effect: 'allow', ruleId: 'tuners' });

@@ -25,6 +25,7 @@ import { startOpcuaSimulator, type OpcuaSimHandle } from '../../../src/sim/opcua
 import { createAppCert, writeAppCert } from '../../../protocols/opcua/app-cert.js';
 import { createJwtSession } from '../../../protocols/opcua/jwt-token.js';
 import { startOpcuaService, type OpcuaService } from '../../../protocols/opcua/service.js';
+import { resolveOpcua } from '../../resolve.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const NS = 'urn:plantgate:sim:water-treatment:plc1';
@@ -71,7 +72,7 @@ class EnginePipeline implements CommandPipeline {
     private readonly clock: ManualClock,
   ) {}
   authorize(session: Session, cmd: Command): Decision {
-    this.engine.resolveOpcua(cmd);
+    resolveOpcua(this.engine, cmd);
     const subject = (session as Session & { subject?: Subject }).subject;
     const d = subject === undefined ? deny('NO_TOKEN') : this.engine.decide(cmd, subject, this.clock.now());
     this.decisions.push({ cmd, reason: d.reason });

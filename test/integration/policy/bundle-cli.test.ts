@@ -89,7 +89,7 @@ describe('plantgate bundle', () => {
 
     // The built file is what the gateway loads: it verifies and compiles into an engine.
     const payload = await verifyBundle(await readBundleFile(out), [{ kid: 'policy-1', publicJwk: JSON.parse(await readFile(key.jwks, 'utf8')).keys[0] }], { now: Date.now() });
-    expect(PolicyEngine.fromPayload(payload).assetIdForUnit(1)).toBe('plc1');
+    expect(PolicyEngine.fromPayload(payload).assets.find((a) => a.protocol === 'modbus' && a.unit_id === 1)?.id).toBe('plc1');
   });
 
   it('prints every source problem and exits 2 without writing a bundle', async () => {

@@ -18,6 +18,8 @@ import { TokenRegistry } from '../../../src/identity/registry.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { PolicyMemory } from '../../../src/policy/memory.js';
 import { compileSources } from '../../../src/policy/sources.js';
+import { bundleResolver } from '../../../src/assets/resolver.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const OPTIMIZER = 'spiffe://plant.example/agent/optimizer';
@@ -35,8 +37,8 @@ describe('a write the audit refuses', () => {
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-commit-audit-'));
     const payload = await compileSources(path.join(ROOT, 'fixtures/rules/semantics/bundle.yaml'), { now: clock.now(), revision: 1 });
-    // The pipeline reads the active engine from the policy state; nothing else of it.
-    policy = { engine: PolicyEngine.fromPayload(payload) } as PolicyState;
+    // The pipeline reads the active engine and its resolver from the policy state; nothing else of it.
+    policy = { engine: PolicyEngine.fromPayload(payload), resolver: bundleResolver(RESOLVERS, payload.assets) } as PolicyState;
     tokens = new TokenRegistry({ clock });
     const subject: Subject = {
       workloadId: OPTIMIZER, owner: 'alice@plant.example', taskId: 't-1', taskPurpose: 'tune', jti: 'j-1', roles: [], scopes: ['read', 'write'],

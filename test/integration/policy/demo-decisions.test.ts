@@ -5,6 +5,7 @@ import type { Command, Subject, Target } from '../../../src/core/command.js';
 import { signBundle, verifyBundle } from '../../../src/policy/bundle.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { compileSources } from '../../../src/policy/sources.js';
+import { resolveModbus } from '../../resolve.js';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 let engine: PolicyEngine;
@@ -35,7 +36,7 @@ function agent(name: string, scopes: string[]): Subject {
 function cmd(operation: 'read' | 'write', functionCode: number, target: Target, rawValues?: number[]): Command {
   const c: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation, functionCode, targets: [target], points: [] };
   if (rawValues) c.rawValues = rawValues;
-  engine.resolveModbus(c, 1);
+  resolveModbus(engine, c, 1);
   return c;
 }
 

@@ -21,6 +21,7 @@ import { readBundleFile, signBundle, writeBundleFile } from '../../../src/policy
 import { FileBundleSource, UrlBundleSource, type BundleSourceHooks } from '../../../src/policy/source.js';
 import type { BundlePayload } from '../../../src/policy/payload.js';
 import { demoPayload } from '../../unit/policy/fixtures.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 async function keyPair(): Promise<{ priv: JWK; pub: JWK }> {
   const { privateKey, publicKey } = await generateKeyPair('EdDSA', { extractable: true });
@@ -53,6 +54,7 @@ async function rig(opts: { retired?: string[] } = {}): Promise<Rig> {
     clock: new ManualClock(),
     logger: silentLogger,
     readsWhenExpired: true,
+    resolvers: RESOLVERS,
   });
   await policy.init();
   const bundleFile = path.join(dir, 'bundle.jws');

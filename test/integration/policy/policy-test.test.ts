@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findTestFiles, runPolicyTests } from '../../../src/policy/testing.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 const DEMO_ENTRY = path.resolve('rules/demo/bundle.yaml');
 
@@ -18,7 +19,7 @@ describe('policy test cases', () => {
   it('finds the demo tests under rules/ and they all pass', async () => {
     const files = await findTestFiles('rules');
     expect(files).toContain(path.join('rules', 'demo', 'tests', 'demo.yaml'));
-    const run = await runPolicyTests(files);
+    const run = await runPolicyTests(files, RESOLVERS);
     expect(run.errors).toEqual([]);
     expect(run.results.length).toBeGreaterThanOrEqual(20);
     expect(run.results.filter((r) => !r.passed)).toEqual([]);
@@ -34,7 +35,7 @@ describe('policy test cases', () => {
         '    expect: { effect: allow }',
       ].join('\n'),
     );
-    const run = await runPolicyTests([file]);
+    const run = await runPolicyTests([file], RESOLVERS);
     expect(run.results).toEqual([
       expect.objectContaining({ passed: false, expected: 'allow', actual: 'deny VALUE_OUT_OF_BOUNDS (rule optimizer-setpoint)' }),
     ]);
@@ -50,7 +51,7 @@ describe('policy test cases', () => {
         '    expect: { effect: allow, reason: ALLOWD }',
       ].join('\n'),
     );
-    const run = await runPolicyTests([file]);
+    const run = await runPolicyTests([file], RESOLVERS);
     expect(run.errors.map((e) => e.message)).toEqual([expect.stringMatching(/cases\.yaml:6:\d+: cases\[0\]\.expect\.reason: /)]);
   });
 
@@ -64,7 +65,7 @@ describe('policy test cases', () => {
         '    expect: { effect: deny }',
       ].join('\n'),
     );
-    const run = await runPolicyTests([file]);
+    const run = await runPolicyTests([file], RESOLVERS);
     expect(run.errors.map((e) => e.message)).toEqual([expect.stringMatching(/cases\.yaml:3:3: cases\[0\]\.command: no point 'tank9\.level'/)]);
   });
 });

@@ -20,6 +20,8 @@ import { RevocationStore } from '../../../src/identity/revocation.js';
 import type { InterlockEngine } from '../../../src/interlocks/engine.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { compileSources } from '../../../src/policy/sources.js';
+import { bundleResolver } from '../../../src/assets/resolver.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const OPTIMIZER = 'spiffe://plant.example/agent/optimizer';
@@ -38,7 +40,7 @@ describe('a guarded command waiting for its confirming read', () => {
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-confirm-wait-'));
     const payload = await compileSources(path.join(ROOT, 'fixtures/rules/semantics/bundle.yaml'), { now: clock.now(), revision: 1 });
-    const policy = { engine: PolicyEngine.fromPayload(payload) } as PolicyState;
+    const policy = { engine: PolicyEngine.fromPayload(payload), resolver: bundleResolver(RESOLVERS, payload.assets) } as PolicyState;
     revocations = await RevocationStore.open({ stateDir: dir, clock });
     const tokens = new TokenRegistry({ clock, revocations });
     const subject: Subject = {

@@ -27,6 +27,7 @@ import { startSimulator, type SimHandle } from '../../../src/sim/modbus-server.j
 import { commandFromRequest } from '../../../protocols/modbus/command.js';
 import { encodeRequest, type Request } from '../../../protocols/modbus/codec.js';
 import { UpstreamPool } from '../../../protocols/modbus/upstream.js';
+import { resolveModbus } from '../../resolve.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const ISSUER = 'https://issuer.dev.plantgate.local';
@@ -89,7 +90,7 @@ function safetyStep(cmd: Command, sub: Subject, decision: Decision, now: number)
 /** An agent's Modbus request through policy and the safety step; forwarded to the PLC when allowed. */
 async function send(sub: Subject, req: Request): Promise<Decision> {
   const cmd = commandFromRequest('sess-1', 1, req);
-  policy.resolveModbus(cmd, 1);
+  resolveModbus(policy, cmd, 1);
   const now = clock.now();
   const decision = safetyStep(cmd, sub, policy.decide(cmd, sub, now), now);
   if (decision.effect === 'allow') {

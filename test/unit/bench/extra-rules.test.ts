@@ -9,6 +9,7 @@ import type { Command, Subject, Target } from '../../../src/core/command.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { compileSources } from '../../../src/policy/sources.js';
 import { writeBenchRules } from '../../bench/extra-rules.js';
+import { resolveModbus } from '../../resolve.js';
 
 const NOW_MS = Date.UTC(2026, 5, 10, 12, 0); // a Wednesday noon: outside every generated window
 
@@ -27,7 +28,7 @@ describe('the throughput bench policy (bench bundle + 1,000 generated rules)', (
   const command = (unitId: number, operation: 'read' | 'write', fc: number, target: Target, rawValues?: number[]): Command => {
     const cmd: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation, functionCode: fc, targets: [target], points: [] };
     if (rawValues) cmd.rawValues = rawValues;
-    engine.resolveModbus(cmd, unitId);
+    resolveModbus(engine, cmd, unitId);
     return cmd;
   };
 

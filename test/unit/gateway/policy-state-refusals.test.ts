@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { PolicyState } from '../../../src/gateway/policy-state.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 describe('bundle file refusals at load', () => {
   let dir: string;
@@ -21,6 +22,7 @@ describe('bundle file refusals at load', () => {
       clock: new ManualClock(),
       logger: silentLogger,
       readsWhenExpired: true,
+      resolvers: RESOLVERS,
     });
     await policy.init();
   });

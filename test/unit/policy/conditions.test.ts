@@ -6,6 +6,7 @@ import { PolicyEngine, type PolicyDecision } from '../../../src/policy/engine.js
 import { PolicyMemory } from '../../../src/policy/memory.js';
 import type { BundlePayload, BundleRule } from '../../../src/policy/payload.js';
 import { demoPayload, NOW_MS, subject } from './fixtures.js';
+import { resolveModbus, resolveOpcua } from '../../resolve.js';
 
 const OPT = 'spiffe://plant.example/agent/optimizer';
 function rule(over: Partial<BundleRule> & { id: string }): BundleRule {
@@ -26,7 +27,7 @@ function engineWith(rules: BundleRule[], over: Partial<BundlePayload> = {}): Pol
 function cmd(engine: PolicyEngine, operation: Operation, fc: number, targets: Target[], raw?: number[]): Command {
   const c: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation, functionCode: fc, targets, points: [] };
   if (raw) c.rawValues = raw;
-  engine.resolveModbus(c, 1);
+  resolveModbus(engine, c, 1);
   return c;
 }
 /** Decides; an allowed command is forwarded and acknowledged by the PLC (its tokens spent, its values written). */
@@ -335,12 +336,12 @@ describe('OPC UA assets', () => {
   it('maps NodeIds to point names and decides on them', () => {
     const e = PolicyEngine.fromPayload(payload());
     const c = ua(['nsu=urn:plant:ua1;s=Tank2.Setpoint'], { 'tank2.setpoint': 55 });
-    e.resolveOpcua(c);
+    resolveOpcua(e, c);
     expect(c.assetId).toBe('ua1');
     expect(c.points).toEqual(['tank2.setpoint']);
     expect(e.decide(c, subject(), NOW_MS)).toMatchObject({ effect: 'allow', ruleId: 'ua' });
     const high = ua(['nsu=urn:plant:ua1;s=Tank2.Setpoint'], { 'tank2.setpoint': 95 });
-    e.resolveOpcua(high);
+    resolveOpcua(e, high);
     expect(e.decide(high, subject(), NOW_MS).reason).toBe('VALUE_OUT_OF_BOUNDS');
   });
 
@@ -348,11 +349,11 @@ describe('OPC UA assets', () => {
     const e = PolicyEngine.fromPayload(payload());
     for (const ids of [['nsu=urn:plant:ua1;s=Tank2.Level'], ['nsu=urn:plant:ua1;s=Tank2.Setpoint', 'nsu=urn:plant:ua1;s=Secret']]) {
       const c = ua(ids, { 'tank2.setpoint': 10 });
-      e.resolveOpcua(c);
+      resolveOpcua(e, c);
       expect(e.decide(c, subject(), NOW_MS)).toMatchObject({ effect: 'deny', reason: 'NO_MATCHING_RULE' });
     }
     const unknown = ua(['ns=9;s=Nothing']);
-    e.resolveOpcua(unknown);
+    resolveOpcua(e, unknown);
     expect(unknown.assetId).toBe('');
   });
 });

@@ -8,6 +8,7 @@ import { PolicyEngine } from '../../../src/policy/engine.js';
 import { PolicyMemory } from '../../../src/policy/memory.js';
 import type { BundlePayload, BundleRule } from '../../../src/policy/payload.js';
 import { demoPayload, NOW_MS, subject } from './fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const OPT = 'spiffe://plant.example/agent/optimizer';
 const rule = (over: Partial<BundleRule> & { id: string }): BundleRule => ({
@@ -16,7 +17,7 @@ const rule = (over: Partial<BundleRule> & { id: string }): BundleRule => ({
 const engineWith = (rules: BundleRule[], over: Partial<BundlePayload> = {}) => PolicyEngine.fromPayload(demoPayload({ rules, ...over }));
 function setpoint(e: PolicyEngine, percent: number): Command {
   const c: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation: 'write', functionCode: 6, targets: [{ table: 'holding', address: 0, count: 1 }], points: [], rawValues: [Math.round(percent * 10)] };
-  e.resolveModbus(c, 1);
+  resolveModbus(e, c, 1);
   return c;
 }
 const base = (m: PolicyMemory) => m.point('plc1', 'tank1.setpoint')?.value;
@@ -130,7 +131,7 @@ describe('the base of max_step is the PLC value', () => {
     expect(e.decide(setpoint(e, 62), subject(), later, m).reason).toBe('STEP_BASE_STALE');
     const read = (address: number, count: number): Command => {
       const c: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation: 'read', functionCode: 3, targets: [{ table: 'holding', address, count }], points: [] };
-      e.resolveModbus(c, 1);
+      resolveModbus(e, c, 1);
       return c;
     };
     // A read of pump1.speed alone (holding 1) leaves the setpoint's base as it was.
@@ -179,7 +180,7 @@ describe('rate limits keyed by workload, owner, task and asset', () => {
     const m = new PolicyMemory();
     const on = (unit: number) => {
       const cmd: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation: 'write', functionCode: 6, targets: [{ table: 'holding', address: 0, count: 1 }], points: [], rawValues: [400] };
-      e.resolveModbus(cmd, unit);
+      resolveModbus(e, cmd, unit);
       const d = e.decide(cmd, a, NOW_MS, m);
       if (d.effect === 'allow') m.forwarded(d.forward!, NOW_MS);
       return d.reason;

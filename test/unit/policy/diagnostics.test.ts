@@ -11,6 +11,7 @@ import { commandDigest } from '../../../src/approvals/digest.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { compileSources } from '../../../src/policy/sources.js';
 import { NOW_MS, subject } from './fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const PLANT = path.resolve(import.meta.dirname, '../../../fixtures/plants/water-treatment.yaml');
 const JWKS = path.resolve(import.meta.dirname, '../../../fixtures/keys/dev-issuer.jwks.json');
@@ -62,7 +63,7 @@ describe('rules for diagnostics and device identification', () => {
 
   function decide(pdu: number[]): { effect: string; reason: string; ruleId: string } {
     const cmd = commandFromRequest('s', 1, decodeRequest(Buffer.from(pdu)));
-    engine.resolveModbus(cmd, 1);
+    resolveModbus(engine, cmd, 1);
     const { effect, reason, ruleId } = engine.decide(cmd, SUBJECT, NOW_MS);
     return { effect, reason, ruleId };
   }

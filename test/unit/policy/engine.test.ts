@@ -4,6 +4,7 @@ import type { Command, ModbusTable, Operation, Target } from '../../../src/core/
 import { BundleError } from '../../../src/policy/errors.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { demoPayload, NOW_MS, subject } from './fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const engine = PolicyEngine.fromPayload(demoPayload());
 const reporter = subject({ workloadId: 'spiffe://plant.example/agent/reporter', scopes: ['read'] });
@@ -12,7 +13,7 @@ const optimizer = subject();
 function modbus(operation: Operation, functionCode: number, targets: Target[], rawValues?: number[], unitId = 1): Command {
   const cmd: Command = { sessionId: 's', protocol: 'modbus', assetId: '', operation, functionCode, targets, points: [] };
   if (rawValues) cmd.rawValues = rawValues;
-  engine.resolveModbus(cmd, unitId);
+  resolveModbus(engine, cmd, unitId);
   return cmd;
 }
 const t = (table: ModbusTable, address: number, count = 1): Target => ({ table, address, count });

@@ -16,6 +16,9 @@ import { observedCommand } from '../../../src/policy/observed/command.js';
 import type { BundlePayload, PointDef } from '../../../src/policy/payload.js';
 import { compileSources } from '../../../src/policy/sources.js';
 import { agent, allowed, denied, modbus, Recorder, shadowed, T0 } from './recorded.js';
+import { bundleResolver } from '../../../src/assets/resolver.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
+import { resolveModbus } from '../../resolve.js';
 
 let demo: BundlePayload;
 let dir: string;
@@ -27,7 +30,7 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 
 function learnFrom(rec: Recorder, options: Partial<LearnOptions> = {}) {
   const o = { ...DEFAULT_LEARN_OPTIONS, ...options };
-  const obs = new Observations(PolicyEngine.fromPayload({ ...demo, expires_at: 8_640_000_000_000 }), demo.assets, o.timeZone);
+  const obs = new Observations(bundleResolver(RESOLVERS, demo.assets), demo.assets, o.timeZone);
   for (const r of rec.records) {
     const oc = observedCommand(r);
     if (oc) obs.add(oc);
@@ -146,7 +149,7 @@ describe('learning rules from recorded traffic', () => {
     const engine = PolicyEngine.fromPayload(payload);
     const write = () => {
       const c = modbus('write', 5, 'coil', 2, [0]);
-      engine.resolveModbus(c, 1);
+      resolveModbus(engine, c, 1);
       return c;
     };
     expect(engine.decide(write(), { ...maint, expiresAtMs: Infinity }, Date.UTC(2026, 0, 20, 23, 0)).effect).toBe('allow');

@@ -12,6 +12,7 @@ import type { Command } from '../../../src/core/command.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { compileSources } from '../../../src/policy/sources.js';
 import { NOW_MS, subject } from './fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const JWKS = path.resolve(import.meta.dirname, '../../../fixtures/keys/dev-issuer.jwks.json');
 const WORKLOAD = 'spiffe://plant.example/agent/writer';
@@ -64,7 +65,7 @@ describe('Modbus assets from the plant/asset format', () => {
 
   function decide(engine: PolicyEngine, pdu: number[]): { effect: string; reason: string; cmd: Command } {
     const cmd = commandFromRequest('s', 1, decodeRequest(Buffer.from(pdu)));
-    engine.resolveModbus(cmd, 1);
+    resolveModbus(engine, cmd, 1);
     const { effect, reason } = engine.decide(cmd, SUBJECT, NOW_MS);
     return { effect, reason, cmd };
   }

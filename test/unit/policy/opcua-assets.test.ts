@@ -10,6 +10,7 @@ import { SourceErrors } from '../../../src/core/errors.js';
 import { PolicyEngine } from '../../../src/policy/engine.js';
 import { compileSources } from '../../../src/policy/sources.js';
 import { expandNodeId, nodeIdProblem } from '../../../src/assets/node-id.js';
+import { resolveOpcua } from '../../resolve.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const NS = 'urn:plantgate:sim:water-treatment:plc1';
@@ -99,7 +100,7 @@ rules:
     expect(p.assets[0]!.points['tank1.setpoint']!.node_id).toBeUndefined();
     const e = PolicyEngine.fromPayload(p);
     const c = ua('read', 'nsu=urn:x;s=Tank1.Level');
-    e.resolveOpcua(c);
+    resolveOpcua(e, c);
     expect(c.points).toEqual(['tank1.level']);
     expect(e.decide(c, subject(['read']), NOW).effect).toBe('allow');
   });
@@ -141,16 +142,16 @@ describe('OPC UA browse and call decisions', () => {
   it('a browse rule covers the asset object node; without one the browse is NO_MATCHING_RULE', async () => {
     const e = PolicyEngine.fromPayload(await (await compile(DERIVED)).payload());
     const c = ua('browse', `nsu=${NS};s=plc1`);
-    e.resolveOpcua(c);
+    resolveOpcua(e, c);
     expect(c.assetId).toBe('plc1-ua');
     expect(e.decide(c, subject(['browse']), NOW)).toMatchObject({ effect: 'allow', ruleId: 'look' });
     expect(e.decide(c, subject(['read']), NOW)).toMatchObject({ effect: 'deny', reason: 'SCOPE_MISSING' });
     const other = ua('browse', `nsu=${NS};s=plc2`);
-    e.resolveOpcua(other);
+    resolveOpcua(e, other);
     expect(e.decide(other, subject(['browse']), NOW).reason).toBe('NO_MATCHING_RULE');
     // The object node is not a point: a read of it is covered by no rule.
     const read = ua('read', `nsu=${NS};s=plc1`);
-    e.resolveOpcua(read);
+    resolveOpcua(e, read);
     expect(e.decide(read, subject(['read']), NOW).reason).toBe('NO_MATCHING_RULE');
   });
 
@@ -158,7 +159,7 @@ describe('OPC UA browse and call decisions', () => {
     const e = PolicyEngine.fromPayload(await (await compile(DERIVED)).payload());
     const call = (values?: Record<string, number>, method = 'pump1.start') => {
       const c = ua('call', `nsu=${NS};s=${method}`, values);
-      e.resolveOpcua(c);
+      resolveOpcua(e, c);
       return c;
     };
     expect(call({ speed: 1200 }).points).toEqual(['pump1.start']);

@@ -12,6 +12,7 @@ import { PolicyEngine } from '../../../src/policy/engine.js';
 import { PolicyMemory } from '../../../src/policy/memory.js';
 import { pathGlob } from '../../../src/core/glob.js';
 import { compileSources } from '../../../src/policy/sources.js';
+import { resolveOpcua } from '../../resolve.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const NS = 'urn:acme:plc:line1';
@@ -155,7 +156,7 @@ describe('deciding on mirrored nodes', () => {
     const e = await engineFor(RULES);
     const c = cmd('read', 's=Line1.Speed', '/Line1/Speed');
     c.points = [];
-    e.resolveOpcua(c);
+    resolveOpcua(e, c);
     expect(c.points).toEqual(['/Line1/Speed']);
   });
 

@@ -10,6 +10,7 @@ import { reachOf } from '../../../src/policy/reach.js';
 import { commandFromRequest } from '../../../protocols/modbus/command.js';
 import { readRequest, writeFunctionCode, writeRequest } from '../../../protocols/mcp/modbus-points.js';
 import { demoPayload, NOW_MS, subject } from './fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const rule = (r: Partial<BundleRule> & Pick<BundleRule, 'id'>): BundleRule => ({
   description: '', subject: { workload: 'spiffe://plant.example/agent/*', roles: [] }, assets: ['plc1'], operations: ['write'], points: [], ranges: [], bounds: {}, ...r,
@@ -38,7 +39,7 @@ function write(point: string, value: number): Command | undefined {
   const req = writeRequest(asset.points[point]!, value);
   if ('refused' in req) return undefined;
   const cmd = commandFromRequest('s', asset.unit_id, req);
-  engine.resolveModbus(cmd, asset.unit_id);
+  resolveModbus(engine, cmd, asset.unit_id);
   return cmd;
 }
 

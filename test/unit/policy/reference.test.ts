@@ -12,6 +12,7 @@ import { PolicyMemory } from '../../../src/policy/memory.js';
 import type { BundlePayload, BundleRule } from '../../../src/policy/payload.js';
 import { WEEKDAYS, utcOffsetMs, type WindowSpec } from '../../../src/policy/windows.js';
 import { demoPayload, subject } from './fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const AGENT = 'spiffe://plant.example/agent/';
 const base = (over: Partial<BundleRule> & { id: string }): BundleRule => ({
@@ -208,7 +209,7 @@ describe('compiled engine vs. reference evaluator', () => {
             functionCode: g.read ? 3 : 16, targets: [{ table: g.table, address: g.address, count: g.count }], points: [],
           };
           if (!g.read) cmd.rawValues = g.raw.slice(0, g.count);
-          engine.resolveModbus(cmd, 1);
+          resolveModbus(engine, cmd, 1);
           const s: Subject = { ...subject({ workloadId: `${AGENT}${g.who}`, roles: g.roles, scopes: [...g.scopes], assurance: g.assurance as Subject['assurance'] }) };
           if (g.act) s.actSub = [...g.act];
           if (g.zone) s.zone = g.zone;

@@ -7,6 +7,7 @@ import type { BundlePayload } from '../../../src/policy/payload.js';
 import { compileSources } from '../../../src/policy/sources.js';
 import { Replay } from '../../../src/policy/replay/replay.js';
 import { agent, allowed, denied, modbus, Recorder, shadowed, T0 } from './recorded.js';
+import { RESOLVERS } from '../../../protocols/resolvers.js';
 
 let demo: BundlePayload;
 beforeAll(async () => {
@@ -22,7 +23,7 @@ describe('policy replay against the demo bundle', () => {
     const rec = new Recorder();
     rec.decision(T0, modbus('write', 6, 'holding', 0, [950]), optimizer, shadowed('VALUE_OUT_OF_BOUNDS', 'optimizer-setpoint'));
     rec.decision(T0 + 1000, modbus('write', 6, 'holding', 0, [500]), optimizer, allowed('optimizer-setpoint'));
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.summary).toMatchObject({ commands: 2, unchanged: 1, newlyDenied: 1, newlyAllowed: 0, reasonChanged: 0 });
     expect(replay.changes).toEqual([
@@ -40,7 +41,7 @@ describe('policy replay against the demo bundle', () => {
     // 23:30 in Berlin on a Thursday: inside nightly-maintenance; 13:00 in Berlin: outside.
     rec.decision(Date.UTC(2026, 0, 15, 22, 30), modbus('write', 5, 'coil', 2, [0]), maintainer, denied('NO_MATCHING_RULE'));
     rec.decision(Date.UTC(2026, 0, 15, 12, 0), modbus('write', 5, 'coil', 2, [0]), maintainer, allowed('old-rule'));
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.changes.map((c) => [c.kind, c.candidate.reason])).toEqual([
       ['newly-allowed', 'ALLOWED'],
@@ -53,7 +54,7 @@ describe('policy replay against the demo bundle', () => {
     const night = Date.UTC(2026, 0, 15, 22, 0);
     for (let i = 0; i < 11; i++) rec.decision(night + i * 10_000, modbus('write', 5, 'coil', 2, [0]), maintainer, allowed('maintainer-auto-mode'));
     rec.decision(night + 71 * 60_000, modbus('write', 5, 'coil', 2, [0]), maintainer, allowed('maintainer-auto-mode'));
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.summary.newlyDenied).toBe(1);
     expect(replay.changes[0]).toMatchObject({ seq: 20, candidate: { reason: 'RATE_LIMITED' } });
@@ -70,7 +71,7 @@ describe('policy replay against the demo bundle', () => {
     rec.decision(T0 + 1000, run, optimizer, { ...denied('INTERLOCK', 'optimizer-pump'), interlockId: 'some-older-interlock' });
     // Allowed at the time: no trip record, so no inputs.
     rec.decision(T0 + 2000, run, optimizer, allowed('optimizer-pump'));
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.summary).toMatchObject({ commands: 3, unchanged: 1, newlyAllowed: 1, interlockUnknown: 1 });
     expect(replay.changes).toEqual([expect.objectContaining({ kind: 'newly-allowed', seq: 3 })]);
@@ -90,7 +91,7 @@ describe('policy replay against the demo bundle', () => {
     // The candidate's policy refuses before any interlock is asked.
     rec.trip(T0 + 2000, run, agent('reporter', { scopes: ['read'] }), stuck, 'INTERLOCK_INPUT_IMPLAUSIBLE');
     rec.decision(T0 + 2000, run, agent('reporter', { scopes: ['read'] }), { ...denied('INTERLOCK_INPUT_IMPLAUSIBLE', 'old-rule'), interlockId: 'tank1-overfill' });
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.summary).toMatchObject({ commands: 3, interlockUnknown: 1, newlyAllowed: 1, reasonChanged: 1, notRedecided: {} });
     expect(replay.changes.map((c) => [c.kind, c.seq, c.candidate.reason])).toEqual([
@@ -107,7 +108,7 @@ describe('policy replay against the demo bundle', () => {
     rec.decision(T0 + 2000, speed(1050), assistant, allowed('assistant-speed-for-operator')); // a step of 50
     rec.decision(T0 + 3000, speed(1200), assistant, allowed('assistant-speed-for-operator')); // 150 from 1050
     rec.decision(T0 + 20_000, speed(1100), assistant, allowed('assistant-speed-for-operator')); // base 18 s old
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.summary).toMatchObject({ commands: 4, unchanged: 2, newlyDenied: 1, stepBaseUnknown: 1 });
     expect(replay.changes.map((c) => [c.command, c.candidate.reason])).toEqual([['write fc 6 holding 1 [1200] (pump1.speed=1200)', 'STEP_TOO_LARGE']]);
@@ -125,7 +126,7 @@ describe('policy replay against the demo bundle', () => {
     }
     rec.trip(T0 + 5000, run, optimizer, [{ point: 'plc1/tank1.level', value: 40, ageMs: 100, maxAgeMs: 2000 }]);
     rec.decision(T0 + 5000, run, optimizer, { ...denied('INTERLOCK', 'older-rule'), interlockId: 'older-interlock' });
-    const replay = new Replay(candidate);
+    const replay = new Replay(candidate, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.summary).toMatchObject({ unchanged: 3, newlyAllowed: 1 });
   });
@@ -136,7 +137,7 @@ describe('policy replay against the demo bundle', () => {
     const drain = modbus('write', 5, 'coil', 1, [0xff00]);
     rec.decision(T0, drain, planner, { ...allowed('planner-drain'), approvalId: 'ap-1' });
     rec.decision(T0 + 1000, drain, planner, allowed('planner-drain'));
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.changes.map((c) => [c.seq, c.candidate.reason])).toEqual([[2, 'APPROVAL_REQUIRED']]);
   });
@@ -149,7 +150,7 @@ describe('policy replay against the demo bundle', () => {
     // Judged on the token's zone claim, which the audit does not keep.
     rec.decision(T0, modbus('read', 3, 'holding', 0), optimizer, denied('CROSS_ZONE', 'agents-read-plant'));
     rec.decision(T0, modbus('read', 3, 'holding', 0), optimizer, shadowed('CROSS_ZONE', 'agents-read-plant'));
-    const replay = new Replay(demo);
+    const replay = new Replay(demo, RESOLVERS);
     for (const r of rec.records) replay.add(r);
     expect(replay.summary.notRedecided).toEqual({ NO_TOKEN: 1, NO_IDENTITY: 1, PROTOCOL_VIOLATION: 1, CROSS_ZONE: 2 });
     expect(replay.summary.unchanged + replay.summary.newlyDenied + replay.summary.newlyAllowed).toBe(0);
@@ -157,7 +158,7 @@ describe('policy replay against the demo bundle', () => {
 
   it('keeps a bounded report however many commands change: listed up to the cap, the rest counted in groups', () => {
     const rec = new Recorder();
-    const replay = new Replay(demo, { maxListed: 5, maxGroups: 3 });
+    const replay = new Replay(demo, RESOLVERS, { maxListed: 5, maxGroups: 3 });
     for (let i = 0; i < 20_000; i++) {
       // Four distinct change groups (recorded under four rules; the fourth past maxGroups), 5,000 commands each.
       replay.add(rec.decision(T0 + i, modbus('write', 6, 'holding', 0, [900]), optimizer, allowed(`old-rule-${i % 4}`)));

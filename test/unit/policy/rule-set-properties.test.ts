@@ -11,6 +11,7 @@ import { PolicyMemory } from '../../../src/policy/memory.js';
 import type { BundleFreeze, BundleRule, RuleOperation } from '../../../src/policy/payload.js';
 import type { WindowSpec } from '../../../src/policy/windows.js';
 import { demoPayload, subject } from './fixtures.js';
+import { resolveModbus } from '../../resolve.js';
 
 const AGENT = 'spiffe://plant.example/agent/';
 const YEAR = Date.UTC(2026, 0, 1);
@@ -101,7 +102,7 @@ function build(engine: PolicyEngine, g: CommandGen): { cmd: Command; s: Subject 
     targets: [{ table: g.table, address: g.address, count: g.count }], points: [],
   };
   if (write) cmd.rawValues = g.table === 'coil' ? g.raw.slice(0, g.count).map((v) => v & 1) : g.raw.slice(0, g.count);
-  engine.resolveModbus(cmd, 1);
+  resolveModbus(engine, cmd, 1);
   const s: Subject = subject({ workloadId: `${AGENT}${g.who}`, owner: g.owner, taskId: g.task, roles: g.roles, scopes: [...g.scopes], assurance: g.assurance });
   if (g.act) s.actSub = [...g.act];
   if (g.zone) s.zone = g.zone;
