@@ -26,9 +26,9 @@ import tls from 'node:tls';
 import type { JWK } from 'jose';
 import { putToken, type AgentCredentials } from '../../src/cli/demo/agent.js';
 import { callOperatorApi } from '../../src/cli/commands/approvals.js';
-import { DEV_ISSUER, LAB_OPCUA_ASSET, PACKAGE_ROOT, prepareLabFiles } from '../../src/cli/demo/lab.js';
+import { DEV_ISSUER, PACKAGE_ROOT, prepareLabFiles } from '../../src/cli/demo/lab.js';
 import { mintToken } from '../../src/identity/dev/mint.js';
-import { affinityOf, cpuSeconds, freePort, metricValue, rssMb, setAffinity, spawnCli, stop, waitForPort, waitForReady } from './processes.js';
+import { affinityOf, benchUpstreams, cpuSeconds, freePort, metricValue, rssMb, setAffinity, spawnCli, stop, waitForPort, waitForReady } from './processes.js';
 import { writeBenchRules } from './extra-rules.js';
 import { FrameDecoder, encodeFrame } from '../../protocols/modbus/codec.js';
 
@@ -497,15 +497,12 @@ async function main(): Promise<void> {
     cleanupDirs.push(collectorOut);
     await writeFile(path.join(dir, 'collector.yaml'), files.collectorYaml(collectorPort).replace(/^out_dir: .*$/m, `out_dir: ${JSON.stringify(collectorOut)}`));
     const shipping = !process.env.BENCH_NO_COLLECTOR;
-    const gatewayYaml = files
-      .gatewayYaml({ simPort, collectorPort, modbusPort, agentApiPort, opsPort })
+    // The bench bundle has only plc1: without the lab's OPC UA upstream (benchUpstreams).
+    const gatewayYaml = benchUpstreams(files.gatewayYaml({ simPort, collectorPort, modbusPort, agentApiPort, opsPort }))
       // The lab signs a checkpoint every 16 records so the demo shows some at once; a gateway in a
       // plant runs the defaults (1000 records / 60 s), and that is what is measured here.
       .replace(/checkpoint_every_records: \d+/, 'checkpoint_every_records: 1000')
       .replace(/checkpoint_every_ms: \d+/, 'checkpoint_every_ms: 60000')
-      // The bench bundle has only plc1: the lab's upstream for the demo bundle's OPC UA asset would
-      // fail the gateway's start-up check (an upstream for an asset the bundle does not know).
-      .replace(new RegExp(`^ {2}# Without the OPC UA front[^]*?- asset: ${LAB_OPCUA_ASSET}\\n(?: {4}.*\\n)*`, 'm'), '')
       // The plaintext listener, with 127.0.0.1 as the static identity of a legacy device.
       .replace(/^listeners:\n/m, `listeners:\n  modbus_plain:\n    host: 127.0.0.1\n    port: ${plainPort}\n    identities:\n      - { address: 127.0.0.1, workload: "${LEGACY_WORKLOAD}" }\n`)
       .replace(/operator_api: \{ host: 127\.0\.0\.1, port: 0 \}/, `operator_api: { host: 127.0.0.1, port: ${operatorApiPort} }`)
