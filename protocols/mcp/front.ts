@@ -47,7 +47,7 @@ export interface McpFrontOptions {
   /** The active bundle (tools are generated from it); undefined in safe mode. */
   bundle(): BundlePayload | undefined;
   auth: Omit<McpAuthDeps, 'requireClientCertificate'>;
-  /** The interlock's account of a command it refused (gateway: from the pipeline's onTrip). */
+  /** The interlock's account of a command it refused (gateway: the pipeline's tripOf). */
   interlockDetail?(cmd: Command): string | undefined;
   grantTtlMin?: number;
   /** Every HTTP answer's status (metrics: 401 token refused, 403 Host/Origin, 413 body, 429 rate). */

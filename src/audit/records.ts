@@ -8,6 +8,7 @@ import type { McpCallInfo } from '../core/pipeline.js';
 import type { Reason } from '../core/reasons.js';
 import type { Revocation } from '../identity/revocation.js';
 import type { FreezeChange } from '../freeze/store.js';
+import type { ApprovalRequest } from '../approvals/store.js';
 import { pb } from './schema.js';
 import type { AuditRecordProps, CommandInfoProps, IdentityProps } from './schema.js';
 
@@ -391,4 +392,21 @@ export function sinkAlertRecord(a: { sink: string; kind: string; subject: string
       detail: a.detail,
     },
   };
+}
+
+/** An approval request's record: its kind, the request's identity and who decided (docs/operator.md). */
+export function approvalRequestRecord(kind: 'requested' | 'endorsed' | 'approved' | 'rejected' | 'consumed', r: ApprovalRequest, by?: string): AuditEvent {
+  return approvalRecord({
+    kind,
+    id: r.id,
+    digest: r.digest,
+    ruleId: r.ruleId,
+    assetId: r.assetId,
+    workloadId: r.workloadId,
+    owner: r.owner,
+    taskId: r.taskId,
+    by: by ?? r.decidedBy,
+    reason: r.reason,
+    expiresAtMs: kind === 'approved' ? r.grantExpiresAtMs : r.expiresAtMs,
+  });
 }

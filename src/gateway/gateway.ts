@@ -9,8 +9,7 @@ import { startOpsApi } from '../admin/ops-api.js';
 import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
-import { approvalRecord, freezeRecord, interlockTripRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
-import type { ApprovalRequest } from '../approvals/store.js';
+import { approvalRequestRecord, freezeRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
 import { startNatsSink, type NatsSinkAlert } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -26,10 +25,8 @@ import type { McpFrontHandle } from '../../protocols/mcp/start.js';
 import { TokenIntake } from '../identity/intake.js';
 import { ApprovalStore } from '../approvals/store.js';
 import { FreezeStore } from '../freeze/store.js';
-import { InterlockEngine, processInputs, type InterlockTrip } from '../interlocks/engine.js';
-import { ProcessImage, type ProcessInputSpec } from '../interlocks/process-image.js';
+import type { ProcessImage } from '../interlocks/process-image.js';
 import { PolicyMemory } from '../policy/memory.js';
-import { DEFAULT_STEP_BASE_MAX_AGE_MS, DEFAULT_STEP_BASE_POLL_MS, type BundlePayload } from '../policy/payload.js';
 import { ModbusPlainListener, ModbusTlsListener } from '../../protocols/modbus/listener.js';
 import { registerStaticToken, StaticIdentityMap } from '../identity/static-ip.js';
 import type { Subject } from '../core/command.js';
@@ -38,6 +35,7 @@ import { connectionLimits, type GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { EnforcementPipeline } from './pipeline.js';
 import { BundleLifecycle } from './bundle-lifecycle.js';
+import { SafetyLifecycle } from './safety-lifecycle.js';
 import { upstreamRouter } from './routes.js';
 // Operator and agent API views (issue 6): bundle status for GET /v1/bundle, recent decisions for GET /v1/decisions.
 import { BundleStatus } from '../admin/bundle-status.js';
@@ -90,29 +88,6 @@ export interface GatewayHandle {
   reload(next: GatewayConfig): Promise<boolean>;
   /** Stops accepting, lets in-flight commands finish (up to drainMs), flushes the audit spool. */
   close(drainMs?: number, onStep?: (step: string) => void): Promise<void>;
-}
-
-function approvalRecordOf(kind: 'requested' | 'endorsed' | 'approved' | 'rejected' | 'consumed', r: ApprovalRequest, by?: string): AuditEvent {
-  return approvalRecord({
-    kind,
-    id: r.id,
-    digest: r.digest,
-    ruleId: r.ruleId,
-    assetId: r.assetId,
-    workloadId: r.workloadId,
-    owner: r.owner,
-    taskId: r.taskId,
-    by: by ?? r.decidedBy,
-    reason: r.reason,
-    expiresAtMs: kind === 'approved' ? r.grantExpiresAtMs : r.expiresAtMs,
-  });
-}
-
-/** The points max_step names, read by the process image at the bundle's step-base rate. */
-function stepBaseInputs(payload: BundlePayload, points: { asset: string; point: string }[]): ProcessInputSpec[] {
-  const pollMs = payload.limits.step_base_poll_ms ?? DEFAULT_STEP_BASE_POLL_MS;
-  const maxAgeMs = payload.limits.step_base_max_age_ms ?? DEFAULT_STEP_BASE_MAX_AGE_MS;
-  return points.map(({ asset, point }) => ({ asset, point, def: payload.assets.find((a) => a.id === asset)!.points[point]!, pollMs, maxAgeMs }));
 }
 
 /** What a start opened so far, each with its close: a failed start closes them, newest first. */
@@ -209,47 +184,14 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     maxTokensPerIdentity: config.identity.max_tokens_per_identity,
     revocations,
   });
-  // Interlocks read live values through the gateway's own connections (one per PLC, not the
-  // agents'), rebuilt whenever a bundle becomes active.
-  let safety: { image: ProcessImage; interlocks: InterlockEngine } | 'broken' | undefined;
-  opened.push(['process image', () => (safety !== undefined && safety !== 'broken' ? safety.image.close() : undefined)]);
   // Declared here: the first bundle load (below) builds the process image before OPC UA starts.
   let opcua: OpcuaService | undefined;
   // Rate budgets and step bases outlive bundle reloads (docs/policy.md, Decide, then commit).
   const memory = new PolicyMemory();
-  const rebuildSafety = (): void => {
-    const payload = policy.payload;
-    const defs = payload?.interlocks ?? [];
-    const previous = safety;
-    safety = undefined;
-    // The image also reads every point a max_step names: a step is measured from the PLC's value.
-    const stepped = payload === undefined ? [] : stepBaseInputs(payload, policy.engine?.steppedPoints() ?? []);
-    if (payload !== undefined && (defs.length > 0 || stepped.length > 0)) {
-      const image = new ProcessImage({
-        inputs: [...processInputs(defs, payload.assets), ...stepped],
-        onValue: (asset, point, value, atMs) => memory.observe(asset, point, value, atMs),
-        endpoint: (assetId) => {
-          const u = config.upstreams.find((x) => x.asset === assetId);
-          const unitId = u?.unit_id ?? payload.assets.find((a) => a.id === assetId)?.unit_id;
-          return u === undefined || unitId === undefined ? undefined : { host: u.host, port: u.port, unitId };
-        },
-        // OPC UA-only PLCs: inputs with a NodeId and no Modbus upstream are read on the gateway's
-        // own OPC UA upstream session (looked up per poll: that session starts after the image).
-        opcua: (assetId) => opcua?.upstreams.get(assetId),
-        clock,
-        logger,
-      });
-      try {
-        safety = { image, interlocks: new InterlockEngine(defs, payload.assets, image) };
-        image.start();
-      } catch (err) {
-        image.close();
-        safety = 'broken';
-        logger.error({ err: (err as Error).message }, 'interlocks could not be set up: state-changing commands are refused');
-      }
-    }
-    if (previous !== undefined && previous !== 'broken') previous.image.close();
-  };
+  // Interlocks read live values through the gateway's own connections (one per PLC, not the
+  // agents'), rebuilt whenever a bundle becomes active.
+  const safety = new SafetyLifecycle({ policy, upstreams: config.upstreams, opcua: (assetId) => opcua?.upstreams.get(assetId), memory, clock, logger });
+  opened.push(['process image', () => safety.close()]);
 
   // Started further down; a bundle loaded later tells its clients their tools changed.
   let mcp: McpFrontHandle | undefined;
@@ -263,7 +205,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     logger,
     record: appendSafely,
     onActivated: () => {
-      rebuildSafety();
+      safety.rebuild();
       // A key removed from the bundle stops working at once, also for tokens already registered.
       if (policy.issuers) tokens.retainTrusted(policy.issuers);
     },
@@ -298,8 +240,6 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
 
   const approvals = await ApprovalStore.open({ stateDir: path.join(config.state_dir, 'approvals'), logger });
   opened.push(['approvals', () => approvals.close()]);
-  // The MCP front tells an agent which interlock refused its command and on what live values.
-  const trips = new WeakMap<object, InterlockTrip>();
   const pipeline = new EnforcementPipeline({
     policy,
     tokens,
@@ -308,18 +248,9 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     logger,
     metrics,
     auditWhenFull: config.audit.when_full,
-    interlocks: () => (safety === 'broken' ? 'broken' : safety?.interlocks),
+    interlocks: () => safety.interlocks(),
     approvals,
     freezes,
-    onTrip: (session, cmd, subject, trip) => {
-      trips.set(cmd, trip);
-      appendSafely(interlockTripRecord({ sessionId: session.id, subject, assetId: cmd.assetId, trip }));
-      logger.warn(
-        { session: session.id, workload: session.workloadId, asset: cmd.assetId, interlock: trip.interlockId, reason: trip.reason, inputs: trip.inputs },
-        'interlock refused a command',
-      );
-    },
-    onApproval: (kind, r) => appendSafely(approvalRecordOf(kind, r)),
     memory,
   });
 
@@ -464,9 +395,8 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
                     ...[...(opcua?.upstreams ?? [])].map(([asset, u]) => ({ asset, endpoint: config.opcua_upstreams.find((x) => x.asset === asset)?.endpoint_url ?? '', up: u.isUp, reconnects: 0 })),
                   ],
                   interlockInputs: () => {
-                    if (safety === 'broken') return 'broken';
-                    if (safety === undefined) return undefined;
-                    const image = safety.image;
+                    const image = safety.image();
+                    if (image === 'broken' || image === undefined) return image;
                     const now = clock.now();
                     return image.names.map((name, i) => ({ name, value: image.values[i]!, ageMs: image.ageMs(i, now), maxAgeMs: image.maxAgeMs[i]! }));
                   },
@@ -482,9 +412,9 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
               },
             },
             onApprovalDecided: (request, operator) => {
-              if (request.status === 'approved' || request.status === 'rejected') appendSafely(approvalRecordOf(request.status, request, operator.sub));
+              if (request.status === 'approved' || request.status === 'rejected') appendSafely(approvalRequestRecord(request.status, request, operator.sub));
               // One of N approvals: recorded with who gave it, the request stays pending.
-              else if (request.status === 'pending' && (request.approvals ?? []).length > 0) appendSafely(approvalRecordOf('endorsed', { ...request, reason: request.approvals!.at(-1)!.reason }, operator.sub));
+              else if (request.status === 'pending' && (request.approvals ?? []).length > 0) appendSafely(approvalRequestRecord('endorsed', { ...request, reason: request.approvals!.at(-1)!.reason }, operator.sub));
               logger.info({ approval: request.id, status: request.status, by: operator.sub, asset: request.assetId, workload: request.workloadId }, 'approval decided');
             },
             onRefused: (c) =>
@@ -535,7 +465,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
       : await (await import('../../protocols/mcp/start.js')).startMcpFront({
           config: config.listeners.mcp, tls: tlsFiles, pipeline: agentPipeline, route, opcua, opcuaUpstreams: config.opcua_upstreams, limits,
           policy, tokens, tokenCache, clock, leewaySec: config.identity.leeway_sec, logger, gatewayId: config.gateway_id,
-          interlockDetail: (cmd) => trips.get(cmd)?.detail, registry: metrics.registry,
+          interlockDetail: (cmd) => pipeline.tripOf(cmd)?.detail, registry: metrics.registry,
           onTokenAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
           onTokenRejected: (reason, detail, subject) => appendSafely(tokenRecord({ kind: 'rejected', sessionId: '', subject, reason, detail: `MCP: ${detail}` })),
         });
@@ -617,14 +547,17 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     revocations,
     approvals,
     freezes,
-    processImage: () => (safety === 'broken' ? undefined : safety?.image),
+    processImage: () => {
+      const image = safety.image();
+      return image === 'broken' ? undefined : image;
+    },
     operatorApi: operatorApi && config.listeners.operator_api && { host: config.listeners.operator_api.host, port: operatorApi.port },
     opcua: opcua && { endpointUrl: opcua.endpointUrl, whenReady: opcua.whenReady },
     ...(mcp !== undefined ? { mcp: mcp.address } : {}),
     upstreamsReady: async () => {
       await Promise.all([...pools.values()].map((p) => p.pool.ready()));
       // Interlocked commands are refused until their inputs have been read once.
-      if (safety !== undefined && safety !== 'broken') await safety.image.pollNow();
+      await safety.pollNow();
     },
     reloadBundle,
     bundleStatus,
@@ -659,7 +592,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
         ['upstream pools', () => pools.forEach(({ pool }) => pool.close())],
         ['shipper', () => shipper?.close()],
         ['nats sink', () => natsSink?.close()],
-        ['process image', () => (safety !== undefined && safety !== 'broken' ? safety.image.close() : undefined)],
+        ['process image', () => safety.close()],
         ['audit log', () => audit.close()],
         ['revocations', () => revocations.close()],
         ['approvals', () => approvals.close()],

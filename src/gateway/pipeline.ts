@@ -11,9 +11,9 @@ import type { Logger } from '../core/log.js';
 import type { CommandPipeline, Outcome, Session, WireInfo } from '../core/pipeline.js';
 import type { Reason } from '../core/reasons.js';
 import type { AuditLog } from '../audit/log.js';
-import { decisionRecord, outcomeRecord, sessionRecord, violationRecord, type AuditEvent } from '../audit/records.js';
+import { approvalRequestRecord, decisionRecord, interlockTripRecord, outcomeRecord, sessionRecord, violationRecord, type AuditEvent } from '../audit/records.js';
 import type { TokenRegistry } from '../identity/registry.js';
-import type { ApprovalRequest, ApprovalStore } from '../approvals/store.js';
+import type { ApprovalStore } from '../approvals/store.js';
 import type { InterlockEngine, InterlockTrip } from '../interlocks/engine.js';
 import type { FreezeStore } from '../freeze/store.js';
 import type { PolicyDecision, PolicyEngine } from '../policy/engine.js';
@@ -38,10 +38,6 @@ export interface PipelineDeps {
   approvals?: ApprovalStore;
   /** The operator's emergency freezes (docs/operator.md): asked before policy. */
   freezes?: Pick<FreezeStore, 'check'>;
-  /** An interlock refused a command: the audit gets its inputs and their ages. */
-  onTrip?(session: Session, cmd: Command, subject: Subject, trip: InterlockTrip): void;
-  /** A first attempt created an approval request, or a retry consumed a grant. */
-  onApproval?(kind: 'requested' | 'consumed', request: ApprovalRequest): void;
   /** Rate-limit budgets and step bases (docs/policy.md, Decide, then commit); default: a memory of its own. */
   memory?: PolicyMemory;
 }
@@ -71,6 +67,7 @@ function certificateSubject(session: Session): Subject {
 
 export class EnforcementPipeline implements CommandPipeline {
   readonly memory: PolicyMemory;
+  private readonly trips = new WeakMap<Command, InterlockTrip>();
 
   constructor(private readonly deps: PipelineDeps) {
     this.memory = deps.memory ?? new PolicyMemory();
@@ -181,14 +178,14 @@ export class EnforcementPipeline implements CommandPipeline {
         if (grant !== undefined) {
           decision = { ...decision, effect: 'allow', reason: 'ALLOWED', approvalId: grant, durable: true };
           const request = approvals.get(grant);
-          if (request !== undefined) this.deps.onApproval?.('consumed', request);
+          if (request !== undefined) this.appendSafely(approvalRequestRecord('consumed', request));
         } else {
           const id = approvals.request(cmd, subject, decision.ruleId, now, (decision as PolicyDecision).approval);
           if (id !== undefined) {
             decision = { ...decision, approvalId: id };
             // Repeated attempts while a request is pending reuse it: only a new one is an event.
             const request = approvals.get(id);
-            if (request !== undefined && request.requestedAtMs === now) this.deps.onApproval?.('requested', request);
+            if (request !== undefined && request.requestedAtMs === now) this.appendSafely(approvalRequestRecord('requested', request));
           }
         }
       }
@@ -211,8 +208,29 @@ export class EnforcementPipeline implements CommandPipeline {
         trip = { reason: 'INTERLOCK_INPUT_STALE', interlockId: '', point: '', inputs: [], detail: 'interlock evaluation failed' } as InterlockTrip;
       }
     }
-    if (trip !== undefined) this.deps.onTrip?.(session, cmd, subject, trip);
+    if (trip !== undefined) {
+      this.trips.set(cmd, trip);
+      this.appendSafely(interlockTripRecord({ sessionId: session.id, subject, assetId: cmd.assetId, trip }));
+      this.deps.logger.warn(
+        { session: session.id, workload: session.workloadId, asset: cmd.assetId, interlock: trip.interlockId, reason: trip.reason, inputs: trip.inputs },
+        'interlock refused a command',
+      );
+    }
     return trip;
+  }
+
+  /** The interlock's account of a command it refused (the MCP front tells the agent which, on what values). */
+  tripOf(cmd: Command): InterlockTrip | undefined {
+    return this.trips.get(cmd);
+  }
+
+  /** Records an event that gates nothing by itself (a trip, an approval request): a refusal is logged, never thrown. */
+  private appendSafely(event: AuditEvent): void {
+    try {
+      this.deps.audit.append(event);
+    } catch (err) {
+      this.deps.logger.error({ err: (err as Error).message, event: Object.keys(event)[0] }, 'audit record refused');
+    }
   }
 
   refuse(session: Session, cmd: Command, reason: Reason, wire: WireInfo): Decision {
