@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { OPCUACertificateManager } from 'node-opcua';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import type { Command } from '../../../src/core/command.js';
 import { InterlockEngine, processInputs } from '../../../src/interlocks/engine.js';
@@ -54,24 +54,16 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
     await image.pollNow();
   };
 
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-opcua-interlock-'));
-    const payload = await compileSources(path.join(ROOT, 'rules/demo/bundle.yaml'), { now: clock.now(), revision: 1 });
-    assets = payload.assets;
-    overfill = payload.interlocks!.find((d) => d.id === 'tank1-overfill-ua')!;
-    // The plant stands still (its own manual clock): the level is what the test sets.
-    runtime = new PlantRuntime(await loadPlant(path.join(ROOT, 'fixtures/plants/water-treatment.yaml')), new ManualClock(clock.now()));
-    const [simCert, gwCert] = await Promise.all([
-      createAppCert({ applicationUri: 'urn:plantgate:sim:water-treatment', commonName: 'sim', hosts: ['127.0.0.1', 'localhost'] }),
-      createAppCert({ applicationUri: GATEWAY_URI, commonName: 'gateway', hosts: ['127.0.0.1', 'localhost'] }),
-    ]);
-    const simFiles = await writeAppCert(dir, 'sim', simCert);
-    const gwFiles = await writeAppCert(dir, 'gateway', gwCert);
-    sim = await startOpcuaSimulator({ runtime, security: 'secure', certificateFile: simFiles.cert, privateKeyFile: simFiles.key, pkiDir: path.join(dir, 'sim-pki') });
-    const pki = new OPCUACertificateManager({ rootFolder: path.join(dir, 'upstream-pki'), automaticallyAcceptUnknownCertificate: false });
+  let simFiles: { cert: string; key: string };
+  let gwFiles: { cert: string; key: string };
+  let simDer: Buffer;
+  /** The simulator's OPC UA face of the plant, and the gateway's upstream session, process image and interlocks reading it. */
+  async function connectPlc(name: string): Promise<{ sim: OpcuaSimHandle; upstream: OpcuaUpstream; image: ProcessImage; engine: InterlockEngine }> {
+    const sim = await startOpcuaSimulator({ runtime, security: 'secure', certificateFile: simFiles.cert, privateKeyFile: simFiles.key, pkiDir: path.join(dir, `sim-pki-${name}`) });
+    const pki = new OPCUACertificateManager({ rootFolder: path.join(dir, `upstream-pki-${name}`), automaticallyAcceptUnknownCertificate: false });
     await pki.initialize();
-    await pki.trustCertificate(simCert.der);
-    upstream = new OpcuaUpstream({
+    await pki.trustCertificate(simDer);
+    const upstream = new OpcuaUpstream({
       endpointUrl: sim.endpointUrl,
       security: 'SignAndEncrypt',
       certificateFile: gwFiles.cert,
@@ -88,7 +80,7 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
     });
     await upstream.start();
     await upstream.whenUp();
-    image = new ProcessImage({
+    const image = new ProcessImage({
       inputs: processInputs([overfill], assets),
       // No Modbus face for plc1-ua: the only way to its inputs is OPC UA.
       endpoint: () => undefined,
@@ -96,7 +88,24 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
       clock,
       timeoutMs: 1000,
     });
-    engine = new InterlockEngine([overfill], assets, image);
+    return { sim, upstream, image, engine: new InterlockEngine([overfill], assets, image) };
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-opcua-interlock-'));
+    const payload = await compileSources(path.join(ROOT, 'rules/demo/bundle.yaml'), { now: clock.now(), revision: 1 });
+    assets = payload.assets;
+    overfill = payload.interlocks!.find((d) => d.id === 'tank1-overfill-ua')!;
+    // The plant stands still (its own manual clock): the level is what the test sets.
+    runtime = new PlantRuntime(await loadPlant(path.join(ROOT, 'fixtures/plants/water-treatment.yaml')), new ManualClock(clock.now()));
+    const [simCert, gwCert] = await Promise.all([
+      createAppCert({ applicationUri: 'urn:plantgate:sim:water-treatment', commonName: 'sim', hosts: ['127.0.0.1', 'localhost'] }),
+      createAppCert({ applicationUri: GATEWAY_URI, commonName: 'gateway', hosts: ['127.0.0.1', 'localhost'] }),
+    ]);
+    simFiles = await writeAppCert(dir, 'sim', simCert);
+    gwFiles = await writeAppCert(dir, 'gateway', gwCert);
+    simDer = simCert.der;
+    ({ sim, upstream, image, engine } = await connectPlc('shared'));
   }, 30_000);
 
   afterAll(async () => {
@@ -161,8 +170,15 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
     expect(confirming.check(startPump(), clock.now(), again.after)).toBeUndefined();
   });
 
+  // A PLC of its own: the one the other cases read stays up.
   it('denies INTERLOCK_INPUT_STALE once the OPC UA PLC has gone away for longer than the freshness bound', async () => {
-    await setLevel(30);
+    const { sim, upstream, image, engine } = await connectPlc('gone');
+    onTestFinished(async () => {
+      image.close();
+      await upstream.close();
+    });
+    runtime.write('plc1/tank1.level', 30);
+    await image.pollNow();
     const slot = image.slot('plc1-ua', 'tank1.level');
     const readAt = image.readAtMs[slot];
     expect(engine.check(startPump(), clock.now())).toBeUndefined();
