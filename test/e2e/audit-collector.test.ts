@@ -63,12 +63,14 @@ describe('plantgate collector', () => {
   });
 
   it('exits 2 naming the field when the witness key file cannot be read or a verifier key is malformed', async () => {
+    // Certificates of its own: the mistakes under test are the only ones in the file.
+    await initPki(path.join(dir, 'pki-bad'), { agents: [] });
     const config = path.join(dir, 'bad.yaml');
-    await writeFile(config, `listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: pki/ca.crt, cert: pki/collector.crt, key: pki/collector.key }\nout_dir: out\nwitness: { name: w, key_file: nope.jwk }\n`);
+    await writeFile(config, `listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: pki-bad/ca.crt, cert: pki-bad/collector.crt, key: pki-bad/collector.key }\nout_dir: out\nwitness: { name: w, key_file: nope.jwk }\n`);
     let r = await run(['collector', '--config', config]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/witness\.key_file: .*nope\.jwk: cannot read/);
-    await writeFile(config, `listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: pki/ca.crt, cert: pki/collector.crt, key: pki/collector.key }\nout_dir: out\ngateways: [{ id: gw-1, verifier_key: "x+1+2" }]\n`);
+    await writeFile(config, `listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: pki-bad/ca.crt, cert: pki-bad/collector.crt, key: pki-bad/collector.key }\nout_dir: out\ngateways: [{ id: gw-1, verifier_key: "x+1+2" }]\n`);
     r = await run(['collector', '--config', config]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/bad\.yaml:4:\d+: gateways\[0\]\.verifier_key: not a signed-note/);

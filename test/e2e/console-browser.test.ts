@@ -20,7 +20,8 @@ const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'console');
 const SETPOINT = 0;
 const VALVE = 1;
 
-describe('operator console in headless chromium', () => {
+// Steps of one operator's session in one browser, in order (make test-shuffle keeps it): sign in first.
+describe('operator console in headless chromium', { shuffle: false }, () => {
   let dir: string;
   let lab: Lab;
   let browser: Browser;

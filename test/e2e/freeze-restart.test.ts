@@ -18,7 +18,9 @@ import { modbusError } from '../integration/safety/gateway-harness.js';
 import { assertBuilt, CLI, run, waitReady } from './cli.js';
 
 
-describe('emergency freeze across kill -9 and restart, lifted by two operators', () => {
+// Steps of one operator's story, in order (make test-shuffle keeps it): freeze, kill -9 and restart,
+// two unfreezes, then what the spool holds.
+describe('emergency freeze across kill -9 and restart, lifted by two operators', { shuffle: false }, () => {
   let dir: string;
   let files: LabFiles;
   let sim: SimHandle;

@@ -24,7 +24,8 @@ async function metric(opsPort: number, name: string): Promise<number> {
   return line === undefined ? NaN : Number(line.split(' ')[1]);
 }
 
-describe('plantgate serve lifecycle', () => {
+// Steps of one process's life, in order (make test-shuffle keeps it): SIGHUP, then SIGTERM ends it.
+describe('plantgate serve lifecycle', { shuffle: false }, () => {
   let dir: string;
   let files: LabFiles;
   let sim: SimHandle;

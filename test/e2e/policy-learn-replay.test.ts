@@ -31,7 +31,8 @@ const PUMP_RUN = 0; // coil 0
 const VALVE = 1; // coil 1, valve1.open
 const AUTO = 2; // coil 2, control.auto
 
-describe('policy learn and replay on traffic recorded by the real gateway in monitor mode', () => {
+// Steps of one story, in order (make test-shuffle keeps it): record, learn, replay, sign and enforce.
+describe('policy learn and replay on traffic recorded by the real gateway in monitor mode', { shuffle: false }, () => {
   let dir: string;
   let lab: Lab;
   let clock: ManualClock;

@@ -8,7 +8,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { callOperatorApi, type ApiTarget } from '../../../src/cli/commands/approvals.js';
 import { connectModbusAgent, putToken, type AgentCredentials, type ModbusAgent } from '../../../src/cli/demo/agent.js';
 import { PACKAGE_ROOT, startLab, type DemoAgent, type Lab, type LabTokenOptions } from '../../../src/cli/demo/lab.js';
@@ -70,6 +70,10 @@ describe('revocation of a chain and ending a task, through the real gateway', ()
     await rm(dir, { recursive: true, force: true });
   });
 
+  // Each case's tokens are issued past the leeway of every revocation an earlier case made, so the
+  // cases hold in any order.
+  beforeEach(() => clock.advance(60_000));
+
   it('revoking the human an agent acts for (as owner) refuses its next command on the open connection', async () => {
     expect((await authenticate('reporter', { owner: 'carol@plant.example', act: ['alice@plant.example'], scope: ['read', 'write'] })).status).toBe(200);
     const reporter = await connect('reporter');
@@ -82,7 +86,6 @@ describe('revocation of a chain and ending a task, through the real gateway', ()
   });
 
   it('revokes a human by user:<name> through the CLI, in another spelling, on an open connection', async () => {
-    clock.advance(60_000); // a token issued now is past the first revocation's leeway
     expect((await authenticate('reporter', { owner: 'carol@plant.example', act: ['alice@plant.example'], scope: ['read', 'write'] })).status).toBe(200);
     const reporter = await connect('reporter');
     await reporter.client.writeCoil(AUTO, true);
@@ -105,7 +108,6 @@ describe('revocation of a chain and ending a task, through the real gateway', ()
   });
 
   it('an agent completing its task ends it for the other agents working on it for the same owner', async () => {
-    clock.advance(60_000);
     expect((await authenticate('optimizer', { taskId: 'shared-7' })).status).toBe(200);
     expect((await authenticate('planner', { taskId: 'shared-7' })).status).toBe(200);
     const optimizer = await connect('optimizer');
@@ -118,7 +120,6 @@ describe('revocation of a chain and ending a task, through the real gateway', ()
   });
 
   it('the owner ends a task for every one of their agents; another owner cannot end it', async () => {
-    clock.advance(60_000);
     expect((await authenticate('optimizer', { taskId: 'batch-9' })).status).toBe(200);
     const optimizer = await connect('optimizer');
     const mallory = await callOperatorApi(await operator({ sub: 'mallory@plant.example', roles: ['owner'] }), 'POST', 'v1/revocations', { task: 'batch-9', reason: 'mine now' });
@@ -133,7 +134,6 @@ describe('revocation of a chain and ending a task, through the real gateway', ()
   });
 
   it('an operator ends a task for every agent, whoever owns it', async () => {
-    clock.advance(60_000);
     expect((await authenticate('optimizer', { taskId: 'batch-10', owner: 'dave@plant.example' })).status).toBe(200);
     expect((await authenticate('planner', { taskId: 'batch-10' })).status).toBe(200);
     const optimizer = await connect('optimizer');

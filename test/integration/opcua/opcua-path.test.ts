@@ -98,8 +98,9 @@ describe('OPC UA path: agent → front → upstream session → simulated PLC', 
   const target = (identifier: string) => `nsu=${asset.namespaceUri};${identifier}`;
   const n = (identifier: string) => `ns=${ns};${identifier}`;
   /** Resolves when the upstream has fed the front a value matching `match` (an event, not a sleep). */
-  const fed = (match: (t: string, v: DataValue) => boolean): Promise<void> =>
-    seen.some((s) => match(s.target, s.value)) ? Promise.resolve() : new Promise((resolve) => waiters.push({ match, resolve }));
+  /** A value the upstream feed carried, from the `from`-th on (a case waits for its own change, not an earlier case's). */
+  const fed = (match: (t: string, v: DataValue) => boolean, from = 0): Promise<void> =>
+    seen.slice(from).some((s) => match(s.target, s.value)) ? Promise.resolve() : new Promise((resolve) => waiters.push({ match, resolve }));
   const startSim = async (port = 0) => {
     const t0 = performance.now();
     sim = await startOpcuaSimulator({ runtime, port, certificateFile: simFiles.cert, privateKeyFile: simFiles.key, pkiDir: path.join(dir, 'sim') });
@@ -187,8 +188,9 @@ describe('OPC UA path: agent → front → upstream session → simulated PLC', 
   }, 30_000);
 
   it('reads live plant values through the gateway, and answers BadUserAccessDenied for a mapped point the policy denies', async () => {
+    const from = seen.length;
     runtime.write('tank1.setpoint', 42);
-    await fed((t, v) => t === target('s=tank1.setpoint') && v.value.value === 42);
+    await fed((t, v) => t === target('s=tank1.setpoint') && v.value.value === 42, from);
     const [setpoint, speed] = await session.read([
       { nodeId: n('s=tank1.setpoint'), attributeId: AttributeIds.Value },
       { nodeId: n('s=pump1.speed'), attributeId: AttributeIds.Value },
