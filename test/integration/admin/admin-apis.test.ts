@@ -112,7 +112,8 @@ describe('agent and operator APIs on the lab gateway', () => {
     });
   });
 
-  describe('GET /v1/bundle and POST /v1/bundle/reload (operator API)', () => {
+  // In order (make test-shuffle keeps it): the first case shows the load at start, the later ones reload.
+  describe('GET /v1/bundle and POST /v1/bundle/reload (operator API)', { shuffle: false }, () => {
     it('shows the active bundle: name, revision, validity, key id, digest of the signed file and the last load', async () => {
       const jws = (await readFile(lab.bundleFile, 'utf8')).trim();
       const a = await operatorCall('GET', '/v1/bundle', await lab.operatorToken({ now: clock.now() }));

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { discoverOAuthProtectedResourceMetadata, extractWWWAuthenticateParams, type AuthProvider, type OAuthProtectedResourceMetadata } from '@modelcontextprotocol/client';
 import { decodeJwt, type JWK } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { callOperatorApi } from '../../../src/cli/commands/approvals.js';
 import { DEV_ISSUER, PACKAGE_ROOT, startLab, type DemoAgent, type Lab } from '../../../src/cli/demo/lab.js';
 import { connectMcpAgent, tlsFetch, type McpAgent } from '../../../src/cli/demo/mcp-agent.js';
@@ -47,6 +47,11 @@ describe('the MCP front through the real gateway', () => {
     return records.slice(from).filter(match);
   };
   const decisionsSince = (from: number) => recordsSince(from, (r) => r.decision != null);
+  /** Where a case's own records start: everything earlier cases made has reached the collector first. */
+  const mark = async (): Promise<number> => {
+    await lab.waitShipped();
+    return records.length;
+  };
 
   const agent = async (who: DemoAgent, o: { era?: 'legacy' | 'modern'; token?: string; bound?: boolean; onToolsChanged?: () => void } = {}): Promise<McpAgent> => {
     const creds = await lab.credentials(who);
@@ -166,7 +171,7 @@ describe('the MCP front through the real gateway', () => {
   });
 
   it('refuses a token minted for another audience (the gateway\'s Modbus audience) with TOKEN_INVALID, audited', async () => {
-    const from = records.length;
+    const from = await mark();
     const r = await raw({ token: await lab.token('optimizer') });
     expect(r.status).toBe(401);
     expect(r.headers.get('www-authenticate')).toContain('TOKEN_INVALID');
@@ -228,7 +233,7 @@ describe('the MCP front through the real gateway', () => {
   });
 
   it('refuses a request from a browser Origin it was not configured for (403), audited as a violation', async () => {
-    const from = records.length;
+    const from = await mark();
     const r = await raw({ token: await lab.mcpToken('optimizer'), headers: { origin: 'https://evil.example' } });
     expect(r.status).toBe(403);
     expect(r.text).toContain('Origin');
@@ -339,7 +344,7 @@ describe('the MCP front through the real gateway', () => {
   // ------------------------------------------------------------ the path of a tool call
 
   it('reads live values through the pipeline and records the MCP client, tool and arguments with the Command', async () => {
-    const from = records.length;
+    const from = await mark();
     lab.sim.write('tank1.level', 42.5);
     const a = await agent('optimizer');
     const r = await call(a, 'read_plc1', { points: ['tank1.level', 'pump1.run'] });
@@ -357,7 +362,7 @@ describe('the MCP front through the real gateway', () => {
   });
 
   it('an allowed write reaches the simulated PLC after its durable decision record', async () => {
-    const from = records.length;
+    const from = await mark();
     const a = await agent('optimizer');
     const r = await call(a, 'write_plc1_tank1_setpoint', { value: 60 });
     expect(r.isError).toBeFalsy();
@@ -373,7 +378,7 @@ describe('the MCP front through the real gateway', () => {
 
   it('refuses an out-of-bounds write with VALUE_OUT_OF_BOUNDS and a sentence to act on; the PLC never sees it', async () => {
     const before = writesServed();
-    const from = records.length;
+    const from = await mark();
     const a = await agent('optimizer');
     const r = await call(a, 'write_plc1_tank1_setpoint', { value: 95 });
     expect(r.isError).toBe(true);
@@ -385,7 +390,7 @@ describe('the MCP front through the real gateway', () => {
 
   it('refuses a value the point\'s type cannot hold (never wrapped), audited as VALUE_OUT_OF_BOUNDS', async () => {
     const before = writesServed();
-    const from = records.length;
+    const from = await mark();
     const a = await agent('optimizer');
     const r = await call(a, 'write_plc1_pump1_speed', { value: 70_000 });
     expect(r.isError).toBe(true);
@@ -397,7 +402,7 @@ describe('the MCP front through the real gateway', () => {
   it('refuses an interlocked write with INTERLOCK, naming the interlock and the live value; the PLC never sees it', async () => {
     await setTankLevel(lab, 91);
     const before = writesServed();
-    const from = records.length;
+    const from = await mark();
     const a = await agent('optimizer');
     const r = await call(a, 'write_plc1_pump1_run', { value: true });
     expect(r.isError).toBe(true);
@@ -464,7 +469,7 @@ describe('the MCP front through the real gateway', () => {
   });
 
   it('works the same for a 2026-07-28 (stateless) client', async () => {
-    const from = records.length;
+    const from = await mark();
     const a = await agent('optimizer', { era: 'modern' });
     const r = await call(a, 'read_plc1', { points: ['tank1.setpoint'] });
     expect(r.isError).toBeFalsy();
@@ -489,11 +494,18 @@ describe('the MCP front through the real gateway', () => {
     // The SDK client opens its notification stream on its own: a change before that would be missed.
     await Promise.all([legacy.notifications, modern.notifications]);
 
-    const payload = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: Date.now(), revision: 2 });
+    const revision = (lab.gateway.policy.engine?.revision ?? 1) + 1;
+    const payload = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: Date.now(), revision });
     payload.rules = payload.rules.filter((r) => r.id !== 'optimizer-setpoint');
     const policyKey = JSON.parse(await readFile(path.join(dir, 'keys', 'policy.private.jwk.json'), 'utf8')) as JWK;
     await writeBundleFile(lab.bundleFile, await signBundle(payload, policyKey, policyKey.kid as string));
     expect(await lab.gateway.reloadBundle()).toBe(true);
+    // The other cases find the demo rules again, under a newer revision (an older one is a rollback).
+    onTestFinished(async () => {
+      const full = await compileSources(path.join(PACKAGE_ROOT, 'rules/demo/bundle.yaml'), { now: Date.now(), revision: revision + 1 });
+      await writeBundleFile(lab.bundleFile, await signBundle(full, policyKey, policyKey.kid as string));
+      expect(await lab.gateway.reloadBundle()).toBe(true);
+    });
 
     await legacyNotified;
     await modernNotified;

@@ -14,7 +14,9 @@ import { createJwtSession, rotateJwt } from '../../../protocols/opcua/jwt-token.
 
 const SCOPES = ['read', 'write', 'call', 'browse', 'subscribe'];
 
-describe('OPC UA agents through the real gateway (lab with the OPC UA front)', () => {
+// In order (make test-shuffle keeps it): the last case reads, in the SOC's stream, the decisions of every
+// case before it.
+describe('OPC UA agents through the real gateway (lab with the OPC UA front)', { shuffle: false }, () => {
   let dir: string;
   let lab: Lab;
   let clock: ManualClock;
