@@ -355,7 +355,8 @@ export class OpcuaFront {
   private readonly gatedSubscriptions = new WeakSet<Subscription>();
   private readonly watchedChannels = new WeakSet<AnsweringChannel>();
   /** Written values held in the copy until the server echoes them (at most one per node). */
-  private readonly holds = new Map<string, { written: Variant; latest?: DataValue; timer: NodeJS.Timeout }>();
+  /** Per node: the value an agent wrote, the values before it (the only ones a late notification can carry), the newest held back. */
+  private readonly holds = new Map<string, { written: Variant; before: Variant[]; latest?: DataValue; timer: NodeJS.Timeout }>();
   /**
    * The reasons of a batch's refused items (undefined for items that went through), keyed by the
    * request's item array; kept only for batches with a refusal, read when the response leaves.
@@ -446,7 +447,10 @@ export class OpcuaFront {
    * Pushes a value from the upstream into the front's copy (feeds reads and monitored items). After
    * an accepted write the copy holds the written value until the server's notification of it
    * arrives (holdWritten): a notification the server sampled before the write may still be waiting
-   * for its publishing cycle and arrive after the write's answer, and must not undo it.
+   * for its publishing cycle and arrive after the write's answer, and must not undo it. Only the
+   * value from before the write can be such a notification: any other value is a change made on the
+   * PLC since (an operator at the HMI, the PLC's own logic) and ends the hold at once — an agent must
+   * never read its own write back over the plant's newer value.
    */
   update(target: string, value: DataValue): void {
     const n = this.byTarget.get(target);
@@ -456,7 +460,7 @@ export class OpcuaFront {
     const hold = this.holds.get(target);
     if (hold !== undefined) {
       // A bad status (the server unreachable) is news at once; another value waits for the hold's end.
-      if (dv.statusCode.isGood() && !sameVariant(hold.written, dv.value)) {
+      if (dv.statusCode.isGood() && !sameVariant(hold.written, dv.value) && hold.before.some((b) => sameVariant(b, dv.value))) {
         hold.latest = dv;
         return;
       }
@@ -472,10 +476,13 @@ export class OpcuaFront {
    */
   private holdWritten(n: FrontNode, written: Variant): void {
     const now = new Date();
-    n.copy = new DataValue({ value: written, statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
     const target = n.target;
     const previous = this.holds.get(target);
     if (previous !== undefined) clearTimeout(previous.timer);
+    // What a late notification may still carry: the value before this write and, after quick
+    // successive writes, the values written before it (bounded: a hold lasts WRITE_HOLD_MS).
+    const before = previous !== undefined ? [...previous.before, previous.written].slice(-8) : n.copy?.value !== undefined ? [n.copy.value] : [];
+    n.copy = new DataValue({ value: written, statusCode: StatusCodes.Good, sourceTimestamp: now, serverTimestamp: now });
     const timer = setTimeout(() => {
       const hold = this.holds.get(target);
       if (hold?.timer !== timer) return;
@@ -484,7 +491,7 @@ export class OpcuaFront {
       if (hold.latest !== undefined && node?.copy !== undefined) node.copy = hold.latest;
     }, WRITE_HOLD_MS);
     timer.unref();
-    this.holds.set(target, { written, timer });
+    this.holds.set(target, { written, before, timer });
   }
 
   /** The Command targets (canonical NodeIds) of the variables the upstream feeds, optionally of one asset. */
