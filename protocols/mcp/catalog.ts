@@ -5,7 +5,8 @@
 // Command the pipeline decides. Pure: built once per token and bundle, then reused.
 import type { JSONObject } from '@modelcontextprotocol/server';
 import type { Subject } from '../../src/core/command.js';
-import type { BundleAsset, BundlePayload, MethodDef, PointDef } from '../../src/policy/payload.js';
+import type { BundleAsset, MethodDef, PointDef } from '../../src/assets/bundle-asset.js';
+import type { BundlePayload } from '../../src/policy/payload.js';
 import { reachOf, type Grant, type ReachOperation } from '../../src/policy/reach.js';
 import { readRequest, typeRange, writeFunctionCode } from './modbus-points.js';
 

@@ -2,7 +2,7 @@
 // MCP front listens, the resource URI its tokens must name, and the bounds it puts on callers.
 // Owns the schema and its defaults only; must never open sockets or read files.
 import { z } from 'zod';
-import { parseRate, type RateSpec } from '../../src/policy/rate.js';
+import { parseRate, type RateSpec } from '../../src/core/rate.js';
 
 const hostname = z.string().min(1).regex(/^[^\s/:]+$|^\[[0-9a-fA-F:.]+\]$/, 'a hostname without scheme or port (IPv6 in brackets)');
 

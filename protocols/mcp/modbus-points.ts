@@ -3,8 +3,7 @@
 // front asked) and the point's engineering value from the PLC's answer. Pure; no sockets.
 // Decoding is the gateway's own (src/policy/values.ts); encoding here is its inverse and is held
 // to it by a property test (test/unit/mcp/modbus-points.test.ts).
-import type { PointDef } from '../../src/policy/payload.js';
-import { pointWidth } from '../../src/policy/payload.js';
+import { pointWidth, type PointDef } from '../../src/assets/bundle-asset.js';
 import { decodePoint } from '../../src/assets/values.js';
 import type { Request, Response } from '../modbus/codec.js';
 

@@ -3,7 +3,7 @@
 // MCP write reaches the PLC exactly as an OPC UA agent's allowed write does. Loaded only when the
 // gateway runs OPC UA (node-opcua is heavy). Executes what the pipeline allowed; decides nothing.
 import { DataType, StatusCodes, Variant, type StatusCode } from 'node-opcua';
-import type { ArgumentType, BundleAsset } from '../../src/policy/payload.js';
+import type { ArgumentType, BundleAsset } from '../../src/assets/bundle-asset.js';
 import { pointDataType } from '../../src/assets/data-type.js';
 import { frontAssetFromMap, type OpcuaAssetMap } from '../opcua/mapping.js';
 import type { OpcuaUpstream } from '../opcua/upstream.js';

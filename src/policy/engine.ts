@@ -47,7 +47,8 @@ import {
   type BundleRule,
   type PointDef,
 } from './payload.js';
-import type { KeyedRate, RateSpec } from './rate.js';
+import type { KeyedRate } from './rate.js';
+import type { RateSpec } from '../core/rate.js';
 import { decodePoint } from '../assets/values.js';
 import { compileWindows, type CompiledWindow } from './windows.js';
 import { checkArguments, checkValue, compileSelectors, numericOf, selectorFor, type CompiledSelector } from './opcua-nodes.js';

@@ -10,7 +10,7 @@
 // Owns that bookkeeping only: it never decides, never does I/O, and stays bounded (budgets in LRUs,
 // bases one per point of the bundles seen).
 import { LRUCache } from 'lru-cache';
-import { TokenBucket, type RateSpec } from './rate.js';
+import { TokenBucket, type RateSpec } from '../core/rate.js';
 
 /** Budgets per rate limit: subjects are authenticated, but still bounded. */
 const MAX_BUDGETS_PER_LIMIT = 10_000;

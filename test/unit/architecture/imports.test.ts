@@ -93,4 +93,15 @@ describe('the import graph between areas', () => {
   it('keeps the asset format free of policy, the simulator and the protocol fronts', () => {
     expect([...(graph.get('src/assets') ?? [])]).toEqual(['src/core']);
   });
+
+  it('lets a protocol front ask policy only through the bundle payload and the reach query (the MCP tool catalog)', () => {
+    const allowed = new Set(['src/policy/payload.ts', 'src/policy/reach.ts']);
+    const used = sources(path.join(root, 'protocols')).flatMap((file) =>
+      [...readFileSync(file, 'utf8').matchAll(/from '(\.[^']+)'/g)]
+        .map((m) => path.relative(root, path.resolve(path.dirname(file), m[1]!)).replace(/\.js$/, '.ts'))
+        .filter((to) => to.startsWith('src/policy/') && !allowed.has(to))
+        .map((to) => `${path.relative(root, file)} -> ${to}`),
+    );
+    expect(used).toEqual([]);
+  });
 });
