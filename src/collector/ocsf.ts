@@ -42,15 +42,19 @@ function base(r: Json, classUid: number, className: string, categoryUid: number,
   };
 }
 
-function status(ok: boolean, code: string, detail?: string): Json {
-  return {
-    status_id: ok ? 1 : 2,
-    status: ok ? 'Success' : 'Failure',
-    status_code: code,
-    ...(detail ? { status_detail: detail } : {}),
-    severity_id: ok ? 1 : 3,
-    severity: ok ? 'Informational' : 'Medium',
-  };
+/**
+ * The status fields, added to `e` in their order. Events are built by assignment in a fixed key
+ * order, never by spreading objects into each other: the collector maps every record it stores,
+ * and spreading was most of its cost (docs/performance.md, collector).
+ */
+function withStatus(e: Json, ok: boolean, code: string, detail?: string): Json {
+  e.status_id = ok ? 1 : 2;
+  e.status = ok ? 'Success' : 'Failure';
+  e.status_code = code;
+  if (detail) e.status_detail = detail;
+  e.severity_id = ok ? 1 : 3;
+  e.severity = ok ? 'Informational' : 'Medium';
+  return e;
 }
 
 /** The workload's identity as the session's user (Authorize Session: the session is the workload's). */
@@ -66,13 +70,17 @@ function user(subject: Json | undefined): Json {
  */
 function actor(subject: Json | undefined, sessionId: string | undefined, appName?: string): Json {
   const workload = subject?.workloadId as string | undefined;
-  return {
+  const a: Json = {
     user: subject?.owner ? { uid: subject.owner, name: subject.owner, type_id: 1, type: 'User' } : { name: workload ? 'no owner' : 'unidentified', type_id: 0, type: 'Unknown' },
-    ...(workload ? { app_uid: workload, app_name: appName ?? workload } : appName ? { app_name: appName } : {}),
-    ...(sessionId ? { session: { uid: sessionId, ...(subject?.jti ? { credential_uid: subject.jti } : {}) } } : {}),
-    ...(subject?.issuer ? { idp: { name: subject.issuer } } : {}),
-    ...(subject?.actSub?.length ? { invoked_by: subject.actSub.join(',') } : {}),
   };
+  if (workload) {
+    a.app_uid = workload;
+    a.app_name = appName ?? workload;
+  } else if (appName) a.app_name = appName;
+  if (sessionId) a.session = subject?.jti ? { uid: sessionId, credential_uid: subject.jti } : { uid: sessionId };
+  if (subject?.issuer) a.idp = { name: subject.issuer };
+  if (subject?.actSub?.length) a.invoked_by = subject.actSub.join(',');
+  return a;
 }
 
 /** "address:port" or "[v6]:port" as the gateway saw it → OCSF Network Endpoint. */
@@ -84,19 +92,18 @@ function endpoint(remote: unknown): Json {
 
 /** The asset and the points a command touched, with written values. */
 function resources(assetId: unknown, points: unknown, values?: Json, typedValues?: Json): Json[] {
-  return [
-    { uid: assetId ?? '', type: 'asset' },
-    ...((points ?? []) as string[]).map((p) => ({
-      uid: p,
-      type: 'point',
-      ...(values?.[p] !== undefined ? { data: { value: values[p] } } : typedValues?.[p] !== undefined ? { data: { value: typedValues[p] } } : {}),
-    })),
-  ];
+  const out: Json[] = [{ uid: assetId ?? '', type: 'asset' }];
+  for (const p of (points ?? []) as string[]) {
+    const point: Json = { uid: p, type: 'point' };
+    if (values?.[p] !== undefined) point.data = { value: values[p] };
+    else if (typedValues?.[p] !== undefined) point.data = { value: typedValues[p] };
+    out.push(point);
+  }
+  return out;
 }
 
 /** The OCSF event for a record (in the collector's JSON form), or undefined when it has no mapping. */
 export function toOcsf(r: Json): Json | undefined {
-  const unmapped = { gateway_id: r.gatewayId, seq: r.seq, hash: r.hash };
   if (r.decision) {
     const d = r.decision as Json;
     const c = (d.command ?? {}) as Json;
@@ -110,17 +117,14 @@ export function toOcsf(r: Json): Json | undefined {
     const e = base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[c.operation] ?? [99, 'Other']);
     // The task groups every command an agent ran for it: correlation_uid is what a SIEM joins on.
     if (task) e.metadata.correlation_uid = task;
-    return {
-      ...e,
-      ...status(allowed, dec.reason ?? '', dec.ruleId ? `rule ${String(dec.ruleId)}` : undefined),
-      message: `${allowed ? 'allowed' : `denied ${String(dec.reason ?? '')}`}: ${String(c.operation ?? '')} ${String(c.assetId ?? '')}${task ? ` for task ${task}${purpose ? ` (${purpose})` : ''}` : ''}`,
-      actor: {
-        ...actor(d.subject, c.sessionId, mcp ? `${String(mcp.clientName ?? '')} ${String(mcp.clientVersion ?? '')}`.trim() : undefined),
-        // A refusal before policy (identity, token, protocol) names no rule: no policy object then.
-        authorizations: [{ decision: allowed ? 'allow' : 'deny', ...(dec.ruleId ? { policy: { uid: dec.ruleId, version: String(dec.bundleRevision ?? 0) } } : {}) }],
-      },
-      src_endpoint: endpoint(c.remoteAddress),
-      api: mcp
+    withStatus(e, allowed, dec.reason ?? '', dec.ruleId ? `rule ${String(dec.ruleId)}` : undefined);
+    e.message = `${allowed ? 'allowed' : `denied ${String(dec.reason ?? '')}`}: ${String(c.operation ?? '')} ${String(c.assetId ?? '')}${task ? ` for task ${task}${purpose ? ` (${purpose})` : ''}` : ''}`;
+    const who = actor(d.subject, c.sessionId, mcp ? `${String(mcp.clientName ?? '')} ${String(mcp.clientVersion ?? '')}`.trim() : undefined);
+    // A refusal before policy (identity, token, protocol) names no rule: no policy object then.
+    who.authorizations = [dec.ruleId ? { decision: allowed ? 'allow' : 'deny', policy: { uid: dec.ruleId, version: String(dec.bundleRevision ?? 0) } } : { decision: allowed ? 'allow' : 'deny' }];
+    e.actor = who;
+    e.src_endpoint = endpoint(c.remoteAddress);
+    e.api = mcp
         ? {
             operation: `tools/call ${String(mcp.tool ?? '')}`,
             service: { name: 'mcp', version: mcp.protocolVersion ?? '' },
@@ -130,26 +134,32 @@ export function toOcsf(r: Json): Json | undefined {
             operation: c.service || `${String(c.protocol ?? '')} fc ${String(c.functionCode ?? 0)} ${String(c.operation ?? '')}`.trim(),
             service: { name: c.protocol ?? '' },
             request: { uid: String(c.transactionId ?? 0) },
-          },
-      resources: resources(c.assetId, c.points, c.values, c.typedValues),
-      unmapped: {
-        ...unmapped, task_id: task, task_purpose: purpose, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues,
-        ...(mcp ? { command_protocol: c.protocol, function_code: c.functionCode } : {}),
-      },
+          };
+    e.resources = resources(c.assetId, c.points, c.values, c.typedValues);
+    const unmapped: Json = {
+      gateway_id: r.gatewayId, seq: r.seq, hash: r.hash, task_id: task, task_purpose: purpose, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues,
     };
+    if (mcp) {
+      unmapped.command_protocol = c.protocol;
+      unmapped.function_code = c.functionCode;
+    }
+    e.unmapped = unmapped;
+    return e;
   }
+  const unmapped = { gateway_id: r.gatewayId, seq: r.seq, hash: r.hash };
   if (r.outcome) {
     const o = r.outcome as Json;
-    return {
-      ...base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[o.operation] ?? [99, 'Other']),
-      ...status(o.status === 'ok', String(o.status ?? ''), o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : undefined),
-      message: `outcome ${String(o.status ?? '')} of ${String(o.operation ?? 'command')} ${String(o.assetId ?? '')} (decision seq ${String(o.decisionSeq ?? 0)})`,
-      actor: { ...(o.workloadId ? { app_uid: o.workloadId, app_name: o.workloadId } : {}), session: { uid: o.sessionId ?? '' } },
-      api: { operation: 'outcome', request: { uid: String(o.transactionId ?? 0) } },
-      resources: resources(o.assetId, o.points),
-      duration: Math.round(Number(o.upstreamLatencyUs ?? 0) / 1000),
-      unmapped: { ...unmapped, decision_seq: o.decisionSeq ?? 0, upstream_latency_us: o.upstreamLatencyUs ?? 0 },
-    };
+    const e = withStatus(
+      base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[o.operation] ?? [99, 'Other']),
+      o.status === 'ok', String(o.status ?? ''), o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : undefined,
+    );
+    e.message = `outcome ${String(o.status ?? '')} of ${String(o.operation ?? 'command')} ${String(o.assetId ?? '')} (decision seq ${String(o.decisionSeq ?? 0)})`;
+    e.actor = o.workloadId ? { app_uid: o.workloadId, app_name: o.workloadId, session: { uid: o.sessionId ?? '' } } : { session: { uid: o.sessionId ?? '' } };
+    e.api = { operation: 'outcome', request: { uid: String(o.transactionId ?? 0) } };
+    e.resources = resources(o.assetId, o.points);
+    e.duration = Math.round(Number(o.upstreamLatencyUs ?? 0) / 1000);
+    e.unmapped = { gateway_id: r.gatewayId, seq: r.seq, hash: r.hash, decision_seq: o.decisionSeq ?? 0, upstream_latency_us: o.upstreamLatencyUs ?? 0 };
+    return e;
   }
   if (r.token) {
     const t = r.token as Json;
@@ -157,7 +167,7 @@ export function toOcsf(r: Json): Json | undefined {
     return {
       // Authorize Session activity_id 1 = Assign Privileges: the token's scopes become the session's.
       ...base(r, 3003, 'Authorize Session', 3, 'Identity & Access Management', ok ? [1, 'Assign Privileges'] : [99, 'Other']),
-      ...status(ok, t.reason ?? '', t.detail || undefined),
+      ...withStatus({}, ok, t.reason ?? '', t.detail || undefined),
       user: user(t.subject),
       ...(t.subject?.owner ? { actor: actor(t.subject, t.sessionId || undefined) } : {}),
       ...(t.subject?.jti ? { session: { uid: t.subject.jti, ...(t.expiresAtUnixMs ? { expiration_time: t.expiresAtUnixMs } : {}) } } : {}),
@@ -169,7 +179,7 @@ export function toOcsf(r: Json): Json | undefined {
     const v = r.revocation as Json;
     return {
       ...base(r, 3003, 'Authorize Session', 3, 'Identity & Access Management', [99, 'Other']),
-      ...status(true, 'TOKEN_REVOKED', `${String(v.kind)}=${String(v.value)}: ${String(v.reason ?? '')}`),
+      ...withStatus({}, true, 'TOKEN_REVOKED', `${String(v.kind)}=${String(v.value)}: ${String(v.reason ?? '')}`),
       user: { uid: v.kind === 'sub' ? v.value : (v.workloadId ?? ''), type_id: 99, type: 'Workload' },
       actor: { user: { uid: v.by ?? '', name: v.by ?? '' } },
       unmapped: { ...unmapped, kind: v.kind, value: v.value, source: v.source, revoked_at_unix_ms: v.revokedAtUnixMs },
@@ -182,7 +192,7 @@ export function toOcsf(r: Json): Json | undefined {
     const activity: [number, string] = f.kind === 'frozen' ? [1, 'Create'] : f.kind === 'unfreeze_requested' ? [3, 'Update'] : [4, 'Delete'];
     return {
       ...base(r, 3004, 'Entity Management', 3, 'Identity & Access Management', activity),
-      ...status(true, 'EMERGENCY_FREEZE', `${String(f.kind)} ${String(f.scope)}${f.value ? ` ${String(f.value)}` : ''}: ${String(f.reason ?? '')}`),
+      ...withStatus({}, true, 'EMERGENCY_FREEZE', `${String(f.kind)} ${String(f.scope)}${f.value ? ` ${String(f.value)}` : ''}: ${String(f.reason ?? '')}`),
       actor: { user: { uid: f.by ?? '', name: f.by ?? '' } },
       entity: { uid: f.freezeId ?? '', name: `${String(f.scope)} ${String(f.value ?? '')}`.trim(), type: 'emergency_freeze' },
       unmapped: { ...unmapped, kind: f.kind, scope: f.scope, value: f.value, mode: f.mode, frozen_by: f.frozenBy, expires_at_unix_ms: f.expiresAtUnixMs, unfreeze_by: f.unfreezeBy, unfreeze_needed: f.unfreezeNeeded },
