@@ -11,7 +11,7 @@ import type { WindowSpec } from '../windows.js';
 import { pointGlob } from '../../core/glob.js';
 import { OPCUA_ATTRIBUTES, type NodeSelectorDef, type ValueBounds } from '../opcua-nodes.js';
 import { APPROVAL_EXCLUSIONS, ASSURANCES, MAX_APPROVERS, MODES, MODBUS_TABLES, RULE_OPERATIONS, type AddressRange, type ApprovalExclusion, type ApprovalRule, type BundleRule, type Bounds, type Mode, type RuleOperation } from '../payload.js';
-import { ID_RE, SourceFile } from './source-file.js';
+import { ID_RE, SourceFile, type Entries } from './source-file.js';
 
 const KEYED_RATE_KEYS = ['rate', 'per'];
 const APPROVAL_KEYS = ['approvers', 'distinct_from', 'approve_within', 'execute_within'];
@@ -237,22 +237,103 @@ export function collectRules(f: SourceFile, node: Node | null, out: RuleDraft[])
   }
 }
 
-function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft | undefined {
-  const e = f.map(node, field, RULE_KEYS, 'a rule with id, subject, asset, operations, points or ranges');
-  if (e === undefined) return undefined;
-  const n = node!;
-  let ok = true;
-  const bad = (): undefined => {
-    ok = false;
-    return undefined;
-  };
+/** A rule's Modbus `ranges`: the plant file's form (holding[0..99]) or { table, from, to }, inclusive. */
+function ruleRanges(f: SourceFile, e: Entries, field: string, bad: () => undefined): AddressRange[] {
+  const ranges: AddressRange[] = [];
+  const rgp = e.get('ranges');
+  if (rgp) {
+    const items = f.seq(f.valueNode(rgp), `${field}.ranges`, 'of holding[0..99] or { table, from, to }');
+    if (items === undefined) bad();
+    for (const [i, item] of (items ?? []).entries()) {
+      const rf = `${field}.ranges[${i}]`;
+      if (isScalar(item)) {
+        // The plant file's form (src/assets/plant.ts): holding[0..99], coil[7].
+        const r = typeof item.value === 'string' ? parseRange(item.value, false) : 'must be a range like holding[0..99] or { table, from, to }';
+        if (typeof r === 'string') {
+          f.fail(item, rf, r);
+          bad();
+        } else ranges.push({ table: r.table, from: r.from, to: r.to });
+        continue;
+      }
+      const re = f.map(item, rf, RANGE_KEYS, 'with table, from, to (inclusive)');
+      if (re === undefined) {
+        bad();
+        continue;
+      }
+      const table = f.oneOf<ModbusTable>(item!, re, 'table', `${rf}.table`, MODBUS_TABLES);
+      const from = f.int(item!, re, 'from', `${rf}.from`, 0, 65535);
+      const to = f.int(item!, re, 'to', `${rf}.to`, 0, 65535);
+      if (table === undefined || from === undefined || to === undefined) {
+        bad();
+        continue;
+      }
+      if (from > to) {
+        f.fail(re.get('to')!.value, `${rf}.to`, `${to} is below from (${from})`);
+        bad();
+        continue;
+      }
+      ranges.push({ table, from, to });
+    }
+  }
+  return ranges;
+}
 
-  let id = f.str(n, e, 'id', `${field}.id`, true);
-  if (id !== undefined && !ID_RE.test(id)) id = f.fail(e.get('id')!.value, `${field}.id`, `'${id}' must match ${ID_RE.source}`);
-  if (id === undefined) bad();
-  const description = f.str(n, e, 'description', `${field}.description`, false) ?? '';
+type IdRanges = { from: number; to: number }[];
 
-  // subject:
+/** A rule's `function_codes` (each of a class among its operations) and the selectors of the unaddressed ones (sub_functions, mei_types, object_ids). */
+function ruleFunctionCodes(
+  f: SourceFile,
+  e: Entries,
+  field: string,
+  operations: RuleOperation[],
+  bad: () => undefined,
+): { functionCodes: number[] | undefined; selectors: Partial<Record<'sub_functions' | 'mei_types' | 'object_ids', IdRanges>> } {
+  let functionCodes: number[] | undefined;
+  const fcp = e.get('function_codes');
+  if (fcp) {
+    const items = f.seq(f.valueNode(fcp), `${field}.function_codes`, 'Modbus function codes');
+    if (items === undefined) bad();
+    else {
+      functionCodes = [];
+      items.forEach((item, i) => {
+        const ff = `${field}.function_codes[${i}]`;
+        const fc = f.intNode(item, ff, 1, 127);
+        if (fc === undefined) return bad();
+        const cls = FUNCTION_CODE_OPERATION.get(fc);
+        if (cls === undefined) {
+          f.fail(item, ff, `unsupported function code ${fc} (supported: ${[...FUNCTION_CODE_OPERATION.keys()].join(', ')})`);
+          return bad();
+        }
+        if (operations.length > 0 && !operations.includes(cls)) {
+          f.fail(item, ff, `function code ${fc} is a ${cls}, but the rule's operations are ${operations.join(', ')}`);
+          return bad();
+        }
+        functionCodes!.push(fc);
+      });
+    }
+  }
+
+  // Selectors of the function codes without addresses: each needs its function code named.
+  const selectors: Partial<Record<'sub_functions' | 'mei_types' | 'object_ids', IdRanges>> = {};
+  for (const [key, fc, max] of [['sub_functions', 8, 0xffff], ['mei_types', 43, 0xff], ['object_ids', 43, 0xff]] as const) {
+    const sp = e.get(key);
+    if (sp === undefined) continue;
+    const list = compileIdList(f, f.valueNode(sp), `${field}.${key}`, max);
+    if (list === undefined) bad();
+    else if (!(functionCodes ?? []).includes(fc)) {
+      f.fail(sp.key, `${field}.${key}`, `selects function code ${fc}, which the rule's function_codes must name`);
+      bad();
+    } else selectors[key] = list;
+  }
+  if (selectors.object_ids !== undefined && selectors.mei_types !== undefined && !selectors.mei_types.some((r) => r.from <= 14 && 14 <= r.to)) {
+    f.fail(e.get('object_ids')!.key, `${field}.object_ids`, 'object ids are read by MEI type 14 (Read Device Identification), which mei_types leaves out');
+    bad();
+  }
+  return { functionCodes, selectors };
+}
+
+/** A rule's `subject`: who it is for (workload, owner, roles, scopes, act, assurance). */
+function ruleSubject(f: SourceFile, n: Node, e: Entries, field: string, bad: () => undefined): BundleRule['subject'] | undefined {
   let subject: BundleRule['subject'] | undefined;
   const sp = e.get('subject');
   if (sp === undefined) {
@@ -295,8 +376,11 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
       }
     }
   }
+  return subject;
+}
 
-  // asset | assets:
+/** A rule's `asset` or `assets`: the ids, with the nodes that name them (for later errors). */
+function ruleAssets(f: SourceFile, n: Node, e: Entries, field: string, bad: () => undefined): { assets: string[]; assetNodes: Node[] } {
   const assetNodes: Node[] = [];
   const assets: string[] = [];
   const ap = e.get('asset');
@@ -326,8 +410,11 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     f.fail(n, `${field}.asset`, "is required ('asset: ID' or 'assets: [..]')");
     bad();
   }
+  return { assets, assetNodes };
+}
 
-  // operations:
+/** A rule's `operations`, each once. */
+function ruleOperations(f: SourceFile, n: Node, e: Entries, field: string, bad: () => undefined): RuleOperation[] {
   const operations: RuleOperation[] = [];
   const op = e.get('operations');
   if (op === undefined) {
@@ -346,6 +433,27 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
       });
     }
   }
+  return operations;
+}
+
+function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft | undefined {
+  const e = f.map(node, field, RULE_KEYS, 'a rule with id, subject, asset, operations, points or ranges');
+  if (e === undefined) return undefined;
+  const n = node!;
+  let ok = true;
+  const bad = (): undefined => {
+    ok = false;
+    return undefined;
+  };
+
+  let id = f.str(n, e, 'id', `${field}.id`, true);
+  if (id !== undefined && !ID_RE.test(id)) id = f.fail(e.get('id')!.value, `${field}.id`, `'${id}' must match ${ID_RE.source}`);
+  if (id === undefined) bad();
+  const description = f.str(n, e, 'description', `${field}.description`, false) ?? '';
+
+  const subject = ruleSubject(f, n, e, field, bad);
+  const { assets, assetNodes } = ruleAssets(f, n, e, field, bad);
+  const operations = ruleOperations(f, n, e, field, bad);
 
   // points:
   const pointNodes: Node[] = [];
@@ -360,43 +468,8 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     }
   }
 
-  // ranges:
-  const ranges: AddressRange[] = [];
+  const ranges = ruleRanges(f, e, field, bad);
   const rgp = e.get('ranges');
-  if (rgp) {
-    const items = f.seq(f.valueNode(rgp), `${field}.ranges`, 'of holding[0..99] or { table, from, to }');
-    if (items === undefined) bad();
-    for (const [i, item] of (items ?? []).entries()) {
-      const rf = `${field}.ranges[${i}]`;
-      if (isScalar(item)) {
-        // The plant file's form (src/assets/plant.ts): holding[0..99], coil[7].
-        const r = typeof item.value === 'string' ? parseRange(item.value, false) : 'must be a range like holding[0..99] or { table, from, to }';
-        if (typeof r === 'string') {
-          f.fail(item, rf, r);
-          bad();
-        } else ranges.push({ table: r.table, from: r.from, to: r.to });
-        continue;
-      }
-      const re = f.map(item, rf, RANGE_KEYS, 'with table, from, to (inclusive)');
-      if (re === undefined) {
-        bad();
-        continue;
-      }
-      const table = f.oneOf<ModbusTable>(item!, re, 'table', `${rf}.table`, MODBUS_TABLES);
-      const from = f.int(item!, re, 'from', `${rf}.from`, 0, 65535);
-      const to = f.int(item!, re, 'to', `${rf}.to`, 0, 65535);
-      if (table === undefined || from === undefined || to === undefined) {
-        bad();
-        continue;
-      }
-      if (from > to) {
-        f.fail(re.get('to')!.value, `${rf}.to`, `${to} is below from (${from})`);
-        bad();
-        continue;
-      }
-      ranges.push({ table, from, to });
-    }
-  }
   // nodes: (OPC UA)
   let nodes: NodeSelectorDef[] | undefined;
   const np = e.get('nodes');
@@ -413,48 +486,7 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
     bad();
   }
 
-  // function_codes:
-  let functionCodes: number[] | undefined;
-  const fcp = e.get('function_codes');
-  if (fcp) {
-    const items = f.seq(f.valueNode(fcp), `${field}.function_codes`, 'Modbus function codes');
-    if (items === undefined) bad();
-    else {
-      functionCodes = [];
-      items.forEach((item, i) => {
-        const ff = `${field}.function_codes[${i}]`;
-        const fc = f.intNode(item, ff, 1, 127);
-        if (fc === undefined) return bad();
-        const cls = FUNCTION_CODE_OPERATION.get(fc);
-        if (cls === undefined) {
-          f.fail(item, ff, `unsupported function code ${fc} (supported: ${[...FUNCTION_CODE_OPERATION.keys()].join(', ')})`);
-          return bad();
-        }
-        if (operations.length > 0 && !operations.includes(cls)) {
-          f.fail(item, ff, `function code ${fc} is a ${cls}, but the rule's operations are ${operations.join(', ')}`);
-          return bad();
-        }
-        functionCodes!.push(fc);
-      });
-    }
-  }
-
-  // Selectors of the function codes without addresses: each needs its function code named.
-  const selectors: Partial<Record<'sub_functions' | 'mei_types' | 'object_ids', { from: number; to: number }[]>> = {};
-  for (const [key, fc, max] of [['sub_functions', 8, 0xffff], ['mei_types', 43, 0xff], ['object_ids', 43, 0xff]] as const) {
-    const sp = e.get(key);
-    if (sp === undefined) continue;
-    const list = compileIdList(f, f.valueNode(sp), `${field}.${key}`, max);
-    if (list === undefined) bad();
-    else if (!(functionCodes ?? []).includes(fc)) {
-      f.fail(sp.key, `${field}.${key}`, `selects function code ${fc}, which the rule's function_codes must name`);
-      bad();
-    } else selectors[key] = list;
-  }
-  if (selectors.object_ids !== undefined && selectors.mei_types !== undefined && !selectors.mei_types.some((r) => r.from <= 14 && 14 <= r.to)) {
-    f.fail(e.get('object_ids')!.key, `${field}.object_ids`, 'object ids are read by MEI type 14 (Read Device Identification), which mei_types leaves out');
-    bad();
-  }
+  const { functionCodes, selectors } = ruleFunctionCodes(f, e, field, operations, bad);
 
   const requireScope = f.str(n, e, 'require_scope', `${field}.require_scope`, false);
   if (e.has('require_scope') && requireScope === undefined) bad();
