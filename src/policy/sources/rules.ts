@@ -237,6 +237,141 @@ export function collectRules(f: SourceFile, node: Node | null, out: RuleDraft[])
   }
 }
 
+/** A rule's `bounds`: per written point, min and/or max in engineering units (with the nodes for later errors). */
+function ruleBounds(f: SourceFile, e: Entries, field: string, operations: RuleOperation[], bad: () => undefined): { bounds: Record<string, Bounds>; boundNodes: Map<string, Node> } {
+  const bounds: Record<string, Bounds> = {};
+  const boundNodes = new Map<string, Node>();
+  const bp = e.get('bounds');
+  if (bp) {
+    if (operations.length > 0 && !operations.includes('write')) {
+      f.fail(bp.key, `${field}.bounds`, 'bounds apply to written values, but the rule does not allow write');
+      bad();
+    }
+    const be = f.freeMap(f.valueNode(bp), `${field}.bounds`, 'point name -> { min, max }');
+    if (be === undefined) bad();
+    for (const [point, pair] of be ?? []) {
+      const bf = `${field}.bounds.${point}`;
+      const vn = f.valueNode(pair);
+      const ve = f.map(vn, bf, BOUND_KEYS, 'with min and/or max in engineering units');
+      if (ve === undefined) {
+        bad();
+        continue;
+      }
+      const min = f.num(ve, 'min', `${bf}.min`);
+      const max = f.num(ve, 'max', `${bf}.max`);
+      if ((ve.has('min') && min === undefined) || (ve.has('max') && max === undefined)) {
+        bad();
+        continue;
+      }
+      if (min === undefined && max === undefined) {
+        f.fail(vn, bf, 'give min, max, or both');
+        bad();
+        continue;
+      }
+      if (min !== undefined && max !== undefined && min > max) {
+        f.fail(ve.get('max')!.value, `${bf}.max`, `${max} is below min (${min})`);
+        bad();
+        continue;
+      }
+      const b: Bounds = {};
+      if (min !== undefined) b.min = min;
+      if (max !== undefined) b.max = max;
+      bounds[point] = b;
+      boundNodes.set(point, pair.key);
+    }
+  }
+  return { bounds, boundNodes };
+}
+
+/** A rule's `max_step`: per written point, the largest change per write (with the nodes for later errors). */
+function ruleMaxStep(f: SourceFile, e: Entries, field: string, operations: RuleOperation[], bad: () => undefined): { maxStep: Record<string, number>; stepNodes: Map<string, Node> } {
+  const maxStep: Record<string, number> = {};
+  const stepNodes = new Map<string, Node>();
+  const msp = e.get('max_step');
+  if (msp) {
+    if (operations.length > 0 && !operations.includes('write')) {
+      f.fail(msp.key, `${field}.max_step`, 'max_step applies to written values, but the rule does not allow write');
+      bad();
+    }
+    const me = f.freeMap(f.valueNode(msp), `${field}.max_step`, 'point name -> largest change per write, engineering units');
+    if (me === undefined) bad();
+    for (const [point, pair] of me ?? []) {
+      const vn = f.valueNode(pair);
+      if (!isScalar(vn) || typeof vn.value !== 'number' || !Number.isFinite(vn.value) || vn.value < 0) {
+        f.fail(vn, `${field}.max_step.${point}`, 'must be a number >= 0 (engineering units)');
+        bad();
+        continue;
+      }
+      maxStep[point] = vn.value;
+      stepNodes.set(point, pair.key);
+    }
+  }
+  return { maxStep, stepNodes };
+}
+
+/** A rule's `windows` and `freezes`: references to the entry file's windows, checked once all are known. */
+function ruleWindows(f: SourceFile, e: Entries, field: string, bad: () => undefined): { windowRefs: RuleDraft['windowRefs']; windowLists: Partial<Record<'windows' | 'freezes', string[]>> } {
+  const windowRefs: RuleDraft['windowRefs'] = [];
+  const windowLists: Partial<Record<'windows' | 'freezes', string[]>> = {};
+  for (const key of ['windows', 'freezes'] as const) {
+    const wp = e.get(key);
+    if (!wp) continue;
+    const list = f.strList(f.valueNode(wp), `${field}.${key}`, 'window ids from the entry file');
+    if (list === undefined || list.length === 0) {
+      if (list) f.fail(f.valueNode(wp), `${field}.${key}`, 'must name at least one window');
+      bad();
+      continue;
+    }
+    windowLists[key] = list.map((w) => w.value);
+    list.forEach((w, i) => windowRefs.push({ id: w.value, node: w.node, field: `${field}.${key}[${i}]` }));
+  }
+  const both = (windowLists.windows ?? []).filter((w) => (windowLists.freezes ?? []).includes(w));
+  if (both.length > 0) {
+    f.fail(e.get('freezes')!.value, `${field}.freezes`, `'${both[0]}' is both a window and a freeze of this rule: it can never allow`);
+    bad();
+  }
+  return { windowRefs, windowLists };
+}
+
+/** A rule's `rate_limit`: the older { per_subject, per_asset } mapping, one { rate, per } or a list of them. */
+function ruleRateLimits(f: SourceFile, e: Entries, field: string, bad: () => undefined): KeyedRate[] {
+  const rateLimits: KeyedRate[] = [];
+  const rlp = e.get('rate_limit');
+  if (rlp) {
+    const rn = f.valueNode(rlp);
+    const legacy = isMap(rn) && (rn.items as Pair<Node, Node | null>[]).some((p) => isScalar(p.key) && (p.key.value === 'per_subject' || p.key.value === 'per_asset'));
+    if (legacy) {
+      const re = f.map(rn, `${field}.rate_limit`, RATE_KEYS_LEGACY, "with per_subject and/or per_asset, e.g. '10/m'");
+      if (re === undefined) bad();
+      for (const [key, per] of [['per_subject', ['workload']], ['per_asset', ['asset']]] as const) {
+        const text = re === undefined ? undefined : f.str(rn, re, key, `${field}.rate_limit.${key}`, false);
+        if (text === undefined) {
+          if (re?.has(key)) bad();
+          continue;
+        }
+        const spec = parseRate(text);
+        if (spec === null) {
+          f.fail(re!.get(key)!.value, `${field}.rate_limit.${key}`, `bad rate '${text}' (expected COUNT/PERIOD, e.g. 10/m, 5/30s, 100/1h)`);
+          bad();
+        } else rateLimits.push({ ...spec, per: [...per] });
+      }
+    } else {
+      const items = isSeq(rn) ? (rn.items as (Node | null)[]) : [rn];
+      if (items.length === 0) {
+        f.fail(rn, `${field}.rate_limit`, 'give at least one { rate, per }');
+        bad();
+      }
+      items.forEach((item, i) => {
+        const lf = isSeq(rn) ? `${field}.rate_limit[${i}]` : `${field}.rate_limit`;
+        const limit = compileKeyedRate(f, item, lf);
+        if (limit === undefined) bad();
+        else rateLimits.push(limit);
+      });
+    }
+  }
+  return rateLimits;
+}
+
 /** A rule's Modbus `ranges`: the plant file's form (holding[0..99]) or { table, from, to }, inclusive. */
 function ruleRanges(f: SourceFile, e: Entries, field: string, bad: () => undefined): AddressRange[] {
   const ranges: AddressRange[] = [];
@@ -491,128 +626,13 @@ function compileRule(f: SourceFile, node: Node | null, field: string): RuleDraft
   const requireScope = f.str(n, e, 'require_scope', `${field}.require_scope`, false);
   if (e.has('require_scope') && requireScope === undefined) bad();
 
-  // bounds:
-  const bounds: Record<string, Bounds> = {};
-  const boundNodes = new Map<string, Node>();
-  const bp = e.get('bounds');
-  if (bp) {
-    if (operations.length > 0 && !operations.includes('write')) {
-      f.fail(bp.key, `${field}.bounds`, 'bounds apply to written values, but the rule does not allow write');
-      bad();
-    }
-    const be = f.freeMap(f.valueNode(bp), `${field}.bounds`, 'point name -> { min, max }');
-    if (be === undefined) bad();
-    for (const [point, pair] of be ?? []) {
-      const bf = `${field}.bounds.${point}`;
-      const vn = f.valueNode(pair);
-      const ve = f.map(vn, bf, BOUND_KEYS, 'with min and/or max in engineering units');
-      if (ve === undefined) {
-        bad();
-        continue;
-      }
-      const min = f.num(ve, 'min', `${bf}.min`);
-      const max = f.num(ve, 'max', `${bf}.max`);
-      if ((ve.has('min') && min === undefined) || (ve.has('max') && max === undefined)) {
-        bad();
-        continue;
-      }
-      if (min === undefined && max === undefined) {
-        f.fail(vn, bf, 'give min, max, or both');
-        bad();
-        continue;
-      }
-      if (min !== undefined && max !== undefined && min > max) {
-        f.fail(ve.get('max')!.value, `${bf}.max`, `${max} is below min (${min})`);
-        bad();
-        continue;
-      }
-      const b: Bounds = {};
-      if (min !== undefined) b.min = min;
-      if (max !== undefined) b.max = max;
-      bounds[point] = b;
-      boundNodes.set(point, pair.key);
-    }
-  }
+  const { bounds, boundNodes } = ruleBounds(f, e, field, operations, bad);
 
-  // max_step:
-  const maxStep: Record<string, number> = {};
-  const stepNodes = new Map<string, Node>();
-  const msp = e.get('max_step');
-  if (msp) {
-    if (operations.length > 0 && !operations.includes('write')) {
-      f.fail(msp.key, `${field}.max_step`, 'max_step applies to written values, but the rule does not allow write');
-      bad();
-    }
-    const me = f.freeMap(f.valueNode(msp), `${field}.max_step`, 'point name -> largest change per write, engineering units');
-    if (me === undefined) bad();
-    for (const [point, pair] of me ?? []) {
-      const vn = f.valueNode(pair);
-      if (!isScalar(vn) || typeof vn.value !== 'number' || !Number.isFinite(vn.value) || vn.value < 0) {
-        f.fail(vn, `${field}.max_step.${point}`, 'must be a number >= 0 (engineering units)');
-        bad();
-        continue;
-      }
-      maxStep[point] = vn.value;
-      stepNodes.set(point, pair.key);
-    }
-  }
+  const { maxStep, stepNodes } = ruleMaxStep(f, e, field, operations, bad);
 
-  // windows / freezes: references to the entry file's windows, checked once all are known.
-  const windowRefs: RuleDraft['windowRefs'] = [];
-  const windowLists: Partial<Record<'windows' | 'freezes', string[]>> = {};
-  for (const key of ['windows', 'freezes'] as const) {
-    const wp = e.get(key);
-    if (!wp) continue;
-    const list = f.strList(f.valueNode(wp), `${field}.${key}`, 'window ids from the entry file');
-    if (list === undefined || list.length === 0) {
-      if (list) f.fail(f.valueNode(wp), `${field}.${key}`, 'must name at least one window');
-      bad();
-      continue;
-    }
-    windowLists[key] = list.map((w) => w.value);
-    list.forEach((w, i) => windowRefs.push({ id: w.value, node: w.node, field: `${field}.${key}[${i}]` }));
-  }
-  const both = (windowLists.windows ?? []).filter((w) => (windowLists.freezes ?? []).includes(w));
-  if (both.length > 0) {
-    f.fail(e.get('freezes')!.value, `${field}.freezes`, `'${both[0]}' is both a window and a freeze of this rule: it can never allow`);
-    bad();
-  }
+  const { windowRefs, windowLists } = ruleWindows(f, e, field, bad);
 
-  // rate_limit: the older { per_subject, per_asset } mapping, one { rate, per } or a list of them.
-  const rateLimits: KeyedRate[] = [];
-  const rlp = e.get('rate_limit');
-  if (rlp) {
-    const rn = f.valueNode(rlp);
-    const legacy = isMap(rn) && (rn.items as Pair<Node, Node | null>[]).some((p) => isScalar(p.key) && (p.key.value === 'per_subject' || p.key.value === 'per_asset'));
-    if (legacy) {
-      const re = f.map(rn, `${field}.rate_limit`, RATE_KEYS_LEGACY, "with per_subject and/or per_asset, e.g. '10/m'");
-      if (re === undefined) bad();
-      for (const [key, per] of [['per_subject', ['workload']], ['per_asset', ['asset']]] as const) {
-        const text = re === undefined ? undefined : f.str(rn, re, key, `${field}.rate_limit.${key}`, false);
-        if (text === undefined) {
-          if (re?.has(key)) bad();
-          continue;
-        }
-        const spec = parseRate(text);
-        if (spec === null) {
-          f.fail(re!.get(key)!.value, `${field}.rate_limit.${key}`, `bad rate '${text}' (expected COUNT/PERIOD, e.g. 10/m, 5/30s, 100/1h)`);
-          bad();
-        } else rateLimits.push({ ...spec, per: [...per] });
-      }
-    } else {
-      const items = isSeq(rn) ? (rn.items as (Node | null)[]) : [rn];
-      if (items.length === 0) {
-        f.fail(rn, `${field}.rate_limit`, 'give at least one { rate, per }');
-        bad();
-      }
-      items.forEach((item, i) => {
-        const lf = isSeq(rn) ? `${field}.rate_limit[${i}]` : `${field}.rate_limit`;
-        const limit = compileKeyedRate(f, item, lf);
-        if (limit === undefined) bad();
-        else rateLimits.push(limit);
-      });
-    }
-  }
+  const rateLimits = ruleRateLimits(f, e, field, bad);
 
   // cross_zone:
   let crossZone: string[] | undefined;
