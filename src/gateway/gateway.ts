@@ -31,6 +31,7 @@ import { ModbusPlainListener, ModbusTlsListener } from '../../protocols/modbus/l
 import { registerStaticToken, StaticIdentityMap } from '../identity/static-ip.js';
 import type { Subject } from '../core/command.js';
 import { UpstreamPool } from '../../protocols/modbus/upstream.js';
+import { ModbusRegisterReader } from '../../protocols/modbus/register-reader.js';
 import { connectionLimits, type GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { EnforcementPipeline } from './pipeline.js';
@@ -190,7 +191,15 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
   const memory = new PolicyMemory();
   // Interlocks read live values through the gateway's own connections (one per PLC, not the
   // agents'), rebuilt whenever a bundle becomes active.
-  const safety = new SafetyLifecycle({ policy, upstreams: config.upstreams, opcua: (assetId) => opcua?.upstreams.get(assetId), memory, clock, logger });
+  const safety = new SafetyLifecycle({
+    policy,
+    upstreams: config.upstreams,
+    registers: (endpoint) => new ModbusRegisterReader(endpoint, { timeoutMs: 1000, logger }),
+    opcua: (assetId) => opcua?.upstreams.get(assetId),
+    memory,
+    clock,
+    logger,
+  });
   opened.push(['process image', () => safety.close()]);
 
   // Started further down; a bundle loaded later tells its clients their tools changed.

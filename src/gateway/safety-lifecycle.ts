@@ -5,9 +5,9 @@
 // docs/safety.md). Owns no decision: the pipeline asks it for the interlocks of the moment.
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
-import type { NodeReader } from '../core/readers.js';
+import type { NodeReader, RegisterReader } from '../core/readers.js';
 import { InterlockEngine, processInputs } from '../interlocks/engine.js';
-import { ProcessImage, type ProcessInputSpec } from '../interlocks/process-image.js';
+import { ProcessImage, type ProcessEndpoint, type ProcessInputSpec } from '../interlocks/process-image.js';
 import type { PolicyMemory } from '../policy/memory.js';
 import { DEFAULT_STEP_BASE_MAX_AGE_MS, DEFAULT_STEP_BASE_POLL_MS, type BundlePayload } from '../policy/payload.js';
 import type { GatewayConfig } from './config.js';
@@ -17,6 +17,8 @@ export interface SafetyLifecycleOptions {
   policy: PolicyState;
   /** The gateway's Modbus upstreams: where the image reads each asset. */
   upstreams: GatewayConfig['upstreams'];
+  /** A Modbus PLC's reader: a connection of the gateway's own (protocols/modbus/register-reader.ts). */
+  registers(endpoint: ProcessEndpoint): RegisterReader;
   /** An OPC UA-only asset's reader: the gateway's own upstream session (started after the image). */
   opcua(assetId: string): NodeReader | undefined;
   /** Policy memory: every value read becomes a possible max_step base. */
@@ -58,10 +60,13 @@ export class SafetyLifecycle {
       const image = new ProcessImage({
         inputs: [...processInputs(defs, payload.assets), ...stepped],
         onValue: (asset, point, value, atMs) => memory.observe(asset, point, value, atMs),
-        endpoint: (assetId) => {
-          const u = upstreams.find((x) => x.asset === assetId);
-          const unitId = u?.unit_id ?? payload.assets.find((a) => a.id === assetId)?.unit_id;
-          return u === undefined || unitId === undefined ? undefined : { host: u.host, port: u.port, unitId };
+        modbus: {
+          endpoint: (assetId) => {
+            const u = upstreams.find((x) => x.asset === assetId);
+            const unitId = u?.unit_id ?? payload.assets.find((a) => a.id === assetId)?.unit_id;
+            return u === undefined || unitId === undefined ? undefined : { host: u.host, port: u.port, unitId };
+          },
+          connect: (endpoint) => this.opts.registers(endpoint),
         },
         // Inputs with a NodeId and no Modbus upstream are read on the gateway's own OPC UA upstream
         // session (looked up per poll: that session starts after the image).

@@ -17,9 +17,7 @@
 import type { Clock } from '../core/clock.js';
 import type { ModbusTable } from '../core/command.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { decodeResponse, encodeRequest, isExceptionResponse, type Request } from '../../protocols/modbus/codec.js';
-import { UpstreamPool, type UpstreamResult } from '../../protocols/modbus/upstream.js';
-import type { NodeReader } from '../core/readers.js';
+import { MAX_READ_QUANTITY, type NodeReader, type RegisterReader } from '../core/readers.js';
 import { pointWidth, type PointDef } from '../assets/bundle-asset.js';
 import { decodePoint } from '../assets/values.js';
 
@@ -40,11 +38,13 @@ export interface ProcessEndpoint {
 
 export interface ProcessImageOptions {
   inputs: readonly ProcessInputSpec[];
-  endpoint(asset: string): ProcessEndpoint | undefined;
+  /**
+   * Modbus PLCs: where an asset is reached, and the protocol layer's reader for an endpoint
+   * (protocols/modbus/register-reader.ts), opened once per asset and closed with the image.
+   */
+  modbus?: { endpoint(asset: string): ProcessEndpoint | undefined; connect(endpoint: ProcessEndpoint): RegisterReader };
   clock: Clock;
   logger?: Logger;
-  /** Per-read timeout toward the PLC. */
-  timeoutMs?: number;
   /** Largest gap (registers or bits) bridged to read neighbouring points in one request. */
   maxGap?: number;
   /**
@@ -82,8 +82,8 @@ interface PollGroup {
   asset: string;
   table: ModbusTable;
   pollMs: number;
-  request: Request;
-  pdu: Buffer;
+  address: number;
+  quantity: number;
   members: Member[];
   nextDueMs: number;
   inFlight: Promise<void> | undefined;
@@ -105,8 +105,6 @@ interface NodeGroup {
   last: string;
 }
 
-const FC_FOR: Record<ModbusTable, 1 | 2 | 3 | 4> = { coil: 1, discrete: 2, holding: 3, input: 4 };
-const MAX_QUANTITY: Record<ModbusTable, number> = { coil: 2000, discrete: 2000, holding: 125, input: 125 };
 
 export class ProcessImage {
   /** Engineering units per slot; NaN until read, or when the last read could not be decoded. */
@@ -136,7 +134,7 @@ export class ProcessImage {
   private readonly updateListeners: ((atMs: number) => void)[] = [];
   private readonly groups: PollGroup[] = [];
   private readonly nodeGroups: NodeGroup[] = [];
-  private readonly pools = new Map<string, { pool: UpstreamPool; unitId: number } | undefined>();
+  private readonly readers = new Map<string, RegisterReader | undefined>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly logger: Logger;
@@ -167,7 +165,7 @@ export class ProcessImage {
     });
     // Decided once, from the configuration: an asset with a Modbus endpoint keeps being polled
     // over Modbus exactly as before, even when its points also have NodeIds.
-    const overOpcua = (e: { spec: ProcessInputSpec }) => opts.opcua !== undefined && e.spec.def.node_id !== undefined && opts.endpoint(e.spec.asset) === undefined;
+    const overOpcua = (e: { spec: ProcessInputSpec }) => opts.opcua !== undefined && e.spec.def.node_id !== undefined && opts.modbus?.endpoint(e.spec.asset) === undefined;
     const entries = specs.map((spec, slot) => ({ spec, slot }));
     this.planGroups(
       entries.filter((e) => !overOpcua(e)),
@@ -203,14 +201,13 @@ export class ProcessImage {
       let members: Member[] = [];
       const flush = () => {
         if (members.length === 0) return;
-        const request = { fc: FC_FOR[table], address: start, quantity: end - start } as Request;
-        this.groups.push({ asset, table, pollMs, request, pdu: encodeRequest(request), members, nextDueMs: 0, inFlight: undefined, last: 'not polled yet' });
+        this.groups.push({ asset, table, pollMs, address: start, quantity: end - start, members, nextDueMs: 0, inFlight: undefined, last: 'not polled yet' });
         members = [];
       };
       for (const { spec, slot } of bucket) {
         const a = spec.def.address;
         const w = table === 'coil' || table === 'discrete' ? 1 : pointWidth(spec.def);
-        if (members.length > 0 && (a - end > maxGap || a + w - start > MAX_QUANTITY[table])) flush();
+        if (members.length > 0 && (a - end > maxGap || a + w - start > MAX_READ_QUANTITY[table])) flush();
         if (members.length === 0) start = a;
         end = Math.max(end, a + w);
         members.push({ slot, offset: a - start, def: spec.def });
@@ -243,18 +240,18 @@ export class ProcessImage {
     }
   }
 
-  private poolFor(asset: string): { pool: UpstreamPool; unitId: number } | undefined {
-    if (this.pools.has(asset)) return this.pools.get(asset);
-    const ep = this.opts.endpoint(asset);
-    // One connection of its own per PLC: the image never shares (or starves) the agents' pool.
-    const entry = ep === undefined ? undefined : { pool: new UpstreamPool({ host: ep.host, port: ep.port, connections: 1, timeoutMs: this.opts.timeoutMs ?? 1000, logger: this.logger }), unitId: ep.unitId };
-    this.pools.set(asset, entry);
-    return entry;
+  private readerFor(asset: string): RegisterReader | undefined {
+    if (this.readers.has(asset)) return this.readers.get(asset);
+    const modbus = this.opts.modbus;
+    const ep = modbus?.endpoint(asset);
+    const reader = ep === undefined ? undefined : modbus!.connect(ep);
+    this.readers.set(asset, reader);
+    return reader;
   }
 
   /** Opens the connections and starts polling on a timer (production); tests call pollNow instead. */
   start(): void {
-    for (const g of this.groups) this.poolFor(g.asset);
+    for (const g of this.groups) this.readerFor(g.asset);
     if ((this.groups.length === 0 && this.nodeGroups.length === 0) || this.timer !== undefined) return;
     const fastest = Math.min(...this.groups.map((g) => g.pollMs), ...this.nodeGroups.map((g) => g.pollMs));
     this.timer = setInterval(() => void this.pollDue(), Math.max(10, Math.floor(fastest / 4)));
@@ -264,12 +261,12 @@ export class ProcessImage {
 
   /** Resolves once every PLC the image polls has a live connection. */
   async ready(): Promise<void> {
-    const pools = new Set<UpstreamPool>();
+    const readers = new Set<RegisterReader>();
     for (const g of this.groups) {
-      const p = this.poolFor(g.asset);
-      if (p) pools.add(p.pool);
+      const r = this.readerFor(g.asset);
+      if (r) readers.add(r);
     }
-    await Promise.all([...pools].map((p) => p.ready()));
+    await Promise.all([...readers].map((r) => r.ready()));
   }
 
   /** Polls every group whose interval has passed on the clock; resolves when their answers are in. */
@@ -348,44 +345,34 @@ export class ProcessImage {
 
   private poll(g: PollGroup, now: number): Promise<void> {
     g.nextDueMs = now + g.pollMs;
-    const route = this.closed ? undefined : this.poolFor(g.asset);
-    if (route === undefined) {
+    const reader = this.closed ? undefined : this.readerFor(g.asset);
+    if (reader === undefined) {
       g.last = 'no endpoint';
       return Promise.resolve();
     }
-    let answered = false;
     const seq = ++this.sentRequests;
-    const p = new Promise<void>((resolve) => {
-      route.pool.send(route.unitId, g.pdu, g.request, (result) => {
-        answered = true;
-        g.inFlight = undefined;
-        this.onResult(g, result, now, seq);
-        resolve();
-      });
+    const p = this.read(reader, g).then((result) => {
+      g.inFlight = undefined;
+      this.onResult(g, result, now, seq);
     });
-    // send() answers synchronously when there is no connection: then nothing is in flight.
-    if (!answered) g.inFlight = p;
+    g.inFlight = p;
     return p;
   }
 
-  private onResult(g: PollGroup, result: UpstreamResult, sentAtMs: number, seq: number): void {
-    if (result.kind !== 'response') {
-      if (g.last !== result.kind) this.logger.warn({ asset: g.asset, table: g.table, fc: g.request.fc, result: result.kind }, 'process image poll failed');
-      g.last = result.kind;
-      return;
-    }
-    let words: ArrayLike<number>;
+  /** A reader must not reject or throw; if one does, it is a failed poll like any other. */
+  private read(reader: RegisterReader, g: PollGroup): Promise<ArrayLike<number> | string> {
     try {
-      const res = decodeResponse(g.request, result.pdu);
-      if (isExceptionResponse(res)) {
-        g.last = `exception 0x${res.exception.toString(16).padStart(2, '0')}`;
-        return;
-      }
-      const vals = (res as { values: (number | boolean)[] }).values;
-      words = vals.map((v) => (v === true ? 1 : v === false ? 0 : (v as number)));
+      return reader.readRegisters(g.table, g.address, g.quantity).catch(() => 'failed');
     } catch {
-      // The pool validated the answer already; a decode failure here leaves values to go stale.
-      g.last = 'undecodable';
+      return Promise.resolve('failed');
+    }
+  }
+
+  private onResult(g: PollGroup, words: ArrayLike<number> | string, sentAtMs: number, seq: number): void {
+    if (typeof words === 'string') {
+      // Exceptions are the PLC's answer, said once in the status; a lost connection is logged.
+      if (g.last !== words && !words.startsWith('exception') && words !== 'undecodable') this.logger.warn({ asset: g.asset, table: g.table, address: g.address, result: words }, 'process image poll failed');
+      g.last = words;
       return;
     }
     g.last = 'ok';
@@ -464,15 +451,10 @@ export class ProcessImage {
 
   private freshRead(g: PollGroup, now: number, after: number): Promise<void> {
     if (g.fresh !== undefined && g.fresh.seq > after) return g.fresh.promise;
-    const route = this.closed ? undefined : this.poolFor(g.asset);
-    if (route === undefined) return Promise.resolve();
+    const reader = this.closed ? undefined : this.readerFor(g.asset);
+    if (reader === undefined) return Promise.resolve();
     const seq = ++this.sentRequests;
-    const promise = new Promise<void>((resolve) => {
-      route.pool.send(route.unitId, g.pdu, g.request, (result) => {
-        this.onResult(g, result, now, seq);
-        resolve();
-      });
-    });
+    const promise = this.read(reader, g).then((result) => this.onResult(g, result, now, seq));
     const fresh = { seq, promise };
     g.fresh = fresh;
     void promise.then(() => {
@@ -503,8 +485,8 @@ export class ProcessImage {
     return this.groups.map((g) => ({
       asset: g.asset,
       table: g.table,
-      address: (g.request as { address: number }).address,
-      quantity: (g.request as { quantity: number }).quantity,
+      address: g.address,
+      quantity: g.quantity,
       pollMs: g.pollMs,
       last: g.last,
     })).concat(
@@ -516,7 +498,7 @@ export class ProcessImage {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    for (const p of this.pools.values()) p?.pool.close();
-    this.pools.clear();
+    for (const r of this.readers.values()) r?.close();
+    this.readers.clear();
   }
 }

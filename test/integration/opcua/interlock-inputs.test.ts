@@ -21,6 +21,8 @@ import { PlantRuntime } from '../../../src/sim/runtime.js';
 import { startOpcuaSimulator, type OpcuaSimHandle } from '../../../src/sim/opcua-server.js';
 import { createAppCert, writeAppCert } from '../../../protocols/opcua/app-cert.js';
 import { OpcuaUpstream } from '../../../protocols/opcua/upstream.js';
+import { ModbusRegisterReader } from '../../../protocols/modbus/register-reader.js';
+import { silentLogger } from '../../../src/core/log.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const GATEWAY_URI = 'urn:plantgate:gateway';
@@ -73,7 +75,6 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
       // The front's points are subscribed as in the gateway; the interlock input is read on its own.
       targets: [],
       onValue: () => undefined,
-      timeoutMs: 1000,
       // Keeps retrying in the background after the PLC goes away, as in production.
       initialDelayMs: 100,
       maxDelayMs: 500,
@@ -83,10 +84,8 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
     const image = new ProcessImage({
       inputs: processInputs([overfill], assets),
       // No Modbus face for plc1-ua: the only way to its inputs is OPC UA.
-      endpoint: () => undefined,
       opcua: (asset) => (asset === 'plc1-ua' ? upstream : undefined),
       clock,
-      timeoutMs: 1000,
     });
     return { sim, upstream, image, engine: new InterlockEngine([overfill], assets, image) };
   }
@@ -119,7 +118,7 @@ describe('interlock inputs of an OPC UA-only PLC, read over OPC UA', () => {
   it('keeps polling an asset over Modbus when it has a Modbus endpoint, even though its points have NodeIds', () => {
     const both = new ProcessImage({
       inputs: processInputs([overfill], assets),
-      endpoint: () => ({ host: '127.0.0.1', port: 1, unitId: 1 }),
+      modbus: { endpoint: () => ({ host: '127.0.0.1', port: 1, unitId: 1 }), connect: (ep) => new ModbusRegisterReader(ep, { timeoutMs: 1000, logger: silentLogger }) },
       opcua: () => upstream,
       clock,
     });

@@ -5,6 +5,8 @@ import { ManualClock } from '../../../src/core/clock.js';
 import { ProcessImage } from '../../../src/interlocks/process-image.js';
 import { startSimulator, type SimHandle } from '../../../src/sim/modbus-server.js';
 import { PLC1 } from '../../unit/interlocks/fixtures.js';
+import { ModbusRegisterReader } from '../../../protocols/modbus/register-reader.js';
+import { silentLogger } from '../../../src/core/log.js';
 
 interface ImageLab {
   sim: SimHandle;
@@ -24,9 +26,8 @@ async function startImageLab(): Promise<ImageLab> {
       // The same point named by a second interlock: the stricter bound wins.
       { asset: 'plc1', point: 'tank1.level', def: PLC1.points['tank1.level']!, pollMs: 250, maxAgeMs: 1000 },
     ],
-    endpoint: (asset) => (asset === 'plc1' ? { host: '127.0.0.1', port: sim.port, unitId: 1 } : undefined),
+    modbus: { endpoint: (asset) => (asset === 'plc1' ? { host: '127.0.0.1', port: sim.port, unitId: 1 } : undefined), connect: (ep) => new ModbusRegisterReader(ep, { timeoutMs: 500, logger: silentLogger }) },
     clock,
-    timeoutMs: 500,
   });
   await image.ready();
   return { sim, clock, image };

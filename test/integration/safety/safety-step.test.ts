@@ -28,6 +28,7 @@ import { commandFromRequest } from '../../../protocols/modbus/command.js';
 import { encodeRequest, type Request } from '../../../protocols/modbus/codec.js';
 import { UpstreamPool } from '../../../protocols/modbus/upstream.js';
 import { resolveModbus } from '../../resolve.js';
+import { ModbusRegisterReader } from '../../../protocols/modbus/register-reader.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const ISSUER = 'https://issuer.dev.plantgate.local';
@@ -129,9 +130,8 @@ beforeAll(async () => {
   expect(compiled.errors).toEqual([]);
   image = new ProcessImage({
     inputs: processInputs(compiled.interlocks, payload.assets),
-    endpoint: () => ({ host: '127.0.0.1', port: sim.port, unitId: 1 }),
+    modbus: { endpoint: () => ({ host: '127.0.0.1', port: sim.port, unitId: 1 }), connect: (ep) => new ModbusRegisterReader(ep, { timeoutMs: 300, logger: silentLogger }) },
     clock,
-    timeoutMs: 300,
   });
   interlocks = new InterlockEngine(compiled.interlocks, payload.assets, image);
   approvals = await ApprovalStore.open({ stateDir: path.join(dir, 'approvals'), grantTtlMs: 120_000 });
@@ -284,7 +284,7 @@ describe('human approval bound to the exact command', () => {
       [{ ...policy.asset('plc1')! }],
     );
     const saved = interlocks;
-    const img = new ProcessImage({ inputs: processInputs(interlocked.interlocks, [policy.asset('plc1')!]), endpoint: () => ({ host: '127.0.0.1', port: sim.port, unitId: 1 }), clock });
+    const img = new ProcessImage({ inputs: processInputs(interlocked.interlocks, [policy.asset('plc1')!]), modbus: { endpoint: () => ({ host: '127.0.0.1', port: sim.port, unitId: 1 }), connect: (ep) => new ModbusRegisterReader(ep, { timeoutMs: 1000, logger: silentLogger }) }, clock });
     try {
       interlocks = new InterlockEngine(interlocked.interlocks, [policy.asset('plc1')!], img);
       sim.write('tank1.level', 5);

@@ -90,6 +90,10 @@ describe('the import graph between areas', () => {
     }
   });
 
+  it('keeps the interlocks free of every protocol: live values come through the core reader seams', () => {
+    expect([...(graph.get('src/interlocks') ?? [])].filter((to) => to.startsWith('protocols/'))).toEqual([]);
+  });
+
   it('keeps the asset format free of policy, the simulator and the protocol fronts', () => {
     expect([...(graph.get('src/assets') ?? [])]).toEqual(['src/core']);
   });

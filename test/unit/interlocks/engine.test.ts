@@ -30,7 +30,7 @@ const SPEED_LIMIT: InterlockDef = {
 /** An engine over an image nobody polls: values are set by hand, as a poll would. */
 function handFed(defs: InterlockDef[]) {
   const clock = new ManualClock();
-  const image = new ProcessImage({ inputs: processInputs(defs, [PLC1, PLC2]), endpoint: () => undefined, clock });
+  const image = new ProcessImage({ inputs: processInputs(defs, [PLC1, PLC2]), clock });
   const engine = new InterlockEngine(defs, [PLC1, PLC2], image);
   const set = (point: string, value: number, agoMs = 0) => {
     const [asset, name] = point.split('/') as [string, string];
@@ -116,7 +116,7 @@ describe('interlock engine', () => {
 
   it('refuses a bundle whose condition does not parse or names an unpolled point', () => {
     const clock = new ManualClock();
-    const image = new ProcessImage({ inputs: processInputs([DRY_RUN], [PLC1]), endpoint: () => undefined, clock });
+    const image = new ProcessImage({ inputs: processInputs([DRY_RUN], [PLC1]), clock });
     expect(() => new InterlockEngine([{ ...DRY_RUN, deny_when: 'tank1.level <' }], [PLC1], image)).toThrow(InterlockError);
     expect(() => new InterlockEngine([{ ...DRY_RUN, deny_when: 'pump1.speed > 1' }], [PLC1], image)).toThrow(/not polled/);
     expect(() => processInputs([{ ...DRY_RUN, inputs: [{ asset: 'plc1', point: 'nope', poll_ms: 100, max_age_ms: 500 }] }], [PLC1])).toThrow(InterlockError);

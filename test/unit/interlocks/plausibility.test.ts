@@ -19,7 +19,7 @@ const start = () => writeCmd('pump1.run', 1);
 
 function fed(def: InterlockDef) {
   const clock = new ManualClock(1_000_000);
-  const image = new ProcessImage({ inputs: processInputs([def], [PLC]), endpoint: () => undefined, clock });
+  const image = new ProcessImage({ inputs: processInputs([def], [PLC]), clock });
   const engine = new InterlockEngine([def], [PLC], image);
   /** One poll answer: every value given was read now. */
   const poll = (values: Record<string, number>) => {
