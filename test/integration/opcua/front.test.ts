@@ -21,7 +21,7 @@ import {
   type ClientSession,
   type StatusCode,
 } from 'node-opcua';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import type { Command, Decision, Subject } from '../../../src/core/command.js';
 import type { CommandPipeline, Outcome, Session } from '../../../src/core/pipeline.js';
@@ -109,6 +109,7 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
   const writes: { nodeId: string; value: unknown }[] = [];
   const calls: { methodId: string; inputs: unknown[] }[] = [];
   const clients: OPCUAClient[] = [];
+  let clientsOpened = 0;
 
   const mint = (over: { ttlSec?: number; thumb?: string; sub?: string } = {}) =>
     mintToken({
@@ -117,7 +118,7 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
     });
 
   async function connect(mode = MessageSecurityMode.SignAndEncrypt, policy = SecurityPolicy.Basic256Sha256, as = { uri: AGENT, cert: agentCertFile, key: agentKeyFile }): Promise<OPCUAClient> {
-    const clientPki = new OPCUACertificateManager({ rootFolder: path.join(dir, `client-pki-${clients.length}`), automaticallyAcceptUnknownCertificate: true });
+    const clientPki = new OPCUACertificateManager({ rootFolder: path.join(dir, `client-pki-${clientsOpened++}`), automaticallyAcceptUnknownCertificate: true });
     const client = OPCUAClient.create({
       applicationUri: as.uri, applicationName: 'optimizer', securityMode: mode, securityPolicy: policy,
       certificateFile: as.cert, privateKeyFile: as.key, clientCertificateManager: clientPki,
@@ -137,6 +138,12 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
     ns = s.getNamespaceIndex(NS);
     return s;
   }
+
+  // A case's clients end with it: the sessions of earlier cases must not count against the
+  // server's session limit in a later one.
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.disconnect().catch(() => undefined)));
+  });
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'plantgate-opcua-'));
@@ -223,6 +230,7 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
 
   it('reads an allowed point and answers BadUserAccessDenied for a point the policy denies', async () => {
     const s = await session();
+    const from = pipeline.decisions.length;
     const [level, secret] = await s.read([
       { nodeId: n('s=tank1.level'), attributeId: AttributeIds.Value },
       { nodeId: n('s=secret.recipe'), attributeId: AttributeIds.Value },
@@ -230,7 +238,7 @@ describe('OPC UA front: JWT sessions and per-item enforcement', () => {
     expect(level!.statusCode).toBe(StatusCodes.Good);
     expect(level!.value.value).toBe(4.2);
     expect(secret!.statusCode).toBe(StatusCodes.BadUserAccessDenied);
-    const denied = pipeline.decisions.find((d) => d.cmd.points[0] === 'secret.recipe')!;
+    const denied = pipeline.decisions.slice(from).find((d) => d.cmd.points[0] === 'secret.recipe')!;
     expect(denied.cmd).toMatchObject({ protocol: 'opcua', operation: 'read', assetId: 'plc1', service: 'Read', targets: [{ nodeId: `nsu=${NS};s=secret.recipe` }] });
     expect(pipeline.opened.at(-1)).toMatchObject({ protocol: 'opcua', workloadId: AGENT, certThumbprint: agentThumbprint, assurance: 'mtls+token' });
   });

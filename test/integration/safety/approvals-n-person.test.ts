@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { callOperatorApi, type ApiAnswer, type ApiTarget } from '../../../src/cli/commands/approvals.js';
 import { connectModbusAgent, putToken, type AgentCredentials, type ModbusAgent } from '../../../src/cli/demo/agent.js';
 import { startLab, type Lab } from '../../../src/cli/demo/lab.js';
@@ -51,6 +51,13 @@ describe('N-person approvals through the real gateway', () => {
     planner = await connectModbusAgent(lab.gateway.modbus.host, lab.gateway.modbus.port, creds);
   }, 30_000);
 
+  // Each case starts with the valve closed and the rule's rate budget (one drain a minute) whole,
+  // whatever an earlier case drained.
+  beforeEach(() => {
+    lab.sim.write('valve1.open', 0);
+    clock.advance(60_000);
+  });
+
   afterAll(async () => {
     await planner?.close();
     await lab?.close();
@@ -93,8 +100,6 @@ describe('N-person approvals through the real gateway', () => {
   });
 
   it('refuses a grant used after its execute-by deadline (2 minutes after the last approval)', async () => {
-    lab.sim.write('valve1.open', 0);
-    clock.advance(60_000); // the rule's rate limit: one drain a minute
     const id = await refusedForApproval();
     expect((await approve(id, 'bob@plant.example')).status).toBe(200);
     expect((await approve(id, 'dana@plant.example')).body).toMatchObject({ status: 'approved' });
