@@ -187,6 +187,9 @@ export async function preflight(config: GatewayConfig, opts: PreflightOptions = 
       if (why !== undefined) error([...l.field, 'port'], why);
     }
   }
+  // The file checks run concurrently and finish in any order: errors are told in the order of the
+  // file (warnings are found one after another, a cause before what it leaves unchecked).
+  report.errors.sort((x, y) => x.line - y.line || x.column - y.column);
   return report;
 }
 
