@@ -1,20 +1,17 @@
 // The MCP front as an OAuth 2.1 resource server (MCP authorization spec; docs/mcp.md, Tokens): the
-// bearer token is the plant's own short-lived JWT, checked by the gateway's one token verifier
-// (src/identity/verify.ts) with this resource's URI as the only audience (RFC 8707), bound to the
-// client certificate when one is presented (RFC 8705), and checked against revocations on every
-// request. Owns turning one HTTP request into a caller or a refusal with its reason.
+// bearer token is the plant's own short-lived JWT, taken in by the gateway's one token intake
+// (src/identity/intake.ts) with this resource's URI as the only audience (RFC 8707), bound to the
+// client certificate when one is presented (RFC 8705), and checked for expiry and revocation on
+// every request. Owns turning one HTTP request into a caller or a refusal with its reason.
 // Never logs, stores or passes on the token: the caller carries the verified Subject only.
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { decodeJwt } from 'jose';
-import type { Clock } from '../../src/core/clock.js';
 import type { Assurance, Subject } from '../../src/core/command.js';
 import { PlantgateError } from '../../src/core/errors.js';
 import type { Reason } from '../../src/core/reasons.js';
 import { identityFromTlsSocket, type CertificateIdentity } from '../../src/identity/cert.js';
-import type { CurrentToken } from '../../src/identity/registry.js';
-import type { VerifiedTokenCache } from '../../src/identity/token-cache.js';
-import { verifyAccessToken, type TrustedIssuers, type VerifyContext } from '../../src/identity/verify.js';
+import { detailOf, type Presenter, type TokenIntake } from '../../src/identity/intake.js';
 
 /** Who is calling, as proven for this request. */
 export interface McpCaller {
@@ -26,17 +23,9 @@ export interface McpCaller {
 }
 
 export interface McpAuthDeps {
-  /** The active bundle's trusted issuers and token lifetime bound; undefined without a bundle. */
-  trust(): { issuers: TrustedIssuers; maxTokenTtlSec: number } | undefined;
-  cache: VerifiedTokenCache;
-  /** Expiry and revocation now (TokenRegistry.check): no cached verification outlives a revocation. */
-  current(subject: Subject): CurrentToken;
-  clock: Clock;
-  leewaySec: number;
+  /** Verifies, checks and records the bearer token (src/identity/intake.ts), and records refusals. */
+  intake: Pick<TokenIntake, 'accept' | 'refused'>;
   requireClientCertificate: boolean;
-  /** Records a newly seen token; false when the audit cannot (the token is then refused). */
-  onAccepted(subject: Subject): boolean;
-  onRejected(workloadId: string, thumbprint: string, reason: Reason, detail: string): void;
 }
 
 export class McpAuthError extends PlantgateError {
@@ -76,59 +65,40 @@ export async function authenticate(req: IncomingMessage, resource: string, deps:
   const header = req.headers.authorization;
   if (header === undefined || header === '') throw new McpAuthError('NO_TOKEN', 'NO_AUTHORIZATION', 'send the access token as "Authorization: Bearer <token>"');
   const m = BEARER.exec(header);
-  if (m === null) {
-    deps.onRejected(cert?.workloadId ?? '', cert?.thumbprint ?? '', 'TOKEN_INVALID', 'MALFORMED');
-    throw new McpAuthError('TOKEN_INVALID', 'MALFORMED', 'the Authorization header must be "Bearer <token>"');
-  }
-  const jwt = m[1]!;
-  const trust = deps.trust();
-  if (trust === undefined) {
-    deps.onRejected(cert?.workloadId ?? '', cert?.thumbprint ?? '', 'BUNDLE_UNAVAILABLE', 'NO_BUNDLE');
-    throw new McpAuthError('BUNDLE_UNAVAILABLE', 'NO_BUNDLE', 'no valid policy bundle loaded: tokens cannot be verified', 503);
-  }
+  const jwt = m?.[1] ?? '';
   // Without a certificate nothing but the token names the workload: its own (signed) `sub` is
   // the identity, so the verifier's session-identity check compares it with itself.
-  let expectedSub = cert?.workloadId;
-  if (expectedSub === undefined) {
-    try {
-      const sub = decodeJwt(jwt).sub;
-      expectedSub = typeof sub === 'string' ? sub : '';
-    } catch {
-      expectedSub = '';
-    }
-  }
-  const ctx: VerifyContext = {
-    issuers: trust.issuers,
-    audience: resource,
-    expectedSub,
+  const who: Presenter = {
+    workloadId: cert?.workloadId ?? subjectClaimOf(jwt),
     assurance: cert !== undefined ? 'mtls+token' : 'none',
-    maxTtlSec: trust.maxTokenTtlSec,
-    leewaySec: deps.leewaySec,
-    clock: deps.clock,
+    audience: resource,
+    everyRequest: true,
+    via: 'MCP',
   };
   if (cert !== undefined) {
-    ctx.certThumbprint = cert.thumbprint;
-    if (cert.role !== undefined) ctx.certRole = cert.role;
+    who.certThumbprint = cert.thumbprint;
+    if (cert.role !== undefined) who.certRole = cert.role;
   }
-  let subject = deps.cache.get(jwt, ctx);
+  if (m === null) {
+    deps.intake.refused(who, 'TOKEN_INVALID', 'MALFORMED');
+    throw new McpAuthError('TOKEN_INVALID', 'MALFORMED', 'the Authorization header must be "Bearer <token>"');
+  }
   try {
-    if (subject === undefined) {
-      deps.cache.misses++;
-      subject = await verifyAccessToken(jwt, ctx);
-      if (subject.expiresAtMs <= deps.clock.now()) throw new McpAuthError('TOKEN_EXPIRED', 'EXPIRED', 'token has expired');
-      // Audit first: a token whose acceptance is not on record is not used.
-      if (!deps.onAccepted(subject)) throw new McpAuthError('AUDIT_UNAVAILABLE', 'AUDIT_UNAVAILABLE', 'the token could not be recorded in the audit log', 503);
-      deps.cache.set(jwt, ctx, subject);
-    } else {
-      deps.cache.hits++;
-    }
-    const now = deps.current(subject);
-    if (typeof now === 'string') throw new McpAuthError(now, now === 'TOKEN_REVOKED' ? 'REVOKED' : 'EXPIRED', now === 'TOKEN_REVOKED' ? 'token has been revoked' : 'token has expired');
+    const subject = await deps.intake.accept(jwt, who);
+    return { subject, certThumbprint: cert?.thumbprint ?? '', assurance: who.assurance, remoteAddress };
   } catch (err) {
     if (!(err instanceof PlantgateError)) throw err;
-    const detail = err instanceof McpAuthError ? err.detail : ((err as PlantgateError & { detail?: string }).detail ?? '');
-    deps.onRejected(cert?.workloadId ?? expectedSub, cert?.thumbprint ?? '', err.reason, detail);
-    throw err instanceof McpAuthError ? err : new McpAuthError(err.reason, detail, err.message);
+    // Ours to fix (no bundle, no audit): 503; the caller's (the token): 401.
+    const status = err.reason === 'BUNDLE_UNAVAILABLE' || err.reason === 'AUDIT_UNAVAILABLE' ? 503 : 401;
+    throw new McpAuthError(err.reason, detailOf(err), err.message, status);
   }
-  return { subject, certThumbprint: cert?.thumbprint ?? '', assurance: ctx.assurance, remoteAddress };
+}
+
+function subjectClaimOf(jwt: string): string {
+  try {
+    const sub = decodeJwt(jwt).sub;
+    return typeof sub === 'string' ? sub : '';
+  } catch {
+    return '';
+  }
 }

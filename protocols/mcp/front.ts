@@ -29,6 +29,7 @@ import {
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../../src/core/clock.js';
 import type { Command, Subject } from '../../src/core/command.js';
+import type { CurrentToken } from '../../src/identity/registry.js';
 import { silentLogger, type Logger } from '../../src/core/log.js';
 import type { CommandPipeline, McpCallInfo, Session } from '../../src/core/pipeline.js';
 import type { BundleAsset } from '../../src/assets/bundle-asset.js';
@@ -48,6 +49,8 @@ export interface McpFrontOptions {
   /** The active bundle (tools are generated from it); undefined in safe mode. */
   bundle(): BundlePayload | undefined;
   auth: Omit<McpAuthDeps, 'requireClientCertificate'>;
+  /** A token's state now (TokenRegistry.check): which sessions a revocation ends. */
+  current(subject: Subject): CurrentToken;
   /** The interlock's account of a command it refused (gateway: the pipeline's tripOf). */
   interlockDetail?(cmd: Command): string | undefined;
   grantTtlMin?: number;
@@ -583,7 +586,7 @@ export class McpFront {
    * running on a now-revoked token are closed (their next request is refused 401).
    */
   revoked(): void {
-    const dead = (s: Subject) => typeof this.opts.auth.current(s) === 'string';
+    const dead = (s: Subject) => typeof this.opts.current(s) === 'string';
     const closing = [...this.sessions.entries()].filter(([, s]) => dead(s.subject)).map(([id]) => id);
     // Sessions close once their notification is written.
     void this.toolsChanged().then(() => {

@@ -3,14 +3,12 @@
 // token verification and revocation state. Wiring only: what the front does lives in front.ts.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../../src/core/clock.js';
-import type { Command, Subject } from '../../src/core/command.js';
+import type { Command } from '../../src/core/command.js';
 import type { Logger } from '../../src/core/log.js';
 import type { CommandPipeline } from '../../src/core/pipeline.js';
-import type { Reason } from '../../src/core/reasons.js';
 import { DEFAULT_GRANT_TTL_MS } from '../../src/approvals/store.js';
-import type { TrustedIssuers } from '../../src/identity/issuers.js';
+import type { TokenIntake } from '../../src/identity/intake.js';
 import type { TokenRegistry } from '../../src/identity/registry.js';
-import type { VerifiedTokenCache } from '../../src/identity/token-cache.js';
 import type { BundlePayload } from '../../src/policy/payload.js';
 import type { UpstreamRoute } from '../modbus/listener.js';
 import type { OpcuaService } from '../opcua/service.js';
@@ -27,19 +25,17 @@ export interface StartMcpOptions {
   /** The gateway's OPC UA service, when it runs one: its upstream sessions serve OPC UA assets. */
   opcua: OpcuaService | undefined;
   opcuaUpstreams: readonly { asset: string; object_node?: string }[];
-  /** The active policy (PolicyState): the bundle, its issuers and token lifetime bound. */
-  policy: { payload: BundlePayload | undefined; issuers: TrustedIssuers | undefined; engine: { maxTokenTtlSec: number } | undefined };
+  /** The active policy (PolicyState): the bundle its tools are generated from. */
+  policy: { payload: BundlePayload | undefined };
+  /** The gateway's one token intake (src/identity/intake.ts): bearer tokens are taken in there. */
+  intake: Pick<TokenIntake, 'accept' | 'refused'>;
   tokens: TokenRegistry;
-  tokenCache: VerifiedTokenCache;
   clock: Clock;
-  leewaySec: number;
   logger: Logger;
   gatewayId: string;
   interlockDetail(cmd: Command): string | undefined;
   /** The gateway's Prometheus registry (docs/mcp.md, Metrics). */
   registry?: Registry;
-  onTokenAccepted(subject: Subject): boolean;
-  onTokenRejected(reason: Reason, detail: string, subject: Subject): void;
   limits?: ConnectionLimits;
 }
 
@@ -65,22 +61,8 @@ export async function startMcpFront(o: StartMcpOptions): Promise<McpFrontHandle>
     pipeline: o.pipeline,
     upstreams: { modbus: (id) => o.route(id), opcua: (id) => opcua.get(id) },
     bundle: () => o.policy.payload,
-    auth: {
-      trust: () => {
-        const { issuers, engine } = o.policy;
-        return issuers === undefined || engine === undefined ? undefined : { issuers, maxTokenTtlSec: engine.maxTokenTtlSec };
-      },
-      cache: o.tokenCache,
-      current: (s) => o.tokens.check(s),
-      clock: o.clock,
-      leewaySec: o.leewaySec,
-      onAccepted: o.onTokenAccepted,
-      onRejected: (workloadId, thumbprint, reason, detail) =>
-        o.onTokenRejected(reason, detail, {
-          workloadId, owner: '', taskId: '', taskPurpose: '', jti: '', roles: [], scopes: [],
-          assurance: 'none', certThumbprint: thumbprint, issuer: '', expiresAtMs: 0, issuedAtMs: 0,
-        }),
-    },
+    auth: { intake: o.intake },
+    current: (s) => o.tokens.check(s),
     interlockDetail: o.interlockDetail,
     grantTtlMin: DEFAULT_GRANT_TTL_MS / 60_000,
     onAnswered: (status) => answers.inc({ status: String(status) }),

@@ -1,34 +1,27 @@
 // The agent API: HTTPS with the agent's own mTLS identity. Modbus has no place for a token, so an
-// agent PUTs its current JWT here; it is verified once, bound to the certificate's SPIFFE ID and
-// used for every command on that identity's connections until it expires or is replaced.
+// agent PUTs its current JWT here; the token intake verifies, records and binds it to the
+// certificate's SPIFFE ID, and it is used for every command on that identity's connections until
+// it expires or is replaced.
 // Never logs or audits the token itself: only its jti and claims.
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { Clock } from '../core/clock.js';
 import { PlantgateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { httpStatusFor, type Reason } from '../core/reasons.js';
+import { httpStatusFor } from '../core/reasons.js';
 import { identityFromTlsSocket } from '../identity/cert.js';
-import { VerifiedTokenCache, type TokenRegistry } from '../identity/registry.js';
-import { verifyAccessToken } from '../identity/verify.js';
+import { detailOf, type Presenter, type TokenIntake } from '../identity/intake.js';
+import type { TokenRegistry } from '../identity/registry.js';
 import { RevocationError, type Revocation, type RevocationStore } from '../identity/revocation.js';
-import { decodeProtectedHeader } from 'jose';
 import { listen, pathOf, readBody as readBounded, sendJson, type HandshakeBounds, type RunningServer } from './http.js';
 import type { RecentDecisions } from './recent-decisions.js';
 
-/** What the agent API needs from the gateway: the active policy's trust settings and the audit. */
+/** What the agent API needs from the gateway: the token intake and registry, revocations, recent decisions. */
 export interface AgentApiDeps {
-  /** The verified-token cache (shared so its hit ratio can be exported); one is made if absent. */
-  tokenCache?: VerifiedTokenCache;
-  trust(): { issuers: Parameters<typeof verifyAccessToken>[1]['issuers']; audience: string; maxTokenTtlSec: number } | undefined;
+  /** Verifies, checks, records and registers a PUT token (src/identity/intake.ts). */
+  intake: Pick<TokenIntake, 'register' | 'refused'>;
   tokens: TokenRegistry;
-  clock: Clock;
-  leewaySec: number;
   logger: Logger;
-  /** Records the acceptance; returns false when it cannot be audited (the token is then refused). */
-  onTokenAccepted(workloadId: string, subject: Awaited<ReturnType<typeof verifyAccessToken>>): boolean;
-  onTokenRejected(workloadId: string, thumbprint: string, reason: Reason, detail: string): void;
   /** Revocations (task-complete). Without it, task-complete answers 503: never a silent no-op. */
   revocations?: RevocationStore;
   /** A task-complete call revoked the task's tokens (audit: revocation record). */
@@ -47,13 +40,10 @@ export interface AgentApiOptions {
 }
 
 export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): Promise<RunningServer> {
-  // A re-PUT of the same token (retries, reconnects) skips the signature check; the cache keys on
-  // the trust context, so a new bundle's issuers never reuse an old verification.
-  const cache = deps.tokenCache ?? new VerifiedTokenCache({ clock: deps.clock });
   const server = https.createServer(
     { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' },
     (req, res) => {
-      handle(req, res, deps, cache).catch((err: unknown) => {
+      handle(req, res, deps).catch((err: unknown) => {
         deps.logger.error({ err: (err as Error).message }, 'agent API handler failed');
         send(res, 500, { error: 'internal error' });
       });
@@ -62,9 +52,9 @@ export async function startAgentApi(opts: AgentApiOptions, deps: AgentApiDeps): 
   return listen(server, opts.host, opts.port, opts.handshakes);
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps, cache: VerifiedTokenCache): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): Promise<void> {
   const url = pathOf(req.url);
-  if (url === '/v1/token' && req.method === 'PUT') return putToken(req, res, deps, cache);
+  if (url === '/v1/token' && req.method === 'PUT') return putToken(req, res, deps);
   if (url === '/v1/task-complete' && req.method === 'POST') return taskComplete(req, res, deps);
   if (url === '/v1/decisions' && req.method === 'GET') return decisions(req, res, deps);
   send(res, 404, { error: 'not found', message: `no ${req.method ?? ''} ${url} here: PUT /v1/token, POST /v1/task-complete, GET /v1/decisions` });
@@ -146,9 +136,11 @@ async function taskComplete(req: IncomingMessage, res: ServerResponse, deps: Age
   }
 }
 
-async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps, cache: VerifiedTokenCache): Promise<void> {
+async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentApiDeps): Promise<void> {
   const identity = callerIdentity(req, res);
   if (identity === undefined) return;
+  const who: Presenter = { workloadId: identity.workloadId, certThumbprint: identity.thumbprint, assurance: 'mtls+token' };
+  if (identity.role !== undefined) who.certRole = identity.role;
   const body = await readBody(req);
   if (body === undefined) {
     send(res, 413, { reason: 'TOKEN_INVALID', message: `token body larger than ${MAX_BODY} bytes` });
@@ -156,43 +148,12 @@ async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentAp
   }
   const token = extractToken(body, req.headers['content-type']);
   if (token === '') {
-    deps.onTokenRejected(identity.workloadId, identity.thumbprint, 'NO_TOKEN', 'EMPTY_BODY');
+    deps.intake.refused(who, 'NO_TOKEN', 'EMPTY_BODY');
     send(res, 400, { reason: 'NO_TOKEN', message: 'send the JWT as the request body (application/jwt) or as {"token": "..."}' });
     return;
   }
-  const trust = deps.trust();
-  if (trust === undefined) {
-    deps.onTokenRejected(identity.workloadId, identity.thumbprint, 'BUNDLE_UNAVAILABLE', 'NO_BUNDLE');
-    send(res, 503, { reason: 'BUNDLE_UNAVAILABLE', message: 'no valid policy bundle loaded: cannot verify tokens' });
-    return;
-  }
   try {
-    const subject = await cache.verify(token, {
-      issuers: trust.issuers,
-      audience: trust.audience,
-      expectedSub: identity.workloadId,
-      certThumbprint: identity.thumbprint,
-      assurance: 'mtls+token',
-      certRole: identity.role,
-      maxTtlSec: trust.maxTokenTtlSec,
-      leewaySec: deps.leewaySec,
-      clock: deps.clock,
-    });
-    // jose accepts a token within the clock leeway after exp, but commands never run on an expired
-    // token (no leeway per command): refuse it here rather than accept one that denies everything.
-    if (subject.expiresAtMs <= deps.clock.now()) {
-      deps.onTokenRejected(identity.workloadId, identity.thumbprint, 'TOKEN_EXPIRED', 'EXPIRED');
-      send(res, 401, { reason: 'TOKEN_EXPIRED', detail: 'EXPIRED', message: 'token has expired' });
-      return;
-    }
-    // The key id lets a bundle reload that removes the key kill this binding at once.
-    const kid = decodeProtectedHeader(token).kid;
-    // Audit first: a token whose acceptance is not on record is not registered.
-    if (!deps.onTokenAccepted(identity.workloadId, subject)) {
-      send(res, 503, { reason: 'AUDIT_UNAVAILABLE', message: 'the token could not be recorded in the audit log; try again later' });
-      return;
-    }
-    deps.tokens.put(identity.workloadId, subject, { keyId: typeof kid === 'string' ? kid : undefined });
+    const subject = await deps.intake.register(token, who, deps.tokens);
     send(res, 200, {
       status: 'accepted',
       sub: subject.workloadId,
@@ -202,9 +163,7 @@ async function putToken(req: IncomingMessage, res: ServerResponse, deps: AgentAp
     });
   } catch (err) {
     if (!(err instanceof PlantgateError)) throw err;
-    const detail = (err as PlantgateError & { detail?: string }).detail ?? '';
-    deps.onTokenRejected(identity.workloadId, identity.thumbprint, err.reason, detail);
-    send(res, httpStatusFor(err.reason), { reason: err.reason, detail, message: err.message });
+    send(res, httpStatusFor(err.reason), { reason: err.reason, detail: detailOf(err), message: err.message });
   }
 }
 

@@ -281,14 +281,29 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
     if (engine === undefined || issuers === undefined) return undefined;
     return { issuers, audience: engine.audience, maxTokenTtlSec: engine.maxTokenTtlSec };
   };
-  // One intake for tokens presented outside the agent API (OPC UA sessions, static identities):
-  // verified against the active bundle, unexpired, unrevoked, and recorded before they are used.
+  // One intake for every token presented (agent API, MCP, OPC UA sessions, static identities):
+  // verified against the active bundle, unexpired, unrevoked, and recorded before it is used.
   const intake = new TokenIntake({
     trust,
     clock,
     leewaySec: config.identity.leeway_sec,
     revocations,
+    cache: tokenCache,
     onAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
+    onRejected: (who, reason, detail, subject) => {
+      appendSafely(
+        tokenRecord({
+          kind: 'rejected',
+          sessionId: '',
+          subject: subject ?? {
+            workloadId: who.workloadId, owner: '', taskId: '', taskPurpose: '', jti: '', roles: [], scopes: [],
+            assurance: 'none', certThumbprint: who.certThumbprint ?? '', issuer: '', expiresAtMs: 0, issuedAtMs: 0,
+          },
+          reason,
+          detail: who.via === undefined ? detail : `${who.via}: ${detail}`,
+        }),
+      );
+    },
   });
 
   // Handshake deadline and caps on every TLS listener, idle timeout on Modbus (docs/configuration.md, Hostile connections).
@@ -331,32 +346,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
 
   const agentApi = await startAgentApi(
     { host: config.listeners.agent_api.host, port: config.listeners.agent_api.port, tls: tlsFiles, handshakes: handshakes('agent_api') },
-    {
-      trust,
-      tokens,
-      tokenCache,
-      revocations,
-      onTaskCompleted: (_workloadId, r) => recordRevocation(r),
-      recentDecisions,
-      clock,
-      leewaySec: config.identity.leeway_sec,
-      logger,
-      onTokenAccepted: (_workloadId, subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
-      onTokenRejected: (workloadId, thumbprint, reason, detail) => {
-        appendSafely(
-          tokenRecord({
-            kind: 'rejected',
-            sessionId: '',
-            subject: {
-              workloadId, owner: '', taskId: '', taskPurpose: '', jti: '', roles: [], scopes: [],
-              assurance: 'none', certThumbprint: thumbprint, issuer: '', expiresAtMs: 0, issuedAtMs: 0,
-            },
-            reason,
-            detail,
-          }),
-        );
-      },
-    },
+    { intake, tokens, revocations, onTaskCompleted: (_workloadId, r) => recordRevocation(r), recentDecisions, logger },
   );
   opened.push(['agent api', () => agentApi.close()]);
 
@@ -462,7 +452,7 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
       pipeline: agentPipeline,
       clock,
       logger,
-      verify: (jwt, who) => intake.accept(jwt, { workloadId: who.workloadId, certThumbprint: who.certThumbprint, certRole: who.certRole, assurance: 'mtls+token' }),
+      verify: (jwt, who) => intake.accept(jwt, { workloadId: who.workloadId, certThumbprint: who.certThumbprint, certRole: who.certRole, assurance: 'mtls+token', via: 'OPC UA' }),
     });
     opened.push(['opcua', () => opcua?.close()]);
   }
@@ -473,10 +463,8 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
       ? undefined
       : await (await import('../../protocols/mcp/start.js')).startMcpFront({
           config: config.listeners.mcp, tls: tlsFiles, pipeline: agentPipeline, route, opcua, opcuaUpstreams: config.opcua_upstreams, limits,
-          policy, tokens, tokenCache, clock, leewaySec: config.identity.leeway_sec, logger, gatewayId: config.gateway_id,
+          policy, intake, tokens, clock, logger, gatewayId: config.gateway_id,
           interlockDetail: (cmd) => pipeline.tripOf(cmd)?.detail, registry: metrics.registry,
-          onTokenAccepted: (subject) => appendSafely(tokenRecord({ kind: 'accepted', sessionId: '', subject, reason: 'ALLOWED' })),
-          onTokenRejected: (reason, detail, subject) => appendSafely(tokenRecord({ kind: 'rejected', sessionId: '', subject, reason, detail: `MCP: ${detail}` })),
         });
   opened.push(['mcp', () => mcp?.close()]);
   // A revoked token's tool list is gone: its clients are told, its sessions closed.

@@ -70,6 +70,18 @@ export class TokenRegistry {
    * minutes needs two or three; dozens mean a runaway or hostile agent spraying cold verifications.
    */
   put(workloadId: string, subject: Subject, meta: { keyId?: string } = {}): void {
+    const live = this.admitted(workloadId, subject);
+    live.set(subject.jti, subject.expiresAtMs);
+    this.byWorkload.set(workloadId, { subject, keyId: meta.keyId, dead: undefined, live });
+  }
+
+  /** Throws what put() would refuse, without binding anything (token intake: before the acceptance is recorded). */
+  admit(workloadId: string, subject: Subject): void {
+    this.admitted(workloadId, subject);
+  }
+
+  /** The identity's unexpired registered tokens (jti to exp) once `subject` is found admissible. */
+  private admitted(workloadId: string, subject: Subject): Map<string, number> {
     if (subject.workloadId !== workloadId) {
       throw new TokenError('TOKEN_INVALID', 'SUB_MISMATCH', `token for ${subject.workloadId} cannot be bound to ${workloadId}`, { claim: 'sub' });
     }
@@ -83,8 +95,7 @@ export class TokenRegistry {
     if (!live.has(subject.jti) && live.size >= this.maxTokensPerIdentity) {
       throw new TokenError('RATE_LIMITED', 'TOO_MANY_TOKENS', `identity already has ${live.size} unexpired tokens registered (limit ${this.maxTokensPerIdentity}); reuse the current one until it nears expiry`);
     }
-    live.set(subject.jti, subject.expiresAtMs);
-    this.byWorkload.set(workloadId, { subject, keyId: meta.keyId, dead: undefined, live });
+    return live;
   }
 
   /**

@@ -7,7 +7,6 @@
 // listed exactly has no identity (NO_IDENTITY), and ranges are not supported on purpose.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { decodeProtectedHeader } from 'jose';
 import type { Subject } from '../core/command.js';
 import type { Session } from '../core/pipeline.js';
 import { PlantgateError } from '../core/errors.js';
@@ -115,8 +114,8 @@ export class StaticIdentityMap {
 export interface StaticTokenDeps {
   tokens: TokenRegistry;
   identities: StaticIdentityMap;
-  /** Verifies, checks and records the token (intake.ts). */
-  intake: Pick<TokenIntake, 'accept'>;
+  /** Verifies, checks, records and binds the token (intake.ts). */
+  intake: Pick<TokenIntake, 'register'>;
 }
 
 /**
@@ -131,8 +130,5 @@ export async function registerStaticToken(deps: StaticTokenDeps, workloadId: str
   if (!deps.identities.hasWorkload(workloadId)) {
     throw new PlantgateError('NO_IDENTITY', `${workloadId} is not a static identity of the plaintext listener`);
   }
-  const subject = await deps.intake.accept(jwt, { workloadId, assurance: STATIC_ASSURANCE });
-  const kid = decodeProtectedHeader(jwt).kid;
-  deps.tokens.put(workloadId, subject, { keyId: typeof kid === 'string' ? kid : undefined });
-  return subject;
+  return deps.intake.register(jwt, { workloadId, assurance: STATIC_ASSURANCE }, deps.tokens);
 }

@@ -14,6 +14,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { generateKeyPair, SignJWT, exportJWK, type JWK, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenIntake } from '../../../src/identity/intake.js';
 import { startAgentApi } from '../../../src/admin/agent-api.js';
 import { startOperatorApi } from '../../../src/admin/operator-api.js';
 import { silentLogger } from '../../../src/core/log.js';
@@ -66,17 +67,19 @@ async function wireIdentity(): Promise<void> {
   agentApi = await startAgentApi(
     { host: '127.0.0.1', port: 0, tls: { ca: await readFile(lab.pki.ca.cert), cert, key } },
     {
-      trust: () => {
-        const engine = gw.policy.engine;
-        const issuers = gw.policy.issuers;
-        return engine === undefined || issuers === undefined ? undefined : { issuers, audience: engine.audience, maxTokenTtlSec: engine.maxTokenTtlSec };
-      },
+      intake: new TokenIntake({
+        trust: () => {
+          const engine = gw.policy.engine;
+          const issuers = gw.policy.issuers;
+          return engine === undefined || issuers === undefined ? undefined : { issuers, audience: engine.audience, maxTokenTtlSec: engine.maxTokenTtlSec };
+        },
+        clock,
+        leewaySec: 30,
+        revocations,
+        onAccepted: () => true,
+      }),
       tokens: gw.tokens,
-      clock,
-      leewaySec: 30,
       logger: silentLogger,
-      onTokenAccepted: () => true,
-      onTokenRejected: () => undefined,
       revocations,
       onTaskCompleted: (workloadId, r) => gw.audit.append(revokedRecord(r, workloadId)),
     },
