@@ -6,9 +6,10 @@
 // file:line:column and field. Must never open sockets or know how the process behaves; it only
 // checks that a named model exists and that process blocks and logic name points of their PLC.
 import { readFile } from 'node:fs/promises';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
+import { isMap, isScalar, isSeq, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { ModbusTable } from '../core/command.js';
 import { SourceError, SourceErrors } from '../core/errors.js';
+import { readYaml, YamlFields, type Entries } from '../core/yaml.js';
 import { engineeringToRaw, textToWords } from './points.js';
 import { parseLogic, type LogicDef } from './logic-def.js';
 import { parseProcess, type ProcessBlockDef } from './process-def.js';
@@ -162,136 +163,20 @@ export async function loadPlant(file: string): Promise<Plant> {
 
 /** Parses and validates a plant file; throws SourceErrors listing every problem found. */
 export function parsePlant(text: string, file: string): Plant {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const read = readYaml(text, file, rangeSyntaxHint);
+  if (!read.ok) throw new SourceErrors(read.errors);
   const errors: SourceError[] = [];
-  const lines = doc.errors.length > 0 ? text.split('\n') : [];
-  for (const e of doc.errors) {
-    const p = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
-    errors.push(new SourceError(file, p.line, p.col, 'yaml', e.message.split('\n')[0] + rangeSyntaxHint(lines[p.line - 1])));
-  }
-  if (errors.length > 0) throw new SourceErrors(errors);
-  const v = new Validator(file, lc, errors);
-  const plant = v.plant(doc.contents as Node | null);
+  const v = new Validator(file, read.lc, errors);
+  const plant = v.plant(read.doc.contents as Node | null);
   if (errors.length > 0 || plant === undefined) throw new SourceErrors(errors);
   return plant;
 }
 
-/** Shared by the plant file's sub-parsers (process-def.ts): records problems with positions. */
-export class Validator {
-  constructor(
-    private readonly file: string,
-    private readonly lc: LineCounter,
-    private readonly errors: SourceError[],
-  ) {}
-
-  errorCount(): number {
-    return this.errors.length;
-  }
-
+/** The plant file's checks, shared with its sub-parsers (process-def.ts, logic-def.ts). */
+export class Validator extends YamlFields {
   pos(node: Node | null | undefined): SourcePos {
-    const offset = node?.range?.[0] ?? 0;
-    const p = this.lc.linePos(offset);
+    const p = this.lc.linePos(node?.range?.[0] ?? 0);
     return { line: p.line, column: p.col };
-  }
-
-  fail(node: Node | null | undefined, field: string, problem: string): undefined {
-    const p = this.pos(node);
-    this.errors.push(new SourceError(this.file, p.line, p.column, field, problem));
-    return undefined;
-  }
-
-  /** Map entries keyed by string; reports non-string and unknown keys. */
-  entries(map: YAMLMap, field: string, allowed: readonly string[] | null): Map<string, Pair<Node, Node | null>> {
-    const out = new Map<string, Pair<Node, Node | null>>();
-    for (const item of map.items as Pair<Node, Node | null>[]) {
-      const key = item.key;
-      if (!isScalar(key) || typeof key.value !== 'string') {
-        this.fail(key, field, 'keys must be strings');
-        continue;
-      }
-      if (allowed !== null && !allowed.includes(key.value)) {
-        this.fail(key, field === '' ? key.value : `${field}.${key.value}`, `unknown field (expected one of: ${allowed.join(', ')})`);
-        continue;
-      }
-      out.set(key.value, item);
-    }
-    return out;
-  }
-
-  requireMap(node: Node | null | undefined, field: string, what: string): YAMLMap | undefined {
-    if (!isMap(node)) return this.fail(node, field, `must be a mapping (${what})`);
-    return node;
-  }
-
-  str(
-    parent: Node,
-    e: Map<string, Pair<Node, Node | null>>,
-    key: string,
-    field: string,
-    required: boolean,
-  ): string | undefined {
-    const pair = e.get(key);
-    if (pair === undefined) return required ? this.fail(parent, field, 'is required') : undefined;
-    const n = pair.value;
-    if (!isScalar(n) || typeof n.value !== 'string' || n.value === '') {
-      return this.fail(n ?? pair.key, field, 'must be a non-empty string');
-    }
-    return n.value;
-  }
-
-  int(
-    parent: Node,
-    e: Map<string, Pair<Node, Node | null>>,
-    key: string,
-    field: string,
-    min: number,
-    max: number,
-  ): number | undefined {
-    const pair = e.get(key);
-    if (pair === undefined) return this.fail(parent, field, 'is required');
-    const n = pair.value;
-    if (!isScalar(n) || typeof n.value !== 'number' || !Number.isInteger(n.value)) {
-      return this.fail(n ?? pair.key, field, `must be an integer in ${min}..${max}`);
-    }
-    if (n.value < min || n.value > max) return this.fail(n, field, `${n.value} is outside ${min}..${max}`);
-    return n.value;
-  }
-
-  num(
-    e: Map<string, Pair<Node, Node | null>>,
-    key: string,
-    field: string,
-    dflt: number,
-    nonZero: boolean,
-  ): number | undefined {
-    const pair = e.get(key);
-    if (pair === undefined) return dflt;
-    const n = pair.value;
-    if (!isScalar(n) || typeof n.value !== 'number' || !Number.isFinite(n.value)) {
-      return this.fail(n ?? pair.key, field, 'must be a finite number');
-    }
-    if (nonZero && n.value === 0) return this.fail(n, field, 'must not be 0');
-    return n.value;
-  }
-
-  oneOf<T extends string>(
-    parent: Node,
-    e: Map<string, Pair<Node, Node | null>>,
-    key: string,
-    field: string,
-    options: readonly T[],
-    dflt?: T,
-  ): T | undefined {
-    const pair = e.get(key);
-    if (pair === undefined) return dflt ?? this.fail(parent, field, `is required (one of: ${options.join(', ')})`);
-    const n = pair.value;
-    const value = isScalar(n) ? n.value : undefined;
-    if (typeof value !== 'string' || !(options as readonly string[]).includes(value)) {
-      const shown = isScalar(n) ? JSON.stringify(n.value) : 'a collection';
-      return this.fail(n ?? pair.key, field, `${shown} is not one of: ${options.join(', ')}`);
-    }
-    return value as T;
   }
 
   plant(root: Node | null): Plant | undefined {
@@ -329,7 +214,7 @@ export class Validator {
     });
     const unknownUnits = this.oneOf<UnknownUnitPolicy>(map, e, 'unknown_units', 'unknown_units', ['exception', 'ignore'], 'exception');
     if (name === undefined) return undefined;
-    const plant: Plant = { name, file: this.file, plcs };
+    const plant: Plant = { name, file: this.display, plcs };
     if (e.has('unknown_units') && unknownUnits !== undefined) plant.unknownUnits = unknownUnits;
     return plant;
   }
@@ -373,7 +258,7 @@ export class Validator {
     return plc;
   }
 
-  bool(e: Map<string, Pair<Node, Node | null>>, key: string, field: string): boolean | undefined {
+  bool(e: Entries, key: string, field: string): boolean | undefined {
     const pair = e.get(key);
     if (pair === undefined) return false;
     const n = pair.value;
@@ -444,7 +329,7 @@ export class Validator {
     return text;
   }
 
-  points(parent: Node, e: Map<string, Pair<Node, Node | null>>, field: string): PointDef[] | undefined {
+  points(parent: Node, e: Entries, field: string): PointDef[] | undefined {
     const pair = e.get('points');
     if (pair === undefined) return this.fail(parent, field, 'is required');
     const map = pair.value;
@@ -513,8 +398,8 @@ export class Validator {
     const table = this.oneOf(map, e, 'table', `${field}.table`, TABLES);
     const type = this.oneOf(map, e, 'type', `${field}.type`, POINT_TYPES);
     const base = this.int(map, e, 'address', `${field}.address`, 0, 65535);
-    const scale = this.num(e, 'scale', `${field}.scale`, 1, true);
-    const scaleOffset = this.num(e, 'offset', `${field}.offset`, 0, false);
+    const scale = this.num(e, 'scale', `${field}.scale`, { dflt: 1, nonZero: true });
+    const scaleOffset = this.num(e, 'offset', `${field}.offset`, { dflt: 0 });
     const wordOrder = this.oneOf<WordOrder>(map, e, 'word_order', `${field}.word_order`, ['big', 'little'], 'big');
     const unit = this.str(map, e, 'unit', `${field}.unit`, false);
     const description = this.str(map, e, 'description', `${field}.description`, false);
@@ -572,7 +457,7 @@ export class Validator {
         point.initial = text;
         return point;
       }
-      const initial = this.num(e, 'initial', `${field}.initial`, 0, false);
+      const initial = this.num(e, 'initial', `${field}.initial`, { dflt: 0 });
       if (initial === undefined) return undefined;
       try {
         engineeringToRaw(point, initial);

@@ -144,10 +144,11 @@ function parseBlock(v: Validator, kind: BlockKind, node: Node | null, field: str
         else if (spec.kind === 'positive' && value <= 0) v.fail(n, pf, `must be greater than 0, not ${value}`);
         else block.numbers[key] = value;
         break;
-      case 'action':
-        if (value !== 'reverse' && value !== 'direct') v.fail(n ?? pair.key, pf, `${JSON.stringify(value ?? null)} is not one of: reverse, direct`);
-        else block.strings[key] = value;
+      case 'action': {
+        const action = v.oneOfNode(v.valueNode(pair), pf, ['reverse', 'direct'], 'action');
+        if (action !== undefined) block.strings[key] = action;
         break;
+      }
     }
   }
   if (kind === 'alarm' && e.has('above') === e.has('below')) {

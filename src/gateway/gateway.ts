@@ -1,7 +1,7 @@
 // Wiring: builds every part from the configuration, connects them in the one direction
 // docs/architecture.md ("Parts and their direction") allows, and starts and stops them in order.
 // Enforcement lives in pipeline.ts and must not move here: a command's path never calls back into
-// this file (docs/architecture.md, "Where the code does not match this page yet", lists what still does).
+// this file.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startAgentApi } from '../admin/agent-api.js';

@@ -21,8 +21,9 @@
 //         - { input: tank1.level, max_rate: 2 }          # engineering units per second
 //         - { agree: [tank1.level, tank1.level_b], within: 2 }
 import { parseDurationMs as parseDuration, POLL_DURATION } from '../core/duration.js';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, Scalar, type Node, type Pair } from 'yaml';
+import { isMap, isScalar, isSeq, Scalar, type LineCounter, type Node } from 'yaml';
 import { SourceError } from '../core/errors.js';
+import { readYaml, YamlFields } from '../core/yaml.js';
 import type { BundleAsset, PointDef } from '../assets/bundle-asset.js';
 import { ParseError, parseExpr, pointsOf, printExpr, type Expr } from '../assets/expr.js';
 import {
@@ -71,11 +72,8 @@ export function compileInterlocks(
 ): { interlocks: InterlockDef[]; errors: SourceError[] } {
   const errors: SourceError[] = [];
   const interlocks: InterlockDef[] = [];
-  const fail = (n: Node | null | undefined, field: string, problem: string): undefined => {
-    const p = ctx.lineCounter.linePos(n?.range?.[0] ?? 0);
-    errors.push(new SourceError(ctx.file, p.line, p.col, field, problem));
-    return undefined;
-  };
+  const v = new YamlFields(ctx.file, ctx.lineCounter, errors);
+  const fail = (n: Node | null | undefined, field: string, problem: string): undefined => v.fail(n, field, problem);
   if (node === null || node === undefined || (isScalar(node) && node.value === null)) return { interlocks, errors };
   if (!isSeq(node)) {
     fail(node, 'interlocks', 'must be a list of interlocks');
@@ -87,22 +85,10 @@ export function compileInterlocks(
   (node.items as (Node | null)[]).forEach((item, i) => {
     let field = `interlocks[${i}]`;
     if (!isMap(item)) return fail(item, field, 'must be a mapping (id, asset, guards, deny_when, ...)');
-    const entries = new Map<string, Pair<Node, Node | null>>();
-    for (const pair of item.items as Pair<Node, Node | null>[]) {
-      const key = isScalar(pair.key) ? pair.key.value : undefined;
-      if (typeof key !== 'string') {
-        fail(pair.key, field, 'keys must be strings');
-        continue;
-      }
-      if (!INTERLOCK_KEYS.includes(key)) {
-        fail(pair.key, `${field}.${key}`, `unknown field '${key}' (expected ${INTERLOCK_KEYS.join(', ')})`);
-        continue;
-      }
-      entries.set(key, pair);
-    }
-    const valueOf = (key: string): Node | null | undefined => {
+    const entries = v.entries(item, field, INTERLOCK_KEYS);
+    const valueOf = (key: string): Node | undefined => {
       const pair = entries.get(key);
-      return pair === undefined ? undefined : (pair.value ?? (pair.key as Node));
+      return pair === undefined ? undefined : v.valueNode(pair);
     };
     const str = (key: string, required: boolean): string | undefined => {
       const n = valueOf(key);
@@ -193,31 +179,15 @@ export function compileInterlocks(
     const inputs: InterlockInput[] = [];
     const overrides = new Map<string, { node: Node; poll?: number; maxAge?: number; used: boolean }>();
     const inputsNode = valueOf('inputs');
-    if (inputsNode !== undefined) {
-      if (!isMap(inputsNode)) fail(inputsNode, `${field}.inputs`, 'must be a mapping of point name to { poll, max_age }');
-      else {
-        for (const pair of inputsNode.items as Pair<Node, Node | null>[]) {
-          const key = isScalar(pair.key) ? pair.key.value : undefined;
-          if (typeof key !== 'string') {
-            fail(pair.key, `${field}.inputs`, 'keys must be point names');
-            continue;
-          }
-          const f = `${field}.inputs.${key}`;
-          const v = pair.value;
-          if (!isMap(v)) {
-            fail(v ?? pair.key, f, 'must be a mapping { poll, max_age }');
-            continue;
-          }
-          const o: { node: Node; poll?: number; maxAge?: number; used: boolean } = { node: pair.key, used: false };
-          for (const p of v.items as Pair<Node, Node | null>[]) {
-            const k = isScalar(p.key) ? p.key.value : undefined;
-            if (k === 'poll') o.poll = duration(p.value, `${f}.poll`);
-            else if (k === 'max_age') o.maxAge = duration(p.value, `${f}.max_age`);
-            else fail(p.key, `${f}.${String(k)}`, `unknown field '${String(k)}' (expected ${INPUT_KEYS.join(', ')})`);
-          }
-          overrides.set(qualify(key, assetId), o);
-        }
-      }
+    const overrideEntries = inputsNode === undefined ? undefined : v.freeMap(inputsNode, `${field}.inputs`, 'point name to { poll, max_age }');
+    for (const [key, pair] of overrideEntries ?? []) {
+      const f = `${field}.inputs.${key}`;
+      const e = v.map(v.valueNode(pair), f, INPUT_KEYS, 'poll, max_age');
+      if (e === undefined) continue;
+      const o: { node: Node; poll?: number; maxAge?: number; used: boolean } = { node: pair.key, used: false };
+      if (e.has('poll')) o.poll = duration(v.valueNode(e.get('poll')!), `${f}.poll`);
+      if (e.has('max_age')) o.maxAge = duration(v.valueNode(e.get('max_age')!), `${f}.max_age`);
+      overrides.set(qualify(key, assetId), o);
     }
     // Every input the condition (and the plausibility checks) name, with its poll rate and bound.
     const seen = new Set<string>();
@@ -267,7 +237,7 @@ export function compileInterlocks(
     if (expr !== undefined && asset !== undefined && condNode) {
       if (!resolvePoints(expr, condNode, `${field}.deny_when`)) expr = undefined;
     }
-    const plausible = asset === undefined ? [] : compilePlausible(valueOf('plausible'), `${field}.plausible`, asset, assetsById, fail, resolvePoints, addInput, ctx, errors, duration);
+    const plausible = asset === undefined ? [] : compilePlausible(valueOf('plausible'), `${field}.plausible`, asset, assetsById, v, resolvePoints, addInput, ctx, errors, duration);
     if (asset !== undefined) {
       for (const [key, o] of overrides) {
         if (!o.used) fail(o.node, `${field}.inputs.${key}`, `'${key}' is not used by deny_when or plausible`);
@@ -298,13 +268,14 @@ function compilePlausible(
   field: string,
   asset: BundleAsset,
   assetsById: Map<string, BundleAsset>,
-  fail: (n: Node | null | undefined, field: string, problem: string) => undefined,
+  v: YamlFields,
   resolvePoints: (e: Expr, node: Node, field: string) => boolean,
   addInput: (a: BundleAsset, name: string, where: Node) => void,
   ctx: SourceContext,
   errors: SourceError[],
   duration: (n: Node | null | undefined, f: string) => number | undefined,
 ): PlausibilityDef[] | undefined {
+  const fail = (n: Node | null | undefined, f: string, problem: string): undefined => v.fail(n, f, problem);
   if (node === undefined || node === null) return [];
   if (!isSeq(node)) return fail(node, field, 'must be a list of checks, e.g. { input: tank1.level, changes_within: 30s, while: pump1.running }');
   const out: PlausibilityDef[] = [];
@@ -325,15 +296,9 @@ function compilePlausible(
       ok = fail(item, f, 'must be a mapping: { input, changes_within, while } or { input, max_rate } or { agree: [a, b], within }') ?? false;
       return;
     }
-    const e = new Map<string, Node>();
-    for (const pair of item.items as Pair<Node, Node | null>[]) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : '';
-      if (!PLAUSIBLE_KEYS.includes(key)) {
-        ok = fail(pair.key, `${f}.${key}`, `unknown field '${key}' (expected ${PLAUSIBLE_KEYS.join(', ')})`) ?? false;
-        continue;
-      }
-      e.set(key, pair.value ?? pair.key);
-    }
+    const before = errors.length;
+    const e = new Map([...v.entries(item, f, PLAUSIBLE_KEYS)].map(([key, pair]) => [key, v.valueNode(pair)]));
+    if (errors.length !== before) ok = false;
     const num = (key: string, positive: boolean, what: string): number | undefined => {
       const n = e.get(key);
       if (!isScalar(n) || typeof n.value !== 'number' || !Number.isFinite(n.value) || n.value < 0 || (positive && n.value === 0)) {
@@ -405,20 +370,11 @@ function compilePlausible(
  * compiler calls compileInterlocks with the node it already parsed.
  */
 export function compileInterlocksText(text: string, file: string, assets: readonly BundleAsset[]): { interlocks: InterlockDef[]; errors: SourceError[] } {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    return {
-      interlocks: [],
-      errors: doc.errors.map((e) => {
-        const p = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
-        return new SourceError(file, p.line, p.col, 'yaml', e.message.split('\n')[0]!);
-      }),
-    };
-  }
-  const root = doc.contents as Node | null;
+  const read = readYaml(text, file);
+  if (!read.ok) return { interlocks: [], errors: read.errors };
+  const root = read.doc.contents as Node | null;
   const node = isMap(root) ? (root.get('interlocks', true) as Node | undefined) : undefined;
-  return compileInterlocks(node, { file, lineCounter, text }, assets);
+  return compileInterlocks(node, { file, lineCounter: read.lc, text }, assets);
 }
 
 function qualify(key: string, assetId: string | undefined): string {

@@ -108,4 +108,14 @@ describe('the import graph between areas', () => {
     );
     expect(used).toEqual([]);
   });
+
+  it('reads human-written YAML in one place: src/core/yaml.ts parses, every checker works on what it read', () => {
+    // learn/emit.ts edits rule files it writes back (round-trip, comments kept); it validates nothing.
+    const allowed = new Set(['src/core/yaml.ts', 'src/policy/learn/emit.ts']);
+    const parsing = [...sources(path.join(root, 'src')), ...sources(path.join(root, 'protocols'))]
+      .filter((file) => /\b(parseDocument|parseAllDocuments|YAML\.parse)\(|import \{[^}]*\bparse\b[^}]*\} from 'yaml'/.test(readFileSync(file, 'utf8')))
+      .map((file) => path.relative(root, file))
+      .filter((file) => !allowed.has(file));
+    expect(parsing).toEqual([]);
+  });
 });

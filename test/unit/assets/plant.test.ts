@@ -78,7 +78,7 @@ describe('plant loader', () => {
     expect(e.errors).toHaveLength(1);
     expect(e.errors[0]).toMatchObject({ file: 'plant.yaml', line: 7, column: 53, field: 'plcs[0].points.pump1.run.type' });
     expect(e.message).toBe(
-      'plant.yaml:7:53: plcs[0].points.pump1.run.type: "boolean" is not one of: bool, int16, uint16, int32, uint32, float32, string',
+      'plant.yaml:7:53: plcs[0].points.pump1.run.type: unknown value \'boolean\' (expected bool, int16, uint16, int32, uint32, float32, string)',
     );
   });
 

@@ -190,7 +190,7 @@ describe('process block definitions', () => {
 
   it('needs exactly one of above or below on an alarm, and rejects unknown parameters', () => {
     expect(errorsOf(plant('      - alarm: { input: a, alarm: c, hysteresis: 1, colour: red }'))).toEqual([
-      't.yaml:10:53: plcs[0].process[0].alarm.colour: unknown field (expected one of: input, alarm, above, below, hysteresis)',
+      't.yaml:10:53: plcs[0].process[0].alarm.colour: unknown field \'colour\' (expected input, alarm, above, below, hysteresis)',
       't.yaml:10:35: plcs[0].process[0].alarm.alarm: point c is a coil; the process writes this value, so use a discrete, input or holding point',
       't.yaml:10:16: plcs[0].process[0].alarm: needs exactly one of above or below',
     ]);
