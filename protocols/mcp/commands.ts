@@ -110,7 +110,9 @@ export class ToolCalls {
 
   /** Decides one Command; every refusal comes back as the sentence the agent reads. */
   private async decide(ctx: CallContext, cmd: Command): Promise<Decision> {
-    const wire: WireInfo = { unitId: cmd.unitId, mcp: ctx.mcp };
+    // A Modbus command's answer always comes back (the pool answers every send) and reaches
+    // outcome(): a read is then recorded once, with its answer.
+    const wire: WireInfo = { unitId: cmd.unitId, mcp: ctx.mcp, outcomeFollows: cmd.protocol === 'modbus' };
     try {
       const d = this.deps.pipeline.authorize(ctx.session, cmd, wire);
       return d instanceof Promise ? await d : d;

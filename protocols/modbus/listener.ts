@@ -218,7 +218,9 @@ class AgentConnection {
     }
     const slot = this.open(frame);
     const cmd = commandFromRequest(this.session.id, frame.unitId, request);
-    const wire = { unitId: frame.unitId, transactionId: frame.transactionId };
+    // Every allowed command's answer (or its failure) reaches pipeline.outcome in execute(), even
+    // on a closed connection: a read is recorded once, with its answer.
+    const wire = { unitId: frame.unitId, transactionId: frame.transactionId, outcomeFollows: true };
     const decided = this.opts.pipeline.authorize(this.session, cmd, wire);
     if (decided instanceof Promise) {
       // Durable path: the frame's bytes may be reused by the decoder before the fsync completes.

@@ -76,6 +76,8 @@ const ACK_PERSIST_MS = 100;
  * may take any room left below maxBytes, so a flood of denials never crowds them out.
  */
 export const RESERVE_SHARE = 16;
+/** Room a read's record is assumed to need when it is let through before it is written (a generous bound). */
+const READ_RECORD_ROOM = 2048;
 /** The smallest spool whose reserves hold a useful number of records (config check refuses less). */
 export const MIN_SPOOL_BYTES = 256 * 1024;
 
@@ -430,6 +432,17 @@ export class AuditLog {
     const used = this.bytes();
     // A write refused a few bytes short of the bound keeps the spool full until records are deleted.
     return used >= this.maxBytes - 2 * this.reserve || used >= this.writeRefusedAt;
+  }
+
+  /**
+   * Whether a read's record would be taken now (docs/audit.md, One record per read): a read
+   * recorded with its answer is let through only while the reads' room has space for it.
+   */
+  hasRoomForRead(): boolean {
+    if (this.failure !== undefined || this.closed) return false;
+    const used = this.bytes();
+    const reserveUse = used <= this.maxBytes - 2 * this.reserve ? 0 : this.reserveUse;
+    return used - reserveUse + READ_RECORD_ROOM <= this.maxBytes - this.reserve;
   }
 
   /** The last durable signed checkpoint (with any cosignatures stored since), if any. */

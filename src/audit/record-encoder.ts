@@ -93,7 +93,7 @@ function encodeDecision(event: Readonly<AuditEvent>, w: protobuf.Writer): boolea
   if (d == null || !has.call(event, 'decision')) return false;
   // Any other field (another event, $unknowns, a field the schema gained) is the generated code's.
   for (const k in event) if (k !== 'decision') return false;
-  for (const k in d) if (k !== 'subject' && k !== 'command' && k !== 'decision' && k !== 'mcp') return false;
+  for (const k in d) if (k !== 'subject' && k !== 'command' && k !== 'decision' && k !== 'mcp' && k !== 'outcome') return false;
   w.uint32(/* id 12, wire type 2 */ 98).fork();
   encodeDecisionBody(d, w);
   w.ldelim();
@@ -105,4 +105,5 @@ function encodeDecisionBody(d: Readonly<CommandDecisionProps>, w: protobuf.Write
   if (d.command != null && has.call(d, 'command')) pb.CommandInfo.encode(d.command, w.uint32(18).fork()).ldelim();
   if (d.decision != null && has.call(d, 'decision')) pb.DecisionInfo.encode(d.decision, w.uint32(26).fork()).ldelim();
   if (d.mcp != null && has.call(d, 'mcp')) pb.McpCall.encode(d.mcp, w.uint32(/* id 10, wire type 2 */ 82).fork()).ldelim();
+  if (d.outcome != null && has.call(d, 'outcome')) pb.CommandOutcome.encode(d.outcome, w.uint32(/* id 11, wire type 2 */ 90).fork()).ldelim();
 }

@@ -132,6 +132,30 @@ export function decisionRecord(
   };
 }
 
+/**
+ * A decision record closed by its answer (docs/audit.md, One record per read): the same decision,
+ * with the outcome inside. A new event object; `rec` is left as it was.
+ */
+export function withOutcome(rec: AuditEvent, o: { sessionId: string; status: OutcomeStatus; exceptionCode?: number; upstreamLatencyUs: number; transactionId?: number }): AuditEvent {
+  return {
+    decision: {
+      ...rec.decision,
+      outcome: {
+        decisionSeq: 0,
+        status: o.status,
+        exceptionCode: o.exceptionCode ?? 0,
+        upstreamLatencyUs: o.upstreamLatencyUs,
+        sessionId: o.sessionId,
+        transactionId: o.transactionId ?? 0,
+        workloadId: '',
+        assetId: '',
+        points: [],
+        operation: '',
+      },
+    },
+  };
+}
+
 export function outcomeRecord(o: {
   decisionSeq: number;
   sessionId: string;

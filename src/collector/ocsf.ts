@@ -117,8 +117,16 @@ export function toOcsf(r: Json): Json | undefined {
     const e = base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[c.operation] ?? [99, 'Other']);
     // The task groups every command an agent ran for it: correlation_uid is what a SIEM joins on.
     if (task) e.metadata.correlation_uid = task;
-    withStatus(e, allowed, dec.reason ?? '', dec.ruleId ? `rule ${String(dec.ruleId)}` : undefined);
-    e.message = `${allowed ? 'allowed' : `denied ${String(dec.reason ?? '')}`}: ${String(c.operation ?? '')} ${String(c.assetId ?? '')}${task ? ` for task ${task}${purpose ? ` (${purpose})` : ''}` : ''}`;
+    // A read recorded with its answer (docs/audit.md, One record per read): an answer other than ok
+    // fails the activity, its status the outcome's.
+    const o = d.outcome as Json | undefined;
+    const failed = allowed && o !== undefined && o.status !== 'ok';
+    withStatus(
+      e, allowed && !failed, failed ? String(o.status ?? '') : (dec.reason ?? ''),
+      [dec.ruleId ? `rule ${String(dec.ruleId)}` : '', failed && o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : ''].filter(Boolean).join(', ') || undefined,
+    );
+    e.message = `${allowed ? 'allowed' : `denied ${String(dec.reason ?? '')}`}: ${String(c.operation ?? '')} ${String(c.assetId ?? '')}${task ? ` for task ${task}${purpose ? ` (${purpose})` : ''}` : ''}${o !== undefined ? `, answered ${String(o.status ?? '')}` : ''}`;
+    if (o !== undefined) e.duration = Math.round(Number(o.upstreamLatencyUs ?? 0) / 1000);
     const who = actor(d.subject, c.sessionId, mcp ? `${String(mcp.clientName ?? '')} ${String(mcp.clientVersion ?? '')}`.trim() : undefined);
     // A refusal before policy (identity, token, protocol) names no rule: no policy object then.
     who.authorizations = [dec.ruleId ? { decision: allowed ? 'allow' : 'deny', policy: { uid: dec.ruleId, version: String(dec.bundleRevision ?? 0) } } : { decision: allowed ? 'allow' : 'deny' }];
@@ -139,6 +147,11 @@ export function toOcsf(r: Json): Json | undefined {
     const unmapped: Json = {
       gateway_id: r.gatewayId, seq: r.seq, hash: r.hash, task_id: task, task_purpose: purpose, assurance: d.subject?.assurance, cert_thumbprint: d.subject?.certThumbprint, targets: c.targets, raw_values: c.rawValues,
     };
+    if (o !== undefined) {
+      unmapped.outcome_status = o.status;
+      unmapped.upstream_latency_us = o.upstreamLatencyUs ?? 0;
+      if (o.exceptionCode) unmapped.exception_code = o.exceptionCode;
+    }
     if (mcp) {
       unmapped.command_protocol = c.protocol;
       unmapped.function_code = c.functionCode;

@@ -24,6 +24,12 @@ export interface Session {
 export interface WireInfo {
   unitId?: number;
   transactionId?: number;
+  /**
+   * The front reports this command's outcome (CommandPipeline.outcome) once it is forwarded and
+   * answered, on every path. An allowed command that needs no durable record is then recorded once,
+   * with its answer (docs/audit.md, One record per read); without it, decision and outcome are two.
+   */
+  outcomeFollows?: boolean;
   /** The MCP tool call a Command came from (docs/mcp.md, Audit). */
   mcp?: McpCallInfo;
 }

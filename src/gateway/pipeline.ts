@@ -11,7 +11,7 @@ import type { Logger } from '../core/log.js';
 import type { CommandPipeline, Outcome, Session, WireInfo } from '../core/pipeline.js';
 import type { Reason } from '../core/reasons.js';
 import type { AuditLog } from '../audit/log.js';
-import { approvalRequestRecord, decisionRecord, interlockTripRecord, outcomeRecord, sessionRecord, violationRecord, type AuditEvent } from '../audit/records.js';
+import { approvalRequestRecord, decisionRecord, interlockTripRecord, outcomeRecord, sessionRecord, violationRecord, withOutcome, type AuditEvent } from '../audit/records.js';
 import type { TokenRegistry } from '../identity/registry.js';
 import type { ApprovalStore } from '../approvals/store.js';
 import type { InterlockEngine, InterlockTrip } from '../interlocks/engine.js';
@@ -40,6 +40,11 @@ export interface PipelineDeps {
   freezes?: Pick<FreezeStore, 'check'>;
   /** Rate-limit budgets and step bases (docs/policy.md, Decide, then commit); default: a memory of its own. */
   memory?: PolicyMemory;
+}
+
+/** A decision whose record waits for the command's answer (docs/audit.md, One record per read). */
+interface AwaitingOutcome extends Decision {
+  recordAtOutcome?: AuditEvent;
 }
 
 /** A decision and who it was made for. */
@@ -251,6 +256,18 @@ export class EnforcementPipeline implements CommandPipeline {
       decision = deny('AUDIT_UNAVAILABLE', decision.ruleId, decision.bundleRevision);
     }
     const rec = decisionRecord(cmd, subject, decision, wire, session.remoteAddress);
+    if (decision.effect === 'allow' && !decision.durable && wire.outcomeFollows === true) {
+      // Recorded with its answer, in one record: what cannot be recorded then does not run now.
+      if (!audit.hasRoomForRead()) {
+        logger.error('audit unavailable; denying');
+        const refused = this.recordRefusal(session, cmd, subject, decision, wire);
+        metrics?.decided(cmd, refused, (performance.now() - startedMs) / 1000);
+        return refused;
+      }
+      (decision as AwaitingOutcome).recordAtOutcome = rec;
+      metrics?.decided(cmd, decision, (performance.now() - startedMs) / 1000);
+      return decision;
+    }
     if (decision.effect === 'allow' && decision.durable) {
       const decidedMs = performance.now();
       // A consumed grant is on disk before the command runs, so a crash cannot make it reusable.
@@ -310,6 +327,16 @@ export class EnforcementPipeline implements CommandPipeline {
         engine.observeRead(cmd, outcome.readValue, this.deps.clock.now() - outcome.latencyUs / 1000, this.memory);
       }
     }
+    const awaiting = decision as AwaitingOutcome;
+    const rec = awaiting.recordAtOutcome;
+    if (rec !== undefined) {
+      awaiting.recordAtOutcome = undefined;
+      const seq = this.appendQuietly(
+        withOutcome(rec, { sessionId: session.id, status: outcome.status, exceptionCode: outcome.exceptionCode, upstreamLatencyUs: outcome.latencyUs, transactionId: rec.decision?.command?.transactionId ?? 0 }),
+      );
+      if (seq !== undefined) decision.auditSeq = seq;
+      return;
+    }
     this.appendQuietly(
       outcomeRecord({
         decisionSeq: decision.auditSeq ?? 0,
@@ -345,11 +372,12 @@ export class EnforcementPipeline implements CommandPipeline {
   }
 
   /** Records with nothing to gate on (outcomes, session events): a failure is logged loudly. */
-  private appendQuietly(rec: AuditEvent): void {
+  private appendQuietly(rec: AuditEvent): number | undefined {
     try {
-      this.deps.audit.append(rec);
+      return this.deps.audit.append(rec);
     } catch (err) {
       this.deps.logger.error({ err: (err as Error).message }, 'audit record lost: spool unavailable');
+      return undefined;
     }
   }
 }

@@ -41,6 +41,11 @@ async function readWitnessed(file: string): Promise<Witnessed> {
   return { source: file, records: { count: st.nextSeq, lastHash: st.lastHash }, ...(st.checkpoint ? { tree: st.checkpoint } : {}) };
 }
 
+/** An outcome as one line's end: status, exception code, latency. */
+function outcomeText(o: Record<string, any>): string {
+  return `${String(o.status ?? '')}${o.exceptionCode ? ` exception 0x${Number(o.exceptionCode).toString(16)}` : ''} ${String(o.upstreamLatencyUs ?? 0)}us`;
+}
+
 function printProblems(problems: Problem[]): void {
   for (const p of problems) {
     const at = p.seq !== undefined ? `seq ${p.seq}` : p.checkpointSize !== undefined ? `checkpoint ${p.checkpointSize}` : p.where;
@@ -277,9 +282,10 @@ export function readable(line: string): string {
     const c = d.command ?? {};
     const who = d.subject?.workloadId ?? '(no identity)';
     const t = (c.targets ?? []).map((x: any) => `${x.table ?? x.nodeId}:${x.address ?? ''}${x.count > 1 ? `+${x.count}` : ''}`).join(',');
-    return `${head} decision ${d.decision?.effect ?? '?'} ${d.decision?.reason ?? ''} ${who} ${c.operation ?? ''} ${c.assetId ?? ''} fc=${c.functionCode ?? ''} ${t} rule=${d.decision?.ruleId ?? ''}`;
+    const answered = d.outcome ? ` answered ${outcomeText(d.outcome)}` : '';
+    return `${head} decision ${d.decision?.effect ?? '?'} ${d.decision?.reason ?? ''} ${who} ${c.operation ?? ''} ${c.assetId ?? ''} fc=${c.functionCode ?? ''} ${t} rule=${d.decision?.ruleId ?? ''}${answered}`;
   }
-  if (r.outcome) return `${head} outcome of #${r.outcome.decisionSeq} ${r.outcome.status}${r.outcome.exceptionCode ? ` exception 0x${Number(r.outcome.exceptionCode).toString(16)}` : ''} ${r.outcome.upstreamLatencyUs ?? 0}us`;
+  if (r.outcome) return `${head} outcome of #${r.outcome.decisionSeq} ${outcomeText(r.outcome)}`;
   if (r.session) return `${head} session ${r.session.kind} ${r.session.sessionId} ${r.session.remoteAddress ?? ''} ${r.session.subject?.workloadId ?? ''} ${r.session.reason ?? ''}`;
   if (r.token) return `${head} token ${r.token.kind} ${r.token.subject?.workloadId ?? ''} jti=${r.token.subject?.jti ?? ''} ${r.token.reason ?? ''}`;
   if (r.bundle) return `${head} bundle ${r.bundle.kind} revision ${r.bundle.revision ?? 0} ${r.bundle.reason ?? ''}`;

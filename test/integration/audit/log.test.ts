@@ -6,7 +6,7 @@ import { AuditError } from '../../../src/audit/errors.js';
 import { hashEquals, leafHash, ZERO_HASH } from '../../../src/audit/hash.js';
 import { AuditLog } from '../../../src/audit/log.js';
 import { SpoolDamageError } from '../../../src/audit/spool.js';
-import { bundleRecord, decisionRecord, outcomeRecord, violationRecord } from '../../../src/audit/records.js';
+import { bundleRecord, decisionRecord, outcomeRecord, violationRecord, withOutcome } from '../../../src/audit/records.js';
 import { allow, cmd, subject } from '../../unit/audit/fixtures.js';
 import { decodeRecord } from '../../../src/audit/schema.js';
 import { ManualClock } from '../../../src/core/clock.js';
@@ -267,6 +267,25 @@ describe('AuditLog', () => {
     expect(log.isFull()).toBe(false);
     expect(log.append(write())).toBeGreaterThan(0);
     await log.close();
+  });
+
+  it('lets a read through only while its record, written with the answer later, will be taken (one record per read)', async () => {
+    const log = await AuditLog.open({ dir, gatewayId: 'gw-1', clock, maxBytes: 256 * 1024, segmentBytes: 8 * 1024 });
+    const read = () => withOutcome(decisionRecord({ ...cmd, operation: 'read' }, subject, { ...allow, durable: false }), { sessionId: 's-1', status: 'ok', upstreamLatencyUs: 900 });
+    let reads = 0;
+    // Every read the log said yes to is taken when its answer comes, until the reads' room is gone.
+    while (log.hasRoomForRead()) {
+      log.append(read());
+      reads++;
+    }
+    expect(reads).toBeGreaterThan(100);
+    expect(log.stats().dropped).toBe(0);
+    await log.sync();
+    await log.markAcked(reads - 1);
+    await log.sync();
+    expect(log.hasRoomForRead()).toBe(true);
+    await log.close();
+    expect(log.hasRoomForRead()).toBe(false);
   });
 
   it('persists the acknowledged seq and deletes only segments that are fully acknowledged', async () => {

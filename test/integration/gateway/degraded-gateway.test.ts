@@ -164,7 +164,8 @@ describe('a PLC that is gone', () => {
     expect(await modbusError(optimizer.client.readInputRegisters(0, 1))).toBe(0x0a);
     expect(await modbusError(optimizer.client.writeRegister(0, 610))).toBe(0x0a);
     const records = await auditRecords(lab.gateway.audit, from);
-    const statuses = records.flatMap((r) => (r.outcome ? [r.outcome.status] : []));
+    // The read's outcome is inside its decision record; the write's is a record of its own.
+    const statuses = records.flatMap((r) => (r.decision?.outcome ? [r.decision.outcome.status] : r.outcome ? [r.outcome.status] : []));
     expect(statuses).toEqual(['upstream_unavailable', 'upstream_unavailable']);
     expect(lab.sim.read('tank1.setpoint')).toBe(setpoint);
   });

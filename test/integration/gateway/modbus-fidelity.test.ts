@@ -28,8 +28,11 @@ describe('Modbus fidelity through the gateway', () => {
   });
 
   async function reasonsFrom(from: number): Promise<string[]> {
-    const records = await auditRecords(lab.gateway.audit, from);
-    return records.flatMap((r) => (r.decision?.decision ? [r.decision.decision.reason ?? ''] : []));
+    // In the agent's order (transaction ids): a read is recorded once answered, with its answer,
+    // so a denial can be on record before an allowed read sent ahead of it.
+    const records = (await auditRecords(lab.gateway.audit, from)).filter((r) => r.decision?.decision);
+    records.sort((a, b) => Number(a.decision!.command?.transactionId ?? 0) - Number(b.decision!.command?.transactionId ?? 0));
+    return records.map((r) => r.decision!.decision!.reason ?? '');
   }
 
   it('answers FC3 with quantity 0 and 126 with exception 0x03 on the same connection, and the pipelined reads behind them', async () => {

@@ -26,14 +26,18 @@ async function modbusError(p: Promise<unknown>): Promise<number | undefined> {
   throw new Error('expected a Modbus exception, the command succeeded');
 }
 
-/** The outcome records among `records`, each with the decision it answers. */
+/**
+ * The outcomes among `records`, each with the decision it answers: a write's outcome record, or a
+ * read's outcome inside its decision record (docs/audit.md, One record per read).
+ */
 function outcomes(records: DecodedRecord[]): Array<{ status: string; exceptionCode: number; decision: DecodedRecord | undefined }> {
   const bySeq = new Map(records.map((r) => [Number(r.seq), r]));
-  return records.flatMap((r) =>
-    r.outcome
+  return records.flatMap((r) => {
+    if (r.decision?.outcome) return [{ status: r.decision.outcome.status ?? '', exceptionCode: r.decision.outcome.exceptionCode ?? 0, decision: r }];
+    return r.outcome
       ? [{ status: r.outcome.status ?? '', exceptionCode: r.outcome.exceptionCode ?? 0, decision: bySeq.get(Number(r.outcome.decisionSeq)) }]
-      : [],
-  );
+      : [];
+  });
 }
 
 describe('the gateway in front of a misbehaving PLC', () => {
