@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AuditLog } from '../../src/audit/log.js';
 import { noteSigner, verifierKey } from '../../src/audit/note.js';
-import { decisionRecord, outcomeRecord } from '../../src/audit/records.js';
+import { decisionRecord, outcomeRecord, withOutcome } from '../../src/audit/records.js';
 import { Shipper } from '../../src/audit/shipper.js';
 import { systemClock } from '../../src/core/clock.js';
 import type { Command, Decision, Subject } from '../../src/core/command.js';
@@ -58,8 +58,8 @@ function newGateway(root: string, id: string): Gw {
 }
 
 /**
- * A gateway's spool as a busy gateway writes it: 9 reads to 1 write, each a decision and an outcome
- * record. With `ship`, a shipper streams the records live as they become durable (from the log's
+ * A gateway's spool as a busy gateway writes it: 9 reads to 1 write, a read one record (decision
+ * with its answer), a write a decision and an outcome record. With `ship`, a shipper streams the records live as they become durable (from the log's
  * recent-records ring, as in a running gateway: docs/audit.md, Shipping) and the spool is closed once all are acknowledged.
  */
 async function writeSpool(g: Gw, records: number, ship?: (log: AuditLog) => { acked(seq: number): Promise<void>; close(): Promise<void> }): Promise<void> {
@@ -70,8 +70,12 @@ async function writeSpool(g: Gw, records: number, ship?: (log: AuditLog) => { ac
   const shipper = ship?.(log);
   for (let i = 0; log.nextSeq < records; i++) {
     const w = i % 10 === 9;
-    const decisionSeq = log.append(decisionRecord(w ? write : read, subject, w ? allowWrite : allowRead, { unitId: 1, transactionId: i & 0xffff }));
-    log.append(outcomeRecord({ decisionSeq, sessionId: read.sessionId, status: 'ok', upstreamLatencyUs: 180, transactionId: i & 0xffff }));
+    if (w) {
+      const decisionSeq = log.append(decisionRecord(write, subject, allowWrite, { unitId: 1, transactionId: i & 0xffff }));
+      log.append(outcomeRecord({ decisionSeq, sessionId: read.sessionId, status: 'ok', upstreamLatencyUs: 180, transactionId: i & 0xffff }));
+    } else {
+      log.append(withOutcome(decisionRecord(read, subject, allowRead, { unitId: 1, transactionId: i & 0xffff }), { sessionId: read.sessionId, status: 'ok', upstreamLatencyUs: 180, transactionId: i & 0xffff }));
+    }
     if (i % 2000 === 0) await log.sync();
   }
   await log.sync();

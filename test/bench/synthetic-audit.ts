@@ -6,7 +6,7 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { leafHash, ZERO_HASH } from '../../src/audit/hash.js';
-import { decisionRecord, outcomeRecord, sessionRecord } from '../../src/audit/records.js';
+import { decisionRecord, outcomeRecord, sessionRecord, withOutcome } from '../../src/audit/records.js';
 import { decodeRecord, encodeRecord, SCHEMA_VERSION } from '../../src/audit/schema.js';
 import { encodeSpoolFrame } from '../../src/audit/spool.js';
 import { recordToJson } from '../../src/collector/ndjson.js';
@@ -58,7 +58,8 @@ function command(i: number): { cmd: Command; subject: Subject; decision: Decisio
 }
 
 /**
- * `n` records (a command's decision, its outcome when it was an allowed write, a session record
+ * `n` records (a command's decision, with its answer when it was an allowed read, its outcome
+ * record when it was an allowed write, a session record
  * every 1,000 commands), hash-chained, in seq order.
  */
 export function* syntheticRecords(n: number): Generator<Uint8Array> {
@@ -79,7 +80,10 @@ export function* syntheticRecords(n: number): Generator<Uint8Array> {
     const c = command(i);
     c.cmd.sessionId = `s-${i - (i % 1000)}`;
     const decisionSeq = seq;
-    yield encode(decisionRecord(c.cmd, c.subject, c.decision, { unitId: 1, transactionId: i & 0xffff }));
+    const decided = decisionRecord(c.cmd, c.subject, c.decision, { unitId: 1, transactionId: i & 0xffff });
+    // One record per read (docs/audit.md): an allowed read carries its answer.
+    const oneRecord = c.decision.effect === 'allow' && !c.decision.durable;
+    yield encode(oneRecord ? withOutcome(decided, { sessionId: c.cmd.sessionId, status: 'ok', upstreamLatencyUs: 850, transactionId: i & 0xffff }) : decided);
     if (c.decision.effect === 'allow' && c.decision.durable && seq < n) {
       yield encode(outcomeRecord({ decisionSeq, sessionId: c.cmd.sessionId, status: 'ok', upstreamLatencyUs: 850, transactionId: i & 0xffff }));
     }
