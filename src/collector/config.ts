@@ -13,6 +13,8 @@ const nonEmpty = z
   .string({ error: (iss) => (iss.input === undefined ? 'required' : 'must be a string') })
   .min(1, 'must not be empty');
 
+const GATEWAY_ID = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters, digits, dot, dash, underscore only (1-128)');
+
 const schema = z.strictObject({
   listen: z.strictObject({
     host: nonEmpty.default('0.0.0.0'),
@@ -41,7 +43,7 @@ const schema = z.strictObject({
   gateways: z
     .array(
       z.strictObject({
-        id: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters, digits, dot, dash, underscore only (1-128)'),
+        id: GATEWAY_ID,
         verifier_key: nonEmpty.refine((k) => {
           try {
             parseVerifierKey(k);
@@ -53,6 +55,24 @@ const schema = z.strictObject({
         identity: nonEmpty.optional(),
       }),
     )
+    .optional(),
+  /**
+   * Read these gateways' records from NATS JetStream (docs/audit.md, Fleets) besides the TLS
+   * listener: each gateway by one collector of a fleet, through a durable consumer.
+   */
+  nats: z
+    .strictObject({
+      servers: z.array(nonEmpty).min(1, 'give at least one NATS server'),
+      gateways: z.array(GATEWAY_ID).min(1, 'name the gateways this collector reads from the stream'),
+      stream: nonEmpty.default('PLANTGATE_AUDIT'),
+      subject_prefix: nonEmpty.default('plantgate.audit'),
+      consumer_prefix: nonEmpty.default('plantgate-collector'),
+      /** Mutual TLS to NATS with this collector's tls.ca/cert/key. */
+      tls: z.boolean().default(false),
+      creds_file: nonEmpty.optional(),
+      nkey_seed_file: nonEmpty.optional(),
+    })
+    .refine((n) => n.creds_file === undefined || n.nkey_seed_file === undefined, { message: 'give creds_file or nkey_seed_file, not both', path: ['nkey_seed_file'] })
     .optional(),
   /** Countersign verified checkpoints (C2SP tlog-cosignature/v1) with this Ed25519 key. */
   witness: z
@@ -69,6 +89,16 @@ export interface CollectorGatewayConfig {
   identity?: string;
 }
 
+export interface CollectorNatsConfig {
+  servers: string[];
+  gateways: string[];
+  stream: string;
+  subjectPrefix: string;
+  consumerPrefix: string;
+  tls: boolean;
+  auth: { credsFile?: string; nkeySeedFile?: string };
+}
+
 export interface CollectorConfig {
   listen: { host: string; port: number };
   tls: { ca: string; cert: string; key: string };
@@ -76,6 +106,7 @@ export interface CollectorConfig {
   output: { layout: OutputLayout; ocsf: boolean };
   gateways: CollectorGatewayConfig[] | undefined;
   witness: { name: string; keyFile: string } | undefined;
+  nats: CollectorNatsConfig | undefined;
 }
 
 /** Reads and validates a collector config. Throws SourceErrors (bad content) or an fs error. */
@@ -86,7 +117,18 @@ export async function loadCollectorConfig(file: string): Promise<CollectorConfig
   } catch (err) {
     throw new SourceErrors([new SourceError(file, 1, 1, '(file)', `cannot read: ${(err as Error).message}`)]);
   }
-  const c = parseYamlWith(schema, text, file);
+  const c = parseYamlWith(
+    schema.superRefine((c, ctx) => {
+      if (c.nats === undefined) return;
+      // Records read from the bus are verified like any others: against a listed gateway's key.
+      const listed = new Set(c.gateways?.map((g) => g.id));
+      c.nats.gateways.forEach((id, i) => {
+        if (!listed.has(id)) ctx.addIssue({ code: 'custom', path: ['nats', 'gateways', i], message: `"${id}" is not in gateways: list it there with its verifier_key` });
+      });
+    }),
+    text,
+    file,
+  );
   const base = dirname(resolve(file));
   return {
     listen: { host: c.listen.host, port: c.listen.port },
@@ -95,6 +137,21 @@ export async function loadCollectorConfig(file: string): Promise<CollectorConfig
     output: { layout: c.output.layout, ocsf: c.output.ocsf },
     gateways: c.gateways?.map((g) => ({ id: g.id, verifierKey: g.verifier_key, ...(g.identity !== undefined ? { identity: g.identity } : {}) })),
     witness: c.witness ? { name: c.witness.name, keyFile: resolve(base, c.witness.key_file) } : undefined,
+    nats:
+      c.nats === undefined
+        ? undefined
+        : {
+            servers: c.nats.servers,
+            gateways: c.nats.gateways,
+            stream: c.nats.stream,
+            subjectPrefix: c.nats.subject_prefix,
+            consumerPrefix: c.nats.consumer_prefix,
+            tls: c.nats.tls,
+            auth: {
+              ...(c.nats.creds_file !== undefined ? { credsFile: resolve(base, c.nats.creds_file) } : {}),
+              ...(c.nats.nkey_seed_file !== undefined ? { nkeySeedFile: resolve(base, c.nats.nkey_seed_file) } : {}),
+            },
+          },
   };
 }
 

@@ -118,14 +118,45 @@ interface Gateway {
   verifier: NoteVerifier | undefined;
 }
 
+/**
+ * The far end of one gateway's stream, as the verify-and-store loop sees it: a gateway's mutual-TLS
+ * connection, or its subject on a JetStream stream (jetstream.ts).
+ */
+export interface StreamLink {
+  /** Every record up to `lastSeq` is stored (fsynced). */
+  acked(lastSeq: number): void;
+  /** The witness cosigned a verified checkpoint. */
+  cosigned(c: { treeSize: number; rootHash: Uint8Array; line: string }): void;
+  /** The queue was taken for storing: more may come. */
+  resume(): void;
+  close(): void;
+}
+
+/** A record already taken off a bus and decoded (its source checked seq and chain to order it). */
+export interface ReceivedRecord {
+  bytes: Uint8Array;
+  rec: DecodedRecord;
+}
+
 interface Connection {
-  socket: tls.TLSSocket;
+  link: StreamLink;
   remote: string;
-  peer: PeerIdentity;
   gateway: Gateway | undefined;
-  queue: Uint8Array[];
+  /** ShipperFrames from a TLS stream, or records from a bus. */
+  queue: (Uint8Array | ReceivedRecord)[];
   processing: Promise<void> | undefined;
   dead: boolean;
+}
+
+/** What a record source other than the TLS listener gets from attach(). */
+export interface AttachedStream {
+  /** Where the stored stream ends: the next seq expected and the leaf hash it must chain to. */
+  nextSeq: number;
+  lastHash: Uint8Array;
+  push(records: ReceivedRecord[]): void;
+  /** A notice is stored and the stream goes on; any other alert ends the stream. */
+  alert(a: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'>): void;
+  readonly dead: boolean;
 }
 
 /** Emits 'record' (gatewayId, jsonRecord) after each record is stored, and 'alert' (CollectorAlert). */
@@ -191,14 +222,21 @@ export class Collector extends EventEmitter {
 
   private onConnection(socket: tls.TLSSocket): void {
     const conn: Connection = {
-      socket,
+      link: {
+        acked: (lastSeq) => socket.write(pb.CollectorFrame.encodeDelimited({ ack: { lastSeq } }).finish()),
+        cosigned: (cosignature) => socket.write(pb.CollectorFrame.encodeDelimited({ cosignature }).finish()),
+        resume: () => {
+          if (socket.isPaused()) socket.resume();
+        },
+        close: () => socket.destroy(),
+      },
       remote: `${socket.remoteAddress}:${socket.remotePort}`,
-      peer: peerIdentity(socket),
       gateway: undefined,
       queue: [],
       processing: undefined,
       dead: false,
     };
+    const peer = peerIdentity(socket);
     this.conns.add(conn);
     const reader = new FrameReader();
     const helloTimer = setTimeout(() => this.kill(conn, 'no hello in time'), this.opts.helloTimeoutMs ?? 10_000);
@@ -216,7 +254,7 @@ export class Collector extends EventEmitter {
         if (!helloSeen) {
           helloSeen = true;
           clearTimeout(helloTimer);
-          void this.onHello(conn, f).catch((err) => {
+          void this.onHello(conn, peer, socket, f).catch((err) => {
             this.logger.error({ err, remote: conn.remote }, 'collector: cannot open gateway state');
             this.kill(conn, (err as Error).message);
           });
@@ -235,7 +273,7 @@ export class Collector extends EventEmitter {
     });
   }
 
-  private async onHello(conn: Connection, bytes: Uint8Array): Promise<void> {
+  private async onHello(conn: Connection, peer: PeerIdentity, socket: tls.TLSSocket, bytes: Uint8Array): Promise<void> {
     let hello;
     try {
       hello = pb.ShipperFrame.decode(bytes).hello;
@@ -245,12 +283,12 @@ export class Collector extends EventEmitter {
     if (!hello) return this.alert(conn, { kind: 'protocol', message: 'first frame is not a hello' });
     const id = hello.gatewayId ?? '';
     if (!GATEWAY_ID.test(id)) return this.alert(conn, { kind: 'protocol', message: `gateway id "${id.slice(0, 64)}" is not valid` });
-    const who = boundName(conn.peer) ?? '(no identity)';
+    const who = boundName(peer) ?? '(no identity)';
     let cfg: { verifier: NoteVerifier; identity?: string } | undefined;
     if (this.configured) {
       cfg = this.configured.get(id);
       if (!cfg) return this.alert(conn, { kind: 'unknown_gateway', message: `gateway "${id}" (certificate ${who}) is not in the collector's gateways list` });
-      if (!certificateMatches(conn.peer, id, cfg.identity)) {
+      if (!certificateMatches(peer, id, cfg.identity)) {
         return this.alert(conn, {
           kind: 'identity_mismatch',
           message: `certificate ${who} does not prove gateway "${id}"`,
@@ -262,7 +300,7 @@ export class Collector extends EventEmitter {
     const gw = await this.gateway(id);
     if (conn.dead) return;
     if (!this.configured) {
-      const name = boundName(conn.peer);
+      const name = boundName(peer);
       const bound = gw.state.certificateIdentity;
       if (name === undefined || (bound !== undefined && bound !== name)) {
         return this.alert(conn, { kind: 'identity_mismatch', message: `certificate ${who} does not prove gateway "${id}" (bound to ${bound ?? '?'} on first use)`, expected: bound, actual: who });
@@ -273,20 +311,62 @@ export class Collector extends EventEmitter {
         this.logger.warn({ gatewayId: id, certificate: name }, 'collector: gateway id bound to its first certificate (open mode)');
       }
     }
-    if (conn.dead) return;
+    if (!(await this.bind(conn, gw))) return;
+    socket.write(pb.CollectorFrame.encodeDelimited({ hello: { nextSeq: gw.state.nextSeq, lastHash: gw.state.lastHash } }).finish());
+    this.process(conn);
+  }
+
+  /**
+   * Makes `conn` the one stream of `gw`: a reconnecting gateway replaces its half-dead old stream,
+   * after the old one has finished storing what it already received. False when `conn` died meanwhile.
+   */
+  private async bind(conn: Connection, gw: Gateway): Promise<boolean> {
+    if (conn.dead) return false;
     const previous = gw.conn;
     if (previous && previous !== conn) {
-      // One stream per gateway: a reconnecting gateway replaces its half-dead old connection,
-      // after the old one has finished storing what it already received.
-      this.kill(previous, 'replaced by a new connection from the same gateway');
+      this.kill(previous, 'replaced by a new stream of the same gateway');
       await previous.processing;
     }
-    if (conn.dead) return;
+    if (conn.dead) return false;
     gw.conn = conn;
     conn.gateway = gw;
-    this.logger.info({ gatewayId: id, remote: conn.remote, nextSeq: gw.state.nextSeq }, 'collector: gateway connected');
-    conn.socket.write(pb.CollectorFrame.encodeDelimited({ hello: { nextSeq: gw.state.nextSeq, lastHash: gw.state.lastHash } }).finish());
-    this.process(conn);
+    this.logger.info({ gatewayId: gw.id, remote: conn.remote, nextSeq: gw.state.nextSeq }, 'collector: gateway connected');
+    return true;
+  }
+
+  /**
+   * A configured gateway's records from another source than its TLS stream (docs/audit.md, Fleets:
+   * the JetStream subject): verified and stored exactly like them. The source orders them (seq and
+   * chain from `nextSeq` / `lastHash`) and gets acknowledgements through `link`.
+   */
+  async attach(gatewayId: string, remote: string, link: StreamLink): Promise<AttachedStream> {
+    if (this.configured !== undefined && !this.configured.has(gatewayId)) throw new Error(`gateway "${gatewayId}" is not in the collector's gateways list`);
+    const conn: Connection = {
+      link: {
+        ...link,
+        close: () => {
+          this.conns.delete(conn);
+          link.close();
+        },
+      },
+      remote, gateway: undefined, queue: [], processing: undefined, dead: false,
+    };
+    this.conns.add(conn);
+    const gw = await this.gateway(gatewayId);
+    if (!(await this.bind(conn, gw))) throw new Error(`the stream of gateway "${gatewayId}" closed while it was opened`);
+    return {
+      nextSeq: gw.state.nextSeq,
+      lastHash: gw.state.lastHash,
+      push: (records) => {
+        if (conn.dead) return;
+        for (const r of records) conn.queue.push(r);
+        this.process(conn);
+      },
+      alert: (a) => void this.alert(conn, a),
+      get dead() {
+        return conn.dead;
+      },
+    };
   }
 
   private gateway(id: string): Promise<Gateway> {
@@ -328,7 +408,7 @@ export class Collector extends EventEmitter {
     while (conn.queue.length > 0 && !conn.dead) {
       const frames = conn.queue;
       conn.queue = [];
-      if (conn.socket.isPaused()) conn.socket.resume();
+      conn.link.resume();
       const entries: OutputEntry[] = [];
       const stored: Record<string, unknown>[] = [];
       const cosigned: { size: number; root: Uint8Array; body: string; note: string }[] = [];
@@ -346,17 +426,22 @@ export class Collector extends EventEmitter {
         let bytes: Uint8Array | undefined;
         let rec;
         let lost;
-        try {
-          const frame = pb.ShipperFrame.decode(f);
-          bytes = frame.record ?? undefined;
-          lost = frame.lost ?? undefined;
-          if (frame.cosignRequest && !bytes && !lost) {
-            requests.push(frame.cosignRequest.note ?? '');
-            continue;
+        if (!(f instanceof Uint8Array)) {
+          bytes = f.bytes;
+          rec = f.rec;
+        } else {
+          try {
+            const frame = pb.ShipperFrame.decode(f);
+            bytes = frame.record ?? undefined;
+            lost = frame.lost ?? undefined;
+            if (frame.cosignRequest && !bytes && !lost) {
+              requests.push(frame.cosignRequest.note ?? '');
+              continue;
+            }
+            if (bytes) rec = decodeRecord(bytes);
+          } catch {
+            rec = undefined;
           }
-          if (bytes) rec = decodeRecord(bytes);
-        } catch {
-          rec = undefined;
         }
         if (lost && !bytes) {
           // A record the gateway lost and declared (docs/audit.md, Recovery): only its leaf hash
@@ -449,7 +534,7 @@ export class Collector extends EventEmitter {
         gw.state = state;
         gw.lastTimeMs = timeMs;
         this.st.records += entries.length;
-        if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ ack: { lastSeq: nextSeq - 1 } }).finish());
+        if (!conn.dead) conn.link.acked(nextSeq - 1);
         for (const json of stored) this.emit('record', gw.id, json);
         if (this.opts.witness) await this.cosign(conn, gw, cosigned);
       }
@@ -473,7 +558,7 @@ export class Collector extends EventEmitter {
       const line = witness.cosign(v.body, Math.floor(this.clock.now() / 1000));
       newest = addSignatureLines(v.note, [line]);
       this.st.cosignatures++;
-      if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ cosignature: { treeSize: v.size, rootHash: v.root, line } }).finish());
+      if (!conn.dead) conn.link.cosigned({ treeSize: v.size, rootHash: v.root, line });
       this.emit('cosigned', gw.id, v.size, line);
     }
     // The SOC's copy of the newest witnessed checkpoint, with both signatures: what `plantgate
@@ -504,7 +589,7 @@ export class Collector extends EventEmitter {
     }
     const line = witness.cosign(cp.body, Math.floor(this.clock.now() / 1000));
     this.st.cosignatures++;
-    if (!conn.dead) conn.socket.write(pb.CollectorFrame.encodeDelimited({ cosignature: { treeSize: cp.size, rootHash: cp.root, line } }).finish());
+    if (!conn.dead) conn.link.cosigned({ treeSize: cp.size, rootHash: cp.root, line });
     this.emit('cosigned', gw.id, cp.size, line);
     return undefined;
   }
@@ -535,7 +620,7 @@ export class Collector extends EventEmitter {
     conn.queue = [];
     if (conn.gateway?.conn === conn) conn.gateway.conn = undefined;
     this.logger.debug({ remote: conn.remote, reason }, 'collector: stream closed');
-    conn.socket.destroy();
+    conn.link.close();
   }
 
   /** Stops accepting, closes every stream after its current batch, closes files. */

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { SourceErrors } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
+import { startJetStreamIntake, type JetStreamIntake } from '../../collector/jetstream.js';
 import { startCollector } from '../../collector/server.js';
 import { cosigner } from '../../audit/checkpoint.js';
 import { loadEd25519PrivateKey } from '../../audit/keys.js';
@@ -12,8 +13,8 @@ import { loadCollectorConfig, readTlsFiles } from '../../collector/config.js';
 export function register(program: Command): void {
   program
     .command('collector')
-    .description('receive audit streams from gateways over mutual TLS, verify each chain, tree and checkpoint, countersign as a witness, write NDJSON, OCSF and alerts')
-    .requiredOption('--config <file>', 'collector config (YAML): listen {host, port}, tls {ca, cert, key}, out_dir, output {layout, ocsf}, gateways [{id, verifier_key, identity}], witness {name, key_file}')
+    .description('receive audit streams from gateways over mutual TLS or NATS JetStream, verify each chain, tree and checkpoint, countersign as a witness, write NDJSON, OCSF and alerts')
+    .requiredOption('--config <file>', 'collector config (YAML): listen {host, port}, tls {ca, cert, key}, out_dir, output {layout, ocsf}, gateways [{id, verifier_key, identity}], witness {name, key_file}, nats {servers, gateways, stream, ...}')
     .action(async (opts: { config: string }) => {
       let config;
       let tls;
@@ -52,6 +53,21 @@ export function register(program: Command): void {
         process.exitCode = 1;
         return;
       }
+      let intake: JetStreamIntake | undefined;
+      if (config.nats !== undefined) {
+        const n = config.nats;
+        try {
+          intake = await startJetStreamIntake({
+            collector, servers: n.servers, gateways: n.gateways, stream: n.stream, subjectPrefix: n.subjectPrefix, consumerPrefix: n.consumerPrefix,
+            auth: n.auth, logger, ...(n.tls ? { tls } : {}),
+          });
+        } catch (err) {
+          process.stderr.write(`plantgate collector: cannot read from NATS ${n.servers.join(', ')}: ${(err as Error).message}\n`);
+          await collector.close();
+          process.exitCode = 1;
+          return;
+        }
+      }
       // Tests and scripts that asked for port 0 learn the real one from this line.
       process.stdout.write(`collector listening on ${config.listen.host}:${collector.port}, writing ${config.outDir}\n`);
       await new Promise<void>((resolve) => {
@@ -62,6 +78,7 @@ export function register(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      await intake?.close();
       await collector.close();
     });
 }

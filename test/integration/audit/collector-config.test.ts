@@ -34,7 +34,21 @@ describe('collector config', () => {
       output: { layout: 'daily', ocsf: true },
       gateways: undefined,
       witness: undefined,
+      nats: undefined,
     });
+  });
+
+  it('reads the gateways a collector takes from JetStream, and refuses one it cannot verify (not in gateways) by field', async () => {
+    const vkey = 'plantgate/gw-1+2ac137a9+AavZfm0X8Y8ps34Hegl9A+8NEdzF+fJZKoQUPMhQceLr';
+    const head = `listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: a, cert: b, key: c }\nout_dir: out\ngateways:\n  - { id: gw-1, verifier_key: "${vkey}" }\n`;
+    const c = await loadCollectorConfig(await cfg(`${head}nats: { servers: [nats://nats.soc:4222], gateways: [gw-1], creds_file: nats/collector.creds }\n`));
+    expect(c.nats).toEqual({
+      servers: ['nats://nats.soc:4222'], gateways: ['gw-1'], stream: 'PLANTGATE_AUDIT', subjectPrefix: 'plantgate.audit', consumerPrefix: 'plantgate-collector', tls: false,
+      auth: { credsFile: join(dir, 'nats/collector.creds') },
+    });
+    const err = (await loadCollectorConfig(await cfg(`${head}nats:\n  servers: [nats://nats.soc:4222]\n  gateways: [gw-1, gw-2]\n`)).catch((e: unknown) => e)) as SourceErrors;
+    expect(err).toBeInstanceOf(SourceErrors);
+    expect(err.errors.map((e) => e.message)).toEqual([expect.stringMatching(/collector\.yaml:8:\d+: nats\.gateways\[1\]: "gw-2" is not in gateways/)]);
   });
 
   it('reads the gateways a collector witnesses and its witness key, and rejects a malformed verifier key by field', async () => {

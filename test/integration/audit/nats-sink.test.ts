@@ -1,9 +1,8 @@
 // The JetStream sink against a real nats-server (Debian's, started here on loopback with
 // JetStream and a file store): delivery in order, acknowledgement = publish ack, resume and
 // deduplication across a gateway restart and across a NATS outage.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, headers as natsHeaders, nkeys, type NatsConnection } from 'nats';
@@ -15,51 +14,21 @@ import { outcomeRecord } from '../../../src/audit/records.js';
 import { decodeRecord } from '../../../src/audit/schema.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { initPki } from '../../../src/identity/dev/pki.js';
+import { freePort, natsServer, type NatsServer } from './nats-server.js';
 
 let root: string;
 let spoolDir: string;
 let natsPort: number;
-let server: ChildProcess | undefined;
+let nats: NatsServer;
 const clock = new ManualClock();
 const cleanup: (() => Promise<void>)[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startNats(): Promise<void> {
-  const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', join(root, 'nats')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', (err) => reject(new Error(`cannot run nats-server (make test installs it: apt-get install nats-server): ${err.message}`)));
-    child.once('exit', (code) => reject(new Error(`nats-server exited ${code}: ${log}`)));
-    // nats-server logs to stderr; JetStream is usable once it says the server is ready.
-    child.stderr!.on('data', () => log.includes('Server is ready') && resolve());
-  });
-  server = child;
-}
-
-async function stopNats(): Promise<void> {
-  const s = server;
-  server = undefined;
-  if (!s || s.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    s.once('exit', () => resolve());
-    s.kill('SIGKILL');
-  });
-}
+const startNats = () => nats.start();
+const stopNats = () => nats.stop();
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'plantgate-nats-'));
   natsPort = await freePort();
+  nats = natsServer(root, natsPort);
   await startNats();
 });
 afterAll(async () => {

@@ -1,0 +1,201 @@
+// Collectors reading the audit from NATS JetStream (docs/audit.md, Fleets: NATS JetStream): for each
+// gateway this collector takes, a durable pull consumer on the gateway's subject feeds the
+// collector's own verify-and-store loop (server.ts), so a record from the bus is checked and stored
+// exactly like one from a TLS stream, and acknowledged on the bus (ack-all) only once it is stored.
+// A gateway's records must be verified in order by one collector (the chain and the tree are per
+// gateway), so the unit collectors share out is the gateway: each collector of a fleet is given its
+// gateways, and the consumer is durable on the server, so a restarted collector goes on where it was.
+// The bus is not trusted: whoever may publish on a subject can put anything there. Messages are
+// ordered by the seq of the record they carry; for each seq the one that chains to the stored
+// record is kept, a copy of one already stored is dropped, and one that is not the gateway's record
+// (it does not chain) is dropped and reported as a sink_alert notice; a record that arrives ahead of
+// its predecessors waits (bounded) until they come.
+// Owns the NATS connection and the consumers; never writes outputs itself.
+import { AckPolicy, connect, credsAuthenticator, DeliverPolicy, nkeyAuthenticator, type Authenticator, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
+import { readFileSync } from 'node:fs';
+import { hashEquals, leafHash } from '../audit/hash.js';
+import { decodeRecord } from '../audit/schema.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import type { AttachedStream, Collector, ReceivedRecord } from './server.js';
+
+export interface JetStreamIntakeOptions {
+  collector: Pick<Collector, 'attach'>;
+  servers: string[];
+  /** The gateways this collector takes from the stream (each by one collector of a fleet). */
+  gateways: string[];
+  /** Default PLANTGATE_AUDIT. */
+  stream?: string;
+  /** Default `plantgate.audit`: a gateway's subject is `<prefix>.<site>.<gateway id>`. */
+  subjectPrefix?: string;
+  /** Durable consumer `<prefix>-<gateway id>`. Default `plantgate-collector`. */
+  consumerPrefix?: string;
+  tls?: { ca: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
+  auth?: { credsFile?: string; nkeySeedFile?: string };
+  logger?: Logger;
+  /** Records arriving ahead of a missing one that are held before the gateway's stream is given up (gap). Default 50,000. */
+  maxHeld?: number;
+}
+
+export interface JetStreamIntake {
+  close(): Promise<void>;
+}
+
+/** One message taken off the bus, and what became of it. */
+interface Taken {
+  msg: JsMsg;
+  /** The record seq it was stored as; 'drop' (a copy, or not the gateway's); 'held' (waiting for its predecessors). */
+  fate: number | 'drop' | 'held';
+}
+
+/** Orders one gateway's messages into its chain and acknowledges them once stored. */
+class GatewayIntake {
+  private expectedSeq: number;
+  private expectedHash: Uint8Array;
+  /** Messages ahead of the chain, by record seq. */
+  private readonly held = new Map<number, { taken: Taken; bytes: Uint8Array; rec: ReceivedRecord['rec'] }[]>();
+  /** Every message not yet acknowledged, in delivery order: ack-all of one acknowledges those before it. */
+  private readonly pending: Taken[] = [];
+  private stored = -1;
+
+  constructor(
+    private readonly gatewayId: string,
+    private readonly stream: AttachedStream,
+    private readonly maxHeld: number,
+    private readonly logger: Logger,
+  ) {
+    this.expectedSeq = stream.nextSeq;
+    this.expectedHash = stream.lastHash;
+  }
+
+  take(msg: JsMsg): void {
+    const taken: Taken = { msg, fate: 'drop' };
+    this.pending.push(taken);
+    let rec;
+    try {
+      rec = decodeRecord(msg.data);
+    } catch {
+      rec = undefined;
+    }
+    const seq = rec === undefined ? NaN : Number(rec.seq);
+    if (rec === undefined || rec.gatewayId !== this.gatewayId || !(seq >= 0)) {
+      this.foreign(msg, 'is not a record of this gateway');
+    } else if (seq < this.expectedSeq) {
+      // A copy of a stored record (a redelivery, a resend): nothing to do.
+    } else if (seq > this.expectedSeq) {
+      taken.fate = 'held';
+      const list = this.held.get(seq) ?? [];
+      list.push({ taken, bytes: msg.data, rec });
+      this.held.set(seq, list);
+      if (this.held.size > this.maxHeld) {
+        this.stream.alert({ kind: 'gap', message: `record ${this.expectedSeq} never came on the bus; ${this.held.size} later records are waiting for it`, expectedSeq: this.expectedSeq, gotSeq: seq });
+      }
+    } else {
+      const out: ReceivedRecord[] = [];
+      this.chain(taken, msg.data, rec, out);
+      // Records that were waiting for this one.
+      for (let next = this.held.get(this.expectedSeq); next !== undefined; next = this.held.get(this.expectedSeq)) {
+        this.held.delete(this.expectedSeq);
+        const before = this.expectedSeq;
+        for (const c of next) {
+          if (this.expectedSeq === before) this.chain(c.taken, c.bytes, c.rec, out);
+          else c.taken.fate = 'drop';
+        }
+        if (this.expectedSeq === before) break;
+      }
+      if (out.length > 0) this.stream.push(out);
+    }
+    this.settle();
+  }
+
+  /** Stored up to `lastSeq` (fsynced): acknowledge every message settled by then. */
+  acked(lastSeq: number): void {
+    this.stored = lastSeq;
+    this.settle();
+  }
+
+  private chain(taken: Taken, bytes: Uint8Array, rec: ReceivedRecord['rec'], out: ReceivedRecord[]): void {
+    if (!hashEquals(rec.prevHash, this.expectedHash)) {
+      taken.fate = 'drop';
+      this.foreign(taken.msg, `claims seq ${Number(rec.seq)} but does not chain to the stored record before it`);
+      return;
+    }
+    taken.fate = Number(rec.seq);
+    out.push({ bytes, rec });
+    this.expectedHash = leafHash(bytes);
+    this.expectedSeq++;
+  }
+
+  private settle(): void {
+    let last: JsMsg | undefined;
+    while (this.pending.length > 0) {
+      const f = this.pending[0]!.fate;
+      if (f === 'held' || (typeof f === 'number' && f > this.stored)) break;
+      last = this.pending.shift()!.msg;
+    }
+    last?.ack();
+  }
+
+  private foreign(msg: JsMsg, what: string): void {
+    this.logger.warn({ gatewayId: this.gatewayId, streamSeq: msg.info.streamSequence }, 'collector: a message on the gateway subject is not its record');
+    this.stream.alert({ kind: 'sink_alert', message: `message ${msg.info.streamSequence} on ${msg.subject} ${what}: dropped` });
+  }
+}
+
+export async function startJetStreamIntake(opts: JetStreamIntakeOptions): Promise<JetStreamIntake> {
+  const logger = opts.logger ?? silentLogger;
+  const stream = opts.stream ?? 'PLANTGATE_AUDIT';
+  const prefix = opts.subjectPrefix ?? 'plantgate.audit';
+  let authenticator: Authenticator | undefined;
+  if (opts.auth?.credsFile !== undefined) authenticator = credsAuthenticator(readFileSync(opts.auth.credsFile));
+  else if (opts.auth?.nkeySeedFile !== undefined) authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(opts.auth.nkeySeedFile, 'utf8').trim()));
+  const nc: NatsConnection = await connect({
+    servers: opts.servers,
+    name: 'plantgate-collector',
+    maxReconnectAttempts: -1,
+    ...(authenticator !== undefined ? { authenticator } : {}),
+    ...(opts.tls !== undefined ? { tls: { ca: String(opts.tls.ca), ...(opts.tls.cert !== undefined ? { cert: String(opts.tls.cert), key: String(opts.tls.key) } : {}) } } : {}),
+  });
+  const jsm = await nc.jetstreamManager();
+  const js = nc.jetstream();
+  const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
+  try {
+    for (const gatewayId of opts.gateways) {
+      const durable = `${opts.consumerPrefix ?? 'plantgate-collector'}-${gatewayId.replace(/\./g, '_')}`;
+      const found = await jsm.consumers.info(stream, durable).catch(() => undefined);
+      if (found === undefined) {
+        await jsm.consumers.add(stream, { durable_name: durable, filter_subject: `${prefix}.*.${gatewayId}`, ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All, max_ack_pending: 20_000 });
+      }
+      let intake: GatewayIntake | undefined;
+      let messages: ConsumerMessages | undefined;
+      const attached = await opts.collector.attach(gatewayId, `nats:${stream}/${durable}`, {
+        acked: (lastSeq) => intake?.acked(lastSeq),
+        // The gateway is not on the line: cosignatures stay in the collector's checkpoint file.
+        cosigned: () => undefined,
+        resume: () => undefined,
+        close: () => void messages?.close(),
+      });
+      intake = new GatewayIntake(gatewayId, attached, opts.maxHeld ?? 50_000, logger);
+      const consumer = await js.consumers.get(stream, durable);
+      messages = await consumer.consume({ max_messages: 1024 });
+      const own = messages;
+      const done = (async () => {
+        for await (const m of own) {
+          if (attached.dead) break;
+          intake.take(m);
+        }
+      })().catch((err: unknown) => logger.error({ gatewayId, err: (err as Error).message }, 'collector: JetStream consumer stopped'));
+      running.push({ messages: own, done });
+      logger.info({ gatewayId, stream, consumer: durable, nextSeq: attached.nextSeq }, 'collector: reading the gateway from JetStream');
+    }
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+  return {
+    async close() {
+      for (const r of running) await r.messages.close();
+      await Promise.allSettled(running.map((r) => r.done));
+      await nc.close();
+    },
+  };
+}
