@@ -26,7 +26,7 @@ import { affinityOf, cpuSeconds, freePort, setAffinity, spawnCli, stop, waitForP
 
 const quick = process.argv.includes('--quick');
 /** Records in each scenario (split evenly over its gateways); BENCH_COLLECTOR_RECORDS overrides. */
-const RECORDS = Number(process.env.BENCH_COLLECTOR_RECORDS ?? (quick ? 60_000 : 600_000));
+const RECORDS = Number(process.env.BENCH_COLLECTOR_RECORDS ?? (quick ? 30_000 : 600_000));
 const SCENARIOS = [1, 4];
 /** The target of issue 24: records verified and stored per second per core. */
 const TARGET_PER_CORE = 100_000;

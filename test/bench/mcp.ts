@@ -23,7 +23,7 @@ import { startSimulator } from '../../src/sim/server.js';
 import { cpuSeconds, freePort, spawnCli, stop, waitForReady } from './processes.js';
 
 const quick = process.argv.includes('--quick');
-const N = Number(process.env.BENCH_MCP_N ?? 0) || (quick ? 1000 : 3000);
+const N = Number(process.env.BENCH_MCP_N ?? 0) || (quick ? 500 : 3000);
 const REPEATS = quick ? 1 : 3;
 const WARMUP = quick ? N : 3000; // quick: as many as it measures (BENCH_MCP_N shortens both on a busy machine)
 const cpuUsOf = (pid: number): number => cpuSeconds(pid) * 1e6;

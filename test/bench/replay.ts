@@ -1,5 +1,5 @@
 // Policy learn / replay bench: `node dist/test/bench/replay.js [--quick] [--records N] [--replay-only]`. Writes a
-// synthetic day of a busy gateway's audit (synthetic-audit.ts: 10 million records, 1 million with
+// synthetic day of a busy gateway's audit (synthetic-audit.ts: 10 million records, 300,000 with
 // --quick) as real spool segments, then runs the real CLI on it as a separate process, as an
 // engineer would: `policy replay` against the demo bundle and `policy learn` (statistics pass, and
 // with its check pass), and `policy replay` of the collector's NDJSON form of the first million
@@ -19,7 +19,7 @@ import { writeSyntheticNdjson, writeSyntheticSpool } from './synthetic-audit.js'
 const quick = process.argv.includes('--quick');
 const replayOnly = process.argv.includes('--replay-only');
 const at = process.argv.indexOf('--records');
-const RECORDS = at > 0 ? Number(process.argv[at + 1]) : quick ? 1_000_000 : 10_000_000;
+const RECORDS = at > 0 ? Number(process.argv[at + 1]) : quick ? 300_000 : 10_000_000;
 const NDJSON_RECORDS = Math.min(RECORDS, 1_000_000);
 const CLI = join(PACKAGE_ROOT, 'dist/src/cli/main.js');
 const TARGET_PER_SEC = 200_000;

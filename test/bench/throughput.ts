@@ -447,7 +447,8 @@ async function runTable(rig: Rig, p: Placement): Promise<{ results: Map<string, 
   for (const l of TABLE_HEADER) out(l);
   const results = new Map<string, Result>();
   const notes: string[] = [];
-  for (const workload of workloads) {
+  // Quick: the unpinned table (the second opinion) measures reads only, to keep make bench QUICK=1 short.
+  for (const workload of quick && p.name === 'unpinned' ? workloads.filter((w) => w === 'read') : workloads) {
     for (const n of connectionCounts) {
       for (const depth of depths) {
         const rowNotes: string[] = [];
