@@ -32,7 +32,11 @@ export interface JetStreamIntakeOptions {
   tls?: { ca: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   auth?: { credsFile?: string; nkeySeedFile?: string };
   logger?: Logger;
-  /** Records arriving ahead of a missing one that are held before the gateway's stream is given up (gap). Default 50,000. */
+  /**
+   * Records arriving ahead of a missing one that are held before the gateway's stream is given up
+   * (gap). Default 10,000: below the consumer's 20,000 unacknowledged messages, so a gap is
+   * reported before the server stops delivering.
+   */
   maxHeld?: number;
 }
 
@@ -48,7 +52,7 @@ interface Taken {
 }
 
 /** Orders one gateway's messages into its chain and acknowledges them once stored. */
-class GatewayIntake {
+export class GatewayIntake {
   private expectedSeq: number;
   private expectedHash: Uint8Array;
   /** Messages ahead of the chain, by record seq. */
@@ -120,8 +124,8 @@ class GatewayIntake {
       return;
     }
     taken.fate = Number(rec.seq);
-    out.push({ bytes, rec });
     this.expectedHash = leafHash(bytes);
+    out.push({ bytes, rec, hash: this.expectedHash });
     this.expectedSeq++;
   }
 
@@ -174,7 +178,7 @@ export async function startJetStreamIntake(opts: JetStreamIntakeOptions): Promis
         resume: () => undefined,
         close: () => void messages?.close(),
       });
-      intake = new GatewayIntake(gatewayId, attached, opts.maxHeld ?? 50_000, logger);
+      intake = new GatewayIntake(gatewayId, attached, opts.maxHeld ?? 10_000, logger);
       const consumer = await js.consumers.get(stream, durable);
       messages = await consumer.consume({ max_messages: 1024 });
       const own = messages;

@@ -136,6 +136,8 @@ export interface StreamLink {
 export interface ReceivedRecord {
   bytes: Uint8Array;
   rec: DecodedRecord;
+  /** Its leaf hash, when the source already computed it to check the chain. */
+  hash?: Uint8Array;
 }
 
 interface Connection {
@@ -426,9 +428,11 @@ export class Collector extends EventEmitter {
         let bytes: Uint8Array | undefined;
         let rec;
         let lost;
+        let knownHash: Uint8Array | undefined;
         if (!(f instanceof Uint8Array)) {
           bytes = f.bytes;
           rec = f.rec;
+          knownHash = f.hash;
         } else {
           try {
             const frame = pb.ShipperFrame.decode(f);
@@ -509,7 +513,7 @@ export class Collector extends EventEmitter {
         }
         const notice = noticeOf(rec);
         if (notice) notices.push(notice);
-        const hash = leafHash(bytes);
+        const hash = knownHash ?? leafHash(bytes);
         if (frontier) for (const h of frontier.append(hash)) treeHashes.push(h);
         timeMs = Number(rec.timeUnixMs);
         const json = recordToJson(rec, hash);
