@@ -34,7 +34,8 @@ afterAll(async () => {
 async function storedSeqs(file: string, count: number): Promise<number[]> {
   for (let i = 0; i < 800; i++) {
     const text = await readFile(file, 'utf8').catch(() => '');
-    const lines = text.split('\n').filter((l) => l.endsWith('}'));
+    // Only complete lines: the collector may be writing a batch while this reads.
+    const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter((l) => l !== '');
     if (lines.length >= count) return lines.map((l) => Number((JSON.parse(l) as { seq: number }).seq));
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -79,19 +79,20 @@ async function collector(name: string, takes: Gw[]): Promise<RunningCollector> {
   };
 }
 
-/** Resolves once the collector has stored the gateway's records up to `seq`. */
-async function storedThrough(c: RunningCollector, gatewayId: string, seq: number): Promise<void> {
-  const stored = async () => {
-    const text = await readFile(join(c.outDir, `${gatewayId}.ndjson`), 'utf8').catch(() => '');
-    return text.trim() === '' ? -1 : Math.max(...text.trim().split('\n').map((l) => Number((JSON.parse(l) as { seq: number }).seq)));
-  };
-  while ((await stored()) < seq) await new Promise<void>((resolve) => c.collector.once('record', () => resolve()));
-}
-
-/** The seqs in a collector's NDJSON for a gateway, in file order ([] when it stored none). */
+/**
+ * The seqs of the complete lines of a collector's NDJSON for a gateway ([] when it stored none). The
+ * collector may be writing a batch while this reads: a last line without its newline is not yet stored.
+ */
 async function seqsIn(c: RunningCollector, gatewayId: string): Promise<number[]> {
   const text = await readFile(join(c.outDir, `${gatewayId}.ndjson`), 'utf8').catch(() => '');
-  return text.trim() === '' ? [] : text.trim().split('\n').map((l) => Number((JSON.parse(l) as { seq: number }).seq));
+  const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+  return complete.split('\n').filter((l) => l !== '').map((l) => Number((JSON.parse(l) as { seq: number }).seq));
+}
+
+/** Resolves once the collector has stored the gateway's records up to `seq`. */
+async function storedThrough(c: RunningCollector, gatewayId: string, seq: number): Promise<void> {
+  const stored = async () => Math.max(-1, ...(await seqsIn(c, gatewayId)));
+  while ((await stored()) < seq) await new Promise<void>((resolve) => c.collector.once('record', () => resolve()));
 }
 
 const upTo = (n: number) => [...Array(n).keys()];
