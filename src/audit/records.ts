@@ -140,17 +140,13 @@ export function withOutcome(rec: AuditEvent, o: { sessionId: string; status: Out
   return {
     decision: {
       ...rec.decision,
+      // decision_seq 0 (this record); who and what are the decision's, so not repeated here.
       outcome: {
-        decisionSeq: 0,
         status: o.status,
         exceptionCode: o.exceptionCode ?? 0,
         upstreamLatencyUs: o.upstreamLatencyUs,
         sessionId: o.sessionId,
         transactionId: o.transactionId ?? 0,
-        workloadId: '',
-        assetId: '',
-        points: [],
-        operation: '',
       },
     },
   };
