@@ -12,6 +12,10 @@ const proto = join(root, 'protocols/audit/audit.proto');
 const outDir = join(root, 'protocols/audit/gen');
 const outJs = join(outDir, 'audit.js');
 const outDts = join(outDir, 'audit.d.ts');
+// The schema itself (protobufjs reflection JSON), for code that walks the fields rather than
+// naming them: the collector's NDJSON writer (src/collector/lines.ts).
+const outDescriptor = join(outDir, 'audit-descriptor.js');
+const outDescriptorDts = join(outDir, 'audit-descriptor.d.ts');
 
 async function mtime(path) {
   try {
@@ -38,7 +42,8 @@ export async function generate({ force = false } = {}) {
   if (src < 0) throw new Error(`${proto}: not found`);
   const scriptTime = await mtime(fileURLToPath(import.meta.url));
   const newest = Math.max(src, scriptTime);
-  if (!force && (await mtime(outJs)) > newest && (await mtime(outDts)) > newest) return false;
+  const outputs = [outJs, outDts, outDescriptor, outDescriptorDts];
+  if (!force && (await Promise.all(outputs.map(mtime))).every((t) => t > newest)) return false;
   await mkdir(outDir, { recursive: true });
 
   const tmpJs = join(outDir, `.audit.${process.pid}.js`);
@@ -67,6 +72,10 @@ async function emit(tmpJs) {
   const dts = await run(cli.pbts, ['--no-comments', tmpJs]);
   await writeAtomically(outDts, String(dts).replace(/from "protobufjs"/g, 'from "protobufjs/minimal.js"'));
   await writeAtomically(outJs, js);
+
+  const descriptor = await run(cli.pbjs, ['-t', 'json', proto]);
+  await writeAtomically(outDescriptor, `// Generated from audit.proto by gen-proto.mjs.\nexport default ${String(descriptor).trim()};\n`);
+  await writeAtomically(outDescriptorDts, "import type { INamespace } from 'protobufjs';\ndeclare const descriptor: INamespace;\nexport default descriptor;\n");
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
@@ -75,7 +84,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   generate({ force }).then(
     (did) => {
       const ms = (performance.now() - t0).toFixed(0);
-      console.log(did ? `proto: generated protocols/audit/gen/audit.{js,d.ts} in ${ms} ms` : 'proto: up to date');
+      console.log(did ? `proto: generated protocols/audit/gen/audit{,-descriptor}.{js,d.ts} in ${ms} ms` : 'proto: up to date');
     },
     (err) => {
       console.error(`proto: ${err.message ?? err}`);

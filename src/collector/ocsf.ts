@@ -14,12 +14,18 @@ const PRODUCT = { name: 'plantgate', vendor_name: 'plantgate', feature: { name: 
 type Json = Record<string, any>;
 
 // OCSF API Activity activity_id: 1 Create, 2 Read, 3 Update, 4 Delete, 99 Other.
-const API_ACTIVITY: Record<string, [number, string]> = {
-  read: [2, 'Read'],
-  browse: [2, 'Read'],
-  subscribe: [2, 'Read'],
-  write: [3, 'Update'],
-};
+const API_ACTIVITY = new Map<unknown, [number, string]>([
+  ['read', [2, 'Read']],
+  ['browse', [2, 'Read']],
+  ['subscribe', [2, 'Read']],
+  ['write', [3, 'Update']],
+]);
+const OTHER: [number, string] = [99, 'Other'];
+
+/** The API Activity of a command's operation. */
+export function apiActivity(operation: unknown): [number, string] {
+  return API_ACTIVITY.get(operation) ?? OTHER;
+}
 
 function base(r: Json, classUid: number, className: string, categoryUid: number, categoryName: string, activity: [number, string]): Json {
   return {
@@ -95,8 +101,8 @@ function resources(assetId: unknown, points: unknown, values?: Json, typedValues
   const out: Json[] = [{ uid: assetId ?? '', type: 'asset' }];
   for (const p of (points ?? []) as string[]) {
     const point: Json = { uid: p, type: 'point' };
-    if (values?.[p] !== undefined) point.data = { value: values[p] };
-    else if (typedValues?.[p] !== undefined) point.data = { value: typedValues[p] };
+    if (values && Object.hasOwn(values, p)) point.data = { value: values[p] };
+    else if (typedValues && Object.hasOwn(typedValues, p)) point.data = { value: typedValues[p] };
     out.push(point);
   }
   return out;
@@ -114,7 +120,7 @@ export function toOcsf(r: Json): Json | undefined {
     const mcp = d.mcp as Json | undefined;
     const task = d.subject?.taskId as string | undefined;
     const purpose = d.subject?.taskPurpose as string | undefined;
-    const e = base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[c.operation] ?? [99, 'Other']);
+    const e = base(r, 6003, 'API Activity', 6, 'Application Activity', apiActivity(c.operation));
     // The task groups every command an agent ran for it: correlation_uid is what a SIEM joins on.
     if (task) e.metadata.correlation_uid = task;
     // A read recorded with its answer (docs/audit.md, One record per read): an answer other than ok
@@ -163,7 +169,7 @@ export function toOcsf(r: Json): Json | undefined {
   if (r.outcome) {
     const o = r.outcome as Json;
     const e = withStatus(
-      base(r, 6003, 'API Activity', 6, 'Application Activity', API_ACTIVITY[o.operation] ?? [99, 'Other']),
+      base(r, 6003, 'API Activity', 6, 'Application Activity', apiActivity(o.operation)),
       o.status === 'ok', String(o.status ?? ''), o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : undefined,
     );
     e.message = `outcome ${String(o.status ?? '')} of ${String(o.operation ?? 'command')} ${String(o.assetId ?? '')} (decision seq ${String(o.decisionSeq ?? 0)})`;

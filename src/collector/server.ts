@@ -24,7 +24,9 @@ import { addSignatureLines, parseVerifierKey, type NoteVerifier } from '../audit
 import { decodeRecord, num, pb, SCHEMA_VERSION, type DecodedRecord } from '../audit/schema.js';
 import { boundName, certificateMatches, peerIdentity, type PeerIdentity } from './identity.js';
 import { lostRecordJson, recordToJson } from './ndjson.js';
+import { ndjsonLine } from './ndjson-text.js';
 import { toOcsf } from './ocsf.js';
+import { ocsfLine } from './ocsf-text.js';
 import { GatewayOutput, type OutputEntry, type OutputLayout } from './output.js';
 import { readState, statePath, writeState, type GatewayState } from './state.js';
 import { checkCheckpointRecord } from './witness.js';
@@ -413,6 +415,7 @@ export class Collector extends EventEmitter {
       conn.link.resume();
       const entries: OutputEntry[] = [];
       const stored: Record<string, unknown>[] = [];
+      const listening = this.listenerCount('record') > 0;
       const cosigned: { size: number; root: Uint8Array; body: string; note: string }[] = [];
       let nextSeq = gw.state.nextSeq;
       let lastHash = gw.state.lastHash;
@@ -516,10 +519,11 @@ export class Collector extends EventEmitter {
         const hash = knownHash ?? leafHash(bytes);
         if (frontier) for (const h of frontier.append(hash)) treeHashes.push(h);
         timeMs = Number(rec.timeUnixMs);
-        const json = recordToJson(rec, hash);
-        const ocsf = gw.out.ocsf ? toOcsf(json) : undefined;
-        entries.push({ timeMs: Number(rec.timeUnixMs), ndjson: JSON.stringify(json), ...(ocsf ? { ocsf: JSON.stringify(ocsf) } : {}) });
-        stored.push(json);
+        // The lines are written from the record as text (ndjson-text.ts, ocsf-text.ts: the same
+        // characters as the JSON mapping's); the record's JSON object only for 'record' listeners.
+        const ocsf = gw.out.ocsf ? ocsfLine(rec, hash) : undefined;
+        entries.push(ocsf ? { timeMs, ndjson: ndjsonLine(rec, hash), ocsf } : { timeMs, ndjson: ndjsonLine(rec, hash) });
+        if (listening) stored.push(recordToJson(rec, hash));
         nextSeq = rec.seq + 1;
         lastHash = hash;
       }
