@@ -14,7 +14,7 @@
 import { AckPolicy, connect, credsAuthenticator, DeliverPolicy, nkeyAuthenticator, type Authenticator, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import { readFileSync } from 'node:fs';
 import { hashEquals, leafHash } from '../audit/hash.js';
-import { decodeRecord } from '../audit/schema.js';
+import { BulkDecoder } from '../audit/bulk-decode.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { AttachedStream, Collector, ReceivedRecord } from './server.js';
 
@@ -56,6 +56,8 @@ export class GatewayIntake {
   private expectedSeq: number;
   private expectedHash: Uint8Array;
   /** Messages ahead of the chain, by record seq. */
+  /** The gateway's records repeat their short strings: one interning decoder per gateway (bulk-decode.ts). */
+  private readonly decoder = new BulkDecoder();
   private readonly held = new Map<number, { taken: Taken; bytes: Uint8Array; rec: ReceivedRecord['rec'] }[]>();
   /** Every message not yet acknowledged, in delivery order: ack-all of one acknowledges those before it. */
   private readonly pending: Taken[] = [];
@@ -76,7 +78,7 @@ export class GatewayIntake {
     this.pending.push(taken);
     let rec;
     try {
-      rec = decodeRecord(msg.data);
+      rec = this.decoder.decodeBytes(msg.data);
     } catch {
       rec = undefined;
     }

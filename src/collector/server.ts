@@ -21,7 +21,8 @@ import { FrameReader } from '../audit/framing.js';
 import { fromHex, hashEquals, leafHash, toHex } from '../audit/hash.js';
 import { Frontier } from '../audit/merkle.js';
 import { addSignatureLines, parseVerifierKey, type NoteVerifier } from '../audit/note.js';
-import { decodeRecord, num, pb, SCHEMA_VERSION, type DecodedRecord } from '../audit/schema.js';
+import { BulkDecoder } from '../audit/bulk-decode.js';
+import { num, pb, SCHEMA_VERSION, type DecodedRecord } from '../audit/schema.js';
 import { boundName, certificateMatches, peerIdentity, type PeerIdentity } from './identity.js';
 import { lostRecordJson, recordToJson } from './ndjson.js';
 import { ndjsonLine } from './ndjson-text.js';
@@ -175,6 +176,8 @@ export class Collector extends EventEmitter {
   private readonly configured: Map<string, { verifier: NoteVerifier; identity?: string }> | undefined;
   private readonly clock: Clock;
   private readonly st: CollectorStats = { alerts: {}, records: 0, cosignatures: 0 };
+  /** Records from every gateway decode through one reader: their short strings repeat (bulk-decode.ts). */
+  private readonly decoder = new BulkDecoder();
 
   constructor(private readonly opts: CollectorOptions) {
     super();
@@ -445,7 +448,7 @@ export class Collector extends EventEmitter {
               requests.push(frame.cosignRequest.note ?? '');
               continue;
             }
-            if (bytes) rec = decodeRecord(bytes);
+            if (bytes) rec = this.decoder.decodeBytes(bytes);
           } catch {
             rec = undefined;
           }

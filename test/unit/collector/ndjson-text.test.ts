@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { leafHash } from '../../../src/audit/hash.js';
+import { BulkDecoder } from '../../../src/audit/bulk-decode.js';
 import { decodeRecord, pb } from '../../../src/audit/schema.js';
 import { recordToJson } from '../../../src/collector/ndjson.js';
 import { ndjsonLine } from '../../../src/collector/ndjson-text.js';
@@ -35,6 +36,17 @@ describe('the NDJSON line written as text', () => {
         { numRuns: 60 },
       );
     }
+  });
+
+  it('is the same for a record decoded by the collector\'s interning decoder', () => {
+    const decoder = new BulkDecoder();
+    fc.assert(
+      fc.property(recordBytes(), (bytes) => {
+        const hash = leafHash(bytes);
+        expect(ndjsonLine(decoder.decodeBytes(bytes), hash)).toBe(JSON.stringify(recordToJson(decodeRecord(bytes), hash)));
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('reads 64-bit values left as protobufjs decodes them', () => {
