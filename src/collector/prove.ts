@@ -17,7 +17,7 @@ import { ProofError, type ConsistencyBundle, type InclusionBundle } from '../aud
 import { encodeRecord } from '../audit/schema.js';
 import { fileHashReader } from '../audit/tree-store.js';
 import { collectorNdjsonFiles, ndjsonBatches } from './ndjson-reader.js';
-import { collectorTreeFile } from './server.js';
+import { collectorTreeFile } from './state.js';
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 

@@ -29,7 +29,7 @@ import { ndjsonLine } from './ndjson-text.js';
 import { toOcsf } from './ocsf.js';
 import { ocsfLine } from './ocsf-text.js';
 import { GatewayOutput, type OutputEntry, type OutputLayout } from './output.js';
-import { readState, statePath, writeState, type GatewayState } from './state.js';
+import { collectorTreeFile, readState, statePath, writeState, type GatewayState } from './state.js';
 import { checkCheckpointRecord } from './witness.js';
 
 export interface CollectorOptions {
@@ -699,11 +699,6 @@ export async function startCollector(opts: CollectorOptions): Promise<Collector>
   const c = new Collector(opts);
   await c.listen();
   return c;
-}
-
-/** The collector's copy of a gateway's tree hashes, rebuilt from the NDJSON `hash` fields where it lags. */
-export function collectorTreeFile(gatewayId: string): string {
-  return `${gatewayId}.tree.hashes`;
 }
 
 async function openTree(outDir: string, id: string, out: GatewayOutput, state: GatewayState, savedNextSeq: number, logger: Logger): Promise<TreeStore | undefined> {

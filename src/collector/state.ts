@@ -31,6 +31,11 @@ export function statePath(outDir: string, gatewayId: string): string {
   return join(outDir, `${gatewayId}.state.json`);
 }
 
+/** The collector's copy of a gateway's tree hashes, rebuilt from the NDJSON `hash` fields where it lags. */
+export function collectorTreeFile(gatewayId: string): string {
+  return `${gatewayId}.tree.hashes`;
+}
+
 export const EMPTY_STATE: GatewayState = {
   nextSeq: 0,
   lastHash: ZERO_HASH,

@@ -10,7 +10,7 @@ import { loadEd25519PrivateKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import { noteSigner } from '../audit/note.js';
 import { approvalRequestRecord, freezeRecord, revocationRecord, tokenRecord, type AuditEvent } from '../audit/records.js';
-import { startNatsSink, type NatsSinkAlert } from '../audit/nats-sink.js';
+import type { NatsSinkAlert } from '../audit/nats-sink.js';
 import { startShipper } from '../audit/shipper.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
@@ -505,10 +505,11 @@ async function startParts(config: GatewayConfig, options: { clock?: Clock; logge
   opened.push(['ops api', () => ops?.close()]);
 
   const nats = config.audit.nats;
+  // The NATS client loaded only when configured (its code is ~4 MB of the process's memory).
   const natsSink =
     nats === undefined
       ? undefined
-      : startNatsSink({
+      : (await import('../audit/nats-sink.js')).startNatsSink({
           log: audit,
           gatewayId: config.gateway_id,
           site: nats.site,

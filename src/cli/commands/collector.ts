@@ -4,8 +4,7 @@
 import type { Command } from 'commander';
 import { SourceErrors } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
-import { startJetStreamIntake, type JetStreamIntake } from '../../collector/jetstream.js';
-import { startCollector } from '../../collector/server.js';
+import type { JetStreamIntake } from '../../collector/jetstream.js';
 import { cosigner } from '../../audit/checkpoint.js';
 import { loadEd25519PrivateKey } from '../../audit/keys.js';
 import { loadCollectorConfig, readTlsFiles } from '../../collector/config.js';
@@ -36,6 +35,8 @@ export function register(program: Command): void {
       const logger = createLogger('plantgate-collector');
       let collector;
       try {
+        // Loaded here, not with the CLI: `plantgate serve` would carry the collector and the NATS client.
+        const { startCollector } = await import('../../collector/server.js');
         collector = await startCollector({
           host: config.listen.host,
           port: config.listen.port,
@@ -57,6 +58,7 @@ export function register(program: Command): void {
       if (config.nats !== undefined) {
         const n = config.nats;
         try {
+          const { startJetStreamIntake } = await import('../../collector/jetstream.js');
           intake = await startJetStreamIntake({
             collector, servers: n.servers, gateways: n.gateways, stream: n.stream, subjectPrefix: n.subjectPrefix, consumerPrefix: n.consumerPrefix,
             auth: n.auth, logger, ...(n.tls ? { tls } : {}),

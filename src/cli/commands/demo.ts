@@ -7,8 +7,7 @@ import type { Command } from 'commander';
 import { parseVerifierKey } from '../../audit/note.js';
 import { verifySpool } from '../../audit/offline.js';
 import { createLogger } from '../../core/log.js';
-import { DEMO_AGENTS, startLab } from '../demo/lab.js';
-import { runScript, type StepResult } from '../demo/script.js';
+import type { StepResult } from '../demo/script.js';
 
 /** The scopes the demo bundle's OPC UA rules ask (each rule requires its operation's name). */
 const OPCUA_SCOPES = ['read', 'write', 'call', 'browse', 'subscribe'];
@@ -29,6 +28,10 @@ export function register(program: Command): void {
       });
       const out = (s: string) => process.stdout.write(`${s}\n`);
       out(`plantgate demo — state in ${stateDir}`);
+      // The lab (simulator, agents, their Modbus client) loaded only for the demo: every other
+      // command, `serve` above all, would carry its code (~10 MB of memory) for nothing.
+      const { DEMO_AGENTS, startLab } = await import('../demo/lab.js');
+      const { runScript } = await import('../demo/script.js');
       const lab = await startLab({ stateDir, logger, opcua: opts.opcua !== false });
       out(`  simulator  modbus://127.0.0.1:${lab.sim.port} (water-treatment plant, unit 1)`);
       out(`  gateway    modbus+tls://127.0.0.1:${lab.gateway.modbus.port}   agent API https://127.0.0.1:${lab.gateway.agentApi.port}/v1/token`);

@@ -7,14 +7,11 @@ import type { Command } from 'commander';
 import { ManualClock, type Clock } from '../../core/clock.js';
 import { SourceErrors } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
-import { FaultSpecError } from '../../sim/faults.js';
-import { startSimApi, type SimApiHandle } from '../../sim/http-api.js';
-import { startSimulator, type SimHandle } from '../../sim/modbus-server.js';
+import type { SimApiHandle } from '../../sim/http-api.js';
+import type { SimHandle } from '../../sim/modbus-server.js';
 import type { OpcuaSimHandle } from '../../sim/opcua-server.js';
 import { loadPlant, type Plant } from '../../assets/plant.js';
-import { loadScenario, runScenario, type Scenario } from '../../sim/scenario.js';
-import { ScaledClock } from '../../sim/sim-clock.js';
-import { renderView } from '../../sim/view.js';
+import type { Scenario } from '../../sim/scenario.js';
 
 interface SimOptions {
   plant: string;
@@ -92,6 +89,11 @@ export function register(program: Command): void {
           return usage(`--fault #${i + 1} is not JSON: ${(err as Error).message}`);
         }
       }
+      // The simulator is loaded when it runs, not with the CLI: `plantgate serve` would carry it.
+      const [{ FaultSpecError }, { startSimApi }, { startSimulator }, { loadScenario, runScenario }, { ScaledClock }, { renderView }] = await Promise.all([
+        import('../../sim/faults.js'), import('../../sim/http-api.js'), import('../../sim/modbus-server.js'),
+        import('../../sim/scenario.js'), import('../../sim/sim-clock.js'), import('../../sim/view.js'),
+      ]);
       let plant: Plant;
       let scenario: Scenario | undefined;
       try {
