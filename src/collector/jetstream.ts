@@ -55,9 +55,9 @@ interface Taken {
 export class GatewayIntake {
   private expectedSeq: number;
   private expectedHash: Uint8Array;
-  /** Messages ahead of the chain, by record seq. */
   /** The gateway's records repeat their short strings: one interning decoder per gateway (bulk-decode.ts). */
   private readonly decoder = new BulkDecoder();
+  /** Messages ahead of the chain, by record seq. */
   private readonly held = new Map<number, { taken: Taken; bytes: Uint8Array; rec: ReceivedRecord['rec'] }[]>();
   /** Every message not yet acknowledged, in delivery order: ack-all of one acknowledges those before it. */
   private readonly pending: Taken[] = [];
