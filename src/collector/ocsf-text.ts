@@ -44,8 +44,6 @@ function endpointText(remote: string): string {
   return `{"ip":${str(m[1])},"port":${numberText(Number(m[2]))}}`;
 }
 
-const mapHasKeys = (m: Message | null | undefined): m is Message => m != null && Object.keys(m).length > 0;
-
 function decisionText(r: Message, d: Message, hash: string): string {
   const c: Message = d.command ?? {};
   const dec: Message = d.decision ?? {};
@@ -58,7 +56,7 @@ function decisionText(r: Message, d: Message, hash: string): string {
   const failed = allowed && o != null && o.status !== 'ok';
   const reason: string = dec.reason || '';
   const status: string = o?.status || '';
-  let e = baseText(r, apiActivity(c.operation || undefined));
+  let e = baseText(r, apiActivity(c.operation));
   if (task) e += `,"correlation_uid":${str(task)}`;
   e += '}';
   const detail = [dec.ruleId ? `rule ${String(dec.ruleId)}` : '', failed && o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : ''].filter(Boolean).join(', ') || undefined;
@@ -85,7 +83,7 @@ function decisionText(r: Message, d: Message, hash: string): string {
   e += mcp != null
     ? `,"api":{"operation":${str(`tools/call ${String(mcp.tool || '')}`)},"service":{"name":"mcp","version":${str(mcp.protocolVersion || '')}},"request":{"uid":${str(String(mcp.mcpSessionId || ''))},"data":{"tool":${str(mcp.tool || '')},"arguments":${str(mcp.arguments || '')}}}}`
     : `,"api":{"operation":${str(c.service || `${String(c.protocol || '')} fc ${String(c.functionCode || 0)} ${String(c.operation || '')}`.trim())},"service":${c.protocol ? `{"name":${str(c.protocol)}}` : '{"name":""}'},"request":{"uid":"${String(c.transactionId || 0)}"}}`;
-  e += `,"resources":${resourcesText(c.assetId || '', c.points ?? [], mapHasKeys(c.values) ? c.values : undefined, mapHasKeys(c.typedValues) ? c.typedValues : undefined)}`;
+  e += `,"resources":${resourcesText(c.assetId || '', c.points ?? [], c.values, c.typedValues)}`;
 
   e += `,"unmapped":{"gateway_id":${str(String(r.gatewayId ?? ''))},"seq":${numberText(Number(r.seq))},"hash":"${hash}"`;
   if (task) e += `,"task_id":${str(task)}`;
@@ -110,7 +108,7 @@ function outcomeText(r: Message, o: Message, hash: string): string {
   const status: string = o.status || '';
   const session = `"session":{"uid":${str(o.sessionId || '')}}`;
   const latency = Number(o.upstreamLatencyUs || 0);
-  let e = `${baseText(r, apiActivity(o.operation || undefined))}}`;
+  let e = `${baseText(r, apiActivity(o.operation))}}`;
   e += statusText(status === 'ok', status, o.exceptionCode ? `exception 0x${Number(o.exceptionCode).toString(16)}` : undefined);
   e += `,"message":${str(`outcome ${status} of ${String(o.operation || 'command')} ${String(o.assetId || '')} (decision seq ${String(Number(o.decisionSeq || 0))})`)}`;
   e += o.workloadId ? `,"actor":{"app_uid":${str(o.workloadId)},"app_name":${str(o.workloadId)},${session}}` : `,"actor":{${session}}`;

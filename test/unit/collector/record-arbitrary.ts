@@ -38,9 +38,9 @@ function scalar(type: string): fc.Arbitrary<unknown> {
   }
 }
 
-function value(f: protobuf.Field, depth: number): fc.Arbitrary<unknown> {
+function value(f: protobuf.Field): fc.Arbitrary<unknown> {
   const t = f.resolvedType;
-  if (t instanceof protobuf.Type) return message(t, depth + 1);
+  if (t instanceof protobuf.Type) return message(t);
   if (t instanceof protobuf.Enum) return fc.oneof(fc.constantFrom(...Object.values(t.values)), fc.integer({ min: 0, max: 40 }));
   return scalar(f.type);
 }
@@ -48,18 +48,18 @@ function value(f: protobuf.Field, depth: number): fc.Arbitrary<unknown> {
 const messages = new Map<string, fc.Arbitrary<Record<string, unknown>>>();
 
 /** A message of `type` with any of its fields set (at most one member of each oneof). */
-export function message(type: protobuf.Type, depth = 0): fc.Arbitrary<Record<string, unknown>> {
+export function message(type: protobuf.Type): fc.Arbitrary<Record<string, unknown>> {
   const cached = messages.get(type.fullName);
   if (cached) return cached;
   const plain: Record<string, fc.Arbitrary<unknown>> = {};
   for (const f of type.fieldsArray) {
     if (f.partOf) continue;
-    const v = value(f, depth);
+    const v = value(f);
     plain[f.name] = f.map ? fc.dictionary(fc.string({ maxLength: 8 }), scalar(f.type), { maxKeys: 3 }) : f.repeated ? fc.array(v, { maxLength: 3 }) : v;
   }
   let arb = fc.record(plain, { requiredKeys: [] });
   for (const o of type.oneofsArray) {
-    const member = fc.option(fc.oneof(...o.fieldsArray.map((f) => value(f, depth).map((v) => [f.name, v] as const))), { nil: undefined });
+    const member = fc.option(fc.oneof(...o.fieldsArray.map((f) => value(f).map((v) => [f.name, v] as const))), { nil: undefined });
     arb = fc.tuple(arb, member).map(([m, chosen]) => (chosen ? { ...m, [chosen[0]]: chosen[1] } : m));
   }
   messages.set(type.fullName, arb);
