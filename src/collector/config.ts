@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { isKeyName, parseVerifierKey } from '../audit/note.js';
+import type { FleetOptions } from './fleet.js';
 import type { OutputLayout } from './output.js';
 
 const nonEmpty = z
@@ -71,6 +72,20 @@ const schema = z.strictObject({
       tls: z.boolean().default(false),
       creds_file: nonEmpty.optional(),
       nkey_seed_file: nonEmpty.optional(),
+      /**
+       * Share `gateways` with the other collectors of a fleet that list them too: each gateway is
+       * read by the collector holding its lease, and taken over when that one stops or dies.
+       */
+      fleet: z
+        .strictObject({
+          member: nonEmpty.optional(),
+          lease_ms: z.number().int('must be an integer').min(1000, 'must be at least 1000').default(15_000),
+          lease_bucket: nonEmpty.default('plantgate-collector-leases'),
+          state_bucket: nonEmpty.default('plantgate-collector-state'),
+        })
+        .optional(),
+      /** Ack wait of the consumers this collector creates (a message taken by a collector that died waits this long). */
+      ack_wait_ms: z.number().int('must be an integer').min(1000, 'must be at least 1000').optional(),
     })
     .refine((n) => n.creds_file === undefined || n.nkey_seed_file === undefined, { message: 'give creds_file or nkey_seed_file, not both', path: ['nkey_seed_file'] })
     .optional(),
@@ -97,6 +112,8 @@ export interface CollectorNatsConfig {
   consumerPrefix: string;
   tls: boolean;
   auth: { credsFile?: string; nkeySeedFile?: string };
+  fleet: FleetOptions | undefined;
+  ackWaitMs: number | undefined;
 }
 
 export interface CollectorConfig {
@@ -151,6 +168,11 @@ export async function loadCollectorConfig(file: string): Promise<CollectorConfig
               ...(c.nats.creds_file !== undefined ? { credsFile: resolve(base, c.nats.creds_file) } : {}),
               ...(c.nats.nkey_seed_file !== undefined ? { nkeySeedFile: resolve(base, c.nats.nkey_seed_file) } : {}),
             },
+            fleet:
+              c.nats.fleet === undefined
+                ? undefined
+                : { ...(c.nats.fleet.member !== undefined ? { member: c.nats.fleet.member } : {}), leaseMs: c.nats.fleet.lease_ms, leaseBucket: c.nats.fleet.lease_bucket, stateBucket: c.nats.fleet.state_bucket },
+            ackWaitMs: c.nats.ack_wait_ms,
           },
   };
 }

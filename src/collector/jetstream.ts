@@ -11,15 +11,17 @@
 // (it does not chain) is dropped and reported as a sink_alert notice; a record that arrives ahead of
 // its predecessors waits (bounded) until they come.
 // Owns the NATS connection and the consumers; never writes outputs itself.
-import { AckPolicy, connect, credsAuthenticator, DeliverPolicy, nkeyAuthenticator, type Authenticator, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, connect, nanos, credsAuthenticator, DeliverPolicy, nkeyAuthenticator, type Authenticator, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import { readFileSync } from 'node:fs';
 import { hashEquals, leafHash } from '../audit/hash.js';
 import { BulkDecoder } from '../audit/bulk-decode.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { FleetMembership, type FleetOptions, type Handover } from './fleet.js';
 import type { AttachedStream, Collector, ReceivedRecord } from './server.js';
+import type { GatewayState } from './state.js';
 
 export interface JetStreamIntakeOptions {
-  collector: Pick<Collector, 'attach'>;
+  collector: Pick<Collector, 'attach' | 'release'>;
   servers: string[];
   /** The gateways this collector takes from the stream (each by one collector of a fleet). */
   gateways: string[];
@@ -38,9 +40,16 @@ export interface JetStreamIntakeOptions {
    * reported before the server stops delivering.
    */
   maxHeld?: number;
+  /** Share the gateways with a fleet of collectors by leases (fleet.ts); without it, read every gateway listed. */
+  fleet?: FleetOptions;
+  /** Ack wait of consumers this collector creates: how long a message taken by a collector that died waits to be delivered again. Default: the server's (30 s). */
+  ackWaitMs?: number;
 }
 
 export interface JetStreamIntake {
+  /** The gateways this collector reads now. */
+  holding(): string[];
+  /** Stores and acknowledges what was taken, gives fleet leases back. */
   close(): Promise<void>;
 }
 
@@ -163,44 +172,73 @@ export async function startJetStreamIntake(opts: JetStreamIntakeOptions): Promis
   });
   const jsm = await nc.jetstreamManager();
   const js = nc.jetstream();
-  const running: { messages: ConsumerMessages; done: Promise<void> }[] = [];
-  try {
-    for (const gatewayId of opts.gateways) {
-      const durable = `${opts.consumerPrefix ?? 'plantgate-collector'}-${gatewayId.replace(/\./g, '_')}`;
-      const found = await jsm.consumers.info(stream, durable).catch(() => undefined);
-      if (found === undefined) {
-        await jsm.consumers.add(stream, { durable_name: durable, filter_subject: `${prefix}.*.${gatewayId}`, ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All, max_ack_pending: 20_000 });
-      }
-      let intake: GatewayIntake | undefined;
-      let messages: ConsumerMessages | undefined;
-      const attached = await opts.collector.attach(gatewayId, `nats:${stream}/${durable}`, {
-        acked: (lastSeq) => intake?.acked(lastSeq),
-        // The gateway is not on the line: cosignatures stay in the collector's checkpoint file.
-        cosigned: () => undefined,
-        resume: () => undefined,
-        close: () => void messages?.close(),
+  const running = new Map<string, { messages: ConsumerMessages; done: Promise<void>; attached: AttachedStream; handover: Handover | undefined }>();
+
+  /** Reads one gateway through its durable consumer, from where this collector (or the fleet) stored it. */
+  const start = async (gatewayId: string, handedOver?: GatewayState, handover?: Handover): Promise<void> => {
+    const durable = `${opts.consumerPrefix ?? 'plantgate-collector'}-${gatewayId.replace(/\./g, '_')}`;
+    const found = await jsm.consumers.info(stream, durable).catch(() => undefined);
+    if (found === undefined) {
+      await jsm.consumers.add(stream, {
+        durable_name: durable, filter_subject: `${prefix}.*.${gatewayId}`, ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All, max_ack_pending: 20_000,
+        ...(opts.ackWaitMs !== undefined ? { ack_wait: nanos(opts.ackWaitMs) } : {}),
       });
-      intake = new GatewayIntake(gatewayId, attached, opts.maxHeld ?? 10_000, logger);
-      const consumer = await js.consumers.get(stream, durable);
-      messages = await consumer.consume({ max_messages: 1024 });
-      const own = messages;
-      const done = (async () => {
-        for await (const m of own) {
-          if (attached.dead) break;
-          intake.take(m);
-        }
-      })().catch((err: unknown) => logger.error({ gatewayId, err: (err as Error).message }, 'collector: JetStream consumer stopped'));
-      running.push({ messages: own, done });
-      logger.info({ gatewayId, stream, consumer: durable, nextSeq: attached.nextSeq }, 'collector: reading the gateway from JetStream');
+    }
+    let intake: GatewayIntake | undefined;
+    let messages: ConsumerMessages | undefined;
+    const attached = await opts.collector.attach(gatewayId, `nats:${stream}/${durable}`, {
+      // In a fleet the state goes to the fleet's bucket before the bus is acknowledged (fleet.ts).
+      acked: (lastSeq, state) => (handover !== undefined ? handover.stored(state, () => intake?.acked(lastSeq)) : intake?.acked(lastSeq)),
+      // The gateway is not on the line: cosignatures stay in the collector's checkpoint file.
+      cosigned: () => undefined,
+      resume: () => undefined,
+      close: () => void messages?.close(),
+    }, handedOver);
+    intake = new GatewayIntake(gatewayId, attached, opts.maxHeld ?? 10_000, logger);
+    const consumer = await js.consumers.get(stream, durable);
+    messages = await consumer.consume({ max_messages: 1024 });
+    const own = messages;
+    const reader = intake;
+    const done = (async () => {
+      for await (const m of own) {
+        if (attached.dead) break;
+        reader.take(m);
+      }
+    })().catch((err: unknown) => logger.error({ gatewayId, err: (err as Error).message }, 'collector: JetStream consumer stopped'));
+    running.set(gatewayId, { messages: own, done, attached, handover });
+    logger.info({ gatewayId, stream, consumer: durable, nextSeq: attached.nextSeq }, 'collector: reading the gateway from JetStream');
+  };
+
+  /** Stops reading one gateway; `graceful`: what was taken is stored and acknowledged before it is let go. */
+  const stop = async (gatewayId: string, graceful: boolean): Promise<void> => {
+    const r = running.get(gatewayId);
+    if (r === undefined) return;
+    running.delete(gatewayId);
+    await r.messages.close();
+    if (graceful) {
+      await r.done;
+      await r.attached.drained();
+      await r.handover?.flushed();
+    }
+    await opts.collector.release(gatewayId);
+  };
+
+  let fleet: FleetMembership | undefined;
+  try {
+    if (opts.fleet !== undefined) {
+      fleet = await FleetMembership.join(js, opts.gateways, { take: start, drop: stop }, opts.fleet, logger);
+    } else {
+      for (const gatewayId of opts.gateways) await start(gatewayId);
     }
   } catch (err) {
     await nc.close();
     throw err;
   }
   return {
+    holding: () => [...running.keys()],
     async close() {
-      for (const r of running) await r.messages.close();
-      await Promise.allSettled(running.map((r) => r.done));
+      if (fleet !== undefined) await fleet.close();
+      for (const id of [...running.keys()]) await stop(id, true);
       await nc.close();
     },
   };

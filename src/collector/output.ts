@@ -64,6 +64,12 @@ export class GatewayOutput {
     return join(this.outDir, this.gatewayId, `${day}${ext}`);
   }
 
+  /** The files and folder this gateway's output owns in the collector's directory (some may not exist yet). */
+  ownPaths(): string[] {
+    if (this.layout === 'daily') return [this.dir()];
+    return [this.pathFor('ndjson', 0), this.pathFor('ocsf', 0), this.checkpointPath()];
+  }
+
   /** The newest checkpoint this collector witnessed, with its cosignature (a signed note). */
   checkpointPath(): string {
     return this.layout === 'single' ? join(this.outDir, `${this.gatewayId}.checkpoint`) : join(this.dir(), 'latest.checkpoint');

@@ -7,9 +7,9 @@
 // never writes past a gap, fork or bad checkpoint: it alerts (alerts.ndjson + error log + 'alert'
 // event + a count in stats()) and closes the stream instead.
 import { EventEmitter } from 'node:events';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import tls from 'node:tls';
 import { systemClock, type Clock } from '../core/clock.js';
 import { writeFileAtomic } from '../core/files.js';
@@ -126,8 +126,8 @@ interface Gateway {
  * connection, or its subject on a JetStream stream (jetstream.ts).
  */
 export interface StreamLink {
-  /** Every record up to `lastSeq` is stored (fsynced). */
-  acked(lastSeq: number): void;
+  /** Every record up to `lastSeq` is stored (fsynced); `state` is the gateway's state file as written. */
+  acked(lastSeq: number, state: GatewayState): void;
   /** The witness cosigned a verified checkpoint. */
   cosigned(c: { treeSize: number; rootHash: Uint8Array; line: string }): void;
   /** The queue was taken for storing: more may come. */
@@ -161,6 +161,8 @@ export interface AttachedStream {
   push(records: ReceivedRecord[]): void;
   /** A notice is stored and the stream goes on; any other alert ends the stream. */
   alert(a: Omit<CollectorAlert, 'time' | 'gatewayId' | 'remote'>): void;
+  /** Resolves once everything pushed so far is stored (and acknowledged through the link), or the stream died. */
+  drained(): Promise<void>;
   readonly dead: boolean;
 }
 
@@ -344,9 +346,11 @@ export class Collector extends EventEmitter {
   /**
    * A configured gateway's records from another source than its TLS stream (docs/audit.md, Fleets:
    * the JetStream subject): verified and stored exactly like them. The source orders them (seq and
-   * chain from `nextSeq` / `lastHash`) and gets acknowledgements through `link`.
+   * chain from `nextSeq` / `lastHash`) and gets acknowledgements through `link`. `handedOver`: the
+   * state another collector of the fleet stored the gateway up to (docs/audit.md, Fleets); when this
+   * collector's own copy is behind it, that copy is set aside and storing starts from there.
    */
-  async attach(gatewayId: string, remote: string, link: StreamLink): Promise<AttachedStream> {
+  async attach(gatewayId: string, remote: string, link: StreamLink, handedOver?: GatewayState): Promise<AttachedStream> {
     if (this.configured !== undefined && !this.configured.has(gatewayId)) throw new Error(`gateway "${gatewayId}" is not in the collector's gateways list`);
     const conn: Connection = {
       link: {
@@ -359,7 +363,12 @@ export class Collector extends EventEmitter {
       remote, gateway: undefined, queue: [], processing: undefined, dead: false,
     };
     this.conns.add(conn);
-    const gw = await this.gateway(gatewayId);
+    let gw = await this.gateway(gatewayId, handedOver);
+    if (handedOver !== undefined && gw.state.nextSeq < handedOver.nextSeq) {
+      // Loaded before the hand-over (a TLS stream of the same gateway): reload from the hand-over.
+      await this.release(gatewayId);
+      gw = await this.gateway(gatewayId, handedOver);
+    }
     if (!(await this.bind(conn, gw))) throw new Error(`the stream of gateway "${gatewayId}" closed while it was opened`);
     return {
       nextSeq: gw.state.nextSeq,
@@ -370,25 +379,42 @@ export class Collector extends EventEmitter {
         this.process(conn);
       },
       alert: (a) => void this.alert(conn, a),
+      drained: async () => {
+        while (conn.processing !== undefined) await conn.processing;
+      },
       get dead() {
         return conn.dead;
       },
     };
   }
 
-  private gateway(id: string): Promise<Gateway> {
+  private gateway(id: string, handedOver?: GatewayState): Promise<Gateway> {
     let p = this.gateways.get(id);
     if (!p) {
       p = (async () => {
         const sp = statePath(this.opts.outDir, id);
-        const out = await GatewayOutput.open(this.opts.outDir, id, this.opts.output?.layout ?? 'single', this.opts.output?.ocsf ?? false);
+        const layout = this.opts.output?.layout ?? 'single';
+        const ocsf = this.opts.output?.ocsf ?? false;
+        let out = await GatewayOutput.open(this.opts.outDir, id, layout, ocsf);
         try {
-          const saved = await readState(sp);
+          let saved = await readState(sp);
           const logger = this.logger.child({ gatewayId: id });
-          const state = await recoverGateway(out, saved, logger);
+          let state = await recoverGateway(out, saved, logger);
+          if (handedOver !== undefined && state.nextSeq < handedOver.nextSeq) {
+            // Another collector stored the records after this one's copy: that copy stays whole,
+            // set aside, and this collector's new copy begins where the other one's ended.
+            await out.close();
+            const aside = await this.setAside(id, out, state);
+            if (aside !== undefined) logger.warn({ setAside: aside, firstSeq: state.firstSeq, nextSeq: state.nextSeq, from: handedOver.nextSeq }, 'collector: own copy of the gateway was behind the fleet; set aside');
+            out = await GatewayOutput.open(this.opts.outDir, id, layout, ocsf);
+            saved = { ...handedOver, firstSeq: handedOver.nextSeq };
+            await writeState(sp, saved);
+            state = saved;
+          }
           const last = await out.last('ndjson');
           const lastTimeMs = typeof last?.json.timeUnixMs === 'number' ? last.json.timeUnixMs : this.clock.now();
-          const tree = state.frontier ? await openTree(this.opts.outDir, id, out, state, saved.nextSeq, logger) : undefined;
+          // The tree store holds a tree from seq 0: a copy that begins mid-stream keeps only the frontier.
+          const tree = state.frontier && state.firstSeq === 0 ? await openTree(this.opts.outDir, id, out, state, saved.nextSeq, logger) : undefined;
           return { id, state, lastTimeMs, tree, out, statePath: sp, conn: undefined, verifier: this.configured?.get(id)?.verifier };
         } catch (err) {
           await out.close();
@@ -545,7 +571,7 @@ export class Collector extends EventEmitter {
         gw.state = state;
         gw.lastTimeMs = timeMs;
         this.st.records += entries.length;
-        if (!conn.dead) conn.link.acked(nextSeq - 1);
+        if (!conn.dead) conn.link.acked(nextSeq - 1, state);
         for (const json of stored) this.emit('record', gw.id, json);
         if (this.opts.witness) await this.cosign(conn, gw, cosigned);
       }
@@ -632,6 +658,40 @@ export class Collector extends EventEmitter {
     if (conn.gateway?.conn === conn) conn.gateway.conn = undefined;
     this.logger.debug({ remote: conn.remote, reason }, 'collector: stream closed');
     conn.link.close();
+  }
+
+  /**
+   * Lets a gateway go (its fleet lease moved to another collector): its stream ends after the
+   * current batch and its files are closed; attach() opens it afresh.
+   */
+  async release(gatewayId: string): Promise<void> {
+    const p = this.gateways.get(gatewayId);
+    if (p === undefined) return;
+    const gw = await p.catch(() => undefined);
+    if (gw?.conn) {
+      const conn = gw.conn;
+      this.kill(conn, 'the gateway moved to another collector');
+      await conn.processing;
+    }
+    if (this.gateways.get(gatewayId) === p) this.gateways.delete(gatewayId);
+    await gw?.out.close();
+    await gw?.tree?.close();
+  }
+
+  /** Moves a gateway's files to <out>/earlier/<gateway>.<first>-<last>/; undefined when it had no record. */
+  private async setAside(id: string, out: GatewayOutput, state: GatewayState): Promise<string | undefined> {
+    const paths = [...out.ownPaths(), statePath(this.opts.outDir, id), join(this.opts.outDir, collectorTreeFile(id))];
+    const present = (await Promise.all(paths.map((p) => stat(p).then(() => p, () => undefined)))).filter((p) => p !== undefined);
+    if (present.length === 0) return undefined;
+    if (state.nextSeq === state.firstSeq) {
+      // No record in them: nothing to keep.
+      for (const p of present) await rm(p, { recursive: true, force: true });
+      return undefined;
+    }
+    const dir = join(this.opts.outDir, 'earlier', `${id}.${state.firstSeq}-${state.nextSeq - 1}`);
+    await mkdir(dir, { recursive: true });
+    for (const p of present) await rename(p, join(dir, basename(p)));
+    return dir;
   }
 
   /** Stops accepting, closes every stream after its current batch, closes files. */

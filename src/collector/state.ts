@@ -3,6 +3,8 @@
 // identity bound to the gateway id, and the last checkpoint this collector witnessed. Replaced by
 // rename only (whole or absent). The NDJSON output is the record of truth: it is fsynced before the
 // state, so after a crash it may be ahead, never behind (see output.ts for the reconciliation).
+// The same JSON is what a fleet of collectors hands a gateway over with (jetstream.ts), and
+// `first_seq` is where this collector's copy of a gateway taken over mid-stream begins.
 import { writeFileAtomic } from '../core/files.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,6 +17,8 @@ export interface ResumePoint {
 }
 
 export interface GatewayState extends ResumePoint {
+  /** The first record stored here: 0, or where this collector took the gateway over from another. */
+  firstSeq: number;
   /** The tree of records [0, nextSeq); undefined in a state file written before the collector witnessed. */
   frontier: Frontier | undefined;
   /** The certificate identity (SPIFFE ID or CN) first seen for this gateway id, when not configured. */
@@ -37,6 +41,7 @@ export function collectorTreeFile(gatewayId: string): string {
 }
 
 export const EMPTY_STATE: GatewayState = {
+  firstSeq: 0,
   nextSeq: 0,
   lastHash: ZERO_HASH,
   frontier: new Frontier(),
@@ -52,17 +57,24 @@ export async function readState(path: string): Promise<GatewayState> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY_STATE, frontier: new Frontier() };
     throw err;
   }
+  return parseState(text, path);
+}
+
+/** A state from its JSON text; `where` names its source in errors (a file, a key-value entry). */
+export function parseState(text: string, where: string): GatewayState {
   let v: Record<string, unknown>;
   try {
     v = JSON.parse(text) as Record<string, unknown>;
   } catch (err) {
-    throw new CollectorStateError(`${path}: not JSON: ${(err as Error).message}`);
+    throw new CollectorStateError(`${where}: not JSON: ${(err as Error).message}`);
   }
   const bad = (why: string): never => {
-    throw new CollectorStateError(`${path}: ${why}`);
+    throw new CollectorStateError(`${where}: ${why}`);
   };
-  if (typeof v.next_seq !== 'number' || !Number.isSafeInteger(v.next_seq) || v.next_seq < 0) bad('next_seq must be a non-negative integer');
-  const nextSeq = v.next_seq as number;
+  const count = (n: unknown, field: string): number => (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : bad(`${field} must be a non-negative integer`));
+  const nextSeq = count(v.next_seq, 'next_seq');
+  const firstSeq = v.first_seq === undefined ? 0 : count(v.first_seq, 'first_seq');
+  if (firstSeq > nextSeq) bad('first_seq must not be after next_seq');
   const hex32 = (s: unknown, field: string): Uint8Array => {
     const h = typeof s === 'string' && /^[0-9a-f]{64}$/.test(s) ? fromHex(s) : undefined;
     return h ?? bad(`${field} must be 64 hex characters`);
@@ -81,16 +93,21 @@ export async function readState(path: string): Promise<GatewayState> {
   let checkpoint: GatewayState['checkpoint'];
   if (v.checkpoint !== undefined) {
     const c = v.checkpoint as { size?: unknown; root?: unknown };
-    if (typeof c.size !== 'number' || !Number.isSafeInteger(c.size) || c.size < 0) bad('checkpoint.size must be a non-negative integer');
-    checkpoint = { size: c.size as number, root: hex32(c.root, 'checkpoint.root') };
+    checkpoint = { size: count(c.size, 'checkpoint.size'), root: hex32(c.root, 'checkpoint.root') };
   }
-  return { nextSeq, lastHash, frontier, certificateIdentity, checkpoint };
+  return { firstSeq, nextSeq, lastHash, frontier, certificateIdentity, checkpoint };
 }
 
-export async function writeState(path: string, s: GatewayState): Promise<void> {
+/** The state as one line of JSON (the state file's and the fleet's hand-over form). */
+export function stateJson(s: GatewayState): string {
   const out: Record<string, unknown> = { next_seq: s.nextSeq, last_hash: toHex(s.lastHash) };
+  if (s.firstSeq > 0) out.first_seq = s.firstSeq;
   if (s.frontier) out.tree = s.frontier.edge.map((h) => toHex(h));
   if (s.certificateIdentity !== undefined) out.certificate_identity = s.certificateIdentity;
   if (s.checkpoint) out.checkpoint = { size: s.checkpoint.size, root: toHex(s.checkpoint.root) };
-  await writeFileAtomic(path, JSON.stringify(out) + '\n');
+  return JSON.stringify(out);
+}
+
+export async function writeState(path: string, s: GatewayState): Promise<void> {
+  await writeFileAtomic(path, stateJson(s) + '\n');
 }

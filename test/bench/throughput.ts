@@ -162,7 +162,9 @@ const tlsConnect =
     });
 
 function spawnNode(script: string, args: string[]): ChildProcess {
-  return spawn(process.execPath, [path.join(PACKAGE_ROOT, 'dist/test/bench', script), ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  // Diagnosis only: BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the relays.
+  const nodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return spawn(process.execPath, [...nodeArgs, path.join(PACKAGE_ROOT, 'dist/test/bench', script), ...args], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 /** Undefined when haproxy can run; otherwise why its columns are skipped. Installs Debian's package when it can. */

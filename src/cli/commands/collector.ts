@@ -62,6 +62,7 @@ export function register(program: Command): void {
           intake = await startJetStreamIntake({
             collector, servers: n.servers, gateways: n.gateways, stream: n.stream, subjectPrefix: n.subjectPrefix, consumerPrefix: n.consumerPrefix,
             auth: n.auth, logger, ...(n.tls ? { tls } : {}),
+            ...(n.fleet !== undefined ? { fleet: n.fleet } : {}), ...(n.ackWaitMs !== undefined ? { ackWaitMs: n.ackWaitMs } : {}),
           });
         } catch (err) {
           process.stderr.write(`plantgate collector: cannot read from NATS ${n.servers.join(', ')}: ${(err as Error).message}\n`);

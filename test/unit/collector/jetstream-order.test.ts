@@ -32,6 +32,7 @@ function setup() {
     lastHash: ZERO_HASH,
     push: (records: ReceivedRecord[]) => stored.push(...records.map((r) => Number(r.rec.seq))),
     alert: (a) => alerts.push(`${a.kind}: ${a.message}`),
+    drained: () => Promise.resolve(),
     dead: false,
   };
   const intake = new GatewayIntake('gw-1', stream, 3, silentLogger);
