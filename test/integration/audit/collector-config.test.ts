@@ -51,6 +51,17 @@ describe('collector config', () => {
     expect(err.errors.map((e) => e.message)).toEqual([expect.stringMatching(/collector\.yaml:8:\d+: nats\.gateways\[1\]: "gw-2" is not in gateways/)]);
   });
 
+  it('reads a fleet member\'s lease settings with their defaults, and names the field of a lease too short to renew', async () => {
+    const vkey = 'plantgate/gw-1+2ac137a9+AavZfm0X8Y8ps34Hegl9A+8NEdzF+fJZKoQUPMhQceLr';
+    const head = `listen: { host: 127.0.0.1, port: 0 }\ntls: { ca: a, cert: b, key: c }\nout_dir: out\ngateways:\n  - { id: gw-1, verifier_key: "${vkey}" }\n`;
+    const c = await loadCollectorConfig(await cfg(`${head}nats: { servers: [nats://nats.soc:4222], gateways: [gw-1], fleet: { member: soc-a }, ack_wait_ms: 5000 }\n`));
+    expect(c.nats?.fleet).toEqual({ member: 'soc-a', leaseMs: 15_000, leaseBucket: 'plantgate-collector-leases', stateBucket: 'plantgate-collector-state' });
+    expect(c.nats?.ackWaitMs).toBe(5000);
+    const err = (await loadCollectorConfig(await cfg(`${head}nats:\n  servers: [nats://nats.soc:4222]\n  gateways: [gw-1]\n  fleet: { lease_ms: 100 }\n`)).catch((e: unknown) => e)) as SourceErrors;
+    expect(err).toBeInstanceOf(SourceErrors);
+    expect(err.errors.map((e) => e.message)).toEqual([expect.stringMatching(/collector\.yaml:9:\d+: nats\.fleet\.lease_ms: must be at least 1000/)]);
+  });
+
   it('reads the gateways a collector witnesses and its witness key, and rejects a malformed verifier key by field', async () => {
     const vkey = 'plantgate/gw-1+2ac137a9+AavZfm0X8Y8ps34Hegl9A+8NEdzF+fJZKoQUPMhQceLr';
     const file = await cfg(
