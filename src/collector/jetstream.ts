@@ -3,15 +3,16 @@
 // collector's own verify-and-store loop (server.ts), so a record from the bus is checked and stored
 // exactly like one from a TLS stream, and acknowledged on the bus (ack-all) only once it is stored.
 // A gateway's records must be verified in order by one collector (the chain and the tree are per
-// gateway), so the unit collectors share out is the gateway: each collector of a fleet is given its
-// gateways, and the consumer is durable on the server, so a restarted collector goes on where it was.
+// gateway), so the unit collectors share out is the gateway: each collector is given its gateways,
+// or takes them by lease as a member of a fleet (fleet.ts), and the consumer is durable on the
+// server, so a restarted collector, or the one taking a gateway over, goes on where it was.
 // The bus is not trusted: whoever may publish on a subject can put anything there. Messages are
 // ordered by the seq of the record they carry; for each seq the one that chains to the stored
 // record is kept, a copy of one already stored is dropped, and one that is not the gateway's record
 // (it does not chain) is dropped and reported as a sink_alert notice; a record that arrives ahead of
 // its predecessors waits (bounded) until they come.
 // Owns the NATS connection and the consumers; never writes outputs itself.
-import { AckPolicy, connect, nanos, credsAuthenticator, DeliverPolicy, nkeyAuthenticator, type Authenticator, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, connect, credsAuthenticator, DeliverPolicy, nanos, nkeyAuthenticator, type Authenticator, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import { readFileSync } from 'node:fs';
 import { hashEquals, leafHash } from '../audit/hash.js';
 import { BulkDecoder } from '../audit/bulk-decode.js';
@@ -212,14 +213,16 @@ export async function startJetStreamIntake(opts: JetStreamIntakeOptions): Promis
   /** Stops reading one gateway; `graceful`: what was taken is stored and acknowledged before it is let go. */
   const stop = async (gatewayId: string, graceful: boolean): Promise<void> => {
     const r = running.get(gatewayId);
-    if (r === undefined) return;
     running.delete(gatewayId);
-    await r.messages.close();
-    if (graceful) {
-      await r.done;
-      await r.attached.drained();
-      await r.handover?.flushed();
+    if (r !== undefined) {
+      await r.messages.close();
+      if (graceful) {
+        await r.done;
+        await r.attached.drained();
+        await r.handover?.flushed();
+      }
     }
+    // Also after a take that failed half-way (attached, not yet reading).
     await opts.collector.release(gatewayId);
   };
 

@@ -25,6 +25,12 @@ const schema = z.strictObject({
   state_dir: file,
   /** SIGTERM: how long in-flight commands may take to finish before connections are closed. */
   drain_ms: z.number().int().min(0).max(60_000).default(5000),
+  /**
+   * `flat`: the gateway's heap grows in small steps (RSS ~120 MB, flat under load, ~5 % more CPU
+   * per command); `throughput`: V8's defaults (RSS climbs to ~165 MB before its first full
+   * collection). docs/performance.md, The gateway's memory.
+   */
+  memory: z.enum(['flat', 'throughput']).default('flat'),
   tls: z.strictObject({
     /** CA that signs agent (and collector) certificates. */
     ca: file,

@@ -51,6 +51,17 @@ describe('preflight: what serve checks before it starts', () => {
     expect(r.warnings.map((w) => w.message)).toEqual([]);
   });
 
+  it('keeps the gateway\'s memory flat unless the config trades it for throughput, and names a bad choice by file, line and field', async () => {
+    const load = async (yaml: string) => {
+      const file = await put(`memory-${++n}.yaml`, yaml);
+      return loadGatewayConfig(file).catch((e: unknown) => e);
+    };
+    expect(((await load(base)) as { memory: string }).memory).toBe('flat');
+    expect(((await load(`memory: throughput\n${base}`)) as { memory: string }).memory).toBe('throughput');
+    const err = (await load(`memory: small\n${base}`)) as { errors: { message: string }[] };
+    expect(err.errors.map((e) => e.message)).toEqual([expect.stringMatching(/memory-\d+\.yaml:1:\d+: memory: .*"flat".*"throughput"/)]);
+  });
+
   it('refuses a certificate file that is missing, naming file, line and field', async () => {
     const r = await check((y) => y.replace(files.pki.gateway.cert, path.join(dir, 'nowhere.crt')));
     expect(messages(r)).toEqual([expect.stringMatching(new RegExp(`^${esc(r.file)}:${lineOf(r.yaml, '  cert:')}:\\d+: tls\\.cert: cannot read .*nowhere\\.crt \\(ENOENT\\)$`))]);
