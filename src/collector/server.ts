@@ -180,6 +180,8 @@ export class Collector extends EventEmitter {
   private readonly st: CollectorStats = { alerts: {}, records: 0, cosignatures: 0 };
   /** Records from every gateway decode through one reader: their short strings repeat (bulk-decode.ts). */
   private readonly decoder = new BulkDecoder();
+  /** close() began: a stream that finishes its handshake after that is refused, not left open. */
+  private closing = false;
 
   constructor(private readonly opts: CollectorOptions) {
     super();
@@ -230,6 +232,10 @@ export class Collector extends EventEmitter {
   }
 
   private onConnection(socket: tls.TLSSocket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
     const conn: Connection = {
       link: {
         acked: (lastSeq) => socket.write(pb.CollectorFrame.encodeDelimited({ ack: { lastSeq } }).finish()),
@@ -351,6 +357,7 @@ export class Collector extends EventEmitter {
    * collector's own copy is behind it, that copy is set aside and storing starts from there.
    */
   async attach(gatewayId: string, remote: string, link: StreamLink, handedOver?: GatewayState): Promise<AttachedStream> {
+    if (this.closing) throw new Error('the collector is closing');
     if (this.configured !== undefined && !this.configured.has(gatewayId)) throw new Error(`gateway "${gatewayId}" is not in the collector's gateways list`);
     const conn: Connection = {
       link: {
@@ -696,6 +703,7 @@ export class Collector extends EventEmitter {
 
   /** Stops accepting, closes every stream after its current batch, closes files. */
   async close(): Promise<void> {
+    this.closing = true;
     const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const pending: Promise<void>[] = [];
     for (const c of this.conns) {

@@ -78,16 +78,9 @@ describe('audit faults (real gateway process)', () => {
     const records = await rig.spoolRecords();
     const lastSeq = records[records.length - 1].seq as number;
     const ndjson = path.join(rig.collectorDir, `${LAB_GATEWAY_ID}.ndjson`);
-    for (let i = 0; ; i++) {
-      const text = await readFile(ndjson, 'utf8');
-      const seqs = text.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
-      if (seqs[seqs.length - 1] >= lastSeq) {
-        expect(seqs).toEqual([...Array(seqs.length).keys()]);
-        break;
-      }
-      if (i > 200) throw new Error(`collector stopped at ${seqs[seqs.length - 1]}, spool ends at ${lastSeq}`);
-      await new Promise<void>((r) => rig!.collector!.once('record', () => r()));
-    }
+    await collectedThrough(rig, lastSeq);
+    const seqs = (await readFile(ndjson, 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
+    expect(seqs).toEqual([...Array(seqs.length).keys()]);
     await last.stop();
     expect(rig.collector!.stats().alerts).toEqual({});
     expect(rig.collector!.stats().cosignatures + collector.stats().cosignatures).toBeGreaterThan(0);

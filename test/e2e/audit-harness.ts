@@ -14,6 +14,7 @@ import { LAB_GATEWAY_ID, PACKAGE_ROOT, prepareLabFiles, type LabFiles } from '..
 import { startSimulator, type SimHandle } from '../../src/sim/server.js';
 import { freePort, waitForReady } from '../bench/processes.js';
 import { CLI } from './cli.js';
+import { untilEvent } from '../events.js';
 
 export interface AuditRig {
   files: LabFiles;
@@ -166,12 +167,11 @@ export async function socAlerts(rig: AuditRig): Promise<Record<string, any>[]> {
 
 /** Resolves once the collector has stored seq `seq` (or later). */
 export async function collectedThrough(rig: AuditRig, seq: number): Promise<void> {
-  for (;;) {
+  if (!rig.collector) throw new Error('no collector running');
+  await untilEvent(rig.collector, 'record', async () => {
     const lines = await socLines(rig);
-    if (lines.length > 0 && lines[lines.length - 1].seq >= seq) return;
-    if (!rig.collector) throw new Error('no collector running');
-    await new Promise<void>((r) => rig.collector!.once('record', () => r()));
-  }
+    return lines.length > 0 && lines[lines.length - 1].seq >= seq;
+  });
 }
 
 /**

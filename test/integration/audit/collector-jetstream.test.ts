@@ -20,6 +20,7 @@ import { startCollector, type Collector, type CollectorAlert } from '../../../sr
 import { ManualClock } from '../../../src/core/clock.js';
 import { initPki, type PkiPaths } from '../../../src/identity/dev/pki.js';
 import { freePort, natsServer, type NatsServer } from './nats-server.js';
+import { untilEvent } from '../../events.js';
 
 interface Gw {
   id: string;
@@ -91,8 +92,7 @@ async function seqsIn(c: RunningCollector, gatewayId: string): Promise<number[]>
 
 /** Resolves once the collector has stored the gateway's records up to `seq`. */
 async function storedThrough(c: RunningCollector, gatewayId: string, seq: number): Promise<void> {
-  const stored = async () => Math.max(-1, ...(await seqsIn(c, gatewayId)));
-  while ((await stored()) < seq) await new Promise<void>((resolve) => c.collector.once('record', () => resolve()));
+  await untilEvent(c.collector, 'record', async () => Math.max(-1, ...(await seqsIn(c, gatewayId))) >= seq);
 }
 
 const upTo = (n: number) => [...Array(n).keys()];

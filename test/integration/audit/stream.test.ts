@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { encodeFrame, FrameReader } from '../../../src/audit/framing.js';
@@ -285,6 +286,22 @@ describe('collector chain verification', () => {
     send(socket, r0);
     const [alert] = await alerted;
     expect(alert).toMatchObject({ kind: 'replay', expectedSeq: 2, gotSeq: 0 });
+  });
+
+  it('closes although a gateway finishes its TLS handshake after close() began: that stream is refused, not kept open', async () => {
+    const col = await startCollector({ host: '127.0.0.1', port: 0, tls: { ca: pem.ca, ...pem.collector }, outDir });
+    // Accepted at the TCP level, its TLS handshake waiting for the gateway's first flight.
+    const accepted = once((col as unknown as { server: tls.Server }).server, 'connection');
+    const raw = net.connect(col.port, '127.0.0.1');
+    await accepted;
+    const closed = col.close();
+    const socket = tls.connect({ socket: raw, ca: pem.ca, ...pem.gateway, servername: 'localhost' });
+    socket.on('error', () => undefined);
+    // A gateway that says hello at once would be bound and stored from, were it let in.
+    socket.on('secureConnect', () => socket.write(encodeFrame(pb.ShipperFrame.encode({ hello: { streamVersion: 1, gatewayId: 'gw-1' } }).finish())));
+    const ended = once(socket, 'close');
+    await closed;
+    await ended;
   });
 
   it('refuses a client that presents no certificate from its CA', async () => {

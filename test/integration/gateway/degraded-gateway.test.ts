@@ -18,6 +18,7 @@ import { loadGatewayConfig } from '../../../src/gateway/config.js';
 import { startGateway, type GatewayHandle } from '../../../src/gateway/gateway.js';
 import { certificateThumbprint } from '../../../src/identity/cert.js';
 import { auditRecords, authenticate, within } from './harness.js';
+import { untilEvent } from '../../events.js';
 
 async function modbusError(p: Promise<unknown>): Promise<number | undefined> {
   try {
@@ -118,19 +119,15 @@ describe('a tampered policy bundle', () => {
     // The SOC's copy: the collector wrote the rejection into this gateway's NDJSON.
     const ndjson = path.join(lab.collectorDir, 'tampered-gateway.ndjson');
     await within(
-      (async () => {
-        for (;;) {
-          const text = await readFile(ndjson, 'utf8').catch(() => '');
-          const lines = text.trim() === '' ? [] : text.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; bundle?: { kind?: string } });
-          if (lines.length >= records.length) {
-            // The session close may land after we read the log: the NDJSON holds at least ours, in order.
-            expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i));
-            expect(lines.some((l) => l.bundle?.kind === 'rejected')).toBe(true);
-            return;
-          }
-          await new Promise<void>((r) => lab.collector.once('record', () => r()));
-        }
-      })(),
+      untilEvent(lab.collector, 'record', async () => {
+        const text = await readFile(ndjson, 'utf8').catch(() => '');
+        const lines = text.trim() === '' ? [] : text.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; bundle?: { kind?: string } });
+        if (lines.length < records.length) return false;
+        // The session close may land after we read the log: the NDJSON holds at least ours, in order.
+        expect(lines.map((l) => l.seq)).toEqual(lines.map((_, i) => i));
+        expect(lines.some((l) => l.bundle?.kind === 'rejected')).toBe(true);
+        return true;
+      }),
       10_000,
       'the collector to store the tampered gateway’s records',
     );
