@@ -2,53 +2,34 @@
 // real gateways' audit logs shipped by the JetStream sink to a real nats-server, collectors that all
 // list every gateway and split them between them, hand a gateway over with its verification state
 // when the shares change, and fence off a former holder that writes after losing its lease.
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../../src/audit/log.js';
-import { startNatsSink, type NatsSink } from '../../../src/audit/nats-sink.js';
-import { noteSigner, verifierKey } from '../../../src/audit/note.js';
-import { outcomeRecord } from '../../../src/audit/records.js';
+import { verifierKey } from '../../../src/audit/note.js';
 import { Handover } from '../../../src/collector/fleet.js';
 import { startJetStreamIntake, type JetStreamIntake } from '../../../src/collector/jetstream.js';
 import { startCollector, type Collector, type CollectorAlert } from '../../../src/collector/server.js';
 import { EMPTY_STATE, parseState } from '../../../src/collector/state.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { initPki, type PkiPaths } from '../../../src/identity/dev/pki.js';
+import { shippingGateway, writeShipped, type ShippingGateway } from './nats-gateway.js';
 import { freePort, natsServer, type NatsServer } from './nats-server.js';
-
-interface Gw {
-  id: string;
-  key: KeyObject;
-  log: AuditLog;
-  sink: NatsSink;
-}
 
 const clock = new ManualClock();
 let root: string;
 let nats: NatsServer;
 let pki: PkiPaths;
-const gateways: Gw[] = [];
+const gateways: ShippingGateway[] = [];
 
-async function gateway(id: string): Promise<Gw> {
-  const key = generateKeyPairSync('ed25519').privateKey;
-  const log = await AuditLog.open({ dir: join(root, `spool-${id}`), gatewayId: id, clock, checkpoints: { signer: noteSigner(`plantgate/${id}`, key), everyRecords: 25, everyMs: 3_600_000 } });
-  const sink = startNatsSink({ log, gatewayId: id, site: 'plant-a', servers: [nats.url], createStream: true, reconnect: { minMs: 20, maxMs: 200 }, ackTimeoutMs: 2000 });
-  const g = { id, key, log, sink };
+async function gateway(id: string): Promise<ShippingGateway> {
+  const g = await shippingGateway(root, nats.url, clock, id, 25);
   gateways.push(g);
   return g;
 }
 
-/** Appends `n` records to the gateway's log and waits until the stream has them all. */
-async function write(g: Gw, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) g.log.append(outcomeRecord({ decisionSeq: i, sessionId: 's-1', status: 'ok', upstreamLatencyUs: 100 + i }));
-  await g.log.sync();
-  const last = g.log.nextSeq - 1;
-  while (g.log.ackedSeq < last) await new Promise<void>((resolve) => g.sink.once('acked', () => resolve()));
-}
+const write = writeShipped;
 
 interface Member {
   name: string;

@@ -4,53 +4,35 @@
 // read by one of them. Every record is verified (chain, tree, signed checkpoints) and stored once:
 // none lost, none twice, across a collector restart; a message on a gateway's subject that is not
 // its record is dropped with an alert and storing goes on.
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, headers as natsHeaders } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../../src/audit/log.js';
-import { startNatsSink, type NatsSink } from '../../../src/audit/nats-sink.js';
-import { noteSigner, verifierKey } from '../../../src/audit/note.js';
+import { verifierKey } from '../../../src/audit/note.js';
 import { encodeRecord, SCHEMA_VERSION } from '../../../src/audit/schema.js';
 import { outcomeRecord } from '../../../src/audit/records.js';
 import { startJetStreamIntake, type JetStreamIntake } from '../../../src/collector/jetstream.js';
 import { startCollector, type Collector, type CollectorAlert } from '../../../src/collector/server.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { initPki, type PkiPaths } from '../../../src/identity/dev/pki.js';
+import { shippingGateway, writeShipped, type ShippingGateway } from './nats-gateway.js';
 import { freePort, natsServer, type NatsServer } from './nats-server.js';
 import { untilEvent } from '../../events.js';
-
-interface Gw {
-  id: string;
-  key: KeyObject;
-  log: AuditLog;
-  sink: NatsSink;
-}
 
 const clock = new ManualClock();
 let root: string;
 let nats: NatsServer;
 let pki: PkiPaths;
-const gateways: Gw[] = [];
+const gateways: ShippingGateway[] = [];
 
-async function gateway(id: string): Promise<Gw> {
-  const key = generateKeyPairSync('ed25519').privateKey;
-  const log = await AuditLog.open({ dir: join(root, `spool-${id}`), gatewayId: id, clock, checkpoints: { signer: noteSigner(`plantgate/${id}`, key), everyRecords: 50, everyMs: 3_600_000 } });
-  const sink = startNatsSink({ log, gatewayId: id, site: 'plant-a', servers: [nats.url], createStream: true, reconnect: { minMs: 20, maxMs: 200 }, ackTimeoutMs: 2000 });
-  const g = { id, key, log, sink };
+async function gateway(id: string): Promise<ShippingGateway> {
+  const g = await shippingGateway(root, nats.url, clock, id, 50);
   gateways.push(g);
   return g;
 }
 
-/** Appends `n` records to the gateway's log and waits until the stream has them all. */
-async function write(g: Gw, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) g.log.append(outcomeRecord({ decisionSeq: i, sessionId: 's-1', status: 'ok', upstreamLatencyUs: 100 + i }));
-  await g.log.sync();
-  const last = g.log.nextSeq - 1;
-  while (g.log.ackedSeq < last) await new Promise<void>((resolve) => g.sink.once('acked', () => resolve()));
-}
+const write = writeShipped;
 
 interface RunningCollector {
   collector: Collector;
@@ -60,7 +42,7 @@ interface RunningCollector {
   close(): Promise<void>;
 }
 
-async function collector(name: string, takes: Gw[]): Promise<RunningCollector> {
+async function collector(name: string, takes: ShippingGateway[]): Promise<RunningCollector> {
   const outDir = join(root, name);
   const c = await startCollector({
     host: '127.0.0.1', port: 0, outDir,
