@@ -80,6 +80,8 @@ async function shipAll(r: AuditRig): Promise<{ soc: Record<string, any>[]; alert
   const gw = await r.startGateway();
   await collectedThrough(r, all[all.length - 1].seq as number);
   await gw.stop();
+  // A record's alert is written after the record is stored: closing waits for the alerts file.
+  await r.stopCollector();
   return { soc: await socLines(r), alerts: await socAlerts(r) };
 }
 
