@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { SourceError, SourceErrors } from '../core/errors.js';
 import { parseYamlWith } from '../core/yaml.js';
 import { isKeyName, parseVerifierKey } from '../audit/note.js';
-import type { FleetOptions } from './fleet.js';
+import { FLEET_DEFAULTS, type FleetOptions } from './fleet.js';
 import type { OutputLayout } from './output.js';
 
 const nonEmpty = z
@@ -79,9 +79,9 @@ const schema = z.strictObject({
       fleet: z
         .strictObject({
           member: nonEmpty.optional(),
-          lease_ms: z.number().int('must be an integer').min(1000, 'must be at least 1000').default(15_000),
-          lease_bucket: nonEmpty.default('plantgate-collector-leases'),
-          state_bucket: nonEmpty.default('plantgate-collector-state'),
+          lease_ms: z.number().int('must be an integer').min(1000, 'must be at least 1000').default(FLEET_DEFAULTS.leaseMs),
+          lease_bucket: nonEmpty.default(FLEET_DEFAULTS.leaseBucket),
+          state_bucket: nonEmpty.default(FLEET_DEFAULTS.stateBucket),
         })
         .optional(),
       /** Ack wait of the consumers this collector creates (a message taken by a collector that died waits this long). */

@@ -16,6 +16,9 @@ import type { JetStreamClient, KV } from 'nats';
 import type { Logger } from '../core/log.js';
 import { parseState, stateJson, type GatewayState } from './state.js';
 
+/** What a fleet member uses where its config says nothing (the collector config's defaults too). */
+export const FLEET_DEFAULTS = { leaseMs: 15_000, leaseBucket: 'plantgate-collector-leases', stateBucket: 'plantgate-collector-state' } as const;
+
 export interface FleetOptions {
   /** This collector's name in the leases. Default `<hostname>:<pid>`. */
   member?: string;
@@ -115,9 +118,9 @@ export class FleetMembership {
 
   /** Opens (or creates) the buckets and takes every free gateway of `gateways` at once, then every leaseMs / 3. */
   static async join(js: JetStreamClient, gateways: string[], handlers: FleetHandlers, opts: FleetOptions, logger: Logger): Promise<FleetMembership> {
-    const leaseBucket = opts.leaseBucket ?? 'plantgate-collector-leases';
-    const stateBucket = opts.stateBucket ?? 'plantgate-collector-state';
-    const leases = await js.views.kv(leaseBucket, { ttl: opts.leaseMs ?? 15_000, history: 1 });
+    const leaseBucket = opts.leaseBucket ?? FLEET_DEFAULTS.leaseBucket;
+    const stateBucket = opts.stateBucket ?? FLEET_DEFAULTS.stateBucket;
+    const leases = await js.views.kv(leaseBucket, { ttl: opts.leaseMs ?? FLEET_DEFAULTS.leaseMs, history: 1 });
     const states = await js.views.kv(stateBucket, { history: 1 });
     // The bucket's max age decides when a lease is free, whatever this collector was configured with.
     const leaseMs = (await leases.status()).ttl;
